@@ -1,0 +1,67 @@
+/*
+ * cgr CUDA interop: the CUDA handles behind a runtime, for code that mixes
+ * its own CUDA work with cgr's (launching its step kernels on cgr's main
+ * stream, recording its own events after a replay, ...).
+ *
+ * This is the only cgr header that includes a CUDA header; <cgr/cgr.h>
+ * stays free of CUDA types. It exists only in builds with the CUDA backend:
+ * link against the same CUDA runtime (libcudart) that cgr was built with.
+ *
+ * Threading and errors are as described at the top of <cgr/cgr.h>, except
+ * where a function below says otherwise.
+ */
+#ifndef CGR_CGR_CUDA_H
+#define CGR_CGR_CUDA_H
+
+#include <cuda_runtime_api.h>
+
+#include <cgr/cgr.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The cudaStream_t of one of the runtime's streams: CGR_STREAM_MAIN (which
+ * launches graphs) or CGR_STREAM_SIDE (which loads the next step's inputs).
+ *
+ * Ownership: the stream belongs to the runtime. It stays valid until
+ * cgr_runtime_destroy(rt); never destroy it, and do not use it after rt is
+ * destroyed. Work the caller enqueues on it is ordered with cgr's own work
+ * on that stream, exactly as CUDA orders any work on one stream. The
+ * stream is created with cudaStreamNonBlocking, so it does not synchronize
+ * with the legacy default stream.
+ *
+ * Returns CGR_OK and sets *out. On failure *out is NULL (when out is not
+ * NULL) and, when rt is not NULL, cgr_last_error(rt) says why. Errors:
+ *   CGR_E_INVALID_ARGUMENT  rt or out is NULL, or role is not a
+ *                           cgr_stream_role
+ *   CGR_E_UNSUPPORTED       the runtime runs on the host backend, which has
+ *                           no CUDA streams
+ *
+ * Threads: any thread, also while another thread uses rt; it only reads
+ * what cgr_runtime_create() set.
+ */
+CGR_API cgr_status cgr_cuda_stream(cgr_runtime *rt, cgr_stream_role role,
+                                   cudaStream_t *out);
+
+/*
+ * The CUDA device ordinal the runtime runs on (the resolved config->device
+ * or CGR_DEVICE). cgr makes it current on its own threads; the caller must
+ * make it current on theirs (cudaSetDevice) before enqueuing work on the
+ * runtime's streams from a thread that uses several devices.
+ *
+ * Returns CGR_OK and sets *out. On failure *out is -1 (when out is not
+ * NULL) and, when rt is not NULL, cgr_last_error(rt) says why. Errors:
+ *   CGR_E_INVALID_ARGUMENT  rt or out is NULL
+ *   CGR_E_UNSUPPORTED       the runtime runs on the host backend
+ *
+ * Threads: any thread, also while another thread uses rt.
+ */
+CGR_API cgr_status cgr_cuda_device(const cgr_runtime *rt, int *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CGR_CGR_CUDA_H */

@@ -1,0 +1,358 @@
+/*
+ * The one dispatch point of the backend table: arguments checked once for
+ * both backends, fault injection consulted, successful calls counted.
+ */
+#include "runtime/backend.h"
+
+#include <string.h>
+
+#include "runtime/fault.h"
+
+const char *cgr__call_name(cgr__call call) {
+  switch (call) {
+#define CGR__CALL_NAME_(name, fault_status)                                    \
+  case CGR__CALL_##name:                                                       \
+    return #name;
+    CGR__CALL_LIST(CGR__CALL_NAME_)
+#undef CGR__CALL_NAME_
+  default:
+    return "UNKNOWN";
+  }
+}
+
+/* The failure an injected fault produces: the status a real failure of this
+ * kind returns, and a message that says it was injected. */
+static cgr_status injected(cgr__backend *be, cgr__call call, const char *func) {
+  return cgr__fail(be->error, cgr__fault_status(call), func,
+                   "injected fault in %s call #%llu", cgr__call_name(call),
+                   (unsigned long long)cgr__fault_seen());
+}
+
+static cgr_status counted(cgr__backend *be, cgr__call call, cgr_status status) {
+  if (status == CGR_OK)
+    atomic_fetch_add_explicit(&be->calls[call], 1, memory_order_relaxed);
+  return status;
+}
+
+static cgr_status null_arg(cgr__backend *be, const char *func,
+                           const char *name) {
+  return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, func,
+                   "argument '%s' is NULL", name);
+}
+
+void cgr__backend_destroy(cgr__backend *be) {
+  if (be == NULL || be->ops == NULL)
+    return;
+  be->ops->destroy(be->ctx);
+  be->ops = NULL;
+  be->ctx = NULL;
+}
+
+uint64_t cgr__be_calls(const cgr__backend *be, cgr__call call) {
+  return atomic_load_explicit(&((cgr__backend *)be)->calls[call],
+                              memory_order_relaxed);
+}
+
+void cgr__be_reset_calls(cgr__backend *be) {
+  for (int i = 0; i < CGR__CALL_COUNT; ++i)
+    atomic_store_explicit(&be->calls[i], 0, memory_order_relaxed);
+}
+
+/* ---- streams --------------------------------------------------------- */
+
+cgr_status cgr__be_stream_create(cgr__backend *be, cgr_stream_priority prio,
+                                 const char *name, cgr__stream **out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = NULL;
+  if (prio != CGR_PRIORITY_NORMAL && prio != CGR_PRIORITY_HIGH)
+    return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'priority' is %d, not a cgr_stream_priority",
+                     (int)prio);
+  if (cgr__fault_hit(CGR__CALL_STREAM_CREATE))
+    return injected(be, CGR__CALL_STREAM_CREATE, __func__);
+  return counted(be, CGR__CALL_STREAM_CREATE,
+                 be->ops->stream_create(be->ctx, prio, name ? name : "cgr",
+                                        out));
+}
+
+void cgr__be_stream_destroy(cgr__backend *be, cgr__stream *stream) {
+  if (stream != NULL)
+    be->ops->stream_destroy(be->ctx, stream);
+}
+
+void *cgr__be_stream_native(cgr__backend *be, cgr__stream *stream) {
+  return stream ? be->ops->stream_native(be->ctx, stream) : NULL;
+}
+
+/* ---- events ---------------------------------------------------------- */
+
+cgr_status cgr__be_event_create(cgr__backend *be, int timing,
+                                cgr__event **out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = NULL;
+  if (cgr__fault_hit(CGR__CALL_EVENT_CREATE))
+    return injected(be, CGR__CALL_EVENT_CREATE, __func__);
+  return counted(be, CGR__CALL_EVENT_CREATE,
+                 be->ops->event_create(be->ctx, timing != 0, out));
+}
+
+void cgr__be_event_destroy(cgr__backend *be, cgr__event *event) {
+  if (event != NULL)
+    be->ops->event_destroy(be->ctx, event);
+}
+
+cgr_status cgr__be_event_record(cgr__backend *be, cgr__event *event,
+                                cgr__stream *stream) {
+  if (event == NULL)
+    return null_arg(be, __func__, "event");
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (cgr__fault_hit(CGR__CALL_EVENT_RECORD))
+    return injected(be, CGR__CALL_EVENT_RECORD, __func__);
+  return counted(be, CGR__CALL_EVENT_RECORD,
+                 be->ops->event_record(be->ctx, event, stream));
+}
+
+cgr_status cgr__be_stream_wait_event(cgr__backend *be, cgr__stream *stream,
+                                     cgr__event *event) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (event == NULL)
+    return null_arg(be, __func__, "event");
+  if (cgr__fault_hit(CGR__CALL_EVENT_WAIT))
+    return injected(be, CGR__CALL_EVENT_WAIT, __func__);
+  return counted(be, CGR__CALL_EVENT_WAIT,
+                 be->ops->stream_wait_event(be->ctx, stream, event));
+}
+
+cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event) {
+  if (event == NULL)
+    return null_arg(be, __func__, "event");
+  return be->ops->event_query(be->ctx, event);
+}
+
+cgr_status cgr__be_event_synchronize(cgr__backend *be, cgr__event *event) {
+  if (event == NULL)
+    return null_arg(be, __func__, "event");
+  if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
+    return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
+  return counted(be, CGR__CALL_SYNCHRONIZE,
+                 be->ops->event_synchronize(be->ctx, event));
+}
+
+cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
+                                    cgr__event *end, float *out_ms) {
+  if (start == NULL)
+    return null_arg(be, __func__, "start");
+  if (end == NULL)
+    return null_arg(be, __func__, "end");
+  if (out_ms == NULL)
+    return null_arg(be, __func__, "out_ms");
+  *out_ms = 0.0f;
+  return be->ops->event_elapsed_ms(be->ctx, start, end, out_ms);
+}
+
+/* ---- memory ---------------------------------------------------------- */
+
+cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = NULL;
+  if (bytes == 0)
+    return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'bytes' is 0");
+  if (cgr__fault_hit(CGR__CALL_DEVICE_ALLOC))
+    return injected(be, CGR__CALL_DEVICE_ALLOC, __func__);
+  return counted(be, CGR__CALL_DEVICE_ALLOC,
+                 be->ops->device_alloc(be->ctx, bytes, out));
+}
+
+void cgr__be_device_free(cgr__backend *be, void *ptr) {
+  if (ptr != NULL)
+    be->ops->device_free(be->ctx, ptr);
+}
+
+cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = NULL;
+  if (bytes == 0)
+    return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'bytes' is 0");
+  if (cgr__fault_hit(CGR__CALL_PINNED_ALLOC))
+    return injected(be, CGR__CALL_PINNED_ALLOC, __func__);
+  return counted(be, CGR__CALL_PINNED_ALLOC,
+                 be->ops->pinned_alloc(be->ctx, bytes, out));
+}
+
+void cgr__be_pinned_free(cgr__backend *be, void *ptr) {
+  if (ptr != NULL)
+    be->ops->pinned_free(be->ctx, ptr);
+}
+
+/* ---- work ------------------------------------------------------------ */
+
+cgr_status cgr__be_memcpy_async(cgr__backend *be, cgr__stream *stream,
+                                void *dst, const void *src, size_t bytes) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (bytes > 0 && dst == NULL)
+    return null_arg(be, __func__, "dst");
+  if (bytes > 0 && src == NULL)
+    return null_arg(be, __func__, "src");
+  if (bytes == 0)
+    return CGR_OK; /* no work, and no graph node during capture */
+  if (cgr__fault_hit(CGR__CALL_COPY))
+    return injected(be, CGR__CALL_COPY, __func__);
+  return counted(be, CGR__CALL_COPY,
+                 be->ops->memcpy_async(be->ctx, stream, dst, src, bytes));
+}
+
+cgr_status cgr__be_memset_async(cgr__backend *be, cgr__stream *stream,
+                                void *dst, int value, size_t bytes) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (bytes > 0 && dst == NULL)
+    return null_arg(be, __func__, "dst");
+  if (bytes == 0)
+    return CGR_OK;
+  if (cgr__fault_hit(CGR__CALL_MEMSET))
+    return injected(be, CGR__CALL_MEMSET, __func__);
+  return counted(be, CGR__CALL_MEMSET,
+                 be->ops->memset_async(be->ctx, stream, dst, value, bytes));
+}
+
+cgr_status cgr__be_kernel_launch(cgr__backend *be, cgr__stream *stream,
+                                 const cgr__kernel *kernel, const void *args) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (kernel == NULL)
+    return null_arg(be, __func__, "kernel");
+  if (args == NULL && kernel->args_size > 0)
+    return null_arg(be, __func__, "args");
+  if (cgr__fault_hit(CGR__CALL_KERNEL_LAUNCH))
+    return injected(be, CGR__CALL_KERNEL_LAUNCH, __func__);
+  return counted(be, CGR__CALL_KERNEL_LAUNCH,
+                 be->ops->kernel_launch(be->ctx, stream, kernel, args));
+}
+
+cgr_status cgr__be_host_func(cgr__backend *be, cgr__stream *stream,
+                             cgr__host_fn fn, void *user) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (fn == NULL)
+    return null_arg(be, __func__, "fn");
+  if (cgr__fault_hit(CGR__CALL_HOST_FUNC))
+    return injected(be, CGR__CALL_HOST_FUNC, __func__);
+  return counted(be, CGR__CALL_HOST_FUNC,
+                 be->ops->host_func(be->ctx, stream, fn, user));
+}
+
+/* ---- capture and graphs ---------------------------------------------- */
+
+cgr_status cgr__be_capture_begin(cgr__backend *be, cgr__stream *stream) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (cgr__fault_hit(CGR__CALL_CAPTURE_BEGIN))
+    return injected(be, CGR__CALL_CAPTURE_BEGIN, __func__);
+  return counted(be, CGR__CALL_CAPTURE_BEGIN,
+                 be->ops->capture_begin(be->ctx, stream));
+}
+
+cgr_status cgr__be_capture_end(cgr__backend *be, cgr__stream *stream,
+                               cgr__graph **out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = NULL;
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  cgr_status status = be->ops->capture_end(be->ctx, stream, out);
+  if (status != CGR_OK)
+    return status;
+  /* An injected failure must still end the capture, as a real one does, so
+   * the stream is usable afterwards: end it, then throw the graph away. */
+  if (cgr__fault_hit(CGR__CALL_CAPTURE_END)) {
+    be->ops->graph_destroy(be->ctx, *out);
+    *out = NULL;
+    return injected(be, CGR__CALL_CAPTURE_END, __func__);
+  }
+  return counted(be, CGR__CALL_CAPTURE_END, status);
+}
+
+int cgr__be_stream_is_capturing(cgr__backend *be, cgr__stream *stream) {
+  return stream ? be->ops->stream_is_capturing(be->ctx, stream) : 0;
+}
+
+cgr_status cgr__be_graph_node_count(cgr__backend *be, cgr__graph *graph,
+                                    size_t *out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = 0;
+  if (graph == NULL)
+    return null_arg(be, __func__, "graph");
+  return be->ops->graph_node_count(be->ctx, graph, out);
+}
+
+void cgr__be_graph_destroy(cgr__backend *be, cgr__graph *graph) {
+  if (graph != NULL)
+    be->ops->graph_destroy(be->ctx, graph);
+}
+
+cgr_status cgr__be_graph_instantiate(cgr__backend *be, cgr__graph *graph,
+                                     cgr__stream *upload_stream,
+                                     cgr__graph_exec **out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = NULL;
+  if (graph == NULL)
+    return null_arg(be, __func__, "graph");
+  if (cgr__fault_hit(CGR__CALL_GRAPH_INSTANTIATE))
+    return injected(be, CGR__CALL_GRAPH_INSTANTIATE, __func__);
+  return counted(be, CGR__CALL_GRAPH_INSTANTIATE,
+                 be->ops->graph_instantiate(be->ctx, graph, upload_stream,
+                                            out));
+}
+
+cgr_status cgr__be_graph_launch(cgr__backend *be, cgr__graph_exec *exec,
+                                cgr__stream *stream) {
+  if (exec == NULL)
+    return null_arg(be, __func__, "exec");
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (cgr__fault_hit(CGR__CALL_GRAPH_LAUNCH))
+    return injected(be, CGR__CALL_GRAPH_LAUNCH, __func__);
+  return counted(be, CGR__CALL_GRAPH_LAUNCH,
+                 be->ops->graph_launch(be->ctx, exec, stream));
+}
+
+void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec) {
+  if (exec != NULL)
+    be->ops->graph_exec_destroy(be->ctx, exec);
+}
+
+/* ---- synchronization ------------------------------------------------- */
+
+cgr_status cgr__be_stream_synchronize(cgr__backend *be, cgr__stream *stream) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
+    return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
+  return counted(be, CGR__CALL_SYNCHRONIZE,
+                 be->ops->stream_synchronize(be->ctx, stream));
+}
+
+cgr_status cgr__be_device_synchronize(cgr__backend *be) {
+  if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
+    return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
+  return counted(be, CGR__CALL_SYNCHRONIZE,
+                 be->ops->device_synchronize(be->ctx));
+}
+
+cgr_status cgr__be_device_info(cgr__backend *be, cgr_device_info *out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  memset(out, 0, sizeof *out);
+  return be->ops->device_info(be->ctx, out);
+}

@@ -1,0 +1,233 @@
+/*
+ * The backend table: the only way capture/ and replay/ reach a device.
+ *
+ * A backend is a table of function pointers (cgr__backend_ops) plus a
+ * context. Nothing calls the table directly: the cgr__be_* wrappers below are
+ * the one dispatch point. They check arguments, consult fault injection,
+ * count successful calls, and then call the backend. A backend function only
+ * does the work and, on failure, writes a message through cgr__error.
+ *
+ * Two implementations: runtime/cuda/ (cudart and the CUDA Graphs API) and
+ * runtime/host/ (worker threads that keep CUDA's ordering rules).
+ *
+ * Semantics follow CUDA everywhere; where a backend cannot, it says so with
+ * CGR_E_UNSUPPORTED, never by doing something else.
+ */
+#ifndef CGR_RUNTIME_BACKEND_H
+#define CGR_RUNTIME_BACKEND_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cgr/cgr.h"
+#include "runtime/error.h"
+#include "runtime/kernel.h"
+
+/* Opaque per-backend handles. The CUDA backend casts its native handles to
+ * these; the host backend defines the structs. */
+typedef struct cgr__stream cgr__stream;
+typedef struct cgr__event cgr__event;
+typedef struct cgr__graph cgr__graph;           /* a captured graph */
+typedef struct cgr__graph_exec cgr__graph_exec; /* an instantiated graph */
+
+/*
+ * The kinds of backend call, for counters and fault injection.
+ * X(NAME, counter field in cgr_counters or none, status an injected fault
+ * returns). HOST_ALLOC and THREAD_CREATE are not backend calls but are
+ * injectable so tests reach every failure path of create.
+ */
+#define CGR__CALL_LIST(X)                                                      \
+  X(HOST_ALLOC, CGR_E_OUT_OF_MEMORY)                                           \
+  X(THREAD_CREATE, CGR_E_SYSTEM)                                               \
+  X(STREAM_CREATE, CGR_E_CUDA)                                                 \
+  X(EVENT_CREATE, CGR_E_CUDA)                                                  \
+  X(EVENT_RECORD, CGR_E_CUDA)                                                  \
+  X(EVENT_WAIT, CGR_E_CUDA)                                                    \
+  X(DEVICE_ALLOC, CGR_E_DEVICE_OUT_OF_MEMORY)                                  \
+  X(PINNED_ALLOC, CGR_E_OUT_OF_MEMORY)                                         \
+  X(COPY, CGR_E_CUDA)                                                          \
+  X(MEMSET, CGR_E_CUDA)                                                        \
+  X(KERNEL_LAUNCH, CGR_E_CUDA)                                                 \
+  X(HOST_FUNC, CGR_E_CUDA)                                                     \
+  X(CAPTURE_BEGIN, CGR_E_CAPTURE)                                              \
+  X(CAPTURE_END, CGR_E_CAPTURE)                                                \
+  X(GRAPH_INSTANTIATE, CGR_E_CUDA)                                             \
+  X(GRAPH_LAUNCH, CGR_E_CUDA)                                                  \
+  X(SYNCHRONIZE, CGR_E_CUDA)
+
+typedef enum cgr__call {
+#define CGR__CALL_ENUM_(name, fault_status) CGR__CALL_##name,
+  CGR__CALL_LIST(CGR__CALL_ENUM_)
+#undef CGR__CALL_ENUM_
+  CGR__CALL_COUNT
+} cgr__call;
+
+/* "HOST_ALLOC", ... */
+const char *cgr__call_name(cgr__call call);
+
+
+/* A function run on a stream, in stream order, on a thread of the backend's
+ * choosing. It must not call into cgr (CUDA forbids CUDA calls there). */
+typedef void (*cgr__host_fn)(void *user);
+
+typedef struct cgr__backend_ops {
+  const char *name; /* "cuda", "host" */
+
+  void (*destroy)(void *ctx);
+
+  cgr_status (*stream_create)(void *ctx, cgr_stream_priority priority,
+                              const char *name, cgr__stream **out);
+  /* Waits for the stream's pending work, then frees it. */
+  void (*stream_destroy)(void *ctx, cgr__stream *stream);
+  /* The native handle: cudaStream_t on CUDA, NULL on host. */
+  void *(*stream_native)(void *ctx, cgr__stream *stream);
+
+  cgr_status (*event_create)(void *ctx, int timing, cgr__event **out);
+  void (*event_destroy)(void *ctx, cgr__event *event);
+  cgr_status (*event_record)(void *ctx, cgr__event *event,
+                             cgr__stream *stream);
+  /* Later work on stream waits for the event's most recent record as of this
+   * call; an event never recorded is already complete. */
+  cgr_status (*stream_wait_event)(void *ctx, cgr__stream *stream,
+                                  cgr__event *event);
+  /* CGR_OK when complete, CGR_E_NOT_READY when not. */
+  cgr_status (*event_query)(void *ctx, cgr__event *event);
+  cgr_status (*event_synchronize)(void *ctx, cgr__event *event);
+  /* Milliseconds between two completed timing events. */
+  cgr_status (*event_elapsed_ms)(void *ctx, cgr__event *start,
+                                 cgr__event *end, float *out_ms);
+
+  cgr_status (*device_alloc)(void *ctx, size_t bytes, void **out);
+  void (*device_free)(void *ctx, void *ptr);
+  /* Page-locked host memory the device can read directly. */
+  cgr_status (*pinned_alloc)(void *ctx, size_t bytes, void **out);
+  void (*pinned_free)(void *ctx, void *ptr);
+
+  /* Any direction (unified addressing). Zero bytes is a no-op that adds
+   * no graph node during capture (both backends). */
+  cgr_status (*memcpy_async)(void *ctx, cgr__stream *stream, void *dst,
+                             const void *src, size_t bytes);
+  cgr_status (*memset_async)(void *ctx, cgr__stream *stream, void *dst,
+                             int value, size_t bytes);
+  cgr_status (*kernel_launch)(void *ctx, cgr__stream *stream,
+                              const cgr__kernel *kernel, const void *args);
+  cgr_status (*host_func)(void *ctx, cgr__stream *stream, cgr__host_fn fn,
+                          void *user);
+
+  /* Thread-local capture mode: while this thread captures, it may not
+   * allocate or synchronize. */
+  cgr_status (*capture_begin)(void *ctx, cgr__stream *stream);
+  /* Ends the capture. If anything illegal happened during it, the capture is
+   * invalidated: the partial graph is destroyed, *out is NULL and the
+   * status is CGR_E_CAPTURE with the reason. */
+  cgr_status (*capture_end)(void *ctx, cgr__stream *stream, cgr__graph **out);
+  /* 1 while the stream is capturing. */
+  int (*stream_is_capturing)(void *ctx, cgr__stream *stream);
+  /* Number of nodes in a captured graph. */
+  cgr_status (*graph_node_count)(void *ctx, cgr__graph *graph, size_t *out);
+  void (*graph_destroy)(void *ctx, cgr__graph *graph);
+  /* Instantiates and, when upload_stream is not NULL, uploads on it so the
+   * first launch pays no upload. The graph may be destroyed afterwards. */
+  cgr_status (*graph_instantiate)(void *ctx, cgr__graph *graph,
+                                  cgr__stream *upload_stream,
+                                  cgr__graph_exec **out);
+  /* Launches of one exec are ordered behind each other, as in CUDA. */
+  cgr_status (*graph_launch)(void *ctx, cgr__graph_exec *exec,
+                             cgr__stream *stream);
+  /* Safe while a launch is pending: freed once it finished. */
+  void (*graph_exec_destroy)(void *ctx, cgr__graph_exec *exec);
+
+  cgr_status (*stream_synchronize)(void *ctx, cgr__stream *stream);
+  cgr_status (*device_synchronize)(void *ctx);
+
+  /* Fills what the backend knows. */
+  cgr_status (*device_info)(void *ctx, cgr_device_info *out);
+} cgr__backend_ops;
+
+/* A backend instance: its table, its context, its counters. */
+typedef struct cgr__backend {
+  const cgr__backend_ops *ops;
+  void *ctx;
+  cgr__error *error; /* where failures are reported; owned by the runtime */
+  _Atomic uint64_t calls[CGR__CALL_COUNT];
+} cgr__backend;
+
+/*
+ * Backend constructors. On success *be is ready to use; on failure it is
+ * untouched but for ops == NULL and the message is in err.
+ *   host: always available (unless fault injection says otherwise).
+ *   cuda: CGR_E_NO_DEVICE with a reason when unusable, CGR_E_UNSUPPORTED in
+ *         a build without CUDA.
+ */
+cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err);
+cgr_status cgr__cuda_backend_init(cgr__backend *be, cgr__error *err,
+                                  int device);
+
+/*
+ * Probe CUDA without creating anything: CGR_OK when a driver and device
+ * `device` are usable; otherwise CGR_E_NO_DEVICE (or CGR_E_UNSUPPORTED in a
+ * build without CUDA) and a reason in why ("no CUDA driver", "driver too
+ * old: supports CUDA 12.2, runtime needs 13.0", "no CUDA device", ...).
+ */
+cgr_status cgr__cuda_probe(int device, char *why, size_t why_size);
+
+/* Frees the backend's context; be->ops becomes NULL. NULL-safe. */
+void cgr__backend_destroy(cgr__backend *be);
+
+/* ---- the dispatch point ---------------------------------------------- */
+
+cgr_status cgr__be_stream_create(cgr__backend *be, cgr_stream_priority prio,
+                                 const char *name, cgr__stream **out);
+void cgr__be_stream_destroy(cgr__backend *be, cgr__stream *stream);
+void *cgr__be_stream_native(cgr__backend *be, cgr__stream *stream);
+
+cgr_status cgr__be_event_create(cgr__backend *be, int timing,
+                                cgr__event **out);
+void cgr__be_event_destroy(cgr__backend *be, cgr__event *event);
+cgr_status cgr__be_event_record(cgr__backend *be, cgr__event *event,
+                                cgr__stream *stream);
+cgr_status cgr__be_stream_wait_event(cgr__backend *be, cgr__stream *stream,
+                                     cgr__event *event);
+cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event);
+cgr_status cgr__be_event_synchronize(cgr__backend *be, cgr__event *event);
+cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
+                                    cgr__event *end, float *out_ms);
+
+cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out);
+void cgr__be_device_free(cgr__backend *be, void *ptr);
+cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out);
+void cgr__be_pinned_free(cgr__backend *be, void *ptr);
+
+cgr_status cgr__be_memcpy_async(cgr__backend *be, cgr__stream *stream,
+                                void *dst, const void *src, size_t bytes);
+cgr_status cgr__be_memset_async(cgr__backend *be, cgr__stream *stream,
+                                void *dst, int value, size_t bytes);
+cgr_status cgr__be_kernel_launch(cgr__backend *be, cgr__stream *stream,
+                                 const cgr__kernel *kernel, const void *args);
+cgr_status cgr__be_host_func(cgr__backend *be, cgr__stream *stream,
+                             cgr__host_fn fn, void *user);
+
+cgr_status cgr__be_capture_begin(cgr__backend *be, cgr__stream *stream);
+cgr_status cgr__be_capture_end(cgr__backend *be, cgr__stream *stream,
+                               cgr__graph **out);
+int cgr__be_stream_is_capturing(cgr__backend *be, cgr__stream *stream);
+cgr_status cgr__be_graph_node_count(cgr__backend *be, cgr__graph *graph,
+                                    size_t *out);
+void cgr__be_graph_destroy(cgr__backend *be, cgr__graph *graph);
+cgr_status cgr__be_graph_instantiate(cgr__backend *be, cgr__graph *graph,
+                                     cgr__stream *upload_stream,
+                                     cgr__graph_exec **out);
+cgr_status cgr__be_graph_launch(cgr__backend *be, cgr__graph_exec *exec,
+                                cgr__stream *stream);
+void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec);
+
+cgr_status cgr__be_stream_synchronize(cgr__backend *be, cgr__stream *stream);
+cgr_status cgr__be_device_synchronize(cgr__backend *be);
+cgr_status cgr__be_device_info(cgr__backend *be, cgr_device_info *out);
+
+/* Counter of one call kind (relaxed read). */
+uint64_t cgr__be_calls(const cgr__backend *be, cgr__call call);
+void cgr__be_reset_calls(cgr__backend *be);
+
+#endif /* CGR_RUNTIME_BACKEND_H */

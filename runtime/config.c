@@ -1,0 +1,84 @@
+#include <stddef.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+
+cgr_status cgr_config_init(cgr_config *config) {
+  if (config == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  memset(config, 0, sizeof *config);
+  config->size = sizeof *config;
+  config->version = CGR_CONFIG_VERSION;
+  config->backend = CGR_BACKEND_AUTO;
+  config->device = 0;
+  config->main_stream_priority = CGR_PRIORITY_HIGH;
+  config->side_stream_priority = CGR_PRIORITY_NORMAL;
+  config->nvtx = 1;
+  config->validate = 0;
+  return CGR_OK;
+}
+
+static int priority_valid(cgr_stream_priority priority) {
+  return priority == CGR_PRIORITY_NORMAL || priority == CGR_PRIORITY_HIGH;
+}
+
+cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
+                               cgr_config *resolved, cgr__error *err) {
+  cgr_config_init(resolved);
+  if (config != NULL) {
+    /* The smallest config we accept has size, version and backend. */
+    const size_t minimum = offsetof(cgr_config, backend) + sizeof config->backend;
+    if (config->size < minimum)
+      return cgr__fail(err, CGR_E_VERSION, "cgr_runtime_create",
+                       "config->size is %zu, smaller than any cgr_config "
+                       "(%zu); was it filled by cgr_config_init()?",
+                       config->size, minimum);
+    if (config->version == 0 || config->version > CGR_CONFIG_VERSION)
+      return cgr__fail(err, CGR_E_VERSION, "cgr_runtime_create",
+                       "config->version is %u; this library knows versions "
+                       "1 to %u",
+                       config->version, (unsigned)CGR_CONFIG_VERSION);
+    /* Fields past the caller's size keep their defaults: an older caller
+     * never knew them. */
+    size_t known = config->size < sizeof *resolved ? config->size
+                                                   : sizeof *resolved;
+    memcpy(resolved, config, known);
+    resolved->size = sizeof *resolved;
+    resolved->version = CGR_CONFIG_VERSION;
+  }
+  if (env->problem[0] != '\0')
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create", "%s",
+                     env->problem);
+  if (env->has_backend)
+    resolved->backend = env->backend;
+  if (env->has_device)
+    resolved->device = env->device;
+  if (env->has_nvtx)
+    resolved->nvtx = env->nvtx;
+
+  if (resolved->backend != CGR_BACKEND_AUTO &&
+      resolved->backend != CGR_BACKEND_CUDA &&
+      resolved->backend != CGR_BACKEND_HOST)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->backend is %d, not a cgr_backend_kind",
+                     (int)resolved->backend);
+  if (resolved->device < 0)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->device is %d, must be >= 0", resolved->device);
+  if (!priority_valid(resolved->main_stream_priority))
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->main_stream_priority is %d",
+                     (int)resolved->main_stream_priority);
+  if (!priority_valid(resolved->side_stream_priority))
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->side_stream_priority is %d",
+                     (int)resolved->side_stream_priority);
+  if (resolved->nvtx != 0 && resolved->nvtx != 1)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->nvtx is %d, must be 0 or 1", resolved->nvtx);
+  if (resolved->validate != 0 && resolved->validate != 1)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->validate is %d, must be 0 or 1",
+                     resolved->validate);
+  return CGR_OK;
+}

@@ -1,0 +1,51 @@
+/*
+ * The runtime object, seen from inside the library. capture/ and replay/
+ * reach the device only through rt->backend.
+ */
+#ifndef CGR_RUNTIME_RUNTIME_H
+#define CGR_RUNTIME_RUNTIME_H
+
+#include "cgr/cgr.h"
+#include "runtime/backend.h"
+#include "runtime/error.h"
+
+struct cgr_runtime {
+  cgr_config config; /* resolved: defaults, caller's fields, environment */
+  cgr__error error;
+  cgr__backend backend;
+  cgr_backend_kind kind; /* CUDA or HOST, never AUTO */
+  char backend_reason[256];
+  cgr__stream *streams[2]; /* indexed by cgr_stream_role */
+};
+
+/*
+ * Environment overrides, read once per process. Each has_* says the
+ * variable was set to a valid value; `problem` names a variable set to a
+ * value that means nothing (create then fails rather than guess).
+ */
+typedef struct cgr__env {
+  int has_backend;
+  cgr_backend_kind backend;
+  int has_device;
+  int device;
+  int has_nvtx;
+  int nvtx;
+  char problem[160];
+} cgr__env;
+
+/* The process's overrides (read at the first call). */
+const cgr__env *cgr__env_get(void);
+
+/* Reads the environment again. For tests only: not thread-safe with a
+ * concurrent cgr_runtime_create. */
+void cgr__env_reload(void);
+
+/*
+ * Resolves the caller's config (NULL = defaults) into *resolved: copies the
+ * fields the caller's `size` covers, checks them, applies env. On failure
+ * the message goes to err.
+ */
+cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
+                               cgr_config *resolved, cgr__error *err);
+
+#endif /* CGR_RUNTIME_RUNTIME_H */

@@ -1,0 +1,117 @@
+/*
+ * The shared test harness: every test binary's main, backend selection,
+ * runtime fixtures, and assertions that print cgr's own error text.
+ *
+ * A binary runs its tests on one backend, chosen by `--backend host|cuda`
+ * (CTest registers each test once per backend). On `cuda` without a usable
+ * device, tests call skip() and the binary exits 77, which CTest reports as
+ * skipped, never as passed.
+ */
+#ifndef CGR_TESTS_HARNESS_H
+#define CGR_TESTS_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cgr/cgr.h"
+#include "runtime/runtime.h"
+
+/* The backend this run tests: CGR_BACKEND_HOST or CGR_BACKEND_CUDA. */
+extern cgr_backend_kind cgr_test_backend;
+
+/* Parses the arguments, runs the group, and maps "everything skipped" to
+ * exit code 77. */
+int cgr_test_main(int argc, char **argv, const char *group,
+                  const struct CMUnitTest *tests, size_t count);
+
+#define CGR_TEST_MAIN(tests)                                                   \
+  int main(int argc, char **argv) {                                            \
+    return cgr_test_main(argc, argv, __FILE__, (tests),                        \
+                         sizeof(tests) / sizeof((tests)[0]));                  \
+  }
+
+/* A config for the backend under test, with validation on. */
+void cgr_test_config(cgr_config *config);
+
+/* Prints why and skips the current test; counted, so a run whose only test
+ * skipped exits 77 (CTest: skipped), never 0 (passed). */
+void cgr_test_skip(const char *why);
+
+/* skip() unless the backend under test is usable (CUDA with no device). */
+void cgr_test_require_backend(void);
+
+/* skip() unless the backend under test is the host backend: for tests of
+ * host-backend behavior (fault injection, forced interleavings). */
+void cgr_test_require_host(void);
+
+/* Fixture: a fresh runtime on the backend under test in *state, or NULL
+ * when that backend is unusable (cmocka cannot skip from a setup). */
+int cgr_test_setup_runtime(void **state);
+int cgr_test_teardown_runtime(void **state);
+
+/* The fixture's runtime; skips the test when the backend is unusable. Every
+ * RUNTIME_TEST starts with it. */
+cgr_runtime *cgr_test_runtime(void **state);
+
+/* A cmocka test that gets a fresh runtime in *state. */
+#define RUNTIME_TEST(name)                                                     \
+  cmocka_unit_test_setup_teardown(name, cgr_test_setup_runtime,                \
+                                  cgr_test_teardown_runtime)
+
+/* The runtime's backend table, main and side streams (tests reach inside). */
+#define TEST_BE(rt) (&(rt)->backend)
+#define TEST_MAIN(rt) ((rt)->streams[CGR_STREAM_MAIN])
+#define TEST_SIDE(rt) ((rt)->streams[CGR_STREAM_SIDE])
+
+/* Fails the test with cgr_last_error(rt) when expr is not CGR_OK. */
+#define assert_cgr_ok(rt, expr)                                                \
+  do {                                                                         \
+    cgr_status cgr_test_status_ = (expr);                                      \
+    if (cgr_test_status_ != CGR_OK)                                            \
+      fail_msg("%s returned %s: %s", #expr,                                    \
+               cgr_status_name(cgr_test_status_), cgr_last_error(rt));         \
+  } while (0)
+
+/* Fails unless expr returns `want`; prints the message either way it is
+ * wrong. */
+#define assert_cgr_status(rt, expr, want)                                      \
+  do {                                                                         \
+    cgr_status cgr_test_status_ = (expr);                                      \
+    if (cgr_test_status_ != (want))                                            \
+      fail_msg("%s returned %s, expected %s (last error: %s)", #expr,          \
+               cgr_status_name(cgr_test_status_), cgr_status_name(want),      \
+               cgr_last_error(rt));                                            \
+  } while (0)
+
+/* Fails unless cgr_last_error(rt) contains `needle`. */
+#define assert_last_error_contains(rt, needle)                                 \
+  do {                                                                         \
+    const char *cgr_test_message_ = cgr_last_error(rt);                        \
+    if (strstr(cgr_test_message_, (needle)) == NULL)                           \
+      fail_msg("last error \"%s\" does not mention \"%s\"",                    \
+               cgr_test_message_, (needle));                                   \
+  } while (0)
+
+/* A one-shot gate a host function can block on, with a timeout so a broken
+ * ordering fails the test instead of hanging it. */
+typedef struct test_gate {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int open;
+} test_gate;
+
+void test_gate_init(test_gate *gate);
+void test_gate_fini(test_gate *gate);
+void test_gate_open(test_gate *gate);
+/* 1 when the gate opened within timeout_ms, 0 on timeout. */
+int test_gate_wait(test_gate *gate, int timeout_ms);
+/* A host function (cgr__host_fn) that holds its stream until the gate
+ * (user) opens, or 10 s pass: then the test that needed it fails. */
+void test_gate_hold_stream(void *gate);
+
+#endif /* CGR_TESTS_HARNESS_H */
