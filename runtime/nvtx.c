@@ -45,12 +45,16 @@ void cgr__nvtx_pop(void) {
   nvtxDomainRangePop(domain);
 }
 
+/* Every entry point goes through the once first: NVTX initializes itself
+ * lazily on its first call, and that first call must not race another. */
 void cgr__nvtx_name_thread(const char *name) {
+  pthread_once(&once, register_domain);
   nvtxNameOsThreadA((uint32_t)syscall(SYS_gettid), name);
 }
 
 void cgr__nvtx_name_cuda_stream(void *cuda_stream, const char *name) {
 #ifdef CGR_HAVE_CUDA
+  pthread_once(&once, register_domain);
   nvtxNameCudaStreamA((cudaStream_t)cuda_stream, name);
 #else
   (void)cuda_stream;

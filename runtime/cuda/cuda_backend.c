@@ -294,15 +294,12 @@ static void cuda_pinned_free(void *opaque, void *ptr) {
 
 /* ---- work ------------------------------------------------------------ */
 
-/* A copy or fill of zero bytes is no work and adds no node to a capture:
- * CUDA does not document how it treats zero-sized calls (or the NULL
- * pointers backend.c allows with them), so they never reach it. */
+/* Zero-byte copies and fills never get here: backend.c answers them
+ * without work, so they add no node to a capture on either backend. */
 
 static cgr_status cuda_memcpy_async(void *opaque, cgr__stream *stream,
                                     void *dst, const void *src, size_t bytes) {
   const cuda_ctx *ctx = opaque;
-  if (bytes == 0)
-    return CGR_OK;
   cudaError_t e =
       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, AS_STREAM(stream));
   if (e != cudaSuccess)
@@ -314,8 +311,6 @@ static cgr_status cuda_memcpy_async(void *opaque, cgr__stream *stream,
 static cgr_status cuda_memset_async(void *opaque, cgr__stream *stream,
                                     void *dst, int value, size_t bytes) {
   const cuda_ctx *ctx = opaque;
-  if (bytes == 0)
-    return CGR_OK;
   cudaError_t e = cudaMemsetAsync(dst, value, bytes, AS_STREAM(stream));
   if (e != cudaSuccess)
     return cuda_fail(ctx, e, status_of(e, CGR_E_CUDA), __func__,
