@@ -23,15 +23,15 @@ unsigned grid_for(int64_t count) {
 
 __global__ void arange_i32(cgr__arange_i32_args a) {
   int64_t stride = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-       i < a.count; i += stride)
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < a.count;
+       i += stride)
     a.dst[i] = (int32_t)(a.start + i * a.step);
 }
 
 __global__ void add_i32(cgr__add_i32_args a) {
   int64_t stride = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-       i < a.count; i += stride)
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < a.count;
+       i += stride)
     a.dst[i] = (int32_t)((uint32_t)a.a[i] + (uint32_t)a.b[i]);
 }
 

@@ -56,16 +56,18 @@ typedef struct cgr__graph_exec cgr__graph_exec; /* an instantiated graph */
   X(GRAPH_LAUNCH, CGR_E_CUDA)                                                  \
   X(SYNCHRONIZE, CGR_E_CUDA)
 
+/* The X-macro expansion confuses clang-format's indentation here. */
+/* clang-format off */
 typedef enum cgr__call {
 #define CGR__CALL_ENUM_(name, fault_status) CGR__CALL_##name,
   CGR__CALL_LIST(CGR__CALL_ENUM_)
 #undef CGR__CALL_ENUM_
   CGR__CALL_COUNT
 } cgr__call;
+/* clang-format on */
 
 /* "HOST_ALLOC", ... */
 const char *cgr__call_name(cgr__call call);
-
 
 /* A function run on a stream, in stream order, on a thread of the backend's
  * choosing. It must not call into cgr (CUDA forbids CUDA calls there). */
@@ -85,8 +87,7 @@ typedef struct cgr__backend_ops {
 
   cgr_status (*event_create)(void *ctx, int timing, cgr__event **out);
   void (*event_destroy)(void *ctx, cgr__event *event);
-  cgr_status (*event_record)(void *ctx, cgr__event *event,
-                             cgr__stream *stream);
+  cgr_status (*event_record)(void *ctx, cgr__event *event, cgr__stream *stream);
   /* Later work on stream waits for the event's most recent record as of this
    * call; an event never recorded is already complete. */
   cgr_status (*stream_wait_event)(void *ctx, cgr__stream *stream,
@@ -95,8 +96,8 @@ typedef struct cgr__backend_ops {
   cgr_status (*event_query)(void *ctx, cgr__event *event);
   cgr_status (*event_synchronize)(void *ctx, cgr__event *event);
   /* Milliseconds between two completed timing events. */
-  cgr_status (*event_elapsed_ms)(void *ctx, cgr__event *start,
-                                 cgr__event *end, float *out_ms);
+  cgr_status (*event_elapsed_ms)(void *ctx, cgr__event *start, cgr__event *end,
+                                 float *out_ms);
 
   cgr_status (*device_alloc)(void *ctx, size_t bytes, void **out);
   void (*device_free)(void *ctx, void *ptr);
@@ -182,8 +183,7 @@ cgr_status cgr__be_stream_create(cgr__backend *be, cgr_stream_priority prio,
 void cgr__be_stream_destroy(cgr__backend *be, cgr__stream *stream);
 void *cgr__be_stream_native(cgr__backend *be, cgr__stream *stream);
 
-cgr_status cgr__be_event_create(cgr__backend *be, int timing,
-                                cgr__event **out);
+cgr_status cgr__be_event_create(cgr__backend *be, int timing, cgr__event **out);
 void cgr__be_event_destroy(cgr__backend *be, cgr__event *event);
 cgr_status cgr__be_event_record(cgr__backend *be, cgr__event *event,
                                 cgr__stream *stream);

@@ -27,7 +27,8 @@ cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
   cgr_config_init(resolved);
   if (config != NULL) {
     /* The smallest config we accept has size, version and backend. */
-    const size_t minimum = offsetof(cgr_config, backend) + sizeof config->backend;
+    const size_t minimum =
+        offsetof(cgr_config, backend) + sizeof config->backend;
     if (config->size < minimum)
       return cgr__fail(err, CGR_E_VERSION, "cgr_runtime_create",
                        "config->size is %zu, smaller than any cgr_config "
@@ -40,8 +41,8 @@ cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
                        config->version, (unsigned)CGR_CONFIG_VERSION);
     /* Fields past the caller's size keep their defaults: an older caller
      * never knew them. */
-    size_t known = config->size < sizeof *resolved ? config->size
-                                                   : sizeof *resolved;
+    size_t known =
+        config->size < sizeof *resolved ? config->size : sizeof *resolved;
     memcpy(resolved, config, known);
     resolved->size = sizeof *resolved;
     resolved->version = CGR_CONFIG_VERSION;

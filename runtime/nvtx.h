@@ -19,12 +19,15 @@
   X(BATCH_COLLECT, "cgr batch collect")                                        \
   X(WAIT, "cgr wait")
 
+/* The X-macro expansion confuses clang-format's indentation here. */
+/* clang-format off */
 typedef enum cgr__nvtx_range {
 #define CGR__NVTX_ENUM_(name, message) CGR__NVTX_##name,
   CGR__NVTX_RANGE_LIST(CGR__NVTX_ENUM_)
 #undef CGR__NVTX_ENUM_
   CGR__NVTX_RANGE_COUNT
 } cgr__nvtx_range;
+/* clang-format on */
 
 #ifdef CGR_HAVE_NVTX
 /* Push a range with a 64-bit payload (the batch or bucket size). */

@@ -33,8 +33,7 @@ static cgr_status choose_backend(cgr_runtime *rt, const cgr__env *env) {
     rt->kind = CGR_BACKEND_CUDA;
     snprintf(rt->backend_reason, sizeof rt->backend_reason,
              "%s=cuda asked for CUDA device %d", origin, rt->config.device);
-    return cgr__cuda_backend_init(&rt->backend, &rt->error,
-                                  rt->config.device);
+    return cgr__cuda_backend_init(&rt->backend, &rt->error, rt->config.device);
   case CGR_BACKEND_AUTO:
   default:
     status = cgr__cuda_probe(rt->config.device, why, sizeof why);

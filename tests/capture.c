@@ -21,8 +21,8 @@ static cgr_status enqueue_step(cgr__backend *be, cgr__stream *stream,
   cgr__add_i32_args add_in = {b->scratch, b->scratch, b->in, N};
   cgr__add_i32_args twice = {b->out, b->scratch, b->scratch, N};
   CGR__CHECK(cgr__be_memset_async(be, stream, b->out, 0, N * sizeof(int32_t)));
-  CGR__CHECK(cgr__be_kernel_launch(be, stream, &cgr__kernel_arange_i32,
-                                   &arange));
+  CGR__CHECK(
+      cgr__be_kernel_launch(be, stream, &cgr__kernel_arange_i32, &arange));
   CGR__CHECK(cgr__be_kernel_launch(be, stream, &cgr__kernel_add_i32, &add_in));
   CGR__CHECK(cgr__be_kernel_launch(be, stream, &cgr__kernel_add_i32, &twice));
   /* The last 10 results are overwritten by the first 10 inputs. */
@@ -38,8 +38,8 @@ static int32_t expected(const int32_t *in, int i) {
 
 static void alloc_step(cgr_runtime *rt, step_buffers *b) {
   cgr__backend *be = TEST_BE(rt);
-  assert_cgr_ok(rt, cgr__be_device_alloc(be, N * sizeof(int32_t),
-                                         (void **)&b->in));
+  assert_cgr_ok(rt,
+                cgr__be_device_alloc(be, N * sizeof(int32_t), (void **)&b->in));
   assert_cgr_ok(rt, cgr__be_device_alloc(be, N * sizeof(int32_t),
                                          (void **)&b->scratch));
   assert_cgr_ok(rt, cgr__be_device_alloc(be, N * sizeof(int32_t),
@@ -62,9 +62,8 @@ static void load_inputs(cgr_runtime *rt, step_buffers *b, int32_t *pinned_in,
 
 static void check_outputs(cgr_runtime *rt, step_buffers *b,
                           const int32_t *pinned_in, int32_t *pinned_out) {
-  assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt),
-                                         pinned_out, b->out,
-                                         N * sizeof(int32_t)));
+  assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), pinned_out,
+                                         b->out, N * sizeof(int32_t)));
   assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_MAIN(rt)));
   for (int i = 0; i < N; ++i)
     if (pinned_out[i] != expected(pinned_in, i))
@@ -154,10 +153,10 @@ static void test_launches_of_one_exec_are_ordered(void **state) {
   cgr__backend *be = TEST_BE(rt);
   enum { M = 1 << 15 };
   int32_t *acc = NULL, *one = NULL, *pinned = NULL;
-  assert_cgr_ok(rt, cgr__be_device_alloc(be, M * sizeof(int32_t),
-                                         (void **)&acc));
-  assert_cgr_ok(rt, cgr__be_device_alloc(be, M * sizeof(int32_t),
-                                         (void **)&one));
+  assert_cgr_ok(rt,
+                cgr__be_device_alloc(be, M * sizeof(int32_t), (void **)&acc));
+  assert_cgr_ok(rt,
+                cgr__be_device_alloc(be, M * sizeof(int32_t), (void **)&one));
   assert_cgr_ok(rt, cgr__be_pinned_alloc(be, M * sizeof(int32_t),
                                          (void **)&pinned));
   cgr__arange_i32_args ones = {one, M, 1, 0};
@@ -180,9 +179,9 @@ static void test_launches_of_one_exec_are_ordered(void **state) {
   assert_cgr_ok(rt, cgr__be_graph_instantiate(be, graph, NULL, &exec));
   cgr__be_graph_destroy(be, graph);
   for (int i = 0; i < 50; ++i)
-    assert_cgr_ok(rt, cgr__be_graph_launch(be, exec,
-                                           i % 2 ? TEST_SIDE(rt)
-                                                 : TEST_MAIN(rt)));
+    assert_cgr_ok(rt,
+                  cgr__be_graph_launch(be, exec,
+                                       i % 2 ? TEST_SIDE(rt) : TEST_MAIN(rt)));
   assert_cgr_ok(rt, cgr_synchronize(rt));
   assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), pinned, acc,
                                          M * sizeof(int32_t)));
@@ -226,14 +225,13 @@ static void test_allocating_during_capture_is_rejected(void **state) {
   cgr__backend *be = TEST_BE(rt);
   void *memory = NULL;
   assert_cgr_ok(rt, cgr__be_capture_begin(be, TEST_MAIN(rt)));
-  assert_cgr_status(rt, cgr__be_device_alloc(be, 1024, &memory),
-                    CGR_E_CAPTURE);
+  assert_cgr_status(rt, cgr__be_device_alloc(be, 1024, &memory), CGR_E_CAPTURE);
   assert_null(memory);
   expect_invalidated_then_recover(rt);
 }
 
-static void test_waiting_on_an_outside_event_during_capture_is_rejected(
-    void **state) {
+static void
+test_waiting_on_an_outside_event_during_capture_is_rejected(void **state) {
   cgr_runtime *rt = cgr_test_runtime(state);
   cgr__backend *be = TEST_BE(rt);
   cgr__event *outside = NULL;
@@ -246,8 +244,8 @@ static void test_waiting_on_an_outside_event_during_capture_is_rejected(
   cgr__be_event_destroy(be, outside);
 }
 
-static void test_launching_a_graph_into_a_capturing_stream_is_rejected(
-    void **state) {
+static void
+test_launching_a_graph_into_a_capturing_stream_is_rejected(void **state) {
   cgr_test_require_host(); /* recent CUDA may capture it as a child graph */
   cgr_runtime *rt = cgr_test_runtime(state);
   cgr__backend *be = TEST_BE(rt);
@@ -314,8 +312,8 @@ static void test_exec_destroyed_while_launch_pending(void **state) {
   assert_cgr_ok(rt, cgr__be_capture_end(be, TEST_MAIN(rt), &graph));
   assert_cgr_ok(rt, cgr__be_graph_instantiate(be, graph, NULL, &exec));
   cgr__be_graph_destroy(be, graph);
-  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt),
-                                      test_gate_hold_stream, &gate));
+  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream,
+                                      &gate));
   assert_cgr_ok(rt, cgr__be_graph_launch(be, exec, TEST_MAIN(rt)));
   cgr__be_graph_exec_destroy(be, exec); /* launch still queued */
   test_gate_open(&gate);

@@ -51,12 +51,12 @@ static void test_injected_kernel_launch_failure_counts_nothing(void **state) {
   assert_cgr_ok(rt, cgr_counters_reset(rt));
   cgr__arange_i32_args args = {device, 64, 0, 1};
   cgr__fault_arm(CGR__CALL_KERNEL_LAUNCH, 2);
-  cgr_status first = cgr__be_kernel_launch(be, TEST_MAIN(rt),
-                                           &cgr__kernel_arange_i32, &args);
-  cgr_status second = cgr__be_kernel_launch(be, TEST_MAIN(rt),
-                                            &cgr__kernel_arange_i32, &args);
-  cgr_status third = cgr__be_kernel_launch(be, TEST_MAIN(rt),
-                                           &cgr__kernel_arange_i32, &args);
+  cgr_status first =
+      cgr__be_kernel_launch(be, TEST_MAIN(rt), &cgr__kernel_arange_i32, &args);
+  cgr_status second =
+      cgr__be_kernel_launch(be, TEST_MAIN(rt), &cgr__kernel_arange_i32, &args);
+  cgr_status third =
+      cgr__be_kernel_launch(be, TEST_MAIN(rt), &cgr__kernel_arange_i32, &args);
   cgr__fault_disarm();
   assert_cgr_ok(rt, first);
   assert_int_equal(second, CGR_E_CUDA);
@@ -69,8 +69,7 @@ static void test_injected_kernel_launch_failure_counts_nothing(void **state) {
   cgr__be_device_free(be, device);
 }
 
-static void test_host_op_allocation_failure_leaves_stream_usable(
-    void **state) {
+static void test_host_op_allocation_failure_leaves_stream_usable(void **state) {
   cgr_runtime *rt = cgr_test_runtime(state);
   cgr__backend *be = TEST_BE(rt);
   int32_t *device = NULL;
@@ -79,8 +78,8 @@ static void test_host_op_allocation_failure_leaves_stream_usable(
   cgr__arange_i32_args args = {device, 64, 3, 1};
   /* The host backend allocates an op per enqueue: fail that allocation. */
   cgr__fault_arm(CGR__CALL_HOST_ALLOC, 1);
-  cgr_status status = cgr__be_kernel_launch(be, TEST_MAIN(rt),
-                                            &cgr__kernel_arange_i32, &args);
+  cgr_status status =
+      cgr__be_kernel_launch(be, TEST_MAIN(rt), &cgr__kernel_arange_i32, &args);
   cgr__fault_disarm();
   assert_int_equal(status, CGR_E_OUT_OF_MEMORY);
   assert_cgr_ok(rt, cgr__be_kernel_launch(be, TEST_MAIN(rt),
@@ -90,16 +89,18 @@ static void test_host_op_allocation_failure_leaves_stream_usable(
   cgr__be_device_free(be, device);
 }
 
-static void test_every_fault_during_capture_leaves_a_usable_stream(
-    void **state) {
+static void
+test_every_fault_during_capture_leaves_a_usable_stream(void **state) {
   cgr_runtime *rt = cgr_test_runtime(state);
   cgr__backend *be = TEST_BE(rt);
   int32_t *device = NULL;
   assert_cgr_ok(rt, cgr__be_device_alloc(be, 64 * sizeof(int32_t),
                                          (void **)&device));
   cgr__arange_i32_args args = {device, 64, 0, 1};
-  const cgr__call kinds[] = {CGR__CALL_HOST_ALLOC, CGR__CALL_CAPTURE_BEGIN,
-                             CGR__CALL_KERNEL_LAUNCH, CGR__CALL_CAPTURE_END,
+  const cgr__call kinds[] = {CGR__CALL_HOST_ALLOC,
+                             CGR__CALL_CAPTURE_BEGIN,
+                             CGR__CALL_KERNEL_LAUNCH,
+                             CGR__CALL_CAPTURE_END,
                              CGR__CALL_GRAPH_INSTANTIATE,
                              CGR__CALL_GRAPH_LAUNCH};
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; ++k) {
@@ -109,8 +110,8 @@ static void test_every_fault_during_capture_leaves_a_usable_stream(
       cgr_status status = CGR_OK;
       cgr__fault_arm(kinds[k], nth);
       CGR__CHECK_GOTO(cgr__be_capture_begin(be, TEST_MAIN(rt)), status, done);
-      status = cgr__be_kernel_launch(be, TEST_MAIN(rt),
-                                     &cgr__kernel_arange_i32, &args);
+      status = cgr__be_kernel_launch(be, TEST_MAIN(rt), &cgr__kernel_arange_i32,
+                                     &args);
       {
         /* End the capture whatever happened inside it. */
         cgr_status end = cgr__be_capture_end(be, TEST_MAIN(rt), &graph);
@@ -119,8 +120,8 @@ static void test_every_fault_during_capture_leaves_a_usable_stream(
       }
       if (status != CGR_OK)
         goto done;
-      CGR__CHECK_GOTO(cgr__be_graph_instantiate(be, graph, NULL, &exec),
-                      status, done);
+      CGR__CHECK_GOTO(cgr__be_graph_instantiate(be, graph, NULL, &exec), status,
+                      done);
       CGR__CHECK_GOTO(cgr__be_graph_launch(be, exec, TEST_MAIN(rt)), status,
                       done);
     done:;

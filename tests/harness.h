@@ -73,8 +73,8 @@ cgr_runtime *cgr_test_runtime(void **state);
   do {                                                                         \
     cgr_status cgr_test_status_ = (expr);                                      \
     if (cgr_test_status_ != CGR_OK)                                            \
-      fail_msg("%s returned %s: %s", #expr,                                    \
-               cgr_status_name(cgr_test_status_), cgr_last_error(rt));         \
+      fail_msg("%s returned %s: %s", #expr, cgr_status_name(cgr_test_status_), \
+               cgr_last_error(rt));                                            \
   } while (0)
 
 /* Fails unless expr returns `want`; prints the message either way it is
@@ -84,7 +84,7 @@ cgr_runtime *cgr_test_runtime(void **state);
     cgr_status cgr_test_status_ = (expr);                                      \
     if (cgr_test_status_ != (want))                                            \
       fail_msg("%s returned %s, expected %s (last error: %s)", #expr,          \
-               cgr_status_name(cgr_test_status_), cgr_status_name(want),      \
+               cgr_status_name(cgr_test_status_), cgr_status_name(want),       \
                cgr_last_error(rt));                                            \
   } while (0)
 
@@ -93,8 +93,8 @@ cgr_runtime *cgr_test_runtime(void **state);
   do {                                                                         \
     const char *cgr_test_message_ = cgr_last_error(rt);                        \
     if (strstr(cgr_test_message_, (needle)) == NULL)                           \
-      fail_msg("last error \"%s\" does not mention \"%s\"",                    \
-               cgr_test_message_, (needle));                                   \
+      fail_msg("last error \"%s\" does not mention \"%s\"", cgr_test_message_, \
+               (needle));                                                      \
   } while (0)
 
 /* A one-shot gate a host function can block on, with a timeout so a broken

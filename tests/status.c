@@ -28,7 +28,7 @@ static void test_status_values_are_pinned(void **state) {
 static void test_status_names_round_trip(void **state) {
   (void)state;
 #define CHECK_NAME(name, value, message)                                       \
-  assert_string_equal(cgr_status_name(CGR_##name), "CGR_" #name);             \
+  assert_string_equal(cgr_status_name(CGR_##name), "CGR_" #name);              \
   assert_string_equal(cgr_status_str(CGR_##name), message);
   CGR_STATUS_LIST(CHECK_NAME)
 #undef CHECK_NAME

@@ -102,7 +102,8 @@ static void test_event_orders_work_across_streams(void **state) {
   /* Main: held at the gate, then writes and records. Side: waits for the
    * record, then reads. The gate opens only after everything is enqueued,
    * so without the event the side stream would read first. */
-  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream, &gate));
+  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream,
+                                      &gate));
   assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), write_value, &shared));
   assert_cgr_ok(rt, cgr__be_event_record(be, event, TEST_MAIN(rt)));
   assert_cgr_ok(rt, cgr__be_stream_wait_event(be, TEST_SIDE(rt), event));
@@ -125,7 +126,8 @@ static void test_missing_wait_is_a_real_race(void **state) {
   /* The same work without the wait: the side stream runs ahead of the held
    * main stream. A backend that secretly serialized streams would hang here
    * (caught by the gate's timeout) or read 42. */
-  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream, &gate));
+  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream,
+                                      &gate));
   assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), write_value, &shared));
   assert_cgr_ok(rt, cgr__be_host_func(be, TEST_SIDE(rt), read_value, &shared));
   assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_SIDE(rt)));
@@ -145,7 +147,8 @@ static void test_event_query_and_synchronize(void **state) {
   assert_cgr_ok(rt, cgr__be_event_create(be, 0, &event));
   /* Never recorded: complete, as in CUDA. */
   assert_cgr_ok(rt, cgr__be_event_query(be, event));
-  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream, &gate));
+  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream,
+                                      &gate));
   assert_cgr_ok(rt, cgr__be_event_record(be, event, TEST_MAIN(rt)));
   assert_cgr_status(rt, cgr__be_event_query(be, event), CGR_E_NOT_READY);
   test_gate_open(&gate);
@@ -216,7 +219,8 @@ static void test_device_memory_copies_and_memsets(void **state) {
                 cgr__be_memcpy_async(be, TEST_MAIN(rt), device_b, device_a, N));
   assert_cgr_ok(rt, cgr__be_memset_async(be, TEST_MAIN(rt), device_b + 100,
                                          0xEE, 1000));
-  assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), pinned, device_b, N));
+  assert_cgr_ok(rt,
+                cgr__be_memcpy_async(be, TEST_MAIN(rt), pinned, device_b, N));
   assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_MAIN(rt)));
   for (int i = 0; i < N; ++i) {
     unsigned char want = (i >= 100 && i < 1100) ? 0xEE : host[i];
@@ -244,8 +248,8 @@ static void test_registered_kernels_run(void **state) {
   int32_t *a = NULL, *b = NULL, *pinned = NULL;
   assert_cgr_ok(rt, cgr__be_device_alloc(be, N * sizeof(int32_t), (void **)&a));
   assert_cgr_ok(rt, cgr__be_device_alloc(be, N * sizeof(int32_t), (void **)&b));
-  assert_cgr_ok(rt,
-                cgr__be_pinned_alloc(be, N * sizeof(int32_t), (void **)&pinned));
+  assert_cgr_ok(rt, cgr__be_pinned_alloc(be, N * sizeof(int32_t),
+                                         (void **)&pinned));
   cgr__arange_i32_args arange_a = {a, N, 5, 3};
   cgr__arange_i32_args arange_b = {b, N, -1000, -2};
   cgr__add_i32_args add = {a, a, b, N};
@@ -253,9 +257,8 @@ static void test_registered_kernels_run(void **state) {
                                           &cgr__kernel_arange_i32, &arange_a));
   assert_cgr_ok(rt, cgr__be_kernel_launch(be, TEST_MAIN(rt),
                                           &cgr__kernel_arange_i32, &arange_b));
-  assert_cgr_ok(rt,
-                cgr__be_kernel_launch(be, TEST_MAIN(rt), &cgr__kernel_add_i32,
-                                      &add));
+  assert_cgr_ok(rt, cgr__be_kernel_launch(be, TEST_MAIN(rt),
+                                          &cgr__kernel_add_i32, &add));
   assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), pinned, a,
                                          N * sizeof(int32_t)));
   assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_MAIN(rt)));
@@ -278,7 +281,8 @@ static void test_kernel_arguments_are_copied_at_launch(void **state) {
                                          (void **)&pinned));
   /* Hold the stream, launch, then scribble on the arguments: the kernel
    * must see what was passed at launch, as CUDA's by-value parameters. */
-  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream, &gate));
+  assert_cgr_ok(rt, cgr__be_host_func(be, TEST_MAIN(rt), test_gate_hold_stream,
+                                      &gate));
   cgr__arange_i32_args args = {device, 64, 100, 1};
   assert_cgr_ok(rt, cgr__be_kernel_launch(be, TEST_MAIN(rt),
                                           &cgr__kernel_arange_i32, &args));

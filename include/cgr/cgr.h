@@ -46,7 +46,7 @@ extern "C" {
 #define CGR_VERSION_PATCH 0
 #define CGR_VERSION_STRING "0.1.0"
 /* One integer that orders versions: major * 10000 + minor * 100 + patch. */
-#define CGR_VERSION_NUMBER \
+#define CGR_VERSION_NUMBER                                                     \
   (CGR_VERSION_MAJOR * 10000 + CGR_VERSION_MINOR * 100 + CGR_VERSION_PATCH)
 
 /* The version of the library actually linked, as "major.minor.patch".
@@ -71,13 +71,14 @@ CGR_API unsigned cgr_version_number(void);
 #define CGR_STATUS_LIST(X)                                                     \
   X(OK, 0, "success")                                                          \
   X(E_INVALID_ARGUMENT, -1, "invalid argument")                                \
-  X(E_INVALID_STATE, -2, "operation not allowed in the current state")        \
+  X(E_INVALID_STATE, -2, "operation not allowed in the current state")         \
   X(E_OUT_OF_MEMORY, -3, "out of host memory")                                 \
   X(E_DEVICE_OUT_OF_MEMORY, -4, "out of device memory")                        \
   X(E_NO_DEVICE, -5, "no usable CUDA device")                                  \
   X(E_CUDA, -6, "a CUDA call failed")                                          \
-  X(E_CAPTURE, -7, "stream capture failed or an operation is illegal during " \
-                   "capture")                                                  \
+  X(E_CAPTURE, -7,                                                             \
+    "stream capture failed or an operation is illegal during "                 \
+    "capture")                                                                 \
   X(E_UNSUPPORTED, -8, "not supported by this build or backend")               \
   X(E_VERSION, -9, "unsupported structure size or version")                    \
   X(E_SYSTEM, -10, "an operating-system call failed")                          \
@@ -213,15 +214,15 @@ CGR_API int cgr_last_cuda_error(const cgr_runtime *rt);
 
 /* What the runtime runs on. Strings are NUL-terminated. */
 typedef struct cgr_device_info {
-  char name[256];             /* "NVIDIA H100 80GB HBM3", or "host (N CPUs)" */
-  int ordinal;                /* CUDA device ordinal; -1 on host */
-  int compute_major;          /* 0 on host */
-  int compute_minor;          /* 0 on host */
-  int multiprocessors;        /* SMs; CPU count on host */
-  uint64_t global_memory;     /* bytes; 0 on host */
-  int driver_version;         /* cudaDriverGetVersion(); 0 on host */
-  int runtime_version;        /* cudaRuntimeGetVersion(); 0 on host */
-  int stream_priority_low;    /* the device's range; 0 and 0 on host */
+  char name[256];          /* "NVIDIA H100 80GB HBM3", or "host (N CPUs)" */
+  int ordinal;             /* CUDA device ordinal; -1 on host */
+  int compute_major;       /* 0 on host */
+  int compute_minor;       /* 0 on host */
+  int multiprocessors;     /* SMs; CPU count on host */
+  uint64_t global_memory;  /* bytes; 0 on host */
+  int driver_version;      /* cudaDriverGetVersion(); 0 on host */
+  int runtime_version;     /* cudaRuntimeGetVersion(); 0 on host */
+  int stream_priority_low; /* the device's range; 0 and 0 on host */
   int stream_priority_high;
 } cgr_device_info;
 
@@ -254,14 +255,14 @@ typedef struct cgr_counters {
   uint64_t stream_creates;
   uint64_t event_creates;
   uint64_t event_records;
-  uint64_t event_waits;     /* stream waits on an event */
+  uint64_t event_waits; /* stream waits on an event */
   uint64_t device_allocs;
   uint64_t pinned_allocs;
-  uint64_t copies;          /* asynchronous memcpy */
-  uint64_t memsets;         /* asynchronous memset */
+  uint64_t copies;  /* asynchronous memcpy */
+  uint64_t memsets; /* asynchronous memset */
   uint64_t kernel_launches;
-  uint64_t host_funcs;      /* host functions enqueued on a stream */
-  uint64_t captures;        /* stream captures begun */
+  uint64_t host_funcs; /* host functions enqueued on a stream */
+  uint64_t captures;   /* stream captures begun */
   uint64_t graph_instantiates;
   uint64_t graph_launches;
   uint64_t synchronizations; /* host waits: stream, event or device */

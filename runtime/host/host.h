@@ -93,8 +93,8 @@ struct cgr__stream {
   pthread_cond_t work_done;  /* synchronize waits here */
   host_op *head;
   host_op *tail;
-  uint64_t submitted; /* ops enqueued */
-  uint64_t completed; /* ops finished */
+  uint64_t submitted;    /* ops enqueued */
+  uint64_t completed;    /* ops finished */
   host_capture *capture; /* non-NULL while capturing (guarded by lock) */
   cgr_stream_priority priority;
   char name[32];
@@ -171,8 +171,7 @@ void cgr__host_graph_exec_release(cgr__graph_exec *exec);
  */
 /* The calling thread may not allocate or synchronize the device while it
  * captures (thread-local capture mode). */
-cgr_status cgr__host_check_thread_not_capturing(host_ctx *ctx,
-                                                const char *what,
+cgr_status cgr__host_check_thread_not_capturing(host_ctx *ctx, const char *what,
                                                 const char *func);
 /* The stream may not be synchronized, or receive a graph launch, while it
  * captures. */

@@ -115,8 +115,7 @@ void cgr__host_enqueue_locked(cgr__stream *stream, host_op *op) {
   pthread_cond_signal(&stream->work_ready);
 }
 
-static cgr_status capture_invalidated(host_capture *capture,
-                                      const char *func) {
+static cgr_status capture_invalidated(host_capture *capture, const char *func) {
   return cgr__fail(capture->stream->ctx->err, CGR_E_CAPTURE, func,
                    "stream '%s' is capturing and its capture was invalidated "
                    "earlier: %s",
@@ -291,8 +290,9 @@ static cgr_status host_stream_synchronize(void *vctx, cgr__stream *stream) {
 
 static cgr_status host_device_synchronize(void *vctx) {
   host_ctx *ctx = vctx;
-  CGR__CHECK(cgr__host_check_thread_not_capturing(
-      ctx, "synchronizing the device", __func__));
+  CGR__CHECK(cgr__host_check_thread_not_capturing(ctx,
+                                                  "synchronizing the device",
+                                                  __func__));
   /* Snapshot the targets under the context lock, then wait without it. */
   pthread_mutex_lock(&ctx->lock);
   for (cgr__stream *stream = ctx->streams; stream != NULL;
@@ -506,12 +506,11 @@ static cgr_status host_event_elapsed_ms(void *vctx, cgr__event *start,
 static cgr_status aligned_allocation(host_ctx *ctx, size_t bytes, void **out,
                                      const char *what, const char *func) {
   CGR__CHECK(cgr__host_check_thread_not_capturing(ctx, what, func));
-  size_t rounded = (bytes + DEVICE_ALIGNMENT - 1) / DEVICE_ALIGNMENT *
-                   DEVICE_ALIGNMENT;
+  size_t rounded =
+      (bytes + DEVICE_ALIGNMENT - 1) / DEVICE_ALIGNMENT * DEVICE_ALIGNMENT;
   if (rounded < bytes)
     return cgr__fail(ctx->err, CGR_E_INVALID_ARGUMENT, func,
-                     "argument 'bytes' (%zu) overflows when rounded up",
-                     bytes);
+                     "argument 'bytes' (%zu) overflows when rounded up", bytes);
   void *memory = aligned_alloc(DEVICE_ALIGNMENT, rounded);
   if (memory == NULL)
     return cgr__fail(ctx->err, CGR_E_DEVICE_OUT_OF_MEMORY, func,

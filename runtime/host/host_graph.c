@@ -13,7 +13,8 @@
 #include "runtime/alloc.h"
 #include "runtime/host/host.h"
 
-/* ---- capture rules --------------------------------------------------------- */
+/* ---- capture rules ---------------------------------------------------------
+ */
 
 static void invalidate(host_capture *capture, const char *reason) {
   if (capture->invalidated)
@@ -22,8 +23,7 @@ static void invalidate(host_capture *capture, const char *reason) {
   snprintf(capture->reason, sizeof capture->reason, "%s", reason);
 }
 
-cgr_status cgr__host_check_thread_not_capturing(host_ctx *ctx,
-                                                const char *what,
+cgr_status cgr__host_check_thread_not_capturing(host_ctx *ctx, const char *what,
                                                 const char *func) {
   pthread_t self = pthread_self();
   int offending = 0;
@@ -65,7 +65,8 @@ cgr_status cgr__host_check_stream_not_capturing(host_ctx *ctx,
                    what, stream->name);
 }
 
-/* ---- graphs ---------------------------------------------------------------- */
+/* ---- graphs ----------------------------------------------------------------
+ */
 
 void cgr__host_graph_destroy(void *ctx, cgr__graph *graph) {
   (void)ctx;
@@ -87,7 +88,8 @@ cgr_status cgr__host_graph_node_count(void *ctx, cgr__graph *graph,
   return CGR_OK;
 }
 
-/* ---- capture ----------------------------------------------------------------- */
+/* ---- capture
+ * ----------------------------------------------------------------- */
 
 cgr_status cgr__host_capture_begin(void *vctx, cgr__stream *stream) {
   host_ctx *ctx = vctx;
@@ -177,7 +179,8 @@ int cgr__host_stream_is_capturing(void *ctx, cgr__stream *stream) {
   return capturing;
 }
 
-/* ---- executable graphs -------------------------------------------------------- */
+/* ---- executable graphs
+ * -------------------------------------------------------- */
 
 static void exec_free(cgr__graph_exec *exec) {
   for (size_t i = 0; i < exec->count; ++i)
