@@ -1,0 +1,230 @@
+/* The copy plan builder: validation, and the assignment of tiles. */
+#include "kernels/copy_plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/alloc.h"
+
+void cgr__copy_plan_init(cgr__copy_plan *plan) {
+  memset(plan, 0, sizeof *plan);
+}
+
+void cgr__copy_plan_release(cgr__copy_plan *plan) {
+  cgr__free(plan->ops);
+  cgr__copy_plan_init(plan);
+}
+
+void cgr__copy_plan_clear(cgr__copy_plan *plan) {
+  plan->count = 0;
+  plan->total_bytes = 0;
+  plan->tile_count = 0;
+  plan->finished = 0;
+}
+
+/* [address, address + bytes) must not wrap around the address space. */
+static int range_overflows(const void *address, uint64_t bytes) {
+  return bytes > UINT64_MAX - (uint64_t)(uintptr_t)address;
+}
+
+static cgr_status bad_op(const cgr__copy_plan *plan, cgr__error *err,
+                         const char *func, const char *kind,
+                         const char *problem) {
+  return cgr__fail(err, CGR_E_INVALID_ARGUMENT, func,
+                   "copy plan operation %zu (%s): %s", plan->count, kind,
+                   problem);
+}
+
+static cgr_status append(cgr__copy_plan *plan, const cgr__copy_desc *desc,
+                         cgr__error *err, const char *func) {
+  if (desc->bytes == 0)
+    return CGR_OK; /* validated, moves nothing: no tile */
+  if (plan->count == plan->capacity) {
+    size_t capacity = plan->capacity ? plan->capacity * 2 : 16;
+    cgr__copy_desc *ops = cgr__malloc(capacity * sizeof *ops);
+    if (ops == NULL)
+      return cgr__fail(err, CGR_E_OUT_OF_MEMORY, func,
+                       "growing a copy plan to %zu operations failed",
+                       capacity);
+    if (plan->count > 0)
+      memcpy(ops, plan->ops, plan->count * sizeof *ops);
+    cgr__free(plan->ops);
+    plan->ops = ops;
+    plan->capacity = capacity;
+  }
+  plan->ops[plan->count++] = *desc;
+  plan->total_bytes += desc->bytes;
+  plan->finished = 0;
+  return CGR_OK;
+}
+
+cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst,
+                               const void *src, uint64_t bytes,
+                               cgr__error *err) {
+  if (dst == NULL)
+    return bad_op(plan, err, __func__, "COPY", "dst is NULL");
+  if (src == NULL)
+    return bad_op(plan, err, __func__, "COPY", "src is NULL");
+  if (range_overflows(dst, bytes) || range_overflows(src, bytes))
+    return bad_op(plan, err, __func__, "COPY",
+                  "bytes overflows the address space");
+  cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
+                         .src = (uint64_t)(uintptr_t)src,
+                         .bytes = bytes,
+                         .kind = CGR__COPY_OP_COPY};
+  return append(plan, &desc, err, __func__);
+}
+
+cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
+                               uint64_t pattern, unsigned pattern_size,
+                               uint64_t bytes, cgr__error *err) {
+  if (dst == NULL)
+    return bad_op(plan, err, __func__, "FILL", "dst is NULL");
+  if (pattern_size != 1 && pattern_size != 2 && pattern_size != 4 &&
+      pattern_size != 8)
+    return bad_op(plan, err, __func__, "FILL",
+                  "pattern_size is not 1, 2, 4 or 8");
+  if (bytes % pattern_size != 0)
+    return bad_op(plan, err, __func__, "FILL",
+                  "bytes is not a multiple of pattern_size");
+  if (range_overflows(dst, bytes))
+    return bad_op(plan, err, __func__, "FILL",
+                  "bytes overflows the address space");
+  /* Repeat the pattern to 8 bytes in memory order (little-endian, as on
+   * x86-64, Arm64 and every CUDA GPU). */
+  uint64_t mask = pattern_size == 8 ? UINT64_MAX
+                                    : (UINT64_C(1) << (8 * pattern_size)) - 1;
+  uint64_t word = 0;
+  for (unsigned shift = 0; shift < 64; shift += 8 * pattern_size)
+    word |= (pattern & mask) << shift;
+  cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
+                         .src = word,
+                         .bytes = bytes,
+                         .kind = CGR__COPY_OP_FILL,
+                         .pattern_size = (uint8_t)pattern_size};
+  return append(plan, &desc, err, __func__);
+}
+
+cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
+                                 const void *src, const int32_t *index,
+                                 uint64_t rows, uint64_t row_bytes,
+                                 cgr__error *err) {
+  if (dst == NULL)
+    return bad_op(plan, err, __func__, "GATHER", "dst is NULL");
+  if (src == NULL)
+    return bad_op(plan, err, __func__, "GATHER", "src is NULL");
+  if (index == NULL)
+    return bad_op(plan, err, __func__, "GATHER", "index is NULL");
+  if (row_bytes == 0 && rows > 0)
+    return bad_op(plan, err, __func__, "GATHER", "row_bytes is 0");
+  if (row_bytes != 0 && rows > UINT64_MAX / row_bytes)
+    return bad_op(plan, err, __func__, "GATHER",
+                  "rows * row_bytes overflows 64 bits");
+  uint64_t bytes = rows * row_bytes;
+  if (range_overflows(dst, bytes))
+    return bad_op(plan, err, __func__, "GATHER",
+                  "rows * row_bytes overflows the address space");
+  cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
+                         .src = (uint64_t)(uintptr_t)src,
+                         .index = (uint64_t)(uintptr_t)index,
+                         .bytes = bytes,
+                         .row_bytes = row_bytes,
+                         .kind = CGR__COPY_OP_GATHER};
+  return append(plan, &desc, err, __func__);
+}
+
+/* ---- finishing ----------------------------------------------------------- */
+
+typedef struct dst_range {
+  uint64_t begin;
+  uint64_t end;
+  size_t op;
+} dst_range;
+
+static int by_begin(const void *a, const void *b) {
+  const dst_range *x = a, *y = b;
+  if (x->begin != y->begin)
+    return x->begin < y->begin ? -1 : 1;
+  return x->op < y->op ? -1 : (x->op > y->op);
+}
+
+static const char *kind_name(uint8_t kind) {
+  switch (kind) {
+  case CGR__COPY_OP_COPY:
+    return "COPY";
+  case CGR__COPY_OP_FILL:
+    return "FILL";
+  default:
+    return "GATHER";
+  }
+}
+
+/* Destinations are written in parallel and in no order: two operations that
+ * write the same byte would leave whichever came last, which is no
+ * result at all. Sorting by start finds any overlap between neighbours. */
+static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
+  if (plan->count < 2)
+    return CGR_OK;
+  dst_range *ranges = cgr__malloc(plan->count * sizeof *ranges);
+  if (ranges == NULL)
+    return cgr__fail(err, CGR_E_OUT_OF_MEMORY, "cgr__copy_plan_finish",
+                     "checking %zu operations for overlap ran out of memory",
+                     plan->count);
+  for (size_t i = 0; i < plan->count; ++i)
+    ranges[i] = (dst_range){plan->ops[i].dst,
+                            plan->ops[i].dst + plan->ops[i].bytes, i};
+  qsort(ranges, plan->count, sizeof *ranges, by_begin);
+  cgr_status status = CGR_OK;
+  /* The furthest end so far: an operation may overlap one that started
+   * several ranges earlier. */
+  size_t reaching = 0;
+  for (size_t i = 1; i < plan->count; ++i) {
+    if (ranges[i].begin < ranges[reaching].end) {
+      size_t first = ranges[reaching].op, second = ranges[i].op;
+      if (first > second) {
+        size_t swap = first;
+        first = second;
+        second = swap;
+      }
+      status = cgr__fail(
+          err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
+          "copy plan operations %zu (%s) and %zu (%s) write overlapping "
+          "destination bytes",
+          first, kind_name(plan->ops[first].kind), second,
+          kind_name(plan->ops[second].kind));
+      break;
+    }
+    if (ranges[i].end > ranges[reaching].end)
+      reaching = i;
+  }
+  cgr__free(ranges);
+  return status;
+}
+
+cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err) {
+  plan->finished = 0;
+  CGR__CHECK(check_overlaps(plan, err));
+  /* Tiles are numbered per launch: an operation's tile_begin counts from
+   * the first operation of its chunk of CGR__FUSED_COPY_LARGE. */
+  uint64_t total = 0, in_launch = 0;
+  for (size_t i = 0; i < plan->count; ++i) {
+    if (i % CGR__FUSED_COPY_LARGE == 0)
+      in_launch = 0;
+    uint64_t tiles = cgr__copy_tiles_for(plan->ops[i].bytes);
+    if (in_launch + tiles > UINT32_MAX)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
+                       "copy plan operation %zu: a launch would need more "
+                       "than 2^32 tiles of %llu bytes",
+                       i, (unsigned long long)CGR__COPY_TILE_BYTES);
+    plan->ops[i].tile_begin = (uint32_t)in_launch;
+    in_launch += tiles;
+    total += tiles;
+  }
+  plan->tile_count = total;
+  plan->finished = 1;
+  return CGR_OK;
+}
+
+size_t cgr__copy_plan_launches(const cgr__copy_plan *plan) {
+  return (plan->count + CGR__FUSED_COPY_LARGE - 1) / CGR__FUSED_COPY_LARGE;
+}

@@ -1,0 +1,82 @@
+/*
+ * The copy plan: a compact list of COPY, FILL and GATHER operations that the
+ * fused copy kernel executes in one launch.
+ *
+ *   COPY    dst[0, bytes) <- src[0, bytes)
+ *   FILL    dst[0, bytes) <- a 1, 2, 4 or 8-byte pattern repeated (padding
+ *           rows); bytes must be a multiple of the pattern's size
+ *   GATHER  dst row j <- src row index[j], for j in [0, rows), each row
+ *           row_bytes long (the request set changed and the data is still on
+ *           the device); index is int32 and lives in memory the device reads
+ *
+ * Sizes are 64-bit everywhere. Sources may be device memory or pinned host
+ * memory (read through unified addressing). The builder validates each
+ * operation as it is added and the whole plan when it is finished, and names
+ * the bad operation in its message.
+ *
+ * The plan is cut into tiles of a fixed number of destination bytes, and
+ * each tile is one unit of work (one CUDA block, one host loop iteration).
+ * The cut lives here, in copy_tiles.h, and both backends use it, so a host
+ * run exercises the very tiling the GPU runs.
+ *
+ * A plan is owned by one thread at a time.
+ */
+#ifndef CGR_KERNELS_COPY_PLAN_H
+#define CGR_KERNELS_COPY_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/copy_tiles.h"
+#include "runtime/error.h"
+
+typedef struct cgr__copy_plan {
+  cgr__copy_desc *ops; /* in the kernel's format, in the order added */
+  size_t count;
+  size_t capacity;
+  uint64_t total_bytes; /* destination bytes over all operations */
+  uint64_t tile_count;
+  int finished; /* cgr__copy_plan_finish succeeded since the last change */
+} cgr__copy_plan;
+
+/* An empty plan; needs no cleanup until an operation is added. */
+void cgr__copy_plan_init(cgr__copy_plan *plan);
+
+/* Frees the plan's memory; the plan is empty and usable again. */
+void cgr__copy_plan_release(cgr__copy_plan *plan);
+
+/* Forgets every operation but keeps the memory (the replay path reuses one
+ * plan per step without allocating). */
+void cgr__copy_plan_clear(cgr__copy_plan *plan);
+
+/*
+ * Appending. Each returns CGR_E_INVALID_ARGUMENT naming the operation (its
+ * index in the plan) and the bad field for a NULL pointer, a size whose end
+ * overflows the address space, a pattern size other than 1, 2, 4 or 8, or
+ * a length that is not a multiple of it; CGR_E_OUT_OF_MEMORY when the plan
+ * cannot grow. A zero-byte operation (or a gather of zero rows) is checked
+ * the same way and then dropped: it moves nothing and costs no tile.
+ */
+cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst,
+                               const void *src, uint64_t bytes,
+                               cgr__error *err);
+cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
+                               uint64_t pattern, unsigned pattern_size,
+                               uint64_t bytes, cgr__error *err);
+cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
+                                 const void *src, const int32_t *index,
+                                 uint64_t rows, uint64_t row_bytes,
+                                 cgr__error *err);
+
+/*
+ * Validates the plan as a whole and assigns tiles. Rejects destination
+ * ranges that overlap inside the plan (CGR_E_INVALID_ARGUMENT naming both
+ * operations): the kernel writes them in parallel, in no order. Must
+ * succeed before the plan is launched; adding an operation undoes it.
+ */
+cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err);
+
+/* The number of launches cgr__fused_copy_launch makes for this plan. */
+size_t cgr__copy_plan_launches(const cgr__copy_plan *plan);
+
+#endif /* CGR_KERNELS_COPY_PLAN_H */

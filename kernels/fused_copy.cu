@@ -1,0 +1,184 @@
+// The fused multi-tensor copy: one launch runs a whole copy plan.
+//
+// The descriptors arrive by value as a __grid_constant__ parameter, so a
+// block reads its descriptor straight from parameter space: no staging
+// copy, no device-resident table to keep in sync. Each block takes tiles
+// (copy_tiles.h) in a grid-stride loop; a tile is at most 16 KiB of one
+// operation's destination. Copies whose source and destination agree
+// modulo 16 move 16-byte vectors, with scalar head and tail; the others
+// fall back to 4-byte or 1-byte elements. Sources may be pinned host
+// memory: plain loads reach it through unified addressing.
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+
+#include "kernels/copy_tiles.h"
+
+namespace {
+
+constexpr int kThreads = 256;
+// Independent 16-byte loads each thread keeps in flight before storing.
+constexpr int kUnroll = 4;
+// Grid cap: the loop strides over the rest. 2^31 - 1 is CUDA's x limit.
+constexpr uint32_t kMaxBlocks = 1u << 30;
+
+// Moves `count` elements of type T cooperatively with the block: each
+// thread loads kUnroll elements, then stores them, so loads overlap.
+template <typename T>
+__device__ __forceinline__ void block_copy(T *dst, const T *src,
+                                           uint64_t count) {
+  const uint64_t step = (uint64_t)kUnroll * blockDim.x;
+  for (uint64_t base = threadIdx.x; base < count; base += step) {
+    T values[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      uint64_t i = base + (uint64_t)u * blockDim.x;
+      if (i < count)
+        values[u] = src[i];
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      uint64_t i = base + (uint64_t)u * blockDim.x;
+      if (i < count)
+        dst[i] = values[u];
+    }
+  }
+}
+
+__device__ __forceinline__ void block_copy_bytes(unsigned char *dst,
+                                                 const unsigned char *src,
+                                                 uint64_t n) {
+  uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+  unsigned width = ((d ^ s) & 15) == 0 ? 16 : ((d ^ s) & 3) == 0 ? 4 : 1;
+  if (width == 1) {
+    block_copy(dst, src, n);
+    return;
+  }
+  // Scalar head up to the first `width`-aligned destination byte, the
+  // vector body, the scalar tail.
+  uint64_t head = (uint64_t)((width - (d & (width - 1))) & (width - 1));
+  if (head > n)
+    head = n;
+  uint64_t body = (n - head) / width;
+  uint64_t tail_begin = head + body * width;
+  for (uint64_t i = threadIdx.x; i < head; i += blockDim.x)
+    dst[i] = src[i];
+  if (width == 16)
+    block_copy((uint4 *)(dst + head), (const uint4 *)(src + head), body);
+  else
+    block_copy((uint32_t *)(dst + head), (const uint32_t *)(src + head),
+               body);
+  for (uint64_t i = tail_begin + threadIdx.x; i < n; i += blockDim.x)
+    dst[i] = src[i];
+}
+
+// dst[begin, end) of a FILL whose 8-byte pattern starts at offset 0.
+__device__ __forceinline__ void block_fill(unsigned char *dst,
+                                           uint64_t pattern8, uint64_t begin,
+                                           uint64_t end) {
+  uintptr_t first = (uintptr_t)(dst + begin);
+  uint64_t n = end - begin;
+  uint64_t head = (uint64_t)((16 - (first & 15)) & 15);
+  if (head > n)
+    head = n;
+  uint64_t body = (n - head) / 16;
+  for (uint64_t i = threadIdx.x; i < head; i += blockDim.x) {
+    uint64_t offset = begin + i;
+    dst[offset] = (unsigned char)(pattern8 >> (8 * (offset % 8)));
+  }
+  uint64_t word = cgr__copy_fill_word_at(pattern8, begin + head);
+  uint4 vector = make_uint4((unsigned)word, (unsigned)(word >> 32),
+                            (unsigned)word, (unsigned)(word >> 32));
+  uint4 *body_dst = (uint4 *)(dst + begin + head);
+  for (uint64_t i = threadIdx.x; i < body; i += blockDim.x)
+    body_dst[i] = vector;
+  for (uint64_t offset = begin + head + body * 16 + threadIdx.x; offset < end;
+       offset += blockDim.x)
+    dst[offset] = (unsigned char)(pattern8 >> (8 * (offset % 8)));
+}
+
+// GATHER over dst[begin, end): element by element, each element the widest
+// power of two that divides the row length and both base addresses, so
+// every element lies inside one row of the source.
+template <typename T>
+__device__ __forceinline__ void block_gather(const cgr__copy_desc &op,
+                                             uint64_t begin, uint64_t end) {
+  T *dst = (T *)(uintptr_t)op.dst;
+  const unsigned char *src = (const unsigned char *)(uintptr_t)op.src;
+  const int32_t *index = (const int32_t *)(uintptr_t)op.index;
+  const uint64_t row_elems = op.row_bytes / sizeof(T);
+  for (uint64_t e = begin / sizeof(T) + threadIdx.x; e < end / sizeof(T);
+       e += blockDim.x) {
+    uint64_t row = e / row_elems;
+    uint64_t within = e - row * row_elems;
+    const T *src_row =
+        (const T *)(src + (uint64_t)(int64_t)index[row] * op.row_bytes);
+    dst[e] = src_row[within];
+  }
+}
+
+__device__ __forceinline__ void gather_range(const cgr__copy_desc &op,
+                                             uint64_t begin, uint64_t end) {
+  uint64_t bits = op.dst | op.src | op.row_bytes;
+  if ((bits & 15) == 0)
+    block_gather<uint4>(op, begin, end);
+  else if ((bits & 7) == 0)
+    block_gather<uint2>(op, begin, end);
+  else if ((bits & 3) == 0)
+    block_gather<uint32_t>(op, begin, end);
+  else
+    block_gather<unsigned char>(op, begin, end);
+}
+
+template <typename Args>
+__global__ void __launch_bounds__(kThreads)
+    fused_copy(const __grid_constant__ Args args) {
+  for (uint32_t tile = blockIdx.x; tile < args.tile_count;
+       tile += gridDim.x) {
+    const cgr__copy_desc &op =
+        args.ops[cgr__copy_tile_op(args.ops, args.op_count, tile)];
+    uint64_t begin, end;
+    cgr__copy_tile_range(&op, tile, &begin, &end);
+    switch (op.kind) {
+    case CGR__COPY_OP_COPY:
+      block_copy_bytes((unsigned char *)(uintptr_t)op.dst + begin,
+                       (const unsigned char *)(uintptr_t)op.src + begin,
+                       end - begin);
+      break;
+    case CGR__COPY_OP_FILL:
+      block_fill((unsigned char *)(uintptr_t)op.dst, op.src, begin, end);
+      break;
+    case CGR__COPY_OP_GATHER:
+      gather_range(op, begin, end);
+      break;
+    }
+  }
+}
+
+template <typename Args> int launch(void *cuda_stream, const void *opaque) {
+  const Args *args = (const Args *)opaque;
+  if (args->tile_count == 0)
+    return (int)cudaSuccess;
+  uint32_t blocks =
+      args->tile_count < kMaxBlocks ? args->tile_count : kMaxBlocks;
+  fused_copy<Args>
+      <<<blocks, kThreads, 0, (cudaStream_t)cuda_stream>>>(*args);
+  return (int)cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" int cgr__cuda_launch_fused_copy_small(void *cuda_stream,
+                                                 const void *args) {
+  return launch<cgr__fused_copy_args_small>(cuda_stream, args);
+}
+
+extern "C" int cgr__cuda_launch_fused_copy_medium(void *cuda_stream,
+                                                  const void *args) {
+  return launch<cgr__fused_copy_args_medium>(cuda_stream, args);
+}
+
+extern "C" int cgr__cuda_launch_fused_copy_large(void *cuda_stream,
+                                                 const void *args) {
+  return launch<cgr__fused_copy_args_large>(cuda_stream, args);
+}
