@@ -58,9 +58,8 @@ static cgr_status append(cgr__copy_plan *plan, const cgr__copy_desc *desc,
   return CGR_OK;
 }
 
-cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst,
-                               const void *src, uint64_t bytes,
-                               cgr__error *err) {
+cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst, const void *src,
+                               uint64_t bytes, cgr__error *err) {
   if (dst == NULL)
     return bad_op(plan, err, __func__, "COPY", "dst is NULL");
   if (src == NULL)
@@ -92,8 +91,8 @@ cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
                   "bytes overflows the address space");
   /* Repeat the pattern to 8 bytes in memory order (little-endian, as on
    * x86-64, Arm64 and every CUDA GPU). */
-  uint64_t mask = pattern_size == 8 ? UINT64_MAX
-                                    : (UINT64_C(1) << (8 * pattern_size)) - 1;
+  uint64_t mask =
+      pattern_size == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * pattern_size)) - 1;
   uint64_t word = 0;
   for (unsigned shift = 0; shift < 64; shift += 8 * pattern_size)
     word |= (pattern & mask) << shift;
@@ -159,11 +158,49 @@ static const char *kind_name(uint8_t kind) {
   }
 }
 
-/* Destinations are written in parallel and in no order: two operations that
- * write the same byte would leave whichever came last, which is no
- * result at all. Sorting by start finds any overlap between neighbours. */
+/* The destination range that overlaps [begin, end), if any: ranges are
+ * sorted and disjoint, so only the last one starting before `end` can. */
+static const dst_range *overlapping(const dst_range *ranges, size_t count,
+                                    uint64_t begin, uint64_t end) {
+  size_t low = 0, high = count;
+  while (low < high) {
+    size_t mid = low + (high - low) / 2;
+    if (ranges[mid].begin < end)
+      low = mid + 1;
+    else
+      high = mid;
+  }
+  if (low == 0 || begin == end)
+    return NULL;
+  return ranges[low - 1].end > begin ? &ranges[low - 1] : NULL;
+}
+
+/* What an operation reads besides GATHER's source rows (whose extent
+ * depends on the indices): COPY's source, GATHER's index array. */
+static int read_range(const cgr__copy_desc *op, uint64_t *begin,
+                      uint64_t *end) {
+  if (op->kind == CGR__COPY_OP_COPY) {
+    *begin = op->src;
+    *end = op->src + op->bytes;
+    return 1;
+  }
+  if (op->kind == CGR__COPY_OP_GATHER) {
+    *begin = op->index;
+    *end = op->index + op->bytes / op->row_bytes * sizeof(int32_t);
+    return 1;
+  }
+  return 0;
+}
+
+/*
+ * Destinations are written in parallel and in no order: two operations that
+ * write the same byte leave whichever came last, which is no result at all,
+ * and an operation that reads bytes another one writes reads them before or
+ * after, by chance. Sorting the destinations by start finds any overlap
+ * between neighbours; each read range is then looked up among them.
+ */
 static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
-  if (plan->count < 2)
+  if (plan->count == 0)
     return CGR_OK;
   dst_range *ranges = cgr__malloc(plan->count * sizeof *ranges);
   if (ranges == NULL)
@@ -171,8 +208,8 @@ static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
                      "checking %zu operations for overlap ran out of memory",
                      plan->count);
   for (size_t i = 0; i < plan->count; ++i)
-    ranges[i] = (dst_range){plan->ops[i].dst,
-                            plan->ops[i].dst + plan->ops[i].bytes, i};
+    ranges[i] =
+        (dst_range){plan->ops[i].dst, plan->ops[i].dst + plan->ops[i].bytes, i};
   qsort(ranges, plan->count, sizeof *ranges, by_begin);
   cgr_status status = CGR_OK;
   /* The furthest end so far: an operation may overlap one that started
@@ -192,11 +229,28 @@ static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
           "destination bytes",
           first, kind_name(plan->ops[first].kind), second,
           kind_name(plan->ops[second].kind));
-      break;
+      goto done;
     }
     if (ranges[i].end > ranges[reaching].end)
       reaching = i;
   }
+  for (size_t i = 0; i < plan->count; ++i) {
+    uint64_t begin, end;
+    if (!read_range(&plan->ops[i], &begin, &end))
+      continue;
+    const dst_range *hit = overlapping(ranges, plan->count, begin, end);
+    if (hit != NULL) {
+      status = cgr__fail(
+          err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
+          "copy plan operation %zu (%s) reads %s bytes that operation %zu "
+          "(%s) writes",
+          i, kind_name(plan->ops[i].kind),
+          plan->ops[i].kind == CGR__COPY_OP_COPY ? "source" : "index", hit->op,
+          kind_name(plan->ops[hit->op].kind));
+      goto done;
+    }
+  }
+done:
   cgr__free(ranges);
   return status;
 }

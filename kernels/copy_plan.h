@@ -57,9 +57,8 @@ void cgr__copy_plan_clear(cgr__copy_plan *plan);
  * cannot grow. A zero-byte operation (or a gather of zero rows) is checked
  * the same way and then dropped: it moves nothing and costs no tile.
  */
-cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst,
-                               const void *src, uint64_t bytes,
-                               cgr__error *err);
+cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst, const void *src,
+                               uint64_t bytes, cgr__error *err);
 cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
                                uint64_t pattern, unsigned pattern_size,
                                uint64_t bytes, cgr__error *err);
@@ -69,10 +68,13 @@ cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
                                  cgr__error *err);
 
 /*
- * Validates the plan as a whole and assigns tiles. Rejects destination
- * ranges that overlap inside the plan (CGR_E_INVALID_ARGUMENT naming both
- * operations): the kernel writes them in parallel, in no order. Must
- * succeed before the plan is launched; adding an operation undoes it.
+ * Validates the plan as a whole and assigns tiles. Rejects, with
+ * CGR_E_INVALID_ARGUMENT naming both operations, destination ranges that
+ * overlap inside the plan, and a COPY source or a GATHER index array that
+ * overlaps any destination: the kernel runs operations in parallel, in no
+ * order. (GATHER's source rows depend on the index values and are not
+ * checked; the indices must name rows that exist.) Must succeed before the
+ * plan is launched; adding an operation undoes it.
  */
 cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err);
 

@@ -42,11 +42,11 @@ typedef struct cgr__copy_desc {
   /* COPY, GATHER: the source. FILL: the pattern repeated to fill 8 bytes,
    * so destination byte k is byte k % 8 of it in memory order. */
   uint64_t src;
-  uint64_t index;     /* GATHER: int32 row indices, one per row */
-  uint64_t bytes;     /* destination bytes (GATHER: rows * row_bytes) */
-  uint64_t row_bytes; /* GATHER */
-  uint32_t tile_begin; /* first tile, counted from the start of its launch */
-  uint8_t kind;        /* enum cgr__copy_kind */
+  uint64_t index;       /* GATHER: int32 row indices, one per row */
+  uint64_t bytes;       /* destination bytes (GATHER: rows * row_bytes) */
+  uint64_t row_bytes;   /* GATHER */
+  uint32_t tile_begin;  /* first tile, counted from the start of its launch */
+  uint8_t kind;         /* enum cgr__copy_kind */
   uint8_t pattern_size; /* FILL: 1, 2, 4 or 8 */
   uint16_t reserved;
 } cgr__copy_desc;
@@ -86,8 +86,8 @@ typedef struct cgr__fused_copy_header {
 } cgr__fused_copy_header;
 
 /* The operation that owns tile `tile` (binary search over tile_begin). */
-CGR__HD uint32_t cgr__copy_tile_op(const cgr__copy_desc *ops,
-                                   uint32_t op_count, uint32_t tile) {
+CGR__HD uint32_t cgr__copy_tile_op(const cgr__copy_desc *ops, uint32_t op_count,
+                                   uint32_t tile) {
   uint32_t low = 0, high = op_count - 1;
   while (low < high) {
     uint32_t mid = low + (high - low + 1) / 2;

@@ -52,18 +52,16 @@ cgr_status cgr__fused_copy_launch(cgr__backend *be, cgr__stream *stream,
                      "(or never finished)");
   /* 32 KB on the stack: large enough for any chunk; the launch copies it. */
   cgr__fused_copy_args_large args;
-  for (size_t first = 0; first < plan->count;
-       first += CGR__FUSED_COPY_LARGE) {
+  for (size_t first = 0; first < plan->count; first += CGR__FUSED_COPY_LARGE) {
     size_t count = plan->count - first;
     if (count > CGR__FUSED_COPY_LARGE)
       count = CGR__FUSED_COPY_LARGE;
     const cgr__copy_desc *last = &plan->ops[first + count - 1];
     uint64_t tiles = last->tile_begin + cgr__copy_tiles_for(last->bytes);
-    const cgr__kernel *kernel = count <= CGR__FUSED_COPY_SMALL
-                                    ? &cgr__kernel_fused_copy_small
-                                : count <= CGR__FUSED_COPY_MEDIUM
-                                    ? &cgr__kernel_fused_copy_medium
-                                    : &cgr__kernel_fused_copy_large;
+    const cgr__kernel *kernel =
+        count <= CGR__FUSED_COPY_SMALL    ? &cgr__kernel_fused_copy_small
+        : count <= CGR__FUSED_COPY_MEDIUM ? &cgr__kernel_fused_copy_medium
+                                          : &cgr__kernel_fused_copy_large;
     args.op_count = (uint32_t)count;
     args.tile_count = (uint32_t)tiles;
     args.reserved = 0;

@@ -45,9 +45,8 @@ __device__ __forceinline__ void block_copy(T *dst, const T *src,
   }
 }
 
-__device__ __forceinline__ void block_copy_bytes(unsigned char *dst,
-                                                 const unsigned char *src,
-                                                 uint64_t n) {
+__device__ __forceinline__ void
+block_copy_bytes(unsigned char *dst, const unsigned char *src, uint64_t n) {
   uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
   unsigned width = ((d ^ s) & 15) == 0 ? 16 : ((d ^ s) & 3) == 0 ? 4 : 1;
   if (width == 1) {
@@ -59,15 +58,16 @@ __device__ __forceinline__ void block_copy_bytes(unsigned char *dst,
   uint64_t head = (uint64_t)((width - (d & (width - 1))) & (width - 1));
   if (head > n)
     head = n;
-  uint64_t body = (n - head) / width;
-  uint64_t tail_begin = head + body * width;
+  // width is 16 or 4: a shift, not a division by a runtime value.
+  unsigned shift = width == 16 ? 4 : 2;
+  uint64_t body = (n - head) >> shift;
+  uint64_t tail_begin = head + (body << shift);
   for (uint64_t i = threadIdx.x; i < head; i += blockDim.x)
     dst[i] = src[i];
   if (width == 16)
     block_copy((uint4 *)(dst + head), (const uint4 *)(src + head), body);
   else
-    block_copy((uint32_t *)(dst + head), (const uint32_t *)(src + head),
-               body);
+    block_copy((uint32_t *)(dst + head), (const uint32_t *)(src + head), body);
   for (uint64_t i = tail_begin + threadIdx.x; i < n; i += blockDim.x)
     dst[i] = src[i];
 }
@@ -99,7 +99,9 @@ __device__ __forceinline__ void block_fill(unsigned char *dst,
 
 // GATHER over dst[begin, end): element by element, each element the widest
 // power of two that divides the row length and both base addresses, so
-// every element lies inside one row of the source.
+// every element lies inside one row of the source. A thread finds its first
+// element's row with one division, then advances by blockDim.x elements as
+// whole rows plus a remainder, so the loop divides nothing.
 template <typename T>
 __device__ __forceinline__ void block_gather(const cgr__copy_desc &op,
                                              uint64_t begin, uint64_t end) {
@@ -107,13 +109,24 @@ __device__ __forceinline__ void block_gather(const cgr__copy_desc &op,
   const unsigned char *src = (const unsigned char *)(uintptr_t)op.src;
   const int32_t *index = (const int32_t *)(uintptr_t)op.index;
   const uint64_t row_elems = op.row_bytes / sizeof(T);
-  for (uint64_t e = begin / sizeof(T) + threadIdx.x; e < end / sizeof(T);
-       e += blockDim.x) {
-    uint64_t row = e / row_elems;
-    uint64_t within = e - row * row_elems;
+  const uint64_t last = end / sizeof(T);
+  uint64_t e = begin / sizeof(T) + threadIdx.x;
+  if (e >= last)
+    return;
+  uint64_t row = e / row_elems;
+  uint64_t within = e - row * row_elems;
+  const uint64_t rows_per_step = blockDim.x / row_elems;
+  const uint64_t within_per_step = blockDim.x - rows_per_step * row_elems;
+  for (; e < last; e += blockDim.x) {
     const T *src_row =
         (const T *)(src + (uint64_t)(int64_t)index[row] * op.row_bytes);
     dst[e] = src_row[within];
+    row += rows_per_step;
+    within += within_per_step;
+    if (within >= row_elems) {
+      within -= row_elems;
+      ++row;
+    }
   }
 }
 
@@ -133,8 +146,7 @@ __device__ __forceinline__ void gather_range(const cgr__copy_desc &op,
 template <typename Args>
 __global__ void __launch_bounds__(kThreads)
     fused_copy(const __grid_constant__ Args args) {
-  for (uint32_t tile = blockIdx.x; tile < args.tile_count;
-       tile += gridDim.x) {
+  for (uint32_t tile = blockIdx.x; tile < args.tile_count; tile += gridDim.x) {
     const cgr__copy_desc &op =
         args.ops[cgr__copy_tile_op(args.ops, args.op_count, tile)];
     uint64_t begin, end;
@@ -161,8 +173,7 @@ template <typename Args> int launch(void *cuda_stream, const void *opaque) {
     return (int)cudaSuccess;
   uint32_t blocks =
       args->tile_count < kMaxBlocks ? args->tile_count : kMaxBlocks;
-  fused_copy<Args>
-      <<<blocks, kThreads, 0, (cudaStream_t)cuda_stream>>>(*args);
+  fused_copy<Args><<<blocks, kThreads, 0, (cudaStream_t)cuda_stream>>>(*args);
   return (int)cudaGetLastError();
 }
 

@@ -8,20 +8,22 @@
 
 #include "kernels/fused_copy.h"
 
-static void copy_range(const cgr__copy_desc *op, uint64_t begin,
-                       uint64_t end) {
+static void copy_range(const cgr__copy_desc *op, uint64_t begin, uint64_t end) {
   memcpy((unsigned char *)(uintptr_t)op->dst + begin,
          (const unsigned char *)(uintptr_t)op->src + begin, end - begin);
 }
 
-static void fill_range(const cgr__copy_desc *op, uint64_t begin,
-                       uint64_t end) {
+static void fill_range(const cgr__copy_desc *op, uint64_t begin, uint64_t end) {
   unsigned char *dst = (unsigned char *)(uintptr_t)op->dst;
-  /* Offsets begin, begin + 8, ... all start the same rotation. */
+  /* Offsets begin, begin + 8, ... all start the same rotation: build 256
+   * bytes of it once, then copy those. */
   uint64_t word = cgr__copy_fill_word_at(op->src, begin);
-  for (uint64_t offset = begin; offset < end; offset += 8) {
-    uint64_t n = end - offset < 8 ? end - offset : 8;
-    memcpy(dst + offset, &word, n);
+  unsigned char block[256];
+  for (size_t i = 0; i < sizeof block; i += 8)
+    memcpy(block + i, &word, 8);
+  for (uint64_t offset = begin; offset < end; offset += sizeof block) {
+    uint64_t n = end - offset < sizeof block ? end - offset : sizeof block;
+    memcpy(dst + offset, block, n);
   }
 }
 
@@ -49,8 +51,8 @@ void cgr__host_fused_copy(const void *args) {
       (const cgr__copy_desc *)((const unsigned char *)args +
                                offsetof(cgr__fused_copy_args_small, ops));
   for (uint32_t tile = 0; tile < header->tile_count; ++tile) {
-    const cgr__copy_desc *op = &ops[cgr__copy_tile_op(ops, header->op_count,
-                                                      tile)];
+    const cgr__copy_desc *op =
+        &ops[cgr__copy_tile_op(ops, header->op_count, tile)];
     uint64_t begin, end;
     cgr__copy_tile_range(op, tile, &begin, &end);
     switch (op->kind) {
