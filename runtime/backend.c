@@ -300,6 +300,15 @@ void cgr__be_graph_destroy(cgr__backend *be, cgr__graph *graph) {
     be->ops->graph_destroy(be->ctx, graph);
 }
 
+cgr_status cgr__be_graph_dump(cgr__backend *be, cgr__graph *graph,
+                              const char *path) {
+  if (graph == NULL)
+    return null_arg(be, __func__, "graph");
+  if (path == NULL)
+    return null_arg(be, __func__, "path");
+  return be->ops->graph_dump(be->ctx, graph, path);
+}
+
 cgr_status cgr__be_graph_instantiate(cgr__backend *be, cgr__graph *graph,
                                      cgr__stream *upload_stream,
                                      cgr__graph_exec **out) {

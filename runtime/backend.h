@@ -128,6 +128,8 @@ typedef struct cgr__backend_ops {
   /* Number of nodes in a captured graph. */
   cgr_status (*graph_node_count)(void *ctx, cgr__graph *graph, size_t *out);
   void (*graph_destroy)(void *ctx, cgr__graph *graph);
+  /* Writes the graph as a Graphviz DOT file. */
+  cgr_status (*graph_dump)(void *ctx, cgr__graph *graph, const char *path);
   /* Instantiates and, when upload_stream is not NULL, uploads on it so the
    * first launch pays no upload. The graph may be destroyed afterwards. */
   cgr_status (*graph_instantiate)(void *ctx, cgr__graph *graph,
@@ -215,6 +217,8 @@ int cgr__be_stream_is_capturing(cgr__backend *be, cgr__stream *stream);
 cgr_status cgr__be_graph_node_count(cgr__backend *be, cgr__graph *graph,
                                     size_t *out);
 void cgr__be_graph_destroy(cgr__backend *be, cgr__graph *graph);
+cgr_status cgr__be_graph_dump(cgr__backend *be, cgr__graph *graph,
+                              const char *path);
 cgr_status cgr__be_graph_instantiate(cgr__backend *be, cgr__graph *graph,
                                      cgr__stream *upload_stream,
                                      cgr__graph_exec **out);

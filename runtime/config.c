@@ -15,11 +15,47 @@ cgr_status cgr_config_init(cgr_config *config) {
   config->side_stream_priority = CGR_PRIORITY_NORMAL;
   config->nvtx = 1;
   config->validate = 0;
+  config->buckets = NULL;
+  config->bucket_count = 0;
+  config->allow_eager = 1;
+  config->scratch_bytes = 0;
+  config->lazy_capture = 0;
+  config->log = NULL;
+  config->log_user = NULL;
   return CGR_OK;
 }
 
 static int priority_valid(cgr_stream_priority priority) {
   return priority == CGR_PRIORITY_NORMAL || priority == CGR_PRIORITY_HIGH;
+}
+
+/* The list is only checked here; capture/ gives the sizes their meaning
+ * (and the default list when there is none). */
+static cgr_status check_buckets(const cgr_config *config, cgr__error *err) {
+  if (config->buckets == NULL) {
+    if (config->bucket_count != 0)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                       "config->buckets is NULL but config->bucket_count is "
+                       "%zu",
+                       config->bucket_count);
+    return CGR_OK;
+  }
+  if (config->bucket_count == 0)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->bucket_count is 0");
+  for (size_t i = 0; i < config->bucket_count; ++i) {
+    uint32_t size = config->buckets[i];
+    if (size == 0 || size > CGR_MAX_BUCKET)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                       "config->buckets[%zu] is %u, must be 1 to %d", i, size,
+                       CGR_MAX_BUCKET);
+    if (i > 0 && size <= config->buckets[i - 1])
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                       "config->buckets must ascend without repeats: [%zu] "
+                       "is %u after %u",
+                       i, size, config->buckets[i - 1]);
+  }
+  return CGR_OK;
 }
 
 cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
@@ -81,5 +117,13 @@ cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
     return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
                      "config->validate is %d, must be 0 or 1",
                      resolved->validate);
-  return CGR_OK;
+  if (resolved->allow_eager != 0 && resolved->allow_eager != 1)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->allow_eager is %d, must be 0 or 1",
+                     resolved->allow_eager);
+  if (resolved->lazy_capture != 0 && resolved->lazy_capture != 1)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->lazy_capture is %d, must be 0 or 1",
+                     resolved->lazy_capture);
+  return check_buckets(resolved, err);
 }

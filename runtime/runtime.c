@@ -2,6 +2,7 @@
  * counters, destruction. */
 #include "runtime/runtime.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,6 +53,19 @@ static cgr_status choose_backend(cgr_runtime *rt, const cgr__env *env) {
 }
 
 static void destroy_parts(cgr_runtime *rt) {
+  /* Layers free device memory and graphs that queued work may still use:
+   * drain the streams first. */
+  if (rt->layers[CGR__LAYER_CAPTURE].state != NULL ||
+      rt->layers[CGR__LAYER_REPLAY].state != NULL) {
+    for (int role = 0; role < 2; ++role)
+      if (rt->streams[role] != NULL)
+        (void)cgr__be_stream_synchronize(&rt->backend, rt->streams[role]);
+  }
+  for (int layer = CGR__LAYER_COUNT - 1; layer >= 0; --layer) {
+    if (rt->layers[layer].state != NULL)
+      rt->layers[layer].destroy(rt, rt->layers[layer].state);
+    rt->layers[layer].state = NULL;
+  }
   for (int role = 0; role < 2; ++role) {
     cgr__be_stream_destroy(&rt->backend, rt->streams[role]);
     rt->streams[role] = NULL;
@@ -76,10 +90,30 @@ cgr_status cgr_runtime_create(const cgr_config *config, cgr_runtime **out) {
     return cgr__fail(NULL, CGR_E_OUT_OF_MEMORY, __func__,
                      "allocating the runtime (%zu bytes) failed", sizeof *rt);
   rt->config = resolved;
+  if (resolved.buckets != NULL) {
+    rt->bucket_list = cgr__calloc(resolved.bucket_count, sizeof(uint32_t));
+    if (rt->bucket_list == NULL) {
+      cgr__free(rt);
+      return cgr__fail(NULL, CGR_E_OUT_OF_MEMORY, __func__,
+                       "copying config->buckets (%zu sizes) failed",
+                       resolved.bucket_count);
+    }
+    memcpy(rt->bucket_list, resolved.buckets,
+           resolved.bucket_count * sizeof(uint32_t));
+    rt->config.buckets = rt->bucket_list;
+  }
   if (cgr__error_init(&rt->error) != CGR_OK) {
+    cgr__free(rt->bucket_list);
     cgr__free(rt);
     return cgr__fail(NULL, CGR_E_SYSTEM, __func__,
                      "pthread_mutex_init for the error message failed");
+  }
+  if (pthread_mutex_init(&rt->layer_lock, NULL) != 0) {
+    cgr__error_fini(&rt->error);
+    cgr__free(rt->bucket_list);
+    cgr__free(rt);
+    return cgr__fail(NULL, CGR_E_SYSTEM, __func__,
+                     "pthread_mutex_init for the layer lock failed");
   }
   rt->backend.error = &rt->error;
 
@@ -104,7 +138,9 @@ fail:
   CGR__NVTX_POP(rt->config.nvtx);
   destroy_parts(rt);
   cgr__error_publish_thread(&rt->error);
+  pthread_mutex_destroy(&rt->layer_lock);
   cgr__error_fini(&rt->error);
+  cgr__free(rt->bucket_list);
   cgr__free(rt);
   return status;
 }
@@ -113,8 +149,22 @@ void cgr_runtime_destroy(cgr_runtime *rt) {
   if (rt == NULL)
     return;
   destroy_parts(rt);
+  pthread_mutex_destroy(&rt->layer_lock);
   cgr__error_fini(&rt->error);
+  cgr__free(rt->bucket_list);
   cgr__free(rt);
+}
+
+void cgr__warn(const cgr_runtime *rt, const char *format, ...) {
+  char message[512];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(message, sizeof message, format, args);
+  va_end(args);
+  if (rt->config.log != NULL)
+    rt->config.log(rt->config.log_user, message);
+  else
+    fprintf(stderr, "cgr: warning: %s\n", message);
 }
 
 cgr_backend_kind cgr_backend(const cgr_runtime *rt) {

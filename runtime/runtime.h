@@ -5,18 +5,47 @@
 #ifndef CGR_RUNTIME_RUNTIME_H
 #define CGR_RUNTIME_RUNTIME_H
 
+#include <pthread.h>
+
 #include "cgr/cgr.h"
 #include "runtime/backend.h"
 #include "runtime/error.h"
 
+/*
+ * Upper layers (capture/, replay/) keep their state here, created on first
+ * use. runtime/ knows nothing of it but how to destroy it: at destroy, after
+ * the streams are drained, in reverse layer order, before the backend.
+ */
+typedef enum cgr__layer_id {
+  CGR__LAYER_CAPTURE,
+  CGR__LAYER_REPLAY,
+  CGR__LAYER_COUNT
+} cgr__layer_id;
+
+typedef struct cgr__layer {
+  void *state;
+  void (*destroy)(cgr_runtime *rt, void *state);
+} cgr__layer;
+
 struct cgr_runtime {
-  cgr_config config; /* resolved: defaults, caller's fields, environment */
+  /* Resolved: defaults, caller's fields, environment. config.buckets points
+   * at bucket_list, the runtime's own copy. */
+  cgr_config config;
+  uint32_t *bucket_list;
   cgr__error error;
   cgr__backend backend;
   cgr_backend_kind kind; /* CUDA or HOST, never AUTO */
   char backend_reason[256];
   cgr__stream *streams[2]; /* indexed by cgr_stream_role */
+  cgr__layer layers[CGR__LAYER_COUNT];
+  /* Guards the creation of layer state, which const queries may trigger
+   * from any thread. */
+  pthread_mutex_t layer_lock;
 };
+
+/* Reports a warning through config.log (stderr when NULL). */
+void cgr__warn(const cgr_runtime *rt, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * Environment overrides, read once per process. Each has_* says the

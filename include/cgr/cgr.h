@@ -122,8 +122,13 @@ typedef enum cgr_stream_priority {
   CGR_PRIORITY_HIGH = 1
 } cgr_stream_priority;
 
-/* Bumped when fields are appended to cgr_config. */
-#define CGR_CONFIG_VERSION 1
+/* Bumped when fields are appended to cgr_config. Version 2 added the
+ * capture fields (buckets ... log_user). */
+#define CGR_CONFIG_VERSION 2
+
+/* Where cgr reports a warning (an eager fallback, ...): one line, no
+ * newline. Called on the thread that hit it; must not call into cgr. */
+typedef void (*cgr_log_fn)(void *user, const char *message);
 
 /*
  * Runtime configuration. Fill it with cgr_config_init(), then change the
@@ -148,7 +153,32 @@ typedef struct cgr_config {
   int nvtx;
   /* Extra checks of inputs on every call (tests turn this on). Default 0. */
   int validate;
+
+  /* ---- version 2: capture ---- */
+
+  /* Padded batch sizes (buckets) to capture: ascending, unique, each from 1
+   * to CGR_MAX_BUCKET. NULL: 1, 2, 4, 8, then every 8 up to 256, as the
+   * serving engines use. The runtime copies the list. */
+  const uint32_t *buckets;
+  size_t bucket_count;
+  /* A batch larger than the largest bucket runs the step eagerly (no
+   * graph, counted and logged once) when 1; fails with
+   * CGR_E_BATCH_TOO_LARGE when 0. Default 1. */
+  int allow_eager;
+  /* Bytes of the scratch arena every bucket's step shares. 0 (default):
+   * sized by one eager run of the largest bucket. */
+  uint64_t scratch_bytes;
+  /* 1: cgr_capture() captures nothing up front; each bucket is captured on
+   * first use (cgr_capture_bucket(), or the replay that needs it).
+   * Default 0: every bucket at cgr_capture(). */
+  int lazy_capture;
+  /* Warnings. NULL (default): "cgr: warning: ..." on stderr. */
+  cgr_log_fn log;
+  void *log_user;
 } cgr_config;
+
+/* The largest padded batch size a bucket may have. */
+#define CGR_MAX_BUCKET 4096
 
 /* Fills *config with defaults and sets size and version.
  * Returns CGR_E_INVALID_ARGUMENT when config is NULL. Any thread. */
@@ -240,6 +270,232 @@ typedef enum cgr_stream_role {
   CGR_STREAM_MAIN = 0, /* launches graphs */
   CGR_STREAM_SIDE = 1  /* loads the next step's inputs */
 } cgr_stream_role;
+
+/* ------------------------------------------------------------------------ */
+/* Kernels a step launches                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A kernel both backends run: the CUDA launcher and its host twin under one
+ * definition, so the same step captures on a GPU and on the host backend.
+ * The launcher enqueues the kernel on the cudaStream_t it is given (as
+ * void *, so this header stays free of CUDA types) and returns the launch's
+ * cudaError_t (cudaGetLastError() after <<<...>>>). The host twin runs the
+ * whole kernel on one CPU thread. Arguments are passed by value: cgr copies
+ * args_size bytes at launch, as CUDA copies kernel parameters, so the
+ * caller may reuse its buffer at once. Kernels own their launch geometry.
+ * Definitions are usually static const and must outlive every graph that
+ * launches them.
+ */
+typedef struct cgr_kernel {
+  const char *name;
+  size_t args_size;
+  int (*cuda_launch)(void *cuda_stream, const void *args); /* NULL: none */
+  void (*host_run)(const void *args);                      /* NULL: none */
+} cgr_kernel;
+
+/* ------------------------------------------------------------------------ */
+/* Buckets                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The runtime's padded batch sizes, ascending (config->buckets or the
+ * default list). *sizes is owned by rt. CGR_E_INVALID_ARGUMENT on NULL. */
+CGR_API cgr_status cgr_buckets(const cgr_runtime *rt, const uint32_t **sizes,
+                               size_t *count);
+
+/*
+ * The smallest bucket that holds `batch` rows, in O(1). Errors:
+ * CGR_E_INVALID_ARGUMENT (batch 0, NULL), CGR_E_BATCH_TOO_LARGE (batch over
+ * the largest bucket; *padded_batch is then 0). Any thread.
+ */
+CGR_API cgr_status cgr_bucket_for_batch(const cgr_runtime *rt, uint32_t batch,
+                                        uint32_t *padded_batch);
+
+/* ------------------------------------------------------------------------ */
+/* Slots: the step's inputs and outputs                                      */
+/* ------------------------------------------------------------------------ */
+
+/* A declared slot: its index in declaration order. */
+typedef int32_t cgr_slot;
+
+typedef enum cgr_slot_kind {
+  /* padded_batch rows of row_elems elements (input_ids, positions, seq_lens,
+   * out_loc; a 2-D page_table is rows too). Padded rows hold pad_value. */
+  CGR_SLOT_ROWS = 0,
+  /* padded_batch + 1 entries of prefix sums (cu_seqlens_k). The entries of
+   * padded rows repeat the last live entry, so padded rows have length 0.
+   * At capture every entry is 0. */
+  CGR_SLOT_PREFIX = 1,
+  /* Depends only on the padded batch size (cu_seqlens_q = 0..bs in
+   * decode): padded_batch * row_elems + extra_elems elements, written once
+   * per bucket at capture and never copied at replay. */
+  CGR_SLOT_CONSTANT = 2,
+  /* Written by the step: padded_batch rows of row_elems elements (logits,
+   * next token ids). */
+  CGR_SLOT_OUTPUT = 3
+} cgr_slot_kind;
+
+/* Fills a CONSTANT slot's host image for one bucket: `elems` elements of
+ * the slot's elem_size at dst. Runs at capture, on the capturing thread. */
+typedef void (*cgr_constant_fill_fn)(void *user, uint32_t padded_batch,
+                                     void *dst, uint64_t elems);
+
+typedef struct cgr_slot_desc {
+  const char *name;     /* unique, 1 to 63 characters */
+  cgr_slot_kind kind;
+  uint32_t elem_size;   /* 1, 2, 4 or 8 bytes */
+  uint64_t row_elems;   /* elements per row (PREFIX: must be 1) */
+  /* ROWS: the value every element of a padded row holds (its low elem_size
+   * bytes): a dummy page, a scratch KV slot, length 0. It must be a value a
+   * padded row can use without touching a live request's state. */
+  uint64_t pad_value;
+  /* CONSTANT: elements beyond padded_batch * row_elems (1 for a prefix
+   * 0..bs), and the fill; NULL fill means arange: 0, 1, 2, ... */
+  uint64_t extra_elems;
+  cgr_constant_fill_fn fill;
+  void *fill_user;
+} cgr_slot_desc;
+
+/* Zeroes *desc and sets the four fields every slot needs. Any thread.
+ * CGR_E_INVALID_ARGUMENT when desc is NULL. */
+CGR_API cgr_status cgr_slot_desc_init(cgr_slot_desc *desc, const char *name,
+                                      cgr_slot_kind kind, uint32_t elem_size,
+                                      uint64_t row_elems);
+
+/*
+ * Declares a slot and allocates its two buffer sets (one per set for ROWS,
+ * PREFIX and OUTPUT, sized for the largest bucket; one buffer per bucket
+ * for CONSTANT), at device addresses that never change for the runtime's
+ * life. Input buffers start as padding: ROWS hold pad_value, PREFIX 0.
+ * Errors: CGR_E_INVALID_ARGUMENT naming the field (NULL, empty or long
+ * name, duplicate name, elem_size not 1/2/4/8, row_elems 0, PREFIX with
+ * row_elems != 1, size overflow); CGR_E_INVALID_STATE after cgr_capture();
+ * CGR_E_DEVICE_OUT_OF_MEMORY. Nothing is declared on failure.
+ */
+CGR_API cgr_status cgr_slot_declare(cgr_runtime *rt, const cgr_slot_desc *desc,
+                                    cgr_slot *out);
+
+/* The slot declared under `name`. CGR_E_INVALID_ARGUMENT when none. */
+CGR_API cgr_status cgr_slot_find(const cgr_runtime *rt, const char *name,
+                                 cgr_slot *out);
+
+/*
+ * The device address of a slot in buffer set `set` (0 or 1); for a
+ * CONSTANT slot, of the buffer of bucket `padded_batch` (ignored for the
+ * other kinds). Valid until the runtime is destroyed.
+ */
+CGR_API cgr_status cgr_slot_address(const cgr_runtime *rt, cgr_slot slot,
+                                    int set, uint32_t padded_batch,
+                                    void **out);
+
+/* ------------------------------------------------------------------------ */
+/* The step and its capture                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* What the step function is given: valid only during the call. */
+typedef struct cgr_step cgr_step;
+
+/*
+ * The user's decode step for one padded batch: enqueue its work on the
+ * step's stream (cgr_step_launch, or on CUDA the stream from
+ * cgr_cuda_step_stream) reading and writing the slots of its buffer set,
+ * and return CGR_OK. It runs eagerly once per bucket and set (warm-up),
+ * then under stream capture, so it must enqueue the same work every time
+ * and must not synchronize, allocate device memory (use cgr_step_scratch)
+ * or wait on work outside the step. Return an error to abort the capture.
+ */
+typedef cgr_status (*cgr_step_fn)(cgr_step *step, void *user);
+
+/* The padded batch size this run of the step is for. */
+CGR_API uint32_t cgr_step_padded_batch(const cgr_step *step);
+/* The buffer set (0 or 1) this run reads and writes. */
+CGR_API int cgr_step_buffer_set(const cgr_step *step);
+/* 1 while the step is being captured, 0 in a warm-up or eager run. */
+CGR_API int cgr_step_is_capturing(const cgr_step *step);
+/* The runtime the step runs on. */
+CGR_API cgr_runtime *cgr_step_runtime(const cgr_step *step);
+
+/* The slot's device address for this run (NULL for an unknown slot). */
+CGR_API void *cgr_step_slot(const cgr_step *step, cgr_slot slot);
+
+/*
+ * Device memory for the step's intermediates, from the scratch arena every
+ * bucket shares (graphs of one runtime never run at once). The same calls
+ * in the same order return the same addresses at warm-up and capture.
+ * `align` is a power of two (0 means 256). Errors: CGR_E_INVALID_ARGUMENT;
+ * CGR_E_DEVICE_OUT_OF_MEMORY when the arena is exhausted (the message
+ * gives the bucket, the request and the arena's size).
+ */
+CGR_API cgr_status cgr_step_scratch(cgr_step *step, size_t bytes, size_t align,
+                                    void **out);
+
+/* Enqueues a kernel on the step's stream. CGR_E_UNSUPPORTED when the
+ * kernel has no implementation for this backend. */
+CGR_API cgr_status cgr_step_launch(cgr_step *step, const cgr_kernel *kernel,
+                                   const void *args);
+/* Enqueues a copy (any direction) or a byte fill on the step's stream. */
+CGR_API cgr_status cgr_step_memcpy(cgr_step *step, void *dst, const void *src,
+                                   size_t bytes);
+CGR_API cgr_status cgr_step_memset(cgr_step *step, void *dst, int value,
+                                   size_t bytes);
+
+/*
+ * Registers the step and captures it: for every bucket, largest first, and
+ * each buffer set, one eager warm-up run, then the same step captured on the
+ * main stream (thread-local capture mode), instantiated and uploaded. With
+ * config->lazy_capture, only registers the step and sizes the arena; the
+ * buckets are captured on first use. Slots must be declared first; a
+ * runtime captures once.
+ *
+ * Errors: CGR_E_INVALID_ARGUMENT (NULL); CGR_E_INVALID_STATE (already
+ * captured); CGR_E_CAPTURE when the step fails or does something illegal
+ * during a warm-up or a capture (the message names the bucket, the set,
+ * and the step's own error or CUDA's); the status of a failed allocation or
+ * instantiation. On failure everything this call built is destroyed and the
+ * runtime can capture again.
+ */
+CGR_API cgr_status cgr_capture(cgr_runtime *rt, cgr_step_fn step, void *user);
+
+/* Captures bucket `padded_batch` (both sets) now, if it is not yet; needs a
+ * registered step (cgr_capture). Errors as cgr_capture, and
+ * CGR_E_INVALID_ARGUMENT for a size that is not a bucket. */
+CGR_API cgr_status cgr_capture_bucket(cgr_runtime *rt, uint32_t padded_batch);
+
+/* What the capture of one bucket cost and holds. */
+typedef struct cgr_bucket_stats {
+  uint32_t padded_batch;
+  int captured;               /* 1 once both sets are captured */
+  uint64_t nodes[2];          /* graph nodes, per buffer set */
+  double capture_ms[2];       /* warm-up excluded */
+  double instantiate_ms[2];   /* instantiate + upload */
+  uint64_t scratch_bytes;     /* arena bytes this bucket's step used */
+} cgr_bucket_stats;
+
+CGR_API cgr_status cgr_bucket_stats_get(const cgr_runtime *rt,
+                                        uint32_t padded_batch,
+                                        cgr_bucket_stats *out);
+
+typedef struct cgr_capture_stats {
+  uint64_t buckets;           /* configured */
+  uint64_t buckets_captured;
+  uint64_t graphs;            /* instantiated graphs (2 per bucket) */
+  uint64_t arena_bytes;       /* the scratch arena's size */
+  uint64_t arena_peak;        /* the most any bucket used: never a sum */
+  uint64_t slot_bytes;        /* device bytes of all slots' buffers */
+  uint64_t eager_runs;        /* steps run eagerly (batch over the largest) */
+} cgr_capture_stats;
+
+CGR_API cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
+                                         cgr_capture_stats *out);
+
+/*
+ * Writes the captured graph of (bucket, set) as a Graphviz DOT file
+ * (cudaGraphDebugDotPrint on CUDA, cgr's own writer on the host backend).
+ * Errors: CGR_E_INVALID_ARGUMENT, CGR_E_INVALID_STATE (not captured),
+ * CGR_E_SYSTEM (the file), CGR_E_CUDA.
+ */
+CGR_API cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch,
+                                  int set, const char *path);
 
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                  */

@@ -60,6 +60,19 @@ CGR_API cgr_status cgr_cuda_stream(cgr_runtime *rt, cgr_stream_role role,
  */
 CGR_API cgr_status cgr_cuda_device(const cgr_runtime *rt, int *out);
 
+/*
+ * The stream a step enqueues its work on, for a step written in CUDA: launch
+ * kernels with <<<grid, block, smem, stream>>> (and check cudaGetLastError)
+ * or call cuBLAS on it. During capture the stream is capturing: only
+ * stream-ordered work is allowed (no synchronization, no cudaMalloc).
+ *
+ * Errors: CGR_E_INVALID_ARGUMENT (NULL), CGR_E_UNSUPPORTED on the host
+ * backend (a step there uses cgr_step_launch). *out is NULL on failure.
+ * Call only from inside the step function.
+ */
+CGR_API cgr_status cgr_cuda_step_stream(const cgr_step *step,
+                                        cudaStream_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -410,6 +410,16 @@ static void cuda_graph_destroy(void *opaque, cgr__graph *graph) {
   ignore_error(cudaGraphDestroy(AS_GRAPH(graph)));
 }
 
+static cgr_status cuda_graph_dump(void *opaque, cgr__graph *graph,
+                                  const char *path) {
+  const cuda_ctx *ctx = opaque;
+  CUDA_CHECK(ctx,
+             cudaGraphDebugDotPrint(AS_GRAPH(graph), path,
+                                    cudaGraphDebugDotFlagsVerbose),
+             "cudaGraphDebugDotPrint");
+  return CGR_OK;
+}
+
 static cgr_status cuda_graph_instantiate(void *opaque, cgr__graph *graph,
                                          cgr__stream *upload_stream,
                                          cgr__graph_exec **out) {
@@ -519,6 +529,7 @@ static const cgr__backend_ops cuda_ops = {
     .stream_is_capturing = cuda_stream_is_capturing,
     .graph_node_count = cuda_graph_node_count,
     .graph_destroy = cuda_graph_destroy,
+    .graph_dump = cuda_graph_dump,
     .graph_instantiate = cuda_graph_instantiate,
     .graph_launch = cuda_graph_launch,
     .graph_exec_destroy = cuda_graph_exec_destroy,

@@ -58,3 +58,12 @@ cgr_status cgr_cuda_device(const cgr_runtime *rt, int *out) {
   *out = rt->config.device;
   return CGR_OK;
 }
+
+cgr_status cgr_cuda_step_stream(const cgr_step *step, cudaStream_t *out) {
+  if (out != NULL)
+    *out = NULL;
+  if (step == NULL || out == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  /* The step always runs on the main stream. */
+  return cgr_cuda_stream(cgr_step_runtime(step), CGR_STREAM_MAIN, out);
+}

@@ -636,6 +636,7 @@ static const cgr__backend_ops host_ops = {
     .stream_is_capturing = cgr__host_stream_is_capturing,
     .graph_node_count = cgr__host_graph_node_count,
     .graph_destroy = cgr__host_graph_destroy,
+    .graph_dump = cgr__host_graph_dump,
     .graph_instantiate = cgr__host_graph_instantiate,
     .graph_launch = cgr__host_graph_launch,
     .graph_exec_destroy = cgr__host_graph_exec_destroy,

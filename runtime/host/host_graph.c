@@ -7,6 +7,7 @@
  * that runs every node on the stream's worker; launches of one exec are
  * ordered behind each other through tickets, as CUDA orders them.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -79,6 +80,55 @@ void cgr__host_graph_destroy(void *ctx, cgr__graph *graph) {
     op = next;
   }
   cgr__free(graph);
+}
+
+/* One line per node, in stream order: a captured host graph is a chain. */
+static void dot_node(FILE *file, size_t n, const host_op *op) {
+  switch (op->kind) {
+  case HOST_OP_KERNEL:
+    fprintf(file,
+            "  n%zu [shape=box, label=\"%zu: kernel %s\\nargs %zu B\"];\n", n,
+            n, op->u.kernel.kernel->name ? op->u.kernel.kernel->name : "?",
+            op->args_size);
+    break;
+  case HOST_OP_COPY:
+    fprintf(file, "  n%zu [shape=box, label=\"%zu: memcpy %zu B\"];\n", n, n,
+            op->u.copy.bytes);
+    break;
+  case HOST_OP_MEMSET:
+    fprintf(file, "  n%zu [shape=box, label=\"%zu: memset %zu B = 0x%02x\"];\n",
+            n, n, op->u.memset.bytes, op->u.memset.value & 0xFF);
+    break;
+  case HOST_OP_HOST_FUNC:
+    fprintf(file, "  n%zu [shape=box, label=\"%zu: host function\"];\n", n, n);
+    break;
+  default:
+    fprintf(file, "  n%zu [shape=box, label=\"%zu: op %d\"];\n", n, n,
+            (int)op->kind);
+    break;
+  }
+}
+
+cgr_status cgr__host_graph_dump(void *vctx, cgr__graph *graph,
+                                const char *path) {
+  host_ctx *ctx = vctx;
+  FILE *file = fopen(path, "w");
+  if (file == NULL)
+    return cgr__fail(ctx->err, CGR_E_SYSTEM, __func__, "fopen(\"%s\"): %s",
+                     path, strerror(errno));
+  fprintf(file, "digraph cgr_host_graph {\n  rankdir=TB;\n");
+  fprintf(file, "  label=\"host backend graph, %zu nodes\";\n", graph->count);
+  size_t n = 0;
+  for (const host_op *op = graph->head; op != NULL; op = op->next, ++n) {
+    dot_node(file, n, op);
+    if (n > 0)
+      fprintf(file, "  n%zu -> n%zu;\n", n - 1, n);
+  }
+  fprintf(file, "}\n");
+  if (fclose(file) != 0)
+    return cgr__fail(ctx->err, CGR_E_SYSTEM, __func__,
+                     "writing \"%s\" failed: %s", path, strerror(errno));
+  return CGR_OK;
 }
 
 cgr_status cgr__host_graph_node_count(void *ctx, cgr__graph *graph,

@@ -1,0 +1,325 @@
+/*
+ * Capture: size the shared scratch arena, then for every bucket (largest
+ * first) and buffer set, one eager warm-up run of the step, the same step
+ * under stream capture, instantiation and upload.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "capture/capture.h"
+#include "runtime/alloc.h"
+#include "runtime/nvtx.h"
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The slot addresses a run of (bucket, set) sees. */
+static void **slot_addresses(cgr_runtime *rt, const cgr__capture *cap,
+                             size_t bucket, int set) {
+  void **addresses =
+      cgr__calloc(cap->slot_count ? cap->slot_count : 1, sizeof *addresses);
+  if (addresses == NULL) {
+    cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, "cgr_capture",
+              "allocating the slot address table failed");
+    return NULL;
+  }
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    const cgr__slot *slot = &cap->slots[i];
+    addresses[i] = slot->desc.kind == CGR_SLOT_CONSTANT
+                       ? slot->constant_buffers[bucket]
+                       : slot->buffers[set];
+  }
+  return addresses;
+}
+
+/* Rewrites a failure inside the step as CGR_E_CAPTURE, keeping the step's
+ * own message (which a later call would otherwise overwrite). */
+static cgr_status step_failed(cgr_runtime *rt, cgr_status status,
+                              const char *message, const char *phase,
+                              uint32_t padded_batch, int set) {
+  return cgr__fail(&rt->error, CGR_E_CAPTURE, "cgr_capture",
+                   "bucket %u, set %d: the step failed during %s (%s): %s",
+                   padded_batch, set, phase, cgr_status_name(status), message);
+}
+
+/* One warm-up and one capture of (bucket, set), then instantiate. */
+static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
+                              int set, void *const *addresses) {
+  cgr__backend *be = &rt->backend;
+  cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
+  cgr__bucket *bucket = &cap->buckets[index];
+  uint32_t padded_batch = cap->sizes[index];
+  char message[CGR__ERROR_MESSAGE_SIZE];
+  cgr_step step;
+
+  /* Warm-up: the step runs for real once, so lazy initialization in user
+   * code (cuBLAS handles, first-touch allocations) happens outside the
+   * capture. */
+  cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
+                 CGR__SCRATCH_ARENA);
+  cgr_status status = cgr__step_run(cap, &step);
+  if (status == CGR_OK)
+    status = cgr__be_stream_synchronize(be, stream);
+  if (status != CGR_OK) {
+    snprintf(message, sizeof message, "%s", rt->error.message);
+    return step_failed(rt, status, message, "its warm-up run", padded_batch,
+                       set);
+  }
+  if (step.scratch_used > bucket->stats.scratch_bytes)
+    bucket->stats.scratch_bytes = step.scratch_used;
+
+  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_CAPTURE, padded_batch);
+  double start = now_ms();
+  cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
+                 CGR__SCRATCH_ARENA);
+  step.capturing = 1;
+  status = cgr__be_capture_begin(be, stream);
+  if (status != CGR_OK) {
+    CGR__NVTX_POP(rt->config.nvtx);
+    return status;
+  }
+  cgr_status step_status = cgr__step_run(cap, &step);
+  snprintf(message, sizeof message, "%s", rt->error.message);
+  /* End the capture whatever the step did: the stream must leave capture
+   * mode for the runtime to stay usable. */
+  cgr__graph *graph = NULL;
+  cgr_status end_status = cgr__be_capture_end(be, stream, &graph);
+  double captured = now_ms();
+  CGR__NVTX_POP(rt->config.nvtx);
+  if (step_status != CGR_OK) {
+    cgr__be_graph_destroy(be, graph);
+    return step_failed(rt, step_status, message, "capture", padded_batch, set);
+  }
+  if (end_status != CGR_OK) {
+    snprintf(message, sizeof message, "%s", rt->error.message);
+    return cgr__fail(&rt->error, CGR_E_CAPTURE, "cgr_capture",
+                     "bucket %u, set %d: the capture failed (did the step "
+                     "synchronize, allocate or wait on outside work?): %s",
+                     padded_batch, set, message);
+  }
+  if (step.scratch_used > bucket->stats.scratch_bytes)
+    bucket->stats.scratch_bytes = step.scratch_used;
+
+  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_INSTANTIATE, padded_batch);
+  size_t nodes = 0;
+  cgr__graph_exec *exec = NULL;
+  status = cgr__be_graph_node_count(be, graph, &nodes);
+  if (status == CGR_OK)
+    status = cgr__be_graph_instantiate(be, graph, stream, &exec);
+  CGR__NVTX_POP(rt->config.nvtx);
+  if (status != CGR_OK) {
+    cgr__be_graph_destroy(be, graph);
+    return status;
+  }
+  bucket->graphs[set] = graph;
+  bucket->execs[set] = exec;
+  bucket->stats.nodes[set] = nodes;
+  bucket->stats.capture_ms[set] = captured - start;
+  bucket->stats.instantiate_ms[set] = now_ms() - captured;
+  return CGR_OK;
+}
+
+static void forget_bucket(cgr_runtime *rt, cgr__bucket *bucket) {
+  for (int set = 0; set < 2; ++set) {
+    cgr__be_graph_exec_destroy(&rt->backend, bucket->execs[set]);
+    cgr__be_graph_destroy(&rt->backend, bucket->graphs[set]);
+    bucket->execs[set] = NULL;
+    bucket->graphs[set] = NULL;
+  }
+  uint32_t padded_batch = bucket->stats.padded_batch;
+  memset(&bucket->stats, 0, sizeof bucket->stats);
+  bucket->stats.padded_batch = padded_batch;
+}
+
+/* Captures both sets of one bucket; on failure leaves it as it was. */
+static cgr_status capture_one(cgr_runtime *rt, cgr__capture *cap,
+                              size_t index) {
+  cgr__bucket *bucket = &cap->buckets[index];
+  if (bucket->stats.captured)
+    return CGR_OK;
+  cgr_status status = CGR_OK;
+  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i)
+    if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT &&
+        cap->slots[i].constant_buffers[index] != NULL)
+      status = cgr__constant_upload(rt, &cap->slots[i], cap->sizes[index],
+                                    cap->slots[i].constant_buffers[index]);
+  for (int set = 0; set < 2 && status == CGR_OK; ++set) {
+    void **addresses = slot_addresses(rt, cap, index, set);
+    if (addresses == NULL)
+      status = CGR_E_OUT_OF_MEMORY;
+    else
+      status = capture_set(rt, cap, index, set, addresses);
+    cgr__free(addresses);
+  }
+  if (status != CGR_OK) {
+    forget_bucket(rt, bucket);
+    return status;
+  }
+  bucket->stats.captured = 1;
+  if (bucket->stats.scratch_bytes > cap->arena_peak)
+    cap->arena_peak = bucket->stats.scratch_bytes;
+  return CGR_OK;
+}
+
+/* One eager run of the largest bucket with its own allocations measures
+ * the arena every bucket will share. */
+static cgr_status size_arena(cgr_runtime *rt, cgr__capture *cap) {
+  uint64_t usable = rt->config.scratch_bytes;
+  if (usable == 0) {
+    size_t largest = cap->bucket_count - 1;
+    void **addresses = slot_addresses(rt, cap, largest, 0);
+    if (addresses == NULL)
+      return CGR_E_OUT_OF_MEMORY;
+    cgr_step step;
+    cgr__step_init(&step, rt, cap->sizes[largest], 0, addresses,
+                   cap->slot_count, CGR__SCRATCH_OWN);
+    cgr_status status = CGR_OK;
+    for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i)
+      if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT && addresses[i] != NULL)
+        status = cgr__constant_upload(rt, &cap->slots[i], cap->sizes[largest],
+                                      addresses[i]);
+    char message[CGR__ERROR_MESSAGE_SIZE];
+    if (status == CGR_OK) {
+      status = cgr__step_run(cap, &step);
+      snprintf(message, sizeof message, "%s", rt->error.message);
+      cgr_status sync =
+          cgr__be_stream_synchronize(&rt->backend,
+                                     rt->streams[CGR_STREAM_MAIN]);
+      if (status == CGR_OK && sync != CGR_OK) {
+        status = sync;
+        snprintf(message, sizeof message, "%s", rt->error.message);
+      }
+      if (status != CGR_OK)
+        status = step_failed(rt, status, message, "the arena sizing run",
+                             cap->sizes[largest], 0);
+    }
+    cgr__step_release(&step);
+    cgr__free(addresses);
+    CGR__CHECK(status);
+    usable = step.scratch_used;
+  }
+  cap->arena_bytes = usable;
+  if (usable == 0)
+    return CGR_OK;
+  CGR__CHECK(cgr__be_device_alloc(&rt->backend, cgr__arena_bytes_for(usable),
+                                  &cap->arena));
+  cap->arena_base = cgr__arena_base(cap->arena);
+  return CGR_OK;
+}
+
+static void forget_capture(cgr_runtime *rt, cgr__capture *cap) {
+  for (size_t i = 0; i < cap->bucket_count; ++i)
+    forget_bucket(rt, &cap->buckets[i]);
+  cgr__be_device_free(&rt->backend, cap->arena);
+  cap->arena = cap->arena_base = NULL;
+  cap->arena_bytes = cap->arena_peak = 0;
+  cap->step = NULL;
+  cap->user = NULL;
+}
+
+cgr_status cgr_capture(cgr_runtime *rt, cgr_step_fn step, void *user) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  if (step == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'step' is NULL");
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  if (cap->step != NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "this runtime has already captured its step");
+  cap->step = step;
+  cap->user = user;
+  cgr_status status = size_arena(rt, cap);
+  if (!rt->config.lazy_capture) {
+    /* Largest first: the arena was sized for it, and a smaller bucket that
+     * needs more fails early with a clear message. */
+    for (size_t i = cap->bucket_count; i-- > 0 && status == CGR_OK;)
+      status = capture_one(rt, cap, i);
+  }
+  if (status != CGR_OK)
+    forget_capture(rt, cap);
+  return status;
+}
+
+cgr_status cgr_capture_bucket(cgr_runtime *rt, uint32_t padded_batch) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  long index = cgr__bucket_index(cap, padded_batch);
+  if (index < 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "%u is not a bucket", padded_batch);
+  if (cap->step == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "no step registered: call cgr_capture() first");
+  return capture_one(rt, cap, (size_t)index);
+}
+
+/* ---- stats and dumps ----------------------------------------------------- */
+
+cgr_status cgr_bucket_stats_get(const cgr_runtime *rt, uint32_t padded_batch,
+                                cgr_bucket_stats *out) {
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rt == NULL || out == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *mutable_rt = (cgr_runtime *)rt;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(mutable_rt, &cap));
+  long index = cgr__bucket_index(cap, padded_batch);
+  if (index < 0)
+    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "%u is not a bucket", padded_batch);
+  *out = cap->buckets[index].stats;
+  return CGR_OK;
+}
+
+cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
+                                 cgr_capture_stats *out) {
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rt == NULL || out == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state((cgr_runtime *)rt, &cap));
+  out->buckets = cap->bucket_count;
+  for (size_t i = 0; i < cap->bucket_count; ++i) {
+    if (cap->buckets[i].stats.captured) {
+      out->buckets_captured++;
+      out->graphs += 2;
+    }
+  }
+  out->arena_bytes = cap->arena_bytes;
+  out->arena_peak = cap->arena_peak;
+  out->slot_bytes = cap->slot_bytes;
+  out->eager_runs = cap->eager_runs;
+  return CGR_OK;
+}
+
+cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch, int set,
+                          const char *path) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  if (path == NULL || (set != 0 && set != 1))
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     path == NULL ? "argument 'path' is NULL"
+                                  : "argument 'set' is not 0 or 1");
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  long index = cgr__bucket_index(cap, padded_batch);
+  if (index < 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "%u is not a bucket", padded_batch);
+  if (!cap->buckets[index].stats.captured)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "bucket %u is not captured", padded_batch);
+  return cgr__be_graph_dump(&rt->backend, cap->buckets[index].graphs[set],
+                            path);
+}

@@ -1,0 +1,138 @@
+/*
+ * capture/: buckets, slots, the scratch arena, the step, and one graph per
+ * (bucket, buffer set). Internal; the public face is in cgr.h.
+ *
+ * The state hangs off the runtime (rt->layers[CGR__LAYER_CAPTURE]) and is
+ * made on first use. Everything here reaches the device through the backend
+ * table only.
+ */
+#ifndef CGR_CAPTURE_CAPTURE_H
+#define CGR_CAPTURE_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cgr/cgr.h"
+#include "runtime/backend.h"
+#include "runtime/runtime.h"
+
+#define CGR__SLOT_NAME_MAX 63
+
+typedef struct cgr__slot {
+  char name[CGR__SLOT_NAME_MAX + 1];
+  cgr_slot_desc desc; /* desc.name points at name */
+  uint64_t row_bytes; /* elem_size * row_elems */
+  /* ROWS, PREFIX, OUTPUT: one buffer per set, sized for the largest bucket.
+   * CONSTANT: one buffer per bucket (constant_buffers), shared by both sets:
+   * it is written at capture and only read after. */
+  void *buffers[2];
+  void **constant_buffers;
+  uint64_t bytes; /* device bytes this slot holds in all */
+} cgr__slot;
+
+typedef struct cgr__bucket {
+  cgr__graph *graphs[2]; /* kept for cgr_graph_dump */
+  cgr__graph_exec *execs[2];
+  cgr_bucket_stats stats;
+} cgr__bucket;
+
+typedef enum cgr__scratch_mode {
+  /* Carve from the shared arena: warm-up and capture. */
+  CGR__SCRATCH_ARENA,
+  /* One device allocation per request, freed after the run: the sizing
+   * run, and eager runs, whose needs the arena was not sized for. */
+  CGR__SCRATCH_OWN
+} cgr__scratch_mode;
+
+struct cgr_step {
+  cgr_runtime *rt;
+  uint32_t padded_batch;
+  int set;
+  int capturing;
+  void *const *slot_addresses; /* one per slot, for this run */
+  size_t slot_count;
+  cgr__scratch_mode scratch_mode;
+  uint64_t scratch_used; /* arena offset / bytes the requests would take */
+  void **own;            /* CGR__SCRATCH_OWN allocations */
+  size_t own_count, own_capacity;
+};
+
+typedef struct cgr__capture {
+  uint32_t *sizes; /* bucket sizes, ascending */
+  size_t bucket_count;
+  uint16_t *bucket_of; /* batch -> bucket index, for 1..largest */
+  cgr__bucket *buckets;
+
+  cgr__slot *slots;
+  size_t slot_count, slot_capacity;
+
+  cgr_step_fn step; /* registered by cgr_capture; NULL before */
+  void *user;
+
+  void *arena;          /* the allocation */
+  void *arena_base;     /* its aligned start, where offsets count from */
+  uint64_t arena_bytes; /* usable from arena_base */
+  uint64_t arena_peak;
+  uint64_t slot_bytes;
+  uint64_t eager_runs;
+  int eager_logged;
+} cgr__capture;
+
+/* The runtime's capture state, made on first use (CGR_E_OUT_OF_MEMORY). */
+cgr_status cgr__capture_state(cgr_runtime *rt, cgr__capture **out);
+
+/* The largest bucket. */
+static inline uint32_t cgr__largest_bucket(const cgr__capture *cap) {
+  return cap->sizes[cap->bucket_count - 1];
+}
+
+/* The index of bucket `padded_batch`, or -1 when it is not a bucket. */
+long cgr__bucket_index(const cgr__capture *cap, uint32_t padded_batch);
+
+/* buckets.c */
+cgr_status cgr__buckets_build(cgr_runtime *rt, cgr__capture *cap);
+void cgr__buckets_free(cgr__capture *cap);
+
+/* slots.c */
+void cgr__slots_free(cgr_runtime *rt, cgr__capture *cap);
+/* Elements of a CONSTANT slot for a padded batch. */
+uint64_t cgr__constant_elems(const cgr__slot *slot, uint32_t padded_batch);
+/* Writes a CONSTANT slot's content for a padded batch into `device` (sized
+ * for it), through a host image; synchronous. */
+cgr_status cgr__constant_upload(cgr_runtime *rt, const cgr__slot *slot,
+                                uint32_t padded_batch, void *device);
+/* Bytes a ROWS / OUTPUT / PREFIX / CONSTANT slot needs for `rows` rows. */
+uint64_t cgr__slot_bytes_for(const cgr__slot *slot, uint32_t rows);
+
+/* step.c: running the user's step. */
+void cgr__step_init(cgr_step *step, cgr_runtime *rt, uint32_t padded_batch,
+                    int set, void *const *slot_addresses, size_t slot_count,
+                    cgr__scratch_mode mode);
+/* Runs the user's step once; the message of a failure is in rt->error. */
+cgr_status cgr__step_run(cgr__capture *cap, cgr_step *step);
+/* Frees CGR__SCRATCH_OWN allocations; the caller has synchronized. */
+void cgr__step_release(cgr_step *step);
+/* The allocation an arena of `used` usable bytes needs (alignment slack
+ * included), and the aligned base inside such an allocation. */
+uint64_t cgr__arena_bytes_for(uint64_t used);
+void *cgr__arena_base(void *allocation);
+
+/*
+ * eager.c: a run of the step without a graph, on slot buffers and scratch
+ * of the batch's own size. Begin (allocates the slots, fills constants,
+ * applies the allow_eager policy to a batch over the largest bucket),
+ * write the inputs into cgr__eager_slot(), run (synchronous), read the
+ * outputs, end.
+ */
+typedef struct cgr__eager {
+  uint32_t batch;
+  void **addresses;
+  size_t slot_count;
+} cgr__eager;
+
+cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, cgr__eager *eager);
+void *cgr__eager_slot(const cgr__eager *eager, cgr_slot slot);
+cgr_status cgr__eager_run(cgr_runtime *rt, cgr__eager *eager);
+void cgr__eager_end(cgr_runtime *rt, cgr__eager *eager);
+
+#endif /* CGR_CAPTURE_CAPTURE_H */

@@ -1,0 +1,269 @@
+/* Slots: declared inputs and outputs, and their buffers at fixed addresses. */
+#include <string.h>
+
+#include "capture/capture.h"
+#include "kernels/fused_copy.h"
+#include "runtime/alloc.h"
+
+cgr_status cgr_slot_desc_init(cgr_slot_desc *desc, const char *name,
+                              cgr_slot_kind kind, uint32_t elem_size,
+                              uint64_t row_elems) {
+  if (desc == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  memset(desc, 0, sizeof *desc);
+  desc->name = name;
+  desc->kind = kind;
+  desc->elem_size = elem_size;
+  desc->row_elems = row_elems;
+  return CGR_OK;
+}
+
+uint64_t cgr__constant_elems(const cgr__slot *slot, uint32_t padded_batch) {
+  return (uint64_t)padded_batch * slot->desc.row_elems + slot->desc.extra_elems;
+}
+
+uint64_t cgr__slot_bytes_for(const cgr__slot *slot, uint32_t rows) {
+  switch (slot->desc.kind) {
+  case CGR_SLOT_PREFIX:
+    return ((uint64_t)rows + 1) * slot->desc.elem_size;
+  case CGR_SLOT_CONSTANT:
+    return cgr__constant_elems(slot, rows) * slot->desc.elem_size;
+  default:
+    return (uint64_t)rows * slot->row_bytes;
+  }
+}
+
+static void free_slot(cgr_runtime *rt, const cgr__capture *cap,
+                      cgr__slot *slot) {
+  for (int set = 0; set < 2; ++set)
+    cgr__be_device_free(&rt->backend, slot->buffers[set]);
+  if (slot->constant_buffers != NULL)
+    for (size_t i = 0; i < cap->bucket_count; ++i)
+      cgr__be_device_free(&rt->backend, slot->constant_buffers[i]);
+  cgr__free(slot->constant_buffers);
+}
+
+void cgr__slots_free(cgr_runtime *rt, cgr__capture *cap) {
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    free_slot(rt, cap, &cap->slots[i]);
+  cgr__free(cap->slots);
+  cap->slots = NULL;
+  cap->slot_count = cap->slot_capacity = 0;
+}
+
+static cgr_status bad_desc(cgr_runtime *rt, const char *name,
+                           const char *problem) {
+  return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_slot_declare",
+                   "slot '%s': %s", name ? name : "(null)", problem);
+}
+
+/* Checks everything that does not need memory; fills the derived sizes. */
+static cgr_status check_desc(cgr_runtime *rt, const cgr__capture *cap,
+                             const cgr_slot_desc *desc, cgr__slot *slot) {
+  const char *name = desc->name;
+  if (name == NULL || name[0] == '\0')
+    return bad_desc(rt, name, "desc->name is NULL or empty");
+  if (strlen(name) > CGR__SLOT_NAME_MAX)
+    return bad_desc(rt, name, "desc->name is longer than 63 characters");
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (strcmp(cap->slots[i].name, name) == 0)
+      return bad_desc(rt, name, "a slot of that name is already declared");
+  if (desc->kind != CGR_SLOT_ROWS && desc->kind != CGR_SLOT_PREFIX &&
+      desc->kind != CGR_SLOT_CONSTANT && desc->kind != CGR_SLOT_OUTPUT)
+    return bad_desc(rt, name, "desc->kind is not a cgr_slot_kind");
+  uint32_t elem = desc->elem_size;
+  if (elem != 1 && elem != 2 && elem != 4 && elem != 8)
+    return bad_desc(rt, name, "desc->elem_size is not 1, 2, 4 or 8");
+  if (desc->row_elems == 0)
+    return bad_desc(rt, name, "desc->row_elems is 0");
+  if (desc->kind == CGR_SLOT_PREFIX && desc->row_elems != 1)
+    return bad_desc(rt, name, "a PREFIX slot has row_elems 1");
+  if (desc->kind != CGR_SLOT_CONSTANT &&
+      (desc->extra_elems != 0 || desc->fill != NULL))
+    return bad_desc(rt, name,
+                    "desc->extra_elems and desc->fill are for CONSTANT "
+                    "slots only");
+  /* The largest size anything here reaches: (largest + 1) rows of
+   * row_elems, plus extra elements; keep it far from overflow. */
+  uint64_t limit = UINT64_C(1) << 48;
+  uint64_t rows = (uint64_t)cgr__largest_bucket(cap) + 1;
+  if (desc->row_elems > limit / rows / elem || desc->extra_elems > limit / elem)
+    return bad_desc(rt, name, "the slot's size overflows");
+
+  memset(slot, 0, sizeof *slot);
+  memcpy(slot->name, name, strlen(name) + 1);
+  slot->desc = *desc;
+  slot->desc.name = slot->name;
+  slot->row_bytes = (uint64_t)elem * desc->row_elems;
+  return CGR_OK;
+}
+
+/* Allocates the slot's buffers and writes the padding inputs start as. */
+static cgr_status allocate(cgr_runtime *rt, const cgr__capture *cap,
+                           cgr__slot *slot) {
+  cgr__backend *be = &rt->backend;
+  if (slot->desc.kind == CGR_SLOT_CONSTANT) {
+    slot->constant_buffers =
+        cgr__calloc(cap->bucket_count, sizeof *slot->constant_buffers);
+    if (slot->constant_buffers == NULL)
+      return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, "cgr_slot_declare",
+                       "slot '%s': allocating its bucket table failed",
+                       slot->name);
+    for (size_t i = 0; i < cap->bucket_count; ++i) {
+      uint64_t bytes = cgr__slot_bytes_for(slot, cap->sizes[i]);
+      if (bytes == 0)
+        continue;
+      CGR__CHECK(cgr__be_device_alloc(be, bytes, &slot->constant_buffers[i]));
+      slot->bytes += bytes;
+    }
+    return CGR_OK;
+  }
+  uint64_t bytes = cgr__slot_bytes_for(slot, cgr__largest_bucket(cap));
+  for (int set = 0; set < 2; ++set) {
+    CGR__CHECK(cgr__be_device_alloc(be, bytes, &slot->buffers[set]));
+    slot->bytes += bytes;
+  }
+  cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
+  if (slot->desc.kind == CGR_SLOT_PREFIX) {
+    for (int set = 0; set < 2; ++set)
+      CGR__CHECK(
+          cgr__be_memset_async(be, stream, slot->buffers[set], 0, bytes));
+  } else if (slot->desc.kind == CGR_SLOT_ROWS) {
+    /* Every row starts as a padded row. */
+    cgr__copy_plan plan;
+    cgr__copy_plan_init(&plan);
+    cgr_status status = CGR_OK;
+    for (int set = 0; set < 2 && status == CGR_OK; ++set)
+      status =
+          cgr__copy_plan_fill(&plan, slot->buffers[set], slot->desc.pad_value,
+                              slot->desc.elem_size, bytes, &rt->error);
+    if (status == CGR_OK)
+      status = cgr__copy_plan_finish(&plan, &rt->error);
+    if (status == CGR_OK)
+      status = cgr__fused_copy_launch(be, stream, &plan);
+    cgr__copy_plan_release(&plan);
+    CGR__CHECK(status);
+  }
+  return cgr__be_stream_synchronize(be, stream);
+}
+
+cgr_status cgr_slot_declare(cgr_runtime *rt, const cgr_slot_desc *desc,
+                            cgr_slot *out) {
+  if (out != NULL)
+    *out = -1;
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  if (desc == NULL || out == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument '%s' is NULL", desc == NULL ? "desc" : "out");
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  if (cap->step != NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "slot '%s' declared after cgr_capture(): graphs already "
+                     "hold the slots' addresses",
+                     desc->name ? desc->name : "(null)");
+  cgr__slot slot;
+  CGR__CHECK(check_desc(rt, cap, desc, &slot));
+  if (cap->slot_count == cap->slot_capacity) {
+    size_t capacity = cap->slot_capacity ? cap->slot_capacity * 2 : 8;
+    cgr__slot *slots = cgr__calloc(capacity, sizeof *slots);
+    if (slots == NULL)
+      return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, __func__,
+                       "growing the slot table failed");
+    if (cap->slot_count > 0)
+      memcpy(slots, cap->slots, cap->slot_count * sizeof *slots);
+    cgr__free(cap->slots);
+    cap->slots = slots;
+    cap->slot_capacity = capacity;
+  }
+  cgr_status status = allocate(rt, cap, &slot);
+  if (status != CGR_OK) {
+    free_slot(rt, cap, &slot);
+    return status;
+  }
+  /* desc.name must point into the slot's final home. */
+  cap->slots[cap->slot_count] = slot;
+  cap->slots[cap->slot_count].desc.name = cap->slots[cap->slot_count].name;
+  cap->slot_bytes += slot.bytes;
+  *out = (cgr_slot)cap->slot_count++;
+  return CGR_OK;
+}
+
+cgr_status cgr_slot_find(const cgr_runtime *rt, const char *name,
+                         cgr_slot *out) {
+  if (out != NULL)
+    *out = -1;
+  if (rt == NULL || name == NULL || out == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *mutable_rt = (cgr_runtime *)rt;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(mutable_rt, &cap));
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    if (strcmp(cap->slots[i].name, name) == 0) {
+      *out = (cgr_slot)i;
+      return CGR_OK;
+    }
+  }
+  return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                   "no slot is named '%s'", name);
+}
+
+cgr_status cgr_slot_address(const cgr_runtime *rt, cgr_slot slot, int set,
+                            uint32_t padded_batch, void **out) {
+  if (out != NULL)
+    *out = NULL;
+  if (rt == NULL || out == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *mutable_rt = (cgr_runtime *)rt;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(mutable_rt, &cap));
+  if (slot < 0 || (size_t)slot >= cap->slot_count)
+    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot %d is not declared", (int)slot);
+  if (set != 0 && set != 1)
+    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "set is %d, must be 0 or 1", set);
+  const cgr__slot *s = &cap->slots[slot];
+  if (s->desc.kind != CGR_SLOT_CONSTANT) {
+    *out = s->buffers[set];
+    return CGR_OK;
+  }
+  long index = cgr__bucket_index(cap, padded_batch);
+  if (index < 0)
+    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "padded_batch %u is not a bucket (slot '%s' is "
+                     "CONSTANT)",
+                     padded_batch, s->name);
+  *out = s->constant_buffers[index];
+  return CGR_OK;
+}
+
+cgr_status cgr__constant_upload(cgr_runtime *rt, const cgr__slot *slot,
+                                uint32_t padded_batch, void *device) {
+  uint64_t elems = cgr__constant_elems(slot, padded_batch);
+  uint64_t bytes = elems * slot->desc.elem_size;
+  if (bytes == 0)
+    return CGR_OK;
+  unsigned char *image = cgr__malloc(bytes);
+  if (image == NULL)
+    return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, __func__,
+                     "slot '%s': a host image of %llu bytes", slot->name,
+                     (unsigned long long)bytes);
+  if (slot->desc.fill != NULL) {
+    slot->desc.fill(slot->desc.fill_user, padded_batch, image, elems);
+  } else {
+    /* arange: element i holds i, in the slot's element width. */
+    for (uint64_t i = 0; i < elems; ++i) {
+      uint64_t value = i;
+      memcpy(image + i * slot->desc.elem_size, &value, slot->desc.elem_size);
+    }
+  }
+  cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
+  cgr_status status =
+      cgr__be_memcpy_async(&rt->backend, stream, device, image, bytes);
+  if (status == CGR_OK)
+    status = cgr__be_stream_synchronize(&rt->backend, stream);
+  cgr__free(image);
+  return status;
+}

@@ -1,0 +1,155 @@
+/* What a step function sees: its bucket, its slots, scratch memory, and the
+ * stream it enqueues on (always the runtime's main stream). */
+#include <string.h>
+
+#include "capture/capture.h"
+#include "runtime/alloc.h"
+
+/* Scratch requests are aligned to at most this; the arena is allocated
+ * with this much slack so an aligned base can be chosen. */
+enum { MAX_SCRATCH_ALIGN = 4096, DEFAULT_SCRATCH_ALIGN = 256 };
+
+void cgr__step_init(cgr_step *step, cgr_runtime *rt, uint32_t padded_batch,
+                    int set, void *const *slot_addresses, size_t slot_count,
+                    cgr__scratch_mode mode) {
+  memset(step, 0, sizeof *step);
+  step->rt = rt;
+  step->padded_batch = padded_batch;
+  step->set = set;
+  step->slot_addresses = slot_addresses;
+  step->slot_count = slot_count;
+  step->scratch_mode = mode;
+}
+
+void cgr__step_release(cgr_step *step) {
+  for (size_t i = 0; i < step->own_count; ++i)
+    cgr__be_device_free(&step->rt->backend, step->own[i]);
+  cgr__free(step->own);
+  step->own = NULL;
+  step->own_count = step->own_capacity = 0;
+}
+
+cgr_status cgr__step_run(cgr__capture *cap, cgr_step *step) {
+  cgr__error_clear(&step->rt->error);
+  cgr_status status = cap->step(step, cap->user);
+  if (status != CGR_OK && step->rt->error.message[0] == '\0')
+    cgr__fail(&step->rt->error, status, "step",
+              "the step function returned %s without a cgr message",
+              cgr_status_name(status));
+  return status;
+}
+
+uint32_t cgr_step_padded_batch(const cgr_step *step) {
+  return step ? step->padded_batch : 0;
+}
+
+int cgr_step_buffer_set(const cgr_step *step) { return step ? step->set : 0; }
+
+int cgr_step_is_capturing(const cgr_step *step) {
+  return step ? step->capturing : 0;
+}
+
+cgr_runtime *cgr_step_runtime(const cgr_step *step) {
+  return step ? step->rt : NULL;
+}
+
+void *cgr_step_slot(const cgr_step *step, cgr_slot slot) {
+  if (step == NULL || slot < 0 || (size_t)slot >= step->slot_count)
+    return NULL;
+  return step->slot_addresses[slot];
+}
+
+static uint64_t align_up(uint64_t value, uint64_t align) {
+  return (value + align - 1) & ~(align - 1);
+}
+
+cgr_status cgr_step_scratch(cgr_step *step, size_t bytes, size_t align,
+                            void **out) {
+  if (out != NULL)
+    *out = NULL;
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *rt = step->rt;
+  if (out == NULL || bytes == 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument '%s' is %s", out == NULL ? "out" : "bytes",
+                     out == NULL ? "NULL" : "0");
+  if (align == 0)
+    align = DEFAULT_SCRATCH_ALIGN;
+  if ((align & (align - 1)) != 0 || align > MAX_SCRATCH_ALIGN)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'align' is %zu: a power of two up to %d", align,
+                     MAX_SCRATCH_ALIGN);
+  uint64_t offset = align_up(step->scratch_used, align);
+  if (step->scratch_mode == CGR__SCRATCH_ARENA) {
+    cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+    if (offset + bytes > cap->arena_bytes)
+      return cgr__fail(&rt->error, CGR_E_DEVICE_OUT_OF_MEMORY, __func__,
+                       "bucket %u needs more scratch than the arena holds: "
+                       "%zu bytes at offset %llu of %llu (was the arena "
+                       "sized by config->scratch_bytes, or does a smaller "
+                       "bucket need more than the largest?)",
+                       step->padded_batch, bytes, (unsigned long long)offset,
+                       (unsigned long long)cap->arena_bytes);
+    step->scratch_used = offset + bytes;
+    *out = (unsigned char *)cap->arena_base + offset;
+    return CGR_OK;
+  }
+  /* Own allocations: counted as if carved from an arena, so the sizing run
+   * measures exactly what an arena must hold for the same requests. */
+  if (step->own_count == step->own_capacity) {
+    size_t capacity = step->own_capacity ? step->own_capacity * 2 : 16;
+    void **own = cgr__calloc(capacity, sizeof *own);
+    if (own == NULL)
+      return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, __func__,
+                       "growing the scratch list failed");
+    if (step->own_count > 0)
+      memcpy(own, step->own, step->own_count * sizeof *own);
+    cgr__free(step->own);
+    step->own = own;
+    step->own_capacity = capacity;
+  }
+  void *memory = NULL;
+  CGR__CHECK(cgr__be_device_alloc(&rt->backend, bytes + align, &memory));
+  step->own[step->own_count++] = memory;
+  step->scratch_used = offset + bytes;
+  *out = (void *)(uintptr_t)align_up((uint64_t)(uintptr_t)memory, align);
+  return CGR_OK;
+}
+
+/* The slack lets requests aligned to up to MAX_SCRATCH_ALIGN find the same
+ * offsets from an aligned base as they did in the sizing run. */
+uint64_t cgr__arena_bytes_for(uint64_t used) {
+  return used == 0 ? 0 : used + MAX_SCRATCH_ALIGN;
+}
+
+void *cgr__arena_base(void *allocation) {
+  return (void *)(uintptr_t)align_up((uint64_t)(uintptr_t)allocation,
+                                     MAX_SCRATCH_ALIGN);
+}
+
+cgr_status cgr_step_launch(cgr_step *step, const cgr_kernel *kernel,
+                           const void *args) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  return cgr__be_kernel_launch(&step->rt->backend,
+                               step->rt->streams[CGR_STREAM_MAIN], kernel,
+                               args);
+}
+
+cgr_status cgr_step_memcpy(cgr_step *step, void *dst, const void *src,
+                           size_t bytes) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  return cgr__be_memcpy_async(&step->rt->backend,
+                              step->rt->streams[CGR_STREAM_MAIN], dst, src,
+                              bytes);
+}
+
+cgr_status cgr_step_memset(cgr_step *step, void *dst, int value, size_t bytes) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  return cgr__be_memset_async(&step->rt->backend,
+                              step->rt->streams[CGR_STREAM_MAIN], dst, value,
+                              bytes);
+}
