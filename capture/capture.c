@@ -198,6 +198,8 @@ static cgr_status size_arena(cgr_runtime *rt, cgr__capture *cap) {
         status = step_failed(rt, status, message, "the arena sizing run",
                              cap->sizes[largest], 0);
     }
+    /* The step's own scratch is freed only once no work can use it. */
+    cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
     cgr__step_release(&step);
     cgr__free(addresses);
     CGR__CHECK(status);
@@ -213,6 +215,8 @@ static cgr_status size_arena(cgr_runtime *rt, cgr__capture *cap) {
 }
 
 static void forget_capture(cgr_runtime *rt, cgr__capture *cap) {
+  /* A failed warm-up may have left work queued that uses the arena. */
+  cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
   for (size_t i = 0; i < cap->bucket_count; ++i)
     forget_bucket(rt, &cap->buckets[i]);
   cgr__be_device_free(&rt->backend, cap->arena);

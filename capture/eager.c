@@ -78,11 +78,13 @@ cgr_status cgr__eager_run(cgr_runtime *rt, cgr__eager *eager) {
   cgr_status sync =
       cgr__be_stream_synchronize(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
   CGR__NVTX_POP(rt->config.nvtx);
+  cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
   cgr__step_release(&step);
   return status != CGR_OK ? status : sync;
 }
 
 void cgr__eager_end(cgr_runtime *rt, cgr__eager *eager) {
+  cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
   for (size_t i = 0; i < eager->slot_count; ++i)
     if (eager->addresses != NULL)
       cgr__be_device_free(&rt->backend, eager->addresses[i]);

@@ -179,6 +179,8 @@ cgr_status cgr_slot_declare(cgr_runtime *rt, const cgr_slot_desc *desc,
   }
   cgr_status status = allocate(rt, cap, &slot);
   if (status != CGR_OK) {
+    /* A fill may still be queued on the buffers. */
+    cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
     free_slot(rt, cap, &slot);
     return status;
   }
@@ -264,6 +266,8 @@ cgr_status cgr__constant_upload(cgr_runtime *rt, const cgr__slot *slot,
       cgr__be_memcpy_async(&rt->backend, stream, device, image, bytes);
   if (status == CGR_OK)
     status = cgr__be_stream_synchronize(&rt->backend, stream);
+  /* The copy reads the image until it has run, whatever the sync said. */
+  cgr__be_stream_drain(&rt->backend, stream);
   cgr__free(image);
   return status;
 }

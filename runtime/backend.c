@@ -352,6 +352,11 @@ cgr_status cgr__be_stream_synchronize(cgr__backend *be, cgr__stream *stream) {
                  be->ops->stream_synchronize(be->ctx, stream));
 }
 
+void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
+  if (stream != NULL && !be->ops->stream_is_capturing(be->ctx, stream))
+    (void)be->ops->stream_synchronize(be->ctx, stream);
+}
+
 cgr_status cgr__be_device_synchronize(cgr__backend *be) {
   if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
     return injected(be, CGR__CALL_SYNCHRONIZE, __func__);

@@ -227,6 +227,11 @@ cgr_status cgr__be_graph_launch(cgr__backend *be, cgr__graph_exec *exec,
 void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec);
 
 cgr_status cgr__be_stream_synchronize(cgr__backend *be, cgr__stream *stream);
+/* Waits for the stream's queued work before cleanup frees memory it may
+ * use: neither counted nor subject to fault injection (a cleanup path must
+ * not fail artificially), and its error, if the device has one, is left to
+ * the next counted call to report. */
+void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream);
 cgr_status cgr__be_device_synchronize(cgr__backend *be);
 cgr_status cgr__be_device_info(cgr__backend *be, cgr_device_info *out);
 

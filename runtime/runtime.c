@@ -58,8 +58,7 @@ static void destroy_parts(cgr_runtime *rt) {
   if (rt->layers[CGR__LAYER_CAPTURE].state != NULL ||
       rt->layers[CGR__LAYER_REPLAY].state != NULL) {
     for (int role = 0; role < 2; ++role)
-      if (rt->streams[role] != NULL)
-        (void)cgr__be_stream_synchronize(&rt->backend, rt->streams[role]);
+      cgr__be_stream_drain(&rt->backend, rt->streams[role]);
   }
   for (int layer = CGR__LAYER_COUNT - 1; layer >= 0; --layer) {
     if (rt->layers[layer].state != NULL)
