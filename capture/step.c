@@ -153,3 +153,11 @@ cgr_status cgr_step_memset(cgr_step *step, void *dst, int value, size_t bytes) {
                               step->rt->streams[CGR_STREAM_MAIN], dst, value,
                               bytes);
 }
+
+cgr_status cgr_step_host_func(cgr_step *step, void (*fn)(void *user),
+                              void *user) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  return cgr__be_host_func(&step->rt->backend,
+                           step->rt->streams[CGR_STREAM_MAIN], fn, user);
+}

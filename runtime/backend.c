@@ -174,6 +174,16 @@ void cgr__be_device_free(cgr__backend *be, void *ptr) {
     be->ops->device_free(be->ctx, ptr);
 }
 
+cgr_status cgr__be_pointer_is_device(cgr__backend *be, const void *ptr,
+                                     int *out) {
+  if (out == NULL)
+    return null_arg(be, __func__, "out");
+  *out = 0;
+  if (ptr == NULL)
+    return CGR_OK;
+  return be->ops->pointer_is_device(be->ctx, ptr, out);
+}
+
 cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");

@@ -101,6 +101,8 @@ typedef struct cgr__backend_ops {
 
   cgr_status (*device_alloc)(void *ctx, size_t bytes, void **out);
   void (*device_free)(void *ctx, void *ptr);
+  /* *out = 1 when ptr lies in device memory of this backend's device. */
+  cgr_status (*pointer_is_device)(void *ctx, const void *ptr, int *out);
   /* Page-locked host memory the device can read directly. */
   cgr_status (*pinned_alloc)(void *ctx, size_t bytes, void **out);
   void (*pinned_free)(void *ctx, void *ptr);
@@ -198,6 +200,8 @@ cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
 
 cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out);
 void cgr__be_device_free(cgr__backend *be, void *ptr);
+cgr_status cgr__be_pointer_is_device(cgr__backend *be, const void *ptr,
+                                     int *out);
 cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out);
 void cgr__be_pinned_free(cgr__backend *be, void *ptr);
 

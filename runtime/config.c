@@ -22,6 +22,7 @@ cgr_status cgr_config_init(cgr_config *config) {
   config->lazy_capture = 0;
   config->log = NULL;
   config->log_user = NULL;
+  config->replay_mode = CGR_REPLAY_DOUBLE_BUFFERED;
   return CGR_OK;
 }
 
@@ -125,5 +126,9 @@ cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
     return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
                      "config->lazy_capture is %d, must be 0 or 1",
                      resolved->lazy_capture);
+  if ((unsigned)resolved->replay_mode > CGR_REPLAY_IN_GRAPH)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->replay_mode is %d, not a cgr_replay_mode",
+                     (int)resolved->replay_mode);
   return check_buckets(resolved, err);
 }

@@ -9,140 +9,15 @@
 #include "capture/capture.h"
 #include "harness.h"
 #include "kernels/basic.h"
+#include "model.h"
 #include "runtime/fault.h"
-
-enum { PAGES_PER_ROW = 4, PAD_POS = 7, PAD_PAGE = -1 };
-
-/* A step-shaped model: inputs of every kind, two outputs, scratch. */
-typedef struct model {
-  cgr_slot ids, pos, pages, cu_k, cu_q, bias, out, out_pages;
-  /* Test switches. */
-  int sync_during_capture; /* 1: return its error, 2: ignore it */
-  uint32_t fail_bucket;    /* the step fails for this bucket... */
-  int fail_set;            /* ...and set */
-  int smaller_needs_more;  /* smaller buckets ask for more scratch */
-  int runs;                /* how often the step ran */
-} model;
-
-static void bias_fill(void *user, uint32_t padded_batch, void *dst,
-                      uint64_t elems) {
-  (void)user;
-  int32_t *values = dst;
-  for (uint64_t i = 0; i < elems; ++i)
-    values[i] = (int32_t)(padded_batch * 100 + i);
-}
-
-static cgr_status add(cgr_step *step, void *dst, const void *a, const void *b,
-                      uint64_t count) {
-  cgr__add_i32_args args = {dst, a, b, (int64_t)count};
-  return cgr_step_launch(step, &cgr__kernel_add_i32, &args);
-}
-
-static cgr_status model_step(cgr_step *step, void *user) {
-  model *m = user;
-  m->runs++;
-  uint32_t bs = cgr_step_padded_batch(step);
-  if (bs == m->fail_bucket && cgr_step_buffer_set(step) == m->fail_set &&
-      cgr_step_is_capturing(step))
-    return cgr__fail(&cgr_step_runtime(step)->error, CGR_E_INVALID_ARGUMENT,
-                     "model_step", "the test's step refuses bucket %u", bs);
-  uint64_t scratch_bytes = (uint64_t)bs * sizeof(int32_t);
-  if (m->smaller_needs_more)
-    scratch_bytes = (uint64_t)(1024 / bs) * 1024;
-  int32_t *s1 = NULL, *s2 = NULL;
-  CGR__CHECK(cgr_step_scratch(step, scratch_bytes, 256, (void **)&s1));
-  CGR__CHECK(cgr_step_scratch(step, bs * sizeof(int32_t), 64, (void **)&s2));
-  int32_t *ids = cgr_step_slot(step, m->ids);
-  int32_t *pos = cgr_step_slot(step, m->pos);
-  int32_t *pages = cgr_step_slot(step, m->pages);
-  int32_t *cu_k = cgr_step_slot(step, m->cu_k);
-  int32_t *cu_q = cgr_step_slot(step, m->cu_q);
-  int32_t *bias = cgr_step_slot(step, m->bias);
-  int32_t *out = cgr_step_slot(step, m->out);
-  int32_t *out_pages = cgr_step_slot(step, m->out_pages);
-  CGR__CHECK(add(step, s1, ids, pos, bs));
-  CGR__CHECK(add(step, s2, s1, cu_k + 1, bs));
-  if (m->sync_during_capture && cgr_step_is_capturing(step)) {
-    cgr_status status = cgr_synchronize(cgr_step_runtime(step));
-    if (m->sync_during_capture == 1)
-      CGR__CHECK(status);
-  }
-  CGR__CHECK(add(step, s1, s2, cu_q, bs));
-  CGR__CHECK(add(step, out, s1, bias, bs));
-  return add(step, out_pages, pages, pages, (uint64_t)bs * PAGES_PER_ROW);
-}
-
-static void declare_model(cgr_runtime *rt, model *m) {
-  memset(m, 0, sizeof *m);
-  cgr_slot_desc d;
-  cgr_slot_desc_init(&d, "input_ids", CGR_SLOT_ROWS, 4, 1);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->ids));
-  cgr_slot_desc_init(&d, "positions", CGR_SLOT_ROWS, 4, 1);
-  d.pad_value = PAD_POS;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->pos));
-  cgr_slot_desc_init(&d, "page_table", CGR_SLOT_ROWS, 4, PAGES_PER_ROW);
-  d.pad_value = (uint32_t)PAD_PAGE;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->pages));
-  cgr_slot_desc_init(&d, "cu_seqlens_k", CGR_SLOT_PREFIX, 4, 1);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->cu_k));
-  cgr_slot_desc_init(&d, "cu_seqlens_q", CGR_SLOT_CONSTANT, 4, 1);
-  d.extra_elems = 1;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->cu_q));
-  cgr_slot_desc_init(&d, "bias", CGR_SLOT_CONSTANT, 4, 1);
-  d.fill = bias_fill;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->bias));
-  cgr_slot_desc_init(&d, "out", CGR_SLOT_OUTPUT, 4, 1);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->out));
-  cgr_slot_desc_init(&d, "out_pages", CGR_SLOT_OUTPUT, 4, PAGES_PER_ROW);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->out_pages));
-}
 
 static const uint32_t small_buckets[] = {1, 2, 4, 8, 16, 24};
 
-static cgr_runtime *model_runtime(const uint32_t *sizes, size_t n,
-                                  int allow_eager, model *m) {
-  cgr_config config;
-  cgr_test_config(&config);
-  config.buckets = sizes;
-  config.bucket_count = n;
-  config.allow_eager = allow_eager;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  declare_model(rt, m);
-  return rt;
-}
-
 /* ---- inputs and the expected outputs ------------------------------------ */
 
-typedef struct inputs {
-  uint32_t rows; /* written rows: the padded batch (live + padding) */
-  int32_t ids[256], pos[256], pages[256 * PAGES_PER_ROW], cu_k[257];
-} inputs;
-
-/* `live` rows of random data, then padding up to `rows`. */
-static void make_inputs(inputs *in, uint32_t live, uint32_t rows,
-                        unsigned seed) {
-  srand(seed);
-  in->rows = rows;
-  in->cu_k[0] = 0;
-  for (uint32_t r = 0; r < rows; ++r) {
-    int is_live = r < live;
-    in->ids[r] = is_live ? rand() % 50000 : 0;
-    in->pos[r] = is_live ? rand() % 4096 : PAD_POS;
-    for (int p = 0; p < PAGES_PER_ROW; ++p)
-      in->pages[r * PAGES_PER_ROW + p] = is_live ? rand() % 1000 : PAD_PAGE;
-    in->cu_k[r + 1] = in->cu_k[r] + (is_live ? 1 + rand() % 60 : 0);
-  }
-}
-
-static int32_t expected_out(const inputs *in, uint32_t padded_batch,
-                            uint32_t r) {
-  return in->ids[r] + in->pos[r] + in->cu_k[r + 1] + (int32_t)r +
-         (int32_t)(padded_batch * 100 + r);
-}
-
 static void upload(cgr_runtime *rt, void *const *slot_of, const model *m,
-                   const inputs *in) {
+                   const model_inputs *in) {
   cgr__backend *be = TEST_BE(rt);
   cgr__stream *s = TEST_MAIN(rt);
   assert_cgr_ok(rt, cgr__be_memcpy_async(be, s, slot_of[m->ids], in->ids,
@@ -150,31 +25,16 @@ static void upload(cgr_runtime *rt, void *const *slot_of, const model *m,
   assert_cgr_ok(rt, cgr__be_memcpy_async(be, s, slot_of[m->pos], in->pos,
                                          in->rows * 4));
   assert_cgr_ok(rt, cgr__be_memcpy_async(be, s, slot_of[m->pages], in->pages,
-                                         in->rows * 4 * PAGES_PER_ROW));
+                                         in->rows * 4 * MODEL_PAGES));
   assert_cgr_ok(rt, cgr__be_memcpy_async(be, s, slot_of[m->cu_k], in->cu_k,
                                          (in->rows + 1) * 4));
 }
 
 static void check_outputs(cgr_runtime *rt, void *const *slot_of, const model *m,
-                          const inputs *in, uint32_t padded_batch,
+                          const model_inputs *in, uint32_t padded_batch,
                           uint32_t live, int32_t *out_copy) {
-  int32_t out[256], out_pages[256 * PAGES_PER_ROW];
-  assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), out,
-                                         slot_of[m->out], live * 4));
-  assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), out_pages,
-                                         slot_of[m->out_pages],
-                                         live * 4 * PAGES_PER_ROW));
-  assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_MAIN(rt)));
-  for (uint32_t r = 0; r < live; ++r) {
-    if (out[r] != expected_out(in, padded_batch, r))
-      fail_msg("bucket %u: out[%u] = %d, expected %d", padded_batch, r, out[r],
-               expected_out(in, padded_batch, r));
-    for (int p = 0; p < PAGES_PER_ROW; ++p)
-      assert_int_equal(out_pages[r * PAGES_PER_ROW + p],
-                       2 * in->pages[r * PAGES_PER_ROW + p]);
-  }
-  if (out_copy != NULL)
-    memcpy(out_copy, out, live * 4);
+  model_check_outputs(rt, slot_of[m->out], slot_of[m->out_pages], in,
+                      padded_batch, live, out_copy);
 }
 
 /* The slot addresses of (bucket, set), as the captured graph sees them. */
@@ -199,10 +59,10 @@ static void replay_and_check(cgr_runtime *rt, const model *m,
                              uint32_t padded_batch, int set, uint32_t live,
                              unsigned seed) {
   void *slot_of[8];
-  inputs in;
+  model_inputs in;
   int32_t graphed[256], eager_out[256];
   graph_slots(rt, padded_batch, set, slot_of, 8);
-  make_inputs(&in, live, padded_batch, seed);
+  model_make_inputs(&in, live, padded_batch, seed);
   upload(rt, slot_of, m, &in);
   assert_cgr_ok(rt, cgr__be_graph_launch(TEST_BE(rt),
                                          exec_of(rt, padded_batch, set),
@@ -217,8 +77,8 @@ static void replay_and_check(cgr_runtime *rt, const model *m,
   void *eager_of[8];
   for (int i = 0; i < 8; ++i)
     eager_of[i] = cgr__eager_slot(&eager, (cgr_slot)i);
-  inputs live_in;
-  make_inputs(&live_in, live, live, seed);
+  model_inputs live_in;
+  model_make_inputs(&live_in, live, live, seed);
   upload(rt, eager_of, m, &live_in);
   assert_cgr_ok(rt, cgr__eager_run(rt, &eager));
   check_outputs(rt, eager_of, m, &live_in, live, live, eager_out);
@@ -255,7 +115,7 @@ static void test_inputs_hold_padding_after_capture(void **state) {
   for (int set = 0; set < 2; ++set) {
     void *slot_of[8];
     graph_slots(rt, 24, set, slot_of, 8);
-    int32_t ids[24], pos[24], pages[24 * PAGES_PER_ROW], cu_k[25];
+    int32_t ids[24], pos[24], pages[24 * MODEL_PAGES], cu_k[25];
     cgr__backend *be = TEST_BE(rt);
     assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), ids,
                                            slot_of[m.ids], sizeof ids));
@@ -269,9 +129,9 @@ static void test_inputs_hold_padding_after_capture(void **state) {
     /* Capture and warm-up read the inputs but never write them. */
     for (int r = 0; r < 24; ++r) {
       assert_int_equal(ids[r], 0);
-      assert_int_equal(pos[r], PAD_POS);
-      for (int p = 0; p < PAGES_PER_ROW; ++p)
-        assert_int_equal(pages[r * PAGES_PER_ROW + p], PAD_PAGE);
+      assert_int_equal(pos[r], MODEL_PAD_POS);
+      for (int p = 0; p < MODEL_PAGES; ++p)
+        assert_int_equal(pages[r * MODEL_PAGES + p], MODEL_PAD_PAGE);
     }
     for (int r = 0; r <= 24; ++r)
       assert_int_equal(cu_k[r], 0);
@@ -338,7 +198,8 @@ static void test_capture_counts_graphs_and_nodes(void **state) {
     cgr_bucket_stats bucket;
     assert_cgr_ok(rt, cgr_bucket_stats_get(rt, small_buckets[b], &bucket));
     for (int set = 0; set < 2; ++set) {
-      assert_int_equal(bucket.nodes[set], 5);
+      /* The hold host node and five kernels. */
+      assert_int_equal(bucket.nodes[set], 6);
       assert_true(bucket.capture_ms[set] >= 0.0);
       assert_true(bucket.instantiate_ms[set] >= 0.0);
     }
@@ -459,7 +320,7 @@ static void test_eager_fallback_is_counted_and_logged_once(void **state) {
   config.log = count_log;
   cgr_runtime *rt = NULL;
   assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  declare_model(rt, &m);
+  model_declare(rt, &m);
   assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
   log_calls = 0;
   for (uint32_t batch = 25; batch <= 40; batch += 5) {
@@ -468,8 +329,8 @@ static void test_eager_fallback_is_counted_and_logged_once(void **state) {
     void *slot_of[8];
     for (int i = 0; i < 8; ++i)
       slot_of[i] = cgr__eager_slot(&eager, (cgr_slot)i);
-    inputs in;
-    make_inputs(&in, batch, batch, batch);
+    model_inputs in;
+    model_make_inputs(&in, batch, batch, batch);
     upload(rt, slot_of, &m, &in);
     assert_cgr_ok(rt, cgr__eager_run(rt, &eager));
     check_outputs(rt, slot_of, &m, &in, batch, batch, NULL);
@@ -509,7 +370,7 @@ static void test_lazy_capture_captures_on_first_use(void **state) {
   config.lazy_capture = 1;
   cgr_runtime *rt = NULL;
   assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  declare_model(rt, &m);
+  model_declare(rt, &m);
   assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
   cgr_capture_stats stats;
   assert_cgr_ok(rt, cgr_capture_stats_get(rt, &stats));
@@ -563,7 +424,7 @@ static void test_graph_dump_writes_dot(void **state) {
   remove(path);
   assert_non_null(strstr(text, "digraph"));
   if (cgr_test_backend == CGR_BACKEND_HOST) {
-    assert_non_null(strstr(text, "5 nodes"));
+    assert_non_null(strstr(text, "6 nodes"));
     assert_non_null(strstr(text, "kernel add_i32"));
   }
   assert_cgr_status(rt, cgr_graph_dump(rt, 16, 1, "/nonexistent/dir/g.dot"),

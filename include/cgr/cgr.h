@@ -123,8 +123,23 @@ typedef enum cgr_stream_priority {
 } cgr_stream_priority;
 
 /* Bumped when fields are appended to cgr_config. Version 2 added the
- * capture fields (buckets ... log_user). */
-#define CGR_CONFIG_VERSION 2
+ * capture fields (buckets ... log_user), version 3 replay_mode. */
+#define CGR_CONFIG_VERSION 3
+
+/* How a replay feeds the graph its inputs. All give identical outputs. */
+typedef enum cgr_replay_mode {
+  /* One async copy per variable slot on the main stream, then the graph:
+   * the baseline the others are measured against. */
+  CGR_REPLAY_NAIVE = 0,
+  /* One fused-copy launch on the main stream, then the graph. */
+  CGR_REPLAY_FUSED = 1,
+  /* Step n uses buffer set n mod 2: the side stream loads it with one fused
+   * copy while the main stream may still run the previous step's graph. */
+  CGR_REPLAY_DOUBLE_BUFFERED = 2,
+  /* The fused copy is the graph's first node, reading pinned staging: per
+   * step the host launches nothing but the graph. Host sources only. */
+  CGR_REPLAY_IN_GRAPH = 3
+} cgr_replay_mode;
 
 /* Where cgr reports a warning (an eager fallback, ...): one line, no
  * newline. Called on the thread that hit it; must not call into cgr. */
@@ -175,6 +190,12 @@ typedef struct cgr_config {
   /* Warnings. NULL (default): "cgr: warning: ..." on stderr. */
   cgr_log_fn log;
   void *log_user;
+
+  /* ---- version 3: replay ---- */
+
+  /* Default CGR_REPLAY_DOUBLE_BUFFERED; cgr_set_replay_mode() changes it
+   * between steps. */
+  cgr_replay_mode replay_mode;
 } cgr_config;
 
 /* The largest padded batch size a bucket may have. */
@@ -354,6 +375,12 @@ typedef struct cgr_slot_desc {
   uint64_t extra_elems;
   cgr_constant_fill_fn fill;
   void *fill_user;
+  /* ROWS and PREFIX: with config->validate, every element of a batch's
+   * host or pinned input must lie in [valid_min, valid_max] (page ids
+   * below the cache's page count, ...). Checked when valid_max >
+   * valid_min; elements are read as signed integers of elem_size. */
+  int64_t valid_min;
+  int64_t valid_max;
 } cgr_slot_desc;
 
 /* Zeroes *desc and sets the four fields every slot needs. Any thread.
@@ -438,6 +465,11 @@ CGR_API cgr_status cgr_step_memcpy(cgr_step *step, void *dst, const void *src,
                                    size_t bytes);
 CGR_API cgr_status cgr_step_memset(cgr_step *step, void *dst, int value,
                                    size_t bytes);
+/* Enqueues a host function on the step's stream (a host node in the
+ * graph): it runs in stream order on a thread of the backend's choosing
+ * and must not call into cgr or CUDA. */
+CGR_API cgr_status cgr_step_host_func(cgr_step *step, void (*fn)(void *user),
+                                      void *user);
 
 /*
  * Registers the step and captures it: for every bucket, largest first, and
@@ -496,6 +528,124 @@ CGR_API cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
  */
 CGR_API cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch,
                                   int set, const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* Replay                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Where a batch's input lies. */
+typedef enum cgr_source {
+  /* Pageable host memory: cgr stages it into pinned memory with the CPU;
+   * it may be reused as soon as cgr_replay() returns. */
+  CGR_SOURCE_HOST = 0,
+  /* Page-locked host memory the device reads directly: must stay unchanged
+   * until the step's ticket completes. */
+  CGR_SOURCE_PINNED = 1,
+  /* Device memory of the runtime's device: read once the previous step's
+   * graph has completed (so it may be that step's output) and before this
+   * step's ticket completes. */
+  CGR_SOURCE_DEVICE = 2
+} cgr_source;
+
+/* The next step's inputs, owned by the runtime: one open batch at a time,
+ * consumed by cgr_replay() whether it succeeds or not. */
+typedef struct cgr_batch cgr_batch;
+
+/*
+ * Opens the batch of the next step: `batch_size` live rows. Errors:
+ * CGR_E_INVALID_ARGUMENT (0, NULL), CGR_E_INVALID_STATE (no capture yet,
+ * or a batch already open), CGR_E_BATCH_TOO_LARGE (over the largest
+ * bucket with config->allow_eager 0).
+ */
+CGR_API cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
+                                   cgr_batch **out);
+
+/*
+ * The data of one ROWS or PREFIX slot: exactly batch_size rows
+ * (batch_size * row_elems * elem_size bytes) for ROWS, batch_size + 1
+ * entries for PREFIX. Errors: CGR_E_INVALID_ARGUMENT naming the slot
+ * (not an input slot, given twice, NULL data, wrong byte count, a device
+ * pointer of another device, values outside [valid_min, valid_max] in
+ * validation mode); the batch stays open and unchanged.
+ */
+CGR_API cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot,
+                                   cgr_source source, const void *data,
+                                   size_t bytes);
+
+/* The slot's data is what this buffer set was last loaded with (same
+ * batch size, same values): nothing is copied. CGR_E_INVALID_ARGUMENT
+ * when the set was last loaded with another batch size. */
+CGR_API cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot);
+
+/* Row j of a ROWS slot <- row row_index[j] of device_src, for j below
+ * batch_size: the request set changed and the data is still on the
+ * device. Both pointers are device memory; indices must name rows of
+ * device_src. */
+CGR_API cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
+                                    const void *device_src,
+                                    const int32_t *row_index);
+
+/* What a replay returns: which step, bucket and buffer set. A value. */
+typedef struct cgr_ticket {
+  uint64_t step;         /* 0, 1, 2, ... per runtime */
+  uint32_t batch_size;
+  uint32_t padded_batch; /* the bucket; batch_size for an eager step */
+  int set;               /* buffer set; -1 for an eager step */
+} cgr_ticket;
+
+/*
+ * Runs the batch's step: loads its inputs into buffer set step mod 2 (in
+ * the current replay mode) and launches the graph of its bucket, capturing
+ * the bucket first when capture is lazy; a batch over the largest bucket
+ * runs eagerly (see config->allow_eager). Returns without waiting for the
+ * device (an eager step waits). Every ROWS and PREFIX slot must have been
+ * given (input, unchanged or gather).
+ *
+ * Errors: CGR_E_INVALID_ARGUMENT (a slot never given; the message names
+ * it), CGR_E_UNSUPPORTED (a device source in CGR_REPLAY_IN_GRAPH), the
+ * status of a failed launch. On failure nothing changed: the buffer sets'
+ * padding state and the step count are as they were, and the batch is
+ * closed.
+ */
+CGR_API cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch,
+                              cgr_ticket *ticket);
+
+/* Waits until the ticket's step has finished. CGR_E_INVALID_ARGUMENT for a
+ * ticket this runtime never issued. */
+CGR_API cgr_status cgr_ticket_wait(cgr_runtime *rt, const cgr_ticket *ticket);
+
+/* CGR_OK when the ticket's step has finished, CGR_E_NOT_READY if not. */
+CGR_API cgr_status cgr_ticket_query(cgr_runtime *rt,
+                                    const cgr_ticket *ticket);
+
+/*
+ * The device address of an OUTPUT slot as the ticket's step wrote it
+ * (read it after the ticket completes). Valid until the same buffer set is
+ * reused, i.e. until the replay after the next one returns (for an eager
+ * step, until the next replay). CGR_E_INVALID_STATE once the ticket has
+ * expired.
+ */
+CGR_API cgr_status cgr_output(cgr_runtime *rt, const cgr_ticket *ticket,
+                              cgr_slot slot, void **out);
+
+/* Switches the replay mode for the next steps. CGR_E_INVALID_ARGUMENT for
+ * a value that is not a mode; CGR_E_INVALID_STATE with a batch open. */
+CGR_API cgr_status cgr_set_replay_mode(cgr_runtime *rt, cgr_replay_mode mode);
+
+/* Per mode: what replays cost. */
+typedef struct cgr_replay_stats {
+  uint64_t steps;
+  uint64_t eager_steps;
+  uint64_t ops_copied;    /* copy-plan operations executed */
+  uint64_t bytes_copied;  /* destination bytes written by them */
+  uint64_t ops_skipped;   /* constant, unchanged and clean-padding work */
+  double host_us_total;   /* host time inside cgr_replay */
+  double host_us_max;
+} cgr_replay_stats;
+
+CGR_API cgr_status cgr_replay_stats_get(const cgr_runtime *rt,
+                                        cgr_replay_mode mode,
+                                        cgr_replay_stats *out);
 
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                  */

@@ -270,6 +270,20 @@ static void cuda_device_free(void *opaque, void *ptr) {
   ignore_error(cudaFree(ptr));
 }
 
+static cgr_status cuda_pointer_is_device(void *opaque, const void *ptr,
+                                         int *out) {
+  const cuda_ctx *ctx = opaque;
+  struct cudaPointerAttributes attributes;
+  memset(&attributes, 0, sizeof attributes);
+  CUDA_CHECK(ctx, cudaPointerGetAttributes(&attributes, ptr),
+             "cudaPointerGetAttributes");
+  /* Managed memory counts: the device reads it where it is. */
+  *out = (attributes.type == cudaMemoryTypeDevice ||
+          attributes.type == cudaMemoryTypeManaged) &&
+         attributes.device == ctx->device;
+  return CGR_OK;
+}
+
 static cgr_status cuda_pinned_alloc(void *opaque, size_t bytes, void **out) {
   const cuda_ctx *ctx = opaque;
   CGR__CHECK(use_device(ctx, __func__));
@@ -518,6 +532,7 @@ static const cgr__backend_ops cuda_ops = {
     .event_elapsed_ms = cuda_event_elapsed_ms,
     .device_alloc = cuda_device_alloc,
     .device_free = cuda_device_free,
+    .pointer_is_device = cuda_pointer_is_device,
     .pinned_alloc = cuda_pinned_alloc,
     .pinned_free = cuda_pinned_free,
     .memcpy_async = cuda_memcpy_async,

@@ -127,8 +127,18 @@ struct cgr__graph_exec {
   atomic_int refs;   /* the owner plus each pending launch */
 };
 
+/* A device allocation, remembered so validation can tell device memory
+ * from host memory (the host backend's "device" memory is host memory). */
+typedef struct host_allocation {
+  struct host_allocation *next;
+  uintptr_t begin;
+  uintptr_t end;
+} host_allocation;
+
 struct host_ctx {
   cgr__error *err;
+  pthread_mutex_t allocations_lock;
+  host_allocation *allocations;
   pthread_mutex_t lock; /* guards captures and streams */
   host_capture *captures;
   cgr__stream *streams;

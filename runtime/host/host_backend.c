@@ -521,8 +521,56 @@ static cgr_status aligned_allocation(host_ctx *ctx, size_t bytes, void **out,
 }
 
 static cgr_status host_device_alloc(void *vctx, size_t bytes, void **out) {
-  return aligned_allocation(vctx, bytes, out, "allocating device memory",
-                            __func__);
+  host_ctx *ctx = vctx;
+  host_allocation *record = cgr__malloc(sizeof *record);
+  if (record == NULL)
+    return cgr__fail(ctx->err, CGR_E_OUT_OF_MEMORY, __func__,
+                     "allocating a device allocation record failed");
+  cgr_status status =
+      aligned_allocation(ctx, bytes, out, "allocating device memory", __func__);
+  if (status != CGR_OK) {
+    cgr__free(record);
+    return status;
+  }
+  record->begin = (uintptr_t)*out;
+  record->end = record->begin + bytes;
+  pthread_mutex_lock(&ctx->allocations_lock);
+  record->next = ctx->allocations;
+  ctx->allocations = record;
+  pthread_mutex_unlock(&ctx->allocations_lock);
+  return CGR_OK;
+}
+
+static void host_device_free(void *vctx, void *ptr) {
+  host_ctx *ctx = vctx;
+  host_allocation *found = NULL;
+  pthread_mutex_lock(&ctx->allocations_lock);
+  for (host_allocation **link = &ctx->allocations; *link != NULL;
+       link = &(*link)->next) {
+    if ((*link)->begin == (uintptr_t)ptr) {
+      found = *link;
+      *link = found->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ctx->allocations_lock);
+  cgr__free(found);
+  free(ptr);
+}
+
+static cgr_status host_pointer_is_device(void *vctx, const void *ptr,
+                                         int *out) {
+  host_ctx *ctx = vctx;
+  uintptr_t address = (uintptr_t)ptr;
+  pthread_mutex_lock(&ctx->allocations_lock);
+  for (const host_allocation *a = ctx->allocations; a != NULL; a = a->next) {
+    if (address >= a->begin && address < a->end) {
+      *out = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ctx->allocations_lock);
+  return CGR_OK;
 }
 
 static cgr_status host_pinned_alloc(void *vctx, size_t bytes, void **out) {
@@ -532,7 +580,7 @@ static cgr_status host_pinned_alloc(void *vctx, size_t bytes, void **out) {
   return status == CGR_E_DEVICE_OUT_OF_MEMORY ? CGR_E_OUT_OF_MEMORY : status;
 }
 
-static void host_free(void *ctx, void *ptr) {
+static void host_pinned_free(void *ctx, void *ptr) {
   (void)ctx;
   free(ptr);
 }
@@ -606,6 +654,13 @@ static cgr_status host_device_info(void *ctx, cgr_device_info *out) {
 
 static void host_destroy(void *vctx) {
   host_ctx *ctx = vctx;
+  /* Allocations the runtime's owner never freed: their records go too. */
+  while (ctx->allocations != NULL) {
+    host_allocation *next = ctx->allocations->next;
+    cgr__free(ctx->allocations);
+    ctx->allocations = next;
+  }
+  pthread_mutex_destroy(&ctx->allocations_lock);
   pthread_mutex_destroy(&ctx->lock);
   cgr__free(ctx);
 }
@@ -624,9 +679,10 @@ static const cgr__backend_ops host_ops = {
     .event_synchronize = host_event_synchronize,
     .event_elapsed_ms = host_event_elapsed_ms,
     .device_alloc = host_device_alloc,
-    .device_free = host_free,
+    .device_free = host_device_free,
+    .pointer_is_device = host_pointer_is_device,
     .pinned_alloc = host_pinned_alloc,
-    .pinned_free = host_free,
+    .pinned_free = host_pinned_free,
     .memcpy_async = host_memcpy_async,
     .memset_async = host_memset_async,
     .kernel_launch = host_kernel_launch,
@@ -652,6 +708,11 @@ cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err) {
     return cgr__fail(err, CGR_E_OUT_OF_MEMORY, __func__,
                      "allocating the host backend failed");
   if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+    cgr__free(ctx);
+    return cgr__fail(err, CGR_E_SYSTEM, __func__, "pthread_mutex_init failed");
+  }
+  if (pthread_mutex_init(&ctx->allocations_lock, NULL) != 0) {
+    pthread_mutex_destroy(&ctx->lock);
     cgr__free(ctx);
     return cgr__fail(err, CGR_E_SYSTEM, __func__, "pthread_mutex_init failed");
   }

@@ -1,0 +1,283 @@
+/* Batches: what the next step's inputs are and where they lie, checked at
+ * the boundary. Also the replay state's birth and death. */
+#include <string.h>
+
+#include "replay/replay.h"
+#include "runtime/alloc.h"
+
+int cgr__is_input(const cgr__slot *slot) {
+  return slot->desc.kind == CGR_SLOT_ROWS || slot->desc.kind == CGR_SLOT_PREFIX;
+}
+
+uint64_t cgr__input_bytes(const cgr__slot *slot, uint32_t batch_size) {
+  return cgr__slot_bytes_for(slot, batch_size);
+}
+
+/* ---- the state ----------------------------------------------------------- */
+
+static void destroy_state(cgr_runtime *rt, void *state) {
+  cgr__replay *replay = state;
+  cgr__backend *be = &rt->backend;
+  if (replay->eager_live)
+    cgr__eager_end(rt, &replay->eager);
+  for (int k = 0; k < 2; ++k) {
+    cgr__set *set = &replay->sets[k];
+    cgr__be_event_destroy(be, set->loaded);
+    cgr__be_event_destroy(be, set->graph_done);
+    cgr__be_event_destroy(be, set->staging_free);
+    cgr__be_pinned_free(be, set->staging);
+    cgr__free(set->dirty_end);
+    cgr__free(set->loaded_size);
+  }
+  cgr__be_device_free(be, replay->zero_index);
+  cgr__copy_plan_release(&replay->plan);
+  cgr__free(replay->staging_offset);
+  cgr__free(replay->batch.inputs);
+  cgr__free(replay);
+}
+
+static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
+                              cgr__replay *replay) {
+  cgr__backend *be = &rt->backend;
+  size_t slots = cap->slot_count ? cap->slot_count : 1;
+  replay->mode = rt->config.replay_mode;
+  replay->batch.rt = rt;
+  replay->batch.inputs = cgr__calloc(slots, sizeof *replay->batch.inputs);
+  replay->staging_offset = cgr__calloc(slots, sizeof(uint64_t));
+  if (replay->batch.inputs == NULL || replay->staging_offset == NULL)
+    goto out_of_memory;
+  /* Each input slot owns a fixed region of each set's staging, large
+   * enough for the largest bucket (live rows and padding). */
+  uint32_t largest = cgr__largest_bucket(cap);
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    replay->staging_offset[i] = replay->staging_bytes;
+    if (cgr__is_input(&cap->slots[i]))
+      replay->staging_bytes +=
+          (cgr__slot_bytes_for(&cap->slots[i], largest) + 15) / 16 * 16;
+  }
+  for (int k = 0; k < 2; ++k) {
+    cgr__set *set = &replay->sets[k];
+    set->dirty_end = cgr__calloc(slots, sizeof *set->dirty_end);
+    set->loaded_size = cgr__calloc(slots, sizeof *set->loaded_size);
+    if (set->dirty_end == NULL || set->loaded_size == NULL)
+      goto out_of_memory;
+    CGR__CHECK(cgr__be_event_create(be, 0, &set->loaded));
+    CGR__CHECK(cgr__be_event_create(be, 0, &set->graph_done));
+    CGR__CHECK(cgr__be_event_create(be, 0, &set->staging_free));
+    if (replay->staging_bytes > 0)
+      CGR__CHECK(cgr__be_pinned_alloc(be, replay->staging_bytes,
+                                      (void **)&set->staging));
+  }
+  size_t zeros = ((size_t)largest + 1) * sizeof(int32_t);
+  CGR__CHECK(cgr__be_device_alloc(be, zeros, (void **)&replay->zero_index));
+  CGR__CHECK(cgr__be_memset_async(be, rt->streams[CGR_STREAM_MAIN],
+                                  replay->zero_index, 0, zeros));
+  return cgr__be_stream_synchronize(be, rt->streams[CGR_STREAM_MAIN]);
+
+out_of_memory:
+  return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, "cgr_batch_begin",
+                   "allocating the replay state failed");
+}
+
+cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out) {
+  *out = NULL;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  if (cap->step == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, "cgr_batch_begin",
+                     "nothing to replay: call cgr_capture() first");
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  if (replay != NULL) {
+    *out = replay;
+    return CGR_OK;
+  }
+  replay = cgr__calloc(1, sizeof *replay);
+  if (replay == NULL)
+    return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, "cgr_batch_begin",
+                     "allocating the replay state failed");
+  cgr__copy_plan_init(&replay->plan);
+  cgr_status status = build_state(rt, cap, replay);
+  if (status != CGR_OK) {
+    cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
+    destroy_state(rt, replay);
+    return status;
+  }
+  pthread_mutex_lock(&rt->layer_lock);
+  rt->layers[CGR__LAYER_REPLAY].state = replay;
+  rt->layers[CGR__LAYER_REPLAY].destroy = destroy_state;
+  pthread_mutex_unlock(&rt->layer_lock);
+  *out = replay;
+  return CGR_OK;
+}
+
+/* ---- batches ------------------------------------------------------------- */
+
+cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
+                           cgr_batch **out) {
+  if (out != NULL)
+    *out = NULL;
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  if (out == NULL || batch_size == 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument '%s' is %s", out == NULL ? "out" : "batch_size",
+                     out == NULL ? "NULL" : "0");
+  cgr__replay *replay = NULL;
+  CGR__CHECK(cgr__replay_state(rt, &replay));
+  if (replay->batch.open)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "a batch is already open: replay it first");
+  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  if (batch_size > cgr__largest_bucket(cap) && !rt->config.allow_eager)
+    return cgr__fail(&rt->error, CGR_E_BATCH_TOO_LARGE, __func__,
+                     "batch %u is larger than the largest bucket (%u) and "
+                     "config->allow_eager is 0",
+                     batch_size, cgr__largest_bucket(cap));
+  memset(replay->batch.inputs, 0,
+         (cap->slot_count ? cap->slot_count : 1) *
+             sizeof *replay->batch.inputs);
+  replay->batch.size = batch_size;
+  replay->batch.open = 1;
+  *out = &replay->batch;
+  return CGR_OK;
+}
+
+/* The slot an input call names, checked: an input slot, not yet given. */
+static cgr_status input_slot(cgr_batch *batch, cgr_slot slot, const char *func,
+                             const cgr__slot **out) {
+  cgr_runtime *rt = batch->rt;
+  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  if (!batch->open)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
+                     "the batch is not open (cgr_batch_begin)");
+  if (slot < 0 || (size_t)slot >= cap->slot_count)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "slot %d is not declared", (int)slot);
+  const cgr__slot *s = &cap->slots[slot];
+  if (!cgr__is_input(s))
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "slot '%s' is %s: only ROWS and PREFIX slots take a "
+                     "batch's data",
+                     s->name,
+                     s->desc.kind == CGR_SLOT_OUTPUT ? "an OUTPUT"
+                                                     : "a CONSTANT");
+  if (batch->inputs[slot].given != CGR__GIVEN_NONE)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "slot '%s' is given twice in one batch", s->name);
+  *out = s;
+  return CGR_OK;
+}
+
+/* Validation mode: every element of a host-visible input within the
+ * slot's declared range. */
+static cgr_status check_values(cgr_runtime *rt, const cgr__slot *slot,
+                               const void *data, uint64_t bytes) {
+  if (slot->desc.valid_max <= slot->desc.valid_min)
+    return CGR_OK;
+  const unsigned char *bytes_of = data;
+  uint32_t width = slot->desc.elem_size;
+  for (uint64_t i = 0; i < bytes / width; ++i) {
+    int64_t value;
+    if (width == 1)
+      value = *(const int8_t *)(bytes_of + i);
+    else if (width == 2)
+      value = *(const int16_t *)(const void *)(bytes_of + 2 * i);
+    else if (width == 4)
+      value = *(const int32_t *)(const void *)(bytes_of + 4 * i);
+    else
+      value = *(const int64_t *)(const void *)(bytes_of + 8 * i);
+    if (value < slot->desc.valid_min || value > slot->desc.valid_max)
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_input",
+                       "slot '%s': element %llu is %lld, outside [%lld, "
+                       "%lld]",
+                       slot->name, (unsigned long long)i, (long long)value,
+                       (long long)slot->desc.valid_min,
+                       (long long)slot->desc.valid_max);
+  }
+  return CGR_OK;
+}
+
+cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
+                           const void *data, size_t bytes) {
+  if (batch == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *rt = batch->rt;
+  const cgr__slot *s = NULL;
+  CGR__CHECK(input_slot(batch, slot, __func__, &s));
+  if (source != CGR_SOURCE_HOST && source != CGR_SOURCE_PINNED &&
+      source != CGR_SOURCE_DEVICE)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s': source %d is not a cgr_source", s->name,
+                     (int)source);
+  if (data == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s': data is NULL", s->name);
+  uint64_t want = cgr__input_bytes(s, batch->size);
+  if (bytes != want)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s': %zu bytes given, a batch of %u needs %llu "
+                     "(%s)",
+                     s->name, bytes, batch->size, (unsigned long long)want,
+                     s->desc.kind == CGR_SLOT_PREFIX ? "batch + 1 entries"
+                                                     : "batch rows");
+  if (rt->config.validate) {
+    if (source == CGR_SOURCE_DEVICE) {
+      int on_device = 0;
+      CGR__CHECK(cgr__be_pointer_is_device(&rt->backend, data, &on_device));
+      if (!on_device)
+        return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                         "slot '%s': data is not device memory of this "
+                         "runtime's device",
+                         s->name);
+    } else {
+      CGR__CHECK(check_values(rt, s, data, bytes));
+    }
+  }
+  cgr__slot_input *input = &batch->inputs[slot];
+  input->given = CGR__GIVEN_INPUT;
+  input->source = source;
+  input->data = data;
+  input->bytes = bytes;
+  return CGR_OK;
+}
+
+cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
+  if (batch == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  const cgr__slot *s = NULL;
+  CGR__CHECK(input_slot(batch, slot, __func__, &s));
+  /* Checked at replay, when the buffer set is known. */
+  batch->inputs[slot].given = CGR__GIVEN_UNCHANGED;
+  return CGR_OK;
+}
+
+cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
+                            const void *device_src, const int32_t *row_index) {
+  if (batch == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *rt = batch->rt;
+  const cgr__slot *s = NULL;
+  CGR__CHECK(input_slot(batch, slot, __func__, &s));
+  if (s->desc.kind != CGR_SLOT_ROWS)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s': only ROWS slots gather", s->name);
+  if (device_src == NULL || row_index == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s': %s is NULL", s->name,
+                     device_src == NULL ? "device_src" : "row_index");
+  if (rt->config.validate) {
+    int src_ok = 0, index_ok = 0;
+    CGR__CHECK(cgr__be_pointer_is_device(&rt->backend, device_src, &src_ok));
+    CGR__CHECK(cgr__be_pointer_is_device(&rt->backend, row_index, &index_ok));
+    if (!src_ok || !index_ok)
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                       "slot '%s': %s is not device memory of this "
+                       "runtime's device",
+                       s->name, src_ok ? "row_index" : "device_src");
+  }
+  cgr__slot_input *input = &batch->inputs[slot];
+  input->given = CGR__GIVEN_GATHER;
+  input->gather_src = device_src;
+  input->gather_index = row_index;
+  return CGR_OK;
+}

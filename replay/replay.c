@@ -1,0 +1,476 @@
+/*
+ * cgr_replay: load a batch into buffer set step mod 2 and launch its
+ * bucket's graph, in one of the replay modes (replay.h has the protocol).
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <string.h>
+#include <time.h>
+
+#include "kernels/fused_copy.h"
+#include "replay/replay.h"
+#include "runtime/nvtx.h"
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+/* What one step will do to one buffer set, worked out before anything is
+ * launched, so a failure can leave the set's state as it was. */
+typedef struct load {
+  int set;
+  uint32_t batch;
+  uint32_t padded;
+  int device_sources; /* a source or gather reads device memory */
+  uint64_t skipped;
+} load;
+
+/* Reads element `index` of a host-visible array of `width` bytes. */
+static uint64_t element(const void *data, uint64_t index, uint32_t width) {
+  uint64_t value = 0;
+  memcpy(&value, (const unsigned char *)data + index * width, width);
+  return value;
+}
+
+/*
+ * Adds one input slot's work to the plan: its live rows (unless
+ * unchanged) and the padding rows that held live data last time. In the
+ * naive mode, a host source's padding goes into its staged image instead,
+ * so the slot costs one copy.
+ */
+static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
+                            const cgr__slot *slot, size_t index,
+                            const cgr__slot_input *input, load *l) {
+  cgr__copy_plan *plan = &replay->plan;
+  cgr__set *set = &replay->sets[l->set];
+  unsigned char *buffer = slot->buffers[l->set];
+  uint32_t width = slot->desc.elem_size;
+  int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
+  uint64_t live_bytes = cgr__input_bytes(slot, l->batch);
+  /* Rows [batch, padded) must hold padding; of those, the ones at or past
+   * dirty_end already do. PREFIX padding repeats the last live entry,
+   * which changes with the data, so it is written whenever data is. */
+  uint32_t dirty = set->dirty_end[index];
+  uint32_t fill_end =
+      prefix ? l->padded : (dirty < l->padded ? dirty : l->padded);
+  uint64_t fill_rows = fill_end > l->batch ? fill_end - l->batch : 0;
+
+  if (input->given == CGR__GIVEN_UNCHANGED) {
+    if (set->loaded_size[index] != l->batch)
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
+                       "slot '%s' is marked unchanged, but buffer set %d was "
+                       "last loaded with %s%u rows, not %u",
+                       slot->name, l->set,
+                       set->loaded_size[index] ? "" : "(unknown) ",
+                       set->loaded_size[index], l->batch);
+    l->skipped += 2; /* its live rows and its padding */
+    return CGR_OK;
+  }
+  if (input->given == CGR__GIVEN_GATHER) {
+    l->device_sources = 1;
+    CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
+                                     input->gather_index, l->batch,
+                                     slot->row_bytes, &rt->error));
+  } else {
+    const void *src = input->data;
+    uint64_t copy_bytes = live_bytes;
+    if (input->source == CGR_SOURCE_HOST) {
+      unsigned char *staged = set->staging + replay->staging_offset[index];
+      memcpy(staged, input->data, live_bytes);
+      if (replay->mode == CGR_REPLAY_NAIVE) {
+        /* One copy per slot: the padding rides in the staged image. */
+        uint64_t pad = prefix ? element(input->data, l->batch, width)
+                              : slot->desc.pad_value;
+        uint64_t rows = prefix ? (uint64_t)(l->padded - l->batch)
+                               : fill_rows * slot->desc.row_elems;
+        for (uint64_t e = 0; e < rows; ++e)
+          memcpy(staged + live_bytes + e * width, &pad, width);
+        copy_bytes += rows * width;
+        fill_rows = 0;
+      }
+      src = staged;
+    } else if (input->source == CGR_SOURCE_DEVICE) {
+      l->device_sources = 1;
+    }
+    CGR__CHECK(cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
+    if (prefix && fill_rows > 0) {
+      unsigned char *pad_dst = buffer + live_bytes;
+      if (input->source == CGR_SOURCE_DEVICE) {
+        /* The value lies on the device: gather entry `batch` once per
+         * padded entry, through an index of zeros. */
+        CGR__CHECK(cgr__copy_plan_gather(
+            plan, pad_dst, (const unsigned char *)src + l->batch * width,
+            replay->zero_index, fill_rows, width, &rt->error));
+      } else {
+        CGR__CHECK(cgr__copy_plan_fill(plan, pad_dst,
+                                       element(input->data, l->batch, width),
+                                       width, fill_rows * width, &rt->error));
+      }
+      fill_rows = 0;
+    }
+  }
+  if (fill_rows > 0) {
+    CGR__CHECK(
+        cgr__copy_plan_fill(plan, buffer + (uint64_t)l->batch * slot->row_bytes,
+                            slot->desc.pad_value, width,
+                            fill_rows * slot->row_bytes, &rt->error));
+  } else if (!prefix) {
+    l->skipped++; /* clean padding */
+  }
+  return CGR_OK;
+}
+
+/* The naive mode runs the plan one operation at a time, as hand-written
+ * loops do: a copy per operation, a memset where the pattern allows. */
+static cgr_status run_naive(cgr_runtime *rt, cgr__stream *stream,
+                            const cgr__copy_plan *plan) {
+  cgr__backend *be = &rt->backend;
+  for (size_t i = 0; i < plan->count; ++i) {
+    const cgr__copy_desc *op = &plan->ops[i];
+    void *dst = (void *)(uintptr_t)op->dst;
+    if (op->kind == CGR__COPY_OP_COPY) {
+      CGR__CHECK(cgr__be_memcpy_async(be, stream, dst,
+                                      (const void *)(uintptr_t)op->src,
+                                      op->bytes));
+      continue;
+    }
+    uint64_t byte = op->src & 0xFF;
+    if (op->kind == CGR__COPY_OP_FILL &&
+        op->src == byte * UINT64_C(0x0101010101010101)) {
+      CGR__CHECK(cgr__be_memset_async(be, stream, dst, (int)byte, op->bytes));
+      continue;
+    }
+    /* A wide fill or a gather has no cudart call: one fused launch for it. */
+    cgr__copy_plan single;
+    cgr__copy_plan_init(&single);
+    cgr__copy_desc copy = *op;
+    single.ops = &copy;
+    single.count = single.capacity = 1;
+    copy.tile_begin = 0;
+    single.tile_count = cgr__copy_tiles_for(op->bytes);
+    single.finished = 1;
+    CGR__CHECK(cgr__fused_copy_launch(be, stream, &single));
+  }
+  return CGR_OK;
+}
+
+/* Waits, on the host, until the copy that last read staging k is done:
+ * without a wait when it already is (the steady state). */
+static cgr_status staging_ready(cgr_runtime *rt, cgr__set *set) {
+  cgr_status status = cgr__be_event_query(&rt->backend, set->staging_free);
+  if (status == CGR_E_NOT_READY)
+    status = cgr__be_event_synchronize(&rt->backend, set->staging_free);
+  return status;
+}
+
+static int has_host_source(const cgr__capture *cap, const cgr_batch *batch) {
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (batch->inputs[i].given == CGR__GIVEN_INPUT &&
+        batch->inputs[i].source == CGR_SOURCE_HOST)
+      return 1;
+  return 0;
+}
+
+/* Enqueues the copy and the graph of one step in the current mode. */
+static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
+                         cgr__graph_exec *exec, const load *l) {
+  cgr__backend *be = &rt->backend;
+  cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
+  cgr__stream *side = rt->streams[CGR_STREAM_SIDE];
+  cgr__set *set = &replay->sets[l->set];
+  cgr__set *other = &replay->sets[1 - l->set];
+  if (replay->mode == CGR_REPLAY_DOUBLE_BUFFERED) {
+    CGR__CHECK(cgr__be_stream_wait_event(be, side, set->graph_done));
+    if (l->device_sources)
+      CGR__CHECK(cgr__be_stream_wait_event(be, side, other->graph_done));
+    CGR__CHECK(cgr__fused_copy_launch(be, side, &replay->plan));
+    CGR__CHECK(cgr__be_event_record(be, set->loaded, side));
+    CGR__CHECK(cgr__be_event_record(be, set->staging_free, side));
+    CGR__CHECK(cgr__be_stream_wait_event(be, main_stream, set->loaded));
+  } else {
+    if (replay->mode == CGR_REPLAY_NAIVE)
+      CGR__CHECK(run_naive(rt, main_stream, &replay->plan));
+    else
+      CGR__CHECK(cgr__fused_copy_launch(be, main_stream, &replay->plan));
+    CGR__CHECK(cgr__be_event_record(be, set->staging_free, main_stream));
+  }
+  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_REPLAY,
+                 ((uint64_t)l->padded << 1) | (uint64_t)l->set);
+  cgr_status status = cgr__be_graph_launch(be, exec, main_stream);
+  if (status == CGR_OK)
+    status = cgr__be_event_record(be, set->graph_done, main_stream);
+  CGR__NVTX_POP(rt->config.nvtx);
+  return status;
+}
+
+/* After a successful launch: what the set now holds. */
+static void commit(const cgr__capture *cap, cgr__replay *replay,
+                   const cgr_batch *batch, const load *l) {
+  cgr__set *set = &replay->sets[l->set];
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    if (!cgr__is_input(&cap->slots[i]))
+      continue;
+    /* Rows [batch, padded) now hold padding; rows past padded that were
+     * dirty stay dirty. */
+    if (set->dirty_end[i] <= l->padded)
+      set->dirty_end[i] = l->batch;
+    if (batch->inputs[i].given != CGR__GIVEN_UNCHANGED)
+      set->loaded_size[i] = l->batch;
+  }
+}
+
+/* After a failure that may have loaded part of the set: assume the worst,
+ * so padding is rewritten and no slot can be claimed unchanged. */
+static void forget(const cgr__capture *cap, cgr__replay *replay,
+                   const load *l) {
+  cgr__set *set = &replay->sets[l->set];
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    if (set->dirty_end[i] < l->batch)
+      set->dirty_end[i] = l->batch;
+    set->loaded_size[i] = 0;
+  }
+}
+
+static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
+                               const cgr__capture *cap, cgr_batch *batch,
+                               cgr_ticket *ticket);
+
+cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
+  if (ticket != NULL)
+    memset(ticket, 0, sizeof *ticket);
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  if (batch == NULL || ticket == NULL || replay == NULL ||
+      batch != &replay->batch)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument '%s' is not this runtime's open batch",
+                     ticket == NULL ? "ticket" : "batch");
+  if (!batch->open)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "the batch is not open (cgr_batch_begin)");
+  double started = now_us();
+  batch->open = 0; /* consumed, whatever happens */
+  if (replay->mode == CGR_REPLAY_IN_GRAPH)
+    return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, __func__,
+                     "CGR_REPLAY_IN_GRAPH is not built yet; use "
+                     "CGR_REPLAY_DOUBLE_BUFFERED");
+  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (cgr__is_input(&cap->slots[i]) &&
+        batch->inputs[i].given == CGR__GIVEN_NONE)
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                       "slot '%s' was not given in this batch (input, "
+                       "unchanged or gather)",
+                       cap->slots[i].name);
+
+  /* The previous eager step's buffers live until this replay. */
+  if (replay->eager_live) {
+    cgr__eager_end(rt, &replay->eager);
+    replay->eager_live = 0;
+  }
+  if (batch->size > cgr__largest_bucket(cap))
+    return replay_eager(rt, replay, cap, batch, ticket);
+
+  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
+  load l = {.set = (int)(replay->next_step % 2),
+            .batch = batch->size,
+            .padded = cap->sizes[cap->bucket_of[batch->size]]};
+  long bucket = cap->bucket_of[batch->size];
+  cgr_status status = cgr_capture_bucket(rt, l.padded); /* lazy capture */
+  if (status == CGR_OK && has_host_source(cap, batch))
+    status = staging_ready(rt, &replay->sets[l.set]);
+  cgr__copy_plan_clear(&replay->plan);
+  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i)
+    if (cgr__is_input(&cap->slots[i]))
+      status = plan_slot(rt, replay, &cap->slots[i], i, &batch->inputs[i], &l);
+  if (status == CGR_OK)
+    status = cgr__copy_plan_finish(&replay->plan, &rt->error);
+  CGR__NVTX_POP(rt->config.nvtx);
+  if (status != CGR_OK)
+    return status;
+
+  status = launch(rt, replay, cap->buckets[bucket].execs[l.set], &l);
+  if (status != CGR_OK) {
+    forget(cap, replay, &l);
+    return status;
+  }
+  commit(cap, replay, batch, &l);
+
+  cgr_replay_stats *stats = &replay->stats[replay->mode];
+  stats->steps++;
+  stats->ops_copied += replay->plan.count;
+  stats->bytes_copied += replay->plan.total_bytes;
+  stats->ops_skipped += l.skipped;
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT)
+      stats->ops_skipped++;
+  double spent = now_us() - started;
+  stats->host_us_total += spent;
+  if (spent > stats->host_us_max)
+    stats->host_us_max = spent;
+
+  ticket->step = replay->next_step++;
+  ticket->batch_size = l.batch;
+  ticket->padded_batch = l.padded;
+  ticket->set = l.set;
+  return CGR_OK;
+}
+
+/* A batch over the largest bucket: the step runs eagerly on buffers of
+ * its own size (synchronous), and its outputs live until the next replay. */
+static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
+                               const cgr__capture *cap, cgr_batch *batch,
+                               cgr_ticket *ticket) {
+  double started = now_us();
+  cgr__backend *be = &rt->backend;
+  cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
+  CGR__CHECK(cgr__eager_begin(rt, batch->size, &replay->eager));
+  cgr_status status = CGR_OK;
+  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
+    const cgr__slot_input *input = &batch->inputs[i];
+    void *dst = cgr__eager_slot(&replay->eager, (cgr_slot)i);
+    if (!cgr__is_input(&cap->slots[i]))
+      continue;
+    if (input->given == CGR__GIVEN_UNCHANGED)
+      status = cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
+                         "slot '%s' is marked unchanged, but an eager step "
+                         "has no earlier load",
+                         cap->slots[i].name);
+    else if (input->given == CGR__GIVEN_GATHER) {
+      cgr__copy_plan_clear(&replay->plan);
+      status = cgr__copy_plan_gather(&replay->plan, dst, input->gather_src,
+                                     input->gather_index, batch->size,
+                                     cap->slots[i].row_bytes, &rt->error);
+      if (status == CGR_OK)
+        status = cgr__copy_plan_finish(&replay->plan, &rt->error);
+      if (status == CGR_OK)
+        status = cgr__fused_copy_launch(be, stream, &replay->plan);
+    } else {
+      status = cgr__be_memcpy_async(be, stream, dst, input->data, input->bytes);
+    }
+  }
+  /* The device must see the previous step's outputs before reading device
+   * sources: the main stream orders it. */
+  if (status == CGR_OK)
+    status = cgr__eager_run(rt, &replay->eager);
+  if (status != CGR_OK) {
+    cgr__eager_end(rt, &replay->eager);
+    return status;
+  }
+  replay->eager_live = 1;
+  replay->eager_step = replay->next_step;
+  cgr_replay_stats *stats = &replay->stats[replay->mode];
+  stats->steps++;
+  stats->eager_steps++;
+  double spent = now_us() - started;
+  stats->host_us_total += spent;
+  if (spent > stats->host_us_max)
+    stats->host_us_max = spent;
+  ticket->step = replay->next_step++;
+  ticket->batch_size = batch->size;
+  ticket->padded_batch = batch->size;
+  ticket->set = -1;
+  return CGR_OK;
+}
+
+/* ---- tickets and outputs ------------------------------------------------- */
+
+/* A ticket this runtime issued; 1 when its buffer set was since reused. */
+static cgr_status check_ticket(cgr_runtime *rt, const cgr__replay *replay,
+                               const cgr_ticket *ticket, const char *func,
+                               int *expired) {
+  if (replay == NULL || ticket == NULL || ticket->step >= replay->next_step ||
+      ticket->set < -1 || ticket->set > 1)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "the ticket was not issued by this runtime");
+  uint64_t last = replay->next_step - 1;
+  *expired = ticket->set < 0
+                 ? ticket->step != replay->eager_step || !replay->eager_live
+                 : ticket->step + 2 <= last;
+  return CGR_OK;
+}
+
+cgr_status cgr_ticket_wait(cgr_runtime *rt, const cgr_ticket *ticket) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  int expired = 0;
+  CGR__CHECK(check_ticket(rt, replay, ticket, __func__, &expired));
+  if (ticket->set < 0)
+    return CGR_OK; /* eager steps finish inside cgr_replay */
+  /* graph_done[set] was recorded by this step or a later one on the same
+   * set, which the stream ordered after it: either way, waiting on it
+   * covers the ticket. */
+  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_WAIT, ticket->step);
+  cgr_status status =
+      cgr__be_event_synchronize(&rt->backend,
+                                replay->sets[ticket->set].graph_done);
+  CGR__NVTX_POP(rt->config.nvtx);
+  return status;
+}
+
+cgr_status cgr_ticket_query(cgr_runtime *rt, const cgr_ticket *ticket) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  int expired = 0;
+  CGR__CHECK(check_ticket(rt, replay, ticket, __func__, &expired));
+  if (ticket->set < 0)
+    return CGR_OK;
+  return cgr__be_event_query(&rt->backend,
+                             replay->sets[ticket->set].graph_done);
+}
+
+cgr_status cgr_output(cgr_runtime *rt, const cgr_ticket *ticket, cgr_slot slot,
+                      void **out) {
+  if (out != NULL)
+    *out = NULL;
+  if (rt == NULL || out == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  int expired = 0;
+  CGR__CHECK(check_ticket(rt, replay, ticket, __func__, &expired));
+  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  if (slot < 0 || (size_t)slot >= cap->slot_count ||
+      cap->slots[slot].desc.kind != CGR_SLOT_OUTPUT)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot %d is not an OUTPUT slot", (int)slot);
+  if (expired)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "ticket of step %llu has expired: its buffer set was "
+                     "reused by a later step",
+                     (unsigned long long)ticket->step);
+  *out = ticket->set < 0 ? cgr__eager_slot(&replay->eager, slot)
+                         : cap->slots[slot].buffers[ticket->set];
+  return CGR_OK;
+}
+
+cgr_status cgr_set_replay_mode(cgr_runtime *rt, cgr_replay_mode mode) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  if ((unsigned)mode > CGR_REPLAY_IN_GRAPH)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "mode %d is not a cgr_replay_mode", (int)mode);
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  if (replay != NULL && replay->batch.open)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "a batch is open: switch modes between steps");
+  rt->config.replay_mode = mode;
+  if (replay != NULL)
+    replay->mode = mode;
+  return CGR_OK;
+}
+
+cgr_status cgr_replay_stats_get(const cgr_runtime *rt, cgr_replay_mode mode,
+                                cgr_replay_stats *out) {
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rt == NULL || out == NULL || (unsigned)mode > CGR_REPLAY_IN_GRAPH)
+    return CGR_E_INVALID_ARGUMENT;
+  const cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  if (replay != NULL)
+    *out = replay->stats[mode];
+  return CGR_OK;
+}
