@@ -48,12 +48,14 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   uint32_t width = slot->desc.elem_size;
   int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
   uint64_t live_bytes = cgr__input_bytes(slot, l->batch);
-  /* Rows [batch, padded) must hold padding; of those, the ones at or past
-   * dirty_end already do. PREFIX padding repeats the last live entry,
-   * which changes with the data, so it is written whenever data is. */
+  /* Rows past the batch must hold padding; those at or past dirty_end
+   * already do. Every row that held live data is refilled, even past this
+   * bucket (the graph does not read those, but a later, larger bucket
+   * would), so afterwards dirty_end is exactly the batch. PREFIX padding
+   * repeats the last live entry, which changes with the data, so it is
+   * written whenever the data is. */
   uint32_t dirty = set->dirty_end[index];
-  uint32_t fill_end =
-      prefix ? l->padded : (dirty < l->padded ? dirty : l->padded);
+  uint32_t fill_end = prefix ? l->padded : dirty;
   uint64_t fill_rows = fill_end > l->batch ? fill_end - l->batch : 0;
 
   if (input->given == CGR__GIVEN_UNCHANGED) {
@@ -181,7 +183,8 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
   cgr__set *set = &replay->sets[l->set];
   cgr__set *other = &replay->sets[1 - l->set];
   if (replay->mode == CGR_REPLAY_DOUBLE_BUFFERED) {
-    CGR__CHECK(cgr__be_stream_wait_event(be, side, set->graph_done));
+    if (!replay->test_drop_set_wait)
+      CGR__CHECK(cgr__be_stream_wait_event(be, side, set->graph_done));
     if (l->device_sources)
       CGR__CHECK(cgr__be_stream_wait_event(be, side, other->graph_done));
     CGR__CHECK(cgr__fused_copy_launch(be, side, &replay->plan));
@@ -211,10 +214,9 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (!cgr__is_input(&cap->slots[i]))
       continue;
-    /* Rows [batch, padded) now hold padding; rows past padded that were
-     * dirty stay dirty. */
-    if (set->dirty_end[i] <= l->padded)
-      set->dirty_end[i] = l->batch;
+    /* Every row past the batch holds padding now (an unchanged slot's
+     * state was already this batch's). */
+    set->dirty_end[i] = l->batch;
     if (batch->inputs[i].given != CGR__GIVEN_UNCHANGED)
       set->loaded_size[i] = l->batch;
   }

@@ -75,6 +75,9 @@ typedef struct cgr__replay {
   int eager_live;
   uint64_t eager_step;
   cgr__eager eager;
+  /* Tests only: skip the side stream's wait for the graph that last read
+   * the set, to prove the protocol test can fail. */
+  int test_drop_set_wait;
 } cgr__replay;
 
 /* The runtime's replay state, made on first use after a capture. */

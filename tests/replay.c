@@ -1,0 +1,688 @@
+/* The replay engine: long random sequences of batches in every mode, each
+ * step's outputs checked element by element; padding rows never keep live
+ * data; call counts per step; a protocol test that can fail; bad batches
+ * rejected with nothing changed. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capture/capture.h"
+#include "harness.h"
+#include "model.h"
+#include "replay/replay.h"
+
+static const uint32_t buckets[] = {1, 2, 4, 8, 16, 24, 32};
+enum { BUCKETS = 7, LARGEST = 32, MAX_BATCH = 40, TABLE_ROWS = 64 };
+
+/* Steps per random sequence: CGR_TEST_STEPS overrides (the tsan preset
+ * runs fewer). */
+static int steps_to_run(int otherwise) {
+  const char *text = getenv("CGR_TEST_STEPS");
+  int steps = text ? atoi(text) : 0;
+  return steps > 0 ? steps : otherwise;
+}
+
+static uint64_t next_random(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * UINT64_C(2685821657736338717);
+}
+
+static uint32_t below(uint64_t *state, uint32_t bound) {
+  return (uint32_t)(next_random(state) % bound);
+}
+
+/* Sources the test owns: per parity, pinned and device copies of each
+ * input, and device tables to gather from. */
+typedef struct sources {
+  int32_t *pinned[2][4];
+  int32_t *device[2][4];
+  int32_t *table;       /* device: TABLE_ROWS rows of MODEL_PAGES */
+  int32_t *table_ids;   /* device: TABLE_ROWS ids */
+  int32_t *index[2][4]; /* device: row indices, per parity and slot */
+  int32_t host_table[TABLE_ROWS * MODEL_PAGES];
+  int32_t host_table_ids[TABLE_ROWS];
+  /* Pageable copies handed to the engine, scribbled over after each
+   * replay: the engine must have staged them. */
+  int32_t pageable[4][(MAX_BATCH + 1) * MODEL_PAGES];
+} sources;
+
+static void sources_create(cgr_runtime *rt, sources *s, uint64_t *seed) {
+  cgr__backend *be = TEST_BE(rt);
+  size_t bytes = (MAX_BATCH + 1) * MODEL_PAGES * sizeof(int32_t);
+  for (int k = 0; k < 2; ++k) {
+    for (int i = 0; i < 4; ++i) {
+      assert_cgr_ok(rt,
+                    cgr__be_pinned_alloc(be, bytes, (void **)&s->pinned[k][i]));
+      assert_cgr_ok(rt,
+                    cgr__be_device_alloc(be, bytes, (void **)&s->device[k][i]));
+    }
+    for (int i = 0; i < 4; ++i)
+      assert_cgr_ok(rt, cgr__be_device_alloc(be, MAX_BATCH * sizeof(int32_t),
+                                             (void **)&s->index[k][i]));
+  }
+  for (int r = 0; r < TABLE_ROWS; ++r) {
+    s->host_table_ids[r] = (int32_t)below(seed, 50000);
+    for (int p = 0; p < MODEL_PAGES; ++p)
+      s->host_table[r * MODEL_PAGES + p] =
+          (int32_t)below(seed, MODEL_PAGE_LIMIT);
+  }
+  assert_cgr_ok(rt, cgr__be_device_alloc(be, sizeof s->host_table,
+                                         (void **)&s->table));
+  assert_cgr_ok(rt, cgr__be_device_alloc(be, sizeof s->host_table_ids,
+                                         (void **)&s->table_ids));
+  assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), s->table,
+                                         s->host_table, sizeof s->host_table));
+  assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), s->table_ids,
+                                         s->host_table_ids,
+                                         sizeof s->host_table_ids));
+  assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_MAIN(rt)));
+}
+
+static void sources_destroy(cgr_runtime *rt, sources *s) {
+  cgr__backend *be = TEST_BE(rt);
+  assert_cgr_ok(rt, cgr_synchronize(rt));
+  for (int k = 0; k < 2; ++k) {
+    for (int i = 0; i < 4; ++i) {
+      cgr__be_pinned_free(be, s->pinned[k][i]);
+      cgr__be_device_free(be, s->device[k][i]);
+    }
+    for (int i = 0; i < 4; ++i)
+      cgr__be_device_free(be, s->index[k][i]);
+  }
+  cgr__be_device_free(be, s->table);
+  cgr__be_device_free(be, s->table_ids);
+}
+
+/* One step in flight: its inputs, for checking its outputs later. */
+typedef struct step_record {
+  cgr_ticket ticket;
+  model_inputs in;
+} step_record;
+
+/* What each buffer set was last loaded with, to use "unchanged". */
+typedef struct set_memory {
+  uint32_t size[4]; /* 0: unknown */
+  model_inputs in;
+} set_memory;
+
+typedef enum choice { HOST, PINNED, DEVICE, UNCHANGED, GATHER } choice;
+
+/* Gives one slot's data for this step, and records what the step will see
+ * in `in`. Slot i: 0 ids, 1 pos, 2 pages, 3 cu_k. */
+static void give(cgr_runtime *rt, cgr_batch *batch, const model *m, sources *s,
+                 int parity, int slot, choice how, model_inputs *in,
+                 const set_memory *memory, uint64_t *seed) {
+  cgr__backend *be = TEST_BE(rt);
+  const cgr_slot ids[4] = {m->ids, m->pos, m->pages, m->cu_k};
+  uint32_t b = in->rows;
+  int32_t *data[4] = {in->ids, in->pos, in->pages, in->cu_k};
+  size_t bytes[4] = {b * 4, b * 4, b * 4 * MODEL_PAGES, (b + 1) * 4};
+  switch (how) {
+  case UNCHANGED:
+    memcpy(data[slot],
+           slot == 0   ? memory->in.ids
+           : slot == 1 ? memory->in.pos
+           : slot == 2 ? memory->in.pages
+                       : memory->in.cu_k,
+           bytes[slot]);
+    assert_cgr_ok(rt, cgr_batch_unchanged(batch, ids[slot]));
+    return;
+  case GATHER: {
+    int32_t index[MAX_BATCH];
+    for (uint32_t j = 0; j < b; ++j) {
+      index[j] = (int32_t)below(seed, TABLE_ROWS);
+      if (slot == 0)
+        in->ids[j] = s->host_table_ids[index[j]];
+      else
+        memcpy(&in->pages[j * MODEL_PAGES],
+               &s->host_table[index[j] * MODEL_PAGES],
+               MODEL_PAGES * sizeof(int32_t));
+    }
+    assert_cgr_ok(rt,
+                  cgr__be_memcpy_async(be, TEST_MAIN(rt),
+                                       s->index[parity][slot], index, b * 4));
+    assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_MAIN(rt)));
+    assert_cgr_ok(rt, cgr_batch_gather(batch, ids[slot],
+                                       slot == 0 ? s->table_ids : s->table,
+                                       s->index[parity][slot]));
+    return;
+  }
+  case PINNED:
+    memcpy(s->pinned[parity][slot], data[slot], bytes[slot]);
+    assert_cgr_ok(rt, cgr_batch_input(batch, ids[slot], CGR_SOURCE_PINNED,
+                                      s->pinned[parity][slot], bytes[slot]));
+    return;
+  case DEVICE:
+    /* Written and finished before the replay: the engine reads device
+     * sources behind its own events only. */
+    assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt),
+                                           s->device[parity][slot], data[slot],
+                                           bytes[slot]));
+    assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_MAIN(rt)));
+    assert_cgr_ok(rt, cgr_batch_input(batch, ids[slot], CGR_SOURCE_DEVICE,
+                                      s->device[parity][slot], bytes[slot]));
+    return;
+  case HOST:
+    memcpy(s->pageable[slot], data[slot], bytes[slot]);
+    assert_cgr_ok(rt, cgr_batch_input(batch, ids[slot], CGR_SOURCE_HOST,
+                                      s->pageable[slot], bytes[slot]));
+    return;
+  }
+}
+
+/* The padding rows of the ticket's set hold their declared values. */
+static void check_padding(cgr_runtime *rt, const model *m,
+                          const step_record *r) {
+  if (r->ticket.set < 0)
+    return;
+  uint32_t b = r->ticket.batch_size, bs = r->ticket.padded_batch;
+  if (b == bs)
+    return;
+  int32_t rows[LARGEST * MODEL_PAGES + 1];
+  void *address = NULL;
+  const struct {
+    cgr_slot slot;
+    int width;
+    int32_t pad;
+  } checks[3] = {{m->ids, 1, 0},
+                 {m->pos, 1, MODEL_PAD_POS},
+                 {m->pages, MODEL_PAGES, MODEL_PAD_PAGE}};
+  for (int c = 0; c < 3; ++c) {
+    assert_cgr_ok(rt, cgr_slot_address(rt, checks[c].slot, r->ticket.set, 0,
+                                       &address));
+    assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), rows,
+                                           address, bs * checks[c].width * 4));
+    assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_MAIN(rt)));
+    for (uint32_t e = b * checks[c].width; e < bs * checks[c].width; ++e)
+      if (rows[e] != checks[c].pad)
+        fail_msg("step %llu: padded element %u of slot %d holds %d, not the "
+                 "pad %d",
+                 (unsigned long long)r->ticket.step, e, c, rows[e],
+                 checks[c].pad);
+  }
+  assert_cgr_ok(rt, cgr_slot_address(rt, m->cu_k, r->ticket.set, 0, &address));
+  assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), rows,
+                                         address, (bs + 1) * 4));
+  assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_MAIN(rt)));
+  for (uint32_t e = b + 1; e <= bs; ++e)
+    assert_int_equal(rows[e], r->in.cu_k[b]);
+}
+
+static void check_step(cgr_runtime *rt, const model *m, const step_record *r) {
+  assert_cgr_ok(rt, cgr_ticket_wait(rt, &r->ticket));
+  assert_cgr_ok(rt, cgr_ticket_query(rt, &r->ticket));
+  void *out = NULL, *out_pages = NULL;
+  assert_cgr_ok(rt, cgr_output(rt, &r->ticket, m->out, &out));
+  assert_cgr_ok(rt, cgr_output(rt, &r->ticket, m->out_pages, &out_pages));
+  model_check_outputs(rt, out, out_pages, &r->in, r->ticket.padded_batch,
+                      r->ticket.batch_size, NULL);
+  check_padding(rt, m, r);
+}
+
+/* An eager run of the same step on the same rows must agree with the
+ * replay (constants differ by bucket: compare what does not). */
+static void check_against_eager(cgr_runtime *rt, const model *m,
+                                const step_record *r) {
+  uint32_t b = r->ticket.batch_size;
+  int32_t replayed[MODEL_MAX_ROWS], eager_out[MODEL_MAX_ROWS];
+  void *out = NULL, *out_pages = NULL;
+  assert_cgr_ok(rt, cgr_output(rt, &r->ticket, m->out, &out));
+  assert_cgr_ok(rt, cgr_output(rt, &r->ticket, m->out_pages, &out_pages));
+  model_check_outputs(rt, out, out_pages, &r->in, r->ticket.padded_batch, b,
+                      replayed);
+  cgr__eager eager;
+  assert_cgr_ok(rt, cgr__eager_begin(rt, b, &eager));
+  const cgr_slot slots[4] = {m->ids, m->pos, m->pages, m->cu_k};
+  const int32_t *data[4] = {r->in.ids, r->in.pos, r->in.pages, r->in.cu_k};
+  size_t bytes[4] = {b * 4, b * 4, b * 4 * MODEL_PAGES, (b + 1) * 4};
+  for (int i = 0; i < 4; ++i)
+    assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt),
+                                           cgr__eager_slot(&eager, slots[i]),
+                                           data[i], bytes[i]));
+  assert_cgr_ok(rt, cgr__eager_run(rt, &eager));
+  model_check_outputs(rt, cgr__eager_slot(&eager, m->out),
+                      cgr__eager_slot(&eager, m->out_pages), &r->in, b, b,
+                      eager_out);
+  for (uint32_t i = 0; i < b; ++i)
+    assert_int_equal(replayed[i] - (int32_t)(r->ticket.padded_batch * 100),
+                     eager_out[i] - (int32_t)(b * 100));
+  cgr__eager_end(rt, &eager);
+}
+
+/* Batch sizes that grow, shrink and jump across buckets (and past the
+ * largest, into the eager fallback). */
+static uint32_t next_batch(uint32_t current, uint64_t *seed) {
+  uint32_t roll = below(seed, 100);
+  if (roll < 10)
+    return 1 + below(seed, MAX_BATCH);
+  if (roll < 55)
+    current += 1 + below(seed, 3);
+  else if (current > 3)
+    current -= 1 + below(seed, 3);
+  if (current < 1)
+    current = 1;
+  if (current > MAX_BATCH)
+    current = MAX_BATCH - below(seed, 8);
+  return current;
+}
+
+/* Runs `steps` random steps; mode < 0 switches modes at random. */
+static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
+                            uint64_t seed) {
+  sources s;
+  sources_create(rt, &s, &seed);
+  set_memory memory[2];
+  memset(memory, 0, sizeof memory);
+  step_record previous;
+  int have_previous = 0;
+  uint32_t b = 1;
+  for (int n = 0; n < steps; ++n) {
+    if (mode < 0)
+      assert_cgr_ok(rt,
+                    cgr_set_replay_mode(rt, (cgr_replay_mode)below(&seed, 3)));
+    b = next_batch(b, &seed);
+    step_record r;
+    model_make_inputs(&r.in, b, b, (unsigned)next_random(&seed));
+    cgr_batch *batch = NULL;
+    assert_cgr_ok(rt, cgr_batch_begin(rt, b, &batch));
+    int parity = n % 2;
+    int eager = b > LARGEST;
+    set_memory *mem = &memory[parity];
+    for (int slot = 0; slot < 4; ++slot) {
+      choice how = (choice)below(&seed, 3);
+      uint32_t roll = below(&seed, 10);
+      if (!eager && roll < 2 && mem->size[slot] == b)
+        how = UNCHANGED;
+      else if (roll < 4 && (slot == 0 || slot == 2))
+        how = GATHER;
+      give(rt, batch, m, &s, parity, slot, how, &r.in, mem, &seed);
+    }
+    assert_cgr_ok(rt, cgr_replay(rt, batch, &r.ticket));
+    memset(s.pageable, 0xEE, sizeof s.pageable);
+    assert_int_equal(r.ticket.step, (uint64_t)n);
+    assert_int_equal(r.ticket.set, eager ? -1 : parity);
+    if (!eager) {
+      for (int slot = 0; slot < 4; ++slot)
+        mem->size[slot] = b;
+      mem->in = r.in;
+    } else {
+      /* The eager step's buffers are not the sets': nothing changed. */
+      check_step(rt, m, &r);
+    }
+    /* Keep two steps in flight: check the previous one now. */
+    if (have_previous && previous.ticket.set >= 0) {
+      check_step(rt, m, &previous);
+      if (previous.ticket.step % 25 == 0)
+        check_against_eager(rt, m, &previous);
+    }
+    previous = r;
+    have_previous = 1;
+  }
+  if (previous.ticket.set >= 0)
+    check_step(rt, m, &previous);
+  sources_destroy(rt, &s);
+}
+
+static cgr_runtime *replaying_runtime(model *m, cgr_replay_mode mode) {
+  cgr_runtime *rt = model_runtime(buckets, BUCKETS, 1, m);
+  assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
+  return rt;
+}
+
+static void run_mode(void **state, int mode) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = replaying_runtime(&m, mode < 0 ? CGR_REPLAY_FUSED
+                                                   : (cgr_replay_mode)mode);
+  random_sequence(rt, &m, mode, steps_to_run(10000), 0xC0FFEE + (uint64_t)mode);
+  cgr_replay_stats stats;
+  assert_cgr_ok(rt, cgr_replay_stats_get(rt,
+                                         mode < 0 ? CGR_REPLAY_FUSED
+                                                  : (cgr_replay_mode)mode,
+                                         &stats));
+  assert_true(stats.steps > 0);
+  assert_true(stats.eager_steps > 0);
+  assert_true(stats.ops_skipped > 0);
+  cgr_runtime_destroy(rt);
+}
+
+static void test_random_steps_match_in_naive_mode(void **state) {
+  run_mode(state, CGR_REPLAY_NAIVE);
+}
+
+static void test_random_steps_match_in_fused_mode(void **state) {
+  run_mode(state, CGR_REPLAY_FUSED);
+}
+
+static void test_random_steps_match_in_double_buffered_mode(void **state) {
+  run_mode(state, CGR_REPLAY_DOUBLE_BUFFERED);
+}
+
+static void test_modes_switch_between_steps(void **state) {
+  run_mode(state, -1);
+}
+
+/* ---- call counts --------------------------------------------------------- */
+
+static void one_host_step(cgr_runtime *rt, const model *m, uint32_t b,
+                          cgr_counters *counters, step_record *r) {
+  model_make_inputs(&r->in, b, b, b * 7);
+  cgr_batch *batch = NULL;
+  assert_cgr_ok(rt, cgr_batch_begin(rt, b, &batch));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->ids, CGR_SOURCE_HOST, r->in.ids,
+                                    b * 4));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->pos, CGR_SOURCE_HOST, r->in.pos,
+                                    b * 4));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->pages, CGR_SOURCE_HOST,
+                                    r->in.pages, b * 4 * MODEL_PAGES));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->cu_k, CGR_SOURCE_HOST, r->in.cu_k,
+                                    (b + 1) * 4));
+  assert_cgr_ok(rt, cgr_counters_reset(rt));
+  assert_cgr_ok(rt, cgr_replay(rt, batch, &r->ticket));
+  assert_cgr_ok(rt, cgr_counters_get(rt, counters));
+}
+
+static void test_call_counts_per_step_in_each_mode(void **state) {
+  (void)cgr_test_runtime(state);
+  static const struct {
+    cgr_replay_mode mode;
+    uint64_t copies, kernels, records, waits;
+  } expected[] = {
+      {CGR_REPLAY_NAIVE, 4, 0, 2, 0},
+      {CGR_REPLAY_FUSED, 0, 1, 2, 0},
+      {CGR_REPLAY_DOUBLE_BUFFERED, 0, 1, 3, 2},
+  };
+  for (size_t e = 0; e < sizeof expected / sizeof expected[0]; ++e) {
+    model m;
+    cgr_runtime *rt = replaying_runtime(&m, expected[e].mode);
+    for (int n = 0; n < 40; ++n) {
+      cgr_counters c;
+      step_record r;
+      one_host_step(rt, &m, 1 + (uint32_t)(n * 5) % LARGEST, &c, &r);
+      /* Steady state: the device keeps up (the test waits every step). */
+      assert_int_equal(c.graph_launches, 1);
+      assert_int_equal(c.copies, expected[e].copies);
+      assert_int_equal(c.kernel_launches, expected[e].kernels);
+      assert_int_equal(c.memsets, 0);
+      assert_int_equal(c.event_records, expected[e].records);
+      assert_int_equal(c.event_waits, expected[e].waits);
+      assert_int_equal(c.synchronizations, 0);
+      check_step(rt, &m, &r);
+    }
+    cgr_runtime_destroy(rt);
+  }
+}
+
+static void test_padding_is_refilled_only_where_rows_were_live(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = replaying_runtime(&m, CGR_REPLAY_FUSED);
+  /* Set 0 sees 20 (bucket 24), then 5 (bucket 8): rows 5..8 were live and
+   * are refilled; then 6 (bucket 8): rows 6..8 are padding already, so
+   * only PREFIX padding is written. Set 1 runs in between. */
+  static const uint32_t sizes[] = {20, 1, 5, 1, 6, 1};
+  cgr_replay_stats before, after;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; ++i) {
+    cgr_counters c;
+    step_record r;
+    assert_cgr_ok(rt, cgr_replay_stats_get(rt, CGR_REPLAY_FUSED, &before));
+    one_host_step(rt, &m, sizes[i], &c, &r);
+    assert_cgr_ok(rt, cgr_replay_stats_get(rt, CGR_REPLAY_FUSED, &after));
+    check_step(rt, &m, &r);
+    uint64_t ops = after.ops_copied - before.ops_copied;
+    if (i == 2)
+      assert_int_equal(ops, 4 + 3 + 1); /* 4 copies, 3 ROWS fills, 1 PREFIX */
+    if (i == 4)
+      assert_int_equal(ops, 4 + 1); /* rows 6..8 were clean */
+  }
+  cgr_runtime_destroy(rt);
+}
+
+/* ---- the protocol can fail ------------------------------------------------
+ */
+
+static int double_buffer_race(int drop_wait) {
+  model m;
+  cgr_runtime *rt = replaying_runtime(&m, CGR_REPLAY_DOUBLE_BUFFERED);
+  test_gate gate;
+  test_gate_init(&gate);
+  step_record steps[5];
+  cgr_counters c;
+  /* Two ordinary steps, which also make the replay state. */
+  for (int n = 0; n < 2; ++n) {
+    one_host_step(rt, &m, 4, &c, &steps[n]);
+    check_step(rt, &m, &steps[n]);
+  }
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  replay->test_drop_set_wait = drop_wait;
+  /* Step 2's graph holds at its first node; step 4 loads the same set
+   * with one row (bucket 1), refilling rows 1..3 with padding. Its graph
+   * writes only out[0], so rows 1..3 of the set's output keep step 2's
+   * results, which must come from step 2's inputs. */
+  __atomic_store_n(&m.hold, &gate, __ATOMIC_RELEASE);
+  one_host_step(rt, &m, 4, &c, &steps[2]);
+  one_host_step(rt, &m, 4, &c, &steps[3]);
+  one_host_step(rt, &m, 1, &c, &steps[4]);
+  if (drop_wait) {
+    /* Without the wait the side stream is free to overwrite set 0 now. */
+    assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_SIDE(rt)));
+  } else {
+    usleep(20000);
+  }
+  test_gate_open(&gate);
+  assert_cgr_ok(rt, cgr_synchronize(rt));
+  int32_t got[4];
+  void *out = NULL;
+  assert_cgr_ok(rt, cgr_slot_address(rt, m.out, steps[2].ticket.set, 0, &out));
+  assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), got, out,
+                                         sizeof got));
+  assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_MAIN(rt)));
+  int mismatches = 0;
+  for (uint32_t r = 1; r < 4; ++r)
+    mismatches += got[r] != model_expected_out(&steps[2].in, 4, r);
+  assert_cgr_ok(rt, cgr_synchronize(rt));
+  test_gate_fini(&gate);
+  cgr_runtime_destroy(rt);
+  return mismatches;
+}
+
+static void test_dropping_the_side_wait_is_caught(void **state) {
+  cgr_test_require_host(); /* the forced interleaving needs host streams */
+  (void)cgr_test_runtime(state);
+  assert_int_equal(double_buffer_race(0), 0);
+  assert_true(double_buffer_race(1) > 0);
+}
+
+/* ---- tickets, eager, lazy -------------------------------------------------
+ */
+
+static void test_tickets_expire_when_their_set_is_reused(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = replaying_runtime(&m, CGR_REPLAY_DOUBLE_BUFFERED);
+  step_record r[3];
+  cgr_counters c;
+  for (int n = 0; n < 3; ++n)
+    one_host_step(rt, &m, 3, &c, &r[n]);
+  void *out = NULL;
+  assert_cgr_status(rt, cgr_output(rt, &r[0].ticket, m.out, &out),
+                    CGR_E_INVALID_STATE);
+  assert_null(out);
+  assert_last_error_contains(rt, "expired");
+  assert_cgr_ok(rt, cgr_ticket_wait(rt, &r[0].ticket)); /* still waitable */
+  check_step(rt, &m, &r[1]);
+  check_step(rt, &m, &r[2]);
+  cgr_ticket foreign = r[2].ticket;
+  foreign.step = 99;
+  assert_cgr_status(rt, cgr_ticket_wait(rt, &foreign), CGR_E_INVALID_ARGUMENT);
+  assert_cgr_status(rt, cgr_output(rt, &r[2].ticket, m.ids, &out),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "not an OUTPUT slot");
+  cgr_runtime_destroy(rt);
+}
+
+static void test_oversized_batch_runs_eagerly_through_replay(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = replaying_runtime(&m, CGR_REPLAY_DOUBLE_BUFFERED);
+  cgr_counters c;
+  step_record r;
+  one_host_step(rt, &m, 40, &c, &r);
+  assert_int_equal(r.ticket.set, -1);
+  assert_int_equal(r.ticket.padded_batch, 40);
+  assert_int_equal(c.graph_launches, 0);
+  check_step(rt, &m, &r);
+  cgr_replay_stats stats;
+  assert_cgr_ok(rt,
+                cgr_replay_stats_get(rt, CGR_REPLAY_DOUBLE_BUFFERED, &stats));
+  assert_int_equal(stats.eager_steps, 1);
+  /* The next replay ends the eager step's buffers: its ticket expires. */
+  step_record next;
+  one_host_step(rt, &m, 2, &c, &next);
+  void *out = NULL;
+  assert_cgr_status(rt, cgr_output(rt, &r.ticket, m.out, &out),
+                    CGR_E_INVALID_STATE);
+  check_step(rt, &m, &next);
+  cgr_runtime_destroy(rt);
+}
+
+static void test_lazy_capture_happens_at_first_replay(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_config config;
+  cgr_test_config(&config);
+  config.buckets = buckets;
+  config.bucket_count = BUCKETS;
+  config.lazy_capture = 1;
+  cgr_runtime *rt = NULL;
+  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
+  model_declare(rt, &m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_counters c;
+  step_record r;
+  one_host_step(rt, &m, 11, &c, &r);
+  check_step(rt, &m, &r);
+  cgr_capture_stats stats;
+  assert_cgr_ok(rt, cgr_capture_stats_get(rt, &stats));
+  assert_int_equal(stats.buckets_captured, 1);
+  cgr_bucket_stats bucket;
+  assert_cgr_ok(rt, cgr_bucket_stats_get(rt, 16, &bucket));
+  assert_int_equal(bucket.captured, 1);
+  cgr_runtime_destroy(rt);
+}
+
+/* ---- bad input ------------------------------------------------------------
+ */
+
+static void test_bad_batches_are_rejected_and_change_nothing(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = replaying_runtime(&m, CGR_REPLAY_DOUBLE_BUFFERED);
+  cgr_counters c;
+  step_record good;
+  one_host_step(rt, &m, 5, &c, &good);
+  check_step(rt, &m, &good);
+
+  cgr_batch *batch = NULL;
+  cgr_ticket ticket;
+  int32_t data[64] = {0};
+  assert_cgr_status(rt, cgr_batch_begin(rt, 0, &batch), CGR_E_INVALID_ARGUMENT);
+  assert_null(batch);
+  assert_cgr_ok(rt, cgr_batch_begin(rt, 3, &batch));
+  cgr_batch *second = NULL;
+  assert_cgr_status(rt, cgr_batch_begin(rt, 3, &second), CGR_E_INVALID_STATE);
+  assert_null(second);
+  assert_cgr_status(rt, cgr_batch_input(batch, m.ids, CGR_SOURCE_HOST, data, 8),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "8 bytes given, a batch of 3 needs 12");
+  assert_cgr_ok(rt, cgr_batch_input(batch, m.ids, CGR_SOURCE_HOST, data, 12));
+  assert_cgr_status(rt,
+                    cgr_batch_input(batch, m.ids, CGR_SOURCE_HOST, data, 12),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "given twice");
+  assert_cgr_status(rt,
+                    cgr_batch_input(batch, m.out, CGR_SOURCE_HOST, data, 12),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "an OUTPUT");
+  assert_cgr_status(rt,
+                    cgr_batch_input(batch, m.cu_q, CGR_SOURCE_HOST, data, 16),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "a CONSTANT");
+  /* Validation mode: a page id past the cache, a host pointer posing as
+   * device memory. */
+  int32_t pages[3 * MODEL_PAGES] = {0};
+  pages[5] = MODEL_PAGE_LIMIT;
+  assert_cgr_status(rt,
+                    cgr_batch_input(batch, m.pages, CGR_SOURCE_HOST, pages,
+                                    sizeof pages),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "element 5 is 1000, outside [0, 999]");
+  assert_cgr_status(rt,
+                    cgr_batch_input(batch, m.pos, CGR_SOURCE_DEVICE, data, 12),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "not device memory");
+  assert_cgr_ok(rt, cgr_batch_unchanged(batch, m.cu_k));
+  /* pos and pages never given: replay names one and changes nothing. */
+  assert_cgr_status(rt, cgr_replay(rt, batch, &ticket), CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "slot 'positions' was not given");
+
+  /* Unchanged with a batch size the set never held. */
+  assert_cgr_ok(rt, cgr_batch_begin(rt, 2, &batch));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m.ids, CGR_SOURCE_HOST, data, 8));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m.pos, CGR_SOURCE_HOST, data, 8));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m.pages, CGR_SOURCE_HOST, data,
+                                    2 * 4 * MODEL_PAGES));
+  assert_cgr_ok(rt, cgr_batch_unchanged(batch, m.cu_k));
+  assert_cgr_status(rt, cgr_replay(rt, batch, &ticket), CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "marked unchanged");
+
+  /* The ticket sequence and the sets are as they were. */
+  step_record next;
+  one_host_step(rt, &m, 7, &c, &next);
+  assert_int_equal(next.ticket.step, good.ticket.step + 1);
+  check_step(rt, &m, &next);
+  cgr_runtime_destroy(rt);
+}
+
+static void test_oversized_batch_refused_without_eager(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = model_runtime(buckets, BUCKETS, 0, &m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_batch *batch = NULL;
+  assert_cgr_status(rt, cgr_batch_begin(rt, 33, &batch), CGR_E_BATCH_TOO_LARGE);
+  assert_null(batch);
+  cgr_runtime_destroy(rt);
+}
+
+static void test_replay_before_capture_is_refused(void **state) {
+  cgr_runtime *rt = cgr_test_runtime(state);
+  cgr_batch *batch = NULL;
+  assert_cgr_status(rt, cgr_batch_begin(rt, 1, &batch), CGR_E_INVALID_STATE);
+  assert_last_error_contains(rt, "call cgr_capture() first");
+  assert_cgr_status(rt, cgr_set_replay_mode(rt, (cgr_replay_mode)7),
+                    CGR_E_INVALID_ARGUMENT);
+}
+
+static const struct CMUnitTest tests[] = {
+    RUNTIME_TEST(test_random_steps_match_in_naive_mode),
+    RUNTIME_TEST(test_random_steps_match_in_fused_mode),
+    RUNTIME_TEST(test_random_steps_match_in_double_buffered_mode),
+    RUNTIME_TEST(test_modes_switch_between_steps),
+    RUNTIME_TEST(test_call_counts_per_step_in_each_mode),
+    RUNTIME_TEST(test_padding_is_refilled_only_where_rows_were_live),
+    RUNTIME_TEST(test_dropping_the_side_wait_is_caught),
+    RUNTIME_TEST(test_tickets_expire_when_their_set_is_reused),
+    RUNTIME_TEST(test_oversized_batch_runs_eagerly_through_replay),
+    RUNTIME_TEST(test_lazy_capture_happens_at_first_replay),
+    RUNTIME_TEST(test_bad_batches_are_rejected_and_change_nothing),
+    RUNTIME_TEST(test_oversized_batch_refused_without_eager),
+    RUNTIME_TEST(test_replay_before_capture_is_refused),
+};
+
+CGR_TEST_MAIN(tests)
