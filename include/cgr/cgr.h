@@ -362,10 +362,10 @@ typedef void (*cgr_constant_fill_fn)(void *user, uint32_t padded_batch,
                                      void *dst, uint64_t elems);
 
 typedef struct cgr_slot_desc {
-  const char *name;     /* unique, 1 to 63 characters */
+  const char *name; /* unique, 1 to 63 characters */
   cgr_slot_kind kind;
-  uint32_t elem_size;   /* 1, 2, 4 or 8 bytes */
-  uint64_t row_elems;   /* elements per row (PREFIX: must be 1) */
+  uint32_t elem_size; /* 1, 2, 4 or 8 bytes */
+  uint64_t row_elems; /* elements per row (PREFIX: must be 1) */
   /* ROWS: the value every element of a padded row holds (its low elem_size
    * bytes): a dummy page, a scratch KV slot, length 0. It must be a value a
    * padded row can use without touching a live request's state. */
@@ -412,8 +412,7 @@ CGR_API cgr_status cgr_slot_find(const cgr_runtime *rt, const char *name,
  * other kinds). Valid until the runtime is destroyed.
  */
 CGR_API cgr_status cgr_slot_address(const cgr_runtime *rt, cgr_slot slot,
-                                    int set, uint32_t padded_batch,
-                                    void **out);
+                                    int set, uint32_t padded_batch, void **out);
 
 /* ------------------------------------------------------------------------ */
 /* The step and its capture                                                  */
@@ -496,11 +495,11 @@ CGR_API cgr_status cgr_capture_bucket(cgr_runtime *rt, uint32_t padded_batch);
 /* What the capture of one bucket cost and holds. */
 typedef struct cgr_bucket_stats {
   uint32_t padded_batch;
-  int captured;               /* 1 once both sets are captured */
-  uint64_t nodes[2];          /* graph nodes, per buffer set */
-  double capture_ms[2];       /* warm-up excluded */
-  double instantiate_ms[2];   /* instantiate + upload */
-  uint64_t scratch_bytes;     /* arena bytes this bucket's step used */
+  int captured;             /* 1 once both sets are captured */
+  uint64_t nodes[2];        /* graph nodes, per buffer set */
+  double capture_ms[2];     /* warm-up excluded */
+  double instantiate_ms[2]; /* instantiate + upload */
+  uint64_t scratch_bytes;   /* arena bytes this bucket's step used */
 } cgr_bucket_stats;
 
 CGR_API cgr_status cgr_bucket_stats_get(const cgr_runtime *rt,
@@ -508,13 +507,13 @@ CGR_API cgr_status cgr_bucket_stats_get(const cgr_runtime *rt,
                                         cgr_bucket_stats *out);
 
 typedef struct cgr_capture_stats {
-  uint64_t buckets;           /* configured */
+  uint64_t buckets; /* configured */
   uint64_t buckets_captured;
-  uint64_t graphs;            /* instantiated graphs (2 per bucket) */
-  uint64_t arena_bytes;       /* the scratch arena's size */
-  uint64_t arena_peak;        /* the most any bucket used: never a sum */
-  uint64_t slot_bytes;        /* device bytes of all slots' buffers */
-  uint64_t eager_runs;        /* steps run eagerly (batch over the largest) */
+  uint64_t graphs;      /* instantiated graphs (2 per bucket) */
+  uint64_t arena_bytes; /* the scratch arena's size */
+  uint64_t arena_peak;  /* the most any bucket used: never a sum */
+  uint64_t slot_bytes;  /* device bytes of all slots' buffers */
+  uint64_t eager_runs;  /* steps run eagerly (batch over the largest) */
 } cgr_capture_stats;
 
 CGR_API cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
@@ -587,7 +586,7 @@ CGR_API cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
 
 /* What a replay returns: which step, bucket and buffer set. A value. */
 typedef struct cgr_ticket {
-  uint64_t step;         /* 0, 1, 2, ... per runtime */
+  uint64_t step; /* 0, 1, 2, ... per runtime */
   uint32_t batch_size;
   uint32_t padded_batch; /* the bucket; batch_size for an eager step */
   int set;               /* buffer set; -1 for an eager step */
@@ -615,8 +614,7 @@ CGR_API cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch,
 CGR_API cgr_status cgr_ticket_wait(cgr_runtime *rt, const cgr_ticket *ticket);
 
 /* CGR_OK when the ticket's step has finished, CGR_E_NOT_READY if not. */
-CGR_API cgr_status cgr_ticket_query(cgr_runtime *rt,
-                                    const cgr_ticket *ticket);
+CGR_API cgr_status cgr_ticket_query(cgr_runtime *rt, const cgr_ticket *ticket);
 
 /*
  * The device address of an OUTPUT slot as the ticket's step wrote it
@@ -636,10 +634,10 @@ CGR_API cgr_status cgr_set_replay_mode(cgr_runtime *rt, cgr_replay_mode mode);
 typedef struct cgr_replay_stats {
   uint64_t steps;
   uint64_t eager_steps;
-  uint64_t ops_copied;    /* copy-plan operations executed */
-  uint64_t bytes_copied;  /* destination bytes written by them */
-  uint64_t ops_skipped;   /* constant, unchanged and clean-padding work */
-  double host_us_total;   /* host time inside cgr_replay */
+  uint64_t ops_copied;   /* copy-plan operations executed */
+  uint64_t bytes_copied; /* destination bytes written by them */
+  uint64_t ops_skipped;  /* constant, unchanged and clean-padding work */
+  double host_us_total;  /* host time inside cgr_replay */
   double host_us_max;
 } cgr_replay_stats;
 

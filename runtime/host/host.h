@@ -166,8 +166,7 @@ int cgr__host_stream_is_capturing(void *ctx, cgr__stream *stream);
 cgr_status cgr__host_graph_node_count(void *ctx, cgr__graph *graph,
                                       size_t *out);
 void cgr__host_graph_destroy(void *ctx, cgr__graph *graph);
-cgr_status cgr__host_graph_dump(void *ctx, cgr__graph *graph,
-                                const char *path);
+cgr_status cgr__host_graph_dump(void *ctx, cgr__graph *graph, const char *path);
 cgr_status cgr__host_graph_instantiate(void *ctx, cgr__graph *graph,
                                        cgr__stream *upload_stream,
                                        cgr__graph_exec **out);
