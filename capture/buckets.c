@@ -75,6 +75,9 @@ static void destroy_buckets(cgr_runtime *rt, cgr__capture *cap) {
     for (int set = 0; set < 2; ++set) {
       cgr__be_graph_exec_destroy(&rt->backend, cap->buckets[i].execs[set]);
       cgr__be_graph_destroy(&rt->backend, cap->buckets[i].graphs[set]);
+      cgr__be_graph_exec_destroy(&rt->backend,
+                                 cap->buckets[i].in_graph_execs[set]);
+      cgr__be_graph_destroy(&rt->backend, cap->buckets[i].in_graphs[set]);
     }
   }
 }

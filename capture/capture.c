@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "capture/capture.h"
+#include "kernels/fused_copy.h"
 #include "runtime/alloc.h"
 #include "runtime/nvtx.h"
 
@@ -47,43 +48,45 @@ static cgr_status step_failed(cgr_runtime *rt, cgr_status status,
                    padded_batch, set, phase, cgr_status_name(status), message);
 }
 
-/* One warm-up and one capture of (bucket, set), then instantiate. */
-static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
-                              int set, void *const *addresses) {
+/* The captured graph of one (bucket, set) and what recording it cost. */
+typedef struct recording {
+  cgr__graph *graph;
+  cgr__graph_exec *exec;
+  size_t nodes;
+  double capture_ms;
+  double instantiate_ms;
+  uint64_t scratch_used;
+} recording;
+
+/*
+ * Captures the step of (bucket, set) on the main stream, after an optional
+ * prologue plan (the in-graph mode's input copy), and instantiates it.
+ */
+static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
+                         int set, void *const *addresses,
+                         const cgr__copy_plan *prologue, recording *out) {
   cgr__backend *be = &rt->backend;
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
-  cgr__bucket *bucket = &cap->buckets[index];
   uint32_t padded_batch = cap->sizes[index];
   char message[CGR__ERROR_MESSAGE_SIZE];
   cgr_step step;
-
-  /* Warm-up: the step runs for real once, so lazy initialization in user
-   * code (cuBLAS handles, first-touch allocations) happens outside the
-   * capture. */
-  cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
-                 CGR__SCRATCH_ARENA);
-  cgr_status status = cgr__step_run(cap, &step);
-  if (status == CGR_OK)
-    status = cgr__be_stream_synchronize(be, stream);
-  if (status != CGR_OK) {
-    snprintf(message, sizeof message, "%s", rt->error.message);
-    return step_failed(rt, status, message, "its warm-up run", padded_batch,
-                       set);
-  }
-  if (step.scratch_used > bucket->stats.scratch_bytes)
-    bucket->stats.scratch_bytes = step.scratch_used;
+  memset(out, 0, sizeof *out);
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_CAPTURE, padded_batch);
   double start = now_ms();
   cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
                  CGR__SCRATCH_ARENA);
   step.capturing = 1;
-  status = cgr__be_capture_begin(be, stream);
+  cgr_status status = cgr__be_capture_begin(be, stream);
   if (status != CGR_OK) {
     CGR__NVTX_POP(rt->config.nvtx);
     return status;
   }
-  cgr_status step_status = cgr__step_run(cap, &step);
+  cgr_status step_status = CGR_OK;
+  if (prologue != NULL)
+    step_status = cgr__fused_copy_launch(be, stream, prologue);
+  if (step_status == CGR_OK)
+    step_status = cgr__step_run(cap, &step);
   snprintf(message, sizeof message, "%s", rt->error.message);
   /* End the capture whatever the step did: the stream must leave capture
    * mode for the runtime to stay usable. */
@@ -102,25 +105,84 @@ static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
                      "synchronize, allocate or wait on outside work?): %s",
                      padded_batch, set, message);
   }
-  if (step.scratch_used > bucket->stats.scratch_bytes)
-    bucket->stats.scratch_bytes = step.scratch_used;
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_INSTANTIATE, padded_batch);
-  size_t nodes = 0;
-  cgr__graph_exec *exec = NULL;
-  status = cgr__be_graph_node_count(be, graph, &nodes);
+  status = cgr__be_graph_node_count(be, graph, &out->nodes);
   if (status == CGR_OK)
-    status = cgr__be_graph_instantiate(be, graph, stream, &exec);
+    status = cgr__be_graph_instantiate(be, graph, stream, &out->exec);
   CGR__NVTX_POP(rt->config.nvtx);
   if (status != CGR_OK) {
     cgr__be_graph_destroy(be, graph);
     return status;
   }
-  bucket->graphs[set] = graph;
-  bucket->execs[set] = exec;
-  bucket->stats.nodes[set] = nodes;
-  bucket->stats.capture_ms[set] = captured - start;
-  bucket->stats.instantiate_ms[set] = now_ms() - captured;
+  out->graph = graph;
+  out->capture_ms = captured - start;
+  out->instantiate_ms = now_ms() - captured;
+  out->scratch_used = step.scratch_used;
+  return CGR_OK;
+}
+
+/* One warm-up and one capture of (bucket, set), then instantiate. */
+static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
+                              int set, void *const *addresses) {
+  cgr__bucket *bucket = &cap->buckets[index];
+  uint32_t padded_batch = cap->sizes[index];
+  cgr_step step;
+
+  /* Warm-up: the step runs for real once, so lazy initialization in user
+   * code (cuBLAS handles, first-touch allocations) happens outside the
+   * capture. */
+  cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
+                 CGR__SCRATCH_ARENA);
+  cgr_status status = cgr__step_run(cap, &step);
+  if (status == CGR_OK)
+    status =
+        cgr__be_stream_synchronize(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
+  if (status != CGR_OK) {
+    char message[CGR__ERROR_MESSAGE_SIZE];
+    snprintf(message, sizeof message, "%s", rt->error.message);
+    return step_failed(rt, status, message, "its warm-up run", padded_batch,
+                       set);
+  }
+  recording r;
+  CGR__CHECK(record(rt, cap, index, set, addresses, NULL, &r));
+  uint64_t used =
+      step.scratch_used > r.scratch_used ? step.scratch_used : r.scratch_used;
+  if (used > bucket->stats.scratch_bytes)
+    bucket->stats.scratch_bytes = used;
+  bucket->graphs[set] = r.graph;
+  bucket->execs[set] = r.exec;
+  bucket->stats.nodes[set] = r.nodes;
+  bucket->stats.capture_ms[set] = r.capture_ms;
+  bucket->stats.instantiate_ms[set] = r.instantiate_ms;
+  return CGR_OK;
+}
+
+cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
+                                 int set, const cgr__copy_plan *prologue,
+                                 cgr__graph_exec **out) {
+  *out = NULL;
+  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  long index = cgr__bucket_index(cap, padded_batch);
+  if (index < 0 || !cap->buckets[index].stats.captured)
+    return cgr__fail(&rt->error, CGR_E_INTERNAL, __func__,
+                     "bucket %u is not captured", padded_batch);
+  cgr__bucket *bucket = &cap->buckets[index];
+  if (bucket->in_graph_execs[set] != NULL) {
+    *out = bucket->in_graph_execs[set];
+    return CGR_OK;
+  }
+  void **addresses = slot_addresses(rt, cap, (size_t)index, set);
+  if (addresses == NULL)
+    return CGR_E_OUT_OF_MEMORY;
+  recording r;
+  cgr_status status =
+      record(rt, cap, (size_t)index, set, addresses, prologue, &r);
+  cgr__free(addresses);
+  CGR__CHECK(status);
+  bucket->in_graphs[set] = r.graph;
+  bucket->in_graph_execs[set] = r.exec;
+  *out = r.exec;
   return CGR_OK;
 }
 
@@ -128,8 +190,12 @@ static void forget_bucket(cgr_runtime *rt, cgr__bucket *bucket) {
   for (int set = 0; set < 2; ++set) {
     cgr__be_graph_exec_destroy(&rt->backend, bucket->execs[set]);
     cgr__be_graph_destroy(&rt->backend, bucket->graphs[set]);
+    cgr__be_graph_exec_destroy(&rt->backend, bucket->in_graph_execs[set]);
+    cgr__be_graph_destroy(&rt->backend, bucket->in_graphs[set]);
     bucket->execs[set] = NULL;
     bucket->graphs[set] = NULL;
+    bucket->in_graph_execs[set] = NULL;
+    bucket->in_graphs[set] = NULL;
   }
   uint32_t padded_batch = bucket->stats.padded_batch;
   memset(&bucket->stats, 0, sizeof bucket->stats);

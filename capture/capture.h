@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cgr/cgr.h"
+#include "kernels/copy_plan.h"
 #include "runtime/backend.h"
 #include "runtime/runtime.h"
 
@@ -33,6 +34,10 @@ typedef struct cgr__slot {
 typedef struct cgr__bucket {
   cgr__graph *graphs[2]; /* kept for cgr_graph_dump */
   cgr__graph_exec *execs[2];
+  /* The in-graph mode's variants: the input copy is their first node.
+   * Captured on first use. */
+  cgr__graph *in_graphs[2];
+  cgr__graph_exec *in_graph_execs[2];
   cgr_bucket_stats stats;
 } cgr__bucket;
 
@@ -116,6 +121,16 @@ void cgr__step_release(cgr_step *step);
  * included), and the aligned base inside such an allocation. */
 uint64_t cgr__arena_bytes_for(uint64_t used);
 void *cgr__arena_base(void *allocation);
+
+/*
+ * The in-graph variant of a captured (bucket, set): `prologue` (a finished
+ * plan that loads the set's inputs from pinned staging) captured as the
+ * graph's first node, then the step. Captured once and kept; later calls
+ * return the same exec (the prologue's addresses must not change).
+ */
+cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
+                                 int set, const cgr__copy_plan *prologue,
+                                 cgr__graph_exec **out);
 
 /*
  * eager.c: a run of the step without a graph, on slot buffers and scratch

@@ -28,6 +28,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
     cgr__be_pinned_free(be, set->staging);
     cgr__free(set->dirty_end);
     cgr__free(set->loaded_size);
+    cgr__free(set->image_size);
   }
   cgr__be_device_free(be, replay->zero_index);
   cgr__copy_plan_release(&replay->plan);
@@ -59,7 +60,9 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     cgr__set *set = &replay->sets[k];
     set->dirty_end = cgr__calloc(slots, sizeof *set->dirty_end);
     set->loaded_size = cgr__calloc(slots, sizeof *set->loaded_size);
-    if (set->dirty_end == NULL || set->loaded_size == NULL)
+    set->image_size = cgr__calloc(slots, sizeof *set->image_size);
+    if (set->dirty_end == NULL || set->loaded_size == NULL ||
+        set->image_size == NULL)
       goto out_of_memory;
     CGR__CHECK(cgr__be_event_create(be, 0, &set->loaded));
     CGR__CHECK(cgr__be_event_create(be, 0, &set->graph_done));

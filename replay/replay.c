@@ -69,6 +69,9 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
     l->skipped += 2; /* its live rows and its padding */
     return CGR_OK;
   }
+  /* Whatever this step loads, the in-graph image in staging (if any) no
+   * longer matches the set. */
+  set->image_size[index] = 0;
   if (input->given == CGR__GIVEN_GATHER) {
     l->device_sources = 1;
     CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
@@ -214,11 +217,15 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (!cgr__is_input(&cap->slots[i]))
       continue;
-    /* Every row past the batch holds padding now (an unchanged slot's
-     * state was already this batch's). */
+    /* A loaded slot's rows past the batch hold padding now. An unchanged
+     * slot was not touched: rows past its bucket may still hold live data
+     * (an in-graph load writes only up to its bucket), so its state stays.
+     * Rows [batch, bucket) of any slot loaded with this batch are clean
+     * either way, which is why unchanged needs no fill. */
+    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED)
+      continue;
     set->dirty_end[i] = l->batch;
-    if (batch->inputs[i].given != CGR__GIVEN_UNCHANGED)
-      set->loaded_size[i] = l->batch;
+    set->loaded_size[i] = l->batch;
   }
 }
 
@@ -237,6 +244,22 @@ static void forget(const cgr__capture *cap, cgr__replay *replay,
 static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
                                const cgr__capture *cap, cgr_batch *batch,
                                cgr_ticket *ticket);
+static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
+                                  cgr__capture *cap, cgr_batch *batch,
+                                  cgr_ticket *ticket, double started);
+
+static void account(cgr__replay *replay, uint64_t ops, uint64_t bytes,
+                    uint64_t skipped, double started) {
+  cgr_replay_stats *stats = &replay->stats[replay->mode];
+  stats->steps++;
+  stats->ops_copied += ops;
+  stats->bytes_copied += bytes;
+  stats->ops_skipped += skipped;
+  double spent = now_us() - started;
+  stats->host_us_total += spent;
+  if (spent > stats->host_us_max)
+    stats->host_us_max = spent;
+}
 
 cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   if (ticket != NULL)
@@ -254,10 +277,6 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
                      "the batch is not open (cgr_batch_begin)");
   double started = now_us();
   batch->open = 0; /* consumed, whatever happens */
-  if (replay->mode == CGR_REPLAY_IN_GRAPH)
-    return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, __func__,
-                     "CGR_REPLAY_IN_GRAPH is not built yet; use "
-                     "CGR_REPLAY_DOUBLE_BUFFERED");
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   for (size_t i = 0; i < cap->slot_count; ++i)
     if (cgr__is_input(&cap->slots[i]) &&
@@ -274,6 +293,8 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   }
   if (batch->size > cgr__largest_bucket(cap))
     return replay_eager(rt, replay, cap, batch, ticket);
+  if (replay->mode == CGR_REPLAY_IN_GRAPH)
+    return replay_in_graph(rt, replay, cap, batch, ticket, started);
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
   load l = {.set = (int)(replay->next_step % 2),
@@ -300,19 +321,11 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   }
   commit(cap, replay, batch, &l);
 
-  cgr_replay_stats *stats = &replay->stats[replay->mode];
-  stats->steps++;
-  stats->ops_copied += replay->plan.count;
-  stats->bytes_copied += replay->plan.total_bytes;
-  stats->ops_skipped += l.skipped;
+  uint64_t constants = 0;
   for (size_t i = 0; i < cap->slot_count; ++i)
-    if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT)
-      stats->ops_skipped++;
-  double spent = now_us() - started;
-  stats->host_us_total += spent;
-  if (spent > stats->host_us_max)
-    stats->host_us_max = spent;
-
+    constants += cap->slots[i].desc.kind == CGR_SLOT_CONSTANT;
+  account(replay, replay->plan.count, replay->plan.total_bytes,
+          l.skipped + constants, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = l.batch;
   ticket->padded_batch = l.padded;
@@ -363,17 +376,138 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   }
   replay->eager_live = 1;
   replay->eager_step = replay->next_step;
-  cgr_replay_stats *stats = &replay->stats[replay->mode];
-  stats->steps++;
-  stats->eager_steps++;
-  double spent = now_us() - started;
-  stats->host_us_total += spent;
-  if (spent > stats->host_us_max)
-    stats->host_us_max = spent;
+  replay->stats[replay->mode].eager_steps++;
+  account(replay, 0, 0, 0, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = batch->size;
   ticket->padded_batch = batch->size;
   ticket->set = -1;
+  return CGR_OK;
+}
+
+/* ---- in-graph ------------------------------------------------------------ */
+
+/*
+ * Writes one slot's full padded image (live rows, then padding up to the
+ * bucket) into staging: the graph's own first node copies it whole.
+ */
+static void stage_image(const cgr__slot *slot, const cgr__slot_input *input,
+                        unsigned char *staged, uint32_t batch,
+                        uint32_t padded) {
+  uint32_t width = slot->desc.elem_size;
+  uint64_t live = cgr__input_bytes(slot, batch);
+  memcpy(staged, input->data, live);
+  int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
+  uint64_t pad =
+      prefix ? element(input->data, batch, width) : slot->desc.pad_value;
+  uint64_t elems = prefix ? (uint64_t)(padded - batch)
+                          : (uint64_t)(padded - batch) * slot->desc.row_elems;
+  for (uint64_t e = 0; e < elems; ++e)
+    memcpy(staged + live + e * width, &pad, width);
+}
+
+/* The graph's first node: every input slot's padded rows, staging -> set. */
+static cgr_status in_graph_prologue(cgr_runtime *rt, cgr__replay *replay,
+                                    const cgr__capture *cap, int k,
+                                    uint32_t padded) {
+  cgr__copy_plan *plan = &replay->plan;
+  cgr__copy_plan_clear(plan);
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    const cgr__slot *slot = &cap->slots[i];
+    if (!cgr__is_input(slot))
+      continue;
+    CGR__CHECK(
+        cgr__copy_plan_copy(plan, slot->buffers[k],
+                            replay->sets[k].staging + replay->staging_offset[i],
+                            cgr__input_bytes(slot, padded), &rt->error));
+  }
+  return cgr__copy_plan_finish(plan, &rt->error);
+}
+
+/* The in-graph mode: the host writes pinned staging k and launches the
+ * graph, whose first node copies staging k into set k. */
+static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
+                                  cgr__capture *cap, cgr_batch *batch,
+                                  cgr_ticket *ticket, double started) {
+  cgr__backend *be = &rt->backend;
+  int k = (int)(replay->next_step % 2);
+  cgr__set *set = &replay->sets[k];
+  uint32_t b = batch->size;
+  uint32_t padded = cap->sizes[cap->bucket_of[b]];
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    const cgr__slot_input *input = &batch->inputs[i];
+    if (!cgr__is_input(&cap->slots[i]))
+      continue;
+    if (input->given == CGR__GIVEN_GATHER ||
+        (input->given == CGR__GIVEN_INPUT &&
+         input->source == CGR_SOURCE_DEVICE))
+      return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, "cgr_replay",
+                       "slot '%s': CGR_REPLAY_IN_GRAPH reads host staging "
+                       "only; a device source or gather needs another mode",
+                       cap->slots[i].name);
+    if (input->given == CGR__GIVEN_UNCHANGED && set->image_size[i] != b)
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
+                       "slot '%s' is marked unchanged, but buffer set %d's "
+                       "staging does not hold an in-graph image of %u rows",
+                       cap->slots[i].name, k, b);
+  }
+  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, b);
+  cgr_status status = cgr_capture_bucket(rt, padded); /* lazy capture */
+  if (status == CGR_OK)
+    status = staging_ready(rt, set);
+  long bucket = cap->bucket_of[b];
+  cgr__graph_exec *exec = cap->buckets[bucket].in_graph_execs[k];
+  if (status == CGR_OK && exec == NULL) {
+    status = in_graph_prologue(rt, replay, cap, k, padded);
+    if (status == CGR_OK)
+      status = cgr__capture_in_graph(rt, padded, k, &replay->plan, &exec);
+  }
+  uint64_t ops = 0, bytes = 0, skipped = 0;
+  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
+    const cgr__slot *slot = &cap->slots[i];
+    if (!cgr__is_input(slot))
+      continue;
+    ops++;
+    bytes += cgr__input_bytes(slot, padded);
+    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED) {
+      skipped++;
+      continue;
+    }
+    stage_image(slot, &batch->inputs[i],
+                set->staging + replay->staging_offset[i], b, padded);
+    set->image_size[i] = b;
+  }
+  CGR__NVTX_POP(rt->config.nvtx);
+  CGR__CHECK(status);
+
+  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_REPLAY,
+                 ((uint64_t)padded << 1) | (uint64_t)k);
+  cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
+  status = cgr__be_graph_launch(be, exec, main_stream);
+  if (status == CGR_OK)
+    status = cgr__be_event_record(be, set->graph_done, main_stream);
+  if (status == CGR_OK)
+    status = cgr__be_event_record(be, set->staging_free, main_stream);
+  CGR__NVTX_POP(rt->config.nvtx);
+  load l = {.set = k, .batch = b, .padded = padded};
+  if (status != CGR_OK) {
+    forget(cap, replay, &l);
+    return status;
+  }
+  /* The graph wrote rows [0, padded) of every input: rows past the bucket
+   * that held live data still do. */
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    if (!cgr__is_input(&cap->slots[i]))
+      continue;
+    if (set->dirty_end[i] <= padded)
+      set->dirty_end[i] = b;
+    set->loaded_size[i] = b;
+  }
+  account(replay, ops, bytes, skipped, started);
+  ticket->step = replay->next_step++;
+  ticket->batch_size = b;
+  ticket->padded_batch = padded;
+  ticket->set = k;
   return CGR_OK;
 }
 

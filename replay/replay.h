@@ -58,6 +58,10 @@ typedef struct cgr__set {
    * batch size the slot was last loaded with (0: unknown). */
   uint32_t *dirty_end;
   uint32_t *loaded_size;
+  /* Per slot: the batch size whose full padded image (live rows and
+   * padding up to its bucket) staging holds for the in-graph mode; 0 when
+   * another mode has since staged only live rows there. */
+  uint32_t *image_size;
 } cgr__set;
 
 typedef struct cgr__replay {

@@ -106,6 +106,7 @@ typedef struct step_record {
 /* What each buffer set was last loaded with, to use "unchanged". */
 typedef struct set_memory {
   uint32_t size[4]; /* 0: unknown */
+  int in_graph;     /* the set was last loaded in the in-graph mode */
   model_inputs in;
 } set_memory;
 
@@ -281,9 +282,13 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
   int have_previous = 0;
   uint32_t b = 1;
   for (int n = 0; n < steps; ++n) {
-    if (mode < 0)
-      assert_cgr_ok(rt,
-                    cgr_set_replay_mode(rt, (cgr_replay_mode)below(&seed, 3)));
+    cgr_replay_mode current = (cgr_replay_mode)mode;
+    if (mode < 0) {
+      current = (cgr_replay_mode)below(&seed, 4);
+      assert_cgr_ok(rt, cgr_set_replay_mode(rt, current));
+    }
+    int in_graph = current == CGR_REPLAY_IN_GRAPH;
+
     b = next_batch(b, &seed);
     step_record r;
     model_make_inputs(&r.in, b, b, (unsigned)next_random(&seed));
@@ -293,22 +298,27 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
     int eager = b > LARGEST;
     set_memory *mem = &memory[parity];
     for (int slot = 0; slot < 4; ++slot) {
-      choice how = (choice)below(&seed, 3);
+      /* The in-graph mode reads host staging only. */
+      int host_only = in_graph && !eager;
+      choice how = (choice)below(&seed, host_only ? 2 : 3);
       uint32_t roll = below(&seed, 10);
-      if (!eager && roll < 2 && mem->size[slot] == b)
+      if (!eager && roll < 2 && mem->size[slot] == b &&
+          (!in_graph || mem->in_graph))
         how = UNCHANGED;
-      else if (roll < 4 && (slot == 0 || slot == 2))
+      else if (roll < 4 && (slot == 0 || slot == 2) && !host_only)
         how = GATHER;
       give(rt, batch, m, &s, parity, slot, how, &r.in, mem, &seed);
     }
     assert_cgr_ok(rt, cgr_replay(rt, batch, &r.ticket));
     memset(s.pageable, 0xEE, sizeof s.pageable);
+
     assert_int_equal(r.ticket.step, (uint64_t)n);
     assert_int_equal(r.ticket.set, eager ? -1 : parity);
     if (!eager) {
       for (int slot = 0; slot < 4; ++slot)
         mem->size[slot] = b;
       mem->in = r.in;
+      mem->in_graph = in_graph;
     } else {
       /* The eager step's buffers are not the sets': nothing changed. */
       check_step(rt, m, &r);
@@ -363,6 +373,10 @@ static void test_random_steps_match_in_double_buffered_mode(void **state) {
   run_mode(state, CGR_REPLAY_DOUBLE_BUFFERED);
 }
 
+static void test_random_steps_match_in_in_graph_mode(void **state) {
+  run_mode(state, CGR_REPLAY_IN_GRAPH);
+}
+
 static void test_modes_switch_between_steps(void **state) {
   run_mode(state, -1);
 }
@@ -396,14 +410,22 @@ static void test_call_counts_per_step_in_each_mode(void **state) {
       {CGR_REPLAY_NAIVE, 4, 0, 2, 0},
       {CGR_REPLAY_FUSED, 0, 1, 2, 0},
       {CGR_REPLAY_DOUBLE_BUFFERED, 0, 1, 3, 2},
+      /* The copy is a node of the graph: the host launches the graph and
+       * records its events, nothing else. */
+      {CGR_REPLAY_IN_GRAPH, 0, 0, 2, 0},
   };
   for (size_t e = 0; e < sizeof expected / sizeof expected[0]; ++e) {
     model m;
     cgr_runtime *rt = replaying_runtime(&m, expected[e].mode);
-    for (int n = 0; n < 40; ++n) {
+    /* The first pass captures the in-graph variants; count the second. */
+    for (int n = 0; n < 80; ++n) {
       cgr_counters c;
       step_record r;
-      one_host_step(rt, &m, 1 + (uint32_t)(n * 5) % LARGEST, &c, &r);
+      one_host_step(rt, &m, 1 + (uint32_t)((n % 40) * 5) % LARGEST, &c, &r);
+      if (n < 40) {
+        check_step(rt, &m, &r);
+        continue;
+      }
       /* Steady state: the device keeps up (the test waits every step). */
       assert_int_equal(c.graph_launches, 1);
       assert_int_equal(c.copies, expected[e].copies);
@@ -673,6 +695,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_random_steps_match_in_naive_mode),
     RUNTIME_TEST(test_random_steps_match_in_fused_mode),
     RUNTIME_TEST(test_random_steps_match_in_double_buffered_mode),
+    RUNTIME_TEST(test_random_steps_match_in_in_graph_mode),
     RUNTIME_TEST(test_modes_switch_between_steps),
     RUNTIME_TEST(test_call_counts_per_step_in_each_mode),
     RUNTIME_TEST(test_padding_is_refilled_only_where_rows_were_live),

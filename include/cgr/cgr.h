@@ -137,7 +137,8 @@ typedef enum cgr_replay_mode {
    * copy while the main stream may still run the previous step's graph. */
   CGR_REPLAY_DOUBLE_BUFFERED = 2,
   /* The fused copy is the graph's first node, reading pinned staging: per
-   * step the host launches nothing but the graph. Host sources only. */
+   * step the host launches nothing but the graph. Host and pinned sources
+   * only (the CPU writes each input's padded rows into staging). */
   CGR_REPLAY_IN_GRAPH = 3
 } cgr_replay_mode;
 
