@@ -94,7 +94,7 @@ demangle() {
   fi
 }
 
-flags=(-arch="$arch" -O3 -std=c++17 -I"$repo" -Xptxas -v -c)
+flags=(-arch="$arch" -O3 -std=c++17 -I"$repo" -I"$repo/include" -Xptxas -v -c)
 failed=0
 
 # ---- 1. ptxas resource usage ------------------------------------------------
@@ -142,7 +142,7 @@ echo "## Kernel resource report"
 echo
 echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "- nvcc: release ${nvcc_release} (\`$nvcc\`)"
-echo "- command: \`nvcc ${flags[*]/#-I$repo/-I<repo>} <file>.cu\`"
+echo "- command: \`nvcc -arch=$arch -O3 -std=c++17 -I<repo> -I<repo>/include -Xptxas -v -c <file>.cu\`"
 echo
 echo "### ptxas (registers, stack, spills per entry function)"
 echo
