@@ -87,6 +87,17 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
     step_status = cgr__fused_copy_launch(be, stream, prologue);
   if (step_status == CGR_OK)
     step_status = cgr__step_run(cap, &step);
+  /* Feedback: the graph ends by writing each fed output into the input of
+   * the other buffer set, which the next step uses. */
+  for (size_t i = 0; i < cap->slot_count && step_status == CGR_OK; ++i) {
+    const cgr__slot *input = &cap->slots[i];
+    if (input->fed_by < 0)
+      continue;
+    step_status =
+        cgr__be_memcpy_async(be, stream, input->buffers[1 - set],
+                             cap->slots[input->fed_by].buffers[set],
+                             (uint64_t)padded_batch * input->row_bytes);
+  }
   snprintf(message, sizeof message, "%s", rt->error.message);
   /* End the capture whatever the step did: the stream must leave capture
    * mode for the runtime to stay usable. */

@@ -29,6 +29,8 @@ typedef struct cgr__slot {
   void *buffers[2];
   void **constant_buffers;
   uint64_t bytes; /* device bytes this slot holds in all */
+  /* ROWS input fed by this OUTPUT slot (cgr_slot_feed); -1 when none. */
+  int32_t fed_by;
 } cgr__slot;
 
 typedef struct cgr__bucket {

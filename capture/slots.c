@@ -91,6 +91,7 @@ static cgr_status check_desc(cgr_runtime *rt, const cgr__capture *cap,
     return bad_desc(rt, name, "the slot's size overflows");
 
   memset(slot, 0, sizeof *slot);
+  slot->fed_by = -1;
   memcpy(slot->name, name, strlen(name) + 1);
   slot->desc = *desc;
   slot->desc.name = slot->name;
@@ -189,6 +190,45 @@ cgr_status cgr_slot_declare(cgr_runtime *rt, const cgr_slot_desc *desc,
   cap->slots[cap->slot_count].desc.name = cap->slots[cap->slot_count].name;
   cap->slot_bytes += slot.bytes;
   *out = (cgr_slot)cap->slot_count++;
+  return CGR_OK;
+}
+
+cgr_status cgr_slot_feed(cgr_runtime *rt, cgr_slot output, cgr_slot input) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  if (cap->step != NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "feeds are declared before cgr_capture(): the graphs "
+                     "hold the feed copies");
+  if (output < 0 || (size_t)output >= cap->slot_count || input < 0 ||
+      (size_t)input >= cap->slot_count)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot %d is not declared",
+                     output < 0 || (size_t)output >= cap->slot_count
+                         ? (int)output
+                         : (int)input);
+  cgr__slot *from = &cap->slots[output], *to = &cap->slots[input];
+  if (from->desc.kind != CGR_SLOT_OUTPUT || to->desc.kind != CGR_SLOT_ROWS)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "a feed goes from an OUTPUT slot to a ROWS slot, not "
+                     "from '%s' to '%s'",
+                     from->name, to->name);
+  if (from->desc.elem_size != to->desc.elem_size ||
+      from->desc.row_elems != to->desc.row_elems)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "'%s' rows (%u x %llu) do not match '%s' rows (%u x "
+                     "%llu)",
+                     from->name, from->desc.elem_size,
+                     (unsigned long long)from->desc.row_elems, to->name,
+                     to->desc.elem_size,
+                     (unsigned long long)to->desc.row_elems);
+  if (to->fed_by >= 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s' is already fed by '%s'", to->name,
+                     cap->slots[to->fed_by].name);
+  to->fed_by = output;
   return CGR_OK;
 }
 

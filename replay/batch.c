@@ -26,6 +26,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
     cgr__be_event_destroy(be, set->graph_done);
     cgr__be_event_destroy(be, set->staging_free);
     cgr__be_pinned_free(be, set->staging);
+    cgr__be_pinned_free(be, set->feed_index);
     cgr__free(set->dirty_end);
     cgr__free(set->loaded_size);
     cgr__free(set->image_size);
@@ -50,6 +51,9 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   /* Each input slot owns a fixed region of each set's staging, large
    * enough for the largest bucket (live rows and padding). */
   uint32_t largest = cgr__largest_bucket(cap);
+  replay->fed_step = UINT64_MAX;
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    replay->has_feeds |= cap->slots[i].fed_by >= 0;
   for (size_t i = 0; i < cap->slot_count; ++i) {
     replay->staging_offset[i] = replay->staging_bytes;
     if (cgr__is_input(&cap->slots[i]))
@@ -70,6 +74,10 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     if (replay->staging_bytes > 0)
       CGR__CHECK(cgr__be_pinned_alloc(be, replay->staging_bytes,
                                       (void **)&set->staging));
+    if (replay->has_feeds)
+      CGR__CHECK(cgr__be_pinned_alloc(be,
+                                      (size_t)largest * sizeof(int32_t) * slots,
+                                      (void **)&set->feed_index));
   }
   size_t zeros = ((size_t)largest + 1) * sizeof(int32_t);
   CGR__CHECK(cgr__be_device_alloc(be, zeros, (void **)&replay->zero_index));
@@ -251,6 +259,59 @@ cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   CGR__CHECK(input_slot(batch, slot, __func__, &s));
   /* Checked at replay, when the buffer set is known. */
   batch->inputs[slot].given = CGR__GIVEN_UNCHANGED;
+  return CGR_OK;
+}
+
+cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
+                              const int32_t *prev_rows, const void *new_rows,
+                              size_t new_rows_bytes) {
+  if (batch == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *rt = batch->rt;
+  const cgr__slot *s = NULL;
+  CGR__CHECK(input_slot(batch, slot, __func__, &s));
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  if (s->fed_by < 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s' is not fed (cgr_slot_feed)", s->name);
+  if (replay->mode == CGR_REPLAY_IN_GRAPH)
+    return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, __func__,
+                     "slot '%s': feedback needs a copy plan per step, which "
+                     "CGR_REPLAY_IN_GRAPH does not run",
+                     s->name);
+  if (replay->next_step == 0 || replay->fed_step != replay->next_step - 1)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "slot '%s': the previous step was not a graph replay "
+                     "(none yet, an eager step, or a failed one): nothing "
+                     "to continue from",
+                     s->name);
+  if (prev_rows == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s': prev_rows is NULL", s->name);
+  uint64_t fresh = 0;
+  for (uint32_t j = 0; j < batch->size; ++j) {
+    if (prev_rows[j] == -1) {
+      fresh++;
+    } else if (prev_rows[j] < 0 ||
+               (uint32_t)prev_rows[j] >= replay->fed_batch) {
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                       "slot '%s': prev_rows[%u] is %d; the previous step "
+                       "had %u rows (or -1 for a new request)",
+                       s->name, j, prev_rows[j], replay->fed_batch);
+    }
+  }
+  if (new_rows_bytes != fresh * s->row_bytes || (fresh > 0 && !new_rows))
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "slot '%s': %llu new requests need %llu bytes of "
+                     "new_rows, %zu given",
+                     s->name, (unsigned long long)fresh,
+                     (unsigned long long)(fresh * s->row_bytes),
+                     new_rows_bytes);
+  cgr__slot_input *input = &batch->inputs[slot];
+  input->given = CGR__GIVEN_FEEDBACK;
+  input->prev_rows = prev_rows;
+  input->new_rows = new_rows;
+  input->bytes = new_rows_bytes;
   return CGR_OK;
 }
 

@@ -34,6 +34,53 @@ static uint64_t element(const void *data, uint64_t index, uint32_t width) {
 }
 
 /*
+ * A fed slot's rows for this step (cgr_batch_feedback): rows that continue
+ * the same row are already in place (the previous graph wrote them) when
+ * `in_place`; moved rows are gathered from the previous step's output, new
+ * requests' rows copied from staging. One operation per run of rows.
+ */
+static cgr_status plan_feedback(cgr_runtime *rt, cgr__replay *replay,
+                                const cgr__capture *cap, size_t index,
+                                const cgr__slot_input *input,
+                                unsigned char *dst, int k, uint32_t batch,
+                                int in_place) {
+  const cgr__slot *slot = &cap->slots[index];
+  const int32_t *prev = input->prev_rows;
+  const unsigned char *fed =
+      cap->slots[slot->fed_by].buffers[replay->fed_step % 2];
+  int32_t *indices =
+      replay->sets[k].feed_index + index * (size_t)cgr__largest_bucket(cap);
+  unsigned char *fresh =
+      replay->sets[k].staging + replay->staging_offset[index];
+  const unsigned char *new_rows = input->new_rows;
+  uint64_t row = slot->row_bytes, fresh_used = 0;
+  for (uint32_t j = 0, end; j < batch; j = end) {
+    end = j + 1;
+    if (prev[j] == -1) {
+      while (end < batch && prev[end] == -1)
+        end++;
+      uint64_t bytes = (uint64_t)(end - j) * row;
+      memcpy(fresh + fresh_used * row, new_rows + fresh_used * row, bytes);
+      CGR__CHECK(cgr__copy_plan_copy(&replay->plan, dst + j * row,
+                                     fresh + fresh_used * row, bytes,
+                                     &rt->error));
+      fresh_used += end - j;
+    } else if (in_place && prev[j] == (int32_t)j) {
+      while (end < batch && prev[end] == (int32_t)end)
+        end++;
+    } else {
+      while (end < batch && prev[end] != -1 &&
+             !(in_place && prev[end] == (int32_t)end))
+        end++;
+      memcpy(indices + j, prev + j, (end - j) * sizeof(int32_t));
+      CGR__CHECK(cgr__copy_plan_gather(&replay->plan, dst + j * row, fed,
+                                       indices + j, end - j, row, &rt->error));
+    }
+  }
+  return CGR_OK;
+}
+
+/*
  * Adds one input slot's work to the plan: its live rows (unless
  * unchanged) and the padding rows that held live data last time. In the
  * naive mode, a host source's padding goes into its staged image instead,
@@ -72,7 +119,10 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   /* Whatever this step loads, the in-graph image in staging (if any) no
    * longer matches the set. */
   set->image_size[index] = 0;
-  if (input->given == CGR__GIVEN_GATHER) {
+  if (input->given == CGR__GIVEN_FEEDBACK) {
+    CGR__CHECK(plan_feedback(rt, replay, rt->layers[CGR__LAYER_CAPTURE].state,
+                             index, input, buffer, l->set, l->batch, 1));
+  } else if (input->given == CGR__GIVEN_GATHER) {
     l->device_sources = 1;
     CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
                                      input->gather_index, l->batch,
@@ -169,12 +219,32 @@ static cgr_status staging_ready(cgr_runtime *rt, cgr__set *set) {
   return status;
 }
 
-static int has_host_source(const cgr__capture *cap, const cgr_batch *batch) {
+/* 1 when the step writes staging: a pageable source or feedback. */
+static int uses_staging(const cgr__capture *cap, const cgr_batch *batch) {
   for (size_t i = 0; i < cap->slot_count; ++i)
-    if (batch->inputs[i].given == CGR__GIVEN_INPUT &&
-        batch->inputs[i].source == CGR_SOURCE_HOST)
+    if ((batch->inputs[i].given == CGR__GIVEN_INPUT &&
+         batch->inputs[i].source == CGR_SOURCE_HOST) ||
+        batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
       return 1;
   return 0;
+}
+
+/*
+ * After a graph of set k ran (or may have run): its feed copies wrote rows
+ * [0, padded) of each fed input in the other set, which therefore holds
+ * neither padding there nor anything a batch can call unchanged.
+ */
+static void mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
+                     uint32_t padded) {
+  cgr__set *other = &replay->sets[1 - k];
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    if (cap->slots[i].fed_by < 0)
+      continue;
+    if (other->dirty_end[i] < padded)
+      other->dirty_end[i] = padded;
+    other->loaded_size[i] = 0;
+    other->image_size[i] = 0;
+  }
 }
 
 /* Enqueues the copy and the graph of one step in the current mode. */
@@ -233,6 +303,8 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
  * so padding is rewritten and no slot can be claimed unchanged. */
 static void forget(const cgr__capture *cap, cgr__replay *replay,
                    const load *l) {
+  mark_fed(cap, replay, l->set, l->padded);
+  replay->fed_step = UINT64_MAX;
   cgr__set *set = &replay->sets[l->set];
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (set->dirty_end[i] < l->batch)
@@ -302,8 +374,10 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
             .padded = cap->sizes[cap->bucket_of[batch->size]]};
   long bucket = cap->bucket_of[batch->size];
   cgr_status status = cgr_capture_bucket(rt, l.padded); /* lazy capture */
-  if (status == CGR_OK && has_host_source(cap, batch))
+  if (status == CGR_OK && uses_staging(cap, batch))
     status = staging_ready(rt, &replay->sets[l.set]);
+  /* The previous graph may write this set's fed inputs: the copy waits. */
+  l.device_sources = replay->has_feeds;
   cgr__copy_plan_clear(&replay->plan);
   for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i)
     if (cgr__is_input(&cap->slots[i]))
@@ -320,6 +394,9 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
     return status;
   }
   commit(cap, replay, batch, &l);
+  mark_fed(cap, replay, l.set, l.padded);
+  replay->fed_step = replay->next_step;
+  replay->fed_batch = l.batch;
 
   uint64_t constants = 0;
   for (size_t i = 0; i < cap->slot_count; ++i)
@@ -353,7 +430,21 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
                          "slot '%s' is marked unchanged, but an eager step "
                          "has no earlier load",
                          cap->slots[i].name);
-    else if (input->given == CGR__GIVEN_GATHER) {
+    else if (input->given == CGR__GIVEN_FEEDBACK) {
+      /* The previous graph's outputs, gathered (none is in place here). */
+      int k = (int)(replay->next_step % 2);
+      cgr__copy_plan_clear(&replay->plan);
+      status = staging_ready(rt, &replay->sets[k]);
+      if (status == CGR_OK)
+        status =
+            plan_feedback(rt, replay, cap, i, input, dst, k, batch->size, 0);
+      if (status == CGR_OK)
+        status = cgr__copy_plan_finish(&replay->plan, &rt->error);
+      if (status == CGR_OK)
+        status = cgr__fused_copy_launch(be, stream, &replay->plan);
+      if (status == CGR_OK)
+        status = cgr__be_event_record(be, replay->sets[k].staging_free, stream);
+    } else if (input->given == CGR__GIVEN_GATHER) {
       cgr__copy_plan_clear(&replay->plan);
       status = cgr__copy_plan_gather(&replay->plan, dst, input->gather_src,
                                      input->gather_index, batch->size,
@@ -376,6 +467,7 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   }
   replay->eager_live = 1;
   replay->eager_step = replay->next_step;
+  replay->fed_step = UINT64_MAX; /* nothing feeds the step after */
   replay->stats[replay->mode].eager_steps++;
   account(replay, 0, 0, 0, started);
   ticket->step = replay->next_step++;
@@ -439,6 +531,7 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     if (!cgr__is_input(&cap->slots[i]))
       continue;
     if (input->given == CGR__GIVEN_GATHER ||
+        input->given == CGR__GIVEN_FEEDBACK ||
         (input->given == CGR__GIVEN_INPUT &&
          input->source == CGR_SOURCE_DEVICE))
       return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, "cgr_replay",
@@ -503,6 +596,9 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
       set->dirty_end[i] = b;
     set->loaded_size[i] = b;
   }
+  mark_fed(cap, replay, k, padded);
+  replay->fed_step = replay->next_step;
+  replay->fed_batch = b;
   account(replay, ops, bytes, skipped, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = b;

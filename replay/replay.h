@@ -30,7 +30,8 @@ typedef enum cgr__given {
   CGR__GIVEN_NONE = 0,
   CGR__GIVEN_INPUT,
   CGR__GIVEN_UNCHANGED,
-  CGR__GIVEN_GATHER
+  CGR__GIVEN_GATHER,
+  CGR__GIVEN_FEEDBACK
 } cgr__given;
 
 typedef struct cgr__slot_input {
@@ -40,6 +41,8 @@ typedef struct cgr__slot_input {
   size_t bytes;
   const void *gather_src;
   const int32_t *gather_index;
+  const int32_t *prev_rows; /* feedback: host, batch entries */
+  const void *new_rows;     /* feedback: host, one row per -1 */
 } cgr__slot_input;
 
 struct cgr_batch {
@@ -54,6 +57,7 @@ typedef struct cgr__set {
   cgr__event *graph_done;   /* the graph that last read this set ended */
   cgr__event *staging_free; /* the copy that last read this staging ended */
   unsigned char *staging;   /* pinned: host sources of this set's steps */
+  int32_t *feed_index;      /* pinned: feedback gather indices, per slot */
   /* Per slot: rows at and past dirty_end hold padding; loaded_size is the
    * batch size the slot was last loaded with (0: unknown). */
   uint32_t *dirty_end;
@@ -79,6 +83,11 @@ typedef struct cgr__replay {
   int eager_live;
   uint64_t eager_step;
   cgr__eager eager;
+  /* Feedback: some slot is fed; the step whose graph last fed (its outputs
+   * wait in its set's OUTPUT slots), and its batch size. */
+  int has_feeds;
+  uint64_t fed_step; /* UINT64_MAX: no graph step to continue from */
+  uint32_t fed_batch;
   /* Tests only: skip the side stream's wait for the graph that last read
    * the set, to prove the protocol test can fail. */
   int test_drop_set_wait;

@@ -403,6 +403,19 @@ CGR_API cgr_status cgr_slot_desc_init(cgr_slot_desc *desc, const char *name,
 CGR_API cgr_status cgr_slot_declare(cgr_runtime *rt, const cgr_slot_desc *desc,
                                     cgr_slot *out);
 
+/*
+ * Feedback: OUTPUT slot `output` feeds ROWS slot `input` of the next step
+ * (the sampled token ids that become the next input_ids). Every captured
+ * graph ends by copying the output's rows into the input of the other
+ * buffer set, so the loop never waits on the device between steps; a batch
+ * says how its rows continue the previous step's with cgr_batch_feedback().
+ * Both slots must have the same elem_size and row_elems; an input is fed by
+ * one output. Declare before cgr_capture(). Errors: CGR_E_INVALID_ARGUMENT
+ * naming the mismatch, CGR_E_INVALID_STATE after capture.
+ */
+CGR_API cgr_status cgr_slot_feed(cgr_runtime *rt, cgr_slot output,
+                                 cgr_slot input);
+
 /* The slot declared under `name`. CGR_E_INVALID_ARGUMENT when none. */
 CGR_API cgr_status cgr_slot_find(const cgr_runtime *rt, const char *name,
                                  cgr_slot *out);
@@ -584,6 +597,25 @@ CGR_API cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot);
 CGR_API cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
                                     const void *device_src,
                                     const int32_t *row_index);
+
+/*
+ * A fed slot's rows (cgr_slot_feed) come from the previous step's output:
+ * row j continues the previous step's row prev_rows[j], or is a new
+ * request when prev_rows[j] is -1, whose value is the next row of
+ * new_rows (host memory, one row per -1, in order). When every row j
+ * continues row j, nothing is copied: the graph already wrote it. Rows
+ * that moved are gathered on the device. prev_rows is host memory of
+ * batch_size entries; both arrays may be reused when cgr_replay returns.
+ * The previous step must have been a graph replay of this runtime (not an
+ * eager step), and the mode not CGR_REPLAY_IN_GRAPH.
+ * Errors: CGR_E_INVALID_ARGUMENT (not a fed slot, an index past the
+ * previous batch, the wrong new_rows_bytes), CGR_E_INVALID_STATE (no
+ * previous graph step), CGR_E_UNSUPPORTED (in-graph mode).
+ */
+CGR_API cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
+                                      const int32_t *prev_rows,
+                                      const void *new_rows,
+                                      size_t new_rows_bytes);
 
 /* What a replay returns: which step, bucket and buffer set. A value. */
 typedef struct cgr_ticket {
