@@ -328,15 +328,25 @@ cgr_status cgr_capture(cgr_runtime *rt, cgr_step_fn step, void *user) {
   return status;
 }
 
+/* The capture state and the index of bucket `padded_batch`, or a message
+ * saying it is not a bucket. */
+static cgr_status find_bucket(cgr_runtime *rt, uint32_t padded_batch,
+                              const char *func, cgr__capture **cap,
+                              long *index) {
+  CGR__CHECK(cgr__capture_state(rt, cap));
+  *index = cgr__bucket_index(*cap, padded_batch);
+  if (*index < 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "%u is not a bucket", padded_batch);
+  return CGR_OK;
+}
+
 cgr_status cgr_capture_bucket(cgr_runtime *rt, uint32_t padded_batch) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
   cgr__capture *cap = NULL;
-  CGR__CHECK(cgr__capture_state(rt, &cap));
-  long index = cgr__bucket_index(cap, padded_batch);
-  if (index < 0)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     "%u is not a bucket", padded_batch);
+  long index = -1;
+  CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &index));
   if (cap->step == NULL)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "no step registered: call cgr_capture() first");
@@ -351,13 +361,10 @@ cgr_status cgr_bucket_stats_get(const cgr_runtime *rt, uint32_t padded_batch,
     memset(out, 0, sizeof *out);
   if (rt == NULL || out == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  cgr_runtime *mutable_rt = (cgr_runtime *)rt;
   cgr__capture *cap = NULL;
-  CGR__CHECK(cgr__capture_state(mutable_rt, &cap));
-  long index = cgr__bucket_index(cap, padded_batch);
-  if (index < 0)
-    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     "%u is not a bucket", padded_batch);
+  long index = -1;
+  CGR__CHECK(
+      find_bucket((cgr_runtime *)rt, padded_batch, __func__, &cap, &index));
   *out = cap->buckets[index].stats;
   return CGR_OK;
 }
@@ -393,11 +400,8 @@ cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch, int set,
                      path == NULL ? "argument 'path' is NULL"
                                   : "argument 'set' is not 0 or 1");
   cgr__capture *cap = NULL;
-  CGR__CHECK(cgr__capture_state(rt, &cap));
-  long index = cgr__bucket_index(cap, padded_batch);
-  if (index < 0)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     "%u is not a bucket", padded_batch);
+  long index = -1;
+  CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &index));
   if (!cap->buckets[index].stats.captured)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "bucket %u is not captured", padded_batch);

@@ -12,17 +12,8 @@
 static const uint32_t buckets[] = {1, 2, 4, 8, 16, 24, 32};
 enum { BUCKETS = 7, LARGEST = 32, MAX_REQUESTS = 40 };
 
-static uint64_t next_random(uint64_t *state) {
-  uint64_t x = *state;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *state = x;
-  return x * UINT64_C(2685821657736338717);
-}
-
 static uint32_t below(uint64_t *state, uint32_t bound) {
-  return (uint32_t)(next_random(state) % bound);
+  return (uint32_t)test_random_below(state, bound);
 }
 
 static cgr_runtime *feeding_runtime(model *m, cgr_replay_mode mode) {
@@ -115,7 +106,7 @@ static void decode_loop(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
       }
 
     pending p;
-    model_make_inputs(&p.in, count, count, (unsigned)next_random(&seed));
+    model_make_inputs(&p.in, count, count, (unsigned)test_random(&seed));
     int32_t prev_rows[MAX_REQUESTS], fresh[MAX_REQUESTS];
     uint32_t fresh_count = 0;
     for (uint32_t j = 0; j < count; ++j) {

@@ -16,20 +16,6 @@ enum {
   POISON = 0xCD
 };
 
-/* xorshift64*: fast, seeded, good enough to spread sizes and offsets. */
-static uint64_t next_random(uint64_t *state) {
-  uint64_t x = *state;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *state = x;
-  return x * UINT64_C(2685821657736338717);
-}
-
-static uint64_t random_below(uint64_t *state, uint64_t bound) {
-  return bound == 0 ? 0 : next_random(state) % bound;
-}
-
 /* Device-side arenas and their host mirrors. */
 typedef struct arenas {
   unsigned char *dst;       /* device */
@@ -79,7 +65,7 @@ static void arenas_destroy(cgr_runtime *rt, arenas *a) {
 static void arenas_reset(cgr_runtime *rt, arenas *a, uint64_t *seed) {
   cgr__backend *be = TEST_BE(rt);
   for (size_t i = 0; i < SRC_ARENA; i += 8) {
-    uint64_t word = next_random(seed);
+    uint64_t word = test_random(seed);
     memcpy(a->src_host + i, &word, 8);
   }
   memset(a->reference, POISON, DST_ARENA);
@@ -148,14 +134,14 @@ static void add_gather(cgr_runtime *rt, arenas *a, cgr__copy_plan *plan,
 
 /* A size between 0 and 1 MiB, mostly small, as metadata rows are. */
 static size_t random_size(uint64_t *seed) {
-  uint64_t roll = random_below(seed, 100);
+  uint64_t roll = test_random_below(seed, 100);
   if (roll < 5)
     return 0;
   if (roll < 70)
-    return random_below(seed, 4096);
+    return test_random_below(seed, 4096);
   if (roll < 95)
-    return random_below(seed, 64 << 10);
-  return random_below(seed, (1 << 20) + 1);
+    return test_random_below(seed, 64 << 10);
+  return test_random_below(seed, (1 << 20) + 1);
 }
 
 /* Builds one random plan of `count` mixed operations and checks it. */
@@ -169,29 +155,29 @@ static void random_plan(cgr_runtime *rt, arenas *a, uint64_t seed,
   size_t budget = PLAN_BUDGET;
   for (size_t i = 0; i < count; ++i) {
     /* A poisoned gap, then a random alignment, never moving backwards. */
-    cursor += random_below(&seed, 64);
-    cursor = (cursor + 15) / 16 * 16 + random_below(&seed, 16);
+    cursor += test_random_below(&seed, 64);
+    cursor = (cursor + 15) / 16 * 16 + test_random_below(&seed, 16);
     size_t bytes = random_size(&seed);
     if (bytes > budget / (count - i))
       bytes = budget / (count - i);
     if (cursor + bytes + 64 > DST_ARENA)
       break;
-    uint64_t kind = random_below(&seed, 4);
+    uint64_t kind = test_random_below(&seed, 4);
     if (kind < 2) {
-      size_t src_offset = random_below(&seed, SRC_ARENA - bytes + 1);
+      size_t src_offset = test_random_below(&seed, SRC_ARENA - bytes + 1);
       add_copy(rt, a, &plan, cursor, src_offset, bytes);
     } else if (kind == 2) {
-      unsigned width = 1u << random_below(&seed, 4);
+      unsigned width = 1u << test_random_below(&seed, 4);
       bytes -= bytes % width;
-      add_fill(rt, a, &plan, cursor, next_random(&seed), width, bytes);
+      add_fill(rt, a, &plan, cursor, test_random(&seed), width, bytes);
     } else {
-      size_t row_bytes = random_below(&seed, 2)
-                             ? 16 * (1 + random_below(&seed, 64))
-                             : 1 + random_below(&seed, 700);
+      size_t row_bytes = test_random_below(&seed, 2)
+                             ? 16 * (1 + test_random_below(&seed, 64))
+                             : 1 + test_random_below(&seed, 700);
       size_t rows = bytes / row_bytes;
       if (indices + rows > INDEX_ARENA / sizeof(int32_t))
         rows = 0;
-      size_t src_offset = random_below(&seed, 17);
+      size_t src_offset = test_random_below(&seed, 17);
       add_gather(rt, a, &plan, cursor, src_offset, indices, rows, row_bytes);
       indices += rows;
       bytes = rows * row_bytes;
@@ -214,7 +200,7 @@ static void random_plans(cgr_runtime *rt, int pinned_source) {
     random_plan(rt, &a, seed + i * 7919, plan_sizes[i]);
   for (int extra = 0; extra < 6; ++extra)
     random_plan(rt, &a, seed ^ (uint64_t)(extra + 100),
-                1 + (size_t)random_below(&seed, 2000));
+                1 + (size_t)test_random_below(&seed, 2000));
   arenas_destroy(rt, &a);
 }
 
@@ -290,7 +276,7 @@ static void test_gather_rows_by_index(void **state) {
   size_t cursor = 0, indices = 0;
   for (size_t w = 0; w < sizeof row_widths / sizeof row_widths[0]; ++w)
     for (size_t src_align = 0; src_align < 16; src_align += 5) {
-      size_t rows = 1 + (size_t)random_below(&seed, 100);
+      size_t rows = 1 + (size_t)test_random_below(&seed, 100);
       cursor = (cursor + 64) / 16 * 16 + (src_align * 3) % 16;
       add_gather(rt, &a, &plan, cursor, src_align, indices, rows,
                  row_widths[w]);
@@ -445,7 +431,7 @@ static void test_tiles_cover_every_byte_once(void **state) {
   cgr__copy_plan_init(&plan);
   uint64_t cursor = 0;
   for (int i = 0; i < 1500; ++i) {
-    uint64_t bytes = 1 + random_below(&seed, 200000);
+    uint64_t bytes = 1 + test_random_below(&seed, 200000);
     assert_int_equal(cgr__copy_plan_copy(&plan, (void *)(base + cursor),
                                          (void *)(base / 2), bytes, &err),
                      CGR_OK);

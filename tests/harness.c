@@ -145,3 +145,16 @@ int test_gate_wait(test_gate *gate, int timeout_ms) {
 }
 
 void test_gate_hold_stream(void *gate) { (void)test_gate_wait(gate, 10000); }
+
+uint64_t test_random(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * UINT64_C(2685821657736338717);
+}
+
+uint64_t test_random_below(uint64_t *state, uint64_t bound) {
+  return bound == 0 ? 0 : test_random(state) % bound;
+}

@@ -97,6 +97,11 @@ cgr_runtime *cgr_test_runtime(void **state);
                (needle));                                                      \
   } while (0)
 
+/* xorshift64*: fast, seeded, reproducible test data. */
+uint64_t test_random(uint64_t *state);
+/* Uniform in [0, bound) (0 when bound is 0). */
+uint64_t test_random_below(uint64_t *state, uint64_t bound);
+
 /* A one-shot gate a host function can block on, with a timeout so a broken
  * ordering fails the test instead of hanging it. */
 typedef struct test_gate {

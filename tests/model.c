@@ -103,6 +103,13 @@ cgr_runtime *model_runtime(const uint32_t *buckets, size_t n, int allow_eager,
   return rt;
 }
 
+cgr_runtime *model_captured_runtime(const uint32_t *buckets, size_t n,
+                                    int allow_eager, model *m) {
+  cgr_runtime *rt = model_runtime(buckets, n, allow_eager, m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
+  return rt;
+}
+
 void model_make_inputs(model_inputs *in, uint32_t live, uint32_t rows,
                        unsigned seed) {
   srand(seed);

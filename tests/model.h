@@ -46,6 +46,10 @@ cgr_status model_step(cgr_step *step, void *user);
 cgr_runtime *model_runtime(const uint32_t *buckets, size_t n, int allow_eager,
                            model *m);
 
+/* The same, with the model's step captured. */
+cgr_runtime *model_captured_runtime(const uint32_t *buckets, size_t n,
+                                    int allow_eager, model *m);
+
 /* One step's inputs on the host: `rows` rows, the first `live` random (from
  * seed), the rest padding. */
 typedef struct model_inputs {

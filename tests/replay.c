@@ -22,17 +22,8 @@ static int steps_to_run(int otherwise) {
   return steps > 0 ? steps : otherwise;
 }
 
-static uint64_t next_random(uint64_t *state) {
-  uint64_t x = *state;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *state = x;
-  return x * UINT64_C(2685821657736338717);
-}
-
 static uint32_t below(uint64_t *state, uint32_t bound) {
-  return (uint32_t)(next_random(state) % bound);
+  return (uint32_t)test_random_below(state, bound);
 }
 
 /* Sources the test owns: per parity, pinned and device copies of each
@@ -291,7 +282,7 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
 
     b = next_batch(b, &seed);
     step_record r;
-    model_make_inputs(&r.in, b, b, (unsigned)next_random(&seed));
+    model_make_inputs(&r.in, b, b, (unsigned)test_random(&seed));
     cgr_batch *batch = NULL;
     assert_cgr_ok(rt, cgr_batch_begin(rt, b, &batch));
     int parity = n % 2;
@@ -338,9 +329,8 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
 }
 
 static cgr_runtime *replaying_runtime(model *m, cgr_replay_mode mode) {
-  cgr_runtime *rt = model_runtime(buckets, BUCKETS, 1, m);
+  cgr_runtime *rt = model_captured_runtime(buckets, BUCKETS, 1, m);
   assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
   return rt;
 }
 
@@ -674,8 +664,7 @@ static void test_bad_batches_are_rejected_and_change_nothing(void **state) {
 static void test_oversized_batch_refused_without_eager(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = model_runtime(buckets, BUCKETS, 0, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_runtime *rt = model_captured_runtime(buckets, BUCKETS, 0, &m);
   cgr_batch *batch = NULL;
   assert_cgr_status(rt, cgr_batch_begin(rt, 33, &batch), CGR_E_BATCH_TOO_LARGE);
   assert_null(batch);

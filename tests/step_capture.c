@@ -93,8 +93,7 @@ static void replay_and_check(cgr_runtime *rt, const model *m,
 static void test_every_bucket_and_set_replays_like_eager(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = model_runtime(small_buckets, 6, 1, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_runtime *rt = model_captured_runtime(small_buckets, 6, 1, &m);
   unsigned seed = 1;
   uint32_t previous = 0;
   for (size_t b = 0; b < 6; ++b) {
@@ -110,8 +109,7 @@ static void test_every_bucket_and_set_replays_like_eager(void **state) {
 static void test_inputs_hold_padding_after_capture(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = model_runtime(small_buckets, 6, 1, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_runtime *rt = model_captured_runtime(small_buckets, 6, 1, &m);
   for (int set = 0; set < 2; ++set) {
     void *slot_of[8];
     graph_slots(rt, 24, set, slot_of, 8);
@@ -155,8 +153,7 @@ static void test_inputs_hold_padding_after_capture(void **state) {
 static void test_arena_peak_is_the_largest_bucket_not_the_sum(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = model_runtime(small_buckets, 6, 1, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_runtime *rt = model_captured_runtime(small_buckets, 6, 1, &m);
   cgr_capture_stats stats;
   assert_cgr_ok(rt, cgr_capture_stats_get(rt, &stats));
   uint64_t sum = 0, largest_need = 0;
@@ -348,8 +345,7 @@ static void test_eager_fallback_is_counted_and_logged_once(void **state) {
 static void test_eager_fallback_refused_when_not_allowed(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = model_runtime(small_buckets, 6, 0, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_runtime *rt = model_captured_runtime(small_buckets, 6, 0, &m);
   cgr__eager eager;
   assert_cgr_status(rt, cgr__eager_begin(rt, 25, &eager),
                     CGR_E_BATCH_TOO_LARGE);
@@ -408,8 +404,7 @@ static void test_capture_misuse_is_rejected(void **state) {
 static void test_graph_dump_writes_dot(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = model_runtime(small_buckets, 6, 1, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_runtime *rt = model_captured_runtime(small_buckets, 6, 1, &m);
   char path[] = "/tmp/cgr_graph_XXXXXX";
   int fd = mkstemp(path);
   assert_true(fd >= 0);
