@@ -147,7 +147,10 @@ typedef struct cgr__eager {
   size_t slot_count;
 } cgr__eager;
 
-cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, cgr__eager *eager);
+/* `fallback`: the run stands in for a graph (a batch over the largest
+ * bucket): the allow_eager policy applies, and it is counted and logged. */
+cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, int fallback,
+                            cgr__eager *eager);
 void *cgr__eager_slot(const cgr__eager *eager, cgr_slot slot);
 cgr_status cgr__eager_run(cgr_runtime *rt, cgr__eager *eager);
 void cgr__eager_end(cgr_runtime *rt, cgr__eager *eager);

@@ -10,7 +10,7 @@
 #include "runtime/alloc.h"
 #include "runtime/nvtx.h"
 
-cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch,
+cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, int fallback,
                             cgr__eager *eager) {
   memset(eager, 0, sizeof *eager);
   cgr__capture *cap = NULL;
@@ -22,7 +22,7 @@ cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch,
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'batch' is 0");
   uint32_t largest = cgr__largest_bucket(cap);
-  if (batch > largest) {
+  if (fallback && batch > largest) {
     if (!rt->config.allow_eager)
       return cgr__fail(&rt->error, CGR_E_BATCH_TOO_LARGE, __func__,
                        "batch %u is larger than the largest bucket (%u) and "

@@ -139,7 +139,8 @@ cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "a batch is already open: replay it first");
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-  if (batch_size > cgr__largest_bucket(cap) && !rt->config.allow_eager)
+  if (batch_size > cgr__largest_bucket(cap) && !rt->config.allow_eager &&
+      replay->mode != CGR_REPLAY_EAGER)
     return cgr__fail(&rt->error, CGR_E_BATCH_TOO_LARGE, __func__,
                      "batch %u is larger than the largest bucket (%u) and "
                      "config->allow_eager is 0",

@@ -363,7 +363,8 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
     cgr__eager_end(rt, &replay->eager);
     replay->eager_live = 0;
   }
-  if (batch->size > cgr__largest_bucket(cap))
+  if (batch->size > cgr__largest_bucket(cap) ||
+      replay->mode == CGR_REPLAY_EAGER)
     return replay_eager(rt, replay, cap, batch, ticket);
   if (replay->mode == CGR_REPLAY_IN_GRAPH)
     return replay_in_graph(rt, replay, cap, batch, ticket, started);
@@ -418,7 +419,8 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   double started = now_us();
   cgr__backend *be = &rt->backend;
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
-  CGR__CHECK(cgr__eager_begin(rt, batch->size, &replay->eager));
+  CGR__CHECK(cgr__eager_begin(rt, batch->size, replay->mode != CGR_REPLAY_EAGER,
+                              &replay->eager));
   cgr_status status = CGR_OK;
   for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
     const cgr__slot_input *input = &batch->inputs[i];
@@ -682,7 +684,7 @@ cgr_status cgr_output(cgr_runtime *rt, const cgr_ticket *ticket, cgr_slot slot,
 cgr_status cgr_set_replay_mode(cgr_runtime *rt, cgr_replay_mode mode) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  if ((unsigned)mode > CGR_REPLAY_IN_GRAPH)
+  if ((unsigned)mode > CGR_REPLAY_EAGER)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "mode %d is not a cgr_replay_mode", (int)mode);
   cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
@@ -699,7 +701,7 @@ cgr_status cgr_replay_stats_get(const cgr_runtime *rt, cgr_replay_mode mode,
                                 cgr_replay_stats *out) {
   if (out != NULL)
     memset(out, 0, sizeof *out);
-  if (rt == NULL || out == NULL || (unsigned)mode > CGR_REPLAY_IN_GRAPH)
+  if (rt == NULL || out == NULL || (unsigned)mode > CGR_REPLAY_EAGER)
     return CGR_E_INVALID_ARGUMENT;
   const cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
   if (replay != NULL)

@@ -77,7 +77,7 @@ typedef struct cgr__replay {
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
   cgr__copy_plan plan;
-  cgr_replay_stats stats[4];
+  cgr_replay_stats stats[5];
   /* The last eager step: its buffers hold its outputs until the next
    * replay. */
   int eager_live;

@@ -227,7 +227,7 @@ static void check_against_eager(cgr_runtime *rt, const model *m,
   model_check_outputs(rt, out, out_pages, &r->in, r->ticket.padded_batch, b,
                       replayed);
   cgr__eager eager;
-  assert_cgr_ok(rt, cgr__eager_begin(rt, b, &eager));
+  assert_cgr_ok(rt, cgr__eager_begin(rt, b, 1, &eager));
   const cgr_slot slots[4] = {m->ids, m->pos, m->pages, m->cu_k};
   const int32_t *data[4] = {r->in.ids, r->in.pos, r->in.pages, r->in.cu_k};
   size_t bytes[4] = {b * 4, b * 4, b * 4 * MODEL_PAGES, (b + 1) * 4};
@@ -286,7 +286,7 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
     cgr_batch *batch = NULL;
     assert_cgr_ok(rt, cgr_batch_begin(rt, b, &batch));
     int parity = n % 2;
-    int eager = b > LARGEST;
+    int eager = b > LARGEST || current == CGR_REPLAY_EAGER;
     set_memory *mem = &memory[parity];
     for (int slot = 0; slot < 4; ++slot) {
       /* The in-graph mode reads host staging only. */
@@ -334,12 +334,12 @@ static cgr_runtime *replaying_runtime(model *m, cgr_replay_mode mode) {
   return rt;
 }
 
-static void run_mode(void **state, int mode) {
+static void run_mode_steps(void **state, int mode, int steps) {
   (void)cgr_test_runtime(state);
   model m;
   cgr_runtime *rt = replaying_runtime(&m, mode < 0 ? CGR_REPLAY_FUSED
                                                    : (cgr_replay_mode)mode);
-  random_sequence(rt, &m, mode, steps_to_run(10000), 0xC0FFEE + (uint64_t)mode);
+  random_sequence(rt, &m, mode, steps, 0xC0FFEE + (uint64_t)mode);
   cgr_replay_stats stats;
   assert_cgr_ok(rt, cgr_replay_stats_get(rt,
                                          mode < 0 ? CGR_REPLAY_FUSED
@@ -347,8 +347,20 @@ static void run_mode(void **state, int mode) {
                                          &stats));
   assert_true(stats.steps > 0);
   assert_true(stats.eager_steps > 0);
-  assert_true(stats.ops_skipped > 0);
+  if (mode == CGR_REPLAY_EAGER)
+    assert_int_equal(stats.eager_steps, stats.steps);
+  if (mode != CGR_REPLAY_EAGER)
+    assert_true(stats.ops_skipped > 0); /* eager steps skip nothing */
   cgr_runtime_destroy(rt);
+}
+
+static void run_mode(void **state, int mode) {
+  run_mode_steps(state, mode, steps_to_run(10000));
+}
+
+static void test_random_steps_match_in_eager_mode(void **state) {
+  /* Each eager step allocates its buffers: fewer steps. */
+  run_mode_steps(state, CGR_REPLAY_EAGER, steps_to_run(10000) / 10);
 }
 
 static void test_random_steps_match_in_naive_mode(void **state) {
@@ -681,6 +693,7 @@ static void test_replay_before_capture_is_refused(void **state) {
 }
 
 static const struct CMUnitTest tests[] = {
+    RUNTIME_TEST(test_random_steps_match_in_eager_mode),
     RUNTIME_TEST(test_random_steps_match_in_naive_mode),
     RUNTIME_TEST(test_random_steps_match_in_fused_mode),
     RUNTIME_TEST(test_random_steps_match_in_double_buffered_mode),

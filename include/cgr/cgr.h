@@ -139,7 +139,12 @@ typedef enum cgr_replay_mode {
   /* The fused copy is the graph's first node, reading pinned staging: per
    * step the host launches nothing but the graph. Host and pinned sources
    * only (the CPU writes each input's padded rows into staging). */
-  CGR_REPLAY_IN_GRAPH = 3
+  CGR_REPLAY_IN_GRAPH = 3,
+  /* No graph: each step runs the step function eagerly on buffers of its
+   * own size, and waits for it. The reference the others are checked
+   * against, and the way to run a prefill of any size. Not counted as a
+   * fallback. */
+  CGR_REPLAY_EAGER = 4
 } cgr_replay_mode;
 
 /* Where cgr reports a warning (an eager fallback, ...): one line, no

@@ -1,0 +1,180 @@
+/*
+ * The host twins of the example model's kernels, and the cgr_kernel
+ * definitions that pair them with the CUDA launchers. Straight loops in a
+ * fixed order: the plain-C reference (reference.c) computes the same sums
+ * in the same order, so on the host backend a replayed step matches it
+ * exactly.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#ifdef CGR_HAVE_CUDA
+#define CUDA_LAUNCHER(fn) fn
+#else
+#define CUDA_LAUNCHER(fn) NULL
+#endif
+
+#define KERNEL(name)                                                           \
+  const cgr_kernel dec_kernel_##name = {                                       \
+      .name = "decode_" #name,                                                 \
+      .args_size = sizeof(dec_##name##_args),                                  \
+      .cuda_launch = CUDA_LAUNCHER(dec_cuda_##name),                           \
+      .host_run = dec_host_##name,                                             \
+  };
+KERNEL(embed)
+KERNEL(rmsnorm)
+KERNEL(matmul)
+KERNEL(rope)
+KERNEL(kv_write)
+KERNEL(attention)
+KERNEL(swiglu)
+KERNEL(argmax)
+#undef KERNEL
+
+void dec_host_embed(const void *opaque) {
+  const dec_embed_args *a = opaque;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    float *h = a->h + (int64_t)r * a->hidden;
+    int32_t id = a->ids[r];
+    if (id < 0 || id >= a->vocab)
+      memset(h, 0, (size_t)a->hidden * sizeof *h);
+    else
+      memcpy(h, a->table + (int64_t)id * a->hidden,
+             (size_t)a->hidden * sizeof *h);
+  }
+}
+
+void dec_host_rmsnorm(const void *opaque) {
+  const dec_rmsnorm_args *a = opaque;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    const float *x = a->x + (int64_t)r * a->dim;
+    float *y = a->y + (int64_t)r * a->dim;
+    float sum = 0.0f;
+    for (int32_t i = 0; i < a->dim; ++i)
+      sum += x[i] * x[i];
+    float inv = 1.0f / sqrtf(sum / (float)a->dim + a->eps);
+    for (int32_t i = 0; i < a->dim; ++i)
+      y[i] = x[i] * inv * a->w[i];
+  }
+}
+
+void dec_host_matmul(const void *opaque) {
+  const dec_matmul_args *a = opaque;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    const float *x = a->x + (int64_t)r * a->in;
+    float *y = a->y + (int64_t)r * a->out;
+    for (int32_t n = 0; n < a->out; ++n) {
+      float sum = 0.0f;
+      for (int32_t k = 0; k < a->in; ++k)
+        sum += x[k] * a->w[(int64_t)k * a->out + n];
+      y[n] = a->accumulate ? y[n] + sum : sum;
+    }
+  }
+}
+
+void dec_host_rope(const void *opaque) {
+  const dec_rope_args *a = opaque;
+  int32_t width = a->heads * a->head_dim;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    float *row = a->qkv + (int64_t)r * 3 * width;
+    for (int part = 0; part < 2; ++part) /* q, then k */
+      for (int32_t h = 0; h < a->heads; ++h)
+        for (int32_t i = 0; i < a->head_dim / 2; ++i) {
+          float *x = row + part * width + h * a->head_dim + 2 * i;
+          float angle = (float)a->positions[r] *
+                        powf(a->theta, -2.0f * (float)i / (float)a->head_dim);
+          float c = cosf(angle), s = sinf(angle);
+          float x0 = x[0], x1 = x[1];
+          x[0] = x0 * c - x1 * s;
+          x[1] = x0 * s + x1 * c;
+        }
+  }
+}
+
+void dec_host_kv_write(const void *opaque) {
+  const dec_kv_write_args *a = opaque;
+  int32_t width = a->heads * a->head_dim;
+  int64_t slots = (int64_t)a->pages * a->page_size;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    int64_t slot = a->out_loc[r];
+    if (slot < 0 || slot >= slots)
+      continue;
+    const float *row = a->qkv + (int64_t)r * 3 * width;
+    memcpy(a->k_cache + slot * width, row + width,
+           (size_t)width * sizeof(float));
+    memcpy(a->v_cache + slot * width, row + 2 * width,
+           (size_t)width * sizeof(float));
+  }
+}
+
+void dec_host_attention(const void *opaque) {
+  const dec_attention_args *a = opaque;
+  int32_t width = a->heads * a->head_dim;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    int32_t len = a->seq_lens[r];
+    const float *q_row = a->qkv + (int64_t)a->cu_seqlens_q[r] * 3 * width;
+    const int32_t *pages = a->page_table + (int64_t)r * a->pages_per_seq;
+    float *scores = a->scores + (int64_t)a->cu_seqlens_k[r] * a->heads;
+    float *out = a->out + (int64_t)r * width;
+    for (int32_t h = 0; h < a->heads; ++h) {
+      const float *q = q_row + h * a->head_dim;
+      float *o = out + h * a->head_dim;
+      memset(o, 0, (size_t)a->head_dim * sizeof *o);
+      if (len <= 0)
+        continue;
+      float max = -INFINITY;
+      for (int32_t t = 0; t < len; ++t) {
+        int64_t slot = (int64_t)pages[t / a->page_size] * a->page_size +
+                       t % a->page_size;
+        const float *k = a->k_cache + slot * width + h * a->head_dim;
+        float dot = 0.0f;
+        for (int32_t d = 0; d < a->head_dim; ++d)
+          dot += q[d] * k[d];
+        float score = a->scale * dot;
+        scores[(int64_t)t * a->heads + h] = score;
+        if (score > max)
+          max = score;
+      }
+      float sum = 0.0f;
+      for (int32_t t = 0; t < len; ++t) {
+        float p = expf(scores[(int64_t)t * a->heads + h] - max);
+        scores[(int64_t)t * a->heads + h] = p;
+        sum += p;
+      }
+      for (int32_t t = 0; t < len; ++t) {
+        int64_t slot = (int64_t)pages[t / a->page_size] * a->page_size +
+                       t % a->page_size;
+        const float *v = a->v_cache + slot * width + h * a->head_dim;
+        float p = scores[(int64_t)t * a->heads + h] / sum;
+        for (int32_t d = 0; d < a->head_dim; ++d)
+          o[d] += p * v[d];
+      }
+    }
+  }
+}
+
+void dec_host_swiglu(const void *opaque) {
+  const dec_swiglu_args *a = opaque;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    const float *gu = a->gate_up + (int64_t)r * 2 * a->mlp;
+    float *out = a->out + (int64_t)r * a->mlp;
+    for (int32_t i = 0; i < a->mlp; ++i) {
+      float g = gu[i];
+      out[i] = g / (1.0f + expf(-g)) * gu[a->mlp + i];
+    }
+  }
+}
+
+void dec_host_argmax(const void *opaque) {
+  const dec_argmax_args *a = opaque;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    const float *logits = a->logits + (int64_t)r * a->vocab;
+    int32_t best = 0;
+    for (int32_t n = 1; n < a->vocab; ++n)
+      if (logits[n] > logits[best])
+        best = n;
+    a->ids[r] = best;
+  }
+}

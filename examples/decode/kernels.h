@@ -1,0 +1,140 @@
+/*
+ * The example model's kernels: a small decoder-only transformer's decode
+ * step over a paged KV cache, in fp32 with fp32 accumulation. Each kernel
+ * is a cgr_kernel (the public definition): a CUDA launcher
+ * (examples/decode/kernels.cu) and a host twin (examples/decode/
+ * host_kernels.c) with the same arguments and the same result up to float
+ * rounding. Matrices are row-major; "rows" are the batch's rows (one token
+ * each); `rows` below is the padded batch size.
+ *
+ * KV cache layout, per layer: [pages][page_size][heads][head_dim] floats;
+ * token slot s lives at page s / page_size, offset s % page_size.
+ */
+#ifndef CGR_EXAMPLE_DECODE_KERNELS_H
+#define CGR_EXAMPLE_DECODE_KERNELS_H
+
+#include <stdint.h>
+
+#include <cgr/cgr.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* h[r][:] = table[ids[r]][:] (ids outside [0, vocab) give zeros). */
+typedef struct dec_embed_args {
+  const int32_t *ids;
+  const float *table; /* [vocab][hidden] */
+  float *h;           /* [rows][hidden] */
+  int32_t rows, hidden, vocab;
+} dec_embed_args;
+
+/* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w. */
+typedef struct dec_rmsnorm_args {
+  const float *x;
+  const float *w;
+  float *y;
+  int32_t rows, dim;
+  float eps;
+} dec_rmsnorm_args;
+
+/* y[r][n] = (accumulate ? y[r][n] : 0) + sum_k x[r][k] * w[k][n]. The sum
+ * runs k = 0, 1, ... in order on the host; any order on the GPU. */
+typedef struct dec_matmul_args {
+  const float *x; /* [rows][in] */
+  const float *w; /* [in][out] */
+  float *y;       /* [rows][out] */
+  int32_t rows, in, out;
+  int32_t accumulate;
+} dec_matmul_args;
+
+/* Rotary embedding on the q and k parts of qkv[r] = [q | k | v] (each
+ * heads * head_dim), pairs (2i, 2i+1) of each head rotated by
+ * angle = position[r] * theta^(-2i / head_dim). */
+typedef struct dec_rope_args {
+  float *qkv; /* [rows][3 * heads * head_dim] */
+  const int32_t *positions;
+  int32_t rows, heads, head_dim;
+  float theta;
+} dec_rope_args;
+
+/* k and v of row r (from qkv) into the cache at token slot out_loc[r]. */
+typedef struct dec_kv_write_args {
+  const float *qkv;
+  const int32_t *out_loc;
+  float *k_cache; /* this layer's [pages][page_size][heads][head_dim] */
+  float *v_cache;
+  int32_t rows, heads, head_dim, page_size, pages;
+} dec_kv_write_args;
+
+/*
+ * Paged attention for one query token per row. Row r's query is
+ * q = qkv[cu_seqlens_q[r]] (decode: r itself); its keys are the first
+ * seq_lens[r] tokens of its sequence, token t at slot
+ * page_table[r][t / page_size] * page_size + t % page_size. Scores go to
+ * scores[cu_seqlens_k[r] * heads ...] (the prefix sums of seq_lens), then
+ * softmax (max-subtracted), then out[r] = sum_t p_t v_t per head. A row
+ * with seq_len 0 (padding) gets zeros.
+ */
+typedef struct dec_attention_args {
+  const float *qkv;
+  const int32_t *page_table; /* [rows][pages_per_seq] */
+  const int32_t *seq_lens;
+  const int32_t *cu_seqlens_k; /* [rows + 1] */
+  const int32_t *cu_seqlens_q; /* [rows + 1] */
+  const float *k_cache;
+  const float *v_cache;
+  float *scores; /* [total tokens][heads] */
+  float *out;    /* [rows][heads * head_dim] */
+  int32_t rows, heads, head_dim, page_size, pages_per_seq;
+  float scale;
+} dec_attention_args;
+
+/* out[r][i] = silu(gate_up[r][i]) * gate_up[r][mlp + i]. */
+typedef struct dec_swiglu_args {
+  const float *gate_up; /* [rows][2 * mlp] */
+  float *out;           /* [rows][mlp] */
+  int32_t rows, mlp;
+} dec_swiglu_args;
+
+/* ids[r] = the first n with the largest logits[r][n]. */
+typedef struct dec_argmax_args {
+  const float *logits; /* [rows][vocab] */
+  int32_t *ids;
+  int32_t rows, vocab;
+} dec_argmax_args;
+
+extern const cgr_kernel dec_kernel_embed;
+extern const cgr_kernel dec_kernel_rmsnorm;
+extern const cgr_kernel dec_kernel_matmul;
+extern const cgr_kernel dec_kernel_rope;
+extern const cgr_kernel dec_kernel_kv_write;
+extern const cgr_kernel dec_kernel_attention;
+extern const cgr_kernel dec_kernel_swiglu;
+extern const cgr_kernel dec_kernel_argmax;
+
+/* CUDA launchers (kernels.cu), each returns a cudaError_t. */
+int dec_cuda_embed(void *stream, const void *args);
+int dec_cuda_rmsnorm(void *stream, const void *args);
+int dec_cuda_matmul(void *stream, const void *args);
+int dec_cuda_rope(void *stream, const void *args);
+int dec_cuda_kv_write(void *stream, const void *args);
+int dec_cuda_attention(void *stream, const void *args);
+int dec_cuda_swiglu(void *stream, const void *args);
+int dec_cuda_argmax(void *stream, const void *args);
+
+/* Host twins (host_kernels.c). */
+void dec_host_embed(const void *args);
+void dec_host_rmsnorm(const void *args);
+void dec_host_matmul(const void *args);
+void dec_host_rope(const void *args);
+void dec_host_kv_write(const void *args);
+void dec_host_attention(const void *args);
+void dec_host_swiglu(const void *args);
+void dec_host_argmax(const void *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CGR_EXAMPLE_DECODE_KERNELS_H */
