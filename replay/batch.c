@@ -346,3 +346,8 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
   input->gather_index = row_index;
   return CGR_OK;
 }
+
+void cgr_batch_discard(cgr_batch *batch) {
+  if (batch != NULL)
+    batch->open = 0;
+}

@@ -665,6 +665,16 @@ static void test_bad_batches_are_rejected_and_change_nothing(void **state) {
   assert_cgr_status(rt, cgr_replay(rt, batch, &ticket), CGR_E_INVALID_ARGUMENT);
   assert_last_error_contains(rt, "marked unchanged");
 
+  /* A batch the caller gives up on changes nothing either. */
+  assert_cgr_ok(rt, cgr_batch_begin(rt, 4, &batch));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m.ids, CGR_SOURCE_HOST, data, 16));
+  cgr_batch_discard(batch);
+  cgr_batch_discard(batch); /* closed already: a no-op */
+  cgr_batch_discard(NULL);
+  assert_cgr_status(rt,
+                    cgr_batch_input(batch, m.pos, CGR_SOURCE_HOST, data, 16),
+                    CGR_E_INVALID_STATE);
+
   /* The ticket sequence and the sets are as they were. */
   step_record next;
   one_host_step(rt, &m, 7, &c, &next);

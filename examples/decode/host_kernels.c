@@ -16,12 +16,12 @@
 #define CUDA_LAUNCHER(fn) NULL
 #endif
 
-#define KERNEL(name)                                                           \
-  const cgr_kernel dec_kernel_##name = {                                       \
-      .name = "decode_" #name,                                                 \
-      .args_size = sizeof(dec_##name##_args),                                  \
-      .cuda_launch = CUDA_LAUNCHER(dec_cuda_##name),                           \
-      .host_run = dec_host_##name,                                             \
+#define KERNEL(kernel)                                                         \
+  const cgr_kernel dec_kernel_##kernel = {                                     \
+      .name = "decode_" #kernel,                                               \
+      .args_size = sizeof(dec_##kernel##_args),                                \
+      .cuda_launch = CUDA_LAUNCHER(dec_cuda_##kernel),                         \
+      .host_run = dec_host_##kernel,                                           \
   };
 KERNEL(embed)
 KERNEL(rmsnorm)
@@ -60,16 +60,30 @@ void dec_host_rmsnorm(const void *opaque) {
   }
 }
 
+/* k outer, n inner, over blocks of outputs: each y[n] still sums its
+ * products in k order (the order the contract names), while w is read
+ * along its rows instead of down its columns. */
+enum { MATMUL_BLOCK = 1024 };
+
 void dec_host_matmul(const void *opaque) {
   const dec_matmul_args *a = opaque;
+  float sum[MATMUL_BLOCK];
   for (int32_t r = 0; r < a->rows; ++r) {
     const float *x = a->x + (int64_t)r * a->in;
     float *y = a->y + (int64_t)r * a->out;
-    for (int32_t n = 0; n < a->out; ++n) {
-      float sum = 0.0f;
-      for (int32_t k = 0; k < a->in; ++k)
-        sum += x[k] * a->w[(int64_t)k * a->out + n];
-      y[n] = a->accumulate ? y[n] + sum : sum;
+    for (int32_t first = 0; first < a->out; first += MATMUL_BLOCK) {
+      int32_t count =
+          a->out - first < MATMUL_BLOCK ? a->out - first : MATMUL_BLOCK;
+      for (int32_t n = 0; n < count; ++n)
+        sum[n] = 0.0f;
+      for (int32_t k = 0; k < a->in; ++k) {
+        const float *w = a->w + (int64_t)k * a->out + first;
+        float xk = x[k];
+        for (int32_t n = 0; n < count; ++n)
+          sum[n] += xk * w[n];
+      }
+      for (int32_t n = 0; n < count; ++n)
+        y[first + n] = a->accumulate ? y[first + n] + sum[n] : sum[n];
     }
   }
 }
@@ -126,8 +140,8 @@ void dec_host_attention(const void *opaque) {
         continue;
       float max = -INFINITY;
       for (int32_t t = 0; t < len; ++t) {
-        int64_t slot = (int64_t)pages[t / a->page_size] * a->page_size +
-                       t % a->page_size;
+        int64_t slot =
+            (int64_t)pages[t / a->page_size] * a->page_size + t % a->page_size;
         const float *k = a->k_cache + slot * width + h * a->head_dim;
         float dot = 0.0f;
         for (int32_t d = 0; d < a->head_dim; ++d)
@@ -144,8 +158,8 @@ void dec_host_attention(const void *opaque) {
         sum += p;
       }
       for (int32_t t = 0; t < len; ++t) {
-        int64_t slot = (int64_t)pages[t / a->page_size] * a->page_size +
-                       t % a->page_size;
+        int64_t slot =
+            (int64_t)pages[t / a->page_size] * a->page_size + t % a->page_size;
         const float *v = a->v_cache + slot * width + h * a->head_dim;
         float p = scores[(int64_t)t * a->heads + h] / sum;
         for (int32_t d = 0; d < a->head_dim; ++d)

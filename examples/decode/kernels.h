@@ -39,7 +39,8 @@ typedef struct dec_rmsnorm_args {
 } dec_rmsnorm_args;
 
 /* y[r][n] = (accumulate ? y[r][n] : 0) + sum_k x[r][k] * w[k][n]. The sum
- * runs k = 0, 1, ... in order on the host; any order on the GPU. */
+ * runs k = 0, 1, ... in order on the host; any order on the GPU. x and y
+ * must not overlap. */
 typedef struct dec_matmul_args {
   const float *x; /* [rows][in] */
   const float *w; /* [in][out] */
@@ -71,10 +72,14 @@ typedef struct dec_kv_write_args {
  * Paged attention for one query token per row. Row r's query is
  * q = qkv[cu_seqlens_q[r]] (decode: r itself); its keys are the first
  * seq_lens[r] tokens of its sequence, token t at slot
- * page_table[r][t / page_size] * page_size + t % page_size. Scores go to
- * scores[cu_seqlens_k[r] * heads ...] (the prefix sums of seq_lens), then
- * softmax (max-subtracted), then out[r] = sum_t p_t v_t per head. A row
- * with seq_len 0 (padding) gets zeros.
+ * page_table[r][t / page_size] * page_size + t % page_size. `scores` is
+ * scratch: row r uses entries [cu_seqlens_k[r] * heads, ...) (the prefix
+ * sums of seq_lens) and leaves unnormalized exp(score - max) there. Then
+ * out[r] = sum_t p_t v_t / sum_t p_t per head. A row with seq_len 0
+ * (padding) gets zeros. Trusted, not checked: page_table entries name
+ * pages of the cache, seq_lens[r] <= pages_per_seq * page_size, and
+ * cu_seqlens_k holds the prefix sums of seq_lens (the slots' declared pad
+ * values and validation mode keep padded rows within these).
  */
 typedef struct dec_attention_args {
   const float *qkv;

@@ -622,6 +622,11 @@ CGR_API cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
                                       const void *new_rows,
                                       size_t new_rows_bytes);
 
+/* Closes an open batch without replaying it (the caller found a problem
+ * while filling it): nothing changes and the next cgr_batch_begin works.
+ * NULL or a closed batch is a no-op. */
+CGR_API void cgr_batch_discard(cgr_batch *batch);
+
 /* What a replay returns: which step, bucket and buffer set. A value. */
 typedef struct cgr_ticket {
   uint64_t step; /* 0, 1, 2, ... per runtime */

@@ -1,0 +1,437 @@
+/*
+ * cgr-decode: a complete decode loop on cgr. A small transformer with
+ * random weights serves a seeded trace of requests over a paged KV cache;
+ * decode steps replay CUDA graphs (or the host backend's), prompts prefill
+ * eagerly, sampled tokens flow back on the device. Prints throughput,
+ * latency, capture cost, memory, and with --check a verdict against eager
+ * steps and the plain-C reference.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cgr/cgr.h>
+
+#include "model.h"
+#include "serve.h"
+
+typedef struct options {
+  cgr_backend_kind backend;
+  cgr_replay_mode mode;
+  dec_config model;
+  dec_trace_config trace;
+  int32_t max_seq; /* tokens */
+  int check, json, progress, no_reference;
+} options;
+
+static void usage(FILE *to) {
+  fprintf(
+      to,
+      "usage: cgr-decode [options]\n"
+      "  --mode eager|naive|fused|double|ingraph  replay mode (double)\n"
+      "  --backend auto|cuda|host   (auto)\n"
+      "  --steps N        decode steps at most (0: until the trace ends)\n"
+      "  --requests N     requests in the trace (24)\n"
+      "  --max-batch N    requests decoding at once, 1-256 (8)\n"
+      "  --prompt N       prompt lengths 1..N (8)\n"
+      "  --new N          generated tokens per request 1..N (24)\n"
+      "  --seed N         trace and weights seed (1)\n"
+      "  --check          compare every step with an eager run, and\n"
+      "                   tokens with the plain-C reference (small models)\n"
+      "  --no-reference   with --check, skip the plain-C reference\n"
+      "  --json           one JSON object instead of the report\n"
+      "  --quiet          no progress lines\n"
+      "  --layers N --hidden N --heads N --head-dim N --mlp N --vocab N\n"
+      "  --pages N        KV pages of 16 tokens (1024)\n"
+      "  --max-seq N      longest sequence in tokens (512)\n");
+}
+
+static int parse_int(const char *text, long min, long max, long *out) {
+  char *end = NULL;
+  long value = strtol(text, &end, 10);
+  if (end == text || *end != '\0' || value < min || value > max)
+    return 0;
+  *out = value;
+  return 1;
+}
+
+static const char *const mode_names[] = {"naive", "fused", "double", "ingraph",
+                                         "eager"};
+
+static int parse_options(int argc, char **argv, options *o) {
+  memset(o, 0, sizeof *o);
+  dec_config_default(&o->model);
+  o->backend = CGR_BACKEND_AUTO;
+  o->mode = CGR_REPLAY_DOUBLE_BUFFERED;
+  o->progress = 1;
+  o->max_seq = 512;
+  o->trace = (dec_trace_config){.requests = 24,
+                                .max_prompt = 8,
+                                .max_new = 24,
+                                .max_batch = 8,
+                                .max_steps = 0,
+                                .seed = 1};
+  for (int i = 1; i < argc; ++i) {
+    const char *arg = argv[i];
+    const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+    long n = 0;
+    if (strcmp(arg, "--help") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (strcmp(arg, "--check") == 0) {
+      o->check = 1;
+      continue;
+    } else if (strcmp(arg, "--json") == 0) {
+      o->json = 1;
+      continue;
+    } else if (strcmp(arg, "--no-reference") == 0) {
+      o->no_reference = 1;
+      continue;
+    } else if (strcmp(arg, "--quiet") == 0) {
+      o->progress = 0;
+      continue;
+    }
+    if (value == NULL) {
+      fprintf(stderr, "cgr-decode: %s needs a value\n", arg);
+      return 0;
+    }
+    ++i;
+    if (strcmp(arg, "--mode") == 0) {
+      int found = 0;
+      for (int m = 0; m < 5; ++m)
+        if (strcmp(value, mode_names[m]) == 0) {
+          o->mode = (cgr_replay_mode)m;
+          found = 1;
+        }
+      if (!found) {
+        fprintf(stderr,
+                "cgr-decode: --mode %s: not eager, naive, fused, "
+                "double or ingraph\n",
+                value);
+        return 0;
+      }
+      continue;
+    }
+    if (strcmp(arg, "--backend") == 0) {
+      if (strcmp(value, "auto") == 0)
+        o->backend = CGR_BACKEND_AUTO;
+      else if (strcmp(value, "cuda") == 0)
+        o->backend = CGR_BACKEND_CUDA;
+      else if (strcmp(value, "host") == 0)
+        o->backend = CGR_BACKEND_HOST;
+      else {
+        fprintf(stderr, "cgr-decode: --backend %s: not auto, cuda or host\n",
+                value);
+        return 0;
+      }
+      continue;
+    }
+    struct {
+      const char *name;
+      long min, max;
+      int32_t *field32;
+      int64_t *field64;
+      uint64_t *field_u64;
+    } ints[] = {
+        {"--steps", 0, 100000000, NULL, &o->trace.max_steps, NULL},
+        {"--requests", 0, 1000000, &o->trace.requests, NULL, NULL},
+        {"--max-batch", 1, 256, &o->trace.max_batch, NULL, NULL},
+        {"--prompt", 1, 4096, &o->trace.max_prompt, NULL, NULL},
+        {"--new", 1, 4096, &o->trace.max_new, NULL, NULL},
+        {"--seed", 0, 1L << 30, NULL, NULL, &o->trace.seed},
+        {"--layers", 0, 256, &o->model.layers, NULL, NULL},
+        {"--hidden", 1, 1 << 16, &o->model.hidden, NULL, NULL},
+        {"--heads", 1, 1024, &o->model.heads, NULL, NULL},
+        {"--head-dim", 1, 1024, &o->model.head_dim, NULL, NULL},
+        {"--mlp", 1, 1 << 18, &o->model.mlp, NULL, NULL},
+        {"--vocab", 2, 1 << 20, &o->model.vocab, NULL, NULL},
+        {"--pages", 2, 1 << 24, &o->model.pages, NULL, NULL},
+        {"--max-seq", 1, 1 << 20, &o->max_seq, NULL, NULL},
+    };
+    int matched = 0;
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; ++k) {
+      if (strcmp(arg, ints[k].name) != 0)
+        continue;
+      matched = 1;
+      if (!parse_int(value, ints[k].min, ints[k].max, &n)) {
+        fprintf(stderr,
+                "cgr-decode: %s %s: expected an integer from %ld to "
+                "%ld\n",
+                arg, value, ints[k].min, ints[k].max);
+        return 0;
+      }
+      if (ints[k].field32 != NULL)
+        *ints[k].field32 = (int32_t)n;
+      else if (ints[k].field64 != NULL)
+        *ints[k].field64 = n;
+      else
+        *ints[k].field_u64 = (uint64_t)n;
+    }
+    if (!matched) {
+      fprintf(stderr, "cgr-decode: unknown option %s\n", arg);
+      return 0;
+    }
+  }
+  /* --max-seq is given in tokens; the page table holds pages. */
+  o->model.pages_per_seq =
+      (o->max_seq + o->model.page_size - 1) / o->model.page_size;
+  o->model.seed = o->trace.seed;
+  return 1;
+}
+
+/* ---- runtime, model, capture ------------------------------------------------
+ */
+
+/* The buckets a batch of at most max_batch requests uses: the serving
+ * engines' list (1, 2, 4, 8, then every 8), cut at max_batch. */
+static size_t buckets_for(int32_t max_batch, uint32_t *out) {
+  size_t n = 0;
+  for (uint32_t b = 1; b <= 8 && (int32_t)b < max_batch; b *= 2)
+    out[n++] = b;
+  for (uint32_t b = 16; (int32_t)b < max_batch; b += 8)
+    out[n++] = b;
+  out[n++] = (uint32_t)max_batch;
+  return n;
+}
+
+typedef struct engine {
+  cgr_runtime *rt;
+  dec_model model;
+  int has_model;
+  double capture_ms;
+} engine;
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int engine_open(engine *e, const options *o, cgr_replay_mode mode,
+                       const uint32_t *buckets, size_t bucket_count) {
+  memset(e, 0, sizeof *e);
+  cgr_config config;
+  cgr_config_init(&config);
+  config.backend = o->backend;
+  config.buckets = buckets;
+  config.bucket_count = bucket_count;
+  config.replay_mode = mode;
+  config.validate = o->check;
+  cgr_status status = cgr_runtime_create(&config, &e->rt);
+  if (status != CGR_OK) {
+    fprintf(stderr, "cgr-decode: %s: %s\n", cgr_status_name(status),
+            cgr_last_error(NULL));
+    return 0;
+  }
+  char why[512];
+  status = dec_model_create(e->rt, &o->model, &e->model, why, sizeof why);
+  if (status != CGR_OK) {
+    fprintf(stderr, "cgr-decode: %s: %s\n", cgr_status_name(status), why);
+    return 0;
+  }
+  e->has_model = 1;
+  double start = now_ms();
+  status = cgr_capture(e->rt, dec_step, &e->model);
+  e->capture_ms = now_ms() - start;
+  if (status != CGR_OK) {
+    fprintf(stderr, "cgr-decode: capture: %s: %s\n", cgr_status_name(status),
+            cgr_last_error(e->rt));
+    return 0;
+  }
+  return 1;
+}
+
+static void engine_close(engine *e) {
+  /* The graphs read the model's memory: the runtime goes first. */
+  cgr_runtime *rt = e->rt;
+  if (rt != NULL)
+    cgr_synchronize(rt);
+  cgr_runtime_destroy(rt);
+  if (e->has_model)
+    dec_model_destroy(&e->model);
+  e->rt = NULL;
+}
+
+/* ---- report
+ * -------------------------------------------------------------------- */
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double percentile(double *sorted, int64_t n, double p) {
+  if (n == 0)
+    return 0.0;
+  int64_t i = (int64_t)(p * (double)(n - 1) + 0.5);
+  return sorted[i];
+}
+
+static const char *mode_label(cgr_replay_mode mode) {
+  static const char *const labels[] = {"naive", "fused", "double_buffered",
+                                       "in_graph", "eager"};
+  return labels[mode];
+}
+
+static void report(const options *o, const engine *e,
+                   const dec_run_stats *stats, int reference_run) {
+  cgr_capture_stats capture;
+  cgr_capture_stats_get(e->rt, &capture);
+  int64_t n = stats->decode_steps;
+  double *sorted = malloc((size_t)(n ? n : 1) * sizeof(double));
+  if (sorted != NULL && n > 0) {
+    memcpy(sorted, stats->step_ms, (size_t)n * sizeof(double));
+    qsort(sorted, (size_t)n, sizeof(double), by_value);
+  }
+  double p50 = sorted ? percentile(sorted, n, 0.5) : 0.0;
+  double p99 = sorted ? percentile(sorted, n, 0.99) : 0.0;
+  free(sorted);
+  double tokens_per_s =
+      stats->seconds > 0 ? (double)stats->tokens / stats->seconds : 0.0;
+  int on_host = cgr_backend(e->rt) == CGR_BACKEND_HOST;
+  const dec_config *c = &o->model;
+  double mean = n > 0 ? 1.0 / (double)n : 0.0;
+  const char *verdict =
+      !o->check ? "not run"
+      : stats->mismatched_steps == 0 &&
+              (stats->reference_tokens < 0 || stats->reference_mismatches == 0)
+          ? "pass"
+          : "FAIL";
+  if (o->json) {
+    printf("{\"program\":\"cgr-decode\",\"cgr\":\"%s\",\"backend\":\"%s\","
+           "\"backend_reason\":\"%s\",\"timing\":\"%s\",\"mode\":\"%s\","
+           "\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"head_dim\":%d,"
+           "\"mlp\":%d,\"vocab\":%d,\"requests\":%d,\"max_batch\":%d,"
+           "\"seed\":%llu,\"decode_steps\":%lld,\"prefill_steps\":%lld,"
+           "\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.2f,"
+           "\"step_p50_ms\":%.4f,\"step_p99_ms\":%.4f,\"prepare_ms\":%.4f,"
+           "\"replay_ms\":%.4f,\"rest_ms\":%.4f,\"host_waits\":%lld,"
+           "\"buckets\":%llu,\"graphs\":%llu,\"capture_ms\":%.1f,"
+           "\"arena_bytes\":%llu,\"slot_bytes\":%llu,\"weight_bytes\":%zu,"
+           "\"kv_bytes\":%zu,\"token_hash\":\"%016llx\",\"check\":\"%s\","
+           "\"checked_steps\":%lld,\"mismatched_steps\":%lld,"
+           "\"max_logit_diff\":%g,\"reference_tokens\":%lld,"
+           "\"reference_mismatches\":%lld}\n",
+           cgr_version_string(), cgr_backend_name(e->rt),
+           cgr_backend_reason(e->rt), on_host ? "cpu" : "gpu",
+           mode_label(o->mode), c->layers, c->hidden, c->heads, c->head_dim,
+           c->mlp, c->vocab, o->trace.requests, o->trace.max_batch,
+           (unsigned long long)o->trace.seed, (long long)n,
+           (long long)stats->prefill_steps, (long long)stats->tokens,
+           stats->seconds, tokens_per_s, p50, p99, stats->prepare_ms * mean,
+           stats->replay_ms * mean, stats->rest_ms * mean,
+           (long long)stats->host_waits, (unsigned long long)capture.buckets,
+           (unsigned long long)capture.graphs, e->capture_ms,
+           (unsigned long long)capture.arena_bytes,
+           (unsigned long long)capture.slot_bytes, e->model.weight_bytes,
+           2 * e->model.cache_bytes, (unsigned long long)stats->token_hash,
+           verdict, (long long)stats->checked_steps,
+           (long long)stats->mismatched_steps, (double)stats->max_logit_diff,
+           (long long)stats->reference_tokens,
+           (long long)stats->reference_mismatches);
+    return;
+  }
+  printf("cgr-decode %s: backend %s (%s)\n", cgr_version_string(),
+         cgr_backend_name(e->rt), cgr_backend_reason(e->rt));
+  if (on_host)
+    printf("  no GPU in use: the host backend runs the same engine on CPU "
+           "threads; every time below is a CPU time\n");
+  printf("model: %d layers, hidden %d, %d heads x %d, MLP %d, vocab %d, fp32; "
+         "KV cache %d pages x %d tokens\n",
+         c->layers, c->hidden, c->heads, c->head_dim, c->mlp, c->vocab,
+         c->pages, c->page_size);
+  printf("trace: %d requests, prompts 1-%d, new tokens 1-%d, batch up to %d, "
+         "seed %llu; mode %s\n",
+         o->trace.requests, o->trace.max_prompt, o->trace.max_new,
+         o->trace.max_batch, (unsigned long long)o->trace.seed,
+         mode_label(o->mode));
+  printf("capture: %llu buckets x 2 sets = %llu graphs in %.1f ms\n",
+         (unsigned long long)capture.buckets,
+         (unsigned long long)capture.graphs, e->capture_ms);
+  printf("memory: arena %.2f MiB (shared by all buckets), slots %.2f MiB, "
+         "weights %.2f MiB, KV cache %.2f MiB\n",
+         (double)capture.arena_bytes / 1048576.0,
+         (double)capture.slot_bytes / 1048576.0,
+         (double)e->model.weight_bytes / 1048576.0,
+         2.0 * (double)e->model.cache_bytes / 1048576.0);
+  printf("served: %lld decode steps, %lld prefill steps, %lld tokens in "
+         "%.2f s: %.1f tokens/s\n",
+         (long long)n, (long long)stats->prefill_steps,
+         (long long)stats->tokens, stats->seconds, tokens_per_s);
+  printf("decode step (host clock): p50 %.3f ms, p99 %.3f ms; mean prepare "
+         "%.3f ms, replay %.3f ms, rest %.3f ms; the host waited for the "
+         "device %lld times (before prefills%s)\n",
+         p50, p99, stats->prepare_ms * mean, stats->replay_ms * mean,
+         stats->rest_ms * mean, (long long)stats->host_waits,
+         o->mode == CGR_REPLAY_IN_GRAPH
+             ? "; in-graph mode takes no feedback: each step's tokens are "
+               "read before the next"
+             : "");
+  printf("tokens: hash %016llx (identical in every mode)\n",
+         (unsigned long long)stats->token_hash);
+  if (o->check)
+    printf("check: %s: %lld steps compared with eager runs, %lld "
+           "mismatched, max logit difference %g; plain-C reference: %s\n",
+           verdict, (long long)stats->checked_steps,
+           (long long)stats->mismatched_steps, (double)stats->max_logit_diff,
+           reference_run ? (stats->reference_mismatches == 0 ? "tokens equal"
+                                                             : "tokens DIFFER")
+                         : (o->no_reference ? "skipped (--no-reference)"
+                                            : "skipped (model too large)"));
+  else
+    printf("check: not run (--check compares every step with an eager run)\n");
+}
+
+/* The plain-C reference recomputes every token: only small models. */
+static int small_model(const dec_config *c) {
+  return (int64_t)c->layers * c->hidden * (c->hidden + c->mlp) <= 4000000 &&
+         c->vocab <= 8192;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  if (!parse_options(argc, argv, &o)) {
+    usage(stderr);
+    return 2;
+  }
+  const char *problem = dec_config_problem(&o.model);
+  if (problem != NULL) {
+    fprintf(stderr, "cgr-decode: %s\n", problem);
+    return 2;
+  }
+  uint32_t buckets[64];
+  size_t bucket_count = buckets_for(o.trace.max_batch, buckets);
+  engine main_engine, check_engine;
+  int ok = engine_open(&main_engine, &o, o.mode, buckets, bucket_count);
+  int checking = ok && o.check;
+  if (checking)
+    ok =
+        engine_open(&check_engine, &o, CGR_REPLAY_EAGER, buckets, bucket_count);
+  int status = 1;
+  if (ok) {
+    dec_run_stats stats;
+    char why[512];
+    int reference = checking && !o.no_reference && small_model(&o.model);
+    cgr_status served =
+        dec_serve(&main_engine.model, checking ? &check_engine.model : NULL,
+                  reference, &o.trace, o.mode, o.progress && !o.json, &stats,
+                  why, sizeof why);
+    if (served != CGR_OK) {
+      fprintf(stderr, "cgr-decode: %s: %s\n", cgr_status_name(served), why);
+      status = served == CGR_E_INVALID_ARGUMENT ? 2 : 1;
+    } else {
+      report(&o, &main_engine, &stats, reference);
+      status = o.check && (stats.mismatched_steps != 0 ||
+                           stats.reference_mismatches > 0)
+                   ? 1
+                   : 0;
+    }
+    dec_run_stats_free(&stats);
+  }
+  if (checking)
+    engine_close(&check_engine);
+  engine_close(&main_engine);
+  return status;
+}

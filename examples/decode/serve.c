@@ -1,0 +1,648 @@
+/*
+ * The serving loop: admit requests while pages and rows allow, prefill
+ * their prompts in one eager step, then decode the running batch step by
+ * step through cgr. Sampled tokens flow into the next step on the device
+ * (feedback); the host reads each step's tokens one step late, while the
+ * next step already runs, the way a serving engine streams them out.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include "serve.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static uint64_t next_random(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * UINT64_C(2685821657736338717);
+}
+
+typedef struct request {
+  int32_t id, prompt_len, max_new;
+  int32_t *prompt;
+  int32_t length;      /* tokens in the KV cache */
+  int32_t generated;   /* tokens sampled so far */
+  int32_t token;       /* the next input token, when the host knows it */
+  int32_t check_token; /* the same for the check model */
+  int32_t row;         /* row in the last decode step, -1 if none */
+  int32_t *pages;
+  int32_t page_count;
+  dec_reference ref;
+  int has_ref;
+} request;
+
+/* Everything one run holds. */
+typedef struct server {
+  dec_model *model, *check;
+  const dec_config *config;
+  const dec_trace_config *trace;
+  int reference;
+  request *requests;
+  request **active; /* in row order */
+  int32_t active_count;
+  int32_t *free_pages;
+  int32_t free_count;
+  /* A decode step whose tokens the host has not read yet. */
+  int pending;
+  cgr_ticket pending_ticket;
+  request *pending_rows[4096];
+  int32_t pending_count;
+  int32_t *check_ids;  /* the check model's tokens of the pending step */
+  float *check_logits; /* ... and its logits */
+  int feed_ok; /* the last step was a graph replay the next may continue */
+  cgr_replay_mode mode; /* the decode steps' mode */
+  dec_run_stats *stats;
+  char *why;
+  size_t why_size;
+} server;
+
+static cgr_status fail(server *s, cgr_status status, const char *what) {
+  snprintf(s->why, s->why_size, "%s: %s: %s", what, cgr_status_name(status),
+           cgr_last_error(s->model->rt));
+  return status;
+}
+
+static int32_t pages_needed(const server *s, const request *r) {
+  int32_t tokens = r->prompt_len + r->max_new;
+  return (tokens + s->config->page_size - 1) / s->config->page_size;
+}
+
+static void hash_token(server *s, const request *r, int32_t token) {
+  uint64_t h = s->stats->token_hash ? s->stats->token_hash
+                                    : UINT64_C(1469598103934665603);
+  uint64_t values[2] = {(uint64_t)r->id, (uint64_t)(uint32_t)token};
+  for (int i = 0; i < 2; ++i)
+    for (int b = 0; b < 8; ++b) {
+      h ^= (values[i] >> (8 * b)) & 0xFF;
+      h *= UINT64_C(1099511628211);
+    }
+  s->stats->token_hash = h;
+  s->stats->tokens++;
+}
+
+/* ---- one step's inputs ------------------------------------------------------
+ */
+
+typedef struct rows {
+  int32_t count;
+  int32_t *ids, *positions, *seq_lens, *cu_k, *out_loc, *page_table;
+  int32_t *prev_rows; /* feedback */
+} rows;
+
+static int rows_alloc(rows *r, int32_t count, int32_t width) {
+  memset(r, 0, sizeof *r);
+  r->count = count;
+  r->ids = calloc((size_t)count, 4);
+  r->positions = calloc((size_t)count, 4);
+  r->seq_lens = calloc((size_t)count, 4);
+  r->cu_k = calloc((size_t)count + 1, 4);
+  r->out_loc = calloc((size_t)count, 4);
+  r->page_table = calloc((size_t)count * width, 4);
+  r->prev_rows = calloc((size_t)count, 4);
+  return r->ids && r->positions && r->seq_lens && r->cu_k && r->out_loc &&
+         r->page_table && r->prev_rows;
+}
+
+static void rows_free(rows *r) {
+  free(r->ids);
+  free(r->positions);
+  free(r->seq_lens);
+  free(r->cu_k);
+  free(r->out_loc);
+  free(r->page_table);
+  free(r->prev_rows);
+}
+
+/* Row j holds token `token` of request `req` at position `position`. */
+static void set_row(const server *s, rows *r, int32_t j, const request *req,
+                    int32_t token, int32_t position) {
+  const dec_config *c = s->config;
+  r->ids[j] = token;
+  r->positions[j] = position;
+  r->seq_lens[j] = position + 1;
+  r->cu_k[j + 1] = r->cu_k[j] + position + 1;
+  r->out_loc[j] = req->pages[position / c->page_size] * c->page_size +
+                  position % c->page_size;
+  int32_t *table = r->page_table + (size_t)j * c->pages_per_seq;
+  for (int32_t p = 0; p < c->pages_per_seq; ++p)
+    table[p] = p < req->page_count ? req->pages[p] : dec_dummy_page(c);
+}
+
+/* Gives a batch its rows: every slot from the host, input_ids by feedback
+ * when `feedback`. */
+static cgr_status give(const server *s, const dec_model *m, cgr_batch *batch,
+                       const rows *r, int feedback) {
+  const dec_config *c = s->config;
+  size_t n = (size_t)r->count;
+  cgr_status status =
+      feedback
+          ? cgr_batch_feedback(batch, m->slot.input_ids, r->prev_rows, NULL, 0)
+          : cgr_batch_input(batch, m->slot.input_ids, CGR_SOURCE_HOST, r->ids,
+                            n * 4);
+  if (status == CGR_OK)
+    status = cgr_batch_input(batch, m->slot.positions, CGR_SOURCE_HOST,
+                             r->positions, n * 4);
+  if (status == CGR_OK)
+    status = cgr_batch_input(batch, m->slot.seq_lens, CGR_SOURCE_HOST,
+                             r->seq_lens, n * 4);
+  if (status == CGR_OK)
+    status = cgr_batch_input(batch, m->slot.cu_seqlens_k, CGR_SOURCE_HOST,
+                             r->cu_k, (n + 1) * 4);
+  if (status == CGR_OK)
+    status = cgr_batch_input(batch, m->slot.out_loc, CGR_SOURCE_HOST,
+                             r->out_loc, n * 4);
+  if (status == CGR_OK)
+    status = cgr_batch_input(batch, m->slot.page_table, CGR_SOURCE_HOST,
+                             r->page_table, n * c->pages_per_seq * 4);
+  return status;
+}
+
+/* Opens a batch on m, gives it `r`, replays it. A batch refused halfway is
+ * discarded, its message kept. */
+static cgr_status run(const server *s, dec_model *m, const rows *r,
+                      int feedback, cgr_ticket *ticket) {
+  cgr_batch *batch = NULL;
+  cgr_status status = cgr_batch_begin(m->rt, (uint32_t)r->count, &batch);
+  if (status != CGR_OK)
+    return status;
+  status = give(s, m, batch, r, feedback);
+  if (status != CGR_OK) {
+    cgr_batch_discard(batch);
+    return status;
+  }
+  return cgr_replay(m->rt, batch, ticket);
+}
+
+/* Reads `count` next_ids (and logits when not NULL) of a finished step. */
+static cgr_status read_outputs(const dec_model *m, const cgr_ticket *ticket,
+                               int32_t *ids, float *logits, int32_t count) {
+  void *device = NULL;
+  cgr_status status = cgr_ticket_wait(m->rt, ticket);
+  if (status == CGR_OK)
+    status = cgr_output(m->rt, ticket, m->slot.next_ids, &device);
+  if (status == CGR_OK)
+    status = dec_read_device(m, ids, device, (size_t)count * 4);
+  if (status == CGR_OK && logits != NULL) {
+    status = cgr_output(m->rt, ticket, m->slot.logits, &device);
+    if (status == CGR_OK)
+      status = dec_read_device(m, logits, device,
+                               (size_t)count * m->config.vocab * 4);
+  }
+  return status;
+}
+
+/* Compares one step of the model with the check model's run of it. */
+static void compare(server *s, const int32_t *ids, const float *logits,
+                    const int32_t *check_ids, const float *check_logits,
+                    int32_t count) {
+  int mismatch = 0;
+  size_t vocab = (size_t)s->config->vocab;
+  for (int32_t j = 0; j < count; ++j) {
+    mismatch |= ids[j] != check_ids[j];
+    for (size_t v = 0; v < vocab; ++v) {
+      float diff = fabsf(logits[j * vocab + v] - check_logits[j * vocab + v]);
+      if (!(diff <= s->stats->max_logit_diff)) /* NaN counts */
+        s->stats->max_logit_diff = isnan(diff) ? INFINITY : diff;
+    }
+  }
+  s->stats->checked_steps++;
+  s->stats->mismatched_steps += mismatch;
+}
+
+/* The plain-C reference's token for one request's next position. */
+static void check_reference(server *s, request *req, int32_t token_in,
+                            int32_t token_out) {
+  if (!req->has_ref)
+    return;
+  int32_t expected = dec_reference_step(&req->ref, token_in, NULL);
+  s->stats->reference_tokens++;
+  s->stats->reference_mismatches += expected != token_out;
+}
+
+/* ---- the pending step: tokens read one step late
+ * ------------------------------ */
+
+static void finish_request(server *s, request *req) {
+  for (int32_t p = 0; p < req->page_count; ++p)
+    s->free_pages[s->free_count++] = req->pages[p];
+  req->page_count = 0;
+  if (req->has_ref)
+    dec_reference_free(&req->ref);
+  req->has_ref = 0;
+}
+
+/* Reads the pending decode step's tokens (waiting for it), hashes them,
+ * and checks them against the check model's. */
+static cgr_status settle(server *s) {
+  if (!s->pending)
+    return CGR_OK;
+  s->pending = 0;
+  int32_t n = s->pending_count;
+  int32_t *ids = malloc((size_t)n * 4);
+  float *logits = s->check ? malloc((size_t)n * s->config->vocab * 4) : NULL;
+  cgr_status status = CGR_E_OUT_OF_MEMORY;
+  if (ids != NULL && (s->check == NULL || logits != NULL))
+    status = read_outputs(s->model, &s->pending_ticket, ids, logits, n);
+  if (status == CGR_OK) {
+    if (s->check != NULL)
+      compare(s, ids, logits, s->check_ids, s->check_logits, n);
+    for (int32_t j = 0; j < n; ++j) {
+      request *req = s->pending_rows[j];
+      hash_token(s, req, ids[j]);
+      req->token = ids[j];
+      if (req->generated >= req->max_new && req->page_count > 0)
+        finish_request(s, req);
+    }
+  } else {
+    fail(s, status, "reading a decode step's tokens");
+  }
+  free(ids);
+  free(logits);
+  return status;
+}
+
+/* ---- admission and prefill
+ * ----------------------------------------------------- */
+
+/* Prefills the prompts of `fresh` requests in one eager step on `m`; each
+ * request's first token is the one sampled at its last prompt row. */
+static cgr_status prefill(server *s, dec_model *m, request **fresh,
+                          int32_t count, int32_t *first_tokens) {
+  int32_t total = 0;
+  for (int32_t i = 0; i < count; ++i)
+    total += fresh[i]->prompt_len;
+  rows r;
+  if (!rows_alloc(&r, total, s->config->pages_per_seq)) {
+    rows_free(&r);
+    return CGR_E_OUT_OF_MEMORY;
+  }
+  int32_t j = 0;
+  for (int32_t i = 0; i < count; ++i)
+    for (int32_t t = 0; t < fresh[i]->prompt_len; ++t, ++j)
+      set_row(s, &r, j, fresh[i], fresh[i]->prompt[t], t);
+  cgr_ticket ticket;
+  int32_t *ids = malloc((size_t)total * 4);
+  cgr_status status = ids ? run(s, m, &r, 0, &ticket) : CGR_E_OUT_OF_MEMORY;
+  if (status == CGR_OK)
+    status = read_outputs(m, &ticket, ids, NULL, total);
+  if (status == CGR_OK) {
+    int32_t last = -1;
+    for (int32_t i = 0; i < count; ++i) {
+      last += fresh[i]->prompt_len;
+      first_tokens[i] = ids[last];
+    }
+  }
+  free(ids);
+  rows_free(&r);
+  return status;
+}
+
+/* Prefill runs in the eager mode, on the model (its decode mode restored
+ * after) and, in --check, on the check model (always eager). */
+static cgr_status prefill_all(server *s, request **fresh, int32_t count) {
+  int32_t *first = malloc((size_t)count * 4);
+  int32_t *check_first = malloc((size_t)count * 4);
+  cgr_status status = CGR_E_OUT_OF_MEMORY;
+  if (first != NULL && check_first != NULL)
+    status = cgr_set_replay_mode(s->model->rt, CGR_REPLAY_EAGER);
+  if (status == CGR_OK) {
+    status = prefill(s, s->model, fresh, count, first);
+    cgr_status restore = cgr_set_replay_mode(s->model->rt, s->mode);
+    if (status == CGR_OK)
+      status = restore;
+  }
+  if (status == CGR_OK && s->check != NULL)
+    status = prefill(s, s->check, fresh, count, check_first);
+  if (status != CGR_OK) {
+    free(first);
+    free(check_first);
+    return fail(s, status, "a prefill step");
+  }
+  s->stats->prefill_steps++;
+  if (s->check != NULL) {
+    s->stats->checked_steps++;
+    s->stats->mismatched_steps +=
+        memcmp(first, check_first, (size_t)count * 4) != 0;
+  }
+  for (int32_t i = 0; i < count; ++i) {
+    request *req = fresh[i];
+    req->length = req->prompt_len;
+    req->generated = 1;
+    req->token = first[i];
+    req->check_token = s->check ? check_first[i] : first[i];
+    req->row = -1;
+    hash_token(s, req, first[i]);
+    if (req->has_ref) {
+      int32_t expected = -1;
+      for (int32_t t = 0; t < req->prompt_len; ++t)
+        expected = dec_reference_step(&req->ref, req->prompt[t], NULL);
+      s->stats->reference_tokens++;
+      s->stats->reference_mismatches += expected != req->check_token;
+    }
+  }
+  free(first);
+  free(check_first);
+  return CGR_OK;
+}
+
+/*
+ * Admits queued requests while rows and pages allow, and prefills them. A
+ * prefill breaks the feedback chain (its tokens come back through the
+ * host), so the pending decode step is settled first.
+ */
+static cgr_status admit(server *s, int32_t *next_request) {
+  request *fresh[4096];
+  int32_t count = 0;
+  while (*next_request < s->trace->requests &&
+         s->active_count + count < s->trace->max_batch) {
+    request *req = &s->requests[*next_request];
+    int32_t need = pages_needed(s, req);
+    if (need > s->free_count)
+      break; /* wait for running requests to free pages */
+    req->pages = malloc((size_t)need * sizeof(int32_t));
+    if (req->pages == NULL)
+      return CGR_E_OUT_OF_MEMORY;
+    for (int32_t p = 0; p < need; ++p)
+      req->pages[p] = s->free_pages[--s->free_count];
+    req->page_count = need;
+    if (s->reference) {
+      if (!dec_reference_init(&req->ref, s->config, &s->model->host,
+                              req->prompt_len + req->max_new))
+        return CGR_E_OUT_OF_MEMORY;
+      req->has_ref = 1;
+    }
+    fresh[count++] = req;
+    ++*next_request;
+  }
+  if (count == 0)
+    return CGR_OK;
+  if (s->pending)
+    s->stats->host_waits++;
+  cgr_status status = settle(s);
+  if (status != CGR_OK)
+    return status;
+  status = prefill_all(s, fresh, count);
+  if (status != CGR_OK)
+    return status;
+  s->feed_ok = 0;
+  for (int32_t i = 0; i < count; ++i) {
+    if (fresh[i]->generated >= fresh[i]->max_new)
+      finish_request(s, fresh[i]); /* done at its first token */
+    else
+      s->active[s->active_count++] = fresh[i];
+  }
+  return CGR_OK;
+}
+
+/* ---- decode
+ * -------------------------------------------------------------------- */
+
+/* One decode step of every active request. */
+static cgr_status decode(server *s) {
+  double start = now_ms();
+  /* The in-graph mode loads host staging only: no feedback, so the host
+   * reads each step's tokens before building the next (and waits). */
+  if (s->mode == CGR_REPLAY_IN_GRAPH && s->pending) {
+    s->stats->host_waits++;
+    cgr_status settled = settle(s);
+    if (settled != CGR_OK)
+      return settled;
+    s->feed_ok = 0;
+  }
+  int32_t n = s->active_count;
+  rows r;
+  if (!rows_alloc(&r, n, s->config->pages_per_seq)) {
+    rows_free(&r);
+    return CGR_E_OUT_OF_MEMORY;
+  }
+  for (int32_t j = 0; j < n; ++j) {
+    request *req = s->active[j];
+    set_row(s, &r, j, req, req->token, req->length);
+    r.prev_rows[j] = req->row;
+  }
+  double prepared = now_ms();
+  /* The previous step is still unread: its tokens stay on the device and
+   * reach this step through feedback. */
+  cgr_ticket ticket;
+  cgr_status status = run(s, s->model, &r, s->feed_ok, &ticket);
+  double replayed = now_ms();
+  if (status != CGR_OK) {
+    rows_free(&r);
+    return fail(s, status, "a decode step");
+  }
+  /* Read the previous step's tokens now, while this one runs (and compare
+   * them before the check model's buffers move on). */
+  status = settle(s);
+  if (status != CGR_OK) {
+    rows_free(&r);
+    return status;
+  }
+  /* --check: the same step, eagerly, on the check model, with the tokens
+   * the host knows from the check model's own last step. */
+  if (s->check != NULL) {
+    for (int32_t j = 0; j < n; ++j)
+      r.ids[j] = s->active[j]->check_token;
+    cgr_ticket check_ticket;
+    status = run(s, s->check, &r, 0, &check_ticket);
+    if (status == CGR_OK)
+      status = read_outputs(s->check, &check_ticket, s->check_ids,
+                            s->check_logits, n);
+    if (status != CGR_OK) {
+      rows_free(&r);
+      return fail(s, status, "the check model's step");
+    }
+    for (int32_t j = 0; j < n; ++j) {
+      check_reference(s, s->active[j], s->active[j]->check_token,
+                      s->check_ids[j]);
+      s->active[j]->check_token = s->check_ids[j];
+    }
+  }
+  rows_free(&r);
+  s->pending = 1;
+  s->pending_ticket = ticket;
+  s->pending_count = n;
+  for (int32_t j = 0; j < n; ++j) {
+    request *req = s->active[j];
+    s->pending_rows[j] = req;
+    req->row = j;
+    req->length++;
+    req->generated++;
+  }
+  /* An eager step (a batch over the largest bucket) feeds nothing: settle
+   * it now, while its outputs live. */
+  s->feed_ok = ticket.set >= 0;
+  if (!s->feed_ok) {
+    status = settle(s);
+    if (status != CGR_OK)
+      return status;
+  }
+  /* Requests that reached their length leave; the rest move up. */
+  int32_t kept = 0;
+  for (int32_t j = 0; j < n; ++j)
+    if (s->active[j]->generated < s->active[j]->max_new)
+      s->active[kept++] = s->active[j];
+  s->active_count = kept;
+  s->stats->decode_tokens += n;
+  double end = now_ms();
+  int64_t step = s->stats->decode_steps++;
+  s->stats->step_ms[step] = end - start;
+  s->stats->prepare_ms += prepared - start;
+  s->stats->replay_ms += replayed - prepared;
+  s->stats->rest_ms += end - replayed;
+  return CGR_OK;
+}
+
+/* ---- the run
+ * -------------------------------------------------------------------- */
+
+static int make_trace(server *s) {
+  const dec_trace_config *t = s->trace;
+  uint64_t seed = t->seed * 0xD1B54A32D192ED03u + 7;
+  s->requests = calloc((size_t)t->requests, sizeof *s->requests);
+  if (s->requests == NULL)
+    return 0;
+  for (int32_t i = 0; i < t->requests; ++i) {
+    request *req = &s->requests[i];
+    req->id = i;
+    req->prompt_len =
+        1 + (int32_t)(next_random(&seed) % (uint64_t)t->max_prompt);
+    req->max_new = 1 + (int32_t)(next_random(&seed) % (uint64_t)t->max_new);
+    req->row = -1;
+    req->prompt = malloc((size_t)req->prompt_len * 4);
+    if (req->prompt == NULL)
+      return 0;
+    for (int32_t k = 0; k < req->prompt_len; ++k)
+      req->prompt[k] =
+          (int32_t)(next_random(&seed) % (uint64_t)s->config->vocab);
+  }
+  return 1;
+}
+
+/* The trace must fit: every request within one page table row, and the
+ * cache (less the dummy page) able to hold the largest one. */
+static cgr_status check_fits(server *s) {
+  const dec_config *c = s->config;
+  for (int32_t i = 0; i < s->trace->requests; ++i) {
+    int32_t need = pages_needed(s, &s->requests[i]);
+    if (need > c->pages_per_seq) {
+      snprintf(s->why, s->why_size,
+               "request %d needs %d pages of %d tokens, but a page table row "
+               "holds %d (raise --max-seq)",
+               i, need, c->page_size, c->pages_per_seq);
+      return CGR_E_INVALID_ARGUMENT;
+    }
+    if (need > c->pages - 1) {
+      snprintf(s->why, s->why_size,
+               "the KV cache is too small for the trace: request %d needs %d "
+               "pages, the cache has %d besides the dummy page (raise "
+               "--pages)",
+               i, need, c->pages - 1);
+      return CGR_E_INVALID_ARGUMENT;
+    }
+  }
+  return CGR_OK;
+}
+
+cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
+                     const dec_trace_config *trace, cgr_replay_mode mode,
+                     int progress, dec_run_stats *stats, char *why,
+                     size_t why_size) {
+  server s;
+  memset(&s, 0, sizeof s);
+  memset(stats, 0, sizeof *stats);
+  s.model = model;
+  s.check = check;
+  s.config = &model->config;
+  s.trace = trace;
+  s.reference = reference && check != NULL;
+  s.mode = mode;
+  s.stats = stats;
+  s.why = why;
+  s.why_size = why_size;
+  why[0] = '\0';
+  stats->reference_tokens = s.reference ? 0 : -1;
+  int64_t step_capacity =
+      trace->max_steps > 0
+          ? trace->max_steps
+          : (int64_t)trace->requests * (trace->max_new + 1) + 1;
+  stats->step_ms = calloc((size_t)step_capacity, sizeof(double));
+  s.active = calloc((size_t)trace->max_batch, sizeof *s.active);
+  s.free_pages = calloc((size_t)model->config.pages, sizeof(int32_t));
+  s.check_ids = calloc((size_t)trace->max_batch, sizeof(int32_t));
+  s.check_logits =
+      calloc((size_t)trace->max_batch * model->config.vocab, sizeof(float));
+  cgr_status status = CGR_OK;
+  if (stats->step_ms == NULL || s.active == NULL || s.free_pages == NULL ||
+      s.check_ids == NULL || s.check_logits == NULL || !make_trace(&s)) {
+    snprintf(why, why_size, "allocating the serving loop's state failed");
+    status = CGR_E_OUT_OF_MEMORY;
+    goto done;
+  }
+  status = check_fits(&s);
+  if (status != CGR_OK)
+    goto done;
+  /* Every page but the dummy one is free; hand out low pages first. */
+  for (int32_t p = model->config.pages - 2; p >= 0; --p)
+    s.free_pages[s.free_count++] = p;
+
+  double start = now_ms(), last_report = start;
+  int32_t next_request = 0;
+  while ((next_request < trace->requests || s.active_count > 0) &&
+         stats->decode_steps < step_capacity) {
+    status = admit(&s, &next_request);
+    if (status != CGR_OK)
+      goto done;
+    if (s.active_count > 0) {
+      status = decode(&s);
+      if (status != CGR_OK)
+        goto done;
+    } else if (next_request < trace->requests && s.pending) {
+      status = settle(&s); /* pages come back when tokens are read */
+      if (status != CGR_OK)
+        goto done;
+    }
+    double now = now_ms();
+    if (progress && now - last_report > 2000.0) {
+      fprintf(stderr,
+              "cgr-decode: %lld decode steps, %lld tokens, %d/%d requests "
+              "admitted, %.1f s\n",
+              (long long)stats->decode_steps, (long long)stats->tokens,
+              next_request, trace->requests, (now - start) / 1e3);
+      last_report = now;
+    }
+  }
+  status = settle(&s);
+  stats->seconds = (now_ms() - start) / 1e3;
+
+done:
+  if (s.requests != NULL)
+    for (int32_t i = 0; i < trace->requests; ++i) {
+      free(s.requests[i].prompt);
+      free(s.requests[i].pages);
+      if (s.requests[i].has_ref)
+        dec_reference_free(&s.requests[i].ref);
+    }
+  free(s.requests);
+  free(s.active);
+  free(s.free_pages);
+  free(s.check_ids);
+  free(s.check_logits);
+  return status;
+}
+
+void dec_run_stats_free(dec_run_stats *stats) {
+  free(stats->step_ms);
+  stats->step_ms = NULL;
+}

@@ -1,0 +1,180 @@
+/* cgr-decode, run as a user runs it: the host step equals the plain-C
+ * reference; --check finds zero mismatches over 2,000 steps in every mode;
+ * every mode gives the same tokens; bad options and impossible
+ * configurations fail clearly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+#ifndef CGR_DECODE_PATH
+#error "CGR_DECODE_PATH must name the cgr-decode binary"
+#endif
+
+/* A small model: the plain-C reference checks it, and it runs fast. */
+#define SMALL                                                                  \
+  "--layers 2 --hidden 64 --heads 4 --head-dim 16 --mlp 96 --vocab 512 "
+
+typedef struct result {
+  int exit_code;
+  char output[16384];
+} result;
+
+/* Runs cgr-decode with `args` on the backend under test; stdout and stderr
+ * together in r->output. */
+static void run_decode(const char *args, result *r) {
+  char command[2048];
+  snprintf(command, sizeof command, "%s --backend %s %s 2>&1", CGR_DECODE_PATH,
+           cgr_test_backend == CGR_BACKEND_CUDA ? "cuda" : "host", args);
+  FILE *pipe = popen(command, "r");
+  assert_non_null(pipe);
+  /* Read to the end, keeping the first 16 KiB: a child left blocked on a
+   * full pipe would never exit. */
+  size_t n = fread(r->output, 1, sizeof r->output - 1, pipe);
+  r->output[n] = '\0';
+  char drain[4096];
+  while (fread(drain, 1, sizeof drain, pipe) > 0)
+    ;
+  int status = pclose(pipe);
+  r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The value of "key":... in a JSON line, as text. */
+static void json_field(const char *json, const char *key, char *out,
+                       size_t size) {
+  char needle[64];
+  snprintf(needle, sizeof needle, "\"%s\":", key);
+  const char *at = strstr(json, needle);
+  if (at == NULL)
+    fail_msg("no \"%s\" in: %s", key, json);
+  at += strlen(needle);
+  if (*at == '"')
+    ++at;
+  size_t i = 0;
+  while (at[i] != '\0' && at[i] != '"' && at[i] != ',' && at[i] != '}' &&
+         i + 1 < size) {
+    out[i] = at[i];
+    ++i;
+  }
+  out[i] = '\0';
+}
+
+static void expect_pass(const result *r) {
+  if (r->exit_code != 0)
+    fail_msg("cgr-decode exited %d:\n%s", r->exit_code, r->output);
+  char check[32];
+  json_field(r->output, "check", check, sizeof check);
+  assert_string_equal(check, "pass");
+}
+
+static void test_host_step_equals_the_plain_c_reference(void **state) {
+  (void)cgr_test_runtime(state);
+  static const char *const shapes[] = {
+      SMALL "--seed 1",
+      SMALL "--seed 2 --max-batch 5",
+      "--layers 1 --hidden 32 --heads 2 --head-dim 16 --mlp 40 --vocab 300 "
+      "--seed 3 --max-batch 12 --prompt 20 --new 40 --max-seq 80",
+      "--layers 3 --hidden 48 --heads 3 --head-dim 16 --mlp 64 --vocab 1000 "
+      "--seed 4",
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) {
+    char args[512];
+    snprintf(args, sizeof args, "%s --requests 16 --check --json", shapes[i]);
+    result r;
+    run_decode(args, &r);
+    expect_pass(&r);
+    char tokens[32], mismatches[32];
+    json_field(r.output, "reference_tokens", tokens, sizeof tokens);
+    json_field(r.output, "reference_mismatches", mismatches, sizeof mismatches);
+    assert_true(atol(tokens) > 16);
+    if (cgr_test_backend == CGR_BACKEND_HOST)
+      assert_string_equal(mismatches, "0"); /* same float operations */
+  }
+}
+
+static void test_check_over_2000_steps_in_every_mode(void **state) {
+  (void)cgr_test_runtime(state);
+  /* CGR_TEST_DECODE_STEPS shortens the run under the sanitizers. */
+  const char *override = getenv("CGR_TEST_DECODE_STEPS");
+  long steps = override ? atol(override) : 2000;
+  if (steps <= 0)
+    steps = 2000;
+  static const char *const modes[] = {"eager", "naive", "fused", "double",
+                                      "ingraph"};
+  char first_hash[32] = "";
+  for (size_t m = 0; m < 5; ++m) {
+    char args[512];
+    snprintf(args, sizeof args,
+             SMALL "--requests 3000 --max-batch 8 --steps %ld --mode %s "
+                   "--check --no-reference --json --quiet",
+             steps, modes[m]);
+    result r;
+    run_decode(args, &r);
+    expect_pass(&r);
+    char done[32], mismatched[32], hash[32];
+    json_field(r.output, "decode_steps", done, sizeof done);
+    json_field(r.output, "mismatched_steps", mismatched, sizeof mismatched);
+    json_field(r.output, "token_hash", hash, sizeof hash);
+    assert_int_equal(atol(done), steps);
+    assert_string_equal(mismatched, "0");
+    /* Every mode samples the same tokens. */
+    if (m == 0)
+      snprintf(first_hash, sizeof first_hash, "%s", hash);
+    else if (strcmp(hash, first_hash) != 0)
+      fail_msg("--mode %s gave tokens %s, eager gave %s", modes[m], hash,
+               first_hash);
+  }
+}
+
+static void test_bad_options_fail_clearly(void **state) {
+  (void)cgr_test_runtime(state);
+  static const struct {
+    const char *args;
+    const char *says;
+  } cases[] = {
+      {"--mode warp", "not eager, naive, fused, double or ingraph"},
+      {"--layers 0", "--layers must be at least 1"},
+      {"--hidden 100 --heads 3 --head-dim 16", "--hidden must equal"},
+      {"--max-batch 0", "--max-batch 0: expected an integer from 1"},
+      {"--steps", "--steps needs a value"},
+      {"--frobnicate 3", "unknown option --frobnicate"},
+      {SMALL "--pages 3 --prompt 40 --new 40", "KV cache is too small"},
+      {SMALL "--max-seq 32 --prompt 40 --new 40", "raise --max-seq"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    result r;
+    run_decode(cases[i].args, &r);
+    if (r.exit_code == 0)
+      fail_msg("'%s' succeeded:\n%s", cases[i].args, r.output);
+    if (strstr(r.output, cases[i].says) == NULL)
+      fail_msg("'%s' did not say \"%s\":\n%s", cases[i].args, cases[i].says,
+               r.output);
+  }
+}
+
+static void test_default_run_reports_everything(void **state) {
+  (void)cgr_test_runtime(state);
+  result r;
+  run_decode(SMALL "--quiet", &r);
+  if (r.exit_code != 0)
+    fail_msg("cgr-decode exited %d:\n%s", r.exit_code, r.output);
+  static const char *const lines[] = {"backend",       "tokens/s", "p50",
+                                      "p99",           "capture:", "memory:",
+                                      "check: not run"};
+  for (size_t i = 0; i < sizeof lines / sizeof lines[0]; ++i)
+    if (strstr(r.output, lines[i]) == NULL)
+      fail_msg("the report lacks \"%s\":\n%s", lines[i], r.output);
+  if (cgr_test_backend == CGR_BACKEND_HOST)
+    assert_non_null(strstr(r.output, "CPU time"));
+}
+
+static const struct CMUnitTest tests[] = {
+    RUNTIME_TEST(test_host_step_equals_the_plain_c_reference),
+    RUNTIME_TEST(test_check_over_2000_steps_in_every_mode),
+    RUNTIME_TEST(test_bad_options_fail_clearly),
+    RUNTIME_TEST(test_default_run_reports_everything),
+};
+
+CGR_TEST_MAIN(tests)
