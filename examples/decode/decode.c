@@ -33,10 +33,10 @@ static void usage(FILE *to) {
       "  --mode eager|naive|fused|double|ingraph  replay mode (double)\n"
       "  --backend auto|cuda|host   (auto)\n"
       "  --steps N        decode steps at most (0: until the trace ends)\n"
-      "  --requests N     requests in the trace (24)\n"
-      "  --max-batch N    requests decoding at once, 1-256 (8)\n"
-      "  --prompt N       prompt lengths 1..N (8)\n"
-      "  --new N          generated tokens per request 1..N (24)\n"
+      "  --requests N     requests in the trace (64)\n"
+      "  --max-batch N    requests decoding at once, 1-256 (16)\n"
+      "  --prompt N       prompt lengths 1..N (16)\n"
+      "  --new N          generated tokens per request 1..N (32)\n"
       "  --seed N         trace and weights seed (1)\n"
       "  --check          compare every step with an eager run, and\n"
       "                   tokens with the plain-C reference (small models)\n"
@@ -67,10 +67,10 @@ static int parse_options(int argc, char **argv, options *o) {
   o->mode = CGR_REPLAY_DOUBLE_BUFFERED;
   o->progress = 1;
   o->max_seq = 512;
-  o->trace = (dec_trace_config){.requests = 24,
-                                .max_prompt = 8,
-                                .max_new = 24,
-                                .max_batch = 8,
+  o->trace = (dec_trace_config){.requests = 64,
+                                .max_prompt = 16,
+                                .max_new = 32,
+                                .max_batch = 16,
                                 .max_steps = 0,
                                 .seed = 1};
   for (int i = 1; i < argc; ++i) {
@@ -369,7 +369,7 @@ static void report(const options *o, const engine *e,
              ? "; in-graph mode takes no feedback: each step's tokens are "
                "read before the next"
              : "");
-  printf("tokens: hash %016llx (identical in every mode)\n",
+  printf("tokens: hash %016llx (every --mode must give the same)\n",
          (unsigned long long)stats->token_hash);
   if (o->check)
     printf("check: %s: %lld steps compared with eager runs, %lld "
