@@ -44,6 +44,7 @@ static void usage(FILE *to) {
       "  --json           one JSON object instead of the report\n"
       "  --quiet          no progress lines\n"
       "  --layers N --hidden N --heads N --head-dim N --mlp N --vocab N\n"
+      "  --dtype fp32|bf16  matmul weights, accumulated in fp32 (fp32)\n"
       "  --pages N        KV pages of 16 tokens (1024)\n"
       "  --max-seq N      longest sequence in tokens (512)\n");
 }
@@ -110,6 +111,17 @@ static int parse_options(int argc, char **argv, options *o) {
                 "cgr-decode: --mode %s: not eager, naive, fused, "
                 "double or ingraph\n",
                 value);
+        return 0;
+      }
+      continue;
+    }
+    if (strcmp(arg, "--dtype") == 0) {
+      if (strcmp(value, "fp32") == 0)
+        o->model.dtype = DEC_FP32;
+      else if (strcmp(value, "bf16") == 0)
+        o->model.dtype = DEC_BF16;
+      else {
+        fprintf(stderr, "cgr-decode: --dtype %s: not fp32 or bf16\n", value);
         return 0;
       }
       continue;
@@ -288,6 +300,14 @@ static void report(const options *o, const engine *e,
   double p50 = sorted ? percentile(sorted, n, 0.5) : 0.0;
   double p99 = sorted ? percentile(sorted, n, 0.99) : 0.0;
   free(sorted);
+  /* GPU time of the decode steps (CUDA events; graph steps only). */
+  int64_t g = stats->gpu_steps;
+  double gpu_p50 = -1.0, gpu_p99 = -1.0;
+  if (g > 0) {
+    qsort(stats->gpu_step_ms, (size_t)g, sizeof(double), by_value);
+    gpu_p50 = percentile(stats->gpu_step_ms, g, 0.5);
+    gpu_p99 = percentile(stats->gpu_step_ms, g, 0.99);
+  }
   double tokens_per_s =
       stats->seconds > 0 ? (double)stats->tokens / stats->seconds : 0.0;
   int on_host = cgr_backend(e->rt) == CGR_BACKEND_HOST;
@@ -303,11 +323,13 @@ static void report(const options *o, const engine *e,
     printf("{\"program\":\"cgr-decode\",\"cgr\":\"%s\",\"backend\":\"%s\","
            "\"backend_reason\":\"%s\",\"timing\":\"%s\",\"mode\":\"%s\","
            "\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"head_dim\":%d,"
-           "\"mlp\":%d,\"vocab\":%d,\"requests\":%d,\"max_batch\":%d,"
+           "\"mlp\":%d,\"vocab\":%d,\"dtype\":\"%s\",\"requests\":%d,"
+           "\"max_batch\":%d,"
            "\"seed\":%llu,\"decode_steps\":%lld,\"prefill_steps\":%lld,"
            "\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.2f,"
            "\"step_p50_ms\":%.4f,\"step_p99_ms\":%.4f,\"prepare_ms\":%.4f,"
            "\"replay_ms\":%.4f,\"rest_ms\":%.4f,\"host_waits\":%lld,"
+           "\"gpu_step_p50_ms\":%.4f,\"gpu_step_p99_ms\":%.4f,"
            "\"buckets\":%llu,\"graphs\":%llu,\"capture_ms\":%.1f,"
            "\"arena_bytes\":%llu,\"slot_bytes\":%llu,\"weight_bytes\":%zu,"
            "\"kv_bytes\":%zu,\"token_hash\":\"%016llx\",\"check\":\"%s\","
@@ -317,12 +339,13 @@ static void report(const options *o, const engine *e,
            cgr_version_string(), cgr_backend_name(e->rt),
            cgr_backend_reason(e->rt), on_host ? "cpu" : "gpu",
            mode_label(o->mode), c->layers, c->hidden, c->heads, c->head_dim,
-           c->mlp, c->vocab, o->trace.requests, o->trace.max_batch,
-           (unsigned long long)o->trace.seed, (long long)n,
+           c->mlp, c->vocab, dec_dtype_name(c->dtype), o->trace.requests,
+           o->trace.max_batch, (unsigned long long)o->trace.seed, (long long)n,
            (long long)stats->prefill_steps, (long long)stats->tokens,
            stats->seconds, tokens_per_s, p50, p99, stats->prepare_ms * mean,
            stats->replay_ms * mean, stats->rest_ms * mean,
-           (long long)stats->host_waits, (unsigned long long)capture.buckets,
+           (long long)stats->host_waits, gpu_p50, gpu_p99,
+           (unsigned long long)capture.buckets,
            (unsigned long long)capture.graphs, e->capture_ms,
            (unsigned long long)capture.arena_bytes,
            (unsigned long long)capture.slot_bytes, e->model.weight_bytes,
@@ -338,10 +361,10 @@ static void report(const options *o, const engine *e,
   if (on_host)
     printf("  no GPU in use: the host backend runs the same engine on CPU "
            "threads; every time below is a CPU time\n");
-  printf("model: %d layers, hidden %d, %d heads x %d, MLP %d, vocab %d, fp32; "
-         "KV cache %d pages x %d tokens\n",
+  printf("model: %d layers, hidden %d, %d heads x %d, MLP %d, vocab %d, "
+         "%s weights; KV cache %d pages x %d tokens\n",
          c->layers, c->hidden, c->heads, c->head_dim, c->mlp, c->vocab,
-         c->pages, c->page_size);
+         dec_dtype_name(c->dtype), c->pages, c->page_size);
   printf("trace: %d requests, prompts 1-%d, new tokens 1-%d, batch up to %d, "
          "seed %llu; mode %s\n",
          o->trace.requests, o->trace.max_prompt, o->trace.max_new,
@@ -369,6 +392,12 @@ static void report(const options *o, const engine *e,
              ? "; in-graph mode takes no feedback: each step's tokens are "
                "read before the next"
              : "");
+  if (g > 0)
+    printf("decode step (GPU events on the main stream, graph steps): p50 "
+           "%.3f ms, p99 %.3f ms\n",
+           gpu_p50, gpu_p99);
+  else if (!on_host)
+    printf("decode step (GPU events): not measured\n");
   printf("tokens: hash %016llx (every --mode must give the same)\n",
          (unsigned long long)stats->token_hash);
   if (o->check)

@@ -26,6 +26,7 @@
 KERNEL(embed)
 KERNEL(rmsnorm)
 KERNEL(matmul)
+KERNEL(matmul_bf16)
 KERNEL(rope)
 KERNEL(kv_write)
 KERNEL(attention)
@@ -81,6 +82,31 @@ void dec_host_matmul(const void *opaque) {
         float xk = x[k];
         for (int32_t n = 0; n < count; ++n)
           sum[n] += xk * w[n];
+      }
+      for (int32_t n = 0; n < count; ++n)
+        y[first + n] = a->accumulate ? y[first + n] + sum[n] : sum[n];
+    }
+  }
+}
+
+/* dec_host_matmul's loops, widening each weight as it is read: the same
+ * products summed in the same order. */
+void dec_host_matmul_bf16(const void *opaque) {
+  const dec_matmul_bf16_args *a = opaque;
+  float sum[MATMUL_BLOCK];
+  for (int32_t r = 0; r < a->rows; ++r) {
+    const float *x = a->x + (int64_t)r * a->in;
+    float *y = a->y + (int64_t)r * a->out;
+    for (int32_t first = 0; first < a->out; first += MATMUL_BLOCK) {
+      int32_t count =
+          a->out - first < MATMUL_BLOCK ? a->out - first : MATMUL_BLOCK;
+      for (int32_t n = 0; n < count; ++n)
+        sum[n] = 0.0f;
+      for (int32_t k = 0; k < a->in; ++k) {
+        const uint16_t *w = a->w + (int64_t)k * a->out + first;
+        float xk = x[k];
+        for (int32_t n = 0; n < count; ++n)
+          sum[n] += xk * dec_float_from_bf16(w[n]);
       }
       for (int32_t n = 0; n < count; ++n)
         y[first + n] = a->accumulate ? y[first + n] + sum[n] : sum[n];

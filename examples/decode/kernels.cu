@@ -1,9 +1,9 @@
 // CUDA launchers of examples/decode/kernels.h: the example model's decode
-// step in fp32 with fp32 accumulation. Each kernel takes its argument struct
-// by value and derives its own grid; none allocates, synchronizes with the
-// host or knows that it may be captured into a graph. The host twins in
-// host_kernels.c define the results; these kernels match them up to float
-// rounding (summation order differs).
+// step in fp32 with fp32 accumulation (the matmul weights fp32 or bf16). Each
+// kernel takes its argument struct by value and derives its own grid; none
+// allocates, synchronizes with the host or knows that it may be captured into a
+// graph. The host twins in host_kernels.c define the results; these kernels
+// match them up to float rounding (summation order differs).
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -151,7 +151,10 @@ __global__ void __launch_bounds__(kNormThreads)
 // bound by the bandwidth of reading w). The warps' partial sums meet in
 // shared memory at the end. Reading w once per row tile is what the row
 // tile buys; launching at the smallest tile that holds the batch avoids
-// wasted FMAs and shared-memory traffic when rows is 1.
+// wasted FMAs and shared-memory traffic when rows is 1. The same kernel
+// reads bf16 weights (dec_matmul_bf16_args): a warp's row of w is then a
+// coalesced 64 bytes, half the bytes for the same FMAs, each weight widened
+// to fp32 as it is loaded.
 constexpr int kMmThreads = 256;
 constexpr int kMmWarps = kMmThreads / kWarpSize;
 constexpr int kMmTileN = kWarpSize;
@@ -161,12 +164,23 @@ static_assert(kMmKPerWarp % 8 == 0, "x is read from shared memory as float4");
 // The partial sums [warps][rows][32] reuse the staging buffer [rows][chunk].
 static_assert(kMmWarps * kMmTileN <= kMmChunkK, "reduction must fit staging");
 
-template <int kTileRows>
-__global__ void __launch_bounds__(kMmThreads)
-    matmul_kernel(const dec_matmul_args a) {
+// A weight as fp32: fp32 as it is, bf16 widened (its bits are the upper half
+// of the fp32's, so the widening is exact).
+__device__ __forceinline__ float load_weight(const float *w) {
+  return __ldg(w);
+}
+
+__device__ __forceinline__ float load_weight(const uint16_t *w) {
+  return __uint_as_float((uint32_t)__ldg(w) << 16);
+}
+
+// Args: dec_matmul_args or dec_matmul_bf16_args, which differ only in the
+// type of w.
+template <int kTileRows, typename Args>
+__global__ void __launch_bounds__(kMmThreads) matmul_kernel(const Args a) {
   __shared__ __align__(16) float s_buf[kTileRows * kMmChunkK];
   const float *__restrict__ x = a.x;
-  const float *__restrict__ w = a.w;
+  decltype(a.w) __restrict__ w = a.w;
   float *__restrict__ y = a.y;
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
@@ -200,7 +214,8 @@ __global__ void __launch_bounds__(kMmThreads)
 #pragma unroll
       for (int u = 0; u < kMmKPerWarp; ++u) {
         const int k = k0 + kw + u;
-        wv[u] = (n_ok && k < a.in) ? __ldg(w + (int64_t)k * a.out + n) : 0.0f;
+        wv[u] =
+            (n_ok && k < a.in) ? load_weight(w + (int64_t)k * a.out + n) : 0.0f;
       }
 #pragma unroll
       for (int j = 0; j < kTileRows; ++j) {
@@ -245,8 +260,8 @@ __global__ void __launch_bounds__(kMmThreads)
   }
 }
 
-template <int kTileRows>
-cudaError_t launch_matmul(cudaStream_t stream, const dec_matmul_args &a) {
+template <int kTileRows, typename Args>
+cudaError_t launch_matmul(cudaStream_t stream, const Args &a) {
   const int64_t tiles_n = ((int64_t)a.out + kMmTileN - 1) / kMmTileN;
   int64_t tiles_r = ((int64_t)a.rows + kTileRows - 1) / kTileRows;
   if (tiles_r > kMaxGridY)
@@ -254,6 +269,28 @@ cudaError_t launch_matmul(cudaStream_t stream, const dec_matmul_args &a) {
   const dim3 grid((unsigned)tiles_n, (unsigned)tiles_r);
   matmul_kernel<kTileRows><<<grid, kMmThreads, 0, stream>>>(a);
   return cudaGetLastError();
+}
+
+// The smallest row tile that holds the batch (16 past 8 rows).
+template <typename Args> int launch_matmul_any(void *stream, const Args *a) {
+  // in == 0 still has work: y becomes (accumulate ? y : 0) + an empty sum.
+  if (a->rows <= 0 || a->out <= 0)
+    return (int)cudaSuccess;
+  if (a->in < 0)
+    return (int)cudaErrorInvalidValue;
+  const cudaStream_t s = (cudaStream_t)stream;
+  cudaError_t err;
+  if (a->rows <= 1)
+    err = launch_matmul<1>(s, *a);
+  else if (a->rows <= 2)
+    err = launch_matmul<2>(s, *a);
+  else if (a->rows <= 4)
+    err = launch_matmul<4>(s, *a);
+  else if (a->rows <= 8)
+    err = launch_matmul<8>(s, *a);
+  else
+    err = launch_matmul<16>(s, *a);
+  return (int)err;
 }
 
 // ---------------------------------------------------------------------------
@@ -569,25 +606,11 @@ extern "C" int dec_cuda_rmsnorm(void *stream, const void *args) {
 }
 
 extern "C" int dec_cuda_matmul(void *stream, const void *args) {
-  const dec_matmul_args *a = (const dec_matmul_args *)args;
-  // in == 0 still has work: y becomes (accumulate ? y : 0) + an empty sum.
-  if (a->rows <= 0 || a->out <= 0)
-    return (int)cudaSuccess;
-  if (a->in < 0)
-    return (int)cudaErrorInvalidValue;
-  const cudaStream_t s = (cudaStream_t)stream;
-  cudaError_t err;
-  if (a->rows <= 1)
-    err = launch_matmul<1>(s, *a);
-  else if (a->rows <= 2)
-    err = launch_matmul<2>(s, *a);
-  else if (a->rows <= 4)
-    err = launch_matmul<4>(s, *a);
-  else if (a->rows <= 8)
-    err = launch_matmul<8>(s, *a);
-  else
-    err = launch_matmul<16>(s, *a);
-  return (int)err;
+  return launch_matmul_any(stream, (const dec_matmul_args *)args);
+}
+
+extern "C" int dec_cuda_matmul_bf16(void *stream, const void *args) {
+  return launch_matmul_any(stream, (const dec_matmul_bf16_args *)args);
 }
 
 extern "C" int dec_cuda_rope(void *stream, const void *args) {

@@ -9,11 +9,16 @@
  *
  * KV cache layout, per layer: [pages][page_size][heads][head_dim] floats;
  * token slot s lives at page s / page_size, offset s % page_size.
+ *
+ * The matmul weights may also be bf16 (dec_kernel_matmul_bf16): the upper
+ * 16 bits of an fp32, stored as uint16_t, converted to fp32 on load and
+ * accumulated in fp32. Everything else stays fp32.
  */
 #ifndef CGR_EXAMPLE_DECODE_KERNELS_H
 #define CGR_EXAMPLE_DECODE_KERNELS_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include <cgr/cgr.h>
 
@@ -48,6 +53,36 @@ typedef struct dec_matmul_args {
   int32_t rows, in, out;
   int32_t accumulate;
 } dec_matmul_args;
+
+/* dec_matmul_args with bf16 weights: each w[k][n] is widened to fp32 and
+ * the sum is the same fp32 sum in the same order on the host, so it equals
+ * dec_matmul over the widened weights bit for bit there. */
+typedef struct dec_matmul_bf16_args {
+  const float *x;    /* [rows][in] */
+  const uint16_t *w; /* [in][out], bf16 */
+  float *y;          /* [rows][out] */
+  int32_t rows, in, out;
+  int32_t accumulate;
+} dec_matmul_bf16_args;
+
+/* fp32 -> bf16, rounding to nearest even; a NaN stays a NaN (quiet), an
+ * fp32 past the largest bf16 becomes an infinity. */
+static inline uint16_t dec_bf16_from_float(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return (uint16_t)((u >> 16) | 0x0040u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+/* bf16 -> fp32, exactly. */
+static inline float dec_float_from_bf16(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
 
 /* Rotary embedding on the q and k parts of qkv[r] = [q | k | v] (each
  * heads * head_dim), pairs (2i, 2i+1) of each head rotated by
@@ -112,6 +147,7 @@ typedef struct dec_argmax_args {
 extern const cgr_kernel dec_kernel_embed;
 extern const cgr_kernel dec_kernel_rmsnorm;
 extern const cgr_kernel dec_kernel_matmul;
+extern const cgr_kernel dec_kernel_matmul_bf16;
 extern const cgr_kernel dec_kernel_rope;
 extern const cgr_kernel dec_kernel_kv_write;
 extern const cgr_kernel dec_kernel_attention;
@@ -122,6 +158,7 @@ extern const cgr_kernel dec_kernel_argmax;
 int dec_cuda_embed(void *stream, const void *args);
 int dec_cuda_rmsnorm(void *stream, const void *args);
 int dec_cuda_matmul(void *stream, const void *args);
+int dec_cuda_matmul_bf16(void *stream, const void *args);
 int dec_cuda_rope(void *stream, const void *args);
 int dec_cuda_kv_write(void *stream, const void *args);
 int dec_cuda_attention(void *stream, const void *args);
@@ -132,6 +169,7 @@ int dec_cuda_argmax(void *stream, const void *args);
 void dec_host_embed(const void *args);
 void dec_host_rmsnorm(const void *args);
 void dec_host_matmul(const void *args);
+void dec_host_matmul_bf16(const void *args);
 void dec_host_rope(const void *args);
 void dec_host_kv_write(const void *args);
 void dec_host_attention(const void *args);

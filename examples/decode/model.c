@@ -21,6 +21,10 @@
       return check_status_;                                                    \
   } while (0)
 
+const char *dec_dtype_name(dec_dtype dtype) {
+  return dtype == DEC_BF16 ? "bf16" : "fp32";
+}
+
 void dec_config_default(dec_config *config) {
   memset(config, 0, sizeof *config);
   config->layers = 4;
@@ -29,6 +33,7 @@ void dec_config_default(dec_config *config) {
   config->head_dim = 64;
   config->mlp = 1408;
   config->vocab = 8192;
+  config->dtype = DEC_FP32;
   config->page_size = 16;
   config->pages = 1024;
   config->pages_per_seq = 32; /* sequences up to 512 tokens */
@@ -47,6 +52,8 @@ const char *dec_config_problem(const dec_config *c) {
     return "--hidden must equal --heads x --head-dim";
   if (c->mlp < 1 || c->vocab < 2)
     return "--mlp must be at least 1 and --vocab at least 2";
+  if (c->dtype != DEC_FP32 && c->dtype != DEC_BF16)
+    return "--dtype must be fp32 or bf16";
   if (c->page_size < 1 || c->pages < 2 || c->pages_per_seq < 1)
     return "the KV cache needs a page size, at least 2 pages (one is the "
            "dummy page) and at least 1 page per sequence";
@@ -110,6 +117,21 @@ static float **layer_tensor(dec_layer *layer, int i) {
   return tensors[i];
 }
 
+/* The bf16 field of tensor i, NULL for the norms (always fp32). */
+static uint16_t **layer_bf16_tensor(dec_layer *layer, int i) {
+  uint16_t **tensors[LAYER_TENSORS] = {
+      NULL, &layer->wqkv_bf16,      &layer->wo_bf16,
+      NULL, &layer->w_gate_up_bf16, &layer->w_down_bf16};
+  return tensors[i];
+}
+
+/* Rounds every value to bf16 precision, in place: the host copy then holds
+ * exactly what the device's bf16 weights widen to. */
+static void round_to_bf16(float *m, size_t count) {
+  for (size_t i = 0; i < count; ++i)
+    m[i] = dec_float_from_bf16(dec_bf16_from_float(m[i]));
+}
+
 static void free_host_weights(const dec_config *c, dec_weights *w) {
   free(w->embedding);
   free(w->final_norm);
@@ -146,6 +168,13 @@ static int make_host_weights(const dec_config *c, dec_weights *w) {
         !random_matrix(&layer->w_gate_up, sizes[4], h_scale, &seed) ||
         !random_matrix(&layer->w_down, sizes[5], m_scale, &seed))
       return 0;
+  }
+  if (c->dtype == DEC_BF16) {
+    round_to_bf16(w->lm_head, (size_t)c->hidden * c->vocab);
+    for (int32_t l = 0; l < c->layers; ++l)
+      for (int i = 0; i < LAYER_TENSORS; ++i)
+        if (layer_bf16_tensor(&w->layers[l], i) != NULL)
+          round_to_bf16(*layer_tensor(&w->layers[l], i), sizes[i]);
   }
   return 1;
 }
@@ -237,15 +266,52 @@ static cgr_status upload(dec_model *m, float **dst, const float *src,
   return status;
 }
 
+/* The host's fp32 values as bf16 (already bf16 values: the conversion is
+ * exact), half the bytes of upload(). */
+static cgr_status upload_bf16(dec_model *m, uint16_t **dst, const float *src,
+                              size_t count, char *why, size_t why_size) {
+  size_t bytes = count * sizeof(uint16_t);
+  uint16_t *staging = malloc(bytes);
+  if (staging == NULL) {
+    snprintf(why, why_size, "allocating %zu bytes failed", bytes);
+    return CGR_E_OUT_OF_MEMORY;
+  }
+  for (size_t i = 0; i < count; ++i)
+    staging[i] = dec_bf16_from_float(src[i]);
+  cgr_status status = device_alloc(m, bytes, (void **)dst, why, why_size);
+  if (status == CGR_OK)
+    status = copy_to_device(m, *dst, staging, bytes);
+  free(staging);
+  if (status == CGR_OK)
+    m->weight_bytes += bytes;
+  else if (why[0] == '\0')
+    snprintf(why, why_size, "copying %zu bytes of weights failed", bytes);
+  return status;
+}
+
+/* A matmul weight: fp32 into *dst, or bf16 into *dst_bf16. */
+static cgr_status upload_matrix(dec_model *m, float **dst, uint16_t **dst_bf16,
+                                const float *src, size_t count, char *why,
+                                size_t why_size) {
+  if (m->config.dtype == DEC_BF16)
+    return upload_bf16(m, dst_bf16, src, count, why, why_size);
+  return upload(m, dst, src, count, why, why_size);
+}
+
 static void free_device_weights(dec_model *m) {
   dec_weights *w = &m->device;
   device_free(m, w->embedding);
   device_free(m, w->final_norm);
   device_free(m, w->lm_head);
+  device_free(m, w->lm_head_bf16);
   if (w->layers != NULL)
     for (int32_t l = 0; l < m->config.layers; ++l)
-      for (int i = 0; i < LAYER_TENSORS; ++i)
+      for (int i = 0; i < LAYER_TENSORS; ++i) {
         device_free(m, *layer_tensor(&w->layers[l], i));
+        uint16_t **bf16 = layer_bf16_tensor(&w->layers[l], i);
+        if (bf16 != NULL)
+          device_free(m, *bf16);
+      }
   free(w->layers);
   memset(w, 0, sizeof *w);
 }
@@ -260,15 +326,20 @@ static cgr_status upload_weights(dec_model *m, char *why, size_t why_size) {
                (size_t)c->vocab * c->hidden, why, why_size));
   CHECK(upload(m, &d->final_norm, m->host.final_norm, (size_t)c->hidden, why,
                why_size));
-  CHECK(upload(m, &d->lm_head, m->host.lm_head, (size_t)c->hidden * c->vocab,
-               why, why_size));
+  CHECK(upload_matrix(m, &d->lm_head, &d->lm_head_bf16, m->host.lm_head,
+                      (size_t)c->hidden * c->vocab, why, why_size));
   size_t sizes[LAYER_TENSORS];
   layer_sizes(c, sizes);
   for (int32_t l = 0; l < c->layers; ++l)
-    for (int i = 0; i < LAYER_TENSORS; ++i)
-      CHECK(upload(m, layer_tensor(&d->layers[l], i),
-                   *layer_tensor(&m->host.layers[l], i), sizes[i], why,
-                   why_size));
+    for (int i = 0; i < LAYER_TENSORS; ++i) {
+      float **dst = layer_tensor(&d->layers[l], i);
+      uint16_t **dst_bf16 = layer_bf16_tensor(&d->layers[l], i);
+      const float *src = *layer_tensor(&m->host.layers[l], i);
+      if (dst_bf16 != NULL)
+        CHECK(upload_matrix(m, dst, dst_bf16, src, sizes[i], why, why_size));
+      else
+        CHECK(upload(m, dst, src, sizes[i], why, why_size));
+    }
   return CGR_OK;
 }
 
@@ -389,9 +460,15 @@ static cgr_status launch(cgr_step *step, const cgr_kernel *kernel,
   return cgr_step_launch(step, kernel, args);
 }
 
+/* y = x w (+ y): w is the weight's bf16 array when it has one (dtype
+ * bf16), else its fp32 one. */
 static cgr_status matmul(cgr_step *step, const float *x, const float *w,
-                         float *y, int32_t rows, int32_t in, int32_t out,
-                         int32_t accumulate) {
+                         const uint16_t *w_bf16, float *y, int32_t rows,
+                         int32_t in, int32_t out, int32_t accumulate) {
+  if (w_bf16 != NULL) {
+    dec_matmul_bf16_args args = {x, w_bf16, y, rows, in, out, accumulate};
+    return launch(step, &dec_kernel_matmul_bf16, &args);
+  }
   dec_matmul_args args = {x, w, y, rows, in, out, accumulate};
   return launch(step, &dec_kernel_matmul, &args);
 }
@@ -436,7 +513,7 @@ cgr_status dec_step(cgr_step *step, void *user) {
     float *k_cache = m->k_cache + l * layer_cache;
     float *v_cache = m->v_cache + l * layer_cache;
     CHECK(rmsnorm(step, c, hidden, w->attn_norm, x, rows));
-    CHECK(matmul(step, x, w->wqkv, qkv, rows, h, 3 * h, 0));
+    CHECK(matmul(step, x, w->wqkv, w->wqkv_bf16, qkv, rows, h, 3 * h, 0));
     dec_rope_args rope = {qkv,      positions,   rows,
                           c->heads, c->head_dim, c->theta};
     CHECK(launch(step, &dec_kernel_rope, &rope));
@@ -459,15 +536,18 @@ cgr_status dec_step(cgr_step *step, void *user) {
                                     c->pages_per_seq,
                                     1.0f / sqrtf((float)c->head_dim)};
     CHECK(launch(step, &dec_kernel_attention, &attention));
-    CHECK(matmul(step, attn, w->wo, hidden, rows, h, h, 1));
+    CHECK(matmul(step, attn, w->wo, w->wo_bf16, hidden, rows, h, h, 1));
     CHECK(rmsnorm(step, c, hidden, w->mlp_norm, x, rows));
-    CHECK(matmul(step, x, w->w_gate_up, gate_up, rows, h, 2 * c->mlp, 0));
+    CHECK(matmul(step, x, w->w_gate_up, w->w_gate_up_bf16, gate_up, rows, h,
+                 2 * c->mlp, 0));
     dec_swiglu_args swiglu = {gate_up, act, rows, c->mlp};
     CHECK(launch(step, &dec_kernel_swiglu, &swiglu));
-    CHECK(matmul(step, act, w->w_down, hidden, rows, c->mlp, h, 1));
+    CHECK(matmul(step, act, w->w_down, w->w_down_bf16, hidden, rows, c->mlp, h,
+                 1));
   }
   CHECK(rmsnorm(step, c, hidden, m->device.final_norm, x, rows));
-  CHECK(matmul(step, x, m->device.lm_head, logits, rows, h, c->vocab, 0));
+  CHECK(matmul(step, x, m->device.lm_head, m->device.lm_head_bf16, logits, rows,
+               h, c->vocab, 0));
   dec_argmax_args argmax = {logits, next_ids, rows, c->vocab};
   return launch(step, &dec_kernel_argmax, &argmax);
 }

@@ -14,8 +14,17 @@
 
 #include <cgr/cgr.h>
 
+/* How the matmul weights (wqkv, wo, w_gate_up, w_down, lm_head) are stored
+ * on the device. The embedding, norms, activations, KV cache and logits are
+ * fp32 either way, and every sum accumulates in fp32. */
+typedef enum dec_dtype { DEC_FP32, DEC_BF16 } dec_dtype;
+
+/* "fp32" or "bf16". */
+const char *dec_dtype_name(dec_dtype dtype);
+
 typedef struct dec_config {
   int32_t layers, hidden, heads, head_dim, mlp, vocab;
+  dec_dtype dtype;       /* of the matmul weights (fp32) */
   int32_t page_size;     /* tokens per KV page (16) */
   int32_t pages;         /* KV pages in the cache, the dummy page included */
   int32_t pages_per_seq; /* page_table width: the longest sequence / 16 */
@@ -24,13 +33,19 @@ typedef struct dec_config {
 } dec_config;
 
 /* Defaults: 4 layers, hidden 512, 8 heads of 64, MLP 1,408, vocab 8,192,
- * pages of 16 tokens. */
+ * fp32 weights, pages of 16 tokens. */
 void dec_config_default(dec_config *config);
 
 /* NULL when the config is usable, else what is wrong with it. */
 const char *dec_config_problem(const dec_config *config);
 
-/* One layer's weights: [in][out] row-major. */
+/*
+ * One layer's weights: [in][out] row-major. The host copy is always fp32;
+ * with bf16 weights its matmul weights hold bf16 values (fp32s rounded to
+ * bf16 precision), exactly what the device's bf16 arrays widen to. On the
+ * device a matmul weight is either its float field (fp32) or its _bf16
+ * field (bf16), the other NULL.
+ */
 typedef struct dec_layer {
   float *attn_norm; /* [hidden] */
   float *wqkv;      /* [hidden][3 * hidden] */
@@ -38,12 +53,14 @@ typedef struct dec_layer {
   float *mlp_norm;  /* [hidden] */
   float *w_gate_up; /* [hidden][2 * mlp] */
   float *w_down;    /* [mlp][hidden] */
+  uint16_t *wqkv_bf16, *wo_bf16, *w_gate_up_bf16, *w_down_bf16;
 } dec_layer;
 
 typedef struct dec_weights {
   float *embedding;  /* [vocab][hidden] */
   float *final_norm; /* [hidden] */
   float *lm_head;    /* [hidden][vocab] */
+  uint16_t *lm_head_bf16;
   dec_layer *layers;
 } dec_weights;
 
@@ -69,9 +86,10 @@ static inline int32_t dec_dummy_page(const dec_config *config) {
 }
 
 /*
- * Makes random weights from config->seed, copies them and a zeroed KV cache
- * to rt's device, declares the slots (next_ids feeds input_ids). On failure
- * returns a status and, in `why`, a sentence.
+ * Makes random weights from config->seed (the matmul weights rounded to
+ * bf16 when config->dtype is DEC_BF16), copies them (as bf16 arrays then)
+ * and a zeroed KV cache to rt's device, declares the slots (next_ids feeds
+ * input_ids). On failure returns a status and, in `why`, a sentence.
  */
 cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
                             dec_model *model, char *why, size_t why_size);

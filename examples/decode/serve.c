@@ -8,6 +8,12 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "serve.h"
 
+#ifdef CGR_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include <cgr/cgr_cuda.h>
+#endif
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,12 +63,19 @@ typedef struct server {
   /* A decode step whose tokens the host has not read yet. */
   int pending;
   cgr_ticket pending_ticket;
+  int64_t pending_step; /* its decode step number */
   request *pending_rows[4096];
   int32_t pending_count;
   int32_t *check_ids;  /* the check model's tokens of the pending step */
   float *check_logits; /* ... and its logits */
   int feed_ok; /* the last step was a graph replay the next may continue */
   cgr_replay_mode mode; /* the decode steps' mode */
+#ifdef CGR_HAVE_CUDA
+  /* GPU time of a decode step: events around it on the main stream, a
+   * pair per step parity, read when the step is settled. */
+  cudaEvent_t gpu_events[2][2];
+  int gpu_timing;
+#endif
   dec_run_stats *stats;
   char *why;
   size_t why_size;
@@ -91,6 +104,64 @@ static void hash_token(server *s, const request *r, int32_t token) {
   s->stats->token_hash = h;
   s->stats->tokens++;
 }
+
+/* GPU timing (CUDA only). */
+
+#ifdef CGR_HAVE_CUDA
+static void gpu_timing_open(server *s) {
+  s->gpu_timing = cgr_backend(s->model->rt) == CGR_BACKEND_CUDA;
+  for (int p = 0; p < 2 && s->gpu_timing; ++p)
+    for (int i = 0; i < 2; ++i)
+      if (cudaEventCreate(&s->gpu_events[p][i]) != cudaSuccess) {
+        (void)cudaGetLastError();
+        s->gpu_timing = 0; /* the report then says "not measured" */
+      }
+}
+
+static void gpu_timing_close(server *s) {
+  for (int p = 0; p < 2; ++p)
+    for (int i = 0; i < 2; ++i)
+      if (s->gpu_events[p][i] != NULL)
+        (void)cudaEventDestroy(s->gpu_events[p][i]);
+}
+
+/* Records the start (which 0) or end (1) of decode step `step`. */
+static void gpu_mark(server *s, int64_t step, int which) {
+  cudaStream_t stream = NULL;
+  if (!s->gpu_timing ||
+      cgr_cuda_stream(s->model->rt, CGR_STREAM_MAIN, &stream) != CGR_OK ||
+      cudaEventRecord(s->gpu_events[step % 2][which], stream) != cudaSuccess) {
+    (void)cudaGetLastError();
+    s->gpu_timing = 0;
+  }
+}
+
+/* The GPU time of a settled step (its events have completed). */
+static void gpu_read(server *s, int64_t step) {
+  float ms = 0.0f;
+  if (!s->gpu_timing)
+    return;
+  if (cudaEventElapsedTime(&ms, s->gpu_events[step % 2][0],
+                           s->gpu_events[step % 2][1]) != cudaSuccess) {
+    (void)cudaGetLastError();
+    s->gpu_timing = 0;
+    return;
+  }
+  s->stats->gpu_step_ms[s->stats->gpu_steps++] = ms;
+}
+#else
+static void gpu_timing_open(server *s) { (void)s; }
+static void gpu_timing_close(server *s) { (void)s; }
+static void gpu_mark(server *s, int64_t step, int which) {
+  (void)s;
+  (void)step;
+  (void)which;
+}
+static void gpu_read(server *s, int64_t step) {
+  (void)s;
+  (void)step;
+}
+#endif
 
 /* ---- one step's inputs ------------------------------------------------------
  */
@@ -255,6 +326,8 @@ static cgr_status settle(server *s) {
   cgr_status status = CGR_E_OUT_OF_MEMORY;
   if (ids != NULL && (s->check == NULL || logits != NULL))
     status = read_outputs(s->model, &s->pending_ticket, ids, logits, n);
+  if (status == CGR_OK && s->pending_ticket.set >= 0)
+    gpu_read(s, s->pending_step);
   if (status == CGR_OK) {
     if (s->check != NULL)
       compare(s, ids, logits, s->check_ids, s->check_logits, n);
@@ -436,7 +509,10 @@ static cgr_status decode(server *s) {
   /* The previous step is still unread: its tokens stay on the device and
    * reach this step through feedback. */
   cgr_ticket ticket;
+  int64_t step_number = s->stats->decode_steps;
+  gpu_mark(s, step_number, 0);
   cgr_status status = run(s, s->model, &r, s->feed_ok, &ticket);
+  gpu_mark(s, step_number, 1);
   double replayed = now_ms();
   if (status != CGR_OK) {
     rows_free(&r);
@@ -472,6 +548,7 @@ static cgr_status decode(server *s) {
   rows_free(&r);
   s->pending = 1;
   s->pending_ticket = ticket;
+  s->pending_step = step_number;
   s->pending_count = n;
   for (int32_t j = 0; j < n; ++j) {
     request *req = s->active[j];
@@ -578,14 +655,16 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
           ? trace->max_steps
           : (int64_t)trace->requests * (trace->max_new + 1) + 1;
   stats->step_ms = calloc((size_t)step_capacity, sizeof(double));
+  stats->gpu_step_ms = calloc((size_t)step_capacity, sizeof(double));
   s.active = calloc((size_t)trace->max_batch, sizeof *s.active);
   s.free_pages = calloc((size_t)model->config.pages, sizeof(int32_t));
   s.check_ids = calloc((size_t)trace->max_batch, sizeof(int32_t));
   s.check_logits =
       calloc((size_t)trace->max_batch * model->config.vocab, sizeof(float));
   cgr_status status = CGR_OK;
-  if (stats->step_ms == NULL || s.active == NULL || s.free_pages == NULL ||
-      s.check_ids == NULL || s.check_logits == NULL || !make_trace(&s)) {
+  if (stats->step_ms == NULL || stats->gpu_step_ms == NULL ||
+      s.active == NULL || s.free_pages == NULL || s.check_ids == NULL ||
+      s.check_logits == NULL || !make_trace(&s)) {
     snprintf(why, why_size, "allocating the serving loop's state failed");
     status = CGR_E_OUT_OF_MEMORY;
     goto done;
@@ -593,6 +672,7 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
   status = check_fits(&s);
   if (status != CGR_OK)
     goto done;
+  gpu_timing_open(&s);
   /* Every page but the dummy one is free; hand out low pages first. */
   for (int32_t p = model->config.pages - 2; p >= 0; --p)
     s.free_pages[s.free_count++] = p;
@@ -627,6 +707,7 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
   stats->seconds = (now_ms() - start) / 1e3;
 
 done:
+  gpu_timing_close(&s);
   if (s.requests != NULL)
     for (int32_t i = 0; i < trace->requests; ++i) {
       free(s.requests[i].prompt);
@@ -643,6 +724,8 @@ done:
 }
 
 void dec_run_stats_free(dec_run_stats *stats) {
+  free(stats->gpu_step_ms);
+  stats->gpu_step_ms = NULL;
   free(stats->step_ms);
   stats->step_ms = NULL;
 }
