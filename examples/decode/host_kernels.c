@@ -63,55 +63,49 @@ void dec_host_rmsnorm(const void *opaque) {
 
 /* k outer, n inner, over blocks of outputs: each y[n] still sums its
  * products in k order (the order the contract names), while w is read
- * along its rows instead of down its columns. */
+ * along its rows instead of down its columns. `bf16` is a constant at
+ * each call, so the compiler makes one loop per weight type. */
 enum { MATMUL_BLOCK = 1024 };
 
-void dec_host_matmul(const void *opaque) {
-  const dec_matmul_args *a = opaque;
+static inline void matmul(const float *xs, const void *weights, int bf16,
+                          float *ys, int32_t rows, int32_t in, int32_t out,
+                          int32_t accumulate) {
   float sum[MATMUL_BLOCK];
-  for (int32_t r = 0; r < a->rows; ++r) {
-    const float *x = a->x + (int64_t)r * a->in;
-    float *y = a->y + (int64_t)r * a->out;
-    for (int32_t first = 0; first < a->out; first += MATMUL_BLOCK) {
-      int32_t count =
-          a->out - first < MATMUL_BLOCK ? a->out - first : MATMUL_BLOCK;
+  for (int32_t r = 0; r < rows; ++r) {
+    const float *x = xs + (int64_t)r * in;
+    float *y = ys + (int64_t)r * out;
+    for (int32_t first = 0; first < out; first += MATMUL_BLOCK) {
+      int32_t count = out - first < MATMUL_BLOCK ? out - first : MATMUL_BLOCK;
       for (int32_t n = 0; n < count; ++n)
         sum[n] = 0.0f;
-      for (int32_t k = 0; k < a->in; ++k) {
-        const float *w = a->w + (int64_t)k * a->out + first;
+      for (int32_t k = 0; k < in; ++k) {
+        int64_t row = (int64_t)k * out + first;
         float xk = x[k];
-        for (int32_t n = 0; n < count; ++n)
-          sum[n] += xk * w[n];
+        if (bf16) {
+          const uint16_t *w = (const uint16_t *)weights + row;
+          for (int32_t n = 0; n < count; ++n)
+            sum[n] += xk * dec_float_from_bf16(w[n]);
+        } else {
+          const float *w = (const float *)weights + row;
+          for (int32_t n = 0; n < count; ++n)
+            sum[n] += xk * w[n];
+        }
       }
       for (int32_t n = 0; n < count; ++n)
-        y[first + n] = a->accumulate ? y[first + n] + sum[n] : sum[n];
+        y[first + n] = accumulate ? y[first + n] + sum[n] : sum[n];
     }
   }
 }
 
-/* dec_host_matmul's loops, widening each weight as it is read: the same
- * products summed in the same order. */
+void dec_host_matmul(const void *opaque) {
+  const dec_matmul_args *a = opaque;
+  matmul(a->x, a->w, 0, a->y, a->rows, a->in, a->out, a->accumulate);
+}
+
+/* The same products, each weight widened from bf16 as it is read. */
 void dec_host_matmul_bf16(const void *opaque) {
   const dec_matmul_bf16_args *a = opaque;
-  float sum[MATMUL_BLOCK];
-  for (int32_t r = 0; r < a->rows; ++r) {
-    const float *x = a->x + (int64_t)r * a->in;
-    float *y = a->y + (int64_t)r * a->out;
-    for (int32_t first = 0; first < a->out; first += MATMUL_BLOCK) {
-      int32_t count =
-          a->out - first < MATMUL_BLOCK ? a->out - first : MATMUL_BLOCK;
-      for (int32_t n = 0; n < count; ++n)
-        sum[n] = 0.0f;
-      for (int32_t k = 0; k < a->in; ++k) {
-        const uint16_t *w = a->w + (int64_t)k * a->out + first;
-        float xk = x[k];
-        for (int32_t n = 0; n < count; ++n)
-          sum[n] += xk * dec_float_from_bf16(w[n]);
-      }
-      for (int32_t n = 0; n < count; ++n)
-        y[first + n] = a->accumulate ? y[first + n] + sum[n] : sum[n];
-    }
-  }
+  matmul(a->x, a->w, 1, a->y, a->rows, a->in, a->out, a->accumulate);
 }
 
 void dec_host_rope(const void *opaque) {

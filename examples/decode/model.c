@@ -65,7 +65,7 @@ const char *dec_config_problem(const dec_config *c) {
 /* ---- weights --------------------------------------------------------------
  */
 
-static uint64_t next_random(uint64_t *state) {
+uint64_t dec_random(uint64_t *state) {
   uint64_t x = *state;
   x ^= x >> 12;
   x ^= x << 25;
@@ -82,7 +82,7 @@ static int random_matrix(float **out, size_t count, float scale,
     return 0;
   for (size_t i = 0; i < count; ++i)
     m[i] = scale *
-           ((float)(next_random(seed) >> 40) / (float)(1 << 24) * 2.0f - 1.0f);
+           ((float)(dec_random(seed) >> 40) / (float)(1 << 24) * 2.0f - 1.0f);
   *out = m;
   return 1;
 }
@@ -219,28 +219,13 @@ static void device_free(const dec_model *m, void *ptr) {
   free(ptr);
 }
 
-static cgr_status copy_to_device(const dec_model *m, void *dst, const void *src,
-                                 size_t bytes) {
+/* Copies between the host and the model's device memory, either way
+ * (unified addressing tells CUDA which); synchronous. */
+cgr_status dec_copy(const dec_model *m, void *dst, const void *src,
+                    size_t bytes) {
 #ifdef CGR_HAVE_CUDA
   if (m->on_cuda) {
-    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      return CGR_E_CUDA;
-    }
-    return CGR_OK;
-  }
-#endif
-  (void)m;
-  memcpy(dst, src, bytes);
-  return CGR_OK;
-}
-
-cgr_status dec_read_device(const dec_model *m, void *dst, const void *src,
-                           size_t bytes) {
-#ifdef CGR_HAVE_CUDA
-  if (m->on_cuda) {
-    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
     if (e != cudaSuccess) {
       (void)cudaGetLastError();
       return CGR_E_CUDA;
@@ -258,7 +243,7 @@ static cgr_status upload(dec_model *m, float **dst, const float *src,
   size_t bytes = count * sizeof(float);
   cgr_status status = device_alloc(m, bytes, (void **)dst, why, why_size);
   if (status == CGR_OK)
-    status = copy_to_device(m, *dst, src, bytes);
+    status = dec_copy(m, *dst, src, bytes);
   if (status == CGR_OK)
     m->weight_bytes += bytes;
   else if (why[0] == '\0')
@@ -280,7 +265,7 @@ static cgr_status upload_bf16(dec_model *m, uint16_t **dst, const float *src,
     staging[i] = dec_bf16_from_float(src[i]);
   cgr_status status = device_alloc(m, bytes, (void **)dst, why, why_size);
   if (status == CGR_OK)
-    status = copy_to_device(m, *dst, staging, bytes);
+    status = dec_copy(m, *dst, staging, bytes);
   free(staging);
   if (status == CGR_OK)
     m->weight_bytes += bytes;

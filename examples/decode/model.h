@@ -98,9 +98,14 @@ void dec_model_destroy(dec_model *model);
 /* The decode step (cgr_step_fn); user is the dec_model. */
 cgr_status dec_step(cgr_step *step, void *user);
 
-/* Copies `bytes` of device memory (an output) to the host, synchronously. */
-cgr_status dec_read_device(const dec_model *model, void *dst, const void *src,
-                           size_t bytes);
+/* Copies `bytes` between the host and the model's device memory (an
+ * output to read, weights to write), synchronously. */
+cgr_status dec_copy(const dec_model *model, void *dst, const void *src,
+                    size_t bytes);
+
+/* xorshift64*: the example's one source of seeded randomness (weights and
+ * traces). */
+uint64_t dec_random(uint64_t *state);
 
 /*
  * The plain-C reference: one request's forward over its own contiguous KV

@@ -26,15 +26,6 @@ static double now_ms(void) {
   return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-static uint64_t next_random(uint64_t *state) {
-  uint64_t x = *state;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *state = x;
-  return x * UINT64_C(2685821657736338717);
-}
-
 typedef struct request {
   int32_t id, prompt_len, max_new;
   int32_t *prompt;
@@ -264,12 +255,11 @@ static cgr_status read_outputs(const dec_model *m, const cgr_ticket *ticket,
   if (status == CGR_OK)
     status = cgr_output(m->rt, ticket, m->slot.next_ids, &device);
   if (status == CGR_OK)
-    status = dec_read_device(m, ids, device, (size_t)count * 4);
+    status = dec_copy(m, ids, device, (size_t)count * 4);
   if (status == CGR_OK && logits != NULL) {
     status = cgr_output(m->rt, ticket, m->slot.logits, &device);
     if (status == CGR_OK)
-      status = dec_read_device(m, logits, device,
-                               (size_t)count * m->config.vocab * 4);
+      status = dec_copy(m, logits, device, (size_t)count * m->config.vocab * 4);
   }
   return status;
 }
@@ -594,15 +584,15 @@ static int make_trace(server *s) {
     request *req = &s->requests[i];
     req->id = i;
     req->prompt_len =
-        1 + (int32_t)(next_random(&seed) % (uint64_t)t->max_prompt);
-    req->max_new = 1 + (int32_t)(next_random(&seed) % (uint64_t)t->max_new);
+        1 + (int32_t)(dec_random(&seed) % (uint64_t)t->max_prompt);
+    req->max_new = 1 + (int32_t)(dec_random(&seed) % (uint64_t)t->max_new);
     req->row = -1;
     req->prompt = malloc((size_t)req->prompt_len * 4);
     if (req->prompt == NULL)
       return 0;
     for (int32_t k = 0; k < req->prompt_len; ++k)
       req->prompt[k] =
-          (int32_t)(next_random(&seed) % (uint64_t)s->config->vocab);
+          (int32_t)(dec_random(&seed) % (uint64_t)s->config->vocab);
   }
   return 1;
 }
