@@ -1,0 +1,988 @@
+/*
+ * bench_replay: what one decode step costs the host in each replay mode,
+ * against the floor of a bare graph launch.
+ *
+ * The step is synthetic but has the metadata a serving engine passes:
+ * input_ids, positions, seq_lens, out_loc (ROWS, int32), cu_seqlens_k
+ * (PREFIX), cu_seqlens_q (CONSTANT, 0..bs), a page_table of W int32 pages
+ * per row (ROWS), and an OUTPUT `out` (one int32 per row). Its graph has G
+ * small kernels over a scratch buffer of padded_batch ints: an arange
+ * (ones), then adds that read input_ids + positions, seq_lens, out_loc,
+ * cu_seqlens_k, cu_seqlens_q and the last page_table row, G - 8 filler
+ * adds, and a last add that writes `out`. Every row's `out` depends on
+ * its row of every input and the first min(bs, W) rows on the last
+ * page_table row (the end of the largest copy), so a wrong copy shows.
+ *
+ * Each configuration (bucket, pages per row W, kernels G) gets its own
+ * runtime with that one bucket, captured once. Every step is a full batch
+ * (batch = bucket) from pageable host arrays (CGR_SOURCE_HOST) with new
+ * values (four sets of values in turn), so nothing is skipped but the
+ * constant. Methods, run in this order:
+ *
+ *   floor    cgr__be_graph_launch of the captured exec of set n mod 2, its
+ *            inputs already in place (loaded once by two replays)
+ *   naive    CGR_REPLAY_NAIVE: a copy per slot, then the graph
+ *   fused    CGR_REPLAY_FUSED: one fused copy, then the graph
+ *   double   CGR_REPLAY_DOUBLE_BUFFERED: the copy on the side stream
+ *   ingraph  CGR_REPLAY_IN_GRAPH: the copy is the graph's first node
+ *
+ * Per method: a warm-up, then `steps` steps back to back. host_us is the
+ * CLOCK_MONOTONIC time of cgr_batch_begin + cgr_batch_input (prepare_us)
+ * + cgr_replay for one step (the floor: its graph launch), as median and
+ * p99. Before each step, outside the timed part, the loop waits for an
+ * event it recorded on the main stream after step n - 2: two steps
+ * stay in flight, enough for the copy of one to overlap the graph of the
+ * other, and host_us is the host's own cost, never time spent blocked on
+ * a device that runs behind (the engine's staging wait, inside cgr_replay,
+ * then finds staging free). gpu_step_us is the time between two timing
+ * events on the main stream, one before the first timed step and one
+ * after the last, divided by the steps: when the host is slower than the
+ * device this is the host's pace, not the graph's length. The output of
+ * each method's last step is checked against the host's own sum (exit 1
+ * on a mismatch).
+ *
+ * On the host backend the "device" is CPU threads: every number is a CPU
+ * timing ("timing":"cpu") and means nothing next to a GPU's.
+ *
+ * Output: JSON lines on stdout (and in --out FILE), then a table.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "capture/capture.h"
+#include "cgr/cgr.h"
+#include "kernels/basic.h"
+#include "runtime/backend.h"
+#include "runtime/runtime.h"
+
+/* Sets of input values used in turn: each step's data differs from the
+ * step before and from what its buffer set last held. */
+#define VARIANTS 4
+/* Kernels the step has before its filler adds (the arange, the six adds
+ * that read inputs, the add that writes `out`). */
+#define STEP_MIN_KERNELS 8
+#define MAX_STEPS 10000000L
+
+typedef enum method {
+  METHOD_FLOOR,
+  METHOD_NAIVE,
+  METHOD_FUSED,
+  METHOD_DOUBLE,
+  METHOD_INGRAPH,
+  METHOD_COUNT
+} method;
+
+static const char *const method_names[METHOD_COUNT] = {"floor", "naive",
+                                                       "fused", "double",
+                                                       "ingraph"};
+
+static const cgr_replay_mode method_modes[METHOD_COUNT] = {
+    CGR_REPLAY_NAIVE, /* unused: the floor bypasses the engine */
+    CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED, CGR_REPLAY_DOUBLE_BUFFERED,
+    CGR_REPLAY_IN_GRAPH};
+
+/* The input slots, in the order a batch gives them. */
+enum {
+  IN_IDS,
+  IN_POSITIONS,
+  IN_SEQ_LENS,
+  IN_OUT_LOC,
+  IN_CU_K,
+  IN_PAGES,
+  IN_COUNT
+};
+
+typedef enum grid { GRID_FULL, GRID_QUICK, GRID_SMOKE } grid;
+
+typedef struct options {
+  cgr_backend_kind backend;
+  long steps;
+  int steps_given;
+  grid grid;
+  int json_only;
+  const char *out_path;
+} options;
+
+typedef struct result {
+  double host_median;
+  double host_p99;
+  double prepare_median;
+  double gpu_step_us;
+  double launches_per_step; /* kernels, copies, memsets, graphs */
+  double bytes_per_step;    /* copied by the replay's plan */
+} result;
+
+/* One configuration's shape. */
+typedef struct shape {
+  uint32_t bucket;
+  uint32_t width; /* pages per row */
+  uint32_t kernels;
+} shape;
+
+/* One table row, kept for the end. */
+typedef struct row {
+  shape shape;
+  method method;
+  result res;
+  double ratio_floor;
+  double ratio_naive;
+} row;
+
+/* One configuration: its runtime, slots, input values and expected
+ * outputs. The step function reads it. */
+typedef struct workload {
+  shape shape;
+  cgr_runtime *rt;
+  cgr__backend *be;
+  cgr__stream *main_stream;
+  cgr_slot inputs[IN_COUNT];
+  cgr_slot cu_q;
+  cgr_slot out;
+  int32_t *data[IN_COUNT];   /* VARIANTS * elems[i] each */
+  size_t elems[IN_COUNT];    /* per variant */
+  int32_t *expected;         /* VARIANTS * bucket */
+  int32_t *readback;         /* bucket, pinned */
+  cgr__event *start, *end;   /* timing events */
+  cgr__event *launched[2];   /* after the last step of each set */
+  cgr__graph_exec *execs[2]; /* the floor's graphs */
+  int set_variant[2];        /* what each set holds for the floor */
+} workload;
+
+typedef struct bench {
+  options opt;
+  int cuda;
+  int warmup;
+  const uint32_t *buckets, *widths, *kernels;
+  size_t bucket_count, width_count, kernel_count;
+  double *host_us; /* steps samples each */
+  double *prepare_us;
+  double *sorted;
+  FILE *out;
+  row *rows;
+  size_t row_count, row_capacity;
+  char backend_name[16];
+} bench;
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Median and 99th percentile (nearest rank) of n samples. */
+static void percentiles(bench *b, const double *samples, long n, double *median,
+                        double *p99) {
+  memcpy(b->sorted, samples, (size_t)n * sizeof *samples);
+  qsort(b->sorted, (size_t)n, sizeof *b->sorted, compare_doubles);
+  *median =
+      n % 2 ? b->sorted[n / 2] : (b->sorted[n / 2 - 1] + b->sorted[n / 2]) / 2;
+  if (p99 != NULL) {
+    long rank = (99 * n + 99) / 100; /* ceil(0.99 n) */
+    *p99 = b->sorted[rank > 0 ? rank - 1 : 0];
+  }
+}
+
+/* xorshift64: reproducible input values. */
+static uint32_t next_random(uint64_t *state) {
+  *state ^= *state << 13;
+  *state ^= *state >> 7;
+  *state ^= *state << 17;
+  return (uint32_t)(*state >> 32);
+}
+
+/* A failed cgr call: what and why. Returns -1. */
+static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
+  fprintf(stderr, "bench_replay: %s failed: %s: %s\n", what,
+          cgr_status_name(status), cgr_last_error(rt));
+  return -1;
+}
+
+#define CHECK(rt, call, what)                                                  \
+  do {                                                                         \
+    cgr_status check_status_ = (call);                                         \
+    if (check_status_ != CGR_OK)                                               \
+      return fail_call((rt), check_status_, (what));                           \
+  } while (0)
+
+/* s as a JSON string, quotes included. */
+static void json_quote(char *out, size_t size, const char *s) {
+  size_t n = 0;
+  if (size < 3)
+    return;
+  out[n++] = '"';
+  for (; *s != '\0' && n + 8 < size; ++s) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      out[n++] = '\\';
+      out[n++] = (char)c;
+    } else if (c < 0x20) {
+      n += (size_t)snprintf(out + n, size - n, "\\u%04x", c);
+    } else {
+      out[n++] = (char)c;
+    }
+  }
+  out[n++] = '"';
+  out[n] = '\0';
+}
+
+/* A JSON line to stdout and to --out. */
+static void emit(bench *b, const char *line) {
+  fputs(line, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+  if (b->out != NULL) {
+    fputs(line, b->out);
+    fputc('\n', b->out);
+  }
+}
+
+/* Makes the directories above path; fopen reports what failed. */
+static void make_dirs_for(const char *path) {
+  char buffer[4096];
+  snprintf(buffer, sizeof buffer, "%s", path);
+  for (char *p = strchr(buffer + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+    *p = '\0';
+    if (mkdir(buffer, 0777) != 0 && errno != EEXIST)
+      return;
+    *p = '/';
+  }
+}
+
+/* ---- the step ------------------------------------------------------------ */
+
+static cgr_status add(cgr_step *step, int32_t *dst, const int32_t *a,
+                      const int32_t *b, uint64_t count) {
+  cgr__add_i32_args args = {dst, a, b, (int64_t)count};
+  return cgr_step_launch(step, &cgr__kernel_add_i32, &args);
+}
+
+/* G kernels: ones = 1; acc = ids + positions; acc += seq_lens, out_loc,
+ * cu_seqlens_k[1..], cu_seqlens_q, the last page_table row (its first
+ * min(bs, W) pages); G - 8 times acc += ones; out = acc + ones. */
+static cgr_status bench_step(cgr_step *step, void *user) {
+  const workload *w = user;
+  uint32_t bs = cgr_step_padded_batch(step);
+  uint32_t width = w->shape.width;
+  int32_t *acc = NULL, *ones = NULL;
+  CGR__CHECK(cgr_step_scratch(step, bs * sizeof(int32_t), 256, (void **)&acc));
+  CGR__CHECK(cgr_step_scratch(step, bs * sizeof(int32_t), 256, (void **)&ones));
+  const int32_t *in[IN_COUNT];
+  for (int i = 0; i < IN_COUNT; ++i)
+    in[i] = cgr_step_slot(step, w->inputs[i]);
+  const int32_t *cu_q = cgr_step_slot(step, w->cu_q);
+  int32_t *out = cgr_step_slot(step, w->out);
+
+  cgr__arange_i32_args ones_args = {ones, bs, 1, 0};
+  CGR__CHECK(cgr_step_launch(step, &cgr__kernel_arange_i32, &ones_args));
+  CGR__CHECK(add(step, acc, in[IN_IDS], in[IN_POSITIONS], bs));
+  CGR__CHECK(add(step, acc, acc, in[IN_SEQ_LENS], bs));
+  CGR__CHECK(add(step, acc, acc, in[IN_OUT_LOC], bs));
+  CGR__CHECK(add(step, acc, acc, in[IN_CU_K] + 1, bs));
+  CGR__CHECK(add(step, acc, acc, cu_q, bs));
+  CGR__CHECK(add(step, acc, acc, in[IN_PAGES] + (uint64_t)(bs - 1) * width,
+                 bs < width ? bs : width));
+  for (uint32_t k = STEP_MIN_KERNELS; k < w->shape.kernels; ++k)
+    CGR__CHECK(add(step, acc, acc, ones, bs));
+  return add(step, out, acc, ones, bs);
+}
+
+/* ---- a configuration ----------------------------------------------------- */
+
+/* Fills the VARIANTS sets of inputs and what `out` must hold for each. */
+static void make_values(workload *w) {
+  uint32_t bs = w->shape.bucket, width = w->shape.width;
+  uint64_t state =
+      UINT64_C(0x9E3779B97F4A7C15) ^
+      ((uint64_t)bs << 40 | (uint64_t)width << 16 | w->shape.kernels);
+  for (int v = 0; v < VARIANTS; ++v) {
+    int32_t *ids = w->data[IN_IDS] + (size_t)v * bs;
+    int32_t *pos = w->data[IN_POSITIONS] + (size_t)v * bs;
+    int32_t *lens = w->data[IN_SEQ_LENS] + (size_t)v * bs;
+    int32_t *loc = w->data[IN_OUT_LOC] + (size_t)v * bs;
+    int32_t *cu_k = w->data[IN_CU_K] + (size_t)v * (bs + 1);
+    int32_t *pages = w->data[IN_PAGES] + (size_t)v * bs * width;
+    int32_t *want = w->expected + (size_t)v * bs;
+    cu_k[0] = 0;
+    for (uint32_t i = 0; i < bs; ++i) {
+      ids[i] = (int32_t)(next_random(&state) % 32000);
+      lens[i] = (int32_t)(1 + next_random(&state) % 4096);
+      pos[i] = lens[i] - 1;
+      loc[i] = (int32_t)(next_random(&state) % (1u << 20));
+      cu_k[i + 1] = cu_k[i] + lens[i];
+    }
+    for (size_t e = 0; e < (size_t)bs * width; ++e)
+      pages[e] = (int32_t)(next_random(&state) % 65536);
+    const int32_t *last_row = pages + (size_t)(bs - 1) * width;
+    for (uint32_t i = 0; i < bs; ++i) {
+      uint32_t sum = (uint32_t)ids[i] + (uint32_t)pos[i] + (uint32_t)lens[i] +
+                     (uint32_t)loc[i] + (uint32_t)cu_k[i + 1] + i;
+      if (i < width)
+        sum += (uint32_t)last_row[i];
+      sum += w->shape.kernels - STEP_MIN_KERNELS + 1;
+      want[i] = (int32_t)sum;
+    }
+  }
+}
+
+static int declare(workload *w, cgr_slot *out, const char *name,
+                   cgr_slot_kind kind, uint64_t row_elems) {
+  cgr_slot_desc desc;
+  CHECK(w->rt, cgr_slot_desc_init(&desc, name, kind, 4, row_elems),
+        "cgr_slot_desc_init");
+  if (kind == CGR_SLOT_CONSTANT)
+    desc.extra_elems = 1; /* 0..bs: bs + 1 entries */
+  char what[96];
+  snprintf(what, sizeof what, "cgr_slot_declare(%s)", name);
+  CHECK(w->rt, cgr_slot_declare(w->rt, &desc, out), what);
+  return 0;
+}
+
+static void workload_release(workload *w) {
+  if (w->rt != NULL) {
+    cgr__be_stream_drain(w->be, w->main_stream);
+    cgr__be_event_destroy(w->be, w->start);
+    cgr__be_event_destroy(w->be, w->end);
+    cgr__be_event_destroy(w->be, w->launched[0]);
+    cgr__be_event_destroy(w->be, w->launched[1]);
+    cgr__be_pinned_free(w->be, w->readback);
+  }
+  cgr_runtime_destroy(w->rt);
+  for (int i = 0; i < IN_COUNT; ++i)
+    free(w->data[i]);
+  free(w->expected);
+  memset(w, 0, sizeof *w);
+}
+
+/* Creates the runtime, declares the slots, captures the one bucket. */
+static int workload_open(bench *b, workload *w, shape s) {
+  memset(w, 0, sizeof *w);
+  w->shape = s;
+  cgr_config config;
+  CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
+  config.backend = b->opt.backend;
+  config.buckets = &s.bucket;
+  config.bucket_count = 1;
+  config.replay_mode = CGR_REPLAY_NAIVE;
+  cgr_status status = cgr_runtime_create(&config, &w->rt);
+  if (status != CGR_OK)
+    return fail_call(NULL, status, "cgr_runtime_create");
+  w->be = &w->rt->backend;
+  w->main_stream = w->rt->streams[CGR_STREAM_MAIN];
+  snprintf(b->backend_name, sizeof b->backend_name, "%s",
+           cgr_backend_name(w->rt));
+
+  static const char *const names[IN_COUNT] = {"input_ids",    "positions",
+                                              "seq_lens",     "out_loc",
+                                              "cu_seqlens_k", "page_table"};
+  for (int i = 0; i < IN_COUNT; ++i) {
+    cgr_slot_kind kind = i == IN_CU_K ? CGR_SLOT_PREFIX : CGR_SLOT_ROWS;
+    if (declare(w, &w->inputs[i], names[i], kind,
+                i == IN_PAGES ? s.width : 1) != 0)
+      return -1;
+    w->elems[i] = i == IN_CU_K    ? (size_t)s.bucket + 1
+                  : i == IN_PAGES ? (size_t)s.bucket * s.width
+                                  : (size_t)s.bucket;
+    w->data[i] = malloc(VARIANTS * w->elems[i] * sizeof(int32_t));
+    if (w->data[i] == NULL) {
+      fprintf(stderr, "bench_replay: out of host memory (inputs)\n");
+      return -1;
+    }
+  }
+  if (declare(w, &w->cu_q, "cu_seqlens_q", CGR_SLOT_CONSTANT, 1) != 0 ||
+      declare(w, &w->out, "out", CGR_SLOT_OUTPUT, 1) != 0)
+    return -1;
+  w->expected = malloc((size_t)VARIANTS * s.bucket * sizeof(int32_t));
+  if (w->expected == NULL) {
+    fprintf(stderr, "bench_replay: out of host memory (expected)\n");
+    return -1;
+  }
+  make_values(w);
+  CHECK(w->rt,
+        cgr__be_pinned_alloc(w->be, s.bucket * sizeof(int32_t),
+                             (void **)&w->readback),
+        "allocating the read-back buffer");
+  CHECK(w->rt, cgr__be_event_create(w->be, 1, &w->start),
+        "creating the start event");
+  CHECK(w->rt, cgr__be_event_create(w->be, 1, &w->end),
+        "creating the end event");
+  for (int k = 0; k < 2; ++k)
+    CHECK(w->rt, cgr__be_event_create(w->be, 0, &w->launched[k]),
+          "creating the floor's events");
+  CHECK(w->rt, cgr_capture(w->rt, bench_step, w), "cgr_capture");
+
+  cgr__capture *cap = w->rt->layers[CGR__LAYER_CAPTURE].state;
+  long index = cap != NULL ? cgr__bucket_index(cap, s.bucket) : -1;
+  if (index < 0) {
+    fprintf(stderr, "bench_replay: bucket %u was not captured\n", s.bucket);
+    return -1;
+  }
+  for (int k = 0; k < 2; ++k)
+    w->execs[k] = cap->buckets[index].execs[k];
+  return 0;
+}
+
+/* ---- running the methods ------------------------------------------------- */
+
+/* One replayed step with input values `v`: *prepare_us and *host_us get
+ * the host time of the batch calls and of the whole step. */
+static int replay_step(workload *w, int v, double *prepare_us, double *host_us,
+                       cgr_ticket *ticket) {
+  double t0 = now_us();
+  cgr_batch *batch = NULL;
+  cgr_status status = cgr_batch_begin(w->rt, w->shape.bucket, &batch);
+  for (int i = 0; i < IN_COUNT && status == CGR_OK; ++i)
+    status = cgr_batch_input(batch, w->inputs[i], CGR_SOURCE_HOST,
+                             w->data[i] + (size_t)v * w->elems[i],
+                             w->elems[i] * sizeof(int32_t));
+  double t1 = now_us();
+  if (status != CGR_OK) {
+    fail_call(w->rt, status, "filling the batch");
+    cgr_batch_discard(batch);
+    return -1;
+  }
+  status = cgr_replay(w->rt, batch, ticket);
+  double t2 = now_us();
+  if (status != CGR_OK)
+    return fail_call(w->rt, status, "cgr_replay");
+  *prepare_us = t1 - t0;
+  *host_us = t2 - t0;
+  return 0;
+}
+
+/* `out` as the device holds it at `device` equals variant v's sums. */
+static int check_output(workload *w, const void *device, int v,
+                        const char *name) {
+  uint32_t bs = w->shape.bucket;
+  CHECK(w->rt,
+        cgr__be_memcpy_async(w->be, w->main_stream, w->readback, device,
+                             bs * sizeof(int32_t)),
+        "reading the output back");
+  CHECK(w->rt, cgr__be_stream_synchronize(w->be, w->main_stream),
+        "synchronizing the read-back");
+  const int32_t *want = w->expected + (size_t)v * bs;
+  for (uint32_t i = 0; i < bs; ++i) {
+    if (w->readback[i] != want[i]) {
+      fprintf(stderr,
+              "bench_replay: WRONG RESULT: bucket %u, %u pages per row, %u "
+              "kernels, %s: out[%u] is %d, expected %d\n",
+              bs, w->shape.width, w->shape.kernels, name, i, w->readback[i],
+              want[i]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static uint64_t launch_count(const cgr_counters *c) {
+  return c->kernel_launches + c->copies + c->memsets + c->graph_launches;
+}
+
+/* The timing events around the timed steps: steps per gpu_step_us. */
+static int gpu_time(bench *b, workload *w, double *out) {
+  CHECK(w->rt, cgr__be_event_synchronize(w->be, w->end),
+        "synchronizing the end event");
+  float ms = 0.0f;
+  CHECK(w->rt, cgr__be_event_elapsed_ms(w->be, w->start, w->end, &ms),
+        "reading the timing events");
+  *out = (double)ms * 1e3 / (double)b->opt.steps;
+  return 0;
+}
+
+/* Untimed, before step n: waits for the event recorded after step n - 2
+ * (set k) if it has not passed yet, so at most two steps are in flight.
+ * It blocks rather than polls: on the host backend a polling thread takes
+ * a CPU from the stream workers it waits for. */
+static int wait_step_before_last(workload *w, int k) {
+  cgr_status status = cgr__be_event_query(w->be, w->launched[k]);
+  if (status == CGR_E_NOT_READY)
+    status = cgr__be_event_synchronize(w->be, w->launched[k]);
+  CHECK(w->rt, status, "waiting for step n - 2");
+  return 0;
+}
+
+/* Bare graph launches of the captured execs, set n mod 2, the inputs
+ * loaded once before by two replays. */
+static int run_floor(bench *b, workload *w, result *res) {
+  cgr_ticket tickets[2];
+  double unused_prepare, unused_host;
+  CHECK(w->rt, cgr_set_replay_mode(w->rt, CGR_REPLAY_FUSED),
+        "cgr_set_replay_mode");
+  for (int v = 0; v < 2; ++v) {
+    if (replay_step(w, v, &unused_prepare, &unused_host, &tickets[v]) != 0)
+      return -1;
+    w->set_variant[tickets[v].set] = v;
+  }
+  CHECK(w->rt, cgr_synchronize(w->rt), "cgr_synchronize");
+
+  cgr_counters before, after;
+  long total = b->warmup + b->opt.steps;
+  int last = 0;
+  for (long n = 0; n < total; ++n) {
+    int k = (int)(n % 2);
+    long timed = n - b->warmup;
+    if (timed == 0) {
+      CHECK(w->rt, cgr_counters_get(w->rt, &before), "cgr_counters_get");
+      CHECK(w->rt, cgr__be_event_record(w->be, w->start, w->main_stream),
+            "recording the start event");
+    }
+    if (n >= 2 && wait_step_before_last(w, k) != 0)
+      return -1;
+    double t0 = now_us();
+    cgr_status status =
+        cgr__be_graph_launch(w->be, w->execs[k], w->main_stream);
+    double t1 = now_us();
+    CHECK(w->rt, status, "the floor's graph launch");
+    CHECK(w->rt, cgr__be_event_record(w->be, w->launched[k], w->main_stream),
+          "recording the floor's event");
+    if (timed >= 0) {
+      b->host_us[timed] = t1 - t0;
+      b->prepare_us[timed] = 0.0;
+    }
+    last = k;
+  }
+  CHECK(w->rt, cgr__be_event_record(w->be, w->end, w->main_stream),
+        "recording the end event");
+  CHECK(w->rt, cgr_counters_get(w->rt, &after), "cgr_counters_get");
+  if (gpu_time(b, w, &res->gpu_step_us) != 0)
+    return -1;
+  /* Event records are not launches: this is 1, the graph. */
+  res->launches_per_step =
+      (double)(launch_count(&after) - launch_count(&before)) /
+      (double)b->opt.steps;
+  res->bytes_per_step = 0.0;
+
+  void *out = NULL;
+  CHECK(w->rt, cgr_slot_address(w->rt, w->out, last, 0, &out),
+        "cgr_slot_address");
+  return check_output(w, out, w->set_variant[last], "floor");
+}
+
+/* Replays in one mode. */
+static int run_mode(bench *b, workload *w, method m, result *res) {
+  cgr_replay_mode mode = method_modes[m];
+  CHECK(w->rt, cgr_set_replay_mode(w->rt, mode), "cgr_set_replay_mode");
+  cgr_counters before, after;
+  cgr_replay_stats stats_before, stats_after;
+  cgr_ticket tickets[2];
+  long total = b->warmup + b->opt.steps;
+  for (long n = 0; n < total; ++n) {
+    long timed = n - b->warmup;
+    if (timed == 0) {
+      CHECK(w->rt, cgr_counters_get(w->rt, &before), "cgr_counters_get");
+      CHECK(w->rt, cgr_replay_stats_get(w->rt, mode, &stats_before),
+            "cgr_replay_stats_get");
+      CHECK(w->rt, cgr__be_event_record(w->be, w->start, w->main_stream),
+            "recording the start event");
+    }
+    int k = (int)(n % 2);
+    if (n >= 2 && wait_step_before_last(w, k) != 0)
+      return -1;
+    double prepare, host;
+    if (replay_step(w, (int)(n % VARIANTS), &prepare, &host, &tickets[k]) != 0)
+      return -1;
+    /* Untimed, after all the step put on the main stream (the in-graph
+     * mode's staging_free record included): what step n + 2 waits for. */
+    CHECK(w->rt, cgr__be_event_record(w->be, w->launched[k], w->main_stream),
+          "recording the step's event");
+    if (timed >= 0) {
+      b->host_us[timed] = host;
+      b->prepare_us[timed] = prepare;
+    }
+  }
+  CHECK(w->rt, cgr__be_event_record(w->be, w->end, w->main_stream),
+        "recording the end event");
+  CHECK(w->rt, cgr_counters_get(w->rt, &after), "cgr_counters_get");
+  CHECK(w->rt, cgr_replay_stats_get(w->rt, mode, &stats_after),
+        "cgr_replay_stats_get");
+  if (gpu_time(b, w, &res->gpu_step_us) != 0)
+    return -1;
+  res->launches_per_step =
+      (double)(launch_count(&after) - launch_count(&before)) /
+      (double)b->opt.steps;
+  res->bytes_per_step =
+      (double)(stats_after.bytes_copied - stats_before.bytes_copied) /
+      (double)b->opt.steps;
+
+  const cgr_ticket *last = &tickets[(total - 1) % 2];
+  CHECK(w->rt, cgr_ticket_wait(w->rt, last), "cgr_ticket_wait");
+  void *out = NULL;
+  CHECK(w->rt, cgr_output(w->rt, last, w->out, &out), "cgr_output");
+  if (check_output(w, out, (int)((total - 1) % VARIANTS), method_names[m]) != 0)
+    return -1;
+  CHECK(w->rt, cgr_synchronize(w->rt), "cgr_synchronize");
+  return 0;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static int add_row(bench *b, const row *r) {
+  if (b->row_count == b->row_capacity) {
+    size_t capacity = b->row_capacity ? b->row_capacity * 2 : 64;
+    row *rows = realloc(b->rows, capacity * sizeof *rows);
+    if (rows == NULL) {
+      fprintf(stderr, "bench_replay: out of host memory (table)\n");
+      return -1;
+    }
+    b->rows = rows;
+    b->row_capacity = capacity;
+  }
+  b->rows[b->row_count++] = *r;
+  return 0;
+}
+
+static void emit_row(bench *b, const row *r) {
+  char line[1024];
+  snprintf(line, sizeof line,
+           "{\"bench\":\"replay\",\"backend\":\"%s\",\"timing\":\"%s\","
+           "\"mode\":\"%s\",\"bucket\":%u,\"pages_per_row\":%u,"
+           "\"kernels\":%u,\"steps\":%ld,\"warmup\":%d,"
+           "\"host_us_median\":%.3f,\"host_us_p99\":%.3f,"
+           "\"prepare_us_median\":%.3f,\"gpu_step_us\":%.3f,"
+           "\"ratio_to_floor\":%.3f,\"ratio_to_naive\":%.3f,"
+           "\"launches_per_step\":%.2f,\"bytes_per_step\":%.0f}",
+           b->backend_name, b->cuda ? "gpu" : "cpu", method_names[r->method],
+           r->shape.bucket, r->shape.width, r->shape.kernels, b->opt.steps,
+           b->warmup, r->res.host_median, r->res.host_p99,
+           r->res.prepare_median, r->res.gpu_step_us, r->ratio_floor,
+           r->ratio_naive, r->res.launches_per_step, r->res.bytes_per_step);
+  emit(b, line);
+}
+
+static const char *grid_name(grid g) {
+  return g == GRID_SMOKE ? "smoke" : g == GRID_QUICK ? "quick" : "full";
+}
+
+/* The meta line, from a throwaway runtime's device information. */
+static int emit_meta(bench *b) {
+  cgr_config config;
+  cgr_runtime *rt = NULL;
+  CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
+  config.backend = b->opt.backend;
+  cgr_status status = cgr_runtime_create(&config, &rt);
+  if (status != CGR_OK)
+    return fail_call(NULL, status, "cgr_runtime_create");
+  b->cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
+  snprintf(b->backend_name, sizeof b->backend_name, "%s", cgr_backend_name(rt));
+  if (!b->cuda)
+    fprintf(b->opt.json_only ? stderr : stdout,
+            "host backend: these are CPU timings, not comparable with GPU "
+            "numbers (%s)\n",
+            cgr_backend_reason(rt));
+
+  cgr_device_info info;
+  if (cgr_device_info_get(rt, &info) != CGR_OK)
+    snprintf(info.name, sizeof info.name, "unknown");
+  char device[300], reason[600], date[32], line[2048];
+  time_t now = time(NULL);
+  struct tm utc;
+  gmtime_r(&now, &utc);
+  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  json_quote(device, sizeof device, info.name);
+  json_quote(reason, sizeof reason, cgr_backend_reason(rt));
+  snprintf(line, sizeof line,
+           "{\"kind\":\"meta\",\"bench\":\"replay\",\"backend\":\"%s\","
+           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
+           "\"driver_version\":%d,\"runtime_version\":%d,"
+           "\"cgr_version\":\"%s\",\"date\":\"%s\",\"grid\":\"%s\","
+           "\"steps\":%ld,\"warmup\":%d,\"max_steps_in_flight\":2,"
+           "\"backend_reason\":%s%s}",
+           b->backend_name, b->cuda ? "gpu" : "cpu", device, info.compute_major,
+           info.compute_minor, info.driver_version, info.runtime_version,
+           cgr_version_string(), date, grid_name(b->opt.grid), b->opt.steps,
+           b->warmup, reason,
+           b->cuda ? ""
+                   : ",\"note\":\"host backend: these are CPU timings, not "
+                     "comparable with GPU numbers\"");
+  emit(b, line);
+  cgr_runtime_destroy(rt);
+  return 0;
+}
+
+static void print_table(const bench *b) {
+  const char *unit = b->cuda ? "GPU" : "CPU";
+  printf("\n%-20s %-8s %11s %11s %11s %8s %8s %11s %6s\n", "config", "mode",
+         "host med us", "host p99 us", "prep med us", "x floor", "x naive",
+         b->cuda ? "GPU us/step" : "CPU us/step", "lnch");
+  for (size_t i = 0; i < b->row_count; ++i) {
+    const row *r = &b->rows[i];
+    char config[32];
+    snprintf(config, sizeof config, "b=%u w=%u g=%u", r->shape.bucket,
+             r->shape.width, r->shape.kernels);
+    printf("%-20s %-8s %11.2f %11.2f %11.2f %8.2f %8.2f %11.2f %6.1f\n", config,
+           method_names[r->method], r->res.host_median, r->res.host_p99,
+           r->res.prepare_median, r->ratio_floor, r->ratio_naive,
+           r->res.gpu_step_us, r->res.launches_per_step);
+  }
+  printf("\nb: bucket (= batch), w: pages per row, g: kernels in the graph. "
+         "host: CLOCK_MONOTONIC time of one step's cgr_batch_* + cgr_replay "
+         "(floor: its graph launch); prep: the cgr_batch_* part; "
+         "x floor / x naive: host medians divided; %s us/step: timing events "
+         "around %ld back-to-back steps; lnch: kernels + copies + memsets + "
+         "graph launches per step.\n",
+         unit, b->opt.steps);
+  if (!b->cuda)
+    printf("host backend: these are CPU timings, not comparable with GPU "
+           "numbers\n");
+}
+
+/* ---- the grid ------------------------------------------------------------ */
+
+static int run_config(bench *b, shape s) {
+  workload w;
+  result results[METHOD_COUNT];
+  memset(results, 0, sizeof results);
+  int rc = workload_open(b, &w, s);
+  for (int m = 0; m < METHOD_COUNT && rc == 0; ++m) {
+    result *res = &results[m];
+    rc = m == METHOD_FLOOR ? run_floor(b, &w, res)
+                           : run_mode(b, &w, (method)m, res);
+    if (rc == 0) {
+      percentiles(b, b->host_us, b->opt.steps, &res->host_median,
+                  &res->host_p99);
+      percentiles(b, b->prepare_us, b->opt.steps, &res->prepare_median, NULL);
+    }
+  }
+  workload_release(&w);
+  if (rc != 0)
+    return -1;
+  double floor_us = results[METHOD_FLOOR].host_median;
+  double naive_us = results[METHOD_NAIVE].host_median;
+  for (int m = 0; m < METHOD_COUNT; ++m) {
+    row r = {.shape = s, .method = (method)m, .res = results[m]};
+    r.ratio_floor = floor_us > 0 ? results[m].host_median / floor_us : 0.0;
+    r.ratio_naive = naive_us > 0 ? results[m].host_median / naive_us : 0.0;
+    emit_row(b, &r);
+    if (add_row(b, &r) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+static int run_grid(bench *b) {
+  for (size_t i = 0; i < b->bucket_count; ++i)
+    for (size_t j = 0; j < b->width_count; ++j)
+      for (size_t k = 0; k < b->kernel_count; ++k) {
+        shape s = {b->buckets[i], b->widths[j], b->kernels[k]};
+        if (run_config(b, s) != 0)
+          return -1;
+      }
+  return 0;
+}
+
+static void choose_grid(bench *b) {
+  static const uint32_t full_buckets[] = {1, 8, 64, 256};
+  static const uint32_t full_widths[] = {16, 128, 2048};
+  static const uint32_t full_kernels[] = {8, 64, 512};
+  static const uint32_t quick_buckets[] = {1, 64};
+  static const uint32_t quick_widths[] = {16, 128};
+  static const uint32_t quick_kernels[] = {8, 64};
+  static const uint32_t smoke_buckets[] = {8};
+  static const uint32_t smoke_widths[] = {16};
+  static const uint32_t smoke_kernels[] = {8};
+  long steps = 10000;
+  switch (b->opt.grid) {
+  case GRID_FULL:
+    b->buckets = full_buckets, b->bucket_count = 4;
+    b->widths = full_widths, b->width_count = 3;
+    b->kernels = full_kernels, b->kernel_count = 3;
+    b->warmup = 200;
+    break;
+  case GRID_QUICK:
+    b->buckets = quick_buckets, b->bucket_count = 2;
+    b->widths = quick_widths, b->width_count = 2;
+    b->kernels = quick_kernels, b->kernel_count = 2;
+    b->warmup = 50;
+    steps = 300;
+    break;
+  case GRID_SMOKE:
+    b->buckets = smoke_buckets, b->bucket_count = 1;
+    b->widths = smoke_widths, b->width_count = 1;
+    b->kernels = smoke_kernels, b->kernel_count = 1;
+    b->warmup = 10;
+    steps = 50;
+    break;
+  }
+  if (!b->opt.steps_given)
+    b->opt.steps = steps;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void usage(FILE *to) {
+  fprintf(to,
+          "usage: bench_replay [--backend auto|cuda|host] [--steps N] "
+          "[--quick] [--json] [--out FILE]\n"
+          "\n"
+          "Per-step host time and device step time of each replay mode "
+          "(naive,\n"
+          "fused, double, ingraph) against a bare graph launch (floor), "
+          "over\n"
+          "buckets {1, 8, 64, 256} x pages per row {16, 128, 2048} x graph "
+          "kernels\n"
+          "{8, 64, 512}.\n"
+          "\n"
+          "  --backend B  auto (default), cuda or host; CGR_BACKEND wins\n"
+          "  --steps N    timed steps per configuration and mode (default "
+          "10000)\n"
+          "  --quick      buckets {1, 64}, pages {16, 128}, kernels {8, 64}, "
+          "300 steps\n"
+          "  --smoke      one configuration (8, 16, 8), 50 steps, JSON only "
+          "(tests)\n"
+          "  --json       JSON lines only, no table\n"
+          "  --out FILE   also write the JSON lines to FILE (directories "
+          "made)\n"
+          "  --help       this text\n");
+}
+
+/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
+static int parse_options(int argc, char **argv, options *opt) {
+  memset(opt, 0, sizeof *opt);
+  opt->backend = CGR_BACKEND_AUTO;
+  opt->grid = GRID_FULL;
+  for (int i = 1; i < argc; ++i) {
+    const char *arg = argv[i];
+    const char *eq = strchr(arg, '=');
+    char name[32];
+    size_t length = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (length >= sizeof name)
+      length = sizeof name - 1;
+    memcpy(name, arg, length);
+    name[length] = '\0';
+    const char *value = NULL;
+    if (strcmp(name, "--backend") == 0 || strcmp(name, "--steps") == 0 ||
+        strcmp(name, "--out") == 0) {
+      if (eq != NULL)
+        value = eq + 1;
+      else if (i + 1 < argc)
+        value = argv[++i];
+      else {
+        fprintf(stderr, "bench_replay: %s needs a value\n", name);
+        return 2;
+      }
+    } else if (eq != NULL) {
+      fprintf(stderr, "bench_replay: %s takes no value\n", name);
+      return 2;
+    }
+
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+      return 1;
+    } else if (strcmp(name, "--quick") == 0) {
+      opt->grid = GRID_QUICK;
+    } else if (strcmp(name, "--smoke") == 0) {
+      opt->grid = GRID_SMOKE;
+      opt->json_only = 1;
+    } else if (strcmp(name, "--json") == 0) {
+      opt->json_only = 1;
+    } else if (strcmp(name, "--out") == 0) {
+      if (*value == '\0') {
+        fprintf(stderr, "bench_replay: --out needs a file name\n");
+        return 2;
+      }
+      opt->out_path = value;
+    } else if (strcmp(name, "--backend") == 0) {
+      if (strcmp(value, "auto") == 0)
+        opt->backend = CGR_BACKEND_AUTO;
+      else if (strcmp(value, "cuda") == 0)
+        opt->backend = CGR_BACKEND_CUDA;
+      else if (strcmp(value, "host") == 0)
+        opt->backend = CGR_BACKEND_HOST;
+      else {
+        fprintf(stderr,
+                "bench_replay: --backend must be auto, cuda or host, not "
+                "'%s'\n",
+                value);
+        return 2;
+      }
+    } else if (strcmp(name, "--steps") == 0) {
+      char *stop = NULL;
+      errno = 0;
+      long steps = strtol(value, &stop, 10);
+      if (errno != 0 || stop == value || *stop != '\0' || steps < 1 ||
+          steps > MAX_STEPS) {
+        fprintf(stderr,
+                "bench_replay: --steps must be a whole number from 1 to "
+                "%ld, not '%s'\n",
+                MAX_STEPS, value);
+        return 2;
+      }
+      opt->steps = steps;
+      opt->steps_given = 1;
+    } else {
+      fprintf(stderr, "bench_replay: unknown option '%s'\n", arg);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+static int bench_open(bench *b) {
+  choose_grid(b);
+  size_t n = (size_t)b->opt.steps;
+  b->host_us = malloc(n * sizeof *b->host_us);
+  b->prepare_us = malloc(n * sizeof *b->prepare_us);
+  b->sorted = malloc(n * sizeof *b->sorted);
+  if (!b->host_us || !b->prepare_us || !b->sorted) {
+    fprintf(stderr, "bench_replay: out of host memory (samples)\n");
+    return -1;
+  }
+  if (b->opt.out_path != NULL) {
+    make_dirs_for(b->opt.out_path);
+    b->out = fopen(b->opt.out_path, "w");
+    if (b->out == NULL) {
+      fprintf(stderr, "bench_replay: cannot write '%s': %s\n", b->opt.out_path,
+              strerror(errno));
+      return -1;
+    }
+  }
+  return emit_meta(b);
+}
+
+static int bench_close(bench *b) {
+  int rc = 0;
+  if (b->out != NULL && fclose(b->out) != 0) {
+    fprintf(stderr, "bench_replay: writing '%s' failed\n", b->opt.out_path);
+    rc = -1;
+  }
+  free(b->host_us);
+  free(b->prepare_us);
+  free(b->sorted);
+  free(b->rows);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  bench b;
+  memset(&b, 0, sizeof b);
+  int parsed = parse_options(argc, argv, &b.opt);
+  if (parsed == 1) {
+    usage(stdout);
+    return 0;
+  }
+  if (parsed != 0) {
+    usage(stderr);
+    return 2;
+  }
+  double began = now_us();
+  int rc = bench_open(&b);
+  if (rc == 0)
+    rc = run_grid(&b);
+  if (rc == 0 && !b.opt.json_only) {
+    print_table(&b);
+    printf("finished in %.1f s\n", (now_us() - began) / 1e6);
+  }
+  if (bench_close(&b) != 0)
+    rc = -1;
+  return rc == 0 ? 0 : 1;
+}
