@@ -69,6 +69,21 @@ static void expect_pass(const result *r) {
   assert_string_equal(check, "pass");
 }
 
+/* More than `at_least` tokens compared with the plain-C reference: equal on
+ * the host (the same float operations); on CUDA, which sums in another
+ * order, a near tie may flip a token now and then (each token is compared
+ * from the same inputs, so flips do not cascade), but a wrong kernel flips
+ * most of them. */
+static void expect_reference(const char *tokens, const char *mismatches,
+                             long at_least) {
+  assert_true(atol(tokens) > at_least);
+  if (cgr_test_backend == CGR_BACKEND_HOST)
+    assert_string_equal(mismatches, "0");
+  else if (atol(mismatches) * 20 > atol(tokens))
+    fail_msg("%s of %s tokens differ from the plain-C reference on CUDA",
+             mismatches, tokens);
+}
+
 static void test_host_step_equals_the_plain_c_reference(void **state) {
   (void)cgr_test_runtime(state);
   static const char *const shapes[] = {
@@ -88,9 +103,7 @@ static void test_host_step_equals_the_plain_c_reference(void **state) {
     char tokens[32], mismatches[32];
     json_field(r.output, "reference_tokens", tokens, sizeof tokens);
     json_field(r.output, "reference_mismatches", mismatches, sizeof mismatches);
-    assert_true(atol(tokens) > 16);
-    if (cgr_test_backend == CGR_BACKEND_HOST)
-      assert_string_equal(mismatches, "0"); /* same float operations */
+    expect_reference(tokens, mismatches, 16);
   }
 }
 
@@ -126,9 +139,7 @@ static void test_bf16_weights_match_the_reference(void **state) {
                      4 * (512 * 64 + 5 * 64) +
                          2 * (2 * (64 * 192 + 64 * 64 + 64 * 192 + 96 * 64) +
                               64 * 512));
-    assert_true(atol(tokens) > 1000);
-    if (cgr_test_backend == CGR_BACKEND_HOST)
-      assert_string_equal(mismatches, "0"); /* same float operations */
+    expect_reference(tokens, mismatches, 1000);
   }
 }
 
