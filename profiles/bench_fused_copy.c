@@ -38,9 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "cgr/cgr.h"
 #include "kernels/copy_plan.h"
 #include "kernels/fused_copy.h"
@@ -172,12 +172,6 @@ typedef struct workload {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
 static uint64_t round_up(uint64_t value, uint64_t to) {
   return (value + to - 1) / to * to;
 }
@@ -192,22 +186,6 @@ static void fill_random(unsigned char *dst, size_t bytes, uint64_t seed) {
     size_t n = bytes - i < 8 ? bytes - i : 8;
     memcpy(dst + i, &state, n);
   }
-}
-
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Median and 90th percentile (nearest rank) of n samples. */
-static void stats(bench *b, const double *samples, int n, double *median,
-                  double *p90) {
-  memcpy(b->sorted, samples, (size_t)n * sizeof *samples);
-  qsort(b->sorted, (size_t)n, sizeof *b->sorted, compare_doubles);
-  *median =
-      n % 2 ? b->sorted[n / 2] : (b->sorted[n / 2 - 1] + b->sorted[n / 2]) / 2;
-  int rank = (int)((9 * (int64_t)n + 9) / 10); /* ceil(0.9 n) */
-  *p90 = b->sorted[rank > 0 ? rank - 1 : 0];
 }
 
 /* A failed cgr call: say what and why. */
@@ -226,51 +204,6 @@ static int report(bench *b, cgr_status status, const char *what) {
       goto fail;                                                               \
     }                                                                          \
   } while (0)
-
-/* Writes s as a JSON string (quotes included). */
-static void json_string(char *out, size_t size, const char *s) {
-  size_t n = 0;
-  if (size < 3)
-    return;
-  out[n++] = '"';
-  for (; *s != '\0' && n + 8 < size; ++s) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      out[n++] = '\\';
-      out[n++] = (char)c;
-    } else if (c < 0x20) {
-      n += (size_t)snprintf(out + n, size - n, "\\u%04x", c);
-    } else {
-      out[n++] = (char)c;
-    }
-  }
-  out[n++] = '"';
-  out[n] = '\0';
-}
-
-/* One JSON line to stdout and to --out. */
-static void emit(bench *b, const char *line) {
-  fputs(line, stdout);
-  fputc('\n', stdout);
-  fflush(stdout);
-  if (b->out != NULL) {
-    fputs(line, b->out);
-    fputc('\n', b->out);
-  }
-}
-
-/* mkdir -p of path's directory part; failures surface at fopen. */
-static void make_parent_dirs(const char *path) {
-  char copy[4096];
-  snprintf(copy, sizeof copy, "%s", path);
-  for (char *slash = strchr(copy + 1, '/'); slash != NULL;
-       slash = strchr(slash + 1, '/')) {
-    *slash = '\0';
-    if (mkdir(copy, 0777) != 0 && errno != EEXIST)
-      return;
-    *slash = '/';
-  }
-}
 
 /* ---- the gate ------------------------------------------------------------ */
 
@@ -442,9 +375,9 @@ static int timed_run(bench *b, workload *w, method m, int gated, double *gpu,
   }
   BENCH_CHECK(b, cgr__be_event_record(b->be, b->start, b->stream),
               "recording the start event");
-  double t0 = now_us();
+  double t0 = bench_now_us();
   cgr_status status = issue(b, w, m);
-  double t1 = now_us();
+  double t1 = bench_now_us();
   if (status == CGR_OK)
     status = cgr__be_event_record(b->be, b->end, b->stream);
   if (gated)
@@ -499,10 +432,11 @@ static int measure(bench *b, workload *w, method m, result *res) {
       b->issue_us[r] = issue_time;
     }
   }
-  double unused;
-  stats(b, b->gpu_us, runs, &res->median_us, &res->p90_us);
-  stats(b, b->e2e_us, runs, &res->e2e_median_us, &unused);
-  stats(b, b->issue_us, runs, &res->issue_median_us, &res->issue_p90_us);
+  bench_percentiles(b->gpu_us, runs, b->sorted, &res->median_us, 90,
+                    &res->p90_us);
+  bench_percentiles(b->e2e_us, runs, b->sorted, &res->e2e_median_us, 90, NULL);
+  bench_percentiles(b->issue_us, runs, b->sorted, &res->issue_median_us, 90,
+                    &res->issue_p90_us);
   res->gbps = res->median_us > 0
                   ? (double)w->total_bytes / (res->median_us * 1e3)
                   : 0.0;
@@ -555,7 +489,7 @@ static void emit_result(bench *b, const workload *w, method m,
            res->gated ? "true" : "false", res->median_us, res->p90_us,
            res->e2e_median_us, res->issue_median_us, res->issue_p90_us,
            res->gbps, (unsigned long long)res->launches, extra);
-  emit(b, line);
+  bench_emit(b->out, line);
 }
 
 static void emit_meta(bench *b) {
@@ -567,8 +501,8 @@ static void emit_meta(bench *b) {
   strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
   if (cgr_device_info_get(b->rt, &info) != CGR_OK)
     snprintf(info.name, sizeof info.name, "unknown");
-  json_string(device, sizeof device, info.name);
-  json_string(reason, sizeof reason, cgr_backend_reason(b->rt));
+  bench_json_quote(device, sizeof device, info.name);
+  bench_json_quote(reason, sizeof reason, cgr_backend_reason(b->rt));
   int compiled = 0;
 #ifdef CGR_HAVE_CUDA
   compiled = CUDART_VERSION;
@@ -592,7 +526,7 @@ static void emit_meta(bench *b) {
            b->cuda ? ""
                    : ",\"note\":\"host backend: these are CPU timings, not "
                      "comparable with GPU numbers\"");
-  emit(b, line);
+  bench_emit(b->out, line);
 }
 
 static void human_bytes(char *out, size_t size, uint64_t bytes) {
@@ -915,7 +849,7 @@ static int run_workload(bench *b, workload *w) {
                "\"method\":\"memcpy_batch\",\"error\":\"cudaMemcpyBatchAsync "
                "failed; skipped from here on\"}",
                w->config, (unsigned long long)w->ops);
-      emit(b, line);
+      bench_emit(b->out, line);
       b->batch_usable = 0;
       continue;
     }
@@ -1149,7 +1083,7 @@ static int bench_open(bench *b) {
     return -1;
   }
   if (b->opt.out_path != NULL) {
-    make_parent_dirs(b->opt.out_path);
+    bench_make_parent_dirs(b->opt.out_path);
     b->out = fopen(b->opt.out_path, "w");
     if (b->out == NULL) {
       fprintf(stderr, "bench_fused_copy: cannot write '%s': %s\n",
@@ -1197,7 +1131,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  double began = now_us();
+  double began = bench_now_us();
   int rc = bench_open(&b);
   if (rc == 0) {
     if (!b.cuda)
@@ -1210,7 +1144,7 @@ int main(int argc, char **argv) {
   }
   if (rc == 0 && !b.opt.json_only) {
     print_table(&b);
-    printf("finished in %.1f s\n", (now_us() - began) / 1e6);
+    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }
   if (bench_close(&b) != 0)
     rc = -1;

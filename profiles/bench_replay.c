@@ -51,9 +51,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "capture/capture.h"
 #include "cgr/cgr.h"
 #include "kernels/basic.h"
@@ -170,30 +169,6 @@ typedef struct bench {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Median and 99th percentile (nearest rank) of n samples. */
-static void percentiles(bench *b, const double *samples, long n, double *median,
-                        double *p99) {
-  memcpy(b->sorted, samples, (size_t)n * sizeof *samples);
-  qsort(b->sorted, (size_t)n, sizeof *b->sorted, compare_doubles);
-  *median =
-      n % 2 ? b->sorted[n / 2] : (b->sorted[n / 2 - 1] + b->sorted[n / 2]) / 2;
-  if (p99 != NULL) {
-    long rank = (99 * n + 99) / 100; /* ceil(0.99 n) */
-    *p99 = b->sorted[rank > 0 ? rank - 1 : 0];
-  }
-}
-
 /* xorshift64: reproducible input values. */
 static uint32_t next_random(uint64_t *state) {
   *state ^= *state << 13;
@@ -215,50 +190,6 @@ static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
     if (check_status_ != CGR_OK)                                               \
       return fail_call((rt), check_status_, (what));                           \
   } while (0)
-
-/* s as a JSON string, quotes included. */
-static void json_quote(char *out, size_t size, const char *s) {
-  size_t n = 0;
-  if (size < 3)
-    return;
-  out[n++] = '"';
-  for (; *s != '\0' && n + 8 < size; ++s) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      out[n++] = '\\';
-      out[n++] = (char)c;
-    } else if (c < 0x20) {
-      n += (size_t)snprintf(out + n, size - n, "\\u%04x", c);
-    } else {
-      out[n++] = (char)c;
-    }
-  }
-  out[n++] = '"';
-  out[n] = '\0';
-}
-
-/* A JSON line to stdout and to --out. */
-static void emit(bench *b, const char *line) {
-  fputs(line, stdout);
-  fputc('\n', stdout);
-  fflush(stdout);
-  if (b->out != NULL) {
-    fputs(line, b->out);
-    fputc('\n', b->out);
-  }
-}
-
-/* Makes the directories above path; fopen reports what failed. */
-static void make_dirs_for(const char *path) {
-  char buffer[4096];
-  snprintf(buffer, sizeof buffer, "%s", path);
-  for (char *p = strchr(buffer + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
-    *p = '\0';
-    if (mkdir(buffer, 0777) != 0 && errno != EEXIST)
-      return;
-    *p = '/';
-  }
-}
 
 /* ---- the step ------------------------------------------------------------ */
 
@@ -439,21 +370,21 @@ static int workload_open(bench *b, workload *w, shape s) {
  * the host time of the batch calls and of the whole step. */
 static int replay_step(workload *w, int v, double *prepare_us, double *host_us,
                        cgr_ticket *ticket) {
-  double t0 = now_us();
+  double t0 = bench_now_us();
   cgr_batch *batch = NULL;
   cgr_status status = cgr_batch_begin(w->rt, w->shape.bucket, &batch);
   for (int i = 0; i < IN_COUNT && status == CGR_OK; ++i)
     status = cgr_batch_input(batch, w->inputs[i], CGR_SOURCE_HOST,
                              w->data[i] + (size_t)v * w->elems[i],
                              w->elems[i] * sizeof(int32_t));
-  double t1 = now_us();
+  double t1 = bench_now_us();
   if (status != CGR_OK) {
     fail_call(w->rt, status, "filling the batch");
     cgr_batch_discard(batch);
     return -1;
   }
   status = cgr_replay(w->rt, batch, ticket);
-  double t2 = now_us();
+  double t2 = bench_now_us();
   if (status != CGR_OK)
     return fail_call(w->rt, status, "cgr_replay");
   *prepare_us = t1 - t0;
@@ -539,10 +470,10 @@ static int run_floor(bench *b, workload *w, result *res) {
     }
     if (n >= 2 && wait_step_before_last(w, k) != 0)
       return -1;
-    double t0 = now_us();
+    double t0 = bench_now_us();
     cgr_status status =
         cgr__be_graph_launch(w->be, w->execs[k], w->main_stream);
-    double t1 = now_us();
+    double t1 = bench_now_us();
     CHECK(w->rt, status, "the floor's graph launch");
     CHECK(w->rt, cgr__be_event_record(w->be, w->launched[k], w->main_stream),
           "recording the floor's event");
@@ -657,7 +588,7 @@ static void emit_row(bench *b, const row *r) {
            b->warmup, r->res.host_median, r->res.host_p99,
            r->res.prepare_median, r->res.gpu_step_us, r->ratio_floor,
            r->ratio_naive, r->res.launches_per_step, r->res.bytes_per_step);
-  emit(b, line);
+  bench_emit(b->out, line);
 }
 
 static const char *grid_name(grid g) {
@@ -689,8 +620,8 @@ static int emit_meta(bench *b) {
   struct tm utc;
   gmtime_r(&now, &utc);
   strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  json_quote(device, sizeof device, info.name);
-  json_quote(reason, sizeof reason, cgr_backend_reason(rt));
+  bench_json_quote(device, sizeof device, info.name);
+  bench_json_quote(reason, sizeof reason, cgr_backend_reason(rt));
   snprintf(line, sizeof line,
            "{\"kind\":\"meta\",\"bench\":\"replay\",\"backend\":\"%s\","
            "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
@@ -705,7 +636,7 @@ static int emit_meta(bench *b) {
            b->cuda ? ""
                    : ",\"note\":\"host backend: these are CPU timings, not "
                      "comparable with GPU numbers\"");
-  emit(b, line);
+  bench_emit(b->out, line);
   cgr_runtime_destroy(rt);
   return 0;
 }
@@ -749,9 +680,10 @@ static int run_config(bench *b, shape s) {
     rc = m == METHOD_FLOOR ? run_floor(b, &w, res)
                            : run_mode(b, &w, (method)m, res);
     if (rc == 0) {
-      percentiles(b, b->host_us, b->opt.steps, &res->host_median,
-                  &res->host_p99);
-      percentiles(b, b->prepare_us, b->opt.steps, &res->prepare_median, NULL);
+      bench_percentiles(b->host_us, b->opt.steps, b->sorted, &res->host_median,
+                        99, &res->host_p99);
+      bench_percentiles(b->prepare_us, b->opt.steps, b->sorted,
+                        &res->prepare_median, 99, NULL);
     }
   }
   workload_release(&w);
@@ -938,7 +870,7 @@ static int bench_open(bench *b) {
     return -1;
   }
   if (b->opt.out_path != NULL) {
-    make_dirs_for(b->opt.out_path);
+    bench_make_parent_dirs(b->opt.out_path);
     b->out = fopen(b->opt.out_path, "w");
     if (b->out == NULL) {
       fprintf(stderr, "bench_replay: cannot write '%s': %s\n", b->opt.out_path,
@@ -974,13 +906,13 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  double began = now_us();
+  double began = bench_now_us();
   int rc = bench_open(&b);
   if (rc == 0)
     rc = run_grid(&b);
   if (rc == 0 && !b.opt.json_only) {
     print_table(&b);
-    printf("finished in %.1f s\n", (now_us() - began) / 1e6);
+    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }
   if (bench_close(&b) != 0)
     rc = -1;

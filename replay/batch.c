@@ -52,8 +52,10 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
    * enough for the largest bucket (live rows and padding). */
   uint32_t largest = cgr__largest_bucket(cap);
   replay->fed_step = UINT64_MAX;
-  for (size_t i = 0; i < cap->slot_count; ++i)
+  for (size_t i = 0; i < cap->slot_count; ++i) {
     replay->has_feeds |= cap->slots[i].fed_by >= 0;
+    replay->constant_slots += cap->slots[i].desc.kind == CGR_SLOT_CONSTANT;
+  }
   for (size_t i = 0; i < cap->slot_count; ++i) {
     replay->staging_offset[i] = replay->staging_bytes;
     if (cgr__is_input(&cap->slots[i]))

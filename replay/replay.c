@@ -210,6 +210,15 @@ static cgr_status run_naive(cgr_runtime *rt, cgr__stream *stream,
   return CGR_OK;
 }
 
+/* Lazy capture: a bucket's first replay captures it. The flag is read
+ * first so the steady state takes no lock. */
+static cgr_status ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
+                                  long bucket) {
+  if (cap->buckets[bucket].stats.captured)
+    return CGR_OK;
+  return cgr_capture_bucket(rt, cap->sizes[bucket]);
+}
+
 /* Waits, on the host, until the copy that last read staging k is done:
  * without a wait when it already is (the steady state). */
 static cgr_status staging_ready(cgr_runtime *rt, cgr__set *set) {
@@ -374,7 +383,7 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
             .batch = batch->size,
             .padded = cap->sizes[cap->bucket_of[batch->size]]};
   long bucket = cap->bucket_of[batch->size];
-  cgr_status status = cgr_capture_bucket(rt, l.padded); /* lazy capture */
+  cgr_status status = ensure_captured(rt, cap, bucket);
   if (status == CGR_OK && uses_staging(cap, batch))
     status = staging_ready(rt, &replay->sets[l.set]);
   /* The previous graph may write this set's fed inputs: the copy waits. */
@@ -399,11 +408,8 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   replay->fed_step = replay->next_step;
   replay->fed_batch = l.batch;
 
-  uint64_t constants = 0;
-  for (size_t i = 0; i < cap->slot_count; ++i)
-    constants += cap->slots[i].desc.kind == CGR_SLOT_CONSTANT;
   account(replay, replay->plan.count, replay->plan.total_bytes,
-          l.skipped + constants, started);
+          l.skipped + replay->constant_slots, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = l.batch;
   ticket->padded_batch = l.padded;
@@ -547,10 +553,10 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                        cap->slots[i].name, k, b);
   }
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, b);
-  cgr_status status = cgr_capture_bucket(rt, padded); /* lazy capture */
+  long bucket = cap->bucket_of[b];
+  cgr_status status = ensure_captured(rt, cap, bucket);
   if (status == CGR_OK)
     status = staging_ready(rt, set);
-  long bucket = cap->bucket_of[b];
   cgr__graph_exec *exec = cap->buckets[bucket].in_graph_execs[k];
   if (status == CGR_OK && exec == NULL) {
     status = in_graph_prologue(rt, replay, cap, k, padded);

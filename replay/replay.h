@@ -76,6 +76,7 @@ typedef struct cgr__replay {
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
+  uint64_t constant_slots; /* never copied: counted as skipped each step */
   cgr__copy_plan plan;
   cgr_replay_stats stats[5];
   /* The last eager step: its buffers hold its outputs until the next
