@@ -2,7 +2,7 @@
 # kernel_report.sh: what the compiler made of cgr's CUDA kernels. Needs no
 # GPU.
 #
-#   1. Compiles kernels/fused_copy.cu and kernels/basic.cu for one
+#   1. Compiles kernels/fused_copy.cu, basic.cu and sched_update.cu for one
 #      architecture with ptxas -v and prints, per entry function, registers,
 #      stack frame and spill stores/loads. Any spill or stack frame fails
 #      the report: these kernels are meant to live in registers.
@@ -56,7 +56,7 @@ if [[ ! "$arch" =~ ^sm_[0-9]+[a-z]?$ ]]; then
 fi
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-sources=(kernels/fused_copy.cu kernels/basic.cu)
+sources=(kernels/fused_copy.cu kernels/basic.cu kernels/sched_update.cu)
 
 nvcc="${NVCC:-}"
 if [[ -z "$nvcc" ]]; then

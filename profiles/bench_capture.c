@@ -1,0 +1,624 @@
+/*
+ * bench_capture: what capturing the example model's decode step costs, in
+ * time and in device memory, per bucket and buffer set and in total.
+ *
+ * Two runs, each on its own runtime with the example model (examples/
+ * decode/model.h) and the serving engines' buckets (1, 2, 4, 8, then every
+ * 8 up to --max-batch):
+ *
+ *   eager  one cgr_capture() of every bucket x 2 buffer sets, timed as a
+ *          whole on CLOCK_MONOTONIC: the number a serving engine waits for
+ *          at start-up. Free device memory before and after.
+ *   lazy   the step registered with lazy_capture (this sizes and allocates
+ *          the scratch arena), then cgr_capture_bucket() for each bucket,
+ *          largest first as cgr_capture() goes, each timed, with free
+ *          device memory after each: what each bucket's two graphs hold.
+ *
+ * Per bucket the runtime's own stats add the capture time of each set
+ * (warm-up excluded), instantiate + upload time, node counts and the arena
+ * bytes the step used. The device memory the graphs hold is the drop in
+ * cudaMemGetInfo's free memory across the lazy captures (after the arena
+ * and slots exist), and CUDA's graph memory attributes (memory that graph
+ * allocation nodes hold; cgr's graphs have none, as they use the one
+ * arena). The driver hands out memory in 2 MiB pages, so one bucket's
+ * drop is 0 or a multiple of 2 MiB: the total over all buckets is the
+ * number to read.
+ *
+ * On the host backend there is no device memory to measure (null in the
+ * JSON) and every time is a CPU timing ("timing":"cpu"): the host
+ * backend's warm-up runs the model on the CPU, so the default model and
+ * 256 rows take minutes there; use --quick.
+ *
+ * Output: JSON lines on stdout (and in --out FILE), then a table.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef CGR_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+#include "bench_common.h"
+#include "cgr/cgr.h"
+#include "model.h"
+
+#define MAX_BUCKETS 64
+
+typedef enum grid { GRID_FULL, GRID_QUICK, GRID_SMOKE } grid;
+
+typedef struct options {
+  cgr_backend_kind backend;
+  int32_t max_batch;
+  int max_batch_given;
+  grid grid;
+  int json_only;
+  const char *out_path;
+} options;
+
+/* Device memory as the driver sees it; `known` is 0 on the host backend. */
+typedef struct memory {
+  int known;
+  uint64_t free_bytes;
+  uint64_t graph_used;     /* cudaGraphMemAttrUsedMemCurrent */
+  uint64_t graph_reserved; /* cudaGraphMemAttrReservedMemHigh */
+} memory;
+
+/* One bucket of the lazy run. */
+typedef struct bucket_row {
+  cgr_bucket_stats stats;
+  double wall_ms;
+  int64_t device_bytes; /* drop in free memory; -1 when unknown */
+} bucket_row;
+
+typedef struct bench {
+  options opt;
+  dec_config model;
+  int cuda;
+  char backend_name[16];
+  uint32_t buckets[MAX_BUCKETS];
+  size_t bucket_count;
+  FILE *out;
+  /* results */
+  double eager_ms;
+  int64_t eager_device_bytes;
+  cgr_capture_stats eager_stats;
+  size_t weight_bytes, cache_bytes;
+  double register_ms;
+  bucket_row rows[MAX_BUCKETS];
+  int64_t lazy_device_bytes;
+  memory lazy_end;
+  cgr_capture_stats lazy_stats;
+} bench;
+
+/* The model and its runtime. */
+typedef struct engine {
+  cgr_runtime *rt;
+  dec_model model;
+  int has_model;
+} engine;
+
+static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
+  fprintf(stderr, "bench_capture: %s failed: %s: %s\n", what,
+          cgr_status_name(status), cgr_last_error(rt));
+  return -1;
+}
+
+#define CHECK(rt, call, what)                                                  \
+  do {                                                                         \
+    cgr_status check_status_ = (call);                                         \
+    if (check_status_ != CGR_OK)                                               \
+      return fail_call((rt), check_status_, (what));                           \
+  } while (0)
+
+/* ---- device memory ------------------------------------------------------- */
+
+#ifdef CGR_HAVE_CUDA
+static int cuda_failed(cudaError_t error, const char *what) {
+  fprintf(stderr, "bench_capture: %s failed: %s (%s)\n", what,
+          cudaGetErrorName(error), cudaGetErrorString(error));
+  return -1;
+}
+#endif
+
+/* Free device memory and the graph memory attributes, on CUDA. Everything
+ * queued first finishes, so the numbers are settled. */
+static int memory_read(const bench *b, cgr_runtime *rt, memory *out) {
+  memset(out, 0, sizeof *out);
+  if (!b->cuda)
+    return 0;
+  CHECK(rt, cgr_synchronize(rt), "cgr_synchronize");
+#ifdef CGR_HAVE_CUDA
+  size_t free_bytes = 0, total_bytes = 0;
+  cudaError_t error = cudaMemGetInfo(&free_bytes, &total_bytes);
+  if (error != cudaSuccess)
+    return cuda_failed(error, "cudaMemGetInfo");
+  int device = 0;
+  error = cudaGetDevice(&device);
+  if (error != cudaSuccess)
+    return cuda_failed(error, "cudaGetDevice");
+  unsigned long long used = 0, reserved = 0;
+  error = cudaDeviceGetGraphMemAttribute(device, cudaGraphMemAttrUsedMemCurrent,
+                                         &used);
+  if (error != cudaSuccess)
+    return cuda_failed(error, "cudaDeviceGetGraphMemAttribute(UsedMemCurrent)");
+  error =
+      cudaDeviceGetGraphMemAttribute(device, cudaGraphMemAttrReservedMemHigh,
+                                     &reserved);
+  if (error != cudaSuccess)
+    return cuda_failed(error,
+                       "cudaDeviceGetGraphMemAttribute(ReservedMemHigh)");
+  out->known = 1;
+  out->free_bytes = free_bytes;
+  out->graph_used = used;
+  out->graph_reserved = reserved;
+  return 0;
+#else
+  fprintf(stderr, "bench_capture: a CUDA runtime in a build without CUDA\n");
+  return -1;
+#endif
+}
+
+/* How much free memory dropped from `before` to `after`; -1 if unknown. */
+static int64_t memory_drop(const memory *before, const memory *after) {
+  if (!before->known || !after->known)
+    return -1;
+  return (int64_t)before->free_bytes - (int64_t)after->free_bytes;
+}
+
+/* ---- the runs ------------------------------------------------------------ */
+
+static void engine_close(engine *e) {
+  /* The graphs read the model's memory: the runtime goes first. */
+  cgr_runtime *rt = e->rt;
+  e->rt = NULL;
+  cgr_runtime_destroy(rt);
+  if (e->has_model)
+    dec_model_destroy(&e->model);
+  e->has_model = 0;
+}
+
+/* A runtime with the buckets and the model on it, nothing captured. */
+static int engine_open(bench *b, engine *e, int lazy) {
+  memset(e, 0, sizeof *e);
+  cgr_config config;
+  CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
+  config.backend = b->opt.backend;
+  config.buckets = b->buckets;
+  config.bucket_count = b->bucket_count;
+  config.lazy_capture = lazy;
+  cgr_status status = cgr_runtime_create(&config, &e->rt);
+  if (status != CGR_OK)
+    return fail_call(NULL, status, "cgr_runtime_create");
+  char why[512];
+  status = dec_model_create(e->rt, &b->model, &e->model, why, sizeof why);
+  if (status != CGR_OK) {
+    fprintf(stderr, "bench_capture: dec_model_create failed: %s: %s\n",
+            cgr_status_name(status), why);
+    return -1;
+  }
+  e->has_model = 1;
+  b->weight_bytes = e->model.weight_bytes;
+  b->cache_bytes = e->model.cache_bytes;
+  return 0;
+}
+
+static int run_eager(bench *b) {
+  engine e;
+  int rc = engine_open(b, &e, 0);
+  memory before, after;
+  if (rc == 0)
+    rc = memory_read(b, e.rt, &before);
+  if (rc == 0) {
+    double t0 = bench_now_us();
+    cgr_status status = cgr_capture(e.rt, dec_step, &e.model);
+    b->eager_ms = (bench_now_us() - t0) / 1e3;
+    if (status != CGR_OK)
+      rc = fail_call(e.rt, status, "cgr_capture (eager)");
+  }
+  if (rc == 0)
+    rc = memory_read(b, e.rt, &after);
+  if (rc == 0) {
+    b->eager_device_bytes = memory_drop(&before, &after);
+    cgr_status status = cgr_capture_stats_get(e.rt, &b->eager_stats);
+    if (status != CGR_OK)
+      rc = fail_call(e.rt, status, "cgr_capture_stats_get");
+  }
+  engine_close(&e);
+  return rc;
+}
+
+static int run_lazy(bench *b) {
+  engine e;
+  int rc = engine_open(b, &e, 1);
+  memory start, previous, now;
+  if (rc == 0) {
+    double t0 = bench_now_us();
+    cgr_status status = cgr_capture(e.rt, dec_step, &e.model);
+    b->register_ms = (bench_now_us() - t0) / 1e3;
+    if (status != CGR_OK)
+      rc = fail_call(e.rt, status, "cgr_capture (lazy registration)");
+  }
+  if (rc == 0)
+    rc = memory_read(b, e.rt, &start);
+  previous = start;
+  /* Largest first, as cgr_capture goes: the first capture meets the arena
+   * at its full size. */
+  for (size_t i = b->bucket_count; rc == 0 && i-- > 0;) {
+    uint32_t bucket = b->buckets[i];
+    bucket_row *row = &b->rows[i];
+    double t0 = bench_now_us();
+    cgr_status status = cgr_capture_bucket(e.rt, bucket);
+    row->wall_ms = (bench_now_us() - t0) / 1e3;
+    if (status != CGR_OK) {
+      char what[64];
+      snprintf(what, sizeof what, "cgr_capture_bucket(%u)", bucket);
+      rc = fail_call(e.rt, status, what);
+      break;
+    }
+    status = cgr_bucket_stats_get(e.rt, bucket, &row->stats);
+    if (status != CGR_OK) {
+      rc = fail_call(e.rt, status, "cgr_bucket_stats_get");
+      break;
+    }
+    if (!row->stats.captured) {
+      fprintf(stderr,
+              "bench_capture: bucket %u is not captured after "
+              "cgr_capture_bucket\n",
+              bucket);
+      rc = -1;
+      break;
+    }
+    rc = memory_read(b, e.rt, &now);
+    row->device_bytes = memory_drop(&previous, &now);
+    previous = now;
+  }
+  if (rc == 0) {
+    b->lazy_device_bytes = memory_drop(&start, &previous);
+    b->lazy_end = previous;
+    cgr_status status = cgr_capture_stats_get(e.rt, &b->lazy_stats);
+    if (status != CGR_OK)
+      rc = fail_call(e.rt, status, "cgr_capture_stats_get");
+  }
+  engine_close(&e);
+  return rc;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static const char *grid_name(grid g) {
+  return g == GRID_SMOKE ? "smoke" : g == GRID_QUICK ? "quick" : "full";
+}
+
+/* An int64 as JSON: null when negative (unknown). */
+static void json_bytes(char *out, size_t size, int64_t bytes) {
+  if (bytes < 0)
+    snprintf(out, size, "null");
+  else
+    snprintf(out, size, "%lld", (long long)bytes);
+}
+
+static int emit_meta(bench *b) {
+  cgr_config config;
+  cgr_runtime *rt = NULL;
+  CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
+  config.backend = b->opt.backend;
+  cgr_status status = cgr_runtime_create(&config, &rt);
+  if (status != CGR_OK)
+    return fail_call(NULL, status, "cgr_runtime_create");
+  b->cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
+  snprintf(b->backend_name, sizeof b->backend_name, "%s", cgr_backend_name(rt));
+  if (!b->cuda)
+    fprintf(b->opt.json_only ? stderr : stdout,
+            "host backend: these are CPU timings, not comparable with GPU "
+            "numbers, and there is no device memory to measure (%s)\n",
+            cgr_backend_reason(rt));
+  cgr_device_info info;
+  if (cgr_device_info_get(rt, &info) != CGR_OK)
+    snprintf(info.name, sizeof info.name, "unknown");
+  cgr_runtime_destroy(rt);
+
+  char device[300], date[32], line[2048];
+  time_t now = time(NULL);
+  struct tm utc;
+  gmtime_r(&now, &utc);
+  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  bench_json_quote(device, sizeof device, info.name);
+  const dec_config *m = &b->model;
+  snprintf(line, sizeof line,
+           "{\"kind\":\"meta\",\"bench\":\"capture\",\"backend\":\"%s\","
+           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
+           "\"driver_version\":%d,\"runtime_version\":%d,"
+           "\"cgr_version\":\"%s\",\"date\":\"%s\",\"grid\":\"%s\","
+           "\"model\":{\"layers\":%d,\"hidden\":%d,\"heads\":%d,"
+           "\"head_dim\":%d,\"mlp\":%d,\"vocab\":%d,\"dtype\":\"%s\","
+           "\"pages\":%d,\"pages_per_seq\":%d},\"max_batch\":%d,"
+           "\"buckets\":%zu%s}",
+           b->backend_name, b->cuda ? "gpu" : "cpu", device, info.compute_major,
+           info.compute_minor, info.driver_version, info.runtime_version,
+           cgr_version_string(), date, grid_name(b->opt.grid), m->layers,
+           m->hidden, m->heads, m->head_dim, m->mlp, m->vocab,
+           dec_dtype_name(m->dtype), m->pages, m->pages_per_seq,
+           b->opt.max_batch, b->bucket_count,
+           b->cuda ? ""
+                   : ",\"note\":\"host backend: these are CPU timings, not "
+                     "comparable with GPU numbers\"");
+  bench_emit(b->out, line);
+  return 0;
+}
+
+static void emit_results(bench *b) {
+  const char *timing = b->cuda ? "gpu" : "cpu";
+  char line[2048], bytes[32], per_graph[32];
+  for (size_t i = 0; i < b->bucket_count; ++i) {
+    const bucket_row *r = &b->rows[i];
+    json_bytes(bytes, sizeof bytes, r->device_bytes);
+    snprintf(line, sizeof line,
+             "{\"bench\":\"capture\",\"backend\":\"%s\",\"timing\":\"%s\","
+             "\"run\":\"lazy\",\"bucket\":%u,\"wall_ms\":%.3f,"
+             "\"capture_ms\":[%.3f,%.3f],\"instantiate_ms\":[%.3f,%.3f],"
+             "\"nodes\":[%llu,%llu],\"scratch_bytes\":%llu,"
+             "\"device_bytes\":%s}",
+             b->backend_name, timing, r->stats.padded_batch, r->wall_ms,
+             r->stats.capture_ms[0], r->stats.capture_ms[1],
+             r->stats.instantiate_ms[0], r->stats.instantiate_ms[1],
+             (unsigned long long)r->stats.nodes[0],
+             (unsigned long long)r->stats.nodes[1],
+             (unsigned long long)r->stats.scratch_bytes, bytes);
+    bench_emit(b->out, line);
+  }
+
+  uint64_t graphs = b->lazy_stats.graphs;
+  json_bytes(bytes, sizeof bytes, b->lazy_device_bytes);
+  json_bytes(per_graph, sizeof per_graph,
+             b->lazy_device_bytes >= 0 && graphs > 0
+                 ? b->lazy_device_bytes / (int64_t)graphs
+                 : -1);
+  double capture_sum = 0, instantiate_sum = 0, wall_sum = 0;
+  for (size_t i = 0; i < b->bucket_count; ++i) {
+    const bucket_row *r = &b->rows[i];
+    capture_sum += r->stats.capture_ms[0] + r->stats.capture_ms[1];
+    instantiate_sum += r->stats.instantiate_ms[0] + r->stats.instantiate_ms[1];
+    wall_sum += r->wall_ms;
+  }
+  char graph_used[32], graph_reserved[32], eager_bytes[32];
+  json_bytes(graph_used, sizeof graph_used,
+             b->lazy_end.known ? (int64_t)b->lazy_end.graph_used : -1);
+  json_bytes(graph_reserved, sizeof graph_reserved,
+             b->lazy_end.known ? (int64_t)b->lazy_end.graph_reserved : -1);
+  json_bytes(eager_bytes, sizeof eager_bytes, b->eager_device_bytes);
+  snprintf(line, sizeof line,
+           "{\"kind\":\"total\",\"bench\":\"capture\",\"backend\":\"%s\","
+           "\"timing\":\"%s\",\"buckets\":%zu,\"graphs\":%llu,"
+           "\"eager_capture_ms\":%.3f,\"eager_device_bytes\":%s,"
+           "\"lazy_register_ms\":%.3f,\"lazy_wall_ms\":%.3f,"
+           "\"capture_ms_sum\":%.3f,\"instantiate_ms_sum\":%.3f,"
+           "\"graph_device_bytes\":%s,\"graph_device_bytes_per_graph\":%s,"
+           "\"graph_mem_used_current\":%s,\"graph_mem_reserved_high\":%s,"
+           "\"arena_bytes\":%llu,\"slot_bytes\":%llu,\"weight_bytes\":%zu,"
+           "\"cache_bytes\":%zu}",
+           b->backend_name, timing, b->bucket_count, (unsigned long long)graphs,
+           b->eager_ms, eager_bytes, b->register_ms, wall_sum, capture_sum,
+           instantiate_sum, bytes, per_graph, graph_used, graph_reserved,
+           (unsigned long long)b->lazy_stats.arena_bytes,
+           (unsigned long long)b->lazy_stats.slot_bytes, b->weight_bytes,
+           b->cache_bytes);
+  bench_emit(b->out, line);
+}
+
+static double mib(int64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+static void print_table(const bench *b) {
+  const char *unit = b->cuda ? "" : " (CPU)";
+  printf("\n%6s %10s %10s %10s %10s %10s %7s %10s %10s\n", "bucket", "wall ms",
+         "capt0 ms", "capt1 ms", "inst0 ms", "inst1 ms", "nodes", "arena KiB",
+         "dev MiB");
+  for (size_t i = b->bucket_count; i-- > 0;) {
+    const bucket_row *r = &b->rows[i];
+    char device[16];
+    if (r->device_bytes >= 0)
+      snprintf(device, sizeof device, "%.1f", mib(r->device_bytes));
+    else
+      snprintf(device, sizeof device, "-");
+    printf("%6u %10.2f %10.2f %10.2f %10.2f %10.2f %7llu %10.1f %10s\n",
+           r->stats.padded_batch, r->wall_ms, r->stats.capture_ms[0],
+           r->stats.capture_ms[1], r->stats.instantiate_ms[0],
+           r->stats.instantiate_ms[1], (unsigned long long)r->stats.nodes[0],
+           (double)r->stats.scratch_bytes / 1024.0, device);
+  }
+  uint64_t graphs = b->lazy_stats.graphs;
+  printf("\nall %zu buckets x 2 sets = %llu graphs: cgr_capture took %.1f ms%s"
+         "\n",
+         b->bucket_count, (unsigned long long)graphs, b->eager_ms, unit);
+  if (b->lazy_device_bytes >= 0) {
+    printf("device memory the graphs hold: %.1f MiB in total, %.3f MiB per "
+           "graph (free memory, 2 MiB pages); graph allocation pools: %.1f "
+           "MiB used, %.1f MiB reserved at most\n",
+           mib(b->lazy_device_bytes),
+           graphs ? mib(b->lazy_device_bytes) / (double)graphs : 0.0,
+           mib((int64_t)b->lazy_end.graph_used),
+           mib((int64_t)b->lazy_end.graph_reserved));
+    printf("capture as a whole: %.1f MiB (arena and graphs)\n",
+           mib(b->eager_device_bytes));
+  } else {
+    printf("device memory: not measurable on the host backend\n");
+  }
+  printf("shared by every graph: arena %.2f MiB, slots %.2f MiB; model "
+         "weights %.1f MiB, KV cache %.1f MiB\n",
+         mib((int64_t)b->lazy_stats.arena_bytes),
+         mib((int64_t)b->lazy_stats.slot_bytes), mib((int64_t)b->weight_bytes),
+         mib((int64_t)b->cache_bytes));
+  printf("wall: cgr_capture_bucket (warm-up, 2 captures, 2 instantiates and "
+         "uploads); captN/instN: set N's capture and instantiate + upload; "
+         "arena: scratch the step used; dev: drop in free device memory.\n");
+  if (!b->cuda)
+    printf("host backend: these are CPU timings, not comparable with GPU "
+           "numbers\n");
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+/* The serving engines' buckets (1, 2, 4, 8, then every 8), cut at max. */
+static void choose_buckets(bench *b) {
+  int32_t max = b->opt.max_batch;
+  size_t n = 0;
+  for (uint32_t s = 1; s <= 8 && (int32_t)s < max; s *= 2)
+    b->buckets[n++] = s;
+  for (uint32_t s = 16; (int32_t)s < max; s += 8)
+    b->buckets[n++] = s;
+  b->buckets[n++] = (uint32_t)max;
+  b->bucket_count = n;
+}
+
+static void choose_model(bench *b) {
+  dec_config_default(&b->model);
+  int32_t max_batch = 256;
+  if (b->opt.grid != GRID_FULL) {
+    /* cgr-decode's small model: the host backend runs its warm-ups. */
+    b->model.layers = 2;
+    b->model.hidden = 128;
+    b->model.heads = 4;
+    b->model.head_dim = 32;
+    b->model.mlp = 256;
+    b->model.vocab = 2048;
+    max_batch = b->opt.grid == GRID_QUICK ? 64 : 8;
+  }
+  if (!b->opt.max_batch_given)
+    b->opt.max_batch = max_batch;
+}
+
+static void usage(FILE *to) {
+  fprintf(to,
+          "usage: bench_capture [--backend auto|cuda|host] [--max-batch N] "
+          "[--quick] [--smoke] [--json] [--out FILE]\n"
+          "\n"
+          "Capture and instantiate time of every bucket x buffer set of the\n"
+          "example model (cgr-decode's default: 4 layers, hidden 512), and "
+          "the\n"
+          "device memory the graphs hold, per graph and in total.\n"
+          "\n"
+          "  --backend B    auto (default), cuda or host; CGR_BACKEND wins\n"
+          "  --max-batch N  the largest bucket, 1 to 256 (default 256: 35 "
+          "buckets)\n"
+          "  --quick        cgr-decode's small model (2 layers, hidden 128), "
+          "max batch 64\n"
+          "  --smoke        the small model, max batch 8, JSON only (tests)\n"
+          "  --json         JSON lines only, no table\n"
+          "  --out FILE     also write the JSON lines to FILE (directories "
+          "made)\n"
+          "  --help         this text\n");
+}
+
+/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
+static int parse_options(int argc, char **argv, options *opt) {
+  memset(opt, 0, sizeof *opt);
+  opt->backend = CGR_BACKEND_AUTO;
+  opt->grid = GRID_FULL;
+  for (int i = 1; i < argc; ++i) {
+    const char *arg = argv[i];
+    int takes_value = strcmp(arg, "--backend") == 0 ||
+                      strcmp(arg, "--max-batch") == 0 ||
+                      strcmp(arg, "--out") == 0;
+    const char *value = NULL;
+    if (takes_value) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "bench_capture: %s needs a value\n", arg);
+        return 2;
+      }
+      value = argv[++i];
+    }
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      return 1;
+    } else if (strcmp(arg, "--quick") == 0) {
+      opt->grid = GRID_QUICK;
+    } else if (strcmp(arg, "--smoke") == 0) {
+      opt->grid = GRID_SMOKE;
+      opt->json_only = 1;
+    } else if (strcmp(arg, "--json") == 0) {
+      opt->json_only = 1;
+    } else if (strcmp(arg, "--out") == 0) {
+      if (*value == '\0') {
+        fprintf(stderr, "bench_capture: --out needs a file name\n");
+        return 2;
+      }
+      opt->out_path = value;
+    } else if (strcmp(arg, "--backend") == 0) {
+      if (strcmp(value, "auto") == 0)
+        opt->backend = CGR_BACKEND_AUTO;
+      else if (strcmp(value, "cuda") == 0)
+        opt->backend = CGR_BACKEND_CUDA;
+      else if (strcmp(value, "host") == 0)
+        opt->backend = CGR_BACKEND_HOST;
+      else {
+        fprintf(stderr,
+                "bench_capture: --backend must be auto, cuda or host, not "
+                "'%s'\n",
+                value);
+        return 2;
+      }
+    } else if (strcmp(arg, "--max-batch") == 0) {
+      char *stop = NULL;
+      errno = 0;
+      long n = strtol(value, &stop, 10);
+      if (errno != 0 || stop == value || *stop != '\0' || n < 1 || n > 256) {
+        fprintf(stderr,
+                "bench_capture: --max-batch must be a whole number from 1 "
+                "to 256, not '%s'\n",
+                value);
+        return 2;
+      }
+      opt->max_batch = (int32_t)n;
+      opt->max_batch_given = 1;
+    } else {
+      fprintf(stderr, "bench_capture: unknown option '%s'\n", arg);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  bench b;
+  memset(&b, 0, sizeof b);
+  int parsed = parse_options(argc, argv, &b.opt);
+  if (parsed == 1) {
+    usage(stdout);
+    return 0;
+  }
+  if (parsed != 0) {
+    usage(stderr);
+    return 2;
+  }
+  choose_model(&b);
+  choose_buckets(&b);
+  double began = bench_now_us();
+  int rc = 0;
+  if (b.opt.out_path != NULL) {
+    bench_make_parent_dirs(b.opt.out_path);
+    b.out = fopen(b.opt.out_path, "w");
+    if (b.out == NULL) {
+      fprintf(stderr, "bench_capture: cannot write '%s': %s\n", b.opt.out_path,
+              strerror(errno));
+      return 1;
+    }
+  }
+  rc = emit_meta(&b);
+  if (rc == 0)
+    rc = run_eager(&b);
+  if (rc == 0)
+    rc = run_lazy(&b);
+  if (rc == 0)
+    emit_results(&b);
+  if (rc == 0 && !b.opt.json_only) {
+    print_table(&b);
+    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
+  }
+  if (b.out != NULL && fclose(b.out) != 0) {
+    fprintf(stderr, "bench_capture: writing '%s' failed\n", b.opt.out_path);
+    rc = -1;
+  }
+  return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,557 @@
+#!/usr/bin/env python3
+"""report.py: turns benchmark results into docs/benchmarks.md and PNG plots.
+
+Usage: profiles/report.py [RESULTS_DIR ...] [--docs DIR] [--no-plots]
+
+Each RESULTS_DIR is a folder gpu_suite.sh wrote (default: every folder
+under profiles/results/, newest first): its machine.txt and the JSON lines
+of the benchmarks (replay.jsonl, torch_replay.jsonl, fused_copy.jsonl,
+capture.jsonl, streams.jsonl, decode*.jsonl). A file that is missing is
+left out; a line that is not JSON stops the report with its file and line.
+
+Writes DIR/benchmarks.md (default docs/) and DIR/benchmarks/<folder>-*.png.
+Every section names its device, driver, CUDA version and date. Results of
+the host backend are CPU timings and are labelled so; the targets of the
+issues are held only against GPU results.
+
+Plots need matplotlib (Debian: python3-matplotlib). Without it, or with
+--no-plots, the tables are written and the report says the plots are not.
+
+Exit status: 0 written, 1 bad input, 2 bad usage.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+REPLAY_MODES = ["floor", "naive", "fused", "double", "ingraph", "torch_floor",
+                "torch", "torch_pageable"]
+
+
+class BadInput(Exception):
+    pass
+
+
+# ---- reading ----------------------------------------------------------------
+
+def read_jsonl(path):
+    """The JSON objects of a JSON-lines file; lines not starting with '{'
+    (a table, progress) are skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise BadInput(f"{path}:{number}: not JSON: {e}") from e
+    return rows
+
+
+def read_machine(folder):
+    """What machine.txt says: device, driver, CUDA, date (or None)."""
+    info = {"device": None, "driver": None, "cuda": None, "date": None}
+    path = os.path.join(folder, "machine.txt")
+    if not os.path.exists(path):
+        return info
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    m = re.search(r"^date: (\S+)", text, re.M)
+    if m:
+        info["date"] = m.group(1)
+    m = re.search(r"^gpu: (.*)$", text, re.M)
+    if m:
+        info["device"] = m.group(1).strip()
+    # nvidia-smi --format=csv: a header line, then name, driver, ...
+    m = re.search(r"^name, driver_version.*\n([^\n]+)", text, re.M)
+    if m:
+        fields = [x.strip() for x in m.group(1).split(",")]
+        info["device"] = fields[0]
+        if len(fields) > 1:
+            info["driver"] = fields[1]
+    m = re.search(r"release ([0-9.]+)", text)
+    if m:
+        info["cuda"] = m.group(1)
+    return info
+
+
+class Results:
+    """One results folder."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.name = os.path.basename(os.path.normpath(folder))
+        self.machine = read_machine(folder)
+        self.files = {}
+        for kind, pattern in [("replay", r"^replay\.jsonl$"),
+                              ("torch", r"^torch_replay\.jsonl$"),
+                              ("fused_copy", r"^fused_copy\.jsonl$"),
+                              ("capture", r"^capture\.jsonl$"),
+                              ("streams", r"^streams\.jsonl$"),
+                              ("decode", r"^decode.*\.jsonl$")]:
+            rows = []
+            for entry in sorted(os.listdir(folder)):
+                if re.match(pattern, entry):
+                    rows += read_jsonl(os.path.join(folder, entry))
+            self.files[kind] = rows
+
+    def meta(self, kind):
+        for row in self.files[kind]:
+            if row.get("kind") == "meta":
+                return row
+        return None
+
+    def rows(self, kind):
+        return [r for r in self.files[kind] if "kind" not in r]
+
+    def is_gpu(self):
+        for kind in self.files:
+            for row in self.files[kind]:
+                if row.get("timing") == "gpu":
+                    return True
+        return False
+
+    def describe(self):
+        """Device, driver, CUDA, date: from machine.txt, else the metas."""
+        m = dict(self.machine)
+        for kind in ("replay", "fused_copy", "capture", "streams"):
+            meta = self.meta(kind)
+            if not meta:
+                continue
+            m["device"] = m["device"] or meta.get("device")
+            if not m["driver"] and meta.get("driver_version"):
+                m["driver"] = cuda_version(meta["driver_version"])
+            if not m["cuda"] and meta.get("runtime_version"):
+                m["cuda"] = cuda_version(meta["runtime_version"])
+            m["date"] = m["date"] or meta.get("date")
+        return m
+
+
+def cuda_version(n):
+    """13000 -> '13.0' (CUDA's encoding of versions)."""
+    return f"{n // 1000}.{(n % 1000) // 10}"
+
+
+# ---- tables -----------------------------------------------------------------
+
+def fmt(value, digits=2):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---:" if i else "---" for i in range(len(header)))
+             + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(x) for x in row) + " |")
+    return "\n".join(lines)
+
+
+def replay_configs(rows):
+    configs = sorted({(r["bucket"], r["pages_per_row"], r["kernels"])
+                      for r in rows})
+    by = {}
+    for r in rows:
+        by[(r["bucket"], r["pages_per_row"], r["kernels"], r["mode"])] = r
+    modes = [m for m in REPLAY_MODES if any(r["mode"] == m for r in rows)]
+    return configs, by, modes
+
+
+def replay_section(res, out, plots):
+    rows = res.rows("replay") + res.rows("torch")
+    if not rows:
+        return
+    configs, by, modes = replay_configs(rows)
+    unit = "GPU" if res.is_gpu() else "CPU"
+    out.append("### Replay: host time per step (bench_replay"
+               + (", peers/torch_replay.py" if res.rows("torch") else "")
+               + ")\n")
+    out.append("Median host microseconds of one step (the batch calls and "
+               "the replay; floor: a bare graph launch), and in brackets the "
+               "ratio to the floor. b: bucket, w: pages per row, g: kernels "
+               "in the graph.\n")
+    body = []
+    for c in configs:
+        floor = by.get(c + ("floor",))
+        cells = [f"b={c[0]} w={c[1]} g={c[2]}"]
+        for m in modes:
+            r = by.get(c + (m,))
+            if r is None:
+                cells.append("-")
+            elif floor and floor["host_us_median"] > 0 and m != "floor":
+                cells.append(f"{r['host_us_median']:.2f} "
+                             f"({r['host_us_median'] / floor['host_us_median']:.2f}x)")
+            else:
+                cells.append(f"{r['host_us_median']:.2f}")
+        body.append(cells)
+    out.append(table(["config"] + modes, body) + "\n")
+    out.append(f"{unit} time per step (timing events around back-to-back "
+               "steps, microseconds):\n")
+    body = [[f"b={c[0]} w={c[1]} g={c[2]}"]
+            + [by[c + (m,)]["gpu_step_us"] if c + (m,) in by else None
+               for m in modes] for c in configs]
+    out.append(table(["config"] + modes, body) + "\n")
+    if plots is not None:
+        name = plots.replay(res, configs, by, modes)
+        out.append(f"![host time per step]({name})\n")
+
+
+def fused_copy_section(res, out, plots):
+    rows = res.rows("fused_copy")
+    rows = [r for r in rows if "error" not in r]
+    if not rows:
+        return
+    out.append("### Fused copy (bench_fused_copy)\n")
+    out.append("Median device microseconds per plan, bandwidth, and the "
+               "fused kernel's speedup over one copy per operation.\n")
+    body = []
+    for r in rows:
+        body.append([r["config"], r["src"], r["ops"], r["bytes_per_op"],
+                     r["method"], r["median_us"], r["gbps"],
+                     r.get("host_issue_median_us"),
+                     r.get("speedup_vs_per_op")])
+    out.append(table(["config", "src", "ops", "bytes/op", "method",
+                      "median us", "GB/s", "host issue us", "x per-op"],
+                     body) + "\n")
+    if plots is not None:
+        name = plots.fused_copy(res, rows)
+        if name:
+            out.append(f"![fused copy]({name})\n")
+
+
+def capture_section(res, out, plots):
+    rows = sorted(res.rows("capture"), key=lambda r: r["bucket"])
+    total = [r for r in res.files["capture"] if r.get("kind") == "total"]
+    if not rows and not total:
+        return
+    out.append("### Capture (bench_capture)\n")
+    meta = res.meta("capture") or {}
+    model = meta.get("model", {})
+    if model:
+        out.append(f"The example model: {model.get('layers')} layers, hidden "
+                   f"{model.get('hidden')}, vocab {model.get('vocab')}, "
+                   f"{model.get('dtype')} weights.\n")
+    if total:
+        t = total[0]
+        per_graph = t.get("graph_device_bytes_per_graph")
+        out.append(
+            f"All {t['buckets']} buckets x 2 sets = {t['graphs']} graphs: "
+            f"cgr_capture took {t['eager_capture_ms']:.1f} ms. "
+            + (f"The graphs hold {t['graph_device_bytes'] / 2**20:.1f} MiB "
+               f"of device memory ({per_graph / 2**20:.3f} MiB per graph); "
+               f"the arena ({t['arena_bytes'] / 2**20:.2f} MiB) and slots "
+               f"({t['slot_bytes'] / 2**20:.2f} MiB) are shared by all.\n"
+               if per_graph is not None else
+               "Device memory is not measurable on the host backend.\n"))
+    body = [[r["bucket"], r["wall_ms"], r["capture_ms"][0], r["capture_ms"][1],
+             r["instantiate_ms"][0], r["instantiate_ms"][1], r["nodes"][0],
+             None if r["device_bytes"] is None
+             else r["device_bytes"] / 2**20] for r in rows]
+    out.append(table(["bucket", "wall ms", "capture 0 ms", "capture 1 ms",
+                      "instantiate 0 ms", "instantiate 1 ms", "nodes",
+                      "device MiB"], body) + "\n")
+    if plots is not None and rows:
+        name = plots.capture(res, rows)
+        out.append(f"![capture time per bucket]({name})\n")
+
+
+def streams_section(res, out, plots):
+    rows = res.rows("streams")
+    if not rows:
+        return
+    out.append("### Independent per-item updates (bench_streams)\n")
+    out.append("Device microseconds per round (one update of all N items) "
+               "and in brackets the speedup over sequential launches.\n")
+    methods = []
+    for r in rows:
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    configs = sorted({(r["n"], r["item_elems"]) for r in rows})
+    by = {(r["n"], r["item_elems"], r["method"]): r for r in rows}
+    body = []
+    for c in configs:
+        cells = [c[0], c[1]]
+        for m in methods:
+            r = by.get(c + (m,))
+            cells.append("-" if r is None else
+                         f"{r['device_us_per_round']:.2f} "
+                         f"({r.get('speedup_vs_sequential', 0):.2f}x)")
+        body.append(cells)
+    out.append(table(["N", "item floats"] + methods, body) + "\n")
+    if plots is not None:
+        name = plots.streams(res, configs, by, methods)
+        out.append(f"![speedup over sequential]({name})\n")
+
+
+def decode_section(res, out):
+    rows = [r for r in res.files["decode"] if r.get("program") == "cgr-decode"]
+    if not rows:
+        return
+    out.append("### cgr-decode\n")
+    body = [[r["mode"], r["layers"], r["hidden"], r["requests"],
+             r["decode_steps"], r["tokens_per_s"], r["step_p50_ms"],
+             r["replay_ms"], r["check"], r["mismatched_steps"]]
+            for r in rows]
+    out.append(table(["mode", "layers", "hidden", "requests", "decode steps",
+                      "tokens/s", "step p50 ms", "replay ms/step", "check",
+                      "mismatched"], body) + "\n")
+
+
+def targets_section(res, out):
+    """The issues' GPU targets, met or missed with the measured ratio."""
+    if not res.is_gpu():
+        out.append("The issues' targets are GPU targets: they are not held "
+                   "against CPU timings.\n")
+        return
+    checks = []
+    rows = res.rows("replay") + res.rows("torch")
+    _, by, _ = replay_configs(rows) if rows else ([], {}, [])
+
+    def host(c, m):
+        r = by.get(c + (m,))
+        return r["host_us_median"] if r else None
+
+    for c in sorted({k[:3] for k in by}):
+        floor, naive = host(c, "floor"), host(c, "naive")
+        for mode, limit in (("double", 1.5), ("ingraph", 1.15)):
+            v = host(c, mode)
+            if v and floor:
+                checks.append((f"{mode} host <= {limit}x floor, "
+                               f"b={c[0]} w={c[1]} g={c[2]}",
+                               v / floor, v / floor <= limit))
+        if c[0] == 64 and c[1] == 128:
+            for mode in ("double", "ingraph"):
+                v = host(c, mode)
+                if v and naive:
+                    checks.append((f"{mode} >= 3x lower than naive, g={c[2]}",
+                                   naive / v, naive / v >= 3))
+        torch = host(c, "torch")
+        v = host(c, "double")
+        if torch and v:
+            checks.append((f"double >= 10x lower than torch, b={c[0]} "
+                           f"w={c[1]} g={c[2]}", torch / v, torch / v >= 10))
+        graph = by.get(c + ("floor",))
+        step = by.get(c + ("double",))
+        if graph and step:
+            extra = step["gpu_step_us"] - graph["gpu_step_us"]
+            checks.append((f"double GPU step <= graph + 1 us, b={c[0]} "
+                           f"w={c[1]} g={c[2]} (us over)", extra, extra <= 1))
+    for t in res.files["capture"]:
+        if t.get("kind") == "total":
+            s = t["eager_capture_ms"] / 1e3
+            checks.append((f"all {t['graphs']} graphs captured in <= 2 s (s)",
+                           s, s <= 2))
+    if not checks:
+        return
+    out.append("### Targets\n")
+    out.append(table(["target", "measured", "verdict"],
+                     [[name, value, "met" if ok else "MISSED"]
+                      for name, value, ok in checks]) + "\n")
+
+
+# ---- plots ------------------------------------------------------------------
+
+class Plots:
+    """PNG plots with matplotlib's Agg backend, into DOCS/benchmarks/."""
+
+    def __init__(self, docs):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        self.plt = plt
+        self.dir = os.path.join(docs, "benchmarks")
+        os.makedirs(self.dir, exist_ok=True)
+
+    def _save(self, fig, res, what):
+        name = f"{res.name}-{what}.png"
+        fig.tight_layout()
+        fig.savefig(os.path.join(self.dir, name), dpi=100)
+        self.plt.close(fig)
+        return f"benchmarks/{name}"
+
+    def _title(self, res, what):
+        m = res.describe()
+        unit = "GPU" if res.is_gpu() else "CPU timings, host backend"
+        return f"{what}: {m['device'] or 'unknown'}, {m['date'] or ''} ({unit})"
+
+    def replay(self, res, configs, by, modes):
+        fig, ax = self.plt.subplots(figsize=(max(8, len(configs) * 0.9), 4.5))
+        width = 0.8 / max(1, len(modes))
+        for i, m in enumerate(modes):
+            xs = [j + i * width for j in range(len(configs))]
+            ys = [by[c + (m,)]["host_us_median"] if c + (m,) in by else 0
+                  for c in configs]
+            ax.bar(xs, ys, width, label=m)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(configs))])
+        ax.set_xticklabels([f"b{c[0]} w{c[1]}\ng{c[2]}" for c in configs],
+                           fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("host us per step (median)")
+        ax.set_title(self._title(res, "replay"), fontsize=9)
+        ax.legend(fontsize=7, ncol=4)
+        return self._save(fig, res, "replay")
+
+    def fused_copy(self, res, rows):
+        series = {}
+        for r in rows:
+            if r["config"] != "copy" or r["src"] != "device":
+                continue
+            series.setdefault((r["method"], r["ops"]), []).append(
+                (r["total_bytes"], r["median_us"]))
+        if not series:
+            return None
+        fig, ax = self.plt.subplots(figsize=(7, 4.5))
+        for (method, ops), points in sorted(series.items()):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points],
+                    marker="o", label=f"{method}, {ops} ops")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bytes per plan")
+        ax.set_ylabel("median us per plan")
+        ax.set_title(self._title(res, "fused copy"), fontsize=9)
+        ax.legend(fontsize=6)
+        return self._save(fig, res, "fused-copy")
+
+    def capture(self, res, rows):
+        fig, ax = self.plt.subplots(figsize=(7, 4.5))
+        buckets = [r["bucket"] for r in rows]
+        ax.plot(buckets, [r["wall_ms"] for r in rows], marker="o",
+                label="cgr_capture_bucket (warm-up included)")
+        ax.plot(buckets, [sum(r["capture_ms"]) + sum(r["instantiate_ms"])
+                          for r in rows], marker="s",
+                label="2 captures + 2 instantiates")
+        ax.set_xlabel("bucket (padded batch)")
+        ax.set_ylabel("ms")
+        ax.set_title(self._title(res, "capture"), fontsize=9)
+        ax.legend(fontsize=7)
+        return self._save(fig, res, "capture")
+
+    def streams(self, res, configs, by, methods):
+        sizes = sorted({c[1] for c in configs})
+        fig, axes = self.plt.subplots(1, len(sizes),
+                                      figsize=(4 * len(sizes), 4),
+                                      squeeze=False)
+        for ax, size in zip(axes[0], sizes):
+            ns = sorted({c[0] for c in configs if c[1] == size})
+            for m in methods:
+                ys = [by[(n, size, m)].get("speedup_vs_sequential", 0)
+                      if (n, size, m) in by else 0 for n in ns]
+                ax.plot(ns, ys, marker="o", label=m)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("N items")
+            ax.set_ylabel("speedup over sequential")
+            ax.set_title(f"{size} floats per item", fontsize=8)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(self._title(res, "per-item updates"), fontsize=9)
+        return self._save(fig, res, "streams")
+
+
+# ---- the report -------------------------------------------------------------
+
+def section(res, plots):
+    m = res.describe()
+    gpu = res.is_gpu()
+    out = [f"## {res.name}\n"]
+    out.append(f"- device: {m['device'] or 'unknown'}"
+               + ("" if gpu else " (host backend: CPU timings, not "
+                  "comparable with GPU numbers)"))
+    out.append(f"- driver: {m['driver'] or '-'}; CUDA: {m['cuda'] or '-'}")
+    out.append(f"- date: {m['date'] or 'unknown'}")
+    out.append(f"- results: `{shown_path(res.folder)}`\n")
+    replay_section(res, out, plots)
+    fused_copy_section(res, out, plots)
+    capture_section(res, out, plots)
+    streams_section(res, out, plots)
+    decode_section(res, out)
+    targets_section(res, out)
+    return "\n".join(out)
+
+
+def shown_path(folder):
+    """The folder relative to the repository when it lies inside it."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.abspath(folder)
+    if os.path.commonpath([repo, folder]) == repo:
+        return os.path.relpath(folder, repo)
+    return folder
+
+
+def default_folders(root):
+    if not os.path.isdir(root):
+        return []
+    folders = [os.path.join(root, d) for d in os.listdir(root)
+               if os.path.isdir(os.path.join(root, d))]
+    return sorted(folders, reverse=True)
+
+
+def main(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(
+        prog="report.py",
+        description="Turns benchmark results into docs/benchmarks.md and "
+        "PNG plots.",
+        epilog="Exit status: 0 written, 1 bad input, 2 bad usage.")
+    parser.add_argument("folders", nargs="*", metavar="RESULTS_DIR",
+                        help="results folders (default: profiles/results/*)")
+    parser.add_argument("--docs", default=os.path.join(here, "..", "docs"),
+                        help="where benchmarks.md and benchmarks/ go")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="tables only")
+    args = parser.parse_args(argv)
+    folders = args.folders or default_folders(os.path.join(here, "results"))
+    for folder in folders:
+        if not os.path.isdir(folder):
+            parser.error(f"{folder}: not a folder")
+
+    plots, plot_note = None, None
+    if args.no_plots:
+        plot_note = "Plots were not made (--no-plots)."
+    else:
+        try:
+            plots = Plots(args.docs)
+        except ImportError as e:
+            plot_note = (f"Plots were not made: matplotlib is missing ({e}); "
+                         "apt-get install python3-matplotlib.")
+            print(f"report.py: {plot_note}", file=sys.stderr)
+
+    try:
+        results = [Results(f) for f in folders]
+    except (BadInput, KeyError) as e:
+        print(f"report.py: {e}", file=sys.stderr)
+        return 1
+    text = ["# Benchmarks\n",
+            "Written by `profiles/report.py` from the results folders "
+            "`profiles/gpu_suite.sh` makes; do not edit by hand. What each "
+            "benchmark measures is in `docs/profiling.md`. Host-backend "
+            "results are CPU timings: they test that the benchmarks run and "
+            "say nothing of a GPU.\n"]
+    if not any(r.is_gpu() for r in results):
+        text.append("**No GPU results yet.** The folders below are CPU "
+                    "timings of the host backend.\n")
+    if plot_note:
+        text.append(plot_note + "\n")
+    try:
+        for r in results:
+            text.append(section(r, plots))
+    except (KeyError, TypeError) as e:
+        print(f"report.py: a result line lacks a field: {e}", file=sys.stderr)
+        return 1
+    os.makedirs(args.docs, exist_ok=True)
+    path = os.path.join(args.docs, "benchmarks.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(text).rstrip() + "\n")
+    print(f"report.py: wrote {path} from {len(results)} results folder(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
