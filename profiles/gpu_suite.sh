@@ -4,11 +4,11 @@
 #   1. the machine: GPU, driver, CUDA, clocks, date, commit;
 #   2. a Release build with the CUDA backend;
 #   3. every test on CUDA (and the host tests, which are quick);
-#   4. the CUDA tests again under compute-sanitizer: memcheck, racecheck,
+#   4. cgr-decode --check in every mode;
+#   5. the benchmarks (JSON lines), the PyTorch peer, cgr-decode per mode;
+#   6. the report (tables and plots of this folder, in report/);
+#   7. the CUDA tests again under compute-sanitizer: memcheck, racecheck,
 #      synccheck, initcheck (with fewer random steps: the tools are slow);
-#   5. cgr-decode --check in every mode;
-#   6. the benchmarks (JSON lines) and the PyTorch peer;
-#   7. the report (tables and plots of this folder, in report/);
 #   8. a summary table, last.
 #
 # Everything lands in one results folder (default
@@ -183,6 +183,11 @@ if ((no_gpu == 0)); then
     --out "$results/torch_replay.jsonl"
 fi
 
+for mode in naive fused double ingraph; do
+  phase "decode-$mode" 40 bash -c "'$build/cgr-decode' --backend $backend \
+    --mode $mode --quiet --json >>'$results/decode_modes.jsonl'"
+done
+
 # ---- the report --------------------------------------------------------------------
 # Tables and plots of this folder alone, inside it; the committed
 # docs/benchmarks.md is regenerated from every folder with profiles/report.py.
@@ -195,6 +200,26 @@ for candidate in python3 /usr/bin/python3; do
 done
 phase report 60 "$report_python" "$repo/profiles/report.py" "$results" \
   --docs "$results/report"
+
+# ---- compute-sanitizer --------------------------------------------------------
+# The engine's test binaries on CUDA, with fewer random steps: every tool
+# checks each access and runs tens of times slower.
+sanitized=(runtime streams capture fused_copy buckets_slots step_capture
+  replay feedback)
+if ((no_gpu == 0)) && command -v compute-sanitizer >/dev/null 2>&1; then
+  for tool in memcheck racecheck synccheck initcheck; do
+    phase "sanitizer-$tool" 120 bash -c "
+      status=0
+      for t in ${sanitized[*]}; do
+        echo \"--- \$t\"
+        CGR_TEST_STEPS=200 compute-sanitizer --tool $tool --error-exitcode 99 \
+          --print-limit 20 '$build/tests/test_'\$t --backend cuda || status=1
+      done
+      exit \$status"
+  done
+elif ((no_gpu == 0)); then
+  echo "compute-sanitizer not found: sanitizer phases skipped" | tee -a "$summary"
+fi
 
 # ---- summary ----------------------------------------------------------------------
 

@@ -63,9 +63,6 @@ def read_machine(folder):
     m = re.search(r"^date: (\S+)", text, re.M)
     if m:
         info["date"] = m.group(1)
-    m = re.search(r"^gpu: (.*)$", text, re.M)
-    if m:
-        info["device"] = m.group(1).strip()
     # nvidia-smi --format=csv: a header line, then name, driver, ...
     m = re.search(r"^name, driver_version.*\n([^\n]+)", text, re.M)
     if m:
@@ -502,7 +499,8 @@ def main(argv):
         epilog="Exit status: 0 written, 1 bad input, 2 bad usage.")
     parser.add_argument("folders", nargs="*", metavar="RESULTS_DIR",
                         help="results folders (default: profiles/results/*)")
-    parser.add_argument("--docs", default=os.path.join(here, "..", "docs"),
+    parser.add_argument("--docs", default=os.path.normpath(
+                            os.path.join(here, "..", "docs")),
                         help="where benchmarks.md and benchmarks/ go")
     parser.add_argument("--no-plots", action="store_true",
                         help="tables only")
