@@ -142,13 +142,16 @@ static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
 
   /* Warm-up: the step runs for real once, so lazy initialization in user
    * code (cuBLAS handles, first-touch allocations) happens outside the
-   * capture. */
+   * capture; not once the sets are live (capture.h, sets_live). */
   cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
                  CGR__SCRATCH_ARENA);
-  cgr_status status = cgr__step_run(cap, &step);
-  if (status == CGR_OK)
-    status =
-        cgr__be_stream_synchronize(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
+  cgr_status status = CGR_OK;
+  if (!cap->sets_live) {
+    status = cgr__step_run(cap, &step);
+    if (status == CGR_OK)
+      status = cgr__be_stream_synchronize(&rt->backend,
+                                          rt->streams[CGR_STREAM_MAIN]);
+  }
   if (status != CGR_OK) {
     char message[CGR__ERROR_MESSAGE_SIZE];
     snprintf(message, sizeof message, "%s", rt->error.message);

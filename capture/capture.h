@@ -83,6 +83,12 @@ typedef struct cgr__capture {
   uint64_t slot_bytes;
   uint64_t eager_runs;
   int eager_logged;
+  /* 1 once a replay has loaded a buffer set. From then on a capture
+   * (lazy, or cgr_capture_bucket) runs no warm-up: the step has already
+   * run (sizing the arena at registration, at the least), and a warm-up
+   * in the sets would overwrite outputs a caller may still read and rows
+   * a fed slot is about to continue. */
+  int sets_live;
 } cgr__capture;
 
 /* The runtime's capture state, made on first use (CGR_E_OUT_OF_MEMORY). */

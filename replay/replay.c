@@ -404,6 +404,7 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
     return status;
   }
   commit(cap, replay, batch, &l);
+  cap->sets_live = 1;
   mark_fed(cap, replay, l.set, l.padded);
   replay->fed_step = replay->next_step;
   replay->fed_batch = l.batch;
@@ -604,6 +605,7 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
       set->dirty_end[i] = b;
     set->loaded_size[i] = b;
   }
+  cap->sets_live = 1;
   mark_fed(cap, replay, k, padded);
   replay->fed_step = replay->next_step;
   replay->fed_batch = b;

@@ -600,6 +600,37 @@ static void test_lazy_capture_happens_at_first_replay(void **state) {
   cgr_runtime_destroy(rt);
 }
 
+/* A bucket captured lazily after steps ran must leave the buffer sets
+ * alone: the previous step's outputs are still the caller's to read (and a
+ * fed slot continues from them). Its capture once ran a warm-up of the step
+ * in the sets, which overwrote them. */
+static void test_lazy_capture_keeps_the_previous_steps_output(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_config config;
+  cgr_test_config(&config);
+  config.buckets = buckets;
+  config.bucket_count = BUCKETS;
+  config.lazy_capture = 1;
+  cgr_runtime *rt = NULL;
+  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
+  model_declare(rt, &m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_counters c;
+  step_record first, second, third;
+  one_host_step(rt, &m, 3, &c, &first);
+  one_host_step(rt, &m, 11, &c, &second); /* captures bucket 16 now */
+  check_step(rt, &m, &first);
+  check_step(rt, &m, &second);
+  one_host_step(rt, &m, 20, &c, &third); /* and bucket 32 */
+  check_step(rt, &m, &second);
+  check_step(rt, &m, &third);
+  cgr_capture_stats stats;
+  assert_cgr_ok(rt, cgr_capture_stats_get(rt, &stats));
+  assert_int_equal(stats.buckets_captured, 3);
+  cgr_runtime_destroy(rt);
+}
+
 /* ---- bad input ------------------------------------------------------------
  */
 
@@ -715,6 +746,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_tickets_expire_when_their_set_is_reused),
     RUNTIME_TEST(test_oversized_batch_runs_eagerly_through_replay),
     RUNTIME_TEST(test_lazy_capture_happens_at_first_replay),
+    RUNTIME_TEST(test_lazy_capture_keeps_the_previous_steps_output),
     RUNTIME_TEST(test_bad_batches_are_rejected_and_change_nothing),
     RUNTIME_TEST(test_oversized_batch_refused_without_eager),
     RUNTIME_TEST(test_replay_before_capture_is_refused),
