@@ -17,6 +17,7 @@
   X(REPLAY, "cgr replay")                                                      \
   X(EAGER, "cgr eager step")                                                   \
   X(BATCH_COLLECT, "cgr batch collect")                                        \
+  X(BATCH_RUN, "cgr batch run")                                                \
   X(WAIT, "cgr wait")
 
 /* The X-macro expansion confuses clang-format's indentation here. */
