@@ -85,6 +85,11 @@ struct cgr_batcher {
   int nvtx;
 };
 
+/* The batcher whose engine runs on this thread (its callbacks may not
+ * stop or destroy it). A thread id cannot say this: a joined engine's id
+ * may be reused by another thread. */
+static _Thread_local cgr_batcher *engine_of_this_thread;
+
 uint64_t cgr_clock_us(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -422,6 +427,7 @@ static void finish_run(cgr_batcher *b, run *r) {
 
 static void *engine_main(void *arg) {
   cgr_batcher *b = arg;
+  engine_of_this_thread = b;
   cgr__nvtx_name_thread("cgr batcher");
   run *in_flight = NULL;
   for (;;) {
@@ -661,6 +667,9 @@ cgr_status cgr_batcher_stop(cgr_batcher *batcher, cgr_batcher_stop_mode mode) {
   if (batcher == NULL ||
       (mode != CGR_BATCHER_DRAIN && mode != CGR_BATCHER_CANCEL))
     return CGR_E_INVALID_ARGUMENT;
+  /* From a callback the engine would wait for itself: misuse. */
+  if (engine_of_this_thread == batcher)
+    return CGR_E_INVALID_STATE;
   pthread_mutex_lock(&batcher->lock);
   if (mode == CGR_BATCHER_CANCEL)
     batcher->state = CANCELLING;
@@ -681,6 +690,11 @@ cgr_status cgr_batcher_stop(cgr_batcher *batcher, cgr_batcher_stop_mode mode) {
 void cgr_batcher_destroy(cgr_batcher *batcher) {
   if (batcher == NULL)
     return;
+  if (engine_of_this_thread == batcher) {
+    cgr__warn(batcher->rt, "cgr_batcher_destroy called from a batcher "
+                           "callback: ignored (it would wait for itself)");
+    return;
+  }
   cgr_batcher_stop(batcher, CGR_BATCHER_CANCEL);
   batcher_free(batcher, 1);
 }
