@@ -89,6 +89,8 @@ class Results:
                               ("fused_copy", r"^fused_copy\.jsonl$"),
                               ("capture", r"^capture\.jsonl$"),
                               ("streams", r"^streams\.jsonl$"),
+                              ("batcher", r"^batcher\.jsonl$"),
+                              ("lanes", r"^lanes\.jsonl$"),
                               ("decode", r"^decode.*\.jsonl$")]:
             rows = []
             for entry in sorted(os.listdir(folder)):
@@ -115,7 +117,8 @@ class Results:
     def describe(self):
         """Device, driver, CUDA, date: from machine.txt, else the metas."""
         m = dict(self.machine)
-        for kind in ("replay", "fused_copy", "capture", "streams"):
+        for kind in ("replay", "fused_copy", "capture", "streams", "batcher",
+                     "lanes"):
             meta = self.meta(kind)
             if not meta:
                 continue
@@ -288,6 +291,26 @@ def streams_section(res, out, plots):
         out.append(f"![speedup over sequential]({name})\n")
 
 
+def batcher_section(res, out, plots):
+    rows = res.rows("batcher")
+    if not rows:
+        return
+    out.append("### Request batcher (bench_batcher)\n")
+    out.append("Producers submit to one batcher; latency is submit to end, "
+               "measured by the producer. `max` is a closed loop (as fast "
+               "as the batcher answers); `open` rows offer a fixed rate.\n")
+    body = [[r["load"], r.get("offered_rps"), r["achieved_rps"],
+             r["latency_us_p50"], r["latency_us_p99"], r["mean_batch"],
+             r["busy"], r.get("queue_wait_us_p99")] for r in rows]
+    out.append(table(["load", "offered/s", "achieved/s", "p50 us", "p99 us",
+                      "mean batch", "busy", "queue wait p99 us"], body)
+               + "\n")
+    if plots is not None:
+        name = plots.batcher(res, rows)
+        if name:
+            out.append(f"![latency against load]({name})\n")
+
+
 def decode_section(res, out):
     rows = [r for r in res.files["decode"] if r.get("program") == "cgr-decode"]
     if not rows:
@@ -432,6 +455,23 @@ class Plots:
         ax.legend(fontsize=7)
         return self._save(fig, res, "capture")
 
+    def batcher(self, res, rows):
+        points = sorted((r["achieved_rps"], r["latency_us_p50"],
+                         r["latency_us_p99"]) for r in rows)
+        if not points:
+            return None
+        fig, ax = self.plt.subplots(figsize=(7, 4.5))
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                label="p50")
+        ax.plot([p[0] for p in points], [p[2] for p in points], marker="s",
+                label="p99")
+        ax.set_yscale("log")
+        ax.set_xlabel("achieved requests/s")
+        ax.set_ylabel("latency us (submit to end)")
+        ax.set_title(self._title(res, "batcher"), fontsize=9)
+        ax.legend(fontsize=7)
+        return self._save(fig, res, "batcher")
+
     def streams(self, res, configs, by, methods):
         sizes = sorted({c[1] for c in configs})
         fig, axes = self.plt.subplots(1, len(sizes),
@@ -468,6 +508,7 @@ def section(res, plots):
     fused_copy_section(res, out, plots)
     capture_section(res, out, plots)
     streams_section(res, out, plots)
+    batcher_section(res, out, plots)
     decode_section(res, out)
     targets_section(res, out)
     return "\n".join(out)

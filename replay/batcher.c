@@ -26,6 +26,7 @@
 
 #include "capture/capture.h"
 #include "cgr/cgr.h"
+#include "replay/replay.h"
 #include "runtime/alloc.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
@@ -544,6 +545,11 @@ cgr_status cgr_batcher_create(cgr_runtime *rt, const cgr_batcher_config *config,
   CGR__CHECK_ARG(&rt->error, out != NULL, "out");
   cgr_batcher_config resolved;
   CGR__CHECK(resolve_config(rt, config, &resolved));
+  cgr__replay *replay = NULL;
+  CGR__CHECK(cgr__replay_state(rt, &replay));
+  if (replay->has_batcher)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "another batcher owns this runtime: destroy it first");
 
   cgr_batcher *b = cgr__calloc(1, sizeof *b);
   if (b == NULL)
@@ -604,6 +610,7 @@ cgr_status cgr_batcher_create(cgr_runtime *rt, const cgr_batcher_config *config,
     return status;
   }
   pthread_setname_np(b->thread, "cgr batcher");
+  replay->has_batcher = 1;
   *out = b;
   return CGR_OK;
 }
@@ -696,6 +703,8 @@ void cgr_batcher_destroy(cgr_batcher *batcher) {
     return;
   }
   cgr_batcher_stop(batcher, CGR_BATCHER_CANCEL);
+  cgr__replay *replay = batcher->rt->layers[CGR__LAYER_REPLAY].state;
+  replay->has_batcher = 0;
   batcher_free(batcher, 1);
 }
 

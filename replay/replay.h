@@ -70,6 +70,9 @@ typedef struct cgr__set {
 
 typedef struct cgr__replay {
   cgr_batch batch;
+  /* A batcher's engine thread owns the runtime (replay/batcher.c): one
+   * at a time. */
+  int has_batcher;
   uint64_t next_step;
   cgr_replay_mode mode;
   cgr__set sets[2];

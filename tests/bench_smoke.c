@@ -2,7 +2,8 @@
  * gives one line per replay mode and the floor, bench_fused_copy --quick
  * (3 runs, so it stays short under ThreadSanitizer) at least one fused
  * line, bench_capture --smoke a line per bucket and a total, bench_streams
- * --smoke a line per method; all exit 0. Timings are not checked. Then
+ * --smoke a line per method, bench_batcher --smoke its max point and a
+ * load; all exit 0. Timings are not checked. Then
  * profiles/report.py turns their output into the tables (and plots) of
  * docs/benchmarks.md, in a temporary folder. */
 #include <stdio.h>
@@ -25,6 +26,9 @@
 #endif
 #ifndef BENCH_STREAMS_PATH
 #error "BENCH_STREAMS_PATH must name the bench_streams binary"
+#endif
+#ifndef BENCH_BATCHER_PATH
+#error "BENCH_BATCHER_PATH must name the bench_batcher binary"
 #endif
 #ifndef REPORT_PATH
 #error "REPORT_PATH must name profiles/report.py"
@@ -186,6 +190,17 @@ static void test_bench_streams_runs(void **state) {
     snprintf(needle, sizeof needle, "\"method\":\"%s\"", methods[i]);
     expect_lines(&r, "bench_streams", needle, 1);
   }
+  result_free(&r);
+}
+
+static void test_bench_batcher_runs(void **state) {
+  (void)cgr_test_runtime(state);
+  result r;
+  run_bench(BENCH_BATCHER_PATH, "--smoke", &r);
+  expect_exit_zero(&r, "bench_batcher");
+  expect_lines(&r, "bench_batcher", "{\"bench\":\"batcher\",", 1);
+  expect_lines(&r, "bench_batcher", "\"load\":\"max\"", 1);
+  assert_int_equal(count_lines_with(r.output, "\"kind\":\"meta\""), 1);
   result_free(&r);
 }
 
@@ -353,6 +368,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_bench_fused_copy_runs),
     RUNTIME_TEST(test_bench_capture_runs),
     RUNTIME_TEST(test_bench_streams_runs),
+    RUNTIME_TEST(test_bench_batcher_runs),
     RUNTIME_TEST(test_report_writes_every_table),
     RUNTIME_TEST(test_report_draws_plots),
 };

@@ -723,7 +723,8 @@ typedef struct cgr_handle cgr_handle;
 CGR_API uint64_t cgr_clock_us(void);
 
 /* Requests with different keys never share a batch. Called once per
- * request, on the submitting thread, inside cgr_batcher_submit. */
+ * cgr_batcher_submit call (a refused submit included), on the submitting
+ * thread, outside the batcher's lock. */
 typedef uint64_t (*cgr_batcher_key_fn)(void *user, const void *request);
 
 /* CGR_OK to accept the request into a batch; any other status ends the
@@ -762,8 +763,8 @@ typedef struct cgr_batcher_config {
   size_t size;      /* sizeof(cgr_batcher_config), set by init */
   uint32_t version; /* CGR_BATCHER_CONFIG_VERSION, set by init */
   /* Requests per batch at most; 0 (default): the largest bucket. Over the
-   * largest bucket only with config->allow_eager (those steps run
-   * eagerly). */
+   * largest bucket only when the runtime's cgr_config.allow_eager is 1
+   * (those steps run eagerly). */
   uint32_t max_batch;
   /* The wait window, from the moment the engine takes a batch's first
    * request: while the batch holds one request the engine waits up to
@@ -794,8 +795,9 @@ CGR_API cgr_status cgr_batcher_config_init(cgr_batcher_config *config);
  * belongs to the engine thread. Errors: CGR_E_INVALID_ARGUMENT naming the
  * field (NULL, no build or finish, min_wait_us over max_wait_us, max_batch
  * over the largest bucket without allow_eager, queue_capacity 0),
- * CGR_E_VERSION (size or version), CGR_E_INVALID_STATE (nothing captured),
- * CGR_E_OUT_OF_MEMORY, CGR_E_SYSTEM (the thread). The message is in
+ * CGR_E_VERSION (size or version), CGR_E_INVALID_STATE (nothing captured,
+ * or another batcher owns the runtime), CGR_E_OUT_OF_MEMORY, CGR_E_SYSTEM
+ * (the thread). The message is in
  * cgr_last_error(rt). On failure nothing was started. Not thread-safe with
  * other calls on rt.
  */
@@ -881,7 +883,9 @@ typedef struct cgr_batcher_stats {
 } cgr_batcher_stats;
 
 /* A consistent snapshot: submitted = completed + timed_out + invalid +
- * failed + cancelled + pending. CGR_E_INVALID_ARGUMENT on NULL. Any
+ * failed + cancelled + pending. Each call sorts the wait samples (up to
+ * 65,536: a few milliseconds), so poll it at a human pace, not per
+ * request. CGR_E_INVALID_ARGUMENT on NULL; CGR_E_OUT_OF_MEMORY. Any
  * thread. */
 CGR_API cgr_status cgr_batcher_stats_get(cgr_batcher *batcher,
                                          cgr_batcher_stats *out);
