@@ -447,8 +447,9 @@ typedef struct cgr_step cgr_step;
  * The user's decode step for one padded batch: enqueue its work on the
  * step's stream (cgr_step_launch, or on CUDA the stream from
  * cgr_cuda_step_stream) reading and writing the slots of its buffer set,
- * and return CGR_OK. It runs eagerly once per bucket and set (warm-up),
- * then under stream capture, so it must enqueue the same work every time
+ * and return CGR_OK. It runs eagerly once per bucket and set (warm-up;
+ * none for a bucket captured lazily after steps have run), then under
+ * stream capture, so it must enqueue the same work every time
  * and must not synchronize, allocate device memory (use cgr_step_scratch)
  * or wait on work outside the step. Return an error to abort the capture.
  */
@@ -524,6 +525,9 @@ typedef struct cgr_bucket_stats {
   uint64_t scratch_bytes;   /* arena bytes this bucket's step used */
 } cgr_bucket_stats;
 
+/* Copies bucket `padded_batch`'s stats into *out (zeroed first).
+ * CGR_E_INVALID_ARGUMENT on NULL or a size that is not a bucket. Same
+ * thread rules as the runtime. */
 CGR_API cgr_status cgr_bucket_stats_get(const cgr_runtime *rt,
                                         uint32_t padded_batch,
                                         cgr_bucket_stats *out);
@@ -538,6 +542,8 @@ typedef struct cgr_capture_stats {
   uint64_t eager_runs;  /* steps run eagerly (batch over the largest) */
 } cgr_capture_stats;
 
+/* Copies the runtime's capture stats into *out (zeroed first).
+ * CGR_E_INVALID_ARGUMENT on NULL. Same thread rules as the runtime. */
 CGR_API cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
                                          cgr_capture_stats *out);
 
@@ -687,6 +693,9 @@ typedef struct cgr_replay_stats {
   double host_us_max;
 } cgr_replay_stats;
 
+/* Copies what the replays in `mode` cost so far into *out (zeroed
+ * first). CGR_E_INVALID_ARGUMENT on NULL or a value that is not a mode.
+ * Same thread rules as the runtime. */
 CGR_API cgr_status cgr_replay_stats_get(const cgr_runtime *rt,
                                         cgr_replay_mode mode,
                                         cgr_replay_stats *out);
