@@ -63,31 +63,46 @@ cgr_status model_step(cgr_step *step, void *user) {
   return add(step, out_pages, pages, pages, (uint64_t)bs * MODEL_PAGES);
 }
 
-void model_declare(cgr_runtime *rt, model *m) {
+cgr_status model_try_declare(cgr_runtime *rt, model *m) {
   memset(m, 0, sizeof *m);
-  cgr_slot_desc d;
-  cgr_slot_desc_init(&d, "input_ids", CGR_SLOT_ROWS, 4, 1);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->ids));
-  cgr_slot_desc_init(&d, "positions", CGR_SLOT_ROWS, 4, 1);
-  d.pad_value = MODEL_PAD_POS;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->pos));
-  cgr_slot_desc_init(&d, "page_table", CGR_SLOT_ROWS, 4, MODEL_PAGES);
-  d.pad_value = (uint32_t)MODEL_PAD_PAGE;
-  d.valid_min = 0;
-  d.valid_max = MODEL_PAGE_LIMIT - 1;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->pages));
-  cgr_slot_desc_init(&d, "cu_seqlens_k", CGR_SLOT_PREFIX, 4, 1);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->cu_k));
-  cgr_slot_desc_init(&d, "cu_seqlens_q", CGR_SLOT_CONSTANT, 4, 1);
-  d.extra_elems = 1;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->cu_q));
-  cgr_slot_desc_init(&d, "bias", CGR_SLOT_CONSTANT, 4, 1);
-  d.fill = bias_fill;
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->bias));
-  cgr_slot_desc_init(&d, "out", CGR_SLOT_OUTPUT, 4, 1);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->out));
-  cgr_slot_desc_init(&d, "out_pages", CGR_SLOT_OUTPUT, 4, MODEL_PAGES);
-  assert_cgr_ok(rt, cgr_slot_declare(rt, &d, &m->out_pages));
+  struct {
+    const char *name;
+    cgr_slot_kind kind;
+    uint64_t row_elems;
+    cgr_slot *out;
+  } slots[] = {
+      {"input_ids", CGR_SLOT_ROWS, 1, &m->ids},
+      {"positions", CGR_SLOT_ROWS, 1, &m->pos},
+      {"page_table", CGR_SLOT_ROWS, MODEL_PAGES, &m->pages},
+      {"cu_seqlens_k", CGR_SLOT_PREFIX, 1, &m->cu_k},
+      {"cu_seqlens_q", CGR_SLOT_CONSTANT, 1, &m->cu_q},
+      {"bias", CGR_SLOT_CONSTANT, 1, &m->bias},
+      {"out", CGR_SLOT_OUTPUT, 1, &m->out},
+      {"out_pages", CGR_SLOT_OUTPUT, MODEL_PAGES, &m->out_pages},
+  };
+  for (size_t i = 0; i < sizeof slots / sizeof slots[0]; ++i) {
+    cgr_slot_desc d;
+    cgr_slot_desc_init(&d, slots[i].name, slots[i].kind, 4, slots[i].row_elems);
+    if (slots[i].out == &m->pos)
+      d.pad_value = MODEL_PAD_POS;
+    if (slots[i].out == &m->pages) {
+      d.pad_value = (uint32_t)MODEL_PAD_PAGE;
+      d.valid_min = 0;
+      d.valid_max = MODEL_PAGE_LIMIT - 1;
+    }
+    if (slots[i].out == &m->cu_q)
+      d.extra_elems = 1;
+    if (slots[i].out == &m->bias)
+      d.fill = bias_fill;
+    cgr_status status = cgr_slot_declare(rt, &d, slots[i].out);
+    if (status != CGR_OK)
+      return status;
+  }
+  return CGR_OK;
+}
+
+void model_declare(cgr_runtime *rt, model *m) {
+  assert_cgr_ok(rt, model_try_declare(rt, m));
 }
 
 cgr_runtime *model_runtime(const uint32_t *buckets, size_t n, int allow_eager,

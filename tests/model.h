@@ -37,6 +37,9 @@ typedef struct model {
 /* Declares the model's slots on rt (page ids checked in [0, 999] in
  * validation mode). */
 void model_declare(cgr_runtime *rt, model *m);
+/* The same, returning the first failure instead of failing the test (for
+ * callbacks, and for fault injection). */
+cgr_status model_try_declare(cgr_runtime *rt, model *m);
 
 /* The step function (cgr_step_fn); user is the model. */
 cgr_status model_step(cgr_step *step, void *user);
