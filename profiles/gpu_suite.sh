@@ -177,6 +177,10 @@ phase bench-capture 90 "$build/profiles/bench_capture" \
   --backend "$backend" $quick --out "$results/capture.jsonl"
 phase bench-streams 90 "$build/profiles/bench_streams" \
   --backend "$backend" $quick --out "$results/streams.jsonl"
+phase bench-batcher 90 "$build/profiles/bench_batcher" \
+  --backend "$backend" $quick --out "$results/batcher.jsonl"
+phase bench-lanes 90 "$build/profiles/bench_lanes" \
+  --backend "$backend" $quick --out "$results/lanes.jsonl"
 # The PyTorch peer: exit 77 (no PyTorch with CUDA here) shows as skipped.
 if ((no_gpu == 0)); then
   phase torch-replay 120 python3 "$repo/peers/torch_replay.py" --steps 2000 \
@@ -205,14 +209,14 @@ phase report 60 "$report_python" "$repo/profiles/report.py" "$results" \
 # The engine's test binaries on CUDA, with fewer random steps: every tool
 # checks each access and runs tens of times slower.
 sanitized=(runtime streams capture fused_copy buckets_slots step_capture
-  replay feedback)
+  replay feedback batcher lanes)
 if ((no_gpu == 0)) && command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck synccheck initcheck; do
     phase "sanitizer-$tool" 120 bash -c "
       status=0
       for t in ${sanitized[*]}; do
         echo \"--- \$t\"
-        CGR_TEST_STEPS=200 compute-sanitizer --tool $tool --error-exitcode 99 \
+        CGR_TEST_STEPS=200 CGR_TEST_BATCHER_REQUESTS=500 compute-sanitizer --tool $tool --error-exitcode 99 \
           --print-limit 20 '$build/tests/test_'\$t --backend cuda || status=1
       done
       exit \$status"

@@ -268,8 +268,14 @@ cgr_status cgr_lanes_memory(const cgr_lanes *lanes, uint32_t lane,
                             uint64_t *bytes) {
   if (bytes != NULL)
     *bytes = 0;
-  if (lanes == NULL || bytes == NULL || lane >= lanes->count)
-    return CGR_E_INVALID_ARGUMENT;
+  if (lanes == NULL || bytes == NULL)
+    return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, __func__,
+                     "invalid argument '%s'",
+                     lanes == NULL ? "lanes" : "bytes");
+  if (lane >= lanes->count)
+    return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, __func__,
+                     "lane %u is out of range: there are %u lanes", lane,
+                     lanes->count);
   cgr_capture_stats stats;
   CGR__CHECK(cgr_capture_stats_get(lanes->rt[lane], &stats));
   *bytes = stats.arena_bytes + stats.slot_bytes;
@@ -278,7 +284,9 @@ cgr_status cgr_lanes_memory(const cgr_lanes *lanes, uint32_t lane,
 
 cgr_status cgr_lanes_wait(cgr_lanes *lanes, const cgr_ticket *tickets) {
   if (lanes == NULL || tickets == NULL)
-    return CGR_E_INVALID_ARGUMENT;
+    return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, __func__,
+                     "invalid argument '%s'",
+                     lanes == NULL ? "lanes" : "tickets");
   cgr_status first = CGR_OK;
   for (uint32_t i = 0; i < lanes->count; ++i) {
     if (tickets[i].batch_size == 0)
@@ -333,6 +341,8 @@ cgr_status cgr_lanes_replay(cgr_lanes *lanes, cgr_batch *const *batches,
       }
       status = cgr_replay(lanes->rt[i], batches[i], &tickets[i]);
       if (status != CGR_OK) {
+        /* cgr_replay keeps a batch it refused as not its runtime's. */
+        cgr_batch_discard(batches[i]);
         memset(&tickets[i], 0, sizeof tickets[i]);
         char why[CGR__ERROR_MESSAGE_SIZE];
         snprintf(why, sizeof why, "%s", cgr_last_error(lanes->rt[i]));

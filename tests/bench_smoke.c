@@ -3,7 +3,8 @@
  * (3 runs, so it stays short under ThreadSanitizer) at least one fused
  * line, bench_capture --smoke a line per bucket and a total, bench_streams
  * --smoke a line per method, bench_batcher --smoke its max point and a
- * load; all exit 0. Timings are not checked. Then
+ * load, bench_lanes --smoke a decode and an overlap line with a speedup;
+ * all exit 0. Timings are not checked. Then
  * profiles/report.py turns their output into the tables (and plots) of
  * docs/benchmarks.md, in a temporary folder. */
 #include <stdio.h>
@@ -29,6 +30,9 @@
 #endif
 #ifndef BENCH_BATCHER_PATH
 #error "BENCH_BATCHER_PATH must name the bench_batcher binary"
+#endif
+#ifndef BENCH_LANES_PATH
+#error "BENCH_LANES_PATH must name the bench_lanes binary"
 #endif
 #ifndef REPORT_PATH
 #error "REPORT_PATH must name profiles/report.py"
@@ -204,6 +208,19 @@ static void test_bench_batcher_runs(void **state) {
   result_free(&r);
 }
 
+static void test_bench_lanes_runs(void **state) {
+  (void)cgr_test_runtime(state);
+  result r;
+  run_bench(BENCH_LANES_PATH, "--smoke", &r);
+  expect_exit_zero(&r, "bench_lanes");
+  expect_lines(&r, "bench_lanes", "{\"bench\":\"lanes\",", 2);
+  expect_lines(&r, "bench_lanes", "\"run\":\"decode\"", 1);
+  expect_lines(&r, "bench_lanes", "\"run\":\"overlap\"", 1);
+  expect_lines(&r, "bench_lanes", "\"speedup_two_vs_one\":", 2);
+  assert_int_equal(count_lines_with(r.output, "\"kind\":\"meta\""), 1);
+  result_free(&r);
+}
+
 /* ---- the report ---------------------------------------------------------- */
 
 #ifdef REPORT_PYTHON
@@ -369,6 +386,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_bench_capture_runs),
     RUNTIME_TEST(test_bench_streams_runs),
     RUNTIME_TEST(test_bench_batcher_runs),
+    RUNTIME_TEST(test_bench_lanes_runs),
     RUNTIME_TEST(test_report_writes_every_table),
     RUNTIME_TEST(test_report_draws_plots),
 };
