@@ -311,6 +311,25 @@ def batcher_section(res, out, plots):
             out.append(f"![latency against load]({name})\n")
 
 
+def lanes_section(res, out):
+    rows = res.rows("lanes")
+    if not rows:
+        return
+    out.append("### Lanes (bench_lanes)\n")
+    out.append("Step time p50 on one lane and split over two (round robin); "
+               "`overlap` rows run an eager prefill on one lane beside a "
+               "decode graph on the other. A speedup under 1.05 means two "
+               "lanes did not help.\n")
+    body = [[r["run"], r["batch"], r.get("prefill_rows"),
+             r["one_lane_us_p50"], r["two_lanes_us_p50"],
+             r["speedup_two_vs_one"], r.get("speedup_ideal"),
+             "no" if r["speedup_two_vs_one"] < 1.05 else "yes"]
+            for r in rows]
+    out.append(table(["run", "batch", "prefill rows", "one lane us",
+                      "two lanes us", "speedup", "ideal", "helped"], body)
+               + "\n")
+
+
 def decode_section(res, out):
     rows = [r for r in res.files["decode"] if r.get("program") == "cgr-decode"]
     if not rows:
@@ -509,6 +528,7 @@ def section(res, plots):
     capture_section(res, out, plots)
     streams_section(res, out, plots)
     batcher_section(res, out, plots)
+    lanes_section(res, out)
     decode_section(res, out)
     targets_section(res, out)
     return "\n".join(out)

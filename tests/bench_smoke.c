@@ -237,6 +237,8 @@ static void make_results(char *dir, size_t size) {
       {BENCH_FUSED_COPY_PATH, "--quick --runs 3 --json", "fused_copy.jsonl"},
       {BENCH_CAPTURE_PATH, "--smoke", "capture.jsonl"},
       {BENCH_STREAMS_PATH, "--smoke", "streams.jsonl"},
+      {BENCH_BATCHER_PATH, "--smoke", "batcher.jsonl"},
+      {BENCH_LANES_PATH, "--smoke", "lanes.jsonl"},
   };
   for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
     char args[4096];
@@ -330,6 +332,10 @@ static void test_report_writes_every_table(void **state) {
       "### Independent per-item updates",
       "| N | item floats | sequential | streams2 | streams4 | graph |",
       " vectorized |",
+      "### Request batcher (bench_batcher)",
+      "| load | offered/s | achieved/s |",
+      "### Lanes (bench_lanes)",
+      "| run | batch | prefill rows | one lane us |",
       "Plots were not made (--no-plots).",
   };
   for (size_t i = 0; i < sizeof needles / sizeof needles[0]; ++i)
@@ -359,7 +365,7 @@ static void test_report_draws_plots(void **state) {
   make_results(dir, sizeof dir);
   char *text = run_report(dir, "");
   static const char *const plots[] = {"replay", "fused-copy", "capture",
-                                      "streams"};
+                                      "streams", "batcher"};
   for (size_t i = 0; i < sizeof plots / sizeof plots[0]; ++i) {
     char link[128], path[4300];
     snprintf(link, sizeof link, "(benchmarks/results-%s.png)", plots[i]);
