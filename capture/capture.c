@@ -43,7 +43,10 @@ static void **slot_addresses(cgr_runtime *rt, const cgr__capture *cap,
 static cgr_status step_failed(cgr_runtime *rt, cgr_status status,
                               const char *message, const char *phase,
                               uint32_t padded_batch, int set) {
-  return cgr__fail(&rt->error, CGR_E_CAPTURE, "cgr_capture",
+  /* A lost device is not a capture problem: say so as it is. */
+  return cgr__fail(&rt->error,
+                   status == CGR_E_DEVICE_LOST ? status : CGR_E_CAPTURE,
+                   "cgr_capture",
                    "bucket %u, set %d: the step failed during %s (%s): %s",
                    padded_batch, set, phase, cgr_status_name(status), message);
 }

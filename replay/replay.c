@@ -3,6 +3,7 @@
  * bucket's graph, in one of the replay modes (replay.h has the protocol).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -342,7 +343,27 @@ static void account(cgr__replay *replay, uint64_t ops, uint64_t bytes,
     stats->host_us_max = spent;
 }
 
+static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
+                               cgr_ticket *ticket);
+
 cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
+  const cgr__replay *replay =
+      rt != NULL ? rt->layers[CGR__LAYER_REPLAY].state : NULL;
+  uint64_t step = replay != NULL ? replay->next_step : 0;
+  uint32_t size = batch != NULL ? batch->size : 0;
+  cgr_status status = replay_batch(rt, batch, ticket);
+  if (status == CGR_E_DEVICE_LOST) {
+    /* Name the step: a device fault surfaces where the host next looks. */
+    char why[CGR__ERROR_MESSAGE_SIZE];
+    snprintf(why, sizeof why, "%s", rt->error.message);
+    cgr__fail(&rt->error, status, __func__, "step %llu (batch %u): %s",
+              (unsigned long long)step, size, why);
+  }
+  return status;
+}
+
+static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
+                               cgr_ticket *ticket) {
   if (ticket != NULL)
     memset(ticket, 0, sizeof *ticket);
   if (rt == NULL)
@@ -650,7 +671,16 @@ cgr_status cgr_ticket_wait(cgr_runtime *rt, const cgr_ticket *ticket) {
       cgr__be_event_synchronize(&rt->backend,
                                 replay->sets[ticket->set].graph_done);
   CGR__NVTX_POP(rt->config.nvtx);
-  return status;
+  if (status != CGR_OK) {
+    /* Name the step: a device fault surfaces here, steps after its cause. */
+    char why[CGR__ERROR_MESSAGE_SIZE];
+    snprintf(why, sizeof why, "%s", rt->error.message);
+    return cgr__fail(&rt->error, status, __func__,
+                     "step %llu (batch %u, bucket %u, set %d): %s",
+                     (unsigned long long)ticket->step, ticket->batch_size,
+                     ticket->padded_batch, ticket->set, why);
+  }
+  return CGR_OK;
 }
 
 cgr_status cgr_ticket_query(cgr_runtime *rt, const cgr_ticket *ticket) {

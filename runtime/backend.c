@@ -4,6 +4,7 @@
  */
 #include "runtime/backend.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime/fault.h"
@@ -28,9 +29,61 @@ static cgr_status injected(cgr__backend *be, cgr__call call, const char *func) {
                    (unsigned long long)cgr__fault_seen());
 }
 
+/* Records that the device is lost, with why (the first reason wins). */
+static void mark_lost(cgr__backend *be, const char *reason) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&be->lost, &expected, 1)) {
+    snprintf(be->lost_reason, sizeof be->lost_reason, "%s", reason);
+    atomic_store_explicit(&be->lost_reason_ready, 1, memory_order_release);
+  }
+}
+
+int cgr__be_lost(cgr__backend *be) {
+  if (atomic_load_explicit(&be->lost, memory_order_acquire))
+    return 1;
+  char reason[CGR__ERROR_MESSAGE_SIZE];
+  if (be->ops != NULL && be->ops->device_fault != NULL &&
+      be->ops->device_fault(be->ctx, reason, sizeof reason)) {
+    mark_lost(be, reason);
+    return 1;
+  }
+  return 0;
+}
+
+/* The failure of every call once the device is lost. */
+static cgr_status lost_status(cgr__backend *be, const char *func) {
+  const char *reason =
+      atomic_load_explicit(&be->lost_reason_ready, memory_order_acquire)
+          ? be->lost_reason
+          : "(being recorded)";
+  return cgr__fail(be->error, CGR_E_DEVICE_LOST, func,
+                   "the device was lost: %s. Nothing more runs on it; "
+                   "destroy the runtime",
+                   reason);
+}
+
+/* Fails the call at once when the device is already lost. */
+#define LOST_GUARD(be)                                                         \
+  do {                                                                         \
+    if (cgr__be_lost(be))                                                      \
+      return lost_status((be), __func__);                                      \
+  } while (0)
+
 static cgr_status counted(cgr__backend *be, cgr__call call, cgr_status status) {
   if (status == CGR_OK)
     atomic_fetch_add_explicit(&be->calls[call], 1, memory_order_relaxed);
+  if (status == CGR_E_DEVICE_LOST) /* a sticky CUDA error, named there */
+    mark_lost(be, be->error->message);
+  return status;
+}
+
+/* A wait that returned: the device may have failed while it waited (the
+ * host backend's worker reports it beside the call, CUDA through it). */
+static cgr_status waited(cgr__backend *be, cgr__call call, const char *func,
+                         cgr_status status) {
+  status = counted(be, call, status);
+  if (status == CGR_OK && cgr__be_lost(be))
+    return lost_status(be, func);
   return status;
 }
 
@@ -69,6 +122,7 @@ cgr_status cgr__be_stream_create(cgr__backend *be, cgr_stream_priority prio,
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'priority' is %d, not a cgr_stream_priority",
                      (int)prio);
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_STREAM_CREATE))
     return injected(be, CGR__CALL_STREAM_CREATE, __func__);
   return counted(be, CGR__CALL_STREAM_CREATE,
@@ -92,6 +146,7 @@ cgr_status cgr__be_event_create(cgr__backend *be, int timing,
   if (out == NULL)
     return null_arg(be, __func__, "out");
   *out = NULL;
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_EVENT_CREATE))
     return injected(be, CGR__CALL_EVENT_CREATE, __func__);
   return counted(be, CGR__CALL_EVENT_CREATE,
@@ -109,6 +164,7 @@ cgr_status cgr__be_event_record(cgr__backend *be, cgr__event *event,
     return null_arg(be, __func__, "event");
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_EVENT_RECORD))
     return injected(be, CGR__CALL_EVENT_RECORD, __func__);
   return counted(be, CGR__CALL_EVENT_RECORD,
@@ -121,6 +177,7 @@ cgr_status cgr__be_stream_wait_event(cgr__backend *be, cgr__stream *stream,
     return null_arg(be, __func__, "stream");
   if (event == NULL)
     return null_arg(be, __func__, "event");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_EVENT_WAIT))
     return injected(be, CGR__CALL_EVENT_WAIT, __func__);
   return counted(be, CGR__CALL_EVENT_WAIT,
@@ -130,16 +187,23 @@ cgr_status cgr__be_stream_wait_event(cgr__backend *be, cgr__stream *stream,
 cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event) {
   if (event == NULL)
     return null_arg(be, __func__, "event");
-  return be->ops->event_query(be->ctx, event);
+  LOST_GUARD(be);
+  cgr_status status = be->ops->event_query(be->ctx, event);
+  if (status == CGR_E_DEVICE_LOST)
+    mark_lost(be, be->error->message);
+  else if (status == CGR_OK && cgr__be_lost(be))
+    return lost_status(be, __func__);
+  return status;
 }
 
 cgr_status cgr__be_event_synchronize(cgr__backend *be, cgr__event *event) {
   if (event == NULL)
     return null_arg(be, __func__, "event");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
     return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
-  return counted(be, CGR__CALL_SYNCHRONIZE,
-                 be->ops->event_synchronize(be->ctx, event));
+  return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+                be->ops->event_synchronize(be->ctx, event));
 }
 
 cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
@@ -163,6 +227,7 @@ cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out) {
   if (bytes == 0)
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_DEVICE_ALLOC))
     return injected(be, CGR__CALL_DEVICE_ALLOC, __func__);
   return counted(be, CGR__CALL_DEVICE_ALLOC,
@@ -191,6 +256,7 @@ cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out) {
   if (bytes == 0)
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_PINNED_ALLOC))
     return injected(be, CGR__CALL_PINNED_ALLOC, __func__);
   return counted(be, CGR__CALL_PINNED_ALLOC,
@@ -214,6 +280,7 @@ cgr_status cgr__be_memcpy_async(cgr__backend *be, cgr__stream *stream,
     return null_arg(be, __func__, "src");
   if (bytes == 0)
     return CGR_OK; /* no work, and no graph node during capture */
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_COPY))
     return injected(be, CGR__CALL_COPY, __func__);
   return counted(be, CGR__CALL_COPY,
@@ -228,6 +295,7 @@ cgr_status cgr__be_memset_async(cgr__backend *be, cgr__stream *stream,
     return null_arg(be, __func__, "dst");
   if (bytes == 0)
     return CGR_OK;
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_MEMSET))
     return injected(be, CGR__CALL_MEMSET, __func__);
   return counted(be, CGR__CALL_MEMSET,
@@ -242,6 +310,7 @@ cgr_status cgr__be_kernel_launch(cgr__backend *be, cgr__stream *stream,
     return null_arg(be, __func__, "kernel");
   if (args == NULL && kernel->args_size > 0)
     return null_arg(be, __func__, "args");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_KERNEL_LAUNCH))
     return injected(be, CGR__CALL_KERNEL_LAUNCH, __func__);
   return counted(be, CGR__CALL_KERNEL_LAUNCH,
@@ -254,6 +323,7 @@ cgr_status cgr__be_host_func(cgr__backend *be, cgr__stream *stream,
     return null_arg(be, __func__, "stream");
   if (fn == NULL)
     return null_arg(be, __func__, "fn");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_HOST_FUNC))
     return injected(be, CGR__CALL_HOST_FUNC, __func__);
   return counted(be, CGR__CALL_HOST_FUNC,
@@ -265,6 +335,7 @@ cgr_status cgr__be_host_func(cgr__backend *be, cgr__stream *stream,
 cgr_status cgr__be_capture_begin(cgr__backend *be, cgr__stream *stream) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_CAPTURE_BEGIN))
     return injected(be, CGR__CALL_CAPTURE_BEGIN, __func__);
   return counted(be, CGR__CALL_CAPTURE_BEGIN,
@@ -280,9 +351,14 @@ cgr_status cgr__be_capture_end(cgr__backend *be, cgr__stream *stream,
     return null_arg(be, __func__, "stream");
   cgr_status status = be->ops->capture_end(be->ctx, stream, out);
   if (status != CGR_OK)
-    return status;
+    return counted(be, CGR__CALL_CAPTURE_END, status);
   /* An injected failure must still end the capture, as a real one does, so
    * the stream is usable afterwards: end it, then throw the graph away. */
+  if (cgr__be_lost(be)) {
+    be->ops->graph_destroy(be->ctx, *out);
+    *out = NULL;
+    return lost_status(be, __func__);
+  }
   if (cgr__fault_hit(CGR__CALL_CAPTURE_END)) {
     be->ops->graph_destroy(be->ctx, *out);
     *out = NULL;
@@ -327,6 +403,7 @@ cgr_status cgr__be_graph_instantiate(cgr__backend *be, cgr__graph *graph,
   *out = NULL;
   if (graph == NULL)
     return null_arg(be, __func__, "graph");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_GRAPH_INSTANTIATE))
     return injected(be, CGR__CALL_GRAPH_INSTANTIATE, __func__);
   return counted(be, CGR__CALL_GRAPH_INSTANTIATE,
@@ -340,6 +417,7 @@ cgr_status cgr__be_graph_launch(cgr__backend *be, cgr__graph_exec *exec,
     return null_arg(be, __func__, "exec");
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_GRAPH_LAUNCH))
     return injected(be, CGR__CALL_GRAPH_LAUNCH, __func__);
   return counted(be, CGR__CALL_GRAPH_LAUNCH,
@@ -356,10 +434,11 @@ void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec) {
 cgr_status cgr__be_stream_synchronize(cgr__backend *be, cgr__stream *stream) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
     return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
-  return counted(be, CGR__CALL_SYNCHRONIZE,
-                 be->ops->stream_synchronize(be->ctx, stream));
+  return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+                be->ops->stream_synchronize(be->ctx, stream));
 }
 
 void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
@@ -368,10 +447,11 @@ void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
 }
 
 cgr_status cgr__be_device_synchronize(cgr__backend *be) {
+  LOST_GUARD(be);
   if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
     return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
-  return counted(be, CGR__CALL_SYNCHRONIZE,
-                 be->ops->device_synchronize(be->ctx));
+  return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+                be->ops->device_synchronize(be->ctx));
 }
 
 cgr_status cgr__be_device_info(cgr__backend *be, cgr_device_info *out) {

@@ -35,7 +35,10 @@ typedef struct cgr__graph_exec cgr__graph_exec; /* an instantiated graph */
  * The kinds of backend call, for counters and fault injection.
  * X(NAME, counter field in cgr_counters or none, status an injected fault
  * returns). HOST_ALLOC and THREAD_CREATE are not backend calls but are
- * injectable so tests reach every failure path of create.
+ * injectable so tests reach every failure path of create. DEVICE_FAULT is
+ * the host backend's stand-in for a kernel that faults on a GPU (an
+ * illegal address): counted when a kernel runs on a worker, it skips the
+ * kernel and loses the device, as a sticky CUDA error does.
  */
 #define CGR__CALL_LIST(X)                                                      \
   X(HOST_ALLOC, CGR_E_OUT_OF_MEMORY)                                           \
@@ -54,7 +57,8 @@ typedef struct cgr__graph_exec cgr__graph_exec; /* an instantiated graph */
   X(CAPTURE_END, CGR_E_CAPTURE)                                                \
   X(GRAPH_INSTANTIATE, CGR_E_CUDA)                                             \
   X(GRAPH_LAUNCH, CGR_E_CUDA)                                                  \
-  X(SYNCHRONIZE, CGR_E_CUDA)
+  X(SYNCHRONIZE, CGR_E_CUDA)                                                   \
+  X(DEVICE_FAULT, CGR_E_DEVICE_LOST)
 
 /* The X-macro expansion confuses clang-format's indentation here. */
 /* clang-format off */
@@ -148,6 +152,10 @@ typedef struct cgr__backend_ops {
 
   /* Fills what the backend knows. */
   cgr_status (*device_info)(void *ctx, cgr_device_info *out);
+  /* Optional: 1 when the device failed asynchronously (the host
+   * backend's injected device fault), with why in `reason`. CUDA reports
+   * its sticky errors through the calls themselves. */
+  int (*device_fault)(void *ctx, char *reason, size_t size);
 } cgr__backend_ops;
 
 /* A backend instance: its table, its context, its counters. */
@@ -156,7 +164,16 @@ typedef struct cgr__backend {
   void *ctx;
   cgr__error *error; /* where failures are reported; owned by the runtime */
   _Atomic uint64_t calls[CGR__CALL_COUNT];
+  /* Once the device is lost (CGR_E_DEVICE_LOST from a call, or the
+   * backend's device_fault), every call fails at once with the reason,
+   * and only destroy, free and drain still run. */
+  _Atomic int lost;
+  _Atomic int lost_reason_ready;
+  char lost_reason[CGR__ERROR_MESSAGE_SIZE];
 } cgr__backend;
+
+/* 1 once the device is lost. */
+int cgr__be_lost(cgr__backend *be);
 
 /*
  * Backend constructors. On success *be is ready to use; on failure it is

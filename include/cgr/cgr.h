@@ -17,6 +17,11 @@
  * error string: read it with cgr_last_error(). Out-parameters are set to NULL
  * (or zeroed) on failure. Misuse is reported as a status, never by aborting.
  *
+ * A device fault (a kernel's illegal address, a trap) loses the device: the
+ * call where it surfaces (a replay or a wait, named with its step) and every
+ * later call return CGR_E_DEVICE_LOST at once; cgr_runtime_destroy still
+ * works, and is all that is left to do.
+ *
  * No CUDA type appears here; CUDA interop lives in <cgr/cgr_cuda.h>.
  */
 #ifndef CGR_CGR_H
@@ -87,7 +92,9 @@ CGR_API unsigned cgr_version_number(void);
   X(E_TIMEOUT, -13, "deadline passed")                                         \
   X(E_NOT_READY, -14, "work still pending")                                    \
   X(E_INTERNAL, -15, "internal error (a bug in cgr)")                          \
-  X(E_CANCELLED, -16, "cancelled: the batcher stopped first")
+  X(E_CANCELLED, -16, "cancelled: the batcher stopped first")                  \
+  X(E_DEVICE_LOST, -17,                                                        \
+    "the device failed (an illegal address, a trap): only destroy is left")
 
 typedef enum cgr_status {
 #define CGR_STATUS_ENUM_(name, value, message) CGR_##name = value,

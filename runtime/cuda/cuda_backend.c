@@ -58,6 +58,19 @@ static cgr_status status_of(cudaError_t e, cgr_status fallback) {
     return CGR_E_CAPTURE;
   case cudaErrorNotReady:
     return CGR_E_NOT_READY;
+  /* Sticky errors: a kernel faulted and the context is unusable; every
+   * later call returns the same error. */
+  case cudaErrorIllegalAddress:
+  case cudaErrorLaunchFailure:
+  case cudaErrorHardwareStackError:
+  case cudaErrorIllegalInstruction:
+  case cudaErrorMisalignedAddress:
+  case cudaErrorInvalidAddressSpace:
+  case cudaErrorInvalidPc:
+  case cudaErrorAssert:
+  case cudaErrorLaunchTimeout:
+  case cudaErrorECCUncorrectable:
+    return CGR_E_DEVICE_LOST;
   default:
     return fallback;
   }

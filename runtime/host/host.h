@@ -42,6 +42,7 @@ typedef struct host_op {
   union {
     struct {
       const cgr__kernel *kernel;
+      struct host_ctx *ctx; /* for the injected device fault */
     } kernel;
     struct {
       void *dst;
@@ -143,6 +144,10 @@ struct host_ctx {
   host_capture *captures;
   cgr__stream *streams;
   atomic_uint_fast64_t next_capture_id;
+  /* The injected device fault (CGR__CALL_DEVICE_FAULT): once set by a
+   * worker, no kernel runs and every call reports the device lost. */
+  atomic_int faulted;
+  char fault_reason[200];
 };
 
 /* host_backend.c */

@@ -72,10 +72,29 @@ static void run_event_wait(cgr__event *event, uint64_t sequence) {
   pthread_mutex_unlock(&event->lock);
 }
 
+/* A kernel on a worker: the host backend's stand-in for a GPU fault is
+ * an injected DEVICE_FAULT, which skips the kernel and loses the device,
+ * as an illegal address does on CUDA. A lost device runs no kernel. */
+static void run_kernel(host_op *op) {
+  host_ctx *ctx = op->u.kernel.ctx;
+  if (atomic_load_explicit(&ctx->faulted, memory_order_acquire))
+    return;
+  if (cgr__fault_hit(CGR__CALL_DEVICE_FAULT)) {
+    snprintf(ctx->fault_reason, sizeof ctx->fault_reason,
+             "kernel '%s' raised a device fault (injected DEVICE_FAULT #%llu, "
+             "the host backend's illegal address)",
+             op->u.kernel.kernel->name ? op->u.kernel.kernel->name : "?",
+             (unsigned long long)cgr__fault_seen());
+    atomic_store_explicit(&ctx->faulted, 1, memory_order_release);
+    return;
+  }
+  op->u.kernel.kernel->host_run(op->args);
+}
+
 void cgr__host_op_run(host_op *op) {
   switch (op->kind) {
   case HOST_OP_KERNEL:
-    op->u.kernel.kernel->host_run(op->args);
+    run_kernel(op);
     break;
   case HOST_OP_COPY:
     if (op->u.copy.bytes > 0)
@@ -623,6 +642,7 @@ static cgr_status host_kernel_launch(void *vctx, cgr__stream *stream,
   if (op == NULL)
     return CGR_E_OUT_OF_MEMORY;
   op->u.kernel.kernel = kernel;
+  op->u.kernel.ctx = ctx;
   if (kernel->args_size > 0)
     memcpy(op->args, args, kernel->args_size);
   return cgr__host_submit(ctx, stream, op, __func__);
@@ -640,6 +660,14 @@ static cgr_status host_host_func(void *vctx, cgr__stream *stream,
 }
 
 /* ---- the table ----------------------------------------------------------- */
+
+static int host_device_fault(void *vctx, char *reason, size_t size) {
+  host_ctx *ctx = vctx;
+  if (!atomic_load_explicit(&ctx->faulted, memory_order_acquire))
+    return 0;
+  snprintf(reason, size, "%s", ctx->fault_reason);
+  return 1;
+}
 
 static cgr_status host_device_info(void *ctx, cgr_device_info *out) {
   (void)ctx;
@@ -699,6 +727,7 @@ static const cgr__backend_ops host_ops = {
     .stream_synchronize = host_stream_synchronize,
     .device_synchronize = host_device_synchronize,
     .device_info = host_device_info,
+    .device_fault = host_device_fault,
 };
 
 cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err) {
