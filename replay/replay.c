@@ -352,6 +352,14 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   uint64_t step = replay != NULL ? replay->next_step : 0;
   uint32_t size = batch != NULL ? batch->size : 0;
   cgr_status status = replay_batch(rt, batch, ticket);
+  if (status != CGR_OK && replay != NULL) {
+    /* A step that failed halfway may have queued copies that still read
+     * its staging, which the next replay of the same set rewrites on the
+     * host: let them finish first. (The fault sweep found this under
+     * ThreadSanitizer.) */
+    cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_SIDE]);
+    cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
+  }
   if (status == CGR_E_DEVICE_LOST) {
     /* Name the step: a device fault surfaces where the host next looks. */
     char why[CGR__ERROR_MESSAGE_SIZE];
