@@ -39,20 +39,18 @@ static uint64_t element(const void *data, uint64_t index, uint32_t width) {
  * the same row are already in place (the previous graph wrote them) when
  * `in_place`; moved rows are gathered from the previous step's output, new
  * requests' rows copied from staging. One operation per run of rows.
+ * `indices` and `fresh` (pinned) hold `batch` indices and rows.
  */
 static cgr_status plan_feedback(cgr_runtime *rt, cgr__replay *replay,
                                 const cgr__capture *cap, size_t index,
                                 const cgr__slot_input *input,
-                                unsigned char *dst, int k, uint32_t batch,
+                                unsigned char *dst, int32_t *indices,
+                                unsigned char *fresh, uint32_t batch,
                                 int in_place) {
   const cgr__slot *slot = &cap->slots[index];
   const int32_t *prev = input->prev_rows;
   const unsigned char *fed =
       cap->slots[slot->fed_by].buffers[replay->fed_step % 2];
-  int32_t *indices =
-      replay->sets[k].feed_index + index * (size_t)cgr__largest_bucket(cap);
-  unsigned char *fresh =
-      replay->sets[k].staging + replay->staging_offset[index];
   const unsigned char *new_rows = input->new_rows;
   uint64_t row = slot->row_bytes, fresh_used = 0;
   for (uint32_t j = 0, end; j < batch; j = end) {
@@ -121,8 +119,12 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
    * longer matches the set. */
   set->image_size[index] = 0;
   if (input->given == CGR__GIVEN_FEEDBACK) {
-    CGR__CHECK(plan_feedback(rt, replay, rt->layers[CGR__LAYER_CAPTURE].state,
-                             index, input, buffer, l->set, l->batch, 1));
+    const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+    CGR__CHECK(plan_feedback(rt, replay, cap, index, input, buffer,
+                             set->feed_index +
+                                 index * (size_t)cgr__largest_bucket(cap),
+                             set->staging + replay->staging_offset[index],
+                             l->batch, 1));
   } else if (input->given == CGR__GIVEN_GATHER) {
     l->device_sources = 1;
     CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
@@ -457,7 +459,20 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
   CGR__CHECK(cgr__eager_begin(rt, batch->size, replay->mode != CGR_REPLAY_EAGER,
                               &replay->eager));
+  /* The sets' feedback regions hold the largest bucket's rows, and an
+   * eager batch may have more: its new rows and indices get pinned memory
+   * of their own, freed once the step has run (found by fuzz/batch.c). */
+  uint64_t feed_bytes = 0, feed_used = 0;
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
+      feed_bytes +=
+          ((uint64_t)batch->size * (sizeof(int32_t) + cap->slots[i].row_bytes) +
+           15) /
+          16 * 16;
+  unsigned char *feed = NULL;
   cgr_status status = CGR_OK;
+  if (feed_bytes > 0)
+    status = cgr__be_pinned_alloc(be, feed_bytes, (void **)&feed);
   for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
     const cgr__slot_input *input = &batch->inputs[i];
     void *dst = cgr__eager_slot(&replay->eager, (cgr_slot)i);
@@ -470,18 +485,19 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
                          cap->slots[i].name);
     else if (input->given == CGR__GIVEN_FEEDBACK) {
       /* The previous graph's outputs, gathered (none is in place here). */
-      int k = (int)(replay->next_step % 2);
+      int32_t *indices = (int32_t *)(void *)(feed + feed_used);
+      unsigned char *fresh = feed + feed_used + sizeof(int32_t) * batch->size;
+      feed_used +=
+          ((uint64_t)batch->size * (sizeof(int32_t) + cap->slots[i].row_bytes) +
+           15) /
+          16 * 16;
       cgr__copy_plan_clear(&replay->plan);
-      status = staging_ready(rt, &replay->sets[k]);
-      if (status == CGR_OK)
-        status =
-            plan_feedback(rt, replay, cap, i, input, dst, k, batch->size, 0);
+      status = plan_feedback(rt, replay, cap, i, input, dst, indices, fresh,
+                             batch->size, 0);
       if (status == CGR_OK)
         status = cgr__copy_plan_finish(&replay->plan, &rt->error);
       if (status == CGR_OK)
         status = cgr__fused_copy_launch(be, stream, &replay->plan);
-      if (status == CGR_OK)
-        status = cgr__be_event_record(be, replay->sets[k].staging_free, stream);
     } else if (input->given == CGR__GIVEN_GATHER) {
       cgr__copy_plan_clear(&replay->plan);
       status = cgr__copy_plan_gather(&replay->plan, dst, input->gather_src,
@@ -500,9 +516,14 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   if (status == CGR_OK)
     status = cgr__eager_run(rt, &replay->eager);
   if (status != CGR_OK) {
+    /* A copy queued before the failure may still read `feed`. */
+    cgr__be_stream_drain(be, stream);
     cgr__eager_end(rt, &replay->eager);
-    return status;
   }
+  /* The run waited for the main stream, which read `feed`. */
+  cgr__be_pinned_free(be, feed);
+  if (status != CGR_OK)
+    return status;
   replay->eager_live = 1;
   replay->eager_step = replay->next_step;
   replay->fed_step = UINT64_MAX; /* nothing feeds the step after */
