@@ -114,6 +114,12 @@ cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
     return bad_op(plan, err, __func__, "GATHER", "src is NULL");
   if (index == NULL)
     return bad_op(plan, err, __func__, "GATHER", "index is NULL");
+  /* Both executors load the indices as int32: a misaligned array is a
+   * misaligned-address fault on the GPU and undefined behavior on the host
+   * (found by fuzz/copy_plan.c). */
+  if ((uintptr_t)index % sizeof(int32_t) != 0)
+    return bad_op(plan, err, __func__, "GATHER",
+                  "index is not aligned to 4 bytes");
   if (row_bytes == 0 && rows > 0)
     return bad_op(plan, err, __func__, "GATHER", "row_bytes is 0");
   if (row_bytes != 0 && rows > UINT64_MAX / row_bytes)
@@ -123,6 +129,12 @@ cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
   if (range_overflows(dst, bytes))
     return bad_op(plan, err, __func__, "GATHER",
                   "rows * row_bytes overflows the address space");
+  /* The index array is a range too: if its end wrapped, finish would check
+   * a wrapped range for overlap (found by fuzz/copy_plan.c). */
+  if (rows > UINT64_MAX / sizeof(int32_t) ||
+      range_overflows(index, rows * sizeof(int32_t)))
+    return bad_op(plan, err, __func__, "GATHER",
+                  "rows of int32 indices overflow the address space");
   cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
                          .src = (uint64_t)(uintptr_t)src,
                          .index = (uint64_t)(uintptr_t)index,
