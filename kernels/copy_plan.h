@@ -53,7 +53,8 @@ void cgr__copy_plan_clear(cgr__copy_plan *plan);
  * Appending. Each returns CGR_E_INVALID_ARGUMENT naming the operation (its
  * index in the plan) and the bad field for a NULL pointer, a size whose end
  * overflows the address space, a pattern size other than 1, 2, 4 or 8, or
- * a length that is not a multiple of it; CGR_E_OUT_OF_MEMORY when the plan
+ * a length that is not a multiple of it, a gather index array that is not
+ * 4-byte aligned; CGR_E_OUT_OF_MEMORY when the plan
  * cannot grow. A zero-byte operation (or a gather of zero rows) is checked
  * the same way and then dropped: it moves nothing and costs no tile.
  */

@@ -613,8 +613,10 @@ CGR_API cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot);
 
 /* Row j of a ROWS slot <- row row_index[j] of device_src, for j below
  * batch_size: the request set changed and the data is still on the
- * device. Both pointers are device memory; indices must name rows of
- * device_src. */
+ * device. Both pointers are device memory; row_index is 4-byte aligned
+ * (cgr_replay refuses it otherwise) and its indices name rows of
+ * device_src. The batch functions return CGR_E_INVALID_STATE on a batch
+ * that is no longer open. */
 CGR_API cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
                                     const void *device_src,
                                     const int32_t *row_index);
