@@ -361,6 +361,23 @@ static void fixture_open(fixture *fx, const uint32_t *list, size_t n,
                                       "readback", &fx->readback));
 }
 
+/* The same with lazy capture: buckets are captured by the engine's
+ * replays. */
+static void fixture_open_lazy(fixture *fx, uint32_t tallies) {
+  fixture_init(fx, tallies);
+  cgr_config rt_config;
+  cgr_test_config(&rt_config);
+  rt_config.buckets = buckets;
+  rt_config.bucket_count = BUCKETS;
+  rt_config.lazy_capture = 1;
+  assert_cgr_ok(NULL, cgr_runtime_create(&rt_config, &fx->rt));
+  model_declare(fx->rt, &fx->m);
+  assert_cgr_ok(fx->rt, cgr_capture(fx->rt, model_step, &fx->m));
+  assert_cgr_ok(fx->rt,
+                cgr__be_stream_create(TEST_BE(fx->rt), CGR_PRIORITY_NORMAL,
+                                      "readback", &fx->readback));
+}
+
 static void fixture_config(fixture *fx, cgr_batcher_config *config) {
   assert_cgr_ok(fx->rt, cgr_batcher_config_init(config));
   config->build = build_rows;
@@ -1549,18 +1566,7 @@ static void test_batcher_runs_on_a_lazily_captured_runtime(void **state) {
   (void)cgr_test_runtime(state);
   enum { N = 5 };
   fixture fx;
-  fixture_init(&fx, N);
-  cgr_config rt_config;
-  cgr_test_config(&rt_config);
-  rt_config.buckets = buckets;
-  rt_config.bucket_count = BUCKETS;
-  rt_config.lazy_capture = 1;
-  assert_cgr_ok(NULL, cgr_runtime_create(&rt_config, &fx.rt));
-  model_declare(fx.rt, &fx.m);
-  assert_cgr_ok(fx.rt, cgr_capture(fx.rt, model_step, &fx.m));
-  assert_cgr_ok(fx.rt,
-                cgr__be_stream_create(TEST_BE(fx.rt), CGR_PRIORITY_NORMAL,
-                                      "readback", &fx.readback));
+  fixture_open_lazy(&fx, N);
   cgr_batcher_config config;
   fixture_config(&fx, &config);
   fixture_start(&fx, &config);
@@ -1585,18 +1591,7 @@ static void test_batcher_lazy_capture_keeps_the_unfinished_step(void **state) {
   (void)cgr_test_runtime(state);
   enum { N = 6 };
   fixture fx;
-  fixture_init(&fx, N);
-  cgr_config rt_config;
-  cgr_test_config(&rt_config);
-  rt_config.buckets = buckets;
-  rt_config.bucket_count = BUCKETS;
-  rt_config.lazy_capture = 1;
-  assert_cgr_ok(NULL, cgr_runtime_create(&rt_config, &fx.rt));
-  model_declare(fx.rt, &fx.m);
-  assert_cgr_ok(fx.rt, cgr_capture(fx.rt, model_step, &fx.m));
-  assert_cgr_ok(fx.rt,
-                cgr__be_stream_create(TEST_BE(fx.rt), CGR_PRIORITY_NORMAL,
-                                      "readback", &fx.readback));
+  fixture_open_lazy(&fx, N);
   cgr_batcher_config config;
   fixture_config(&fx, &config);
   fixture_start(&fx, &config);

@@ -575,9 +575,8 @@ static void test_oversized_batch_runs_eagerly_through_replay(void **state) {
   cgr_runtime_destroy(rt);
 }
 
-static void test_lazy_capture_happens_at_first_replay(void **state) {
-  (void)cgr_test_runtime(state);
-  model m;
+/* The model on a runtime with lazy capture, its step registered. */
+static cgr_runtime *lazy_runtime(model *m) {
   cgr_config config;
   cgr_test_config(&config);
   config.buckets = buckets;
@@ -585,8 +584,15 @@ static void test_lazy_capture_happens_at_first_replay(void **state) {
   config.lazy_capture = 1;
   cgr_runtime *rt = NULL;
   assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  model_declare(rt, m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
+  return rt;
+}
+
+static void test_lazy_capture_happens_at_first_replay(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = lazy_runtime(&m);
   cgr_counters c;
   step_record r;
   one_host_step(rt, &m, 11, &c, &r);
@@ -607,15 +613,7 @@ static void test_lazy_capture_happens_at_first_replay(void **state) {
 static void test_lazy_capture_keeps_the_previous_steps_output(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_config config;
-  cgr_test_config(&config);
-  config.buckets = buckets;
-  config.bucket_count = BUCKETS;
-  config.lazy_capture = 1;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, &m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_runtime *rt = lazy_runtime(&m);
   cgr_counters c;
   step_record first, second, third;
   one_host_step(rt, &m, 3, &c, &first);
