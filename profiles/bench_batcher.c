@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_common.h"
@@ -57,13 +56,8 @@
 /* Positions are drawn below this: attention over up to 128 tokens. */
 #define MAX_POSITION 128
 
-typedef enum grid { GRID_FULL, GRID_QUICK, GRID_SMOKE } grid;
-
 typedef struct options {
-  cgr_backend_kind backend;
-  grid grid;
-  int json_only;
-  const char *out_path;
+  bench_options common; /* --backend, --quick, --smoke, --json, --out */
   int producers;
   double seconds; /* per load; 0: the grid's */
   double rates[MAX_LOADS];
@@ -113,18 +107,7 @@ typedef struct bench {
   int result_count;
 } bench;
 
-static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
-  fprintf(stderr, "bench_batcher: %s failed: %s: %s\n", what,
-          cgr_status_name(status), cgr_last_error(rt));
-  return -1;
-}
-
-#define CHECK(rt, call, what)                                                  \
-  do {                                                                         \
-    cgr_status check_status_ = (call);                                         \
-    if (check_status_ != CGR_OK)                                               \
-      return fail_call((rt), check_status_, (what));                           \
-  } while (0)
+#define CHECK(rt, call, what) BENCH_CHECK_CALL("bench_batcher", rt, call, what)
 
 /* ---- the batcher's callbacks (engine thread) ----------------------------- */
 
@@ -480,7 +463,7 @@ static int engine_open(bench *b) {
   engine *e = &b->e;
   cgr_config config;
   CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
-  config.backend = b->opt.backend;
+  config.backend = b->opt.common.backend;
   config.buckets = b->buckets;
   config.bucket_count = b->bucket_count;
   CHECK(NULL, cgr_runtime_create(&config, &e->rt), "cgr_runtime_create");
@@ -519,50 +502,27 @@ static int engine_open(bench *b) {
 
 /* ---- output -------------------------------------------------------------- */
 
-static const char *grid_name(grid g) {
-  return g == GRID_SMOKE ? "smoke" : g == GRID_QUICK ? "quick" : "full";
-}
-
 static void emit_meta(bench *b) {
-  cgr_device_info info;
-  if (cgr_device_info_get(b->e.rt, &info) != CGR_OK)
-    snprintf(info.name, sizeof info.name, "unknown");
-  if (!b->cuda)
-    fprintf(b->opt.json_only ? stderr : stdout,
-            "host backend: these are CPU timings, not comparable with GPU "
-            "numbers (%s)\n",
-            cgr_backend_reason(b->e.rt));
-  char device[300], date[32], line[2048];
-  time_t now = time(NULL);
-  struct tm utc;
-  gmtime_r(&now, &utc);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  bench_json_quote(device, sizeof device, info.name);
+  bench_meta meta;
+  bench_meta_read(b->e.rt, "batcher", &meta);
+  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
   cgr_batcher_config defaults;
   cgr_batcher_config_init(&defaults);
+  char line[2048];
   const dec_config *m = &b->model;
   snprintf(line, sizeof line,
-           "{\"kind\":\"meta\",\"bench\":\"batcher\",\"backend\":\"%s\","
-           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
-           "\"driver_version\":%d,\"runtime_version\":%d,"
-           "\"cgr_version\":\"%s\",\"date\":\"%s\",\"grid\":\"%s\","
-           "\"model\":{\"layers\":%d,\"hidden\":%d,\"heads\":%d,"
-           "\"head_dim\":%d,\"mlp\":%d,\"vocab\":%d,\"dtype\":\"%s\","
-           "\"pages\":%d,\"pages_per_seq\":%d},\"max_batch\":%u,"
-           "\"buckets\":%zu,\"producers\":%d,\"seconds\":%.3f,"
-           "\"max_wait_us\":%u,\"min_wait_us\":%u,\"queue_capacity\":%u,"
-           "\"capture_ms\":%.1f%s}",
-           b->backend_name, b->cuda ? "gpu" : "cpu", device, info.compute_major,
-           info.compute_minor, info.driver_version, info.runtime_version,
-           cgr_version_string(), date, grid_name(b->opt.grid), m->layers,
+           "{%s,\"grid\":\"%s\",\"model\":{\"layers\":%d,\"hidden\":%d,"
+           "\"heads\":%d,\"head_dim\":%d,\"mlp\":%d,\"vocab\":%d,"
+           "\"dtype\":\"%s\",\"pages\":%d,\"pages_per_seq\":%d},"
+           "\"max_batch\":%u,\"buckets\":%zu,\"producers\":%d,"
+           "\"seconds\":%.3f,\"max_wait_us\":%u,\"min_wait_us\":%u,"
+           "\"queue_capacity\":%u,\"capture_ms\":%.1f%s}",
+           meta.fields, bench_grid_name(b->opt.common.grid), m->layers,
            m->hidden, m->heads, m->head_dim, m->mlp, m->vocab,
            dec_dtype_name(m->dtype), m->pages, m->pages_per_seq, b->max_batch,
            b->bucket_count, b->opt.producers, b->opt.seconds,
            defaults.max_wait_us, defaults.min_wait_us, defaults.queue_capacity,
-           b->capture_ms,
-           b->cuda ? ""
-                   : ",\"note\":\"host backend: these are CPU timings, not "
-                     "comparable with GPU numbers\"");
+           b->capture_ms, meta.note);
   bench_emit(b->out, line);
 }
 
@@ -645,7 +605,7 @@ static void choose_model(bench *b) {
   dec_config_default(&b->model);
   b->max_batch = 256;
   double seconds = 3.0;
-  if (b->opt.grid != GRID_FULL) {
+  if (b->opt.common.grid != BENCH_GRID_FULL) {
     /* cgr-decode's small model: the host backend runs it. */
     b->model.layers = 2;
     b->model.hidden = 128;
@@ -653,8 +613,8 @@ static void choose_model(bench *b) {
     b->model.head_dim = 32;
     b->model.mlp = 256;
     b->model.vocab = 2048;
-    b->max_batch = b->opt.grid == GRID_QUICK ? 64 : 8;
-    seconds = b->opt.grid == GRID_QUICK ? 1.0 : 0.1;
+    b->max_batch = b->opt.common.grid == BENCH_GRID_QUICK ? 64 : 8;
+    seconds = b->opt.common.grid == BENCH_GRID_QUICK ? 1.0 : 0.1;
   }
   if (b->opt.seconds <= 0)
     b->opt.seconds = seconds;
@@ -705,95 +665,39 @@ static int parse_rates(const char *text, options *opt) {
   return opt->rate_count > 0 ? 0 : -1;
 }
 
-/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
-static int parse_options(int argc, char **argv, options *opt) {
-  memset(opt, 0, sizeof *opt);
-  opt->backend = CGR_BACKEND_AUTO;
-  opt->grid = GRID_FULL;
-  opt->producers = 4;
-  for (int i = 1; i < argc; ++i) {
-    const char *arg = argv[i];
-    int takes_value = strcmp(arg, "--backend") == 0 ||
-                      strcmp(arg, "--producers") == 0 ||
-                      strcmp(arg, "--seconds") == 0 ||
-                      strcmp(arg, "--rates") == 0 || strcmp(arg, "--out") == 0;
-    const char *value = NULL;
-    if (takes_value) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "bench_batcher: %s needs a value\n", arg);
-        return 2;
-      }
-      value = argv[++i];
+/* bench_batcher's own options: --producers N, --seconds S, --rates LIST. */
+static int parse_option(const bench_arg *arg, void *user) {
+  options *opt = user;
+  if (strcmp(arg->name, "--producers") == 0) {
+    long n = 0;
+    if (bench_parse_long(arg, 1, MAX_PRODUCERS, &n) != BENCH_ARG_OK)
+      return BENCH_ARG_USAGE;
+    opt->producers = (int)n;
+  } else if (strcmp(arg->name, "--seconds") == 0) {
+    char *stop = NULL;
+    errno = 0;
+    double s = strtod(arg->value, &stop);
+    if (errno != 0 || stop == arg->value || *stop != '\0' || !(s >= 0.01) ||
+        s > 3600) {
+      fprintf(stderr,
+              "bench_batcher: --seconds must be from 0.01 to 3600, not "
+              "'%s'\n",
+              arg->value);
+      return BENCH_ARG_USAGE;
     }
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-      return 1;
-    } else if (strcmp(arg, "--quick") == 0) {
-      opt->grid = GRID_QUICK;
-    } else if (strcmp(arg, "--smoke") == 0) {
-      opt->grid = GRID_SMOKE;
-      opt->json_only = 1;
-    } else if (strcmp(arg, "--json") == 0) {
-      opt->json_only = 1;
-    } else if (strcmp(arg, "--out") == 0) {
-      if (*value == '\0') {
-        fprintf(stderr, "bench_batcher: --out needs a file name\n");
-        return 2;
-      }
-      opt->out_path = value;
-    } else if (strcmp(arg, "--backend") == 0) {
-      if (strcmp(value, "auto") == 0)
-        opt->backend = CGR_BACKEND_AUTO;
-      else if (strcmp(value, "cuda") == 0)
-        opt->backend = CGR_BACKEND_CUDA;
-      else if (strcmp(value, "host") == 0)
-        opt->backend = CGR_BACKEND_HOST;
-      else {
-        fprintf(stderr,
-                "bench_batcher: --backend must be auto, cuda or host, not "
-                "'%s'\n",
-                value);
-        return 2;
-      }
-    } else if (strcmp(arg, "--producers") == 0) {
-      char *stop = NULL;
-      errno = 0;
-      long n = strtol(value, &stop, 10);
-      if (errno != 0 || stop == value || *stop != '\0' || n < 1 ||
-          n > MAX_PRODUCERS) {
-        fprintf(stderr,
-                "bench_batcher: --producers must be a whole number from 1 "
-                "to %d, not '%s'\n",
-                MAX_PRODUCERS, value);
-        return 2;
-      }
-      opt->producers = (int)n;
-    } else if (strcmp(arg, "--seconds") == 0) {
-      char *stop = NULL;
-      errno = 0;
-      double s = strtod(value, &stop);
-      if (errno != 0 || stop == value || *stop != '\0' || !(s >= 0.01) ||
-          s > 3600) {
-        fprintf(stderr,
-                "bench_batcher: --seconds must be from 0.01 to 3600, not "
-                "'%s'\n",
-                value);
-        return 2;
-      }
-      opt->seconds = s;
-    } else if (strcmp(arg, "--rates") == 0) {
-      if (parse_rates(value, opt) != 0) {
-        fprintf(stderr,
-                "bench_batcher: --rates must be up to %d positive rates "
-                "(requests/s) separated by commas, not '%s'\n",
-                MAX_LOADS, value);
-        return 2;
-      }
-    } else {
-      fprintf(stderr, "bench_batcher: unknown option '%s'\n", arg);
-      return 2;
+    opt->seconds = s;
+  } else if (strcmp(arg->name, "--rates") == 0) {
+    if (parse_rates(arg->value, opt) != 0) {
+      fprintf(stderr,
+              "bench_batcher: --rates must be up to %d positive rates "
+              "(requests/s) separated by commas, not '%s'\n",
+              MAX_LOADS, arg->value);
+      return BENCH_ARG_USAGE;
     }
+  } else {
+    return BENCH_ARG_UNKNOWN;
   }
-  return 0;
+  return BENCH_ARG_OK;
 }
 
 /* The max point, then each open-loop load. */
@@ -806,10 +710,12 @@ static int run_all(bench *b) {
   static const double full[] = {0.1, 0.25, 0.5, 0.75, 0.9, 1.1};
   static const double quick[] = {0.1, 0.5, 0.9, 1.1};
   static const double smoke[] = {0.5};
-  const double *fractions = b->opt.grid == GRID_FULL    ? full
-                            : b->opt.grid == GRID_QUICK ? quick
-                                                        : smoke;
-  int count = b->opt.grid == GRID_FULL ? 6 : b->opt.grid == GRID_QUICK ? 4 : 1;
+  const double *fractions = b->opt.common.grid == BENCH_GRID_FULL    ? full
+                            : b->opt.common.grid == BENCH_GRID_QUICK ? quick
+                                                                     : smoke;
+  int count = b->opt.common.grid == BENCH_GRID_FULL    ? 6
+              : b->opt.common.grid == BENCH_GRID_QUICK ? 4
+                                                       : 1;
   if (b->opt.rate_count > 0)
     count = b->opt.rate_count;
   for (int i = 0; i < count; ++i) {
@@ -835,40 +741,32 @@ static int run_all(bench *b) {
 
 int main(int argc, char **argv) {
   static bench b;
-  int parsed = parse_options(argc, argv, &b.opt);
-  if (parsed == 1) {
-    usage(stdout);
-    return 0;
-  }
-  if (parsed != 0) {
-    usage(stderr);
-    return 2;
-  }
+  b.opt.producers = 4;
+  static const char *const valued[] = {"--producers", "--seconds", "--rates",
+                                       NULL};
+  const bench_cli cli = {.program = "bench_batcher",
+                         .valued = valued,
+                         .usage = usage,
+                         .own_option = parse_option};
+  int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
+  if (exit_code >= 0)
+    return exit_code;
   choose_model(&b);
   choose_buckets(&b);
   double began = bench_now_us();
-  if (b.opt.out_path != NULL) {
-    bench_make_parent_dirs(b.opt.out_path);
-    b.out = fopen(b.opt.out_path, "w");
-    if (b.out == NULL) {
-      fprintf(stderr, "bench_batcher: cannot write '%s': %s\n", b.opt.out_path,
-              strerror(errno));
-      return 1;
-    }
-  }
+  if (bench_open_out("bench_batcher", b.opt.common.out_path, &b.out) != 0)
+    return BENCH_EXIT_FAILED;
   int rc = engine_open(&b);
   if (rc == 0) {
     emit_meta(&b);
     rc = run_all(&b);
   }
-  if (rc == 0 && !b.opt.json_only) {
+  if (rc == 0 && !b.opt.common.json_only) {
     print_table(&b);
     printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }
   engine_close(&b.e);
-  if (b.out != NULL && fclose(b.out) != 0) {
-    fprintf(stderr, "bench_batcher: writing '%s' failed\n", b.opt.out_path);
+  if (bench_close_out("bench_batcher", b.opt.common.out_path, b.out) != 0)
     rc = -1;
-  }
   return rc == 0 ? 0 : 1;
 }

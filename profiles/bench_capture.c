@@ -31,12 +31,10 @@
  *
  * Output: JSON lines on stdout (and in --out FILE), then a table.
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifdef CGR_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -48,15 +46,10 @@
 
 #define MAX_BUCKETS 64
 
-typedef enum grid { GRID_FULL, GRID_QUICK, GRID_SMOKE } grid;
-
 typedef struct options {
-  cgr_backend_kind backend;
+  bench_options common; /* --backend, --quick, --smoke, --json, --out */
   int32_t max_batch;
   int max_batch_given;
-  grid grid;
-  int json_only;
-  const char *out_path;
 } options;
 
 /* Device memory as the driver sees it; `known` is 0 on the host backend. */
@@ -102,17 +95,10 @@ typedef struct engine {
 } engine;
 
 static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
-  fprintf(stderr, "bench_capture: %s failed: %s: %s\n", what,
-          cgr_status_name(status), cgr_last_error(rt));
-  return -1;
+  return bench_fail_call("bench_capture", rt, status, what);
 }
 
-#define CHECK(rt, call, what)                                                  \
-  do {                                                                         \
-    cgr_status check_status_ = (call);                                         \
-    if (check_status_ != CGR_OK)                                               \
-      return fail_call((rt), check_status_, (what));                           \
-  } while (0)
+#define CHECK(rt, call, what) BENCH_CHECK_CALL("bench_capture", rt, call, what)
 
 /* ---- device memory ------------------------------------------------------- */
 
@@ -186,7 +172,7 @@ static int engine_open(bench *b, engine *e, int lazy) {
   memset(e, 0, sizeof *e);
   cgr_config config;
   CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
-  config.backend = b->opt.backend;
+  config.backend = b->opt.common.backend;
   config.buckets = b->buckets;
   config.bucket_count = b->bucket_count;
   config.lazy_capture = lazy;
@@ -289,10 +275,6 @@ static int run_lazy(bench *b) {
 
 /* ---- output -------------------------------------------------------------- */
 
-static const char *grid_name(grid g) {
-  return g == GRID_SMOKE ? "smoke" : g == GRID_QUICK ? "quick" : "full";
-}
-
 /* An int64 as JSON: null when negative (unknown). */
 static void json_bytes(char *out, size_t size, int64_t bytes) {
   if (bytes < 0)
@@ -302,50 +284,25 @@ static void json_bytes(char *out, size_t size, int64_t bytes) {
 }
 
 static int emit_meta(bench *b) {
-  cgr_config config;
-  cgr_runtime *rt = NULL;
-  CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
-  config.backend = b->opt.backend;
-  cgr_status status = cgr_runtime_create(&config, &rt);
-  if (status != CGR_OK)
-    return fail_call(NULL, status, "cgr_runtime_create");
-  b->cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
-  snprintf(b->backend_name, sizeof b->backend_name, "%s", cgr_backend_name(rt));
-  if (!b->cuda)
-    fprintf(b->opt.json_only ? stderr : stdout,
-            "host backend: these are CPU timings, not comparable with GPU "
-            "numbers, and there is no device memory to measure (%s)\n",
-            cgr_backend_reason(rt));
-  cgr_device_info info;
-  if (cgr_device_info_get(rt, &info) != CGR_OK)
-    snprintf(info.name, sizeof info.name, "unknown");
-  cgr_runtime_destroy(rt);
-
-  char device[300], date[32], line[2048];
-  time_t now = time(NULL);
-  struct tm utc;
-  gmtime_r(&now, &utc);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  bench_json_quote(device, sizeof device, info.name);
+  bench_meta meta;
+  if (bench_meta_probe("bench_capture", b->opt.common.backend, "capture",
+                       &meta) != 0)
+    return -1;
+  b->cuda = meta.cuda;
+  snprintf(b->backend_name, sizeof b->backend_name, "%s", meta.backend_name);
+  bench_print_host_note(&meta, b->opt.common.json_only,
+                        ", and there is no device memory to measure");
+  char line[2048];
   const dec_config *m = &b->model;
   snprintf(line, sizeof line,
-           "{\"kind\":\"meta\",\"bench\":\"capture\",\"backend\":\"%s\","
-           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
-           "\"driver_version\":%d,\"runtime_version\":%d,"
-           "\"cgr_version\":\"%s\",\"date\":\"%s\",\"grid\":\"%s\","
-           "\"model\":{\"layers\":%d,\"hidden\":%d,\"heads\":%d,"
-           "\"head_dim\":%d,\"mlp\":%d,\"vocab\":%d,\"dtype\":\"%s\","
-           "\"pages\":%d,\"pages_per_seq\":%d},\"max_batch\":%d,"
-           "\"buckets\":%zu%s}",
-           b->backend_name, b->cuda ? "gpu" : "cpu", device, info.compute_major,
-           info.compute_minor, info.driver_version, info.runtime_version,
-           cgr_version_string(), date, grid_name(b->opt.grid), m->layers,
+           "{%s,\"grid\":\"%s\",\"model\":{\"layers\":%d,\"hidden\":%d,"
+           "\"heads\":%d,\"head_dim\":%d,\"mlp\":%d,\"vocab\":%d,"
+           "\"dtype\":\"%s\",\"pages\":%d,\"pages_per_seq\":%d},"
+           "\"max_batch\":%d,\"buckets\":%zu%s}",
+           meta.fields, bench_grid_name(b->opt.common.grid), m->layers,
            m->hidden, m->heads, m->head_dim, m->mlp, m->vocab,
            dec_dtype_name(m->dtype), m->pages, m->pages_per_seq,
-           b->opt.max_batch, b->bucket_count,
-           b->cuda ? ""
-                   : ",\"note\":\"host backend: these are CPU timings, not "
-                     "comparable with GPU numbers\"");
+           b->opt.max_batch, b->bucket_count, meta.note);
   bench_emit(b->out, line);
   return 0;
 }
@@ -476,7 +433,7 @@ static void choose_buckets(bench *b) {
 static void choose_model(bench *b) {
   dec_config_default(&b->model);
   int32_t max_batch = 256;
-  if (b->opt.grid != GRID_FULL) {
+  if (b->opt.common.grid != BENCH_GRID_FULL) {
     /* cgr-decode's small model: the host backend runs its warm-ups. */
     b->model.layers = 2;
     b->model.hidden = 128;
@@ -484,7 +441,7 @@ static void choose_model(bench *b) {
     b->model.head_dim = 32;
     b->model.mlp = 256;
     b->model.vocab = 2048;
-    max_batch = b->opt.grid == GRID_QUICK ? 64 : 8;
+    max_batch = b->opt.common.grid == BENCH_GRID_QUICK ? 64 : 8;
   }
   if (!b->opt.max_batch_given)
     b->opt.max_batch = max_batch;
@@ -512,99 +469,36 @@ static void usage(FILE *to) {
           "  --help         this text\n");
 }
 
-/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
-static int parse_options(int argc, char **argv, options *opt) {
-  memset(opt, 0, sizeof *opt);
-  opt->backend = CGR_BACKEND_AUTO;
-  opt->grid = GRID_FULL;
-  for (int i = 1; i < argc; ++i) {
-    const char *arg = argv[i];
-    int takes_value = strcmp(arg, "--backend") == 0 ||
-                      strcmp(arg, "--max-batch") == 0 ||
-                      strcmp(arg, "--out") == 0;
-    const char *value = NULL;
-    if (takes_value) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "bench_capture: %s needs a value\n", arg);
-        return 2;
-      }
-      value = argv[++i];
-    }
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-      return 1;
-    } else if (strcmp(arg, "--quick") == 0) {
-      opt->grid = GRID_QUICK;
-    } else if (strcmp(arg, "--smoke") == 0) {
-      opt->grid = GRID_SMOKE;
-      opt->json_only = 1;
-    } else if (strcmp(arg, "--json") == 0) {
-      opt->json_only = 1;
-    } else if (strcmp(arg, "--out") == 0) {
-      if (*value == '\0') {
-        fprintf(stderr, "bench_capture: --out needs a file name\n");
-        return 2;
-      }
-      opt->out_path = value;
-    } else if (strcmp(arg, "--backend") == 0) {
-      if (strcmp(value, "auto") == 0)
-        opt->backend = CGR_BACKEND_AUTO;
-      else if (strcmp(value, "cuda") == 0)
-        opt->backend = CGR_BACKEND_CUDA;
-      else if (strcmp(value, "host") == 0)
-        opt->backend = CGR_BACKEND_HOST;
-      else {
-        fprintf(stderr,
-                "bench_capture: --backend must be auto, cuda or host, not "
-                "'%s'\n",
-                value);
-        return 2;
-      }
-    } else if (strcmp(arg, "--max-batch") == 0) {
-      char *stop = NULL;
-      errno = 0;
-      long n = strtol(value, &stop, 10);
-      if (errno != 0 || stop == value || *stop != '\0' || n < 1 || n > 256) {
-        fprintf(stderr,
-                "bench_capture: --max-batch must be a whole number from 1 "
-                "to 256, not '%s'\n",
-                value);
-        return 2;
-      }
-      opt->max_batch = (int32_t)n;
-      opt->max_batch_given = 1;
-    } else {
-      fprintf(stderr, "bench_capture: unknown option '%s'\n", arg);
-      return 2;
-    }
-  }
-  return 0;
+/* bench_capture's own option: --max-batch N. */
+static int parse_option(const bench_arg *arg, void *user) {
+  options *opt = user;
+  if (strcmp(arg->name, "--max-batch") != 0)
+    return BENCH_ARG_UNKNOWN;
+  long n = 0;
+  if (bench_parse_long(arg, 1, 256, &n) != BENCH_ARG_OK)
+    return BENCH_ARG_USAGE;
+  opt->max_batch = (int32_t)n;
+  opt->max_batch_given = 1;
+  return BENCH_ARG_OK;
 }
 
 int main(int argc, char **argv) {
   bench b;
   memset(&b, 0, sizeof b);
-  int parsed = parse_options(argc, argv, &b.opt);
-  if (parsed == 1) {
-    usage(stdout);
-    return 0;
-  }
-  if (parsed != 0) {
-    usage(stderr);
-    return 2;
-  }
+  static const char *const valued[] = {"--max-batch", NULL};
+  const bench_cli cli = {.program = "bench_capture",
+                         .valued = valued,
+                         .usage = usage,
+                         .own_option = parse_option};
+  int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
+  if (exit_code >= 0)
+    return exit_code;
   choose_model(&b);
   choose_buckets(&b);
   double began = bench_now_us();
   int rc = 0;
-  if (b.opt.out_path != NULL) {
-    bench_make_parent_dirs(b.opt.out_path);
-    b.out = fopen(b.opt.out_path, "w");
-    if (b.out == NULL) {
-      fprintf(stderr, "bench_capture: cannot write '%s': %s\n", b.opt.out_path,
-              strerror(errno));
-      return 1;
-    }
-  }
+  if (bench_open_out("bench_capture", b.opt.common.out_path, &b.out) != 0)
+    return BENCH_EXIT_FAILED;
   rc = emit_meta(&b);
   if (rc == 0)
     rc = run_eager(&b);
@@ -612,13 +506,11 @@ int main(int argc, char **argv) {
     rc = run_lazy(&b);
   if (rc == 0)
     emit_results(&b);
-  if (rc == 0 && !b.opt.json_only) {
+  if (rc == 0 && !b.opt.common.json_only) {
     print_table(&b);
     printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }
-  if (b.out != NULL && fclose(b.out) != 0) {
-    fprintf(stderr, "bench_capture: writing '%s' failed\n", b.opt.out_path);
+  if (bench_close_out("bench_capture", b.opt.common.out_path, b.out) != 0)
     rc = -1;
-  }
   return rc == 0 ? 0 : 1;
 }

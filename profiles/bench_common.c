@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cgr/cgr.h"
+
 double bench_now_us(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -73,4 +75,231 @@ void bench_make_parent_dirs(const char *path) {
       return;
     *slash = '/';
   }
+}
+
+/* ---- command line -------------------------------------------------------- */
+
+const char *bench_grid_name(bench_grid grid) {
+  return grid == BENCH_GRID_SMOKE   ? "smoke"
+         : grid == BENCH_GRID_QUICK ? "quick"
+                                    : "full";
+}
+
+static int takes_value(const bench_cli *cli, const char *name) {
+  if (strcmp(name, "--backend") == 0 || strcmp(name, "--out") == 0)
+    return 1;
+  for (const char *const *v = cli->valued; v != NULL && *v != NULL; ++v)
+    if (strcmp(name, *v) == 0)
+      return 1;
+  return 0;
+}
+
+/* Splits argv[*i] into `a`, taking its value (from "=value" or the next
+ * argument, *i moved past it). Returns BENCH_ARG_OK or BENCH_ARG_USAGE. */
+static int split_arg(const bench_cli *cli, int argc, char **argv, int *i,
+                     bench_arg *a) {
+  a->program = cli->program;
+  a->arg = argv[*i];
+  a->value = NULL;
+  const char *eq = cli->allow_equals ? strchr(a->arg, '=') : NULL;
+  size_t length = eq != NULL ? (size_t)(eq - a->arg) : strlen(a->arg);
+  if (length >= sizeof a->name)
+    length = sizeof a->name - 1;
+  memcpy(a->name, a->arg, length);
+  a->name[length] = '\0';
+  if (takes_value(cli, a->name)) {
+    if (eq != NULL)
+      a->value = eq + 1;
+    else if (*i + 1 < argc)
+      a->value = argv[++*i];
+    else {
+      fprintf(stderr, "%s: %s needs a value\n", a->program, a->name);
+      return BENCH_ARG_USAGE;
+    }
+  } else if (eq != NULL) {
+    fprintf(stderr, "%s: %s takes no value\n", a->program, a->name);
+    return BENCH_ARG_USAGE;
+  }
+  return BENCH_ARG_OK;
+}
+
+static int parse_backend(const bench_arg *a, cgr_backend_kind *out) {
+  if (strcmp(a->value, "auto") == 0)
+    *out = CGR_BACKEND_AUTO;
+  else if (strcmp(a->value, "cuda") == 0)
+    *out = CGR_BACKEND_CUDA;
+  else if (strcmp(a->value, "host") == 0)
+    *out = CGR_BACKEND_HOST;
+  else {
+    fprintf(stderr, "%s: --backend must be auto, cuda or host, not '%s'\n",
+            a->program, a->value);
+    return BENCH_ARG_USAGE;
+  }
+  return BENCH_ARG_OK;
+}
+
+/* The shared options; BENCH_ARG_UNKNOWN for any other. */
+static int common_option(const bench_cli *cli, const bench_arg *a,
+                         bench_options *opt) {
+  if (strcmp(a->name, "--quick") == 0) {
+    opt->grid = BENCH_GRID_QUICK;
+  } else if (strcmp(a->name, "--smoke") == 0 && !cli->no_smoke) {
+    opt->grid = BENCH_GRID_SMOKE;
+    opt->json_only = 1;
+  } else if (strcmp(a->name, "--json") == 0) {
+    opt->json_only = 1;
+  } else if (strcmp(a->name, "--out") == 0) {
+    if (*a->value == '\0') {
+      fprintf(stderr, "%s: --out needs a file name\n", a->program);
+      return BENCH_ARG_USAGE;
+    }
+    opt->out_path = a->value;
+  } else if (strcmp(a->name, "--backend") == 0) {
+    return parse_backend(a, &opt->backend);
+  } else {
+    return BENCH_ARG_UNKNOWN;
+  }
+  return BENCH_ARG_OK;
+}
+
+/* BENCH_ARG_OK, BENCH_ARG_USAGE, or 1 for --help. */
+static int parse_all(const bench_cli *cli, int argc, char **argv,
+                     bench_options *common, void *user) {
+  for (int i = 1; i < argc; ++i) {
+    bench_arg a;
+    int rc = split_arg(cli, argc, argv, &i, &a);
+    if (rc != BENCH_ARG_OK)
+      return rc;
+    if (strcmp(a.name, "--help") == 0 || strcmp(a.name, "-h") == 0)
+      return 1;
+    rc = common_option(cli, &a, common);
+    if (rc == BENCH_ARG_UNKNOWN)
+      rc = cli->own_option != NULL ? cli->own_option(&a, user)
+                                   : BENCH_ARG_UNKNOWN;
+    if (rc == BENCH_ARG_UNKNOWN)
+      rc = bench_unknown_option(&a);
+    if (rc != BENCH_ARG_OK)
+      return rc;
+  }
+  return BENCH_ARG_OK;
+}
+
+int bench_parse_args(const bench_cli *cli, int argc, char **argv,
+                     bench_options *common, void *user) {
+  memset(common, 0, sizeof *common);
+  common->backend = CGR_BACKEND_AUTO;
+  common->grid = BENCH_GRID_FULL;
+  int rc = parse_all(cli, argc, argv, common, user);
+  if (rc == BENCH_ARG_OK)
+    return -1;
+  if (rc == 1) {
+    cli->usage(stdout);
+    return BENCH_EXIT_OK;
+  }
+  cli->usage(stderr);
+  return BENCH_EXIT_USAGE;
+}
+
+int bench_parse_long(const bench_arg *a, long min, long max, long *out) {
+  char *stop = NULL;
+  errno = 0;
+  long n = strtol(a->value, &stop, 10);
+  if (errno != 0 || stop == a->value || *stop != '\0' || n < min || n > max) {
+    fprintf(stderr, "%s: %s must be a whole number from %ld to %ld, not '%s'\n",
+            a->program, a->name, min, max, a->value);
+    return BENCH_ARG_USAGE;
+  }
+  *out = n;
+  return BENCH_ARG_OK;
+}
+
+int bench_unknown_option(const bench_arg *a) {
+  fprintf(stderr, "%s: unknown option '%s'\n", a->program, a->arg);
+  return BENCH_ARG_USAGE;
+}
+
+/* ---- output file --------------------------------------------------------- */
+
+int bench_open_out(const char *program, const char *path, FILE **out) {
+  *out = NULL;
+  if (path == NULL)
+    return 0;
+  bench_make_parent_dirs(path);
+  *out = fopen(path, "w");
+  if (*out == NULL) {
+    fprintf(stderr, "%s: cannot write '%s': %s\n", program, path,
+            strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int bench_close_out(const char *program, const char *path, FILE *out) {
+  if (out != NULL && fclose(out) != 0) {
+    fprintf(stderr, "%s: writing '%s' failed\n", program, path);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- the meta line ------------------------------------------------------- */
+
+void bench_meta_read(cgr_runtime *rt, const char *bench, bench_meta *meta) {
+  memset(meta, 0, sizeof *meta);
+  meta->cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
+  meta->note = meta->cuda ? "" : BENCH_HOST_NOTE_JSON;
+  snprintf(meta->backend_name, sizeof meta->backend_name, "%s",
+           cgr_backend_name(rt));
+  snprintf(meta->reason, sizeof meta->reason, "%s", cgr_backend_reason(rt));
+  bench_json_quote(meta->reason_json, sizeof meta->reason_json, meta->reason);
+
+  cgr_device_info info;
+  if (cgr_device_info_get(rt, &info) != CGR_OK)
+    snprintf(info.name, sizeof info.name, "unknown");
+  meta->multiprocessors = info.multiprocessors;
+  char device[300], date[32];
+  time_t now = time(NULL);
+  struct tm utc;
+  gmtime_r(&now, &utc);
+  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  bench_json_quote(device, sizeof device, info.name);
+  snprintf(meta->fields, sizeof meta->fields,
+           "\"kind\":\"meta\",\"bench\":\"%s\",\"backend\":\"%s\","
+           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
+           "\"driver_version\":%d,\"runtime_version\":%d,"
+           "\"cgr_version\":\"%s\",\"date\":\"%s\"",
+           bench, meta->backend_name, meta->cuda ? "gpu" : "cpu", device,
+           info.compute_major, info.compute_minor, info.driver_version,
+           info.runtime_version, cgr_version_string(), date);
+}
+
+int bench_meta_probe(const char *program, cgr_backend_kind backend,
+                     const char *bench, bench_meta *meta) {
+  cgr_config config;
+  cgr_runtime *rt = NULL;
+  cgr_status status = cgr_config_init(&config);
+  if (status != CGR_OK)
+    return bench_fail_call(program, NULL, status, "cgr_config_init");
+  config.backend = backend;
+  status = cgr_runtime_create(&config, &rt);
+  if (status != CGR_OK)
+    return bench_fail_call(program, NULL, status, "cgr_runtime_create");
+  bench_meta_read(rt, bench, meta);
+  cgr_runtime_destroy(rt);
+  return 0;
+}
+
+void bench_print_host_note(const bench_meta *meta, int json_only,
+                           const char *more) {
+  if (meta->cuda)
+    return;
+  fprintf(json_only ? stderr : stdout, "%s%s (%s)\n", BENCH_HOST_NOTE_TEXT,
+          more != NULL ? more : "", meta->reason);
+}
+
+int bench_fail_call(const char *program, cgr_runtime *rt, cgr_status status,
+                    const char *what) {
+  fprintf(stderr, "%s: %s failed: %s: %s\n", program, what,
+          cgr_status_name(status), cgr_last_error(rt));
+  return -1;
 }

@@ -90,12 +90,10 @@ typedef struct gate {
 } gate;
 
 typedef struct options {
-  cgr_backend_kind backend;
+  bench_options common; /* --backend, --quick, --smoke, --json, --out */
   int runs;
   int runs_given;
-  int quick;
-  int json_only;
-  const char *out_path;
+  int quick; /* --quick: common.grid is BENCH_GRID_QUICK */
 } options;
 
 typedef struct result {
@@ -493,16 +491,9 @@ static void emit_result(bench *b, const workload *w, method m,
 }
 
 static void emit_meta(bench *b) {
-  cgr_device_info info;
-  char device[300], reason[600], date[32], line[2048];
-  time_t now = time(NULL);
-  struct tm utc;
-  gmtime_r(&now, &utc);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  if (cgr_device_info_get(b->rt, &info) != CGR_OK)
-    snprintf(info.name, sizeof info.name, "unknown");
-  bench_json_quote(device, sizeof device, info.name);
-  bench_json_quote(reason, sizeof reason, cgr_backend_reason(b->rt));
+  bench_meta meta;
+  bench_meta_read(b->rt, "fused_copy", &meta);
+  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
   int compiled = 0;
 #ifdef CGR_HAVE_CUDA
   compiled = CUDART_VERSION;
@@ -511,21 +502,14 @@ static void emit_meta(bench *b) {
 #ifdef BENCH_HAVE_BATCH
   batch = b->cuda;
 #endif
+  char line[2048];
   snprintf(line, sizeof line,
-           "{\"kind\":\"meta\",\"bench\":\"fused_copy\",\"backend\":\"%s\","
-           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
-           "\"multiprocessors\":%d,\"driver_version\":%d,"
-           "\"runtime_version\":%d,\"cudart_compiled\":%d,"
-           "\"memcpy_batch\":%s,\"cgr_version\":\"%s\",\"date\":\"%s\","
-           "\"runs\":%d,\"warmup\":%d,\"quick\":%s,\"backend_reason\":%s%s}",
-           cgr_backend_name(b->rt), b->cuda ? "gpu" : "cpu", device,
-           info.compute_major, info.compute_minor, info.multiprocessors,
-           info.driver_version, info.runtime_version, compiled,
-           batch ? "true" : "false", cgr_version_string(), date, b->opt.runs,
-           b->warmup, b->opt.quick ? "true" : "false", reason,
-           b->cuda ? ""
-                   : ",\"note\":\"host backend: these are CPU timings, not "
-                     "comparable with GPU numbers\"");
+           "{%s,\"multiprocessors\":%d,\"cudart_compiled\":%d,"
+           "\"memcpy_batch\":%s,\"runs\":%d,\"warmup\":%d,\"quick\":%s,"
+           "\"backend_reason\":%s%s}",
+           meta.fields, meta.multiprocessors, compiled,
+           batch ? "true" : "false", b->opt.runs, b->warmup,
+           b->opt.quick ? "true" : "false", meta.reason_json, meta.note);
   bench_emit(b->out, line);
 }
 
@@ -960,84 +944,17 @@ static void usage(FILE *to) {
           "  --help       this text\n");
 }
 
-/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
-static int parse_options(int argc, char **argv, options *opt) {
-  memset(opt, 0, sizeof *opt);
-  opt->backend = CGR_BACKEND_AUTO;
-  opt->runs = 1000;
-  for (int i = 1; i < argc; ++i) {
-    const char *arg = argv[i];
-    const char *value = NULL;
-    const char *eq = strchr(arg, '=');
-    char name[32];
-    size_t length = eq ? (size_t)(eq - arg) : strlen(arg);
-    if (length >= sizeof name)
-      length = sizeof name - 1;
-    memcpy(name, arg, length);
-    name[length] = '\0';
-    int takes_value = strcmp(name, "--backend") == 0 ||
-                      strcmp(name, "--runs") == 0 || strcmp(name, "--out") == 0;
-    if (takes_value) {
-      if (eq != NULL)
-        value = eq + 1;
-      else if (i + 1 < argc)
-        value = argv[++i];
-      else {
-        fprintf(stderr, "bench_fused_copy: %s needs a value\n", name);
-        return 2;
-      }
-    } else if (eq != NULL) {
-      fprintf(stderr, "bench_fused_copy: %s takes no value\n", name);
-      return 2;
-    }
-    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-      return 1;
-    } else if (strcmp(name, "--quick") == 0) {
-      opt->quick = 1;
-    } else if (strcmp(name, "--json") == 0) {
-      opt->json_only = 1;
-    } else if (strcmp(name, "--out") == 0) {
-      if (*value == '\0') {
-        fprintf(stderr, "bench_fused_copy: --out needs a file name\n");
-        return 2;
-      }
-      opt->out_path = value;
-    } else if (strcmp(name, "--backend") == 0) {
-      if (strcmp(value, "auto") == 0)
-        opt->backend = CGR_BACKEND_AUTO;
-      else if (strcmp(value, "cuda") == 0)
-        opt->backend = CGR_BACKEND_CUDA;
-      else if (strcmp(value, "host") == 0)
-        opt->backend = CGR_BACKEND_HOST;
-      else {
-        fprintf(stderr,
-                "bench_fused_copy: --backend must be auto, cuda or host, "
-                "not '%s'\n",
-                value);
-        return 2;
-      }
-    } else if (strcmp(name, "--runs") == 0) {
-      char *stop = NULL;
-      errno = 0;
-      long runs = strtol(value, &stop, 10);
-      if (errno != 0 || stop == value || *stop != '\0' || runs < 1 ||
-          runs > 1000000) {
-        fprintf(stderr,
-                "bench_fused_copy: --runs must be a whole number from 1 to "
-                "1000000, not '%s'\n",
-                value);
-        return 2;
-      }
-      opt->runs = (int)runs;
-      opt->runs_given = 1;
-    } else {
-      fprintf(stderr, "bench_fused_copy: unknown option '%s'\n", arg);
-      return 2;
-    }
-  }
-  if (opt->quick && !opt->runs_given)
-    opt->runs = 50;
-  return 0;
+/* bench_fused_copy's own option: --runs N. */
+static int parse_option(const bench_arg *arg, void *user) {
+  options *opt = user;
+  if (strcmp(arg->name, "--runs") != 0)
+    return BENCH_ARG_UNKNOWN;
+  long runs = 0;
+  if (bench_parse_long(arg, 1, 1000000, &runs) != BENCH_ARG_OK)
+    return BENCH_ARG_USAGE;
+  opt->runs = (int)runs;
+  opt->runs_given = 1;
+  return BENCH_ARG_OK;
 }
 
 static int bench_open(bench *b) {
@@ -1045,7 +962,7 @@ static int bench_open(bench *b) {
   cgr_status status = cgr_config_init(&config);
   if (status != CGR_OK)
     return report(b, status, "cgr_config_init");
-  config.backend = b->opt.backend;
+  config.backend = b->opt.common.backend;
   status = cgr_runtime_create(&config, &b->rt);
   if (status != CGR_OK) {
     fprintf(stderr, "bench_fused_copy: cgr_runtime_create failed: %s: %s\n",
@@ -1082,26 +999,15 @@ static int bench_open(bench *b) {
     fprintf(stderr, "bench_fused_copy: out of host memory (samples)\n");
     return -1;
   }
-  if (b->opt.out_path != NULL) {
-    bench_make_parent_dirs(b->opt.out_path);
-    b->out = fopen(b->opt.out_path, "w");
-    if (b->out == NULL) {
-      fprintf(stderr, "bench_fused_copy: cannot write '%s': %s\n",
-              b->opt.out_path, strerror(errno));
-      return -1;
-    }
-  }
+  if (bench_open_out("bench_fused_copy", b->opt.common.out_path, &b->out) != 0)
+    return -1;
   return 0;
 fail:
   return -1;
 }
 
 static int bench_close(bench *b) {
-  int rc = 0;
-  if (b->out != NULL && fclose(b->out) != 0) {
-    fprintf(stderr, "bench_fused_copy: writing '%s' failed\n", b->opt.out_path);
-    rc = -1;
-  }
+  int rc = bench_close_out("bench_fused_copy", b->opt.common.out_path, b->out);
   if (b->rt != NULL) {
     cgr__be_event_destroy(b->be, b->start);
     cgr__be_event_destroy(b->be, b->end);
@@ -1122,27 +1028,27 @@ static int bench_close(bench *b) {
 int main(int argc, char **argv) {
   bench b;
   memset(&b, 0, sizeof b);
-  int parsed = parse_options(argc, argv, &b.opt);
-  if (parsed == 1) {
-    usage(stdout);
-    return 0;
-  }
-  if (parsed != 0) {
-    usage(stderr);
-    return 2;
-  }
+  static const char *const valued[] = {"--runs", NULL};
+  const bench_cli cli = {.program = "bench_fused_copy",
+                         .valued = valued,
+                         .allow_equals = 1,
+                         .no_smoke = 1,
+                         .usage = usage,
+                         .own_option = parse_option};
+  b.opt.runs = 1000;
+  int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
+  if (exit_code >= 0)
+    return exit_code;
+  b.opt.quick = b.opt.common.grid == BENCH_GRID_QUICK;
+  if (b.opt.quick && !b.opt.runs_given)
+    b.opt.runs = 50;
   double began = bench_now_us();
   int rc = bench_open(&b);
   if (rc == 0) {
-    if (!b.cuda)
-      fprintf(b.opt.json_only ? stderr : stdout,
-              "host backend: these are CPU timings, not comparable with GPU "
-              "numbers (%s)\n",
-              cgr_backend_reason(b.rt));
     emit_meta(&b);
     rc = run_grid(&b);
   }
-  if (rc == 0 && !b.opt.json_only) {
+  if (rc == 0 && !b.opt.common.json_only) {
     print_table(&b);
     printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }

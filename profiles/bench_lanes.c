@@ -37,18 +37,14 @@
  *
  * Output: JSON lines on stdout (and in --out FILE), then a table.
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_common.h"
 #include "cgr/cgr.h"
 #include "model.h"
-
-typedef enum grid { GRID_FULL, GRID_QUICK, GRID_SMOKE } grid;
 
 enum {
   MAX_SIZES = 5,
@@ -59,11 +55,8 @@ enum {
 };
 
 typedef struct options {
-  cgr_backend_kind backend;
-  grid grid;
-  long steps; /* 0: the grid's */
-  int json_only;
-  const char *out_path;
+  bench_options common; /* --backend, --quick, --smoke, --json, --out */
+  long steps;           /* 0: the grid's */
 } options;
 
 /* What one configuration measured. */
@@ -103,17 +96,10 @@ typedef struct bench {
 } bench;
 
 static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
-  fprintf(stderr, "bench_lanes: %s failed: %s: %s\n", what,
-          cgr_status_name(status), cgr_last_error(rt));
-  return -1;
+  return bench_fail_call("bench_lanes", rt, status, what);
 }
 
-#define CHECK(rt, call, what)                                                  \
-  do {                                                                         \
-    cgr_status check_status_ = (call);                                         \
-    if (check_status_ != CGR_OK)                                               \
-      return fail_call((rt), check_status_, (what));                           \
-  } while (0)
+#define CHECK(rt, call, what) BENCH_CHECK_CALL("bench_lanes", rt, call, what)
 
 /* ---- lanes of the example model ----------------------------------------- */
 
@@ -145,7 +131,7 @@ static void lane_teardown(void *user, uint32_t lane, void *lane_user) {
 static int lanes_open(bench *b, uint32_t count, cgr_lanes **out) {
   cgr_config runtime;
   CHECK(NULL, cgr_config_init(&runtime), "cgr_config_init");
-  runtime.backend = b->opt.backend;
+  runtime.backend = b->opt.common.backend;
   runtime.buckets = b->buckets;
   runtime.bucket_count = b->bucket_count;
   cgr_lanes_config config;
@@ -474,47 +460,28 @@ static int run_overlap(bench *b, rows lane_rows[3]) {
 
 /* ---- output -------------------------------------------------------------- */
 
-static const char *grid_name(grid g) {
-  return g == GRID_SMOKE ? "smoke" : g == GRID_QUICK ? "quick" : "full";
-}
-
 static double speedup(const result *r) {
   return r->two_p50 > 0 ? r->one_p50 / r->two_p50 : 0.0;
 }
 
 static int emit_meta(bench *b) {
-  cgr_runtime *rt = cgr_lanes_runtime(b->one, 0);
-  b->cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
-  snprintf(b->backend_name, sizeof b->backend_name, "%s", cgr_backend_name(rt));
-  cgr_device_info info;
-  if (cgr_device_info_get(rt, &info) != CGR_OK)
-    snprintf(info.name, sizeof info.name, "unknown");
-  char device[300], date[32], line[2048];
-  time_t now = time(NULL);
-  struct tm utc;
-  gmtime_r(&now, &utc);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  bench_json_quote(device, sizeof device, info.name);
+  bench_meta meta;
+  bench_meta_read(cgr_lanes_runtime(b->one, 0), "lanes", &meta);
+  b->cuda = meta.cuda;
+  snprintf(b->backend_name, sizeof b->backend_name, "%s", meta.backend_name);
+  char line[2048];
   const dec_config *m = &b->model;
   snprintf(line, sizeof line,
-           "{\"kind\":\"meta\",\"bench\":\"lanes\",\"backend\":\"%s\","
-           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
-           "\"driver_version\":%d,\"runtime_version\":%d,"
-           "\"cgr_version\":\"%s\",\"date\":\"%s\",\"grid\":\"%s\","
-           "\"model\":{\"layers\":%d,\"hidden\":%d,\"heads\":%d,"
-           "\"head_dim\":%d,\"mlp\":%d,\"vocab\":%d,\"dtype\":\"%s\","
-           "\"pages\":%d,\"pages_per_seq\":%d},\"steps\":%ld,"
-           "\"warmup\":%d,\"split\":\"round_robin\"%s}",
-           b->backend_name, b->cuda ? "gpu" : "cpu", device, info.compute_major,
-           info.compute_minor, info.driver_version, info.runtime_version,
-           cgr_version_string(), date, grid_name(b->opt.grid), m->layers,
+           "{%s,\"grid\":\"%s\",\"model\":{\"layers\":%d,\"hidden\":%d,"
+           "\"heads\":%d,\"head_dim\":%d,\"mlp\":%d,\"vocab\":%d,"
+           "\"dtype\":\"%s\",\"pages\":%d,\"pages_per_seq\":%d},"
+           "\"steps\":%ld,\"warmup\":%d,\"split\":\"round_robin\"%s}",
+           meta.fields, bench_grid_name(b->opt.common.grid), m->layers,
            m->hidden, m->heads, m->head_dim, m->mlp, m->vocab,
            dec_dtype_name(m->dtype), m->pages, m->pages_per_seq, b->steps,
-           WARMUP,
-           b->cuda ? ""
-                   : ",\"note\":\"host backend: these are CPU timings, not "
-                     "comparable with GPU numbers\"");
+           WARMUP, meta.note);
   bench_emit(b->out, line);
+  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
   return 0;
 }
 
@@ -648,7 +615,7 @@ static void choose_grid(bench *b) {
   b->decode_rows = 8;
   b->prompts = 4;
   b->prompt_len = 32;
-  if (b->opt.grid != GRID_FULL) {
+  if (b->opt.common.grid != BENCH_GRID_FULL) {
     /* cgr-decode's small model: the host backend runs it in seconds. */
     b->model.layers = 2;
     b->model.hidden = 128;
@@ -656,11 +623,11 @@ static void choose_grid(bench *b) {
     b->model.head_dim = 32;
     b->model.mlp = 256;
     b->model.vocab = 2048;
-    sizes = b->opt.grid == GRID_QUICK ? quick : smoke;
-    count = b->opt.grid == GRID_QUICK ? 3 : 1;
-    steps = b->opt.grid == GRID_QUICK ? 30 : 4;
-    b->prompt_len = b->opt.grid == GRID_QUICK ? 16 : 4;
-    if (b->opt.grid == GRID_SMOKE) {
+    sizes = b->opt.common.grid == BENCH_GRID_QUICK ? quick : smoke;
+    count = b->opt.common.grid == BENCH_GRID_QUICK ? 3 : 1;
+    steps = b->opt.common.grid == BENCH_GRID_QUICK ? 30 : 4;
+    b->prompt_len = b->opt.common.grid == BENCH_GRID_QUICK ? 16 : 4;
+    if (b->opt.common.grid == BENCH_GRID_SMOKE) {
       /* Smaller still: the tests run it under ThreadSanitizer. */
       b->model.layers = 1;
       b->model.hidden = 64;
@@ -709,71 +676,12 @@ static void usage(FILE *to) {
               "  --help       this text\n");
 }
 
-/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
-static int parse_options(int argc, char **argv, options *opt) {
-  memset(opt, 0, sizeof *opt);
-  opt->backend = CGR_BACKEND_AUTO;
-  opt->grid = GRID_FULL;
-  for (int i = 1; i < argc; ++i) {
-    const char *arg = argv[i];
-    int takes_value = strcmp(arg, "--backend") == 0 ||
-                      strcmp(arg, "--steps") == 0 || strcmp(arg, "--out") == 0;
-    const char *value = NULL;
-    if (takes_value) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "bench_lanes: %s needs a value\n", arg);
-        return 2;
-      }
-      value = argv[++i];
-    }
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-      return 1;
-    } else if (strcmp(arg, "--quick") == 0) {
-      opt->grid = GRID_QUICK;
-    } else if (strcmp(arg, "--smoke") == 0) {
-      opt->grid = GRID_SMOKE;
-      opt->json_only = 1;
-    } else if (strcmp(arg, "--json") == 0) {
-      opt->json_only = 1;
-    } else if (strcmp(arg, "--out") == 0) {
-      if (*value == '\0') {
-        fprintf(stderr, "bench_lanes: --out needs a file name\n");
-        return 2;
-      }
-      opt->out_path = value;
-    } else if (strcmp(arg, "--backend") == 0) {
-      if (strcmp(value, "auto") == 0)
-        opt->backend = CGR_BACKEND_AUTO;
-      else if (strcmp(value, "cuda") == 0)
-        opt->backend = CGR_BACKEND_CUDA;
-      else if (strcmp(value, "host") == 0)
-        opt->backend = CGR_BACKEND_HOST;
-      else {
-        fprintf(stderr,
-                "bench_lanes: --backend must be auto, cuda or host, not "
-                "'%s'\n",
-                value);
-        return 2;
-      }
-    } else if (strcmp(arg, "--steps") == 0) {
-      char *stop = NULL;
-      errno = 0;
-      long n = strtol(value, &stop, 10);
-      if (errno != 0 || stop == value || *stop != '\0' || n < 1 ||
-          n > 1000000) {
-        fprintf(stderr,
-                "bench_lanes: --steps must be a whole number from 1 to "
-                "1000000, not '%s'\n",
-                value);
-        return 2;
-      }
-      opt->steps = n;
-    } else {
-      fprintf(stderr, "bench_lanes: unknown option '%s'\n", arg);
-      return 2;
-    }
-  }
-  return 0;
+/* bench_lanes' own option: --steps N. */
+static int parse_option(const bench_arg *arg, void *user) {
+  options *opt = user;
+  if (strcmp(arg->name, "--steps") != 0)
+    return BENCH_ARG_UNKNOWN;
+  return bench_parse_long(arg, 1, 1000000, &opt->steps);
 }
 
 static int run_all(bench *b) {
@@ -781,11 +689,6 @@ static int run_all(bench *b) {
     return -1;
   if (emit_meta(b) != 0)
     return -1;
-  if (!b->cuda)
-    fprintf(b->opt.json_only ? stderr : stdout,
-            "host backend: these are CPU timings, not comparable with GPU "
-            "numbers (%s)\n",
-            cgr_backend_reason(cgr_lanes_runtime(b->one, 0)));
   if (emit_memory(b) != 0)
     return -1;
   rows lane_rows[3];
@@ -809,15 +712,14 @@ static int run_all(bench *b) {
 int main(int argc, char **argv) {
   bench b;
   memset(&b, 0, sizeof b);
-  int parsed = parse_options(argc, argv, &b.opt);
-  if (parsed == 1) {
-    usage(stdout);
-    return 0;
-  }
-  if (parsed != 0) {
-    usage(stderr);
-    return 2;
-  }
+  static const char *const valued[] = {"--steps", NULL};
+  const bench_cli cli = {.program = "bench_lanes",
+                         .valued = valued,
+                         .usage = usage,
+                         .own_option = parse_option};
+  int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
+  if (exit_code >= 0)
+    return exit_code;
   choose_grid(&b);
   double began = bench_now_us();
   b.samples[0] = malloc((size_t)b.steps * sizeof(double));
@@ -830,17 +732,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_lanes: out of memory for %ld samples\n", b.steps);
     return 1;
   }
-  if (b.opt.out_path != NULL) {
-    bench_make_parent_dirs(b.opt.out_path);
-    b.out = fopen(b.opt.out_path, "w");
-    if (b.out == NULL) {
-      fprintf(stderr, "bench_lanes: cannot write '%s': %s\n", b.opt.out_path,
-              strerror(errno));
-      return 1;
-    }
-  }
+  if (bench_open_out("bench_lanes", b.opt.common.out_path, &b.out) != 0)
+    return BENCH_EXIT_FAILED;
   int rc = run_all(&b);
-  if (rc == 0 && !b.opt.json_only) {
+  if (rc == 0 && !b.opt.common.json_only) {
     print_table(&b);
     printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }
@@ -851,9 +746,7 @@ int main(int argc, char **argv) {
   free(b.scratch);
   free(b.parts[0]);
   free(b.parts[1]);
-  if (b.out != NULL && fclose(b.out) != 0) {
-    fprintf(stderr, "bench_lanes: writing '%s' failed\n", b.opt.out_path);
+  if (bench_close_out("bench_lanes", b.opt.common.out_path, b.out) != 0)
     rc = -1;
-  }
   return rc == 0 ? 0 : 1;
 }

@@ -46,7 +46,6 @@
  *
  * Output: JSON lines on stdout (and in --out FILE), then a table.
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,15 +95,10 @@ enum {
   IN_COUNT
 };
 
-typedef enum grid { GRID_FULL, GRID_QUICK, GRID_SMOKE } grid;
-
 typedef struct options {
-  cgr_backend_kind backend;
+  bench_options common; /* --backend, --quick, --smoke, --json, --out */
   long steps;
   int steps_given;
-  grid grid;
-  int json_only;
-  const char *out_path;
 } options;
 
 typedef struct result {
@@ -179,17 +173,10 @@ static uint32_t next_random(uint64_t *state) {
 
 /* A failed cgr call: what and why. Returns -1. */
 static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
-  fprintf(stderr, "bench_replay: %s failed: %s: %s\n", what,
-          cgr_status_name(status), cgr_last_error(rt));
-  return -1;
+  return bench_fail_call("bench_replay", rt, status, what);
 }
 
-#define CHECK(rt, call, what)                                                  \
-  do {                                                                         \
-    cgr_status check_status_ = (call);                                         \
-    if (check_status_ != CGR_OK)                                               \
-      return fail_call((rt), check_status_, (what));                           \
-  } while (0)
+#define CHECK(rt, call, what) BENCH_CHECK_CALL("bench_replay", rt, call, what)
 
 /* ---- the step ------------------------------------------------------------ */
 
@@ -302,7 +289,7 @@ static int workload_open(bench *b, workload *w, shape s) {
   w->shape = s;
   cgr_config config;
   CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
-  config.backend = b->opt.backend;
+  config.backend = b->opt.common.backend;
   config.buckets = &s.bucket;
   config.bucket_count = 1;
   config.replay_mode = CGR_REPLAY_NAIVE;
@@ -591,53 +578,22 @@ static void emit_row(bench *b, const row *r) {
   bench_emit(b->out, line);
 }
 
-static const char *grid_name(grid g) {
-  return g == GRID_SMOKE ? "smoke" : g == GRID_QUICK ? "quick" : "full";
-}
-
 /* The meta line, from a throwaway runtime's device information. */
 static int emit_meta(bench *b) {
-  cgr_config config;
-  cgr_runtime *rt = NULL;
-  CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
-  config.backend = b->opt.backend;
-  cgr_status status = cgr_runtime_create(&config, &rt);
-  if (status != CGR_OK)
-    return fail_call(NULL, status, "cgr_runtime_create");
-  b->cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
-  snprintf(b->backend_name, sizeof b->backend_name, "%s", cgr_backend_name(rt));
-  if (!b->cuda)
-    fprintf(b->opt.json_only ? stderr : stdout,
-            "host backend: these are CPU timings, not comparable with GPU "
-            "numbers (%s)\n",
-            cgr_backend_reason(rt));
-
-  cgr_device_info info;
-  if (cgr_device_info_get(rt, &info) != CGR_OK)
-    snprintf(info.name, sizeof info.name, "unknown");
-  char device[300], reason[600], date[32], line[2048];
-  time_t now = time(NULL);
-  struct tm utc;
-  gmtime_r(&now, &utc);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  bench_json_quote(device, sizeof device, info.name);
-  bench_json_quote(reason, sizeof reason, cgr_backend_reason(rt));
+  bench_meta meta;
+  if (bench_meta_probe("bench_replay", b->opt.common.backend, "replay",
+                       &meta) != 0)
+    return -1;
+  b->cuda = meta.cuda;
+  snprintf(b->backend_name, sizeof b->backend_name, "%s", meta.backend_name);
+  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
+  char line[2048];
   snprintf(line, sizeof line,
-           "{\"kind\":\"meta\",\"bench\":\"replay\",\"backend\":\"%s\","
-           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
-           "\"driver_version\":%d,\"runtime_version\":%d,"
-           "\"cgr_version\":\"%s\",\"date\":\"%s\",\"grid\":\"%s\","
-           "\"steps\":%ld,\"warmup\":%d,\"max_steps_in_flight\":2,"
-           "\"backend_reason\":%s%s}",
-           b->backend_name, b->cuda ? "gpu" : "cpu", device, info.compute_major,
-           info.compute_minor, info.driver_version, info.runtime_version,
-           cgr_version_string(), date, grid_name(b->opt.grid), b->opt.steps,
-           b->warmup, reason,
-           b->cuda ? ""
-                   : ",\"note\":\"host backend: these are CPU timings, not "
-                     "comparable with GPU numbers\"");
+           "{%s,\"grid\":\"%s\",\"steps\":%ld,\"warmup\":%d,"
+           "\"max_steps_in_flight\":2,\"backend_reason\":%s%s}",
+           meta.fields, bench_grid_name(b->opt.common.grid), b->opt.steps,
+           b->warmup, meta.reason_json, meta.note);
   bench_emit(b->out, line);
-  cgr_runtime_destroy(rt);
   return 0;
 }
 
@@ -724,21 +680,21 @@ static void choose_grid(bench *b) {
   static const uint32_t smoke_widths[] = {16};
   static const uint32_t smoke_kernels[] = {8};
   long steps = 10000;
-  switch (b->opt.grid) {
-  case GRID_FULL:
+  switch (b->opt.common.grid) {
+  case BENCH_GRID_FULL:
     b->buckets = full_buckets, b->bucket_count = 4;
     b->widths = full_widths, b->width_count = 3;
     b->kernels = full_kernels, b->kernel_count = 3;
     b->warmup = 200;
     break;
-  case GRID_QUICK:
+  case BENCH_GRID_QUICK:
     b->buckets = quick_buckets, b->bucket_count = 2;
     b->widths = quick_widths, b->width_count = 2;
     b->kernels = quick_kernels, b->kernel_count = 2;
     b->warmup = 50;
     steps = 300;
     break;
-  case GRID_SMOKE:
+  case BENCH_GRID_SMOKE:
     b->buckets = smoke_buckets, b->bucket_count = 1;
     b->widths = smoke_widths, b->width_count = 1;
     b->kernels = smoke_kernels, b->kernel_count = 1;
@@ -778,85 +734,13 @@ static void usage(FILE *to) {
           "  --help       this text\n");
 }
 
-/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
-static int parse_options(int argc, char **argv, options *opt) {
-  memset(opt, 0, sizeof *opt);
-  opt->backend = CGR_BACKEND_AUTO;
-  opt->grid = GRID_FULL;
-  for (int i = 1; i < argc; ++i) {
-    const char *arg = argv[i];
-    const char *eq = strchr(arg, '=');
-    char name[32];
-    size_t length = eq ? (size_t)(eq - arg) : strlen(arg);
-    if (length >= sizeof name)
-      length = sizeof name - 1;
-    memcpy(name, arg, length);
-    name[length] = '\0';
-    const char *value = NULL;
-    if (strcmp(name, "--backend") == 0 || strcmp(name, "--steps") == 0 ||
-        strcmp(name, "--out") == 0) {
-      if (eq != NULL)
-        value = eq + 1;
-      else if (i + 1 < argc)
-        value = argv[++i];
-      else {
-        fprintf(stderr, "bench_replay: %s needs a value\n", name);
-        return 2;
-      }
-    } else if (eq != NULL) {
-      fprintf(stderr, "bench_replay: %s takes no value\n", name);
-      return 2;
-    }
-
-    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-      return 1;
-    } else if (strcmp(name, "--quick") == 0) {
-      opt->grid = GRID_QUICK;
-    } else if (strcmp(name, "--smoke") == 0) {
-      opt->grid = GRID_SMOKE;
-      opt->json_only = 1;
-    } else if (strcmp(name, "--json") == 0) {
-      opt->json_only = 1;
-    } else if (strcmp(name, "--out") == 0) {
-      if (*value == '\0') {
-        fprintf(stderr, "bench_replay: --out needs a file name\n");
-        return 2;
-      }
-      opt->out_path = value;
-    } else if (strcmp(name, "--backend") == 0) {
-      if (strcmp(value, "auto") == 0)
-        opt->backend = CGR_BACKEND_AUTO;
-      else if (strcmp(value, "cuda") == 0)
-        opt->backend = CGR_BACKEND_CUDA;
-      else if (strcmp(value, "host") == 0)
-        opt->backend = CGR_BACKEND_HOST;
-      else {
-        fprintf(stderr,
-                "bench_replay: --backend must be auto, cuda or host, not "
-                "'%s'\n",
-                value);
-        return 2;
-      }
-    } else if (strcmp(name, "--steps") == 0) {
-      char *stop = NULL;
-      errno = 0;
-      long steps = strtol(value, &stop, 10);
-      if (errno != 0 || stop == value || *stop != '\0' || steps < 1 ||
-          steps > MAX_STEPS) {
-        fprintf(stderr,
-                "bench_replay: --steps must be a whole number from 1 to "
-                "%ld, not '%s'\n",
-                MAX_STEPS, value);
-        return 2;
-      }
-      opt->steps = steps;
-      opt->steps_given = 1;
-    } else {
-      fprintf(stderr, "bench_replay: unknown option '%s'\n", arg);
-      return 2;
-    }
-  }
-  return 0;
+/* bench_replay's own option: --steps N. */
+static int parse_option(const bench_arg *arg, void *user) {
+  options *opt = user;
+  if (strcmp(arg->name, "--steps") != 0)
+    return BENCH_ARG_UNKNOWN;
+  opt->steps_given = 1;
+  return bench_parse_long(arg, 1, MAX_STEPS, &opt->steps);
 }
 
 static int bench_open(bench *b) {
@@ -869,24 +753,13 @@ static int bench_open(bench *b) {
     fprintf(stderr, "bench_replay: out of host memory (samples)\n");
     return -1;
   }
-  if (b->opt.out_path != NULL) {
-    bench_make_parent_dirs(b->opt.out_path);
-    b->out = fopen(b->opt.out_path, "w");
-    if (b->out == NULL) {
-      fprintf(stderr, "bench_replay: cannot write '%s': %s\n", b->opt.out_path,
-              strerror(errno));
-      return -1;
-    }
-  }
+  if (bench_open_out("bench_replay", b->opt.common.out_path, &b->out) != 0)
+    return -1;
   return emit_meta(b);
 }
 
 static int bench_close(bench *b) {
-  int rc = 0;
-  if (b->out != NULL && fclose(b->out) != 0) {
-    fprintf(stderr, "bench_replay: writing '%s' failed\n", b->opt.out_path);
-    rc = -1;
-  }
+  int rc = bench_close_out("bench_replay", b->opt.common.out_path, b->out);
   free(b->host_us);
   free(b->prepare_us);
   free(b->sorted);
@@ -897,20 +770,20 @@ static int bench_close(bench *b) {
 int main(int argc, char **argv) {
   bench b;
   memset(&b, 0, sizeof b);
-  int parsed = parse_options(argc, argv, &b.opt);
-  if (parsed == 1) {
-    usage(stdout);
-    return 0;
-  }
-  if (parsed != 0) {
-    usage(stderr);
-    return 2;
-  }
+  static const char *const valued[] = {"--steps", NULL};
+  const bench_cli cli = {.program = "bench_replay",
+                         .valued = valued,
+                         .allow_equals = 1,
+                         .usage = usage,
+                         .own_option = parse_option};
+  int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
+  if (exit_code >= 0)
+    return exit_code;
   double began = bench_now_us();
   int rc = bench_open(&b);
   if (rc == 0)
     rc = run_grid(&b);
-  if (rc == 0 && !b.opt.json_only) {
+  if (rc == 0 && !b.opt.common.json_only) {
     print_table(&b);
     printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }

@@ -46,12 +46,10 @@
  *
  * Output: JSON lines on stdout (and in --out FILE), then a table.
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_common.h"
 #include "cgr/cgr.h"
@@ -83,15 +81,10 @@ static const char *const method_names[METHOD_COUNT] = {
 /* Streams a method spreads its launches over; 1 means the main stream. */
 static const int method_streams[METHOD_COUNT] = {1, 2, 4, 1, 4, 1};
 
-typedef enum grid { GRID_FULL, GRID_QUICK, GRID_SMOKE } grid;
-
 typedef struct options {
-  cgr_backend_kind backend;
+  bench_options common; /* --backend, --quick, --smoke, --json, --out */
   long rounds;
   int rounds_given;
-  grid grid;
-  int json_only;
-  const char *out_path;
 } options;
 
 typedef struct result {
@@ -151,17 +144,10 @@ typedef struct bench {
 
 /* A failed cgr call: what and why. Returns -1. */
 static int fail_call(cgr_runtime *rt, cgr_status status, const char *what) {
-  fprintf(stderr, "bench_streams: %s failed: %s: %s\n", what,
-          cgr_status_name(status), cgr_last_error(rt));
-  return -1;
+  return bench_fail_call("bench_streams", rt, status, what);
 }
 
-#define CHECK(rt, call, what)                                                  \
-  do {                                                                         \
-    cgr_status check_status_ = (call);                                         \
-    if (check_status_ != CGR_OK)                                               \
-      return fail_call((rt), check_status_, (what));                           \
-  } while (0)
+#define CHECK(rt, call, what) BENCH_CHECK_CALL("bench_streams", rt, call, what)
 
 /* The values: small integers, so every round's result is exact. */
 static float initial_x(int64_t k) { return (float)((int)(k % 13) - 6); }
@@ -488,10 +474,6 @@ static void emit_row(bench *b, const row *r) {
   bench_emit(b->out, line);
 }
 
-static const char *grid_name(grid g) {
-  return g == GRID_SMOKE ? "smoke" : g == GRID_QUICK ? "quick" : "full";
-}
-
 /* The grid's values as a JSON array. */
 static void json_list(char *out, size_t size, const int64_t *values,
                       size_t count) {
@@ -504,41 +486,23 @@ static void json_list(char *out, size_t size, const int64_t *values,
 }
 
 static int emit_meta(bench *b) {
-  if (!b->cuda)
-    fprintf(b->opt.json_only ? stderr : stdout,
-            "host backend: these are CPU timings, not comparable with GPU "
-            "numbers (%s)\n",
-            cgr_backend_reason(b->rt));
-  cgr_device_info info;
-  if (cgr_device_info_get(b->rt, &info) != CGR_OK)
-    snprintf(info.name, sizeof info.name, "unknown");
-  char device[300], reason[600], date[32], ns[128], sizes[128], line[2048];
-  time_t now = time(NULL);
-  struct tm utc;
-  gmtime_r(&now, &utc);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  bench_json_quote(device, sizeof device, info.name);
-  bench_json_quote(reason, sizeof reason, cgr_backend_reason(b->rt));
+  bench_meta meta;
+  bench_meta_read(b->rt, "streams", &meta);
+  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
+  char ns[128], sizes[128], line[2048];
   int64_t n_values[8];
   for (size_t i = 0; i < b->n_count; ++i)
     n_values[i] = b->ns[i];
   json_list(ns, sizeof ns, n_values, b->n_count);
   json_list(sizes, sizeof sizes, b->sizes, b->size_count);
   snprintf(line, sizeof line,
-           "{\"kind\":\"meta\",\"bench\":\"streams\",\"backend\":\"%s\","
-           "\"timing\":\"%s\",\"device\":%s,\"compute_capability\":\"%d.%d\","
-           "\"driver_version\":%d,\"runtime_version\":%d,"
-           "\"cgr_version\":\"%s\",\"date\":\"%s\",\"grid\":\"%s\","
-           "\"rounds\":%ld,\"warmup\":%d,\"max_rounds_in_flight\":2,"
-           "\"n_values\":%s,\"item_elems_values\":%s,"
-           "\"max_total_elems\":%lld,\"backend_reason\":%s%s}",
-           b->backend_name, b->cuda ? "gpu" : "cpu", device, info.compute_major,
-           info.compute_minor, info.driver_version, info.runtime_version,
-           cgr_version_string(), date, grid_name(b->opt.grid), b->opt.rounds,
-           b->warmup, ns, sizes, (long long)MAX_TOTAL_ELEMS, reason,
-           b->cuda ? ""
-                   : ",\"note\":\"host backend: these are CPU timings, not "
-                     "comparable with GPU numbers\"");
+           "{%s,\"grid\":\"%s\",\"rounds\":%ld,\"warmup\":%d,"
+           "\"max_rounds_in_flight\":2,\"n_values\":%s,"
+           "\"item_elems_values\":%s,\"max_total_elems\":%lld,"
+           "\"backend_reason\":%s%s}",
+           meta.fields, bench_grid_name(b->opt.common.grid), b->opt.rounds,
+           b->warmup, ns, sizes, (long long)MAX_TOTAL_ELEMS, meta.reason_json,
+           meta.note);
   bench_emit(b->out, line);
   return 0;
 }
@@ -631,19 +595,19 @@ static void choose_grid(bench *b) {
   static const uint32_t smoke_ns[] = {8};
   static const int64_t smoke_sizes[] = {256};
   long rounds = 1000;
-  switch (b->opt.grid) {
-  case GRID_FULL:
+  switch (b->opt.common.grid) {
+  case BENCH_GRID_FULL:
     b->ns = full_ns, b->n_count = 3;
     b->sizes = full_sizes, b->size_count = 3;
     b->warmup = 50;
     break;
-  case GRID_QUICK:
+  case BENCH_GRID_QUICK:
     b->ns = quick_ns, b->n_count = 3;
     b->sizes = quick_sizes, b->size_count = 2;
     b->warmup = 10;
     rounds = 200;
     break;
-  case GRID_SMOKE:
+  case BENCH_GRID_SMOKE:
     b->ns = smoke_ns, b->n_count = 1;
     b->sizes = smoke_sizes, b->size_count = 1;
     b->warmup = 2;
@@ -692,85 +656,13 @@ static void usage(FILE *to) {
           MAX_ROUNDS);
 }
 
-/* Parses argv; returns 0, 1 for --help, or 2 after a message. */
-static int parse_options(int argc, char **argv, options *opt) {
-  memset(opt, 0, sizeof *opt);
-  opt->backend = CGR_BACKEND_AUTO;
-  opt->grid = GRID_FULL;
-  for (int i = 1; i < argc; ++i) {
-    const char *arg = argv[i];
-    const char *eq = strchr(arg, '=');
-    char name[32];
-    size_t length = eq ? (size_t)(eq - arg) : strlen(arg);
-    if (length >= sizeof name)
-      length = sizeof name - 1;
-    memcpy(name, arg, length);
-    name[length] = '\0';
-    const char *value = NULL;
-    if (strcmp(name, "--backend") == 0 || strcmp(name, "--rounds") == 0 ||
-        strcmp(name, "--out") == 0) {
-      if (eq != NULL)
-        value = eq + 1;
-      else if (i + 1 < argc)
-        value = argv[++i];
-      else {
-        fprintf(stderr, "bench_streams: %s needs a value\n", name);
-        return 2;
-      }
-    } else if (eq != NULL) {
-      fprintf(stderr, "bench_streams: %s takes no value\n", name);
-      return 2;
-    }
-
-    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-      return 1;
-    } else if (strcmp(name, "--quick") == 0) {
-      opt->grid = GRID_QUICK;
-    } else if (strcmp(name, "--smoke") == 0) {
-      opt->grid = GRID_SMOKE;
-      opt->json_only = 1;
-    } else if (strcmp(name, "--json") == 0) {
-      opt->json_only = 1;
-    } else if (strcmp(name, "--out") == 0) {
-      if (*value == '\0') {
-        fprintf(stderr, "bench_streams: --out needs a file name\n");
-        return 2;
-      }
-      opt->out_path = value;
-    } else if (strcmp(name, "--backend") == 0) {
-      if (strcmp(value, "auto") == 0)
-        opt->backend = CGR_BACKEND_AUTO;
-      else if (strcmp(value, "cuda") == 0)
-        opt->backend = CGR_BACKEND_CUDA;
-      else if (strcmp(value, "host") == 0)
-        opt->backend = CGR_BACKEND_HOST;
-      else {
-        fprintf(stderr,
-                "bench_streams: --backend must be auto, cuda or host, not "
-                "'%s'\n",
-                value);
-        return 2;
-      }
-    } else if (strcmp(name, "--rounds") == 0) {
-      char *stop = NULL;
-      errno = 0;
-      long rounds = strtol(value, &stop, 10);
-      if (errno != 0 || stop == value || *stop != '\0' || rounds < 1 ||
-          rounds > MAX_ROUNDS) {
-        fprintf(stderr,
-                "bench_streams: --rounds must be a whole number from 1 to "
-                "%ld, not '%s'\n",
-                MAX_ROUNDS, value);
-        return 2;
-      }
-      opt->rounds = rounds;
-      opt->rounds_given = 1;
-    } else {
-      fprintf(stderr, "bench_streams: unknown option '%s'\n", arg);
-      return 2;
-    }
-  }
-  return 0;
+/* bench_streams' own option: --rounds N. */
+static int parse_option(const bench_arg *arg, void *user) {
+  options *opt = user;
+  if (strcmp(arg->name, "--rounds") != 0)
+    return BENCH_ARG_UNKNOWN;
+  opt->rounds_given = 1;
+  return bench_parse_long(arg, 1, MAX_ROUNDS, &opt->rounds);
 }
 
 /* The runtime, the extra streams and the events every method uses. */
@@ -783,19 +675,12 @@ static int bench_open(bench *b) {
     fprintf(stderr, "bench_streams: out of host memory (samples)\n");
     return -1;
   }
-  if (b->opt.out_path != NULL) {
-    bench_make_parent_dirs(b->opt.out_path);
-    b->out = fopen(b->opt.out_path, "w");
-    if (b->out == NULL) {
-      fprintf(stderr, "bench_streams: cannot write '%s': %s\n", b->opt.out_path,
-              strerror(errno));
-      return -1;
-    }
-  }
+  if (bench_open_out("bench_streams", b->opt.common.out_path, &b->out) != 0)
+    return -1;
 
   cgr_config config;
   CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
-  config.backend = b->opt.backend;
+  config.backend = b->opt.common.backend;
   cgr_status status = cgr_runtime_create(&config, &b->rt);
   if (status != CGR_OK)
     return fail_call(NULL, status, "cgr_runtime_create");
@@ -852,10 +737,8 @@ static int bench_close(bench *b) {
     }
     cgr_runtime_destroy(b->rt);
   }
-  if (b->out != NULL && fclose(b->out) != 0) {
-    fprintf(stderr, "bench_streams: writing '%s' failed\n", b->opt.out_path);
+  if (bench_close_out("bench_streams", b->opt.common.out_path, b->out) != 0)
     rc = -1;
-  }
   free(b->host_us);
   free(b->sorted);
   free(b->rows);
@@ -865,20 +748,20 @@ static int bench_close(bench *b) {
 int main(int argc, char **argv) {
   bench b;
   memset(&b, 0, sizeof b);
-  int parsed = parse_options(argc, argv, &b.opt);
-  if (parsed == 1) {
-    usage(stdout);
-    return 0;
-  }
-  if (parsed != 0) {
-    usage(stderr);
-    return 2;
-  }
+  static const char *const valued[] = {"--rounds", NULL};
+  const bench_cli cli = {.program = "bench_streams",
+                         .valued = valued,
+                         .allow_equals = 1,
+                         .usage = usage,
+                         .own_option = parse_option};
+  int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
+  if (exit_code >= 0)
+    return exit_code;
   double began = bench_now_us();
   int rc = bench_open(&b);
   if (rc == 0)
     rc = run_grid(&b);
-  if (rc == 0 && !b.opt.json_only) {
+  if (rc == 0 && !b.opt.common.json_only) {
     print_table(&b);
     printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
   }
