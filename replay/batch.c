@@ -136,9 +136,7 @@ cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
                      "argument '%s' is %s", out == NULL ? "out" : "batch_size",
                      out == NULL ? "NULL" : "0");
   if (cgr__be_lost(&rt->backend))
-    return cgr__fail(&rt->error, CGR_E_DEVICE_LOST, __func__,
-                     "the device was lost: %s. Destroy the runtime",
-                     rt->backend.lost_reason);
+    return cgr__be_lost_status(&rt->backend, __func__);
   cgr__replay *replay = NULL;
   CGR__CHECK(cgr__replay_state(rt, &replay));
   if (replay->batch.open)

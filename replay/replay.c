@@ -325,6 +325,12 @@ static void forget(const cgr__capture *cap, cgr__replay *replay,
   }
 }
 
+/* An eager step's feedback region for one fed slot: `batch` gather
+ * indices then `batch` new rows, rounded to 16 bytes. */
+static uint64_t eager_feed_bytes(const cgr__slot *slot, uint32_t batch) {
+  return ((uint64_t)batch * (sizeof(int32_t) + slot->row_bytes) + 15) / 16 * 16;
+}
+
 static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
                                const cgr__capture *cap, cgr_batch *batch,
                                cgr_ticket *ticket);
@@ -354,11 +360,14 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   uint64_t step = replay != NULL ? replay->next_step : 0;
   uint32_t size = batch != NULL ? batch->size : 0;
   cgr_status status = replay_batch(rt, batch, ticket);
-  if (status != CGR_OK && replay != NULL) {
-    /* A step that failed halfway may have queued copies that still read
-     * its staging, which the next replay of the same set rewrites on the
-     * host: let them finish first. (The fault sweep found this under
-     * ThreadSanitizer.) */
+  /* A refused batch (a caller's mistake) enqueued nothing; a step that
+   * failed halfway may have queued copies that still read its staging,
+   * which the next replay of the same set rewrites on the host: let them
+   * finish first. (The fault sweep found this under ThreadSanitizer.) */
+  int refused = status == CGR_E_INVALID_ARGUMENT ||
+                status == CGR_E_INVALID_STATE || status == CGR_E_UNSUPPORTED ||
+                status == CGR_E_BATCH_TOO_LARGE;
+  if (status != CGR_OK && !refused && replay != NULL) {
     cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_SIDE]);
     cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
   }
@@ -465,10 +474,7 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   uint64_t feed_bytes = 0, feed_used = 0;
   for (size_t i = 0; i < cap->slot_count; ++i)
     if (batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
-      feed_bytes +=
-          ((uint64_t)batch->size * (sizeof(int32_t) + cap->slots[i].row_bytes) +
-           15) /
-          16 * 16;
+      feed_bytes += eager_feed_bytes(&cap->slots[i], batch->size);
   unsigned char *feed = NULL;
   cgr_status status = CGR_OK;
   if (feed_bytes > 0)
@@ -487,10 +493,7 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
       /* The previous graph's outputs, gathered (none is in place here). */
       int32_t *indices = (int32_t *)(void *)(feed + feed_used);
       unsigned char *fresh = feed + feed_used + sizeof(int32_t) * batch->size;
-      feed_used +=
-          ((uint64_t)batch->size * (sizeof(int32_t) + cap->slots[i].row_bytes) +
-           15) /
-          16 * 16;
+      feed_used += eager_feed_bytes(&cap->slots[i], batch->size);
       cgr__copy_plan_clear(&replay->plan);
       status = plan_feedback(rt, replay, cap, i, input, dst, indices, fresh,
                              batch->size, 0);

@@ -51,7 +51,7 @@ int cgr__be_lost(cgr__backend *be) {
 }
 
 /* The failure of every call once the device is lost. */
-static cgr_status lost_status(cgr__backend *be, const char *func) {
+cgr_status cgr__be_lost_status(cgr__backend *be, const char *func) {
   const char *reason =
       atomic_load_explicit(&be->lost_reason_ready, memory_order_acquire)
           ? be->lost_reason
@@ -66,7 +66,7 @@ static cgr_status lost_status(cgr__backend *be, const char *func) {
 #define LOST_GUARD(be)                                                         \
   do {                                                                         \
     if (cgr__be_lost(be))                                                      \
-      return lost_status((be), __func__);                                      \
+      return cgr__be_lost_status((be), __func__);                              \
   } while (0)
 
 static cgr_status counted(cgr__backend *be, cgr__call call, cgr_status status) {
@@ -83,7 +83,7 @@ static cgr_status waited(cgr__backend *be, cgr__call call, const char *func,
                          cgr_status status) {
   status = counted(be, call, status);
   if (status == CGR_OK && cgr__be_lost(be))
-    return lost_status(be, func);
+    return cgr__be_lost_status(be, func);
   return status;
 }
 
@@ -192,7 +192,7 @@ cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event) {
   if (status == CGR_E_DEVICE_LOST)
     mark_lost(be, be->error->message);
   else if (status == CGR_OK && cgr__be_lost(be))
-    return lost_status(be, __func__);
+    return cgr__be_lost_status(be, __func__);
   return status;
 }
 
@@ -357,7 +357,7 @@ cgr_status cgr__be_capture_end(cgr__backend *be, cgr__stream *stream,
   if (cgr__be_lost(be)) {
     be->ops->graph_destroy(be->ctx, *out);
     *out = NULL;
-    return lost_status(be, __func__);
+    return cgr__be_lost_status(be, __func__);
   }
   if (cgr__fault_hit(CGR__CALL_CAPTURE_END)) {
     be->ops->graph_destroy(be->ctx, *out);

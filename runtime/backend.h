@@ -174,6 +174,9 @@ typedef struct cgr__backend {
 
 /* 1 once the device is lost. */
 int cgr__be_lost(cgr__backend *be);
+/* Records "the device was lost: <reason>" for `func` in the runtime's
+ * error and returns CGR_E_DEVICE_LOST: what every call says afterwards. */
+cgr_status cgr__be_lost_status(cgr__backend *be, const char *func);
 
 /*
  * Backend constructors. On success *be is ready to use; on failure it is
