@@ -4,8 +4,11 @@
  * stream, recording its own events after a replay, ...).
  *
  * This is the only cgr header that includes a CUDA header; <cgr/cgr.h>
- * stays free of CUDA types. It exists only in builds with the CUDA backend:
- * link against the same CUDA runtime (libcudart) that cgr was built with.
+ * stays free of CUDA types. It exists only in builds with the CUDA backend.
+ * cgr carries its own CUDA runtime, linked into libcgr privately; the
+ * caller's code may use any CUDA runtime, shared or static, that the driver
+ * supports. The handles below are the driver's (a cudaStream_t is a
+ * CUstream), so they work with the caller's runtime too.
  *
  * Threading and errors are as described at the top of <cgr/cgr.h>, except
  * where a function below says otherwise.
