@@ -13,6 +13,7 @@
  * left out (CGR_FUZZ_MAIN is not defined). Before harness.h, whose cmocka
  * macros are not theirs. */
 #include "fuzz/batch.c"
+#include "fuzz/batch_model.c"
 #include "fuzz/copy_plan.c"
 #include "fuzz/slots_buckets.c"
 
