@@ -31,7 +31,8 @@
  * kernels: every number is a CPU timing ("timing":"cpu"), and the default
  * model takes minutes to capture there: use --quick.
  *
- * Output: JSON lines on stdout (and in --out FILE), then a table.
+ * Output: a table, a row per load, its headers the JSON fields; --json:
+ * JSON lines on stdout instead; --out FILE: JSON lines to FILE as well.
  */
 #include <errno.h>
 #include <math.h>
@@ -101,7 +102,7 @@ typedef struct bench {
   int cuda;
   char backend_name[16];
   double capture_ms;
-  FILE *out;
+  bench_output out;
   engine e;
   load_result results[MAX_LOADS + 1];
   int result_count;
@@ -505,7 +506,7 @@ static int engine_open(bench *b) {
 static void emit_meta(bench *b) {
   bench_meta meta;
   bench_meta_read(b->e.rt, "batcher", &meta);
-  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
+  bench_print_start(&meta, &b->opt.common);
   cgr_batcher_config defaults;
   cgr_batcher_config_init(&defaults);
   char line[2048];
@@ -523,7 +524,7 @@ static void emit_meta(bench *b) {
            b->bucket_count, b->opt.producers, b->opt.seconds,
            defaults.max_wait_us, defaults.min_wait_us, defaults.queue_capacity,
            b->capture_ms, meta.note);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
 }
 
 static void emit_result(bench *b, const load_result *r) {
@@ -554,37 +555,50 @@ static void emit_result(bench *b, const load_result *r) {
            r->achieved_rps, r->latency_p50, r->latency_p99, r->latency_mean,
            r->latency_max, s->mean_batch, (unsigned long long)s->batches,
            s->wait_us_p50, s->wait_us_p99, s->queue_depth_max);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
 }
 
 static void print_table(const bench *b) {
-  printf("\n%-5s %10s %10s %10s %10s %10s %8s %8s %10s\n", "load", "offered/s",
-         "achieved/s", "p50 us", "p99 us", "max us", "batch", "busy",
-         "wait p99");
+  const char *const names[] = {"load",           "load_fraction",
+                               "offered_rps",    "achieved_rps",
+                               "latency_us_p50", "latency_us_p99",
+                               "latency_us_max", "mean_batch",
+                               "busy",           "queue_wait_us_p99"};
+  bench_columns columns;
+  bench_columns_init(&columns, 10, names, 4);
+  putchar('\n');
+  bench_columns_header(&columns);
   for (int i = 0; i < b->result_count; ++i) {
     const load_result *r = &b->results[i];
-    char offered[32];
-    if (r->offered_rps > 0)
-      snprintf(offered, sizeof offered, "%.0f", r->offered_rps);
+    bench_cell_text(&columns, 0, r->load);
+    if (r->offered_rps > 0 && r->fraction > 0)
+      bench_cell_number(&columns, 1, r->fraction, 2);
     else
-      snprintf(offered, sizeof offered, "closed");
-    printf("%-5s %10s %10.0f %10.0f %10.0f %10.0f %8.1f %8llu %10.0f\n",
-           r->load, offered, r->achieved_rps, r->latency_p50, r->latency_p99,
-           r->latency_max, r->stats.mean_batch, (unsigned long long)r->busy,
-           r->stats.wait_us_p99);
+      bench_cell_text(&columns, 1, "-");
+    if (r->offered_rps > 0)
+      bench_cell_number(&columns, 2, r->offered_rps, 0);
+    else
+      bench_cell_text(&columns, 2, "-");
+    bench_cell_number(&columns, 3, r->achieved_rps, 0);
+    bench_cell_number(&columns, 4, r->latency_p50, 0);
+    bench_cell_number(&columns, 5, r->latency_p99, 0);
+    bench_cell_number(&columns, 6, r->latency_max, 0);
+    bench_cell_number(&columns, 7, r->stats.mean_batch, 1);
+    bench_cell_number(&columns, 8, (double)r->busy, 0);
+    bench_cell_number(&columns, 9, r->stats.wait_us_p99, 0);
+    bench_row_end();
   }
   cgr_batcher_config defaults;
   cgr_batcher_config_init(&defaults);
   printf("\n%d producers, %.1f s per load, max batch %u (%zu buckets), the "
-         "batcher's default window (%u us, %u once two wait).\n"
-         "latency: submit to end as the producer saw it; batch: mean "
+         "batcher's default window (%u us, %u once two wait)\n"
+         "load: max is the closed loop (no offered_rps: '-'), open a Poisson "
+         "schedule at offered_rps, load_fraction of max's achieved_rps\n"
+         "latency_us_*: submit to end as the producer saw it; mean_batch: "
          "requests per step; busy: submits refused by a full queue (open "
-         "loop: dropped); wait p99: submit to batch start.\n",
+         "loop: dropped); queue_wait_us_p99: submit to batch start\n",
          b->opt.producers, b->opt.seconds, b->max_batch, b->bucket_count,
          defaults.max_wait_us, defaults.min_wait_us);
-  if (!b->cuda)
-    printf("host backend: these are CPU timings, not comparable with GPU "
-           "numbers\n");
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -631,22 +645,19 @@ static void usage(FILE *to) {
           "closed\n"
           "loop (max) and open loop at offered loads.\n"
           "\n"
-          "  --backend B    auto (default), cuda or host; CGR_BACKEND wins\n"
           "  --producers N  submitting threads, 1 to %d (default 4)\n"
-          "  --seconds S    per load (default 3; --quick 1, --smoke 0.1)\n"
+          "  --seconds S    per load, 0.01 to 3600 (default 3; --quick 1, "
+          "--smoke 0.1)\n"
           "  --rates LIST   open-loop rates in requests/s (default: 0.1, "
           "0.25, 0.5,\n"
-          "                 0.75, 0.9 and 1.1 of the max point)\n"
-          "  --quick        cgr-decode's small model (2 layers, hidden 128), "
-          "max\n"
-          "                 batch 64, loads 0.1, 0.5, 0.9, 1.1 of max\n"
-          "  --smoke        the small model, max batch 8, max and one load,\n"
-          "                 JSON only (tests)\n"
-          "  --json         JSON lines only, no table\n"
-          "  --out FILE     also write the JSON lines to FILE (directories "
-          "made)\n"
-          "  --help         this text\n",
+          "                 0.75, 0.9 and 1.1 of the max point)\n",
           MAX_PRODUCERS);
+  bench_usage_common(to,
+                     "cgr-decode's small model (2 layers, hidden 128), max\n"
+                     "                 batch 64, loads 0.1, 0.5, 0.9, 1.1 of "
+                     "max",
+                     "the small model, max batch 8, max and one load (the "
+                     "tests)");
 }
 
 static int parse_rates(const char *text, options *opt) {
@@ -674,18 +685,7 @@ static int parse_option(const bench_arg *arg, void *user) {
       return BENCH_ARG_USAGE;
     opt->producers = (int)n;
   } else if (strcmp(arg->name, "--seconds") == 0) {
-    char *stop = NULL;
-    errno = 0;
-    double s = strtod(arg->value, &stop);
-    if (errno != 0 || stop == arg->value || *stop != '\0' || !(s >= 0.01) ||
-        s > 3600) {
-      fprintf(stderr,
-              "bench_batcher: --seconds must be from 0.01 to 3600, not "
-              "'%s'\n",
-              arg->value);
-      return BENCH_ARG_USAGE;
-    }
-    opt->seconds = s;
+    return bench_parse_double(arg, 0.01, 3600, &opt->seconds);
   } else if (strcmp(arg->name, "--rates") == 0) {
     if (parse_rates(arg->value, opt) != 0) {
       fprintf(stderr,
@@ -754,19 +754,23 @@ int main(int argc, char **argv) {
   choose_model(&b);
   choose_buckets(&b);
   double began = bench_now_us();
-  if (bench_open_out("bench_batcher", b.opt.common.out_path, &b.out) != 0)
+  if (bench_output_open(&b.out, "bench_batcher", &b.opt.common) != 0)
     return BENCH_EXIT_FAILED;
   int rc = engine_open(&b);
   if (rc == 0) {
     emit_meta(&b);
     rc = run_all(&b);
   }
-  if (rc == 0 && !b.opt.common.json_only) {
+  if (rc == 0 && !b.opt.common.json) {
     print_table(&b);
-    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
+    bench_print_end(b.cuda,
+                    "the producers, the engine thread and the stream workers "
+                    "share this machine's cores, so the open loop can saturate "
+                    "below the max point",
+                    began);
   }
   engine_close(&b.e);
-  if (bench_close_out("bench_batcher", b.opt.common.out_path, b.out) != 0)
+  if (bench_output_close(&b.out) != 0)
     rc = -1;
   return rc == 0 ? 0 : 1;
 }

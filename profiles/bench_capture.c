@@ -29,7 +29,9 @@
  * backend's warm-up runs the model on the CPU, so the default model and
  * 256 rows take minutes there; use --quick.
  *
- * Output: JSON lines on stdout (and in --out FILE), then a table.
+ * Output: a table, a row per bucket, its headers the JSON fields, then
+ * the total line's fields; --json: JSON lines on stdout instead; --out
+ * FILE: JSON lines to FILE as well.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -74,7 +76,7 @@ typedef struct bench {
   char backend_name[16];
   uint32_t buckets[MAX_BUCKETS];
   size_t bucket_count;
-  FILE *out;
+  bench_output out;
   /* results */
   double eager_ms;
   int64_t eager_device_bytes;
@@ -290,8 +292,7 @@ static int emit_meta(bench *b) {
     return -1;
   b->cuda = meta.cuda;
   snprintf(b->backend_name, sizeof b->backend_name, "%s", meta.backend_name);
-  bench_print_host_note(&meta, b->opt.common.json_only,
-                        ", and there is no device memory to measure");
+  bench_print_start(&meta, &b->opt.common);
   char line[2048];
   const dec_config *m = &b->model;
   snprintf(line, sizeof line,
@@ -303,7 +304,7 @@ static int emit_meta(bench *b) {
            m->hidden, m->heads, m->head_dim, m->mlp, m->vocab,
            dec_dtype_name(m->dtype), m->pages, m->pages_per_seq,
            b->opt.max_batch, b->bucket_count, meta.note);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
   return 0;
 }
 
@@ -325,7 +326,7 @@ static void emit_results(bench *b) {
              (unsigned long long)r->stats.nodes[0],
              (unsigned long long)r->stats.nodes[1],
              (unsigned long long)r->stats.scratch_bytes, bytes);
-    bench_emit(b->out, line);
+    bench_emit(&b->out, line);
   }
 
   uint64_t graphs = b->lazy_stats.graphs;
@@ -363,57 +364,83 @@ static void emit_results(bench *b) {
            (unsigned long long)b->lazy_stats.arena_bytes,
            (unsigned long long)b->lazy_stats.slot_bytes, b->weight_bytes,
            b->cache_bytes);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
 }
 
-static double mib(int64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+/* bytes as "12.0 MiB", or "-" when unknown (negative). */
+static void format_known_bytes(char *out, size_t size, int64_t bytes) {
+  if (bytes < 0)
+    snprintf(out, size, "-");
+  else
+    bench_format_bytes(out, size, (unsigned long long)bytes);
+}
 
 static void print_table(const bench *b) {
-  const char *unit = b->cuda ? "" : " (CPU)";
-  printf("\n%6s %10s %10s %10s %10s %10s %7s %10s %10s\n", "bucket", "wall ms",
-         "capt0 ms", "capt1 ms", "inst0 ms", "inst1 ms", "nodes", "arena KiB",
-         "dev MiB");
+  const char *const names[] = {
+      "bucket",        "wall_ms",           "capture_ms[0]",
+      "capture_ms[1]", "instantiate_ms[0]", "instantiate_ms[1]",
+      "nodes[0]",      "scratch_bytes",     "device_bytes"};
+  bench_columns columns;
+  bench_columns_init(&columns, 9, names, 9);
+  printf("\nlazy: the buckets one by one, largest first\n");
+  bench_columns_header(&columns);
   for (size_t i = b->bucket_count; i-- > 0;) {
     const bucket_row *r = &b->rows[i];
-    char device[16];
-    if (r->device_bytes >= 0)
-      snprintf(device, sizeof device, "%.1f", mib(r->device_bytes));
-    else
-      snprintf(device, sizeof device, "-");
-    printf("%6u %10.2f %10.2f %10.2f %10.2f %10.2f %7llu %10.1f %10s\n",
-           r->stats.padded_batch, r->wall_ms, r->stats.capture_ms[0],
-           r->stats.capture_ms[1], r->stats.instantiate_ms[0],
-           r->stats.instantiate_ms[1], (unsigned long long)r->stats.nodes[0],
-           (double)r->stats.scratch_bytes / 1024.0, device);
+    char bucket[16], scratch[32], device[32];
+    snprintf(bucket, sizeof bucket, "%u", r->stats.padded_batch);
+    bench_format_bytes(scratch, sizeof scratch, r->stats.scratch_bytes);
+    format_known_bytes(device, sizeof device, r->device_bytes);
+    bench_cell_text(&columns, 0, bucket);
+    bench_cell_number(&columns, 1, r->wall_ms, 2);
+    bench_cell_number(&columns, 2, r->stats.capture_ms[0], 2);
+    bench_cell_number(&columns, 3, r->stats.capture_ms[1], 2);
+    bench_cell_number(&columns, 4, r->stats.instantiate_ms[0], 2);
+    bench_cell_number(&columns, 5, r->stats.instantiate_ms[1], 2);
+    bench_cell_number(&columns, 6, (double)r->stats.nodes[0], 0);
+    bench_cell_text(&columns, 7, scratch);
+    bench_cell_text(&columns, 8, device);
+    bench_row_end();
   }
+  double wall_sum = 0;
+  for (size_t i = 0; i < b->bucket_count; ++i)
+    wall_sum += b->rows[i].wall_ms;
   uint64_t graphs = b->lazy_stats.graphs;
-  printf("\nall %zu buckets x 2 sets = %llu graphs: cgr_capture took %.1f ms%s"
-         "\n",
-         b->bucket_count, (unsigned long long)graphs, b->eager_ms, unit);
-  if (b->lazy_device_bytes >= 0) {
-    printf("device memory the graphs hold: %.1f MiB in total, %.3f MiB per "
-           "graph (free memory, 2 MiB pages); graph allocation pools: %.1f "
-           "MiB used, %.1f MiB reserved at most\n",
-           mib(b->lazy_device_bytes),
-           graphs ? mib(b->lazy_device_bytes) / (double)graphs : 0.0,
-           mib((int64_t)b->lazy_end.graph_used),
-           mib((int64_t)b->lazy_end.graph_reserved));
-    printf("capture as a whole: %.1f MiB (arena and graphs)\n",
-           mib(b->eager_device_bytes));
-  } else {
-    printf("device memory: not measurable on the host backend\n");
-  }
-  printf("shared by every graph: arena %.2f MiB, slots %.2f MiB; model "
-         "weights %.1f MiB, KV cache %.1f MiB\n",
-         mib((int64_t)b->lazy_stats.arena_bytes),
-         mib((int64_t)b->lazy_stats.slot_bytes), mib((int64_t)b->weight_bytes),
-         mib((int64_t)b->cache_bytes));
-  printf("wall: cgr_capture_bucket (warm-up, 2 captures, 2 instantiates and "
-         "uploads); captN/instN: set N's capture and instantiate + upload; "
-         "arena: scratch the step used; dev: drop in free device memory.\n");
+  char graph_bytes[32], per_graph[32], used[32], reserved[32], eager[32];
+  format_known_bytes(graph_bytes, sizeof graph_bytes, b->lazy_device_bytes);
+  format_known_bytes(per_graph, sizeof per_graph,
+                     b->lazy_device_bytes >= 0 && graphs > 0
+                         ? b->lazy_device_bytes / (int64_t)graphs
+                         : -1);
+  format_known_bytes(used, sizeof used,
+                     b->lazy_end.known ? (int64_t)b->lazy_end.graph_used : -1);
+  format_known_bytes(reserved, sizeof reserved,
+                     b->lazy_end.known ? (int64_t)b->lazy_end.graph_reserved
+                                       : -1);
+  format_known_bytes(eager, sizeof eager, b->eager_device_bytes);
+  char arena[32], slots[32], weights[32], cache[32];
+  bench_format_bytes(arena, sizeof arena, b->lazy_stats.arena_bytes);
+  bench_format_bytes(slots, sizeof slots, b->lazy_stats.slot_bytes);
+  bench_format_bytes(weights, sizeof weights, b->weight_bytes);
+  bench_format_bytes(cache, sizeof cache, b->cache_bytes);
+  printf("\ntotal: buckets %zu, graphs %llu (every bucket x 2 buffer sets)\n"
+         "  eager_capture_ms %.1f: one cgr_capture of every graph; "
+         "eager_device_bytes %s\n"
+         "  lazy_register_ms %.1f, lazy_wall_ms %.1f: the rows above\n"
+         "  graph_device_bytes %s, graph_device_bytes_per_graph %s; "
+         "graph_mem_used_current %s, graph_mem_reserved_high %s\n"
+         "  shared by every graph: arena_bytes %s, slot_bytes %s; the "
+         "model's weight_bytes %s, cache_bytes %s\n",
+         b->bucket_count, (unsigned long long)graphs, b->eager_ms, eager,
+         b->register_ms, wall_sum, graph_bytes, per_graph, used, reserved,
+         arena, slots, weights, cache);
+  printf("\nwall_ms: cgr_capture_bucket (warm-up, 2 captures, 2 "
+         "instantiates and uploads); capture_ms[k], instantiate_ms[k]: "
+         "buffer set k's capture, and its instantiate + upload\n"
+         "nodes[0]: set 0's graph nodes; scratch_bytes: the arena the step "
+         "used; device_bytes: the drop in free device memory (2 MiB pages: "
+         "read the total)\n");
   if (!b->cuda)
-    printf("host backend: these are CPU timings, not comparable with GPU "
-           "numbers\n");
+    printf("-: device memory is not measurable on the host backend\n");
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -457,16 +484,12 @@ static void usage(FILE *to) {
           "the\n"
           "device memory the graphs hold, per graph and in total.\n"
           "\n"
-          "  --backend B    auto (default), cuda or host; CGR_BACKEND wins\n"
           "  --max-batch N  the largest bucket, 1 to 256 (default 256: 35 "
-          "buckets)\n"
-          "  --quick        cgr-decode's small model (2 layers, hidden 128), "
-          "max batch 64\n"
-          "  --smoke        the small model, max batch 8, JSON only (tests)\n"
-          "  --json         JSON lines only, no table\n"
-          "  --out FILE     also write the JSON lines to FILE (directories "
-          "made)\n"
-          "  --help         this text\n");
+          "buckets)\n");
+  bench_usage_common(to,
+                     "cgr-decode's small model (2 layers, hidden 128), max "
+                     "batch 64",
+                     "the small model, max batch 8 (the tests)");
 }
 
 /* bench_capture's own option: --max-batch N. */
@@ -497,7 +520,7 @@ int main(int argc, char **argv) {
   choose_buckets(&b);
   double began = bench_now_us();
   int rc = 0;
-  if (bench_open_out("bench_capture", b.opt.common.out_path, &b.out) != 0)
+  if (bench_output_open(&b.out, "bench_capture", &b.opt.common) != 0)
     return BENCH_EXIT_FAILED;
   rc = emit_meta(&b);
   if (rc == 0)
@@ -506,11 +529,14 @@ int main(int argc, char **argv) {
     rc = run_lazy(&b);
   if (rc == 0)
     emit_results(&b);
-  if (rc == 0 && !b.opt.common.json_only) {
+  if (rc == 0 && !b.opt.common.json) {
     print_table(&b);
-    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
+    bench_print_end(b.cuda,
+                    "each capture's warm-up runs the model on the CPU, and "
+                    "there is no device memory to measure",
+                    began);
   }
-  if (bench_close_out("bench_capture", b.opt.common.out_path, b.out) != 0)
+  if (bench_output_close(&b.out) != 0)
     rc = -1;
   return rc == 0 ? 0 : 1;
 }

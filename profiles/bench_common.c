@@ -55,17 +55,8 @@ void bench_json_quote(char *out, size_t size, const char *s) {
   out[n] = '\0';
 }
 
-void bench_emit(FILE *file, const char *line) {
-  fputs(line, stdout);
-  fputc('\n', stdout);
-  fflush(stdout);
-  if (file != NULL) {
-    fputs(line, file);
-    fputc('\n', file);
-  }
-}
-
-void bench_make_parent_dirs(const char *path) {
+/* mkdir -p of path's directory part; a failure surfaces at fopen. */
+static void make_parent_dirs(const char *path) {
   char copy[4096];
   snprintf(copy, sizeof copy, "%s", path);
   for (char *slash = strchr(copy + 1, '/'); slash != NULL;
@@ -78,6 +69,23 @@ void bench_make_parent_dirs(const char *path) {
 }
 
 /* ---- command line -------------------------------------------------------- */
+
+void bench_usage_common(FILE *to, const char *quick, const char *smoke) {
+  fprintf(to,
+          "  --backend B    auto (default), cuda or host; CGR_BACKEND wins\n"
+          "  --quick        %s\n"
+          "  --smoke        %s\n"
+          "  --json         JSON lines on stdout instead of the table: a "
+          "meta line,\n"
+          "                 then one line per configuration\n"
+          "  --out FILE     the JSON lines to FILE (directories made); the "
+          "table\n"
+          "                 still goes to stdout\n"
+          "  --help         this text\n"
+          "An option's value is given as '--name value' or "
+          "'--name=value'.\n",
+          quick, smoke);
+}
 
 const char *bench_grid_name(bench_grid grid) {
   return grid == BENCH_GRID_SMOKE   ? "smoke"
@@ -101,7 +109,7 @@ static int split_arg(const bench_cli *cli, int argc, char **argv, int *i,
   a->program = cli->program;
   a->arg = argv[*i];
   a->value = NULL;
-  const char *eq = cli->allow_equals ? strchr(a->arg, '=') : NULL;
+  const char *eq = strchr(a->arg, '=');
   size_t length = eq != NULL ? (size_t)(eq - a->arg) : strlen(a->arg);
   if (length >= sizeof a->name)
     length = sizeof a->name - 1;
@@ -139,15 +147,13 @@ static int parse_backend(const bench_arg *a, cgr_backend_kind *out) {
 }
 
 /* The shared options; BENCH_ARG_UNKNOWN for any other. */
-static int common_option(const bench_cli *cli, const bench_arg *a,
-                         bench_options *opt) {
+static int common_option(const bench_arg *a, bench_options *opt) {
   if (strcmp(a->name, "--quick") == 0) {
     opt->grid = BENCH_GRID_QUICK;
-  } else if (strcmp(a->name, "--smoke") == 0 && !cli->no_smoke) {
+  } else if (strcmp(a->name, "--smoke") == 0) {
     opt->grid = BENCH_GRID_SMOKE;
-    opt->json_only = 1;
   } else if (strcmp(a->name, "--json") == 0) {
-    opt->json_only = 1;
+    opt->json = 1;
   } else if (strcmp(a->name, "--out") == 0) {
     if (*a->value == '\0') {
       fprintf(stderr, "%s: --out needs a file name\n", a->program);
@@ -172,7 +178,7 @@ static int parse_all(const bench_cli *cli, int argc, char **argv,
       return rc;
     if (strcmp(a.name, "--help") == 0 || strcmp(a.name, "-h") == 0)
       return 1;
-    rc = common_option(cli, &a, common);
+    rc = common_option(&a, common);
     if (rc == BENCH_ARG_UNKNOWN)
       rc = cli->own_option != NULL ? cli->own_option(&a, user)
                                    : BENCH_ARG_UNKNOWN;
@@ -213,39 +219,127 @@ int bench_parse_long(const bench_arg *a, long min, long max, long *out) {
   return BENCH_ARG_OK;
 }
 
+int bench_parse_double(const bench_arg *a, double min, double max,
+                       double *out) {
+  char *stop = NULL;
+  errno = 0;
+  double x = strtod(a->value, &stop);
+  if (errno != 0 || stop == a->value || *stop != '\0' || !(x >= min) ||
+      !(x <= max)) {
+    fprintf(stderr, "%s: %s must be a number from %g to %g, not '%s'\n",
+            a->program, a->name, min, max, a->value);
+    return BENCH_ARG_USAGE;
+  }
+  *out = x;
+  return BENCH_ARG_OK;
+}
+
 int bench_unknown_option(const bench_arg *a) {
   fprintf(stderr, "%s: unknown option '%s'\n", a->program, a->arg);
   return BENCH_ARG_USAGE;
 }
 
-/* ---- output file --------------------------------------------------------- */
+/* ---- the JSON lines ------------------------------------------------------ */
 
-int bench_open_out(const char *program, const char *path, FILE **out) {
-  *out = NULL;
-  if (path == NULL)
+int bench_output_open(bench_output *out, const char *program,
+                      const bench_options *options) {
+  memset(out, 0, sizeof *out);
+  out->program = program;
+  out->path = options->out_path;
+  out->to_stdout = options->json;
+  if (out->path == NULL)
     return 0;
-  bench_make_parent_dirs(path);
-  *out = fopen(path, "w");
-  if (*out == NULL) {
-    fprintf(stderr, "%s: cannot write '%s': %s\n", program, path,
+  make_parent_dirs(out->path);
+  out->file = fopen(out->path, "w");
+  if (out->file == NULL) {
+    fprintf(stderr, "%s: cannot write '%s': %s\n", program, out->path,
             strerror(errno));
     return -1;
   }
   return 0;
 }
 
-int bench_close_out(const char *program, const char *path, FILE *out) {
-  if (out != NULL && fclose(out) != 0) {
-    fprintf(stderr, "%s: writing '%s' failed\n", program, path);
+void bench_emit(bench_output *out, const char *line) {
+  if (out->to_stdout) {
+    fputs(line, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+  }
+  if (out->file != NULL) {
+    fputs(line, out->file);
+    fputc('\n', out->file);
+  }
+}
+
+int bench_output_close(bench_output *out) {
+  FILE *file = out->file;
+  out->file = NULL;
+  if (file != NULL && fclose(file) != 0) {
+    fprintf(stderr, "%s: writing '%s' failed\n", out->program, out->path);
     return -1;
   }
   return 0;
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+void bench_columns_init(bench_columns *columns, int count,
+                        const char *const *names, int min_width) {
+  int max = (int)(sizeof columns->names / sizeof columns->names[0]);
+  columns->count = count < max ? count : max;
+  for (int i = 0; i < columns->count; ++i) {
+    int length = (int)strlen(names[i]);
+    columns->names[i] = names[i];
+    columns->widths[i] = length > min_width ? length : min_width;
+  }
+}
+
+void bench_cell_text(const bench_columns *columns, int column,
+                     const char *text) {
+  if (column == 0)
+    printf("  %-*s", columns->widths[0], text);
+  else
+    printf("  %*s", columns->widths[column], text);
+}
+
+void bench_cell_number(const bench_columns *columns, int column, double value,
+                       int digits) {
+  char text[64];
+  snprintf(text, sizeof text, "%.*f", digits, value);
+  bench_cell_text(columns, column, text);
+}
+
+void bench_row_end(void) { putchar('\n'); }
+
+void bench_columns_header(const bench_columns *columns) {
+  for (int i = 0; i < columns->count; ++i)
+    bench_cell_text(columns, i, columns->names[i]);
+  bench_row_end();
+}
+
+void bench_device_header(char *out, size_t size, const char *field, int cuda) {
+  snprintf(out, size, cuda ? "%s" : "%s(cpu)", field);
+}
+
+void bench_format_bytes(char *out, size_t size, unsigned long long bytes) {
+  const unsigned long long kib = 1024, mib = kib * kib;
+  if (bytes >= mib && bytes % mib == 0)
+    snprintf(out, size, "%llu MiB", bytes / mib);
+  else if (bytes >= mib)
+    snprintf(out, size, "%.1f MiB", (double)bytes / (double)mib);
+  else if (bytes >= kib && bytes % kib == 0)
+    snprintf(out, size, "%llu KiB", bytes / kib);
+  else if (bytes >= kib)
+    snprintf(out, size, "%.1f KiB", (double)bytes / (double)kib);
+  else
+    snprintf(out, size, "%llu B", bytes);
 }
 
 /* ---- the meta line ------------------------------------------------------- */
 
 void bench_meta_read(cgr_runtime *rt, const char *bench, bench_meta *meta) {
   memset(meta, 0, sizeof *meta);
+  snprintf(meta->bench, sizeof meta->bench, "%s", bench);
   meta->cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
   meta->note = meta->cuda ? "" : BENCH_HOST_NOTE_JSON;
   snprintf(meta->backend_name, sizeof meta->backend_name, "%s",
@@ -257,6 +351,7 @@ void bench_meta_read(cgr_runtime *rt, const char *bench, bench_meta *meta) {
   if (cgr_device_info_get(rt, &info) != CGR_OK)
     snprintf(info.name, sizeof info.name, "unknown");
   meta->multiprocessors = info.multiprocessors;
+  snprintf(meta->device, sizeof meta->device, "%s", info.name);
   char device[300], date[32];
   time_t now = time(NULL);
   struct tm utc;
@@ -289,12 +384,22 @@ int bench_meta_probe(const char *program, cgr_backend_kind backend,
   return 0;
 }
 
-void bench_print_host_note(const bench_meta *meta, int json_only,
-                           const char *more) {
-  if (meta->cuda)
+void bench_print_start(const bench_meta *meta, const bench_options *options) {
+  fprintf(options->json ? stderr : stdout,
+          "bench_%s: %s grid on %s, %s backend (%s)\n", meta->bench,
+          bench_grid_name(options->grid), meta->device, meta->backend_name,
+          meta->reason);
+}
+
+void bench_print_end(int cuda, const char *host_sentence, double began_us) {
+  printf("finished in %.1f s\n", (bench_now_us() - began_us) / 1e6);
+  if (cuda)
     return;
-  fprintf(json_only ? stderr : stdout, "%s%s (%s)\n", BENCH_HOST_NOTE_TEXT,
-          more != NULL ? more : "", meta->reason);
+  if (host_sentence != NULL)
+    printf("%s; %s; %s.\n", BENCH_HOST_NOTE_HEAD, host_sentence,
+           BENCH_HOST_NOTE_TAIL);
+  else
+    printf("%s.\n", BENCH_HOST_NOTE_TEXT);
 }
 
 int bench_fail_call(const char *program, cgr_runtime *rt, cgr_status status,

@@ -35,7 +35,9 @@
  * runs on one thread: these are CPU timings ("timing":"cpu"), not
  * comparable with GPU numbers.
  *
- * Output: JSON lines on stdout (and in --out FILE), then a table.
+ * Output: a table, a row per configuration, its headers the JSON
+ * fields; --json: JSON lines on stdout instead; --out FILE: JSON lines to
+ * FILE as well.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -85,7 +87,7 @@ typedef struct bench {
   long steps;
   int cuda;
   char backend_name[16];
-  FILE *out;
+  bench_output out;
   cgr_lanes *one, *two;
   uint32_t buckets[8];
   size_t bucket_count;
@@ -480,8 +482,8 @@ static int emit_meta(bench *b) {
            m->hidden, m->heads, m->head_dim, m->mlp, m->vocab,
            dec_dtype_name(m->dtype), m->pages, m->pages_per_seq, b->steps,
            WARMUP, meta.note);
-  bench_emit(b->out, line);
-  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
+  bench_print_start(&meta, &b->opt.common);
+  bench_emit(&b->out, line);
   return 0;
 }
 
@@ -499,7 +501,7 @@ static int emit_memory(bench *b) {
              "\"cache_bytes\":%zu}",
              b->backend_name, lane, (unsigned long long)bytes, m->weight_bytes,
              m->cache_bytes);
-    bench_emit(b->out, line);
+    bench_emit(&b->out, line);
   }
   return 0;
 }
@@ -528,45 +530,62 @@ static void emit_results(bench *b) {
              r->one_mean > 0 ? 1e6 / r->one_mean : 0.0,
              r->two_mean > 0 ? 1e6 / r->two_mean : 0.0, decode, prefill,
              speedup(r), r->ideal);
-    bench_emit(b->out, line);
+    bench_emit(&b->out, line);
   }
 }
 
 static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
 
 static void print_table(const bench *b) {
-  printf("\n%-8s %6s %8s %10s %10s %10s %10s %10s %11s %11s %8s %7s\n", "run",
-         "batch", "prefill", "lane rows", "one p50", "two p50", "one p90",
-         "two p90", "one step/s", "two step/s", "speedup", "ideal");
+  const char *const names[] = {"run",
+                               "batch",
+                               "prefill_rows",
+                               "rows_lane0",
+                               "rows_lane1",
+                               "one_lane_us_p50",
+                               "two_lanes_us_p50",
+                               "speedup_two_vs_one",
+                               "speedup_ideal"};
+  bench_columns columns;
+  bench_columns_init(&columns, 9, names, 7);
+  putchar('\n');
+  bench_columns_header(&columns);
   for (size_t i = 0; i < b->result_count; ++i) {
     const result *r = &b->results[i];
-    char split[24];
-    snprintf(split, sizeof split, "%u+%u", r->rows_per_lane[0],
-             r->rows_per_lane[1]);
-    printf("%-8s %6u %8u %10s %10.1f %10.1f %10.1f %10.1f %11.1f %11.1f "
-           "%7.2fx %6.2fx\n",
-           r->run, r->batch, r->prefill_rows, split, r->one_p50, r->two_p50,
-           r->one_p90, r->two_p90, r->one_mean > 0 ? 1e6 / r->one_mean : 0.0,
-           r->two_mean > 0 ? 1e6 / r->two_mean : 0.0, speedup(r), r->ideal);
+    bench_cell_text(&columns, 0, r->run);
+    bench_cell_number(&columns, 1, r->batch, 0);
+    bench_cell_number(&columns, 2, r->prefill_rows, 0);
+    bench_cell_number(&columns, 3, r->rows_per_lane[0], 0);
+    bench_cell_number(&columns, 4, r->rows_per_lane[1], 0);
+    bench_cell_number(&columns, 5, r->one_p50, 1);
+    bench_cell_number(&columns, 6, r->two_p50, 1);
+    bench_cell_number(&columns, 7, speedup(r), 2);
+    bench_cell_number(&columns, 8, r->ideal, 2);
+    bench_row_end();
   }
-  printf("times in us per step (p50 over %ld steps, cgr_lanes_replay with "
-         "wait); decode: one lane runs every row, two lanes split them "
-         "round-robin; overlap: one lane runs the decode graph then the "
-         "eager prefill, two lanes run them at once. ideal: rows over the "
-         "busier lane's rows (decode), decode + prefill over the longer of "
-         "the two (overlap).\n",
+  printf("\none_lane_us_p50, two_lanes_us_p50: us per step, p50 over %ld "
+         "steps of cgr_lanes_replay with wait (--json adds the p90s and "
+         "steps per second)\n"
+         "decode: one lane runs every row, two lanes split them round-robin "
+         "(rows_lane0 + rows_lane1); overlap: one lane runs the decode graph "
+         "then the eager prefill, two lanes run them at once\n"
+         "speedup_two_vs_one: one_lane_us_p50 over two_lanes_us_p50; "
+         "speedup_ideal: rows over the busier lane's rows (decode), decode + "
+         "prefill over the longer of the two (overlap)\n",
          b->steps);
   for (size_t i = 0; i < b->result_count; ++i)
     if (b->results[i].prefill_rows > 0)
-      printf("overlap, one lane: decode graph %.1f us + eager prefill %.1f "
-             "us (p50): at best two lanes hide the shorter one.\n",
+      printf("overlap, one lane: one_lane_decode_us_p50 %.1f (the decode "
+             "graph) + one_lane_prefill_us_p50 %.1f (the eager prefill): at "
+             "best two lanes hide the shorter one\n",
              b->results[i].decode_p50, b->results[i].prefill_p50);
   uint64_t bytes = 0;
   const dec_model *m = cgr_lanes_user(b->two, 0);
   if (cgr_lanes_memory(b->two, 0, &bytes) == CGR_OK)
-    printf("memory per lane: cgr %.2f MiB (slots, arena) + model weights "
-           "%.1f MiB + KV cache %.1f MiB; each lane's setup makes its own "
-           "model, so two lanes hold twice the weights and caches.\n",
+    printf("memory per lane: cgr_bytes %.2f MiB (slots, arena) + "
+           "weight_bytes %.1f MiB + cache_bytes %.1f MiB (the KV cache); each "
+           "lane's setup makes its own model, so two lanes hold twice the "
+           "weights and caches\n",
            mib(bytes), mib(m->weight_bytes), mib(m->cache_bytes));
   char no_help[1024];
   size_t used = 0;
@@ -593,13 +612,12 @@ static void print_table(const bench *b) {
       used += (size_t)n;
   }
   if (used > 0)
-    printf("two lanes did not help (speedup under 1.05x) for: %s.\n", no_help);
+    printf("two lanes did not help (speedup_two_vs_one under 1.05) for: "
+           "%s\n",
+           no_help);
   else
-    printf("two lanes helped (speedup 1.05x or more) in every "
-           "configuration measured here.\n");
-  if (!b->cuda)
-    printf("host backend: these are CPU timings, not comparable with GPU "
-           "numbers\n");
+    printf("two lanes helped (speedup_two_vs_one 1.05 or more) in every "
+           "configuration measured here\n");
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -664,16 +682,11 @@ static void usage(FILE *to) {
               "prefill beside a decode graph against the two one after the "
               "other.\n"
               "\n"
-              "  --backend B  auto (default), cuda or host; CGR_BACKEND wins\n"
-              "  --steps N    timed steps per configuration (default 100; "
-              "quick 30)\n"
-              "  --quick      cgr-decode's small model, batches 1, 4, 16\n"
-              "  --smoke      a tiny model (1 layer, hidden 64), batch 4, 4 "
-              "steps, JSON only (tests)\n"
-              "  --json       JSON lines only, no table\n"
-              "  --out FILE   also write the JSON lines to FILE (directories "
-              "made)\n"
-              "  --help       this text\n");
+              "  --steps N      timed steps per configuration (default 100; "
+              "quick 30)\n");
+  bench_usage_common(to, "cgr-decode's small model, batches 1, 4, 16",
+                     "a tiny model (1 layer, hidden 64), batch 4, 4 steps "
+                     "(the tests)");
 }
 
 /* bench_lanes' own option: --steps N. */
@@ -732,12 +745,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_lanes: out of memory for %ld samples\n", b.steps);
     return 1;
   }
-  if (bench_open_out("bench_lanes", b.opt.common.out_path, &b.out) != 0)
+  if (bench_output_open(&b.out, "bench_lanes", &b.opt.common) != 0)
     return BENCH_EXIT_FAILED;
   int rc = run_all(&b);
-  if (rc == 0 && !b.opt.common.json_only) {
+  if (rc == 0 && !b.opt.common.json) {
     print_table(&b);
-    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
+    bench_print_end(b.cuda,
+                    "each lane's streams are worker threads and a kernel runs "
+                    "on one thread, so a speedup measures free CPU cores, not "
+                    "a GPU's concurrency",
+                    began);
   }
   cgr_lanes_destroy(b.two);
   cgr_lanes_destroy(b.one);
@@ -746,7 +763,7 @@ int main(int argc, char **argv) {
   free(b.scratch);
   free(b.parts[0]);
   free(b.parts[1]);
-  if (bench_close_out("bench_lanes", b.opt.common.out_path, b.out) != 0)
+  if (bench_output_close(&b.out) != 0)
     rc = -1;
   return rc == 0 ? 0 : 1;
 }

@@ -44,7 +44,9 @@
  * On the host backend the "device" is CPU threads: every number is a CPU
  * timing ("timing":"cpu") and means nothing next to a GPU's.
  *
- * Output: JSON lines on stdout (and in --out FILE), then a table.
+ * Output: a table, one group of rows per configuration, its headers the
+ * JSON fields; --json: JSON lines on stdout instead; --out FILE: JSON
+ * lines to FILE as well.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -155,7 +157,7 @@ typedef struct bench {
   double *host_us; /* steps samples each */
   double *prepare_us;
   double *sorted;
-  FILE *out;
+  bench_output out;
   row *rows;
   size_t row_count, row_capacity;
   char backend_name[16];
@@ -575,7 +577,7 @@ static void emit_row(bench *b, const row *r) {
            b->warmup, r->res.host_median, r->res.host_p99,
            r->res.prepare_median, r->res.gpu_step_us, r->ratio_floor,
            r->ratio_naive, r->res.launches_per_step, r->res.bytes_per_step);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
 }
 
 /* The meta line, from a throwaway runtime's device information. */
@@ -586,42 +588,53 @@ static int emit_meta(bench *b) {
     return -1;
   b->cuda = meta.cuda;
   snprintf(b->backend_name, sizeof b->backend_name, "%s", meta.backend_name);
-  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
+  bench_print_start(&meta, &b->opt.common);
   char line[2048];
   snprintf(line, sizeof line,
            "{%s,\"grid\":\"%s\",\"steps\":%ld,\"warmup\":%d,"
            "\"max_steps_in_flight\":2,\"backend_reason\":%s%s}",
            meta.fields, bench_grid_name(b->opt.common.grid), b->opt.steps,
            b->warmup, meta.reason_json, meta.note);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
   return 0;
 }
 
 static void print_table(const bench *b) {
-  const char *unit = b->cuda ? "GPU" : "CPU";
-  printf("\n%-20s %-8s %11s %11s %11s %8s %8s %11s %6s\n", "config", "mode",
-         "host med us", "host p99 us", "prep med us", "x floor", "x naive",
-         b->cuda ? "GPU us/step" : "CPU us/step", "lnch");
+  char device_step[32];
+  bench_device_header(device_step, sizeof device_step, "gpu_step_us", b->cuda);
+  const char *const names[] = {"mode",           "host_us_median",
+                               "host_us_p99",    "prepare_us_median",
+                               "ratio_to_floor", "ratio_to_naive",
+                               device_step,      "launches_per_step"};
+  bench_columns columns;
+  bench_columns_init(&columns, 8, names, 7);
   for (size_t i = 0; i < b->row_count; ++i) {
     const row *r = &b->rows[i];
-    char config[32];
-    snprintf(config, sizeof config, "b=%u w=%u g=%u", r->shape.bucket,
+    if (r->method == METHOD_FLOOR) {
+      printf("\nbucket %u, pages_per_row %u, kernels %u\n", r->shape.bucket,
              r->shape.width, r->shape.kernels);
-    printf("%-20s %-8s %11.2f %11.2f %11.2f %8.2f %8.2f %11.2f %6.1f\n", config,
-           method_names[r->method], r->res.host_median, r->res.host_p99,
-           r->res.prepare_median, r->ratio_floor, r->ratio_naive,
-           r->res.gpu_step_us, r->res.launches_per_step);
+      bench_columns_header(&columns);
+    }
+    bench_cell_text(&columns, 0, method_names[r->method]);
+    bench_cell_number(&columns, 1, r->res.host_median, 2);
+    bench_cell_number(&columns, 2, r->res.host_p99, 2);
+    bench_cell_number(&columns, 3, r->res.prepare_median, 2);
+    bench_cell_number(&columns, 4, r->ratio_floor, 2);
+    bench_cell_number(&columns, 5, r->ratio_naive, 2);
+    bench_cell_number(&columns, 6, r->res.gpu_step_us, 2);
+    bench_cell_number(&columns, 7, r->res.launches_per_step, 1);
+    bench_row_end();
   }
-  printf("\nb: bucket (= batch), w: pages per row, g: kernels in the graph. "
-         "host: CLOCK_MONOTONIC time of one step's cgr_batch_* + cgr_replay "
-         "(floor: its graph launch); prep: the cgr_batch_* part; "
-         "x floor / x naive: host medians divided; %s us/step: timing events "
-         "around %ld back-to-back steps; lnch: kernels + copies + memsets + "
-         "graph launches per step.\n",
-         unit, b->opt.steps);
-  if (!b->cuda)
-    printf("host backend: these are CPU timings, not comparable with GPU "
-           "numbers\n");
+  printf("\nhost_us_median, host_us_p99: CLOCK_MONOTONIC time of one step's "
+         "cgr_batch_begin + cgr_batch_input + cgr_replay (floor: its bare "
+         "graph launch), over %ld steps\n"
+         "prepare_us_median: the cgr_batch_* part of it; ratio_to_floor, "
+         "ratio_to_naive: host_us_median over the floor's, over naive's\n"
+         "gpu_step_us: the device's timing events around the %ld "
+         "back-to-back steps (two in flight), per step%s\n"
+         "launches_per_step: kernels + copies + memsets + graph launches\n",
+         b->opt.steps, b->opt.steps,
+         b->cuda ? "" : "; (cpu): the host backend's events, on CPU threads");
 }
 
 /* ---- the grid ------------------------------------------------------------ */
@@ -711,7 +724,7 @@ static void choose_grid(bench *b) {
 static void usage(FILE *to) {
   fprintf(to,
           "usage: bench_replay [--backend auto|cuda|host] [--steps N] "
-          "[--quick] [--json] [--out FILE]\n"
+          "[--quick] [--smoke] [--json] [--out FILE]\n"
           "\n"
           "Per-step host time and device step time of each replay mode "
           "(naive,\n"
@@ -721,17 +734,12 @@ static void usage(FILE *to) {
           "kernels\n"
           "{8, 64, 512}.\n"
           "\n"
-          "  --backend B  auto (default), cuda or host; CGR_BACKEND wins\n"
-          "  --steps N    timed steps per configuration and mode (default "
-          "10000)\n"
-          "  --quick      buckets {1, 64}, pages {16, 128}, kernels {8, 64}, "
-          "300 steps\n"
-          "  --smoke      one configuration (8, 16, 8), 50 steps, JSON only "
-          "(tests)\n"
-          "  --json       JSON lines only, no table\n"
-          "  --out FILE   also write the JSON lines to FILE (directories "
-          "made)\n"
-          "  --help       this text\n");
+          "  --steps N      timed steps per configuration and mode (default "
+          "10000)\n");
+  bench_usage_common(to,
+                     "buckets {1, 64}, pages {16, 128}, kernels {8, 64}, "
+                     "300 steps",
+                     "one configuration (8, 16, 8), 50 steps (the tests)");
 }
 
 /* bench_replay's own option: --steps N. */
@@ -753,13 +761,13 @@ static int bench_open(bench *b) {
     fprintf(stderr, "bench_replay: out of host memory (samples)\n");
     return -1;
   }
-  if (bench_open_out("bench_replay", b->opt.common.out_path, &b->out) != 0)
+  if (bench_output_open(&b->out, "bench_replay", &b->opt.common) != 0)
     return -1;
   return emit_meta(b);
 }
 
 static int bench_close(bench *b) {
-  int rc = bench_close_out("bench_replay", b->opt.common.out_path, b->out);
+  int rc = bench_output_close(&b->out);
   free(b->host_us);
   free(b->prepare_us);
   free(b->sorted);
@@ -773,7 +781,6 @@ int main(int argc, char **argv) {
   static const char *const valued[] = {"--steps", NULL};
   const bench_cli cli = {.program = "bench_replay",
                          .valued = valued,
-                         .allow_equals = 1,
                          .usage = usage,
                          .own_option = parse_option};
   int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
@@ -783,9 +790,13 @@ int main(int argc, char **argv) {
   int rc = bench_open(&b);
   if (rc == 0)
     rc = run_grid(&b);
-  if (rc == 0 && !b.opt.common.json_only) {
+  if (rc == 0 && !b.opt.common.json) {
     print_table(&b);
-    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
+    bench_print_end(b.cuda,
+                    "double is slowest here because each step hands work "
+                    "between CPU threads (the side stream is a second "
+                    "worker)",
+                    began);
   }
   if (bench_close(&b) != 0)
     rc = -1;

@@ -44,7 +44,9 @@
  * On the host backend the "device" is CPU threads: every number is a CPU
  * timing ("timing":"cpu") and means nothing next to a GPU's.
  *
- * Output: JSON lines on stdout (and in --out FILE), then a table.
+ * Output: a table, one group of rows per (N, E), its headers the JSON
+ * fields; --json: JSON lines on stdout instead; --out FILE: JSON lines to
+ * FILE as well.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -134,7 +136,7 @@ typedef struct bench {
   cgr__event *capture_fork, *capture_join[MAX_STREAMS]; /* in the graph */
   double *host_us;                                      /* rounds samples */
   double *sorted;
-  FILE *out;
+  bench_output out;
   row *rows;
   size_t row_count, row_capacity;
   char backend_name[16];
@@ -471,7 +473,7 @@ static void emit_row(bench *b, const row *r) {
            r->res.host_median, r->res.host_p99, r->res.device_us, r->speedup,
            r->host_speedup, r->res.launches_per_round,
            method_streams[r->method]);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
 }
 
 /* The grid's values as a JSON array. */
@@ -488,7 +490,7 @@ static void json_list(char *out, size_t size, const int64_t *values,
 static int emit_meta(bench *b) {
   bench_meta meta;
   bench_meta_read(b->rt, "streams", &meta);
-  bench_print_host_note(&meta, b->opt.common.json_only, NULL);
+  bench_print_start(&meta, &b->opt.common);
   char ns[128], sizes[128], line[2048];
   int64_t n_values[8];
   for (size_t i = 0; i < b->n_count; ++i)
@@ -503,38 +505,51 @@ static int emit_meta(bench *b) {
            meta.fields, bench_grid_name(b->opt.common.grid), b->opt.rounds,
            b->warmup, ns, sizes, (long long)MAX_TOTAL_ELEMS, meta.reason_json,
            meta.note);
-  bench_emit(b->out, line);
+  bench_emit(&b->out, line);
   return 0;
 }
 
 static void print_table(const bench *b) {
-  const char *unit = b->cuda ? "GPU" : "CPU";
-  printf("\n%-18s %-14s %11s %11s %12s %7s %7s %8s\n", "config", "method",
-         "host med us", "host p99 us",
-         b->cuda ? "GPU us/round" : "CPU us/round", "x seq", "x hseq",
-         "lnch/rd");
+  char device_round[40];
+  bench_device_header(device_round, sizeof device_round, "device_us_per_round",
+                      b->cuda);
+  const char *const names[] = {"method",
+                               "host_us_median",
+                               "host_us_p99",
+                               device_round,
+                               "speedup_vs_sequential",
+                               "host_speedup_vs_sequential",
+                               "launches_per_round"};
+  bench_columns columns;
+  bench_columns_init(&columns, 7, names, 8);
+  columns.widths[0] = 14; /* "graph_streams4" */
   for (size_t i = 0; i < b->row_count; ++i) {
     const row *r = &b->rows[i];
-    char config[40];
-    snprintf(config, sizeof config, "n=%u e=%lld", r->n,
-             (long long)r->item_elems);
-    printf("%-18s %-14s %11.2f %11.2f %12.2f %7.2f %7.2f %8.1f\n", config,
-           method_names[r->method], r->res.host_median, r->res.host_p99,
-           r->res.device_us, r->speedup, r->host_speedup,
-           r->res.launches_per_round);
+    if (i == 0 || r->n != b->rows[i - 1].n ||
+        r->item_elems != b->rows[i - 1].item_elems) {
+      printf("\nn %u, item_elems %lld\n", r->n, (long long)r->item_elems);
+      bench_columns_header(&columns);
+    }
+    bench_cell_text(&columns, 0, method_names[r->method]);
+    bench_cell_number(&columns, 1, r->res.host_median, 2);
+    bench_cell_number(&columns, 2, r->res.host_p99, 2);
+    bench_cell_number(&columns, 3, r->res.device_us, 2);
+    bench_cell_number(&columns, 4, r->speedup, 2);
+    bench_cell_number(&columns, 5, r->host_speedup, 2);
+    bench_cell_number(&columns, 6, r->res.launches_per_round, 1);
+    bench_row_end();
   }
-  printf("\nn: items, e: floats per item. host: CLOCK_MONOTONIC time to "
-         "enqueue one round (every item updated once); %s us/round: timing "
-         "events around %ld back-to-back rounds, two in flight; x seq: "
-         "sequential's %s time per round over this one's (higher is "
-         "better); x hseq: the same for host medians; lnch/rd: kernel and "
-         "graph launches per round.\n",
-         unit, b->opt.rounds, unit);
-  if (!b->cuda)
-    printf("graph_streams4 runs on CUDA only: the host backend cannot fork a "
-           "capture into other streams.\n"
-           "host backend: these are CPU timings, not comparable with GPU "
-           "numbers\n");
+  printf("\nn: items; item_elems: floats per item. host_us_median, "
+         "host_us_p99: CLOCK_MONOTONIC time to enqueue one round (every item "
+         "updated once), over %ld rounds\n"
+         "device_us_per_round: the device's timing events around the %ld "
+         "back-to-back rounds (two in flight), per round%s\n"
+         "speedup_vs_sequential: sequential's device_us_per_round over this "
+         "method's (higher is better); host_speedup_vs_sequential: the same "
+         "for host_us_median\n"
+         "launches_per_round: kernel and graph launches per round\n",
+         b->opt.rounds, b->opt.rounds,
+         b->cuda ? "" : "; (cpu): the host backend's events, on CPU threads");
 }
 
 /* ---- the grid ------------------------------------------------------------ */
@@ -641,19 +656,14 @@ static void usage(FILE *to) {
           "512 runs\n"
           "262144-float items).\n"
           "\n"
-          "  --backend B  auto (default), cuda or host; CGR_BACKEND wins\n"
-          "  --rounds N   timed rounds per configuration and method "
+          "  --rounds N     timed rounds per configuration and method "
           "(default 1000,\n"
-          "               at most %ld)\n"
-          "  --quick      N {8, 64, 512}, items {256, 4096}, 200 rounds (for "
-          "the host backend)\n"
-          "  --smoke      N = 8, 256-float items, 20 rounds, JSON only "
-          "(tests)\n"
-          "  --json       JSON lines only, no table\n"
-          "  --out FILE   also write the JSON lines to FILE (directories "
-          "made)\n"
-          "  --help       this text\n",
+          "                 at most %ld)\n",
           MAX_ROUNDS);
+  bench_usage_common(to,
+                     "N {8, 64, 512}, items {256, 4096}, 200 rounds (for the "
+                     "host backend)",
+                     "N = 8, 256-float items, 20 rounds (the tests)");
 }
 
 /* bench_streams' own option: --rounds N. */
@@ -675,7 +685,7 @@ static int bench_open(bench *b) {
     fprintf(stderr, "bench_streams: out of host memory (samples)\n");
     return -1;
   }
-  if (bench_open_out("bench_streams", b->opt.common.out_path, &b->out) != 0)
+  if (bench_output_open(&b->out, "bench_streams", &b->opt.common) != 0)
     return -1;
 
   cgr_config config;
@@ -737,7 +747,7 @@ static int bench_close(bench *b) {
     }
     cgr_runtime_destroy(b->rt);
   }
-  if (bench_close_out("bench_streams", b->opt.common.out_path, b->out) != 0)
+  if (bench_output_close(&b->out) != 0)
     rc = -1;
   free(b->host_us);
   free(b->sorted);
@@ -751,7 +761,6 @@ int main(int argc, char **argv) {
   static const char *const valued[] = {"--rounds", NULL};
   const bench_cli cli = {.program = "bench_streams",
                          .valued = valued,
-                         .allow_equals = 1,
                          .usage = usage,
                          .own_option = parse_option};
   int exit_code = bench_parse_args(&cli, argc, argv, &b.opt.common, &b.opt);
@@ -761,9 +770,14 @@ int main(int argc, char **argv) {
   int rc = bench_open(&b);
   if (rc == 0)
     rc = run_grid(&b);
-  if (rc == 0 && !b.opt.common.json_only) {
+  if (rc == 0 && !b.opt.common.json) {
     print_table(&b);
-    printf("finished in %.1f s\n", (bench_now_us() - began) / 1e6);
+    bench_print_end(b.cuda,
+                    "each stream is one worker thread, so streams2 and "
+                    "streams4 measure hand-offs between threads, not kernels "
+                    "side by side, and graph_streams4 runs on CUDA only (the "
+                    "host backend cannot fork a capture into other streams)",
+                    began);
   }
   if (bench_close(&b) != 0)
     rc = -1;

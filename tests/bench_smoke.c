@@ -1,12 +1,14 @@
-/* The benchmarks run and say what they measured: bench_replay --smoke
- * gives one line per replay mode and the floor, bench_fused_copy --quick
- * (3 runs, so it stays short under ThreadSanitizer) at least one fused
- * line, bench_capture --smoke a line per bucket and a total, bench_streams
+/* The benchmarks run and say what they measured, as JSON lines on stdout
+ * under --json: bench_replay --smoke gives one line per replay mode and
+ * the floor, bench_fused_copy --smoke at least one fused line,
+ * bench_capture --smoke a line per bucket and a total, bench_streams
  * --smoke a line per method, bench_batcher --smoke its max point and a
  * load, bench_lanes --smoke a decode and an overlap line with a speedup;
- * all exit 0. Timings are not checked. Then
- * profiles/report.py turns their output into the tables (and plots) of
- * docs/benchmarks.md, in a temporary folder. */
+ * all exit 0. Timings are not checked. Then each runs again with --out
+ * FILE and no --json, as gpu_suite.sh runs them: a table on stdout and no
+ * JSON line there, the JSON lines in the file; profiles/report.py turns
+ * those files into the tables (and plots) of docs/benchmarks.md, in a
+ * temporary folder. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +126,7 @@ static void expect_exit_zero(result *r, const char *binary) {
 static void test_bench_replay_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
-  run_bench(BENCH_REPLAY_PATH, "--smoke --steps 50", &r);
+  run_bench(BENCH_REPLAY_PATH, "--smoke --json --steps 50", &r);
   expect_exit_zero(&r, "bench_replay");
   static const char *const modes[] = {"floor", "naive", "fused", "double",
                                       "ingraph"};
@@ -146,7 +148,7 @@ static void test_bench_replay_runs(void **state) {
 static void test_bench_fused_copy_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
-  run_bench(BENCH_FUSED_COPY_PATH, "--quick --runs 3 --json", &r);
+  run_bench(BENCH_FUSED_COPY_PATH, "--smoke --json", &r);
   expect_exit_zero(&r, "bench_fused_copy");
   int lines = count_lines_with(r.output, "\"method\":\"fused\"");
   if (lines < 1) {
@@ -173,7 +175,7 @@ static void expect_lines(result *r, const char *binary, const char *needle,
 static void test_bench_capture_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
-  run_bench(BENCH_CAPTURE_PATH, "--smoke", &r);
+  run_bench(BENCH_CAPTURE_PATH, "--smoke --json", &r);
   expect_exit_zero(&r, "bench_capture");
   /* --smoke: buckets 1, 2, 4, 8. */
   assert_int_equal(count_lines_with(r.output, "\"run\":\"lazy\""), 4);
@@ -185,7 +187,7 @@ static void test_bench_capture_runs(void **state) {
 static void test_bench_streams_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
-  run_bench(BENCH_STREAMS_PATH, "--smoke", &r);
+  run_bench(BENCH_STREAMS_PATH, "--smoke --json", &r);
   expect_exit_zero(&r, "bench_streams");
   static const char *const methods[] = {"sequential", "streams2", "streams4",
                                         "graph", "vectorized"};
@@ -200,7 +202,7 @@ static void test_bench_streams_runs(void **state) {
 static void test_bench_batcher_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
-  run_bench(BENCH_BATCHER_PATH, "--smoke", &r);
+  run_bench(BENCH_BATCHER_PATH, "--smoke --json", &r);
   expect_exit_zero(&r, "bench_batcher");
   expect_lines(&r, "bench_batcher", "{\"bench\":\"batcher\",", 1);
   expect_lines(&r, "bench_batcher", "\"load\":\"max\"", 1);
@@ -211,7 +213,7 @@ static void test_bench_batcher_runs(void **state) {
 static void test_bench_lanes_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
-  run_bench(BENCH_LANES_PATH, "--smoke", &r);
+  run_bench(BENCH_LANES_PATH, "--smoke --json", &r);
   expect_exit_zero(&r, "bench_lanes");
   expect_lines(&r, "bench_lanes", "{\"bench\":\"lanes\",", 2);
   expect_lines(&r, "bench_lanes", "\"run\":\"decode\"", 1);
@@ -224,33 +226,6 @@ static void test_bench_lanes_runs(void **state) {
 /* ---- the report ---------------------------------------------------------- */
 
 #ifdef REPORT_PYTHON
-/* A results folder of the benchmarks' smoke runs, as gpu_suite.sh lays it
- * out, in a fresh temporary directory: `dir` gets its path. */
-static void make_results(char *dir, size_t size) {
-  snprintf(dir, size, "%s/cgr-report-XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  assert_non_null(mkdtemp(dir));
-  struct {
-    const char *binary, *args, *file;
-  } runs[] = {
-      {BENCH_REPLAY_PATH, "--smoke --steps 50", "replay.jsonl"},
-      {BENCH_FUSED_COPY_PATH, "--quick --runs 3 --json", "fused_copy.jsonl"},
-      {BENCH_CAPTURE_PATH, "--smoke", "capture.jsonl"},
-      {BENCH_STREAMS_PATH, "--smoke", "streams.jsonl"},
-      {BENCH_BATCHER_PATH, "--smoke", "batcher.jsonl"},
-      {BENCH_LANES_PATH, "--smoke", "lanes.jsonl"},
-  };
-  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
-    char args[4096];
-    snprintf(args, sizeof args, "%s --out '%s/results/%s'", runs[i].args, dir,
-             runs[i].file);
-    result r;
-    run_bench(runs[i].binary, args, &r);
-    expect_exit_zero(&r, runs[i].binary);
-    result_free(&r);
-  }
-}
-
 static void remove_tree(const char *dir) {
   char command[4200];
   snprintf(command, sizeof command, "rm -rf '%s'", dir);
@@ -284,6 +259,67 @@ static char *read_file(const char *path) {
   }
   fclose(f);
   return text;
+}
+
+/* Lines of the output that start with `prefix`. */
+static int count_lines_starting_with(const char *output, const char *prefix) {
+  int count = 0;
+  size_t prefix_length = strlen(prefix);
+  for (const char *line = output; *line != '\0';) {
+    if (strncmp(line, prefix, prefix_length) == 0)
+      count++;
+    const char *end = strchr(line, '\n');
+    if (end == NULL)
+      break;
+    line = end + 1;
+  }
+  return count;
+}
+
+/* A results folder of the benchmarks' smoke runs, as gpu_suite.sh lays it
+ * out, in a fresh temporary directory: `dir` gets its path. */
+static void make_results(char *dir, size_t size) {
+  snprintf(dir, size, "%s/cgr-report-XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  assert_non_null(mkdtemp(dir));
+  struct {
+    const char *binary, *args, *file;
+  } runs[] = {
+      {BENCH_REPLAY_PATH, "--smoke --steps 50", "replay.jsonl"},
+      {BENCH_FUSED_COPY_PATH, "--smoke", "fused_copy.jsonl"},
+      {BENCH_CAPTURE_PATH, "--smoke", "capture.jsonl"},
+      {BENCH_STREAMS_PATH, "--smoke", "streams.jsonl"},
+      {BENCH_BATCHER_PATH, "--smoke", "batcher.jsonl"},
+      {BENCH_LANES_PATH, "--smoke", "lanes.jsonl"},
+  };
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
+    char args[4096];
+    snprintf(args, sizeof args, "%s --out '%s/results/%s'", runs[i].args, dir,
+             runs[i].file);
+    result r;
+    run_bench(runs[i].binary, args, &r);
+    expect_exit_zero(&r, runs[i].binary);
+    /* Without --json the JSON lines go to the file only; a table, which
+     * ends with "finished in", to stdout. */
+    if (count_lines_starting_with(r.output, "{") != 0 ||
+        count_lines_with(r.output, "finished in") != 1) {
+      fprintf(stderr, "%s", r.output);
+      result_free(&r);
+      remove_tree(dir);
+      fail_msg("%s --out printed JSON lines or no table (output above)",
+               runs[i].binary);
+    }
+    result_free(&r);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/results/%s", dir, runs[i].file);
+    char *lines = read_file(path);
+    int meta_lines = lines ? count_lines_with(lines, "\"kind\":\"meta\"") : 0;
+    free(lines);
+    if (meta_lines != 1) {
+      remove_tree(dir);
+      fail_msg("%s has %d meta lines, expected 1", path, meta_lines);
+    }
+  }
 }
 
 /* Runs the report over dir/results into dir/docs; returns benchmarks.md. */
