@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """make_api.py: writes docs/api.md, the API reference, from the public
-headers (include/cgr/cgr.h, include/cgr/cgr_cuda.h).
+headers (include/cgr/cgr.h with cgr_batcher.h and cgr_lanes.h, and
+include/cgr/cgr_cuda.h).
 
 The headers are the contract: every function's comment says what it does,
 what it returns, its errors, who owns what and which threads may call it.
@@ -21,7 +22,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-HEADERS = ["include/cgr/cgr.h", "include/cgr/cgr_cuda.h"]
+HEADERS = ["include/cgr/cgr.h", "include/cgr/cgr_batcher.h",
+           "include/cgr/cgr_lanes.h", "include/cgr/cgr_cuda.h"]
 OUTPUT = os.path.join(HERE, "api.md")
 
 BANNER = re.compile(r"^/\*\s*-{10,}\s*\*/$")
