@@ -22,8 +22,9 @@ runs on a side stream, then `with torch.cuda.graph(g)`. Methods, in order:
                   positions, seq_lens, page_table) from pinned host
                   tensors, then g.replay(): what mini-sglang's FA3 backend
                   does before each replay
-  torch_pageable  the same copies from ordinary (pageable) CPU tensors, the
-                  kind of source bench_replay's modes take
+  torch_pageable  the same copies from ordinary (pageable) CPU tensors:
+                  compare with bench_replay's host rows (CGR_SOURCE_HOST);
+                  `torch` compares with its pinned rows (CGR_SOURCE_PINNED)
 
 Timing. host_us is time.perf_counter_ns() around one step's copies and
 g.replay() (the floor: g.replay() alone), as median and p99; prepare_us is
@@ -41,8 +42,13 @@ the host is slower than the device, it is the host's pace. The last step's `out`
 sums; a mismatch prints WRONG RESULT and exits 1.
 
 Output: JSON lines on stdout (and in --out FILE) with bench_replay's row
-fields, backend "torch", so the rows join bench_replay's table; then a
-human table unless --json or --smoke.
+fields, backend "torch", so the rows join bench_replay's table; "source"
+says where the copies read from (pinned for torch and torch_floor, host for
+torch_pageable), so profiles/report.py sets `torch` beside bench_replay's
+pinned rows (--source pinned or both), like with like; then a human table
+unless --json or --smoke. The grids (full, --quick, --smoke) are
+bench_replay's, configuration for configuration, steps and warm-up
+included (peers/test_torch_replay_cli.py checks it).
 
 Exit status: 0 ran and every result was right; 1 a wrong result or a
 failure (CUDA error, unwritable --out file); 2 bad usage; 77 skipped:
@@ -79,6 +85,14 @@ GRIDS = {
 }
 
 METHODS = ("torch_floor", "torch", "torch_pageable")
+
+# Where each method's inputs come from, as bench_replay's "source" says it
+# for cgr: `torch` copies from pinned tensors, so it compares with cgr's
+# pinned rows; `torch_pageable` from pageable ones (cgr's host rows);
+# torch_floor copies nothing per step (its inputs were loaded once, from
+# the pinned tensors).
+SOURCES = {"torch_floor": "pinned", "torch": "pinned",
+           "torch_pageable": "host"}
 
 EPILOG = """\
 methods: torch_floor (g.replay() alone), torch (six copy_ from pinned host
@@ -291,7 +305,8 @@ def row_record(options, shape, method, result, floor_median):
     ratio = result["host_median"] / floor_median if floor_median > 0 else 0.0
     return {
         "bench": "replay", "backend": "torch", "timing": "gpu",
-        "mode": method, "bucket": bucket, "pages_per_row": width,
+        "mode": method, "source": SOURCES[method], "bucket": bucket,
+        "pages_per_row": width,
         "kernels": kernels, "steps": options.steps,
         "warmup": options.warmup,
         "host_us_median": round(result["host_median"], 3),
@@ -305,18 +320,21 @@ def row_record(options, shape, method, result, floor_median):
 
 
 def print_table(rows, steps):
-    print(f"\n{'config':<20} {'mode':<14} {'host med us':>11} "
+    print(f"\n{'config':<20} {'mode':<14} {'source':>6} {'host med us':>11} "
           f"{'host p99 us':>11} {'prep med us':>11} {'x floor':>8} "
           f"{'GPU us/step':>11} {'lnch':>6}")
     for row in rows:
         config = (f"b={row['bucket']} w={row['pages_per_row']} "
                   f"g={row['kernels']}")
-        print(f"{config:<20} {row['mode']:<14} {row['host_us_median']:11.2f} "
+        print(f"{config:<20} {row['mode']:<14} {row['source']:>6} "
+              f"{row['host_us_median']:11.2f} "
               f"{row['host_us_p99']:11.2f} {row['prepare_us_median']:11.2f} "
               f"{row['ratio_to_floor']:8.2f} {row['gpu_step_us']:11.2f} "
               f"{row['launches_per_step']:6.1f}")
     print(f"\nb: bucket (= batch), w: pages per row, g: kernels in the graph. "
-          f"host: time.perf_counter_ns of one step's copy_ calls + "
+          f"source: the host tensors the copies read (pinned: compare "
+          f"with bench_replay's pinned rows; host: pageable, its host "
+          f"rows). host: time.perf_counter_ns of one step's copy_ calls + "
           f"g.replay() (torch_floor: g.replay() alone), Python included; "
           f"prep: the copy_ part; x floor: host medians divided; GPU us/step: "
           f"timing events around {steps} back-to-back steps; lnch: copies + "

@@ -15,16 +15,29 @@
  *
  * Each configuration (bucket, pages per row W, kernels G) gets its own
  * runtime with that one bucket, captured once. Every step is a full batch
- * (batch = bucket) from pageable host arrays (CGR_SOURCE_HOST) with new
- * values (four sets of values in turn), so nothing is skipped but the
- * constant. Methods, run in this order:
+ * (batch = bucket) with new values (four sets of values in turn), so
+ * nothing is skipped but the constant. The values lie in host memory of
+ * the kind --source picks, and with `both` (the default) every method
+ * runs once per source, on the same runtime:
+ *
+ *   host     pageable arrays (CGR_SOURCE_HOST): cgr stages them into its
+ *            pinned staging with the CPU, then copies from there
+ *   pinned   page-locked arrays (CGR_SOURCE_PINNED, cgr__be_pinned_alloc):
+ *            the device's copy reads them directly; the way
+ *            peers/torch_replay.py's `torch` method feeds PyTorch, so
+ *            these are the rows to compare it with
+ *
+ * Methods, run in this order for each source:
  *
  *   floor    cgr__be_graph_launch of the captured exec of set n mod 2, its
- *            inputs already in place (loaded once by two replays)
+ *            inputs already in place (loaded once by two replays from the
+ *            source: its time does not depend on it)
  *   naive    CGR_REPLAY_NAIVE: a copy per slot, then the graph
  *   fused    CGR_REPLAY_FUSED: one fused copy, then the graph
  *   double   CGR_REPLAY_DOUBLE_BUFFERED: the copy on the side stream
  *   ingraph  CGR_REPLAY_IN_GRAPH: the copy is the graph's first node
+ *            (it reads cgr's staging, so the CPU copies a pinned source
+ *            there too)
  *
  * Per method: a warm-up, then `steps` steps back to back. host_us is the
  * CLOCK_MONOTONIC time of cgr_batch_begin + cgr_batch_input (prepare_us)
@@ -44,9 +57,9 @@
  * On the host backend the "device" is CPU threads: every number is a CPU
  * timing ("timing":"cpu") and means nothing next to a GPU's.
  *
- * Output: a table, one group of rows per configuration, its headers the
- * JSON fields; --json: JSON lines on stdout instead; --out FILE: JSON
- * lines to FILE as well.
+ * Output (bench_replay_report.c): a table, one group of rows per
+ * configuration, its headers the JSON fields; --json: JSON lines on
+ * stdout instead; --out FILE: JSON lines to FILE as well.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +67,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "bench_replay_report.h"
 #include "capture/capture.h"
 #include "cgr/cgr.h"
 #include "kernels/basic.h"
@@ -68,23 +82,13 @@
 #define STEP_MIN_KERNELS 8
 #define MAX_STEPS 10000000L
 
-typedef enum method {
-  METHOD_FLOOR,
-  METHOD_NAIVE,
-  METHOD_FUSED,
-  METHOD_DOUBLE,
-  METHOD_INGRAPH,
-  METHOD_COUNT
-} method;
-
-static const char *const method_names[METHOD_COUNT] = {"floor", "naive",
-                                                       "fused", "double",
-                                                       "ingraph"};
-
-static const cgr_replay_mode method_modes[METHOD_COUNT] = {
+static const cgr_replay_mode method_modes[REPLAY_METHOD_COUNT] = {
     CGR_REPLAY_NAIVE, /* unused: the floor bypasses the engine */
     CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED, CGR_REPLAY_DOUBLE_BUFFERED,
     CGR_REPLAY_IN_GRAPH};
+
+static const cgr_source source_kinds[REPLAY_SOURCE_COUNT] = {CGR_SOURCE_HOST,
+                                                             CGR_SOURCE_PINNED};
 
 /* The input slots, in the order a batch gives them. */
 enum {
@@ -101,45 +105,29 @@ typedef struct options {
   bench_options common; /* --backend, --quick, --smoke, --json, --out */
   long steps;
   int steps_given;
+  int sources[REPLAY_SOURCE_COUNT]; /* --source: nonzero for each to run */
 } options;
 
-typedef struct result {
-  double host_median;
-  double host_p99;
-  double prepare_median;
-  double gpu_step_us;
-  double launches_per_step; /* kernels, copies, memsets, graphs */
-  double bytes_per_step;    /* copied by the replay's plan */
-} result;
-
-/* One configuration's shape. */
-typedef struct shape {
-  uint32_t bucket;
-  uint32_t width; /* pages per row */
-  uint32_t kernels;
-} shape;
-
-/* One table row, kept for the end. */
-typedef struct row {
-  shape shape;
-  method method;
-  result res;
-  double ratio_floor;
-  double ratio_naive;
-} row;
-
 /* One configuration: its runtime, slots, input values and expected
- * outputs. The step function reads it. */
+ * outputs. The step function reads it.
+ *
+ * The input values are written once, before the capture, and only read
+ * afterwards: step n reads set n mod VARIANTS. That is what a pinned
+ * source needs, since the device reads it asynchronously until the step's
+ * ticket completes: no array is ever rewritten under a copy in flight. */
 typedef struct workload {
-  shape shape;
+  replay_shape shape;
   cgr_runtime *rt;
   cgr__backend *be;
   cgr__stream *main_stream;
   cgr_slot inputs[IN_COUNT];
   cgr_slot cu_q;
   cgr_slot out;
-  int32_t *data[IN_COUNT];   /* VARIANTS * elems[i] each */
+  int32_t *data[IN_COUNT];   /* VARIANTS * elems[i] each, pageable */
+  int32_t *pinned[IN_COUNT]; /* the same values, page-locked; NULL when
+                                no pinned source runs */
   size_t elems[IN_COUNT];    /* per variant */
+  replay_source source;      /* where the steps now take their inputs */
   int32_t *expected;         /* VARIANTS * bucket */
   int32_t *readback;         /* bucket, pinned */
   cgr__event *start, *end;   /* timing events */
@@ -150,17 +138,13 @@ typedef struct workload {
 
 typedef struct bench {
   options opt;
-  int cuda;
   int warmup;
   const uint32_t *buckets, *widths, *kernels;
   size_t bucket_count, width_count, kernel_count;
   double *host_us; /* steps samples each */
   double *prepare_us;
   double *sorted;
-  bench_output out;
-  row *rows;
-  size_t row_count, row_capacity;
-  char backend_name[16];
+  replay_report report;
 } bench;
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -269,14 +253,30 @@ static int declare(workload *w, cgr_slot *out, const char *name,
   return 0;
 }
 
+/* Page-locked copies of every input's values, for CGR_SOURCE_PINNED. */
+static int make_pinned(workload *w) {
+  for (int i = 0; i < IN_COUNT; ++i) {
+    size_t bytes = VARIANTS * w->elems[i] * sizeof(int32_t);
+    CHECK(w->rt, cgr__be_pinned_alloc(w->be, bytes, (void **)&w->pinned[i]),
+          "allocating the pinned inputs");
+    memcpy(w->pinned[i], w->data[i], bytes);
+  }
+  return 0;
+}
+
 static void workload_release(workload *w) {
   if (w->rt != NULL) {
+    /* Both streams: a copy on the side stream may still read a pinned
+     * source when a method stopped on a failure. */
     cgr__be_stream_drain(w->be, w->main_stream);
+    cgr__be_stream_drain(w->be, w->rt->streams[CGR_STREAM_SIDE]);
     cgr__be_event_destroy(w->be, w->start);
     cgr__be_event_destroy(w->be, w->end);
     cgr__be_event_destroy(w->be, w->launched[0]);
     cgr__be_event_destroy(w->be, w->launched[1]);
     cgr__be_pinned_free(w->be, w->readback);
+    for (int i = 0; i < IN_COUNT; ++i)
+      cgr__be_pinned_free(w->be, w->pinned[i]);
   }
   cgr_runtime_destroy(w->rt);
   for (int i = 0; i < IN_COUNT; ++i)
@@ -286,7 +286,7 @@ static void workload_release(workload *w) {
 }
 
 /* Creates the runtime, declares the slots, captures the one bucket. */
-static int workload_open(bench *b, workload *w, shape s) {
+static int workload_open(bench *b, workload *w, replay_shape s) {
   memset(w, 0, sizeof *w);
   w->shape = s;
   cgr_config config;
@@ -300,7 +300,7 @@ static int workload_open(bench *b, workload *w, shape s) {
     return fail_call(NULL, status, "cgr_runtime_create");
   w->be = &w->rt->backend;
   w->main_stream = w->rt->streams[CGR_STREAM_MAIN];
-  snprintf(b->backend_name, sizeof b->backend_name, "%s",
+  snprintf(b->report.backend_name, sizeof b->report.backend_name, "%s",
            cgr_backend_name(w->rt));
 
   static const char *const names[IN_COUNT] = {"input_ids",    "positions",
@@ -329,6 +329,8 @@ static int workload_open(bench *b, workload *w, shape s) {
     return -1;
   }
   make_values(w);
+  if (b->opt.sources[REPLAY_SOURCE_PINNED] && make_pinned(w) != 0)
+    return -1;
   CHECK(w->rt,
         cgr__be_pinned_alloc(w->be, s.bucket * sizeof(int32_t),
                              (void **)&w->readback),
@@ -355,16 +357,20 @@ static int workload_open(bench *b, workload *w, shape s) {
 
 /* ---- running the methods ------------------------------------------------- */
 
-/* One replayed step with input values `v`: *prepare_us and *host_us get
- * the host time of the batch calls and of the whole step. */
+/* One replayed step with input values `v` from w->source: *prepare_us
+ * and *host_us get the host time of the batch calls and of the whole
+ * step. */
 static int replay_step(workload *w, int v, double *prepare_us, double *host_us,
                        cgr_ticket *ticket) {
+  int pinned = w->source == REPLAY_SOURCE_PINNED;
+  cgr_source source = source_kinds[w->source];
   double t0 = bench_now_us();
   cgr_batch *batch = NULL;
   cgr_status status = cgr_batch_begin(w->rt, w->shape.bucket, &batch);
   for (int i = 0; i < IN_COUNT && status == CGR_OK; ++i)
-    status = cgr_batch_input(batch, w->inputs[i], CGR_SOURCE_HOST,
-                             w->data[i] + (size_t)v * w->elems[i],
+    status = cgr_batch_input(batch, w->inputs[i], source,
+                             (pinned ? w->pinned[i] : w->data[i]) +
+                                 (size_t)v * w->elems[i],
                              w->elems[i] * sizeof(int32_t));
   double t1 = bench_now_us();
   if (status != CGR_OK) {
@@ -434,7 +440,7 @@ static int wait_step_before_last(workload *w, int k) {
 
 /* Bare graph launches of the captured execs, set n mod 2, the inputs
  * loaded once before by two replays. */
-static int run_floor(bench *b, workload *w, result *res) {
+static int run_floor(bench *b, workload *w, replay_result *res) {
   cgr_ticket tickets[2];
   double unused_prepare, unused_host;
   CHECK(w->rt, cgr_set_replay_mode(w->rt, CGR_REPLAY_FUSED),
@@ -490,7 +496,8 @@ static int run_floor(bench *b, workload *w, result *res) {
 }
 
 /* Replays in one mode. */
-static int run_mode(bench *b, workload *w, method m, result *res) {
+static int run_mode(bench *b, workload *w, replay_method m,
+                    replay_result *res) {
   cgr_replay_mode mode = method_modes[m];
   CHECK(w->rt, cgr_set_replay_mode(w->rt, mode), "cgr_set_replay_mode");
   cgr_counters before, after;
@@ -539,143 +546,64 @@ static int run_mode(bench *b, workload *w, method m, result *res) {
   CHECK(w->rt, cgr_ticket_wait(w->rt, last), "cgr_ticket_wait");
   void *out = NULL;
   CHECK(w->rt, cgr_output(w->rt, last, w->out, &out), "cgr_output");
-  if (check_output(w, out, (int)((total - 1) % VARIANTS), method_names[m]) != 0)
+  if (check_output(w, out, (int)((total - 1) % VARIANTS),
+                   replay_method_names[m]) != 0)
     return -1;
   CHECK(w->rt, cgr_synchronize(w->rt), "cgr_synchronize");
   return 0;
 }
 
-/* ---- output -------------------------------------------------------------- */
-
-static int add_row(bench *b, const row *r) {
-  if (b->row_count == b->row_capacity) {
-    size_t capacity = b->row_capacity ? b->row_capacity * 2 : 64;
-    row *rows = realloc(b->rows, capacity * sizeof *rows);
-    if (rows == NULL) {
-      fprintf(stderr, "bench_replay: out of host memory (table)\n");
-      return -1;
-    }
-    b->rows = rows;
-    b->row_capacity = capacity;
-  }
-  b->rows[b->row_count++] = *r;
-  return 0;
-}
-
-static void emit_row(bench *b, const row *r) {
-  char line[1024];
-  snprintf(line, sizeof line,
-           "{\"bench\":\"replay\",\"backend\":\"%s\",\"timing\":\"%s\","
-           "\"mode\":\"%s\",\"bucket\":%u,\"pages_per_row\":%u,"
-           "\"kernels\":%u,\"steps\":%ld,\"warmup\":%d,"
-           "\"host_us_median\":%.3f,\"host_us_p99\":%.3f,"
-           "\"prepare_us_median\":%.3f,\"gpu_step_us\":%.3f,"
-           "\"ratio_to_floor\":%.3f,\"ratio_to_naive\":%.3f,"
-           "\"launches_per_step\":%.2f,\"bytes_per_step\":%.0f}",
-           b->backend_name, b->cuda ? "gpu" : "cpu", method_names[r->method],
-           r->shape.bucket, r->shape.width, r->shape.kernels, b->opt.steps,
-           b->warmup, r->res.host_median, r->res.host_p99,
-           r->res.prepare_median, r->res.gpu_step_us, r->ratio_floor,
-           r->ratio_naive, r->res.launches_per_step, r->res.bytes_per_step);
-  bench_emit(&b->out, line);
-}
-
-/* The meta line, from a throwaway runtime's device information. */
-static int emit_meta(bench *b) {
-  bench_meta meta;
-  if (bench_meta_probe("bench_replay", b->opt.common.backend, "replay",
-                       &meta) != 0)
-    return -1;
-  b->cuda = meta.cuda;
-  snprintf(b->backend_name, sizeof b->backend_name, "%s", meta.backend_name);
-  bench_print_start(&meta, &b->opt.common);
-  char line[2048];
-  snprintf(line, sizeof line,
-           "{%s,\"grid\":\"%s\",\"steps\":%ld,\"warmup\":%d,"
-           "\"max_steps_in_flight\":2,\"backend_reason\":%s%s}",
-           meta.fields, bench_grid_name(b->opt.common.grid), b->opt.steps,
-           b->warmup, meta.reason_json, meta.note);
-  bench_emit(&b->out, line);
-  return 0;
-}
-
-static void print_table(const bench *b) {
-  char device_step[32];
-  bench_device_header(device_step, sizeof device_step, "gpu_step_us", b->cuda);
-  const char *const names[] = {"mode",           "host_us_median",
-                               "host_us_p99",    "prepare_us_median",
-                               "ratio_to_floor", "ratio_to_naive",
-                               device_step,      "launches_per_step"};
-  bench_columns columns;
-  bench_columns_init(&columns, 8, names, 7);
-  for (size_t i = 0; i < b->row_count; ++i) {
-    const row *r = &b->rows[i];
-    if (r->method == METHOD_FLOOR) {
-      printf("\nbucket %u, pages_per_row %u, kernels %u\n", r->shape.bucket,
-             r->shape.width, r->shape.kernels);
-      bench_columns_header(&columns);
-    }
-    bench_cell_text(&columns, 0, method_names[r->method]);
-    bench_cell_number(&columns, 1, r->res.host_median, 2);
-    bench_cell_number(&columns, 2, r->res.host_p99, 2);
-    bench_cell_number(&columns, 3, r->res.prepare_median, 2);
-    bench_cell_number(&columns, 4, r->ratio_floor, 2);
-    bench_cell_number(&columns, 5, r->ratio_naive, 2);
-    bench_cell_number(&columns, 6, r->res.gpu_step_us, 2);
-    bench_cell_number(&columns, 7, r->res.launches_per_step, 1);
-    bench_row_end();
-  }
-  printf("\nhost_us_median, host_us_p99: CLOCK_MONOTONIC time of one step's "
-         "cgr_batch_begin + cgr_batch_input + cgr_replay (floor: its bare "
-         "graph launch), over %ld steps\n"
-         "prepare_us_median: the cgr_batch_* part of it; ratio_to_floor, "
-         "ratio_to_naive: host_us_median over the floor's, over naive's\n"
-         "gpu_step_us: the device's timing events around the %ld "
-         "back-to-back steps (two in flight), per step%s\n"
-         "launches_per_step: kernels + copies + memsets + graph launches\n",
-         b->opt.steps, b->opt.steps,
-         b->cuda ? "" : "; (cpu): the host backend's events, on CPU threads");
-}
-
 /* ---- the grid ------------------------------------------------------------ */
 
-static int run_config(bench *b, shape s) {
-  workload w;
-  result results[METHOD_COUNT];
+/* Every method with the inputs from w->source; a row for each. */
+static int run_source(bench *b, workload *w) {
+  replay_result results[REPLAY_METHOD_COUNT];
   memset(results, 0, sizeof results);
-  int rc = workload_open(b, &w, s);
-  for (int m = 0; m < METHOD_COUNT && rc == 0; ++m) {
-    result *res = &results[m];
-    rc = m == METHOD_FLOOR ? run_floor(b, &w, res)
-                           : run_mode(b, &w, (method)m, res);
-    if (rc == 0) {
-      bench_percentiles(b->host_us, b->opt.steps, b->sorted, &res->host_median,
-                        99, &res->host_p99);
-      bench_percentiles(b->prepare_us, b->opt.steps, b->sorted,
-                        &res->prepare_median, 99, NULL);
-    }
+  for (int m = 0; m < REPLAY_METHOD_COUNT; ++m) {
+    replay_result *res = &results[m];
+    int rc = m == REPLAY_FLOOR ? run_floor(b, w, res)
+                               : run_mode(b, w, (replay_method)m, res);
+    if (rc != 0)
+      return -1;
+    bench_percentiles(b->host_us, b->opt.steps, b->sorted, &res->host_median,
+                      99, &res->host_p99);
+    bench_percentiles(b->prepare_us, b->opt.steps, b->sorted,
+                      &res->prepare_median, 99, NULL);
   }
-  workload_release(&w);
-  if (rc != 0)
-    return -1;
-  double floor_us = results[METHOD_FLOOR].host_median;
-  double naive_us = results[METHOD_NAIVE].host_median;
-  for (int m = 0; m < METHOD_COUNT; ++m) {
-    row r = {.shape = s, .method = (method)m, .res = results[m]};
+  double floor_us = results[REPLAY_FLOOR].host_median;
+  double naive_us = results[REPLAY_NAIVE].host_median;
+  for (int m = 0; m < REPLAY_METHOD_COUNT; ++m) {
+    replay_row r = {.shape = w->shape,
+                    .source = w->source,
+                    .method = (replay_method)m,
+                    .res = results[m]};
     r.ratio_floor = floor_us > 0 ? results[m].host_median / floor_us : 0.0;
     r.ratio_naive = naive_us > 0 ? results[m].host_median / naive_us : 0.0;
-    emit_row(b, &r);
-    if (add_row(b, &r) != 0)
+    if (replay_report_add(&b->report, &r) != 0)
       return -1;
   }
   return 0;
+}
+
+/* One runtime and capture for the configuration; each source in turn. */
+static int run_config(bench *b, replay_shape s) {
+  workload w;
+  int rc = workload_open(b, &w, s);
+  for (int src = 0; src < REPLAY_SOURCE_COUNT && rc == 0; ++src) {
+    if (!b->opt.sources[src])
+      continue;
+    w.source = (replay_source)src;
+    rc = run_source(b, &w);
+  }
+  workload_release(&w);
+  return rc;
 }
 
 static int run_grid(bench *b) {
   for (size_t i = 0; i < b->bucket_count; ++i)
     for (size_t j = 0; j < b->width_count; ++j)
       for (size_t k = 0; k < b->kernel_count; ++k) {
-        shape s = {b->buckets[i], b->widths[j], b->kernels[k]};
+        replay_shape s = {b->buckets[i], b->widths[j], b->kernels[k]};
         if (run_config(b, s) != 0)
           return -1;
       }
@@ -723,8 +651,10 @@ static void choose_grid(bench *b) {
 
 static void usage(FILE *to) {
   fprintf(to,
-          "usage: bench_replay [--backend auto|cuda|host] [--steps N] "
-          "[--quick] [--smoke] [--json] [--out FILE]\n"
+          "usage: bench_replay [--backend auto|cuda|host] "
+          "[--source host|pinned|both]\n"
+          "                    [--steps N] [--quick] [--smoke] [--json] "
+          "[--out FILE]\n"
           "\n"
           "Per-step host time and device step time of each replay mode "
           "(naive,\n"
@@ -732,19 +662,45 @@ static void usage(FILE *to) {
           "over\n"
           "buckets {1, 8, 64, 256} x pages per row {16, 128, 2048} x graph "
           "kernels\n"
-          "{8, 64, 512}.\n"
+          "{8, 64, 512}, with the inputs in pageable and in pinned host "
+          "memory.\n"
           "\n"
           "  --steps N      timed steps per configuration and mode (default "
-          "10000)\n");
+          "10000)\n"
+          "  --source S     where the inputs lie: host (pageable, "
+          "CGR_SOURCE_HOST),\n"
+          "                 pinned (page-locked, CGR_SOURCE_PINNED: what "
+          "peers/\n"
+          "                 torch_replay.py's torch method copies from) or "
+          "both\n"
+          "                 (default): every method once per source\n");
   bench_usage_common(to,
                      "buckets {1, 64}, pages {16, 128}, kernels {8, 64}, "
                      "300 steps",
                      "one configuration (8, 16, 8), 50 steps (the tests)");
 }
 
-/* bench_replay's own option: --steps N. */
+/* --source host|pinned|both. */
+static int parse_source(const bench_arg *arg, options *opt) {
+  int host = strcmp(arg->value, "host") == 0;
+  int pinned = strcmp(arg->value, "pinned") == 0;
+  if (strcmp(arg->value, "both") == 0)
+    host = pinned = 1;
+  if (!host && !pinned) {
+    fprintf(stderr, "%s: --source must be host, pinned or both, not '%s'\n",
+            arg->program, arg->value);
+    return BENCH_ARG_USAGE;
+  }
+  opt->sources[REPLAY_SOURCE_HOST] = host;
+  opt->sources[REPLAY_SOURCE_PINNED] = pinned;
+  return BENCH_ARG_OK;
+}
+
+/* bench_replay's own options: --steps N, --source S. */
 static int parse_option(const bench_arg *arg, void *user) {
   options *opt = user;
+  if (strcmp(arg->name, "--source") == 0)
+    return parse_source(arg, opt);
   if (strcmp(arg->name, "--steps") != 0)
     return BENCH_ARG_UNKNOWN;
   opt->steps_given = 1;
@@ -761,24 +717,23 @@ static int bench_open(bench *b) {
     fprintf(stderr, "bench_replay: out of host memory (samples)\n");
     return -1;
   }
-  if (bench_output_open(&b->out, "bench_replay", &b->opt.common) != 0)
-    return -1;
-  return emit_meta(b);
+  return replay_report_open(&b->report, &b->opt.common, b->opt.steps, b->warmup,
+                            b->opt.sources);
 }
 
 static int bench_close(bench *b) {
-  int rc = bench_output_close(&b->out);
+  int rc = replay_report_close(&b->report);
   free(b->host_us);
   free(b->prepare_us);
   free(b->sorted);
-  free(b->rows);
   return rc;
 }
 
 int main(int argc, char **argv) {
   bench b;
   memset(&b, 0, sizeof b);
-  static const char *const valued[] = {"--steps", NULL};
+  b.opt.sources[REPLAY_SOURCE_HOST] = b.opt.sources[REPLAY_SOURCE_PINNED] = 1;
+  static const char *const valued[] = {"--steps", "--source", NULL};
   const bench_cli cli = {.program = "bench_replay",
                          .valued = valued,
                          .usage = usage,
@@ -791,8 +746,8 @@ int main(int argc, char **argv) {
   if (rc == 0)
     rc = run_grid(&b);
   if (rc == 0 && !b.opt.common.json) {
-    print_table(&b);
-    bench_print_end(b.cuda,
+    replay_report_print(&b.report);
+    bench_print_end(b.report.cuda,
                     "double is slowest here because each step hands work "
                     "between CPU threads (the side stream is a second "
                     "worker)",

@@ -3,11 +3,16 @@
 
 Usage: profiles/report.py [RESULTS_DIR ...] [--docs DIR] [--no-plots]
 
-Each RESULTS_DIR is a folder gpu_suite.sh wrote (default: every folder
+Each RESULTS_DIR is a folder of a GPU run (profiles/gpu_run.sh's
+results.tar.gz, unpacked by profiles/gpu_unpack.sh) (default: every folder
 under profiles/results/, newest first): its machine.txt and the JSON lines
 of the benchmarks (replay.jsonl, torch_replay.jsonl, fused_copy.jsonl,
 capture.jsonl, streams.jsonl, decode*.jsonl). A file that is missing is
 left out; a line that is not JSON stops the report with its file and line.
+A replay row's "source" says where its inputs lay (host: pageable, pinned:
+page-locked); rows from before bench_replay had --source lack it and are
+read as host. The peer's `torch` copies from pinned tensors and is put
+beside cgr's pinned rows, `torch_pageable` beside its host rows.
 
 Writes DIR/benchmarks.md (default docs/) and DIR/benchmarks/<folder>-*.png.
 Every section names its device, driver, CUDA version and date. Results of
@@ -28,6 +33,13 @@ import sys
 
 REPLAY_MODES = ["floor", "naive", "fused", "double", "ingraph", "torch_floor",
                 "torch", "torch_pageable"]
+# Where a replay row's inputs lay on the host: pageable memory ("host",
+# cgr's CGR_SOURCE_HOST) or page-locked ("pinned", CGR_SOURCE_PINNED).
+SOURCES = ["host", "pinned"]
+# The PyTorch peer's copies: `torch` from pinned tensors, `torch_pageable`
+# from pageable ones, so each sits beside cgr's rows of that source.
+# `torch_floor` copies nothing: like cgr's floor, it is beside every source.
+PEER_SOURCES = {"torch": "pinned", "torch_pageable": "host"}
 
 
 class BadInput(Exception):
@@ -155,53 +167,109 @@ def table(header, rows):
     return "\n".join(lines)
 
 
+def row_source(r):
+    """Where a replay row's inputs lay. Results from before bench_replay
+    had --source carry no "source": their inputs were pageable, "host"."""
+    return PEER_SOURCES.get(r["mode"]) or r.get("source") or "host"
+
+
 def replay_configs(rows):
+    """The configurations (bucket, pages, kernels), the rows by
+    (bucket, pages, kernels, source, mode), the modes present, and the
+    sources present (those of cgr's rows and of the peer's copies)."""
     configs = sorted({(r["bucket"], r["pages_per_row"], r["kernels"])
                       for r in rows})
     by = {}
     for r in rows:
-        by[(r["bucket"], r["pages_per_row"], r["kernels"], r["mode"])] = r
+        config = (r["bucket"], r["pages_per_row"], r["kernels"])
+        if r["mode"] == "torch_floor":
+            for source in SOURCES:
+                by[config + (source, r["mode"])] = r
+        else:
+            by[config + (row_source(r), r["mode"])] = r
     modes = [m for m in REPLAY_MODES if any(r["mode"] == m for r in rows)]
-    return configs, by, modes
+    sources = [s for s in SOURCES
+               if any(r["mode"] != "torch_floor" and row_source(r) == s
+                      for r in rows)]
+    return configs, by, modes, sources
 
 
-def replay_section(res, out, plots):
-    rows = res.rows("replay") + res.rows("torch")
-    if not rows:
-        return
-    configs, by, modes = replay_configs(rows)
-    unit = "GPU" if res.is_gpu() else "CPU"
+def replay_lines(configs, by, modes, sources):
+    """(config, source) pairs that have a row of cgr or of the peer's
+    copies, in table order."""
+    return [(c, s) for c in configs for s in sources
+            if any(c + (s, m) in by for m in modes if m != "torch_floor")]
+
+
+def replay_intro(out, cgr_rows, peer_rows):
+    """What the replay tables show, and where the peer's rows stand."""
     out.append("### Replay: host time per step (bench_replay"
-               + (", peers/torch_replay.py" if res.rows("torch") else "")
+               + (", peers/torch_replay.py" if peer_rows else "")
                + ")\n")
     out.append("Median host microseconds of one step (the batch calls and "
                "the replay; floor: a bare graph launch), and in brackets the "
-               "ratio to the floor. b: bucket, w: pages per row, g: kernels "
-               "in the graph.\n")
-    body = []
-    for c in configs:
-        floor = by.get(c + ("floor",))
-        cells = [f"b={c[0]} w={c[1]} g={c[2]}"]
-        for m in modes:
-            r = by.get(c + (m,))
-            if r is None:
-                cells.append("-")
-            elif floor and floor["host_us_median"] > 0 and m != "floor":
-                cells.append(f"{r['host_us_median']:.2f} "
-                             f"({r['host_us_median'] / floor['host_us_median']:.2f}x)")
-            else:
-                cells.append(f"{r['host_us_median']:.2f}")
-        body.append(cells)
-    out.append(table(["config"] + modes, body) + "\n")
+               "ratio to the floor of the same source. b: bucket, w: pages "
+               "per row, g: kernels in the graph. source: where the step's "
+               "inputs lay on the host: `host` is pageable memory "
+               "(CGR_SOURCE_HOST, which cgr stages with the CPU), `pinned` "
+               "page-locked memory (CGR_SOURCE_PINNED, which the device's "
+               "copy reads).\n")
+    if not peer_rows:
+        return
+    out.append("The PyTorch peer copies its inputs from pinned tensors "
+               "(`torch`), so it is compared with cgr's pinned rows: "
+               "`torch` stands on the pinned row of each configuration, "
+               "`torch_pageable` (the same copies from pageable tensors) "
+               "on the host row, and `torch_floor` (g.replay() alone, "
+               "no copy) on both, as cgr's floor is.\n")
+    if not any(row_source(r) == "pinned" for r in cgr_rows):
+        out.append("These results have no cgr rows from pinned memory "
+                   "(bench_replay before --source): nothing of cgr's "
+                   "stands beside `torch`.\n")
+
+
+def host_time_cell(r, floor):
+    """A row's host median, and its ratio to the floor when there is one."""
+    if r is None:
+        return "-"
+    if floor and floor["host_us_median"] > 0 and r is not floor:
+        ratio = r["host_us_median"] / floor["host_us_median"]
+        return f"{r['host_us_median']:.2f} ({ratio:.2f}x)"
+    return f"{r['host_us_median']:.2f}"
+
+
+def replay_section(res, out, plots):
+    cgr_rows, peer_rows = res.rows("replay"), res.rows("torch")
+    rows = cgr_rows + peer_rows
+    if not rows:
+        return
+    configs, by, modes, sources = replay_configs(rows)
+    lines = replay_lines(configs, by, modes, sources)
+    replay_intro(out, cgr_rows, peer_rows)
+    header = ["config", "source"] + modes
+    body = [[f"b={c[0]} w={c[1]} g={c[2]}", source]
+            + [host_time_cell(by.get(c + (source, m)),
+                              by.get(c + (source, "floor"))) for m in modes]
+            for c, source in lines]
+    out.append(table(header, body) + "\n")
+    unit = "GPU" if res.is_gpu() else "CPU"
     out.append(f"{unit} time per step (timing events around back-to-back "
                "steps, microseconds):\n")
-    body = [[f"b={c[0]} w={c[1]} g={c[2]}"]
-            + [by[c + (m,)]["gpu_step_us"] if c + (m,) in by else None
-               for m in modes] for c in configs]
-    out.append(table(["config"] + modes, body) + "\n")
+    body = [[f"b={c[0]} w={c[1]} g={c[2]}", source]
+            + [by[c + (source, m)]["gpu_step_us"]
+               if c + (source, m) in by else None for m in modes]
+            for c, source in lines]
+    out.append(table(header, body) + "\n")
     if plots is not None:
-        name = plots.replay(res, configs, by, modes)
-        out.append(f"![host time per step]({name})\n")
+        # One source, so the bars stay readable: pinned, the peer's, when
+        # cgr has such rows.
+        source = ("pinned" if any(row_source(r) == "pinned"
+                                  for r in cgr_rows) else "host")
+        plot_modes = [m for m in modes
+                      if PEER_SOURCES.get(m, source) == source]
+        name = plots.replay(res, configs, by, plot_modes, source)
+        out.append(f"![host time per step, inputs from {source} memory]"
+                   f"({name})\n")
 
 
 def fused_copy_section(res, out, plots):
@@ -352,37 +420,47 @@ def targets_section(res, out):
         return
     checks = []
     rows = res.rows("replay") + res.rows("torch")
-    _, by, _ = replay_configs(rows) if rows else ([], {}, [])
+    _, by, _, sources = replay_configs(rows) if rows else ([], {}, [], [])
 
-    def host(c, m):
-        r = by.get(c + (m,))
+    def host(c, source, m):
+        r = by.get(c + (source, m))
         return r["host_us_median"] if r else None
 
     for c in sorted({k[:3] for k in by}):
-        floor, naive = host(c, "floor"), host(c, "naive")
-        for mode, limit in (("double", 1.5), ("ingraph", 1.15)):
-            v = host(c, mode)
-            if v and floor:
-                checks.append((f"{mode} host <= {limit}x floor, "
-                               f"b={c[0]} w={c[1]} g={c[2]}",
-                               v / floor, v / floor <= limit))
-        if c[0] == 64 and c[1] == 128:
-            for mode in ("double", "ingraph"):
-                v = host(c, mode)
-                if v and naive:
-                    checks.append((f"{mode} >= 3x lower than naive, g={c[2]}",
-                                   naive / v, naive / v >= 3))
-        torch = host(c, "torch")
-        v = host(c, "double")
+        where = f"b={c[0]} w={c[1]} g={c[2]}"
+        for source in sources:
+            floor, naive = host(c, source, "floor"), host(c, source, "naive")
+            for mode, limit in (("double", 1.5), ("ingraph", 1.15)):
+                v = host(c, source, mode)
+                if v and floor:
+                    checks.append((f"{mode} host <= {limit}x floor, {where} "
+                                   f"source={source}",
+                                   v / floor, v / floor <= limit))
+            if c[0] == 64 and c[1] == 128:
+                for mode in ("double", "ingraph"):
+                    v = host(c, source, mode)
+                    if v and naive:
+                        checks.append((f"{mode} >= 3x lower than naive, "
+                                       f"g={c[2]} source={source}",
+                                       naive / v, naive / v >= 3))
+            graph = by.get(c + (source, "floor"))
+            step = by.get(c + (source, "double"))
+            if graph and step:
+                extra = step["gpu_step_us"] - graph["gpu_step_us"]
+                checks.append((f"double GPU step <= graph + 1 us, {where} "
+                               f"source={source} (us over)", extra,
+                               extra <= 1))
+        # The peer copies from pinned tensors: held against cgr's pinned
+        # rows, or, in results that have none, its host rows, said so.
+        torch = host(c, "pinned", "torch")
+        v, source = host(c, "pinned", "double"), "pinned"
+        if v is None:
+            v, source = host(c, "host", "double"), "host"
         if torch and v:
-            checks.append((f"double >= 10x lower than torch, b={c[0]} "
-                           f"w={c[1]} g={c[2]}", torch / v, torch / v >= 10))
-        graph = by.get(c + ("floor",))
-        step = by.get(c + ("double",))
-        if graph and step:
-            extra = step["gpu_step_us"] - graph["gpu_step_us"]
-            checks.append((f"double GPU step <= graph + 1 us, b={c[0]} "
-                           f"w={c[1]} g={c[2]} (us over)", extra, extra <= 1))
+            like = ("source=pinned, as torch's" if source == "pinned" else
+                    "source=host: no pinned rows; torch's are pinned")
+            checks.append((f"double >= 10x lower than torch, {where} "
+                           f"({like})", torch / v, torch / v >= 10))
     for t in res.files["capture"]:
         if t.get("kind") == "total":
             s = t["eager_capture_ms"] / 1e3
@@ -421,20 +499,21 @@ class Plots:
         unit = "GPU" if res.is_gpu() else "CPU timings, host backend"
         return f"{what}: {m['device'] or 'unknown'}, {m['date'] or ''} ({unit})"
 
-    def replay(self, res, configs, by, modes):
+    def replay(self, res, configs, by, modes, source):
         fig, ax = self.plt.subplots(figsize=(max(8, len(configs) * 0.9), 4.5))
         width = 0.8 / max(1, len(modes))
         for i, m in enumerate(modes):
             xs = [j + i * width for j in range(len(configs))]
-            ys = [by[c + (m,)]["host_us_median"] if c + (m,) in by else 0
-                  for c in configs]
+            ys = [by[c + (source, m)]["host_us_median"]
+                  if c + (source, m) in by else 0 for c in configs]
             ax.bar(xs, ys, width, label=m)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(configs))])
         ax.set_xticklabels([f"b{c[0]} w{c[1]}\ng{c[2]}" for c in configs],
                            fontsize=7)
         ax.set_yscale("log")
         ax.set_ylabel("host us per step (median)")
-        ax.set_title(self._title(res, "replay"), fontsize=9)
+        ax.set_title(self._title(res, f"replay, inputs from {source} memory"),
+                     fontsize=9)
         ax.legend(fontsize=7, ncol=4)
         return self._save(fig, res, "replay")
 
@@ -589,7 +668,7 @@ def main(argv):
         return 1
     text = ["# Benchmarks\n",
             "Written by `profiles/report.py` from the results folders "
-            "`profiles/gpu_suite.sh` makes; do not edit by hand. What each "
+            "`profiles/gpu_run.sh` leaves (unpacked by `profiles/gpu_unpack.sh`); do not edit by hand. What each "
             "benchmark measures is in `docs/profiling.md`. Host-backend "
             "results are CPU timings: they test that the benchmarks run and "
             "say nothing of a GPU.\n"]

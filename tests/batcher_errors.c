@@ -276,9 +276,10 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_batcher_needs_a_captured_runtime),
     RUNTIME_TEST(test_batcher_one_runtime_has_one_batcher),
     RUNTIME_TEST(test_batcher_allows_max_batch_over_buckets_with_eager),
-    RUNTIME_TEST(test_batcher_create_fails_cleanly_at_every_injected_fault),
-    RUNTIME_TEST(test_batcher_submit_out_of_memory_leaves_it_working),
-    RUNTIME_TEST(test_batcher_failed_replay_fails_its_batch_only),
+    HOST_RUNTIME_TEST(
+        test_batcher_create_fails_cleanly_at_every_injected_fault),
+    HOST_RUNTIME_TEST(test_batcher_submit_out_of_memory_leaves_it_working),
+    HOST_RUNTIME_TEST(test_batcher_failed_replay_fails_its_batch_only),
 };
 
 CGR_TEST_MAIN(tests)

@@ -1,14 +1,17 @@
 /* The benchmarks run and say what they measured, as JSON lines on stdout
  * under --json: bench_replay --smoke gives one line per replay mode and
- * the floor, bench_fused_copy --smoke at least one fused line,
+ * the floor for each input source (pageable and pinned; --source picks
+ * one), bench_fused_copy --smoke at least one fused line,
  * bench_capture --smoke a line per bucket and a total, bench_streams
  * --smoke a line per method, bench_batcher --smoke its max point and a
  * load, bench_lanes --smoke a decode and an overlap line with a speedup;
  * all exit 0. Timings are not checked. Then each runs again with --out
- * FILE and no --json, as gpu_suite.sh runs them: a table on stdout and no
- * JSON line there, the JSON lines in the file; profiles/report.py turns
+ * FILE and no --json, as profiles/gpu_run.sh runs them: a table on stdout and
+ * no JSON line there, the JSON lines in the file; profiles/report.py turns
  * those files into the tables (and plots) of docs/benchmarks.md, in a
- * temporary folder. */
+ * temporary folder, with the pinned rows beside the host rows; and puts
+ * the PyTorch peer's `torch` (pinned tensors) beside cgr's pinned rows,
+ * also in results from before bench_replay had --source. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,9 @@
 
 #include "harness.h"
 
+/* The benchmarks' paths are relative to the build tree
+ * (cgr_test_build_path), the report's to the source tree
+ * (cgr_test_source_path); the interpreter is cgr_test_python(). */
 #ifndef BENCH_REPLAY_PATH
 #error "BENCH_REPLAY_PATH must name the bench_replay binary"
 #endif
@@ -39,7 +45,6 @@
 #ifndef REPORT_PATH
 #error "REPORT_PATH must name profiles/report.py"
 #endif
-/* REPORT_PYTHON: a Python 3 interpreter, undefined when CMake found none. */
 
 typedef struct result {
   int exit_code;
@@ -78,8 +83,13 @@ static void run_command(const char *command, result *r) {
   r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* Runs `binary` with `args` on the backend under test. */
-static void run_bench(const char *binary, const char *args, result *r) {
+/* Runs `binary` (relative to the build tree) with `args` on the backend
+ * under test. */
+static void run_bench(const char *binary_path, const char *args, result *r) {
+  char binary[4096];
+  cgr_test_build_path(binary, sizeof binary, binary_path);
+  if (access(binary, X_OK) != 0)
+    fail_msg("no benchmark at %s: set CGR_TEST_BUILD_DIR", binary);
   const char *backend = cgr_test_backend == CGR_BACKEND_CUDA ? "cuda" : "host";
   const char *format = "'%s' --backend %s %s 2>&1";
   int length = snprintf(NULL, 0, format, binary, backend, args);
@@ -123,25 +133,67 @@ static void expect_exit_zero(result *r, const char *binary) {
   }
 }
 
+static const char *const replay_modes[] = {"floor", "naive", "fused", "double",
+                                           "ingraph"};
+
+/* Fails with the output unless exactly `want` lines have each mode with
+ * `source` ("host" or "pinned"). */
+static void expect_replay_rows(result *r, const char *source, int want) {
+  for (size_t i = 0; i < sizeof replay_modes / sizeof replay_modes[0]; ++i) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"mode\":\"%s\",\"source\":\"%s\"",
+             replay_modes[i], source);
+    int lines = count_lines_with(r->output, needle);
+    if (lines != want) {
+      fprintf(stderr, "%s", r->output);
+      result_free(r);
+      fail_msg("bench_replay printed %d lines with %s, expected %d", lines,
+               needle, want);
+    }
+  }
+}
+
 static void test_bench_replay_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
   run_bench(BENCH_REPLAY_PATH, "--smoke --json --steps 50", &r);
   expect_exit_zero(&r, "bench_replay");
-  static const char *const modes[] = {"floor", "naive", "fused", "double",
-                                      "ingraph"};
-  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; ++i) {
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"mode\":\"%s\"", modes[i]);
-    int lines = count_lines_with(r.output, needle);
-    if (lines != 1) {
-      fprintf(stderr, "%s", r.output);
-      result_free(&r);
-      fail_msg("bench_replay printed %d lines with %s, expected 1", lines,
-               needle);
-    }
-  }
+  /* --source both, the default: every method from each source. */
+  expect_replay_rows(&r, "host", 1);
+  expect_replay_rows(&r, "pinned", 1);
   assert_int_equal(count_lines_with(r.output, "\"kind\":\"meta\""), 1);
+  assert_int_equal(count_lines_with(r.output,
+                                    "\"sources\":[\"host\",\"pinned\"]"),
+                   1);
+  result_free(&r);
+}
+
+static void test_bench_replay_source_picks_the_rows(void **state) {
+  (void)cgr_test_runtime(state);
+  result r;
+  run_bench(BENCH_REPLAY_PATH, "--smoke --json --steps 20 --source pinned", &r);
+  expect_exit_zero(&r, "bench_replay --source pinned");
+  expect_replay_rows(&r, "pinned", 1);
+  expect_replay_rows(&r, "host", 0);
+  result_free(&r);
+
+  run_bench(BENCH_REPLAY_PATH, "--smoke --json --steps 20 --source=host", &r);
+  expect_exit_zero(&r, "bench_replay --source=host");
+  expect_replay_rows(&r, "host", 1);
+  expect_replay_rows(&r, "pinned", 0);
+  result_free(&r);
+
+  run_bench(BENCH_REPLAY_PATH, "--smoke --source fast", &r);
+  int code = r.exit_code;
+  int named = count_lines_with(r.output, "--source must be host, pinned or "
+                                         "both, not 'fast'");
+  if (code != 2 || named != 1) {
+    fprintf(stderr, "%s", r.output);
+    result_free(&r);
+    fail_msg("bench_replay --source fast exited %d (expected 2) with %d "
+             "lines naming the option",
+             code, named);
+  }
   result_free(&r);
 }
 
@@ -225,7 +277,6 @@ static void test_bench_lanes_runs(void **state) {
 
 /* ---- the report ---------------------------------------------------------- */
 
-#ifdef REPORT_PYTHON
 static void remove_tree(const char *dir) {
   char command[4200];
   snprintf(command, sizeof command, "rm -rf '%s'", dir);
@@ -276,8 +327,8 @@ static int count_lines_starting_with(const char *output, const char *prefix) {
   return count;
 }
 
-/* A results folder of the benchmarks' smoke runs, as gpu_suite.sh lays it
- * out, in a fresh temporary directory: `dir` gets its path. */
+/* A results folder of the benchmarks' smoke runs, as profiles/gpu_run.sh lays
+ * it out, in a fresh temporary directory: `dir` gets its path. */
 static void make_results(char *dir, size_t size) {
   snprintf(dir, size, "%s/cgr-report-XXXXXX",
            getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -322,12 +373,15 @@ static void make_results(char *dir, size_t size) {
   }
 }
 
-/* Runs the report over dir/results into dir/docs; returns benchmarks.md. */
-static char *run_report(const char *dir, const char *extra) {
-  char command[8192];
+/* Runs the report over dir/results into dir/docs with `python`; returns
+ * benchmarks.md. */
+static char *run_report(const char *python, const char *dir,
+                        const char *extra) {
+  char report[4096], command[16384];
+  cgr_test_source_path(report, sizeof report, REPORT_PATH);
   snprintf(command, sizeof command,
-           "'%s' '%s' '%s/results' --docs '%s/docs' %s 2>&1", REPORT_PYTHON,
-           REPORT_PATH, dir, dir, extra);
+           "'%s' '%s' '%s/results' --docs '%s/docs' %s 2>&1", python, report,
+           dir, dir, extra);
   result r;
   run_command(command, &r);
   expect_exit_zero(&r, "report.py");
@@ -347,21 +401,29 @@ static void expect_text(char *text, const char *dir, const char *needle) {
     fail_msg("benchmarks.md lacks \"%s\" (text above)", needle);
   }
 }
-#endif
+
+/* The interpreter for report.py, or a skip when there is none. */
+static const char *require_python(void) {
+  const char *python = cgr_test_python();
+  if (python == NULL)
+    cgr_test_skip("no Python 3 interpreter: none was found at configure time "
+                  "and CGR_TEST_PYTHON is unset");
+  return python;
+}
 
 static void test_report_writes_every_table(void **state) {
   (void)cgr_test_runtime(state);
-#ifndef REPORT_PYTHON
-  cgr_test_skip("no Python 3 interpreter was found at configure time");
-#else
+  const char *python = require_python();
   char dir[4096];
   make_results(dir, sizeof dir);
-  char *text = run_report(dir, "--no-plots");
+  char *text = run_report(python, dir, "--no-plots");
   static const char *const needles[] = {
       "## results",
       "### Replay: host time per step",
-      "| config | floor | naive | fused | double | ingraph |",
-      "| b=8 w=16 g=8 |",
+      "| config | source | floor | naive | fused | double | ingraph |",
+      /* Both sources reach the report, each on its own row. */
+      "| b=8 w=16 g=8 | host |",
+      "| b=8 w=16 g=8 | pinned |",
       "### Fused copy",
       "### Capture",
       "| bucket | wall ms |",
@@ -384,22 +446,19 @@ static void test_report_writes_every_table(void **state) {
   }
   free(text);
   remove_tree(dir);
-#endif
 }
 
 static void test_report_draws_plots(void **state) {
   (void)cgr_test_runtime(state);
-#ifndef REPORT_PYTHON
-  cgr_test_skip("no Python 3 interpreter was found at configure time");
-#else
+  const char *python = require_python();
   char command[4200];
   snprintf(command, sizeof command,
-           "'%s' -c 'import matplotlib' >/dev/null 2>&1", REPORT_PYTHON);
+           "'%s' -c 'import matplotlib' >/dev/null 2>&1", python);
   if (system(command) != 0)
     cgr_test_skip("matplotlib is missing (apt-get install python3-matplotlib)");
   char dir[4096];
   make_results(dir, sizeof dir);
-  char *text = run_report(dir, "");
+  char *text = run_report(python, dir, "");
   static const char *const plots[] = {"replay", "fused-copy", "capture",
                                       "streams", "batcher"};
   for (size_t i = 0; i < sizeof plots / sizeof plots[0]; ++i) {
@@ -419,11 +478,121 @@ static void test_report_draws_plots(void **state) {
   }
   free(text);
   remove_tree(dir);
-#endif
+}
+
+/* A line of text into dir/results/file (made or appended to). */
+static void append_line(const char *dir, const char *file, const char *line) {
+  char path[4300];
+  snprintf(path, sizeof path, "%s/results/%s", dir, file);
+  FILE *f = fopen(path, "a");
+  if (f == NULL) {
+    remove_tree(dir);
+    fail_msg("cannot write %s", path);
+  }
+  fprintf(f, "%s\n", line);
+  fclose(f);
+}
+
+/* One replay row of bucket 64, 128 pages, 8 kernels: `fields` holds its
+ * backend, mode and (or not) source. */
+static void append_replay_row(const char *dir, const char *file,
+                              const char *fields, double host_us) {
+  char line[1024];
+  snprintf(line, sizeof line,
+           "{\"bench\":\"replay\",\"timing\":\"gpu\",%s,\"bucket\":64,"
+           "\"pages_per_row\":128,\"kernels\":8,\"steps\":300,"
+           "\"warmup\":50,\"host_us_median\":%.3f,\"host_us_p99\":%.3f,"
+           "\"prepare_us_median\":0.1,\"gpu_step_us\":10.0,"
+           "\"ratio_to_floor\":1.0,\"launches_per_step\":1.0,"
+           "\"bytes_per_step\":0}",
+           fields, host_us, host_us);
+  append_line(dir, file, line);
+}
+
+/* GPU results as an older bench_replay wrote them (no "source": read as
+ * host) beside the PyTorch peer's: `torch` goes on a pinned row, with no
+ * cgr row there to compare, and the report says so; `torch_pageable` on
+ * the host row. Then cgr's own pinned rows come in and stand beside it. */
+static void test_report_puts_torch_beside_pinned_rows(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  const char *python = require_python();
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/cgr-report-XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  assert_non_null(mkdtemp(dir));
+  char results[4200];
+  snprintf(results, sizeof results, "%s/results", dir);
+  assert_int_equal(mkdir(results, 0777), 0);
+  static const struct {
+    const char *mode;
+    double host_us;
+  } cgr_rows[] = {{"floor", 2.0},
+                  {"naive", 9.0},
+                  {"fused", 4.0},
+                  {"double", 2.5},
+                  {"ingraph", 2.2}},
+    peer_rows[] = {{"torch_floor", 8.0},
+                   {"torch", 40.0},
+                   {"torch_pageable", 60.0}};
+  for (size_t i = 0; i < sizeof cgr_rows / sizeof cgr_rows[0]; ++i) {
+    char fields[128];
+    snprintf(fields, sizeof fields, "\"backend\":\"cuda\",\"mode\":\"%s\"",
+             cgr_rows[i].mode);
+    append_replay_row(dir, "replay.jsonl", fields, cgr_rows[i].host_us);
+  }
+  for (size_t i = 0; i < sizeof peer_rows / sizeof peer_rows[0]; ++i) {
+    char fields[128];
+    snprintf(fields, sizeof fields, "\"backend\":\"torch\",\"mode\":\"%s\"",
+             peer_rows[i].mode);
+    append_replay_row(dir, "torch_replay.jsonl", fields, peer_rows[i].host_us);
+  }
+  char *text = run_report(python, dir, "--no-plots");
+  static const char *const old_needles[] = {
+      "| config | source | floor | naive | fused | double | ingraph | "
+      "torch_floor | torch | torch_pageable |",
+      "| b=64 w=128 g=8 | host | 2.00 | 9.00 (4.50x) | 4.00 (2.00x) | "
+      "2.50 (1.25x) | 2.20 (1.10x) | 8.00 (4.00x) | - | 60.00 (30.00x) |",
+      "| b=64 w=128 g=8 | pinned | - | - | - | - | - | 8.00 | 40.00 | - |",
+      "The PyTorch peer copies its inputs from pinned tensors (`torch`), so "
+      "it is compared with cgr's pinned rows",
+      "no cgr rows from pinned memory",
+      "double >= 10x lower than torch, b=64 w=128 g=8 (source=host: no "
+      "pinned rows; torch's are pinned) | 16.00 | met |",
+  };
+  for (size_t i = 0; i < sizeof old_needles / sizeof old_needles[0]; ++i)
+    expect_text(text, dir, old_needles[i]);
+  free(text);
+
+  for (size_t i = 0; i < sizeof cgr_rows / sizeof cgr_rows[0]; ++i) {
+    char fields[128];
+    snprintf(fields, sizeof fields,
+             "\"backend\":\"cuda\",\"mode\":\"%s\",\"source\":\"pinned\"",
+             cgr_rows[i].mode);
+    append_replay_row(dir, "replay.jsonl", fields, cgr_rows[i].host_us / 2);
+  }
+  text = run_report(python, dir, "--no-plots");
+  static const char *const new_needles[] = {
+      "| b=64 w=128 g=8 | pinned | 1.00 | 4.50 (4.50x) | 2.00 (2.00x) | "
+      "1.25 (1.25x) | 1.10 (1.10x) | 8.00 (8.00x) | 40.00 (40.00x) | - |",
+      "double >= 10x lower than torch, b=64 w=128 g=8 (source=pinned, as "
+      "torch's) | 32.00 | met |",
+      "double host <= 1.5x floor, b=64 w=128 g=8 source=pinned |",
+  };
+  for (size_t i = 0; i < sizeof new_needles / sizeof new_needles[0]; ++i)
+    expect_text(text, dir, new_needles[i]);
+  if (strstr(text, "no cgr rows from pinned memory") != NULL) {
+    free(text);
+    remove_tree(dir);
+    fail_msg("the report says there are no pinned rows, with pinned rows");
+  }
+  free(text);
+  remove_tree(dir);
 }
 
 static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_bench_replay_runs),
+    RUNTIME_TEST(test_bench_replay_source_picks_the_rows),
     RUNTIME_TEST(test_bench_fused_copy_runs),
     RUNTIME_TEST(test_bench_capture_runs),
     RUNTIME_TEST(test_bench_streams_runs),
@@ -431,6 +600,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_bench_lanes_runs),
     RUNTIME_TEST(test_report_writes_every_table),
     RUNTIME_TEST(test_report_draws_plots),
+    HOST_TEST(test_report_puts_torch_beside_pinned_rows),
 };
 
 CGR_TEST_MAIN(tests)

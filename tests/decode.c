@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
 #ifndef CGR_DECODE_PATH
-#error "CGR_DECODE_PATH must name the cgr-decode binary"
+#error "CGR_DECODE_PATH must name cgr-decode, relative to the build tree"
 #endif
 
 /* A small model: the plain-C reference checks it, and it runs fast. */
@@ -25,8 +26,11 @@ typedef struct result {
 /* Runs cgr-decode with `args` on the backend under test; stdout and stderr
  * together in r->output. */
 static void run_decode(const char *args, result *r) {
-  char command[2048];
-  snprintf(command, sizeof command, "%s --backend %s %s 2>&1", CGR_DECODE_PATH,
+  char decode[4096], command[6144];
+  cgr_test_build_path(decode, sizeof decode, CGR_DECODE_PATH);
+  if (access(decode, X_OK) != 0)
+    fail_msg("no cgr-decode at %s: set CGR_TEST_BUILD_DIR", decode);
+  snprintf(command, sizeof command, "'%s' --backend %s %s 2>&1", decode,
            cgr_test_backend == CGR_BACKEND_CUDA ? "cuda" : "host", args);
   FILE *pipe = popen(command, "r");
   assert_non_null(pipe);

@@ -499,14 +499,15 @@ static void test_every_fault_in_lanes_leaves_them_usable(void **state) {
 }
 
 static const struct CMUnitTest tests[] = {
-    RUNTIME_TEST(test_every_fault_in_capture_leaves_it_usable),
-    RUNTIME_TEST(test_every_fault_in_a_naive_step_leaves_it_usable),
-    RUNTIME_TEST(test_every_fault_in_a_fused_step_leaves_it_usable),
-    RUNTIME_TEST(test_every_fault_in_a_double_buffered_step_leaves_it_usable),
-    RUNTIME_TEST(test_every_fault_in_an_in_graph_step_leaves_it_usable),
-    RUNTIME_TEST(test_every_fault_in_an_eager_step_leaves_it_usable),
-    RUNTIME_TEST(test_every_fault_in_a_batchers_life_leaves_it_usable),
-    RUNTIME_TEST(test_every_fault_in_lanes_leaves_them_usable),
+    HOST_RUNTIME_TEST(test_every_fault_in_capture_leaves_it_usable),
+    HOST_RUNTIME_TEST(test_every_fault_in_a_naive_step_leaves_it_usable),
+    HOST_RUNTIME_TEST(test_every_fault_in_a_fused_step_leaves_it_usable),
+    HOST_RUNTIME_TEST(
+        test_every_fault_in_a_double_buffered_step_leaves_it_usable),
+    HOST_RUNTIME_TEST(test_every_fault_in_an_in_graph_step_leaves_it_usable),
+    HOST_RUNTIME_TEST(test_every_fault_in_an_eager_step_leaves_it_usable),
+    HOST_RUNTIME_TEST(test_every_fault_in_a_batchers_life_leaves_it_usable),
+    HOST_RUNTIME_TEST(test_every_fault_in_lanes_leaves_them_usable),
 };
 
 CGR_TEST_MAIN(tests)

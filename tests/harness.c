@@ -1,10 +1,21 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+/* Set by CMake for the build tree; the environment overrides them where the
+ * binaries run from a copy. */
+#ifndef CGR_TEST_DEFAULT_SOURCE_DIR
+#error "CGR_TEST_DEFAULT_SOURCE_DIR must name the source tree"
+#endif
+#ifndef CGR_TEST_DEFAULT_PYTHON
+#define CGR_TEST_DEFAULT_PYTHON "" /* CMake found no Python 3 */
+#endif
 
 cgr_backend_kind cgr_test_backend = CGR_BACKEND_HOST;
 
@@ -15,6 +26,39 @@ static int filtered; /* --test given: this run is one test */
 
 static void usage(const char *program) {
   fprintf(stderr, "usage: %s [--backend host|cuda] [--test NAME]\n", program);
+}
+
+/* Stands in for the test named by CGR_TEST_FORCE_SKIP: a skip counted like
+ * any other, so `--test NAME` exits 77. */
+static void forced_skip(void **state) {
+  (void)state;
+  char why[256];
+  snprintf(why, sizeof why, "by CGR_TEST_FORCE_SKIP=%s",
+           getenv("CGR_TEST_FORCE_SKIP"));
+  cgr_test_skip(why);
+}
+
+/* The group to run: `tests`, or a copy (in *copy, to free) in which the
+ * test named by CGR_TEST_FORCE_SKIP only skips. NULL when out of memory. */
+static const struct CMUnitTest *with_forced_skip(const struct CMUnitTest *tests,
+                                                 size_t count,
+                                                 struct CMUnitTest **copy) {
+  *copy = NULL;
+  const char *name = getenv("CGR_TEST_FORCE_SKIP");
+  if (name == NULL || name[0] == '\0')
+    return tests;
+  *copy = malloc(count * sizeof **copy);
+  if (*copy == NULL)
+    return NULL;
+  memcpy(*copy, tests, count * sizeof **copy);
+  for (size_t i = 0; i < count; ++i) {
+    if (strcmp((*copy)[i].name, name) != 0)
+      continue;
+    (*copy)[i].test_func = forced_skip;
+    (*copy)[i].setup_func = NULL;
+    (*copy)[i].teardown_func = NULL;
+  }
+  return *copy;
 }
 
 int cgr_test_main(int argc, char **argv, const char *group,
@@ -47,7 +91,14 @@ int cgr_test_main(int argc, char **argv, const char *group,
   } else {
     printf("backend: host\n");
   }
-  int failed = _cmocka_run_group_tests(group, tests, count, NULL, NULL);
+  struct CMUnitTest *copy = NULL;
+  const struct CMUnitTest *run = with_forced_skip(tests, count, &copy);
+  if (run == NULL) {
+    fprintf(stderr, "out of memory\n");
+    return 1;
+  }
+  int failed = _cmocka_run_group_tests(group, run, count, NULL, NULL);
+  free(copy);
   if (failed != 0)
     return 1;
   /* Nothing ran but skips: tell CTest so, never report a pass. */
@@ -76,6 +127,49 @@ void cgr_test_require_backend(void) {
 void cgr_test_require_host(void) {
   if (cgr_test_backend != CGR_BACKEND_HOST)
     cgr_test_skip("this test forces host-backend behavior");
+}
+
+/* root + "/" + relative into out, or the test fails. */
+static const char *join_path(char *out, size_t size, const char *root,
+                             const char *relative) {
+  int length = snprintf(out, size, "%s/%s", root, relative);
+  if (length < 0 || (size_t)length >= size)
+    fail_msg("the path %s/%s does not fit in %zu bytes", root, relative, size);
+  return out;
+}
+
+const char *cgr_test_build_path(char *out, size_t size, const char *relative) {
+  const char *root = getenv("CGR_TEST_BUILD_DIR");
+  if (root != NULL && root[0] != '\0')
+    return join_path(out, size, root, relative);
+  /* <build>/tests/test_NAME: the build tree is two levels up. */
+  char exe[PATH_MAX];
+  ssize_t length = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (length <= 0)
+    fail_msg("cannot read /proc/self/exe (%s): set CGR_TEST_BUILD_DIR",
+             strerror(errno));
+  exe[length] = '\0';
+  for (int level = 0; level < 2; ++level) {
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL || slash == exe)
+      fail_msg("no build tree above %s: set CGR_TEST_BUILD_DIR", exe);
+    *slash = '\0';
+  }
+  return join_path(out, size, exe, relative);
+}
+
+const char *cgr_test_source_path(char *out, size_t size, const char *relative) {
+  const char *root = getenv("CGR_TEST_SOURCE_DIR");
+  if (root == NULL || root[0] == '\0')
+    root = CGR_TEST_DEFAULT_SOURCE_DIR;
+  return join_path(out, size, root, relative);
+}
+
+const char *cgr_test_python(void) {
+  const char *python = getenv("CGR_TEST_PYTHON");
+  if (python == NULL || python[0] == '\0')
+    python = CGR_TEST_DEFAULT_PYTHON;
+  return python[0] != '\0' ? python : NULL;
 }
 
 int cgr_test_setup_runtime(void **state) {

@@ -3,9 +3,24 @@
  * runtime fixtures, and assertions that print cgr's own error text.
  *
  * A binary runs its tests on one backend, chosen by `--backend host|cuda`
- * (CTest registers each test once per backend). On `cuda` without a usable
- * device, tests call skip() and the binary exits 77, which CTest reports as
- * skipped, never as passed.
+ * (CTest registers each test once per backend, or only for the host when
+ * its registration says HOST_TEST or HOST_RUNTIME_TEST). On `cuda` without
+ * a usable device, tests call skip() and the binary exits 77, which CTest
+ * reports as skipped, never as passed.
+ *
+ * A test binary runs from its build tree or from a copy of it elsewhere
+ * (a bare GPU machine): what it needs at run time it finds through
+ * cgr_test_build_path(), cgr_test_source_path() and cgr_test_python(),
+ * never through an absolute path fixed at compile time.
+ *
+ * Environment:
+ *   CGR_TEST_BUILD_DIR   the build tree (default: the folder above the
+ *                        test binary's own, as binaries live in <build>/tests)
+ *   CGR_TEST_SOURCE_DIR  the source tree (default: the configured one)
+ *   CGR_TEST_PYTHON      a Python 3 for scripts (default: the configured one)
+ *   CGR_TEST_FORCE_SKIP  a test name: that test skips instead of running, so
+ *                        `--test NAME` exits 77; for rehearsing how a runner
+ *                        treats a skip (a skipped `.cuda` test must fail it)
  */
 #ifndef CGR_TESTS_HARNESS_H
 #define CGR_TESTS_HARNESS_H
@@ -25,7 +40,8 @@
 extern cgr_backend_kind cgr_test_backend;
 
 /* Parses the arguments, runs the group, and maps "everything skipped" to
- * exit code 77. */
+ * exit code 77. The test named by $CGR_TEST_FORCE_SKIP, if any, is reported
+ * skipped without running (its setup and teardown too). */
 int cgr_test_main(int argc, char **argv, const char *group,
                   const struct CMUnitTest *tests, size_t count);
 
@@ -46,8 +62,27 @@ void cgr_test_skip(const char *why);
 void cgr_test_require_backend(void);
 
 /* skip() unless the backend under test is the host backend: for tests of
- * host-backend behavior (fault injection, forced interleavings). */
+ * host-backend behavior (fault injection, forced interleavings). Register
+ * such a test with HOST_TEST or HOST_RUNTIME_TEST so that it is never a
+ * CUDA test that always skips; the call stays in the test as a guard for
+ * a manual `--backend cuda --test NAME`. */
 void cgr_test_require_host(void);
+
+/* `relative` under the build tree ($CGR_TEST_BUILD_DIR, else the folder
+ * above the one holding this test binary, found through /proc/self/exe),
+ * written to out (size bytes); returns out. Fails the test when the path
+ * does not fit or the binary's location cannot be read. */
+const char *cgr_test_build_path(char *out, size_t size, const char *relative);
+
+/* `relative` under the source tree ($CGR_TEST_SOURCE_DIR, else the source
+ * tree CMake configured), written to out (size bytes); returns out. Fails
+ * the test when the path does not fit. */
+const char *cgr_test_source_path(char *out, size_t size, const char *relative);
+
+/* The Python 3 interpreter for scripts: $CGR_TEST_PYTHON, else the one
+ * CMake found at configure time (one with matplotlib where it could);
+ * NULL when neither names one. Static storage or the environment's. */
+const char *cgr_test_python(void);
 
 /* Fixture: a fresh runtime on the backend under test in *state, or NULL
  * when that backend is unusable (cmocka cannot skip from a setup). */
@@ -62,6 +97,12 @@ cgr_runtime *cgr_test_runtime(void **state);
 #define RUNTIME_TEST(name)                                                     \
   cmocka_unit_test_setup_teardown(name, cgr_test_setup_runtime,                \
                                   cgr_test_teardown_runtime)
+
+/* Host-only tests (they call cgr_test_require_host()): cgr_add_test_binary
+ * registers a test whose registration starts with HOST_ only as
+ * `NAME.TEST.host`, never as a `.cuda` test that could only skip. */
+#define HOST_TEST(name) cmocka_unit_test(name)
+#define HOST_RUNTIME_TEST(name) RUNTIME_TEST(name)
 
 /* The runtime's backend table, main and side streams (tests reach inside). */
 #define TEST_BE(rt) (&(rt)->backend)

@@ -319,7 +319,7 @@ static void test_prefill_runs_eagerly_beside_a_decode_graph(void **state) {
 static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_lanes_answer_as_one_lane_and_eager),
     RUNTIME_TEST(test_async_replay_gives_one_ticket_per_lane),
-    RUNTIME_TEST(test_lanes_run_concurrently_on_the_host_backend),
+    HOST_RUNTIME_TEST(test_lanes_run_concurrently_on_the_host_backend),
     RUNTIME_TEST(test_prefill_runs_eagerly_beside_a_decode_graph),
 };
 

@@ -89,7 +89,7 @@ static void test_soak_default_mode_random_batches(void **state) {
 }
 
 static const struct CMUnitTest tests[] = {
-    RUNTIME_TEST(test_soak_default_mode_random_batches),
+    HOST_RUNTIME_TEST(test_soak_default_mode_random_batches),
 };
 
 CGR_TEST_MAIN(tests)

@@ -436,7 +436,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_step_that_synchronizes_is_a_capture_error),
     RUNTIME_TEST(test_step_error_aborts_capture_naming_bucket),
     RUNTIME_TEST(test_smaller_bucket_needing_more_scratch_fails_clearly),
-    RUNTIME_TEST(test_capture_faults_leave_a_runtime_that_captures_again),
+    HOST_RUNTIME_TEST(test_capture_faults_leave_a_runtime_that_captures_again),
     RUNTIME_TEST(test_eager_fallback_is_counted_and_logged_once),
     RUNTIME_TEST(test_eager_fallback_refused_when_not_allowed),
     RUNTIME_TEST(test_lazy_capture_captures_on_first_use),

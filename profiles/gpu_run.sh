@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# gpu_run.sh: the GPU run, from the folder gpu_prepare.sh made, in one
+# command on a bare GPU machine (no compiler, no network, no cmocka). It
+# never calls itself green when CUDA did not really run.
+#
+# Phases, in order, each with its own time limit (all within 8 minutes on
+# an H100):
+#   1. probe: nvidia-smi, the driver against the CUDA runtime cgr carries,
+#      `cgr-info --backend cuda`; if CUDA is unusable, stop at once:
+#      "CUDA NOT USABLE: <reason>", exit 2;
+#   2. tests: every CUDA test; a test that skips FAILS the run (a skip on a
+#      GPU means CUDA did not run it), and the summary lists it;
+#   3. sanitizers: compute-sanitizer memcheck on the fused-copy, capture,
+#      replay and feedback tests, racecheck and synccheck on the fused-copy
+#      test; a sanitizer that cannot start is "NOT RUN", never clean;
+#   4. decode: `cgr-decode --check --json` in every mode, small model;
+#   5. replay: `bench_replay --quick` and `peers/torch_replay.py --quick`,
+#      the same sizes in the same run;
+#   6. with the time left: bench_fused_copy, bench_capture, bench_lanes,
+#      bench_streams, bench_batcher, --quick each (not required: a phase
+#      the budget leaves out is n/a).
+#
+# Output, in DIR (at most 8 files): summary.txt (every phase's verdict
+# first, then the headline numbers) and results.tar.gz (machine.txt, every
+# log, the JSON lines; unpack it into profiles/results/<date>-<gpu>/ and
+# profiles/report.py reads it).
+#
+# Usage: profiles/gpu_run.sh [--bundle DIR] [--out DIR] [--no-gpu]
+#                            [--tests REGEX] [--budget SECONDS]
+#   --bundle DIR   what gpu_prepare.sh made (default build/gpu of this
+#                  repository; relative paths are from the current directory)
+#   --out DIR      where the files go (default $OUT, else
+#                  build/gpu-results of this repository)
+#   --no-gpu       the rehearsal: every phase's logic on the host backend
+#                  (its numbers are CPU timings and say nothing of a GPU);
+#                  the PyTorch peer is not applicable there
+#   --tests REGEX  only the tests whose CTest name matches (rehearsals)
+#   --smoke        phases 3 to 6 on their smallest inputs (rehearsals)
+#   --budget S     the whole run's time limit (default 480)
+# Environment: CGR_COMPUTE_SANITIZER (default compute-sanitizer) names the
+# sanitizer; the rehearsal test gives it a stand-in.
+#
+# Exit status: 0 every phase passed; 1 a phase failed or timed out; 2 CUDA
+# is not usable (phase 1) or bad usage; 3 nothing failed but a required
+# phase did not run (a sanitizer that could not start, the peer without
+# PyTorch on a GPU).
+set -uo pipefail
+
+caller=$(pwd)
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+# A path given relative to where the caller stands.
+from_caller() {
+  case $1 in
+  /*) echo "$1" ;;
+  *) echo "$caller/$1" ;;
+  esac
+}
+
+bundle=build/gpu
+out=${OUT:-}
+no_gpu=0
+tests_regex=""
+budget=480
+smoke=0
+while (($#)); do
+  case $1 in
+  --bundle) bundle=$2; shift 2 ;;
+  --out) out=$2; shift 2 ;;
+  --no-gpu) no_gpu=1; shift ;;
+  --tests) tests_regex=$2; shift 2 ;;
+  --budget) budget=$2; shift 2 ;;
+  --smoke) smoke=1; shift ;;
+  -h | --help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "gpu_run.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+[[ -n $out ]] || out=$repo/build/gpu-results
+[[ $bundle == build/gpu ]] && bundle=$repo/build/gpu
+bundle=$(from_caller "$bundle")
+out=$(from_caller "$out")
+if [[ ! -f $bundle/tests.tsv || ! -x $bundle/cgr-info ]]; then
+  echo "gpu_run.sh: $bundle is not a prepared folder" \
+    "(run profiles/gpu_prepare.sh here first)" >&2
+  exit 2
+fi
+bundle=$(cd "$bundle" && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+started=$(date +%s)
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpu-run.XXXXXX")
+results=$work/results
+mkdir -p "$results/tests"
+verdicts=$work/verdicts
+: >"$verdicts"
+sanitizer=${CGR_COMPUTE_SANITIZER:-compute-sanitizer}
+[[ $sanitizer == */* ]] && sanitizer=$(from_caller "$sanitizer")
+backend=cuda
+((no_gpu)) && backend=host
+# The environment must not choose the backend for us.
+unset CGR_BACKEND CGR_DEVICE
+# Tests find the source tree (report.py) and a Python with matplotlib.
+export CGR_TEST_SOURCE_DIR=$repo CGR_TEST_BUILD_DIR=$bundle
+export CGR_TEST_PYTHON=python3
+export PATH="$PATH:/usr/local/cuda/bin"
+jobs=$(nproc 2>/dev/null || echo 2)
+((jobs > 8)) && jobs=8
+
+elapsed() { echo $(($(date +%s) - started)); }
+left() { echo $((budget - $(elapsed))); }
+
+# verdict PHASE VERDICT SECONDS [DETAIL]: one line of the summary.
+# VERDICT is PASS, FAIL, TIMEOUT, NOT RUN, or n/a (not applicable here).
+verdict() {
+  printf '%-30s %-8s %5ss  %s\n' "$1" "$2" "$3" "${4:-}" >>"$verdicts"
+  printf '==== %s: %s (%ss) %s\n' "$1" "$2" "$3" "${4:-}"
+}
+
+# limit SECONDS: the phase's own limit, or what is left of the budget.
+limit() {
+  local l
+  l=$(left)
+  ((l < $1)) && echo "$l" || echo "$1"
+}
+
+finish() {
+  local status=0
+  grep -qE '^[^ ]+ +(FAIL|TIMEOUT)' "$verdicts" && status=1
+  if ((status == 0)) && grep -qE '^[^ ]+ +NOT RUN' "$verdicts"; then
+    status=3
+  fi
+  local word=PASS
+  ((status == 1)) && word=FAIL
+  ((status == 3)) && word="INCOMPLETE (a required phase did not run)"
+  ((status == 2)) && word="CUDA NOT USABLE"
+  write_summary "$word" "${1:-}"
+  tar -C "$work" -czf "$out/results.tar.gz" results
+  rm -rf "$work"
+  local files
+  files=$(find "$out" -type f | wc -l)
+  if ((files > 8)); then
+    echo "gpu_run.sh: $out holds $files files; the device tool brings back 8" >&2
+    status=1
+  fi
+  cat "$out/summary.txt"
+  exit "$status"
+}
+
+write_summary() {
+  {
+    echo "cgr GPU run: $1"
+    [[ -n ${2:-} ]] && echo "$2"
+    if ((no_gpu)); then
+      echo "REHEARSAL (--no-gpu): the host backend ran every phase; its" \
+        "numbers are CPU timings and say nothing of a GPU"
+    fi
+    echo "device: $(sed -n 's/^device: //p' "$results/machine.txt" 2>/dev/null |
+      head -n 1)"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(elapsed) s"
+    echo
+    echo "phase                          verdict   time  detail"
+    cat "$verdicts"
+    if [[ -s $results/skipped-tests.txt ]]; then
+      echo
+      echo "tests that skipped (each fails the run):"
+      sed 's/^/  /' "$results/skipped-tests.txt"
+    fi
+    if [[ -s $results/failed-tests.txt ]]; then
+      echo
+      echo "tests that failed:"
+      sed 's/^/  /' "$results/failed-tests.txt"
+    fi
+    if [[ -s $results/tests-done ]]; then
+      echo
+      python3 "$repo/profiles/gpu_summary.py" "$results" 2>&1 ||
+        echo "(no headline numbers: profiles/gpu_summary.py could not run)"
+    fi
+  } >"$out/summary.txt"
+}
+
+# ---- 1. probe -------------------------------------------------------------
+
+phase_start=$(date +%s)
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(sed -n 's/^commit: //p' "$bundle/manifest.txt")" \
+    "(prepared $(sed -n 's/^prepared: //p' "$bundle/manifest.txt"))"
+  runtime=$(sed -n 's/^nvcc: //p' "$bundle/manifest.txt")
+  [[ -n $runtime ]] && echo "CUDA runtime linked into cgr: release $runtime"
+  echo "host: $(uname -srm), $(nproc) CPUs"
+} >"$results/machine.txt"
+probe_detail=""
+if ((no_gpu == 0)); then
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    probe_detail="nvidia-smi not found"
+  elif ! nvidia-smi -L >>"$results/machine.txt" 2>&1; then
+    probe_detail="nvidia-smi -L failed: $(tail -n 1 "$results/machine.txt")"
+  else
+    gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+    driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader |
+      head -n 1)
+    driver_cuda=$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' |
+      head -n 1)
+    echo "device: $gpu, driver $driver (CUDA $driver_cuda)" >>"$results/machine.txt"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit \
+      --format=csv >>"$results/machine.txt" 2>&1
+    nvidia-smi -q -d CLOCK,PERFORMANCE >>"$results/machine.txt" 2>&1
+  fi
+else
+  echo "device: none (--no-gpu rehearsal: host backend, CPU timings)" \
+    >>"$results/machine.txt"
+fi
+command -v "$sanitizer" >/dev/null 2>&1 &&
+  "$sanitizer" --version 2>&1 | head -n 2 >>"$results/machine.txt"
+# cgr's own probe names the cause (no driver, a driver too old for the
+# runtime cgr carries, no device, no code for this GPU): ask it even when
+# nvidia-smi already failed.
+timeout 30 "$bundle/cgr-info" --backend "$backend" >"$results/cgr-info.txt" 2>&1
+info_status=$?
+timeout 30 "$bundle/cgr-info" --backend "$backend" --json \
+  >"$results/cgr-info.json" 2>/dev/null
+cat "$results/cgr-info.txt" >>"$results/machine.txt"
+if ((info_status != 0)); then
+  [[ -n $probe_detail ]] && probe_detail+="; "
+  probe_detail+="cgr-info --backend $backend: $(tail -n 1 "$results/cgr-info.txt")"
+fi
+if [[ -n $probe_detail ]]; then
+  verdict probe FAIL "$(($(date +%s) - phase_start))" "$probe_detail"
+  status_line="CUDA NOT USABLE: $probe_detail"
+  ((no_gpu)) && status_line="HOST BACKEND NOT USABLE: $probe_detail"
+  write_summary "$status_line"
+  tar -C "$work" -czf "$out/results.tar.gz" results
+  rm -rf "$work"
+  cat "$out/summary.txt"
+  exit 2
+fi
+((no_gpu == 0)) && echo "device: $gpu" >>"$results/machine.txt"
+verdict probe PASS "$(($(date +%s) - phase_start))" \
+  "$(sed -n 's/^device: *//p' "$results/cgr-info.txt" | head -n 1)"
+
+# ---- 2. tests ---------------------------------------------------------------
+
+# run_test N: runs line N of selected.tsv (NAME, TIMEOUT, PROGRAM, ARGS...)
+# from the bundle and writes "NAME STATUS SECONDS" to its .status file.
+run_test() {
+  local fields
+  IFS=$'\t' read -r -a fields < <(sed -n "$1p" "$selected_list")
+  local name=${fields[0]} limit=${fields[1]} program=${fields[2]}
+  ((limit > tests_limit)) && limit=$tests_limit
+  local begin status
+  begin=$(date +%s)
+  (cd "$bundle" && timeout --kill-after=5 "$limit" "./$program" \
+    "${fields[@]:3}") >"$results/tests/$name.log" 2>&1
+  status=$?
+  echo "$name $status $(($(date +%s) - begin))" \
+    >"$results/tests/$name.status"
+}
+
+phase_start=$(date +%s)
+suffix=.$backend
+selected_list=$work/selected.tsv
+awk -F'\t' -v suffix="$suffix" -v regex="$tests_regex" '
+  substr($1, length($1) - length(suffix) + 1) == suffix &&
+  (regex == "" || $1 ~ regex)' "$bundle/tests.tsv" >"$selected_list"
+selected=$(wc -l <"$selected_list")
+tests_limit=$(limit 150)
+export -f run_test
+export bundle results selected_list tests_limit
+if ((selected == 0)); then
+  verdict tests FAIL 0 "no $backend test matched"
+else
+  seq 1 "$selected" | timeout --kill-after=10 "$tests_limit" \
+    xargs -P "$jobs" -I{} bash -c 'run_test {}'
+  passed=0 skipped=0 failed=0
+  : >"$results/skipped-tests.txt"
+  : >"$results/failed-tests.txt"
+  while IFS=$'\t' read -r -a fields; do
+    name=${fields[0]}
+    if [[ ! -f $results/tests/$name.status ]]; then
+      failed=$((failed + 1))
+      echo "$name (did not finish within the phase's ${tests_limit} s)" \
+        >>"$results/failed-tests.txt"
+      continue
+    fi
+    read -r _ code seconds <"$results/tests/$name.status"
+    case $code in
+    0) passed=$((passed + 1)) ;;
+    77)
+      skipped=$((skipped + 1))
+      echo "$name: $(grep -m1 -i 'skip' "$results/tests/$name.log" |
+        cut -c1-160)" >>"$results/skipped-tests.txt"
+      ;;
+    124 | 137)
+      failed=$((failed + 1))
+      echo "$name (timed out after ${seconds} s)" >>"$results/failed-tests.txt"
+      ;;
+    *)
+      failed=$((failed + 1))
+      echo "$name (exit $code)" >>"$results/failed-tests.txt"
+      ;;
+    esac
+  done <"$work/selected.tsv"
+  detail="$passed passed, $failed failed, $skipped skipped of $selected $backend tests"
+  if ((failed + skipped > 0)); then
+    verdict tests FAIL "$(($(date +%s) - phase_start))" "$detail"
+  else
+    verdict tests PASS "$(($(date +%s) - phase_start))" "$detail"
+  fi
+fi
+
+echo "tests ran" >"$results/tests-done"
+
+# ---- 3. sanitizers --------------------------------------------------------
+
+# sanitize TOOL TEST LIMIT: one compute-sanitizer run of a whole test
+# binary. Clean only when the tool itself says "ERROR SUMMARY: 0 errors"
+# and the tests passed; a tool that cannot start is NOT RUN.
+sanitize() {
+  local tool=$1 test=$2 lim=$3 name="sanitizer-$1-$2"
+  local log=$results/$name.log begin status
+  begin=$(date +%s)
+  if ! command -v "$sanitizer" >/dev/null 2>&1; then
+    verdict "$name" "NOT RUN" 0 "$sanitizer not found"
+    return
+  fi
+  if ((lim < 10)); then
+    verdict "$name" "NOT RUN" 0 "the time budget is spent"
+    return
+  fi
+  # Fewer random steps: every access is checked, tens of times slower.
+  (cd "$bundle" && CGR_TEST_STEPS=200 timeout --kill-after=10 "$lim" \
+    "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+    "./tests/test_$test" --backend "$backend") >"$log" 2>&1
+  status=$?
+  local seconds=$(($(date +%s) - begin))
+  local errors
+  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$log" | tail -n 1)
+  if ((status == 124 || status == 137)); then
+    verdict "$name" TIMEOUT "$seconds" "over ${lim} s"
+  elif [[ -z $errors ]]; then
+    verdict "$name" "NOT RUN" "$seconds" \
+      "no ERROR SUMMARY from $tool (exit $status): $(tail -n 1 "$log" | cut -c1-100)"
+  elif ((errors > 0 || status == 99)); then
+    verdict "$name" FAIL "$seconds" "$errors errors"
+  elif ((status == 77)); then
+    verdict "$name" "NOT RUN" "$seconds" "every test skipped under the tool"
+  elif ((status != 0)); then
+    verdict "$name" FAIL "$seconds" "0 sanitizer errors, tests exit $status"
+  else
+    verdict "$name" PASS "$seconds" "0 errors"
+  fi
+}
+for t in fused_copy capture replay feedback; do
+  sanitize memcheck "$t" "$(limit 45)"
+done
+sanitize racecheck fused_copy "$(limit 45)"
+sanitize synccheck fused_copy "$(limit 45)"
+
+# ---- 4. cgr-decode --check in every mode -------------------------------------
+
+small=(--layers 2 --hidden 128 --heads 4 --head-dim 32 --mlp 256 --vocab 2048)
+decode_steps=1000
+((no_gpu)) && decode_steps=200
+((smoke)) && decode_steps=20
+for mode in eager naive fused double ingraph; do
+  begin=$(date +%s)
+  lim=$(limit 30)
+  timeout --kill-after=10 "$lim" "$bundle/cgr-decode" --backend "$backend" \
+    --mode "$mode" --check --quiet --json --requests 200 \
+    --steps "$decode_steps" "${small[@]}" \
+    >"$results/decode-$mode.json" 2>"$results/decode-$mode.log"
+  status=$?
+  seconds=$(($(date +%s) - begin))
+  check=$(sed -n 's/.*"check":"\([a-zA-Z ]*\)".*/\1/p' "$results/decode-$mode.json")
+  cat "$results/decode-$mode.json" >>"$results/decode.jsonl"
+  if ((status == 124 || status == 137)); then
+    verdict "decode-$mode" TIMEOUT "$seconds" "over ${lim} s"
+  elif ((status != 0)); then
+    verdict "decode-$mode" FAIL "$seconds" \
+      "exit $status, check: ${check:-none}: $(tail -n 1 "$results/decode-$mode.log" | cut -c1-100)"
+  else
+    verdict "decode-$mode" PASS "$seconds" "check: ${check:-none}"
+  fi
+done
+
+# ---- 5. bench_replay and the PyTorch peer, the same sizes --------------------
+
+# bounded NAME LIMIT REQUIRED COMMAND...: a benchmark phase. Exit 77 is NOT
+# RUN when REQUIRED is 1, n/a otherwise.
+bounded() {
+  local name=$1 lim=$2 required=$3
+  shift 3
+  local begin status seconds
+  begin=$(date +%s)
+  if ((lim < 10)); then
+    verdict "$name" "$( ((required)) && echo "NOT RUN" || echo n/a)" 0 \
+      "the time budget is spent"
+    return
+  fi
+  (cd "$bundle" && timeout --kill-after=10 "$lim" "$@") \
+    >"$results/$name.log" 2>&1
+  status=$?
+  seconds=$(($(date +%s) - begin))
+  case $status in
+  0) verdict "$name" PASS "$seconds" ;;
+  77)
+    verdict "$name" "$( ((required)) && echo "NOT RUN" || echo n/a)" \
+      "$seconds" "$(tail -n 1 "$results/$name.log" | cut -c1-100)"
+    ;;
+  124 | 137) verdict "$name" TIMEOUT "$seconds" "over ${lim} s" ;;
+  *) verdict "$name" FAIL "$seconds" "exit $status: $(tail -n 1 "$results/$name.log" | cut -c1-100)" ;;
+  esac
+}
+
+grid=--quick
+((smoke)) && grid=--smoke
+bounded bench-replay "$(limit 90)" 1 ./profiles/bench_replay \
+  --backend "$backend" "$grid" --out "$results/replay.jsonl"
+if ((no_gpu)); then
+  verdict torch-replay n/a 0 "--no-gpu: the peer needs PyTorch on a GPU"
+else
+  bounded torch-replay "$(limit 90)" 1 env PYTHONUNBUFFERED=1 python3 \
+    "$repo/peers/torch_replay.py" --quick --out "$results/torch_replay.jsonl"
+fi
+
+# ---- 6. with the time left ------------------------------------------------------
+
+for bench in fused_copy capture lanes streams batcher; do
+  bounded "bench-${bench//_/-}" "$(limit 60)" 0 "./profiles/bench_$bench" \
+    --backend "$backend" "$grid" --out "$results/$bench.jsonl"
+done
+
+finish

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The GPU run's rehearsal (issue 16): packages this build tree the way
+# profiles/gpu_prepare.sh does, then runs profiles/gpu_run.sh --no-gpu on a
+# few tests and checks its verdicts and exit codes:
+#   green      every phase passes (the sanitizer is a stand-in): exit 0;
+#   skip       a test reports skipped: the tests phase FAILS, exit 1, and
+#              the summary names the test;
+#   no tool    compute-sanitizer is missing: its phases are NOT RUN, never
+#              clean, exit 3;
+#   errors     the sanitizer reports errors: FAIL, exit 1;
+#   no CUDA    without --no-gpu on a machine with no GPU: "CUDA NOT
+#              USABLE", exit 2 (skipped where a GPU is present).
+# Every run must leave at most 8 files. Exit 0 when every check holds.
+#
+# Usage: tests/gpu_run/rehearsal.sh BUILD_DIR
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build=${1:?usage: rehearsal.sh BUILD_DIR}
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/cgr-rehearsal.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+failures=0
+
+fail() {
+  echo "REHEARSAL CHECK FAILED: $*"
+  failures=$((failures + 1))
+}
+
+if ! "$repo/profiles/gpu_prepare.sh" --package-only --build "$build" \
+  --bundle "$scratch/bundle" >"$scratch/prepare.log" 2>&1; then
+  cat "$scratch/prepare.log"
+  echo "REHEARSAL CHECK FAILED: gpu_prepare.sh --package-only"
+  exit 1
+fi
+tail -n 1 "$scratch/prepare.log"
+
+# rehearse NAME EXPECTED_EXIT [ENV=VALUE...] -- [gpu_run.sh options]: one
+# run into $scratch/NAME; checks the exit code and the 8-file limit.
+rehearse() {
+  local name=$1 expected=$2
+  shift 2
+  local env=()
+  while (($#)) && [[ $1 != -- ]]; do
+    env+=("$1")
+    shift
+  done
+  shift
+  mkdir -p "$scratch/$name"
+  env "${env[@]}" "$repo/profiles/gpu_run.sh" --bundle "$scratch/bundle" \
+    --out "$scratch/$name" --smoke --tests '^(fused_copy|feedback)\.' "$@" \
+    >"$scratch/$name.log" 2>&1
+  local status=$?
+  echo "---- $name: exit $status (expected $expected)"
+  sed -n '1p' "$scratch/$name/summary.txt" 2>/dev/null
+  if ((status != expected)); then
+    fail "$name: gpu_run.sh exited $status, expected $expected"
+    cat "$scratch/$name.log"
+  fi
+  local files
+  files=$(find "$scratch/$name" -type f | wc -l)
+  ((files <= 8)) || fail "$name: $files files in the output, more than 8"
+  [[ -f $scratch/$name/summary.txt ]] || fail "$name: no summary.txt"
+  [[ -f $scratch/$name/results.tar.gz ]] || fail "$name: no results.tar.gz"
+}
+
+# expect NAME REGEX WHAT: the summary of run NAME matches REGEX.
+expect() {
+  grep -qE "$2" "$scratch/$1/summary.txt" ||
+    fail "$1: the summary does not say $3 (/$2/)"
+}
+
+stand_in=$here/fake_compute_sanitizer.sh
+
+rehearse green 0 CGR_COMPUTE_SANITIZER="$stand_in" -- --no-gpu
+expect green '^cgr GPU run: PASS' "PASS"
+expect green '^tests +PASS .*0 failed, 0 skipped' "that every test passed"
+expect green '^sanitizer-memcheck-fused_copy +PASS' "memcheck passed"
+expect green '^sanitizer-synccheck-fused_copy +PASS' "synccheck passed"
+expect green '^decode-double +PASS' "the double-buffered decode check passed"
+expect green '^REHEARSAL' "that it was a rehearsal"
+tar -tzf "$scratch/green/results.tar.gz" >"$scratch/green.list"
+for file in machine.txt replay.jsonl decode.jsonl; do
+  grep -q "^results/$file\$" "$scratch/green.list" ||
+    fail "green: results.tar.gz has no $file"
+done
+
+# The first fused_copy test is made to skip (tests/harness.h).
+skipped=$(grep -o '^fused_copy\.test_[a-z0-9_]*\.host' \
+  "$scratch/bundle/tests.tsv" | head -n 1 | cut -d. -f2)
+rehearse skip 1 CGR_COMPUTE_SANITIZER="$stand_in" \
+  CGR_TEST_FORCE_SKIP="$skipped" -- --no-gpu
+expect skip '^cgr GPU run: FAIL' "FAIL"
+expect skip '^tests +FAIL .*1 skipped' "that the tests phase failed on a skip"
+expect skip "^  fused_copy\.$skipped\.host" "which test skipped"
+
+rehearse no-tool 3 CGR_COMPUTE_SANITIZER="$scratch/no/compute-sanitizer" \
+  -- --no-gpu
+expect no-tool '^cgr GPU run: INCOMPLETE' "INCOMPLETE"
+expect no-tool '^sanitizer-memcheck-fused_copy +NOT RUN' "that memcheck did not run"
+if grep -qE '^sanitizer-[a-z_-]+ +PASS' "$scratch/no-tool/summary.txt"; then
+  fail "no-tool: a sanitizer that never ran is called clean"
+fi
+
+rehearse errors 1 CGR_COMPUTE_SANITIZER="$stand_in" FAKE_SANITIZER_ERRORS=3 \
+  -- --no-gpu
+expect errors '^sanitizer-memcheck-fused_copy +FAIL .*3 errors' \
+  "that memcheck found 3 errors"
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  echo "---- no-cuda: not rehearsed, a GPU is here"
+else
+  rehearse no-cuda 2 CGR_COMPUTE_SANITIZER="$stand_in" --
+  expect no-cuda '^cgr GPU run: CUDA NOT USABLE: ' "CUDA NOT USABLE"
+fi
+
+if ((failures > 0)); then
+  echo "$failures rehearsal checks failed"
+  exit 1
+fi
+echo "every rehearsal check held"
