@@ -102,7 +102,14 @@ backend=cuda
 unset CGR_BACKEND CGR_DEVICE
 # Tests find the source tree (report.py) and a Python with matplotlib.
 export CGR_TEST_SOURCE_DIR=$repo CGR_TEST_BUILD_DIR=$bundle
-export CGR_TEST_PYTHON=python3
+CGR_TEST_PYTHON=python3
+for candidate in python3 /usr/bin/python3; do
+  if "$candidate" -c 'import matplotlib' >/dev/null 2>&1; then
+    CGR_TEST_PYTHON=$candidate
+    break
+  fi
+done
+export CGR_TEST_PYTHON
 export PATH="$PATH:/usr/local/cuda/bin"
 jobs=$(nproc 2>/dev/null || echo 2)
 ((jobs > 8)) && jobs=8
