@@ -36,6 +36,9 @@
 #                  the PyTorch peer is not applicable there
 #   --tests REGEX  only the tests whose CTest name matches (rehearsals)
 #   --smoke        phases 3 to 6 on their smallest inputs (rehearsals)
+#   --only LIST    after the probe, only these phases (comma-separated:
+#                  tests, sanitizers, decode, replay, benches); the others
+#                  are n/a (rehearsals)
 #   --budget S     the whole run's time limit (default 480)
 # Environment: CGR_COMPUTE_SANITIZER (default compute-sanitizer) names the
 # sanitizer; the rehearsal test gives it a stand-in.
@@ -63,6 +66,7 @@ no_gpu=0
 tests_regex=""
 budget=480
 smoke=0
+only=""
 while (($#)); do
   case $1 in
   --bundle) bundle=$2; shift 2 ;;
@@ -71,6 +75,7 @@ while (($#)); do
   --tests) tests_regex=$2; shift 2 ;;
   --budget) budget=$2; shift 2 ;;
   --smoke) smoke=1; shift ;;
+  --only) only=$2; shift 2 ;;
   -h | --help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "gpu_run.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
@@ -111,8 +116,15 @@ for candidate in python3 /usr/bin/python3; do
 done
 export CGR_TEST_PYTHON
 export PATH="$PATH:/usr/local/cuda/bin"
+grid=--quick
+((smoke)) && grid=--smoke
 jobs=$(nproc 2>/dev/null || echo 2)
 ((jobs > 8)) && jobs=8
+
+# wanted PHASE: 0 when --only names it or there is no --only.
+wanted() {
+  [[ -z $only || ",$only," == *",$1,"* ]]
+}
 
 elapsed() { echo $(($(date +%s) - started)); }
 left() { echo $((budget - $(elapsed))); }
@@ -178,7 +190,7 @@ write_summary() {
       echo "tests that failed:"
       sed 's/^/  /' "$results/failed-tests.txt"
     fi
-    if [[ -s $results/tests-done ]]; then
+    if [[ -s $results/probe-passed ]]; then
       echo
       python3 "$repo/profiles/gpu_summary.py" "$results" 2>&1 ||
         echo "(no headline numbers: profiles/gpu_summary.py could not run)"
@@ -243,10 +255,11 @@ if [[ -n $probe_detail ]]; then
   exit 2
 fi
 ((no_gpu == 0)) && echo "device: $gpu" >>"$results/machine.txt"
+echo "probe passed" >"$results/probe-passed"
 verdict probe PASS "$(($(date +%s) - phase_start))" \
   "$(sed -n 's/^device: *//p' "$results/cgr-info.txt" | head -n 1)"
 
-# ---- 2. tests ---------------------------------------------------------------
+# ---- phase helpers ------------------------------------------------------------
 
 # run_test N: runs line N of selected.tsv (NAME, TIMEOUT, PROGRAM, ARGS...)
 # from the bundle and writes "NAME STATUS SECONDS" to its .status file.
@@ -264,22 +277,95 @@ run_test() {
     >"$results/tests/$name.status"
 }
 
-phase_start=$(date +%s)
-suffix=.$backend
-selected_list=$work/selected.tsv
-awk -F'\t' -v suffix="$suffix" -v regex="$tests_regex" '
-  substr($1, length($1) - length(suffix) + 1) == suffix &&
-  (regex == "" || $1 ~ regex)' "$bundle/tests.tsv" >"$selected_list"
-selected=$(wc -l <"$selected_list")
-tests_limit=$(limit 150)
-export -f run_test
-export bundle results selected_list tests_limit
-if ((selected == 0)); then
-  verdict tests FAIL 0 "no $backend test matched"
-else
+# sanitize TOOL TEST LIMIT: one compute-sanitizer run of a whole test
+# binary. Clean only when the tool itself says "ERROR SUMMARY: 0 errors"
+# and the tests passed; a tool that cannot start is NOT RUN.
+sanitize() {
+  local tool=$1 test=$2 lim=$3 name="sanitizer-$1-$2"
+  local log=$results/$name.log begin status seconds errors
+  begin=$(date +%s)
+  if ! command -v "$sanitizer" >/dev/null 2>&1; then
+    verdict "$name" "NOT RUN" 0 "$sanitizer not found"
+    return
+  fi
+  if ((lim < 10)); then
+    verdict "$name" "NOT RUN" 0 "the time budget is spent"
+    return
+  fi
+  # Fewer random steps: every access is checked, tens of times slower.
+  (cd "$bundle" && CGR_TEST_STEPS=200 timeout --kill-after=10 "$lim" \
+    "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+    "./tests/test_$test" --backend "$backend") >"$log" 2>&1
+  status=$?
+  seconds=$(($(date +%s) - begin))
+  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$log" |
+    tail -n 1)
+  if ((status == 124 || status == 137)); then
+    verdict "$name" TIMEOUT "$seconds" "over ${lim} s"
+  elif [[ -z $errors ]]; then
+    verdict "$name" "NOT RUN" "$seconds" \
+      "no ERROR SUMMARY from $tool (exit $status): $(tail -n 1 "$log" | cut -c1-100)"
+  elif ((errors > 0 || status == 99)); then
+    verdict "$name" FAIL "$seconds" "$errors errors"
+  elif ((status == 77)); then
+    verdict "$name" "NOT RUN" "$seconds" "every test skipped under the tool"
+  elif ((status != 0)); then
+    verdict "$name" FAIL "$seconds" "0 sanitizer errors, tests exit $status"
+  else
+    verdict "$name" PASS "$seconds" "0 errors"
+  fi
+}
+
+# bounded NAME LIMIT REQUIRED COMMAND...: a benchmark, run from the bundle.
+# Exit 77 (cannot run here) is NOT RUN when REQUIRED is 1, n/a otherwise.
+bounded() {
+  local name=$1 lim=$2 required=$3
+  shift 3
+  local begin status seconds absent=n/a
+  ((required)) && absent="NOT RUN"
+  begin=$(date +%s)
+  if ((lim < 10)); then
+    verdict "$name" "$absent" 0 "the time budget is spent"
+    return
+  fi
+  (cd "$bundle" && timeout --kill-after=10 "$lim" "$@") \
+    >"$results/$name.log" 2>&1
+  status=$?
+  seconds=$(($(date +%s) - begin))
+  case $status in
+  0) verdict "$name" PASS "$seconds" ;;
+  77)
+    verdict "$name" "$absent" "$seconds" \
+      "$(tail -n 1 "$results/$name.log" | cut -c1-100)"
+    ;;
+  124 | 137) verdict "$name" TIMEOUT "$seconds" "over ${lim} s" ;;
+  *)
+    verdict "$name" FAIL "$seconds" \
+      "exit $status: $(tail -n 1 "$results/$name.log" | cut -c1-100)"
+    ;;
+  esac
+}
+
+# ---- 2. tests -----------------------------------------------------------------
+
+phase_tests() {
+  local phase_start passed=0 skipped=0 failed=0 fields name code seconds
+  phase_start=$(date +%s)
+  selected_list=$work/selected.tsv
+  awk -F'\t' -v suffix=".$backend" -v regex="$tests_regex" '
+    substr($1, length($1) - length(suffix) + 1) == suffix &&
+    (regex == "" || $1 ~ regex)' "$bundle/tests.tsv" >"$selected_list"
+  local selected
+  selected=$(wc -l <"$selected_list")
+  tests_limit=$(limit 150)
+  export -f run_test
+  export bundle results selected_list tests_limit
+  if ((selected == 0)); then
+    verdict tests FAIL 0 "no $backend test matched"
+    return
+  fi
   seq 1 "$selected" | timeout --kill-after=10 "$tests_limit" \
     xargs -P "$jobs" -I{} bash -c 'run_test {}'
-  passed=0 skipped=0 failed=0
   : >"$results/skipped-tests.txt"
   : >"$results/failed-tests.txt"
   while IFS=$'\t' read -r -a fields; do
@@ -307,135 +393,88 @@ else
       echo "$name (exit $code)" >>"$results/failed-tests.txt"
       ;;
     esac
-  done <"$work/selected.tsv"
-  detail="$passed passed, $failed failed, $skipped skipped of $selected $backend tests"
+  done <"$selected_list"
+  local detail="$passed passed, $failed failed, $skipped skipped of $selected $backend tests"
   if ((failed + skipped > 0)); then
     verdict tests FAIL "$(($(date +%s) - phase_start))" "$detail"
   else
     verdict tests PASS "$(($(date +%s) - phase_start))" "$detail"
   fi
-fi
-
-echo "tests ran" >"$results/tests-done"
-
-# ---- 3. sanitizers --------------------------------------------------------
-
-# sanitize TOOL TEST LIMIT: one compute-sanitizer run of a whole test
-# binary. Clean only when the tool itself says "ERROR SUMMARY: 0 errors"
-# and the tests passed; a tool that cannot start is NOT RUN.
-sanitize() {
-  local tool=$1 test=$2 lim=$3 name="sanitizer-$1-$2"
-  local log=$results/$name.log begin status
-  begin=$(date +%s)
-  if ! command -v "$sanitizer" >/dev/null 2>&1; then
-    verdict "$name" "NOT RUN" 0 "$sanitizer not found"
-    return
-  fi
-  if ((lim < 10)); then
-    verdict "$name" "NOT RUN" 0 "the time budget is spent"
-    return
-  fi
-  # Fewer random steps: every access is checked, tens of times slower.
-  (cd "$bundle" && CGR_TEST_STEPS=200 timeout --kill-after=10 "$lim" \
-    "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 20 \
-    "./tests/test_$test" --backend "$backend") >"$log" 2>&1
-  status=$?
-  local seconds=$(($(date +%s) - begin))
-  local errors
-  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$log" | tail -n 1)
-  if ((status == 124 || status == 137)); then
-    verdict "$name" TIMEOUT "$seconds" "over ${lim} s"
-  elif [[ -z $errors ]]; then
-    verdict "$name" "NOT RUN" "$seconds" \
-      "no ERROR SUMMARY from $tool (exit $status): $(tail -n 1 "$log" | cut -c1-100)"
-  elif ((errors > 0 || status == 99)); then
-    verdict "$name" FAIL "$seconds" "$errors errors"
-  elif ((status == 77)); then
-    verdict "$name" "NOT RUN" "$seconds" "every test skipped under the tool"
-  elif ((status != 0)); then
-    verdict "$name" FAIL "$seconds" "0 sanitizer errors, tests exit $status"
-  else
-    verdict "$name" PASS "$seconds" "0 errors"
-  fi
-}
-for t in fused_copy capture replay feedback; do
-  sanitize memcheck "$t" "$(limit 45)"
-done
-sanitize racecheck fused_copy "$(limit 45)"
-sanitize synccheck fused_copy "$(limit 45)"
-
-# ---- 4. cgr-decode --check in every mode -------------------------------------
-
-small=(--layers 2 --hidden 128 --heads 4 --head-dim 32 --mlp 256 --vocab 2048)
-decode_steps=1000
-((no_gpu)) && decode_steps=200
-((smoke)) && decode_steps=20
-for mode in eager naive fused double ingraph; do
-  begin=$(date +%s)
-  lim=$(limit 30)
-  timeout --kill-after=10 "$lim" "$bundle/cgr-decode" --backend "$backend" \
-    --mode "$mode" --check --quiet --json --requests 200 \
-    --steps "$decode_steps" "${small[@]}" \
-    >"$results/decode-$mode.json" 2>"$results/decode-$mode.log"
-  status=$?
-  seconds=$(($(date +%s) - begin))
-  check=$(sed -n 's/.*"check":"\([a-zA-Z ]*\)".*/\1/p' "$results/decode-$mode.json")
-  cat "$results/decode-$mode.json" >>"$results/decode.jsonl"
-  if ((status == 124 || status == 137)); then
-    verdict "decode-$mode" TIMEOUT "$seconds" "over ${lim} s"
-  elif ((status != 0)); then
-    verdict "decode-$mode" FAIL "$seconds" \
-      "exit $status, check: ${check:-none}: $(tail -n 1 "$results/decode-$mode.log" | cut -c1-100)"
-  else
-    verdict "decode-$mode" PASS "$seconds" "check: ${check:-none}"
-  fi
-done
-
-# ---- 5. bench_replay and the PyTorch peer, the same sizes --------------------
-
-# bounded NAME LIMIT REQUIRED COMMAND...: a benchmark phase. Exit 77 is NOT
-# RUN when REQUIRED is 1, n/a otherwise.
-bounded() {
-  local name=$1 lim=$2 required=$3
-  shift 3
-  local begin status seconds
-  begin=$(date +%s)
-  if ((lim < 10)); then
-    verdict "$name" "$( ((required)) && echo "NOT RUN" || echo n/a)" 0 \
-      "the time budget is spent"
-    return
-  fi
-  (cd "$bundle" && timeout --kill-after=10 "$lim" "$@") \
-    >"$results/$name.log" 2>&1
-  status=$?
-  seconds=$(($(date +%s) - begin))
-  case $status in
-  0) verdict "$name" PASS "$seconds" ;;
-  77)
-    verdict "$name" "$( ((required)) && echo "NOT RUN" || echo n/a)" \
-      "$seconds" "$(tail -n 1 "$results/$name.log" | cut -c1-100)"
-    ;;
-  124 | 137) verdict "$name" TIMEOUT "$seconds" "over ${lim} s" ;;
-  *) verdict "$name" FAIL "$seconds" "exit $status: $(tail -n 1 "$results/$name.log" | cut -c1-100)" ;;
-  esac
 }
 
-grid=--quick
-((smoke)) && grid=--smoke
-bounded bench-replay "$(limit 90)" 1 ./profiles/bench_replay \
-  --backend "$backend" "$grid" --out "$results/replay.jsonl"
-if ((no_gpu)); then
-  verdict torch-replay n/a 0 "--no-gpu: the peer needs PyTorch on a GPU"
-else
-  bounded torch-replay "$(limit 90)" 1 env PYTHONUNBUFFERED=1 python3 \
-    "$repo/peers/torch_replay.py" --quick --out "$results/torch_replay.jsonl"
-fi
+# ---- 3. sanitizers ------------------------------------------------------------
 
-# ---- 6. with the time left ------------------------------------------------------
+phase_sanitizers() {
+  local t
+  for t in fused_copy capture replay feedback; do
+    sanitize memcheck "$t" "$(limit 45)"
+  done
+  sanitize racecheck fused_copy "$(limit 45)"
+  sanitize synccheck fused_copy "$(limit 45)"
+}
 
-for bench in fused_copy capture lanes streams batcher; do
-  bounded "bench-${bench//_/-}" "$(limit 60)" 0 "./profiles/bench_$bench" \
-    --backend "$backend" "$grid" --out "$results/$bench.jsonl"
+# ---- 4. cgr-decode --check in every mode ----------------------------------------
+
+phase_decode() {
+  local small=(--layers 2 --hidden 128 --heads 4 --head-dim 32 --mlp 256
+    --vocab 2048)
+  local steps=1000 mode begin lim status seconds check
+  ((no_gpu)) && steps=200
+  ((smoke)) && steps=20
+  for mode in eager naive fused double ingraph; do
+    begin=$(date +%s)
+    lim=$(limit 30)
+    timeout --kill-after=10 "$lim" "$bundle/cgr-decode" --backend "$backend" \
+      --mode "$mode" --check --quiet --json --requests 200 \
+      --steps "$steps" "${small[@]}" \
+      >"$results/decode-$mode.json" 2>"$results/decode-$mode.log"
+    status=$?
+    seconds=$(($(date +%s) - begin))
+    check=$(sed -n 's/.*"check":"\([a-zA-Z ]*\)".*/\1/p' \
+      "$results/decode-$mode.json")
+    cat "$results/decode-$mode.json" >>"$results/decode.jsonl"
+    if ((status == 124 || status == 137)); then
+      verdict "decode-$mode" TIMEOUT "$seconds" "over ${lim} s"
+    elif ((status != 0)); then
+      verdict "decode-$mode" FAIL "$seconds" \
+        "exit $status, check: ${check:-none}: $(tail -n 1 "$results/decode-$mode.log" | cut -c1-100)"
+    else
+      verdict "decode-$mode" PASS "$seconds" "check: ${check:-none}"
+    fi
+  done
+}
+
+# ---- 5. bench_replay and the PyTorch peer, the same sizes ------------------------
+
+phase_replay() {
+  bounded bench-replay "$(limit 90)" 1 ./profiles/bench_replay \
+    --backend "$backend" "$grid" --out "$results/replay.jsonl"
+  if ((no_gpu)); then
+    verdict torch-replay n/a 0 "--no-gpu: the peer needs PyTorch on a GPU"
+  else
+    bounded torch-replay "$(limit 90)" 1 env PYTHONUNBUFFERED=1 python3 \
+      "$repo/peers/torch_replay.py" --quick \
+      --out "$results/torch_replay.jsonl"
+  fi
+}
+
+# ---- 6. with the time left --------------------------------------------------------
+
+phase_benches() {
+  local bench
+  for bench in fused_copy capture lanes streams batcher; do
+    bounded "bench-${bench//_/-}" "$(limit 60)" 0 "./profiles/bench_$bench" \
+      --backend "$backend" "$grid" --out "$results/$bench.jsonl"
+  done
+}
+
+# ---- the run ----------------------------------------------------------------------
+
+for phase in tests sanitizers decode replay benches; do
+  if wanted "$phase"; then
+    "phase_$phase"
+  else
+    verdict "$phase" n/a 0 "not in --only $only"
+  fi
 done
-
 finish

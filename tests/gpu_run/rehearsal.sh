@@ -89,13 +89,13 @@ done
 skipped=$(grep -o '^fused_copy\.test_[a-z0-9_]*\.host' \
   "$scratch/bundle/tests.tsv" | head -n 1 | cut -d. -f2)
 rehearse skip 1 CGR_COMPUTE_SANITIZER="$stand_in" \
-  CGR_TEST_FORCE_SKIP="$skipped" -- --no-gpu
+  CGR_TEST_FORCE_SKIP="$skipped" -- --no-gpu --only tests
 expect skip '^cgr GPU run: FAIL' "FAIL"
 expect skip '^tests +FAIL .*1 skipped' "that the tests phase failed on a skip"
 expect skip "^  fused_copy\.$skipped\.host" "which test skipped"
 
 rehearse no-tool 3 CGR_COMPUTE_SANITIZER="$scratch/no/compute-sanitizer" \
-  -- --no-gpu
+  -- --no-gpu --only sanitizers
 expect no-tool '^cgr GPU run: INCOMPLETE' "INCOMPLETE"
 expect no-tool '^sanitizer-memcheck-fused_copy +NOT RUN' "that memcheck did not run"
 if grep -qE '^sanitizer-[a-z_-]+ +PASS' "$scratch/no-tool/summary.txt"; then
@@ -103,7 +103,7 @@ if grep -qE '^sanitizer-[a-z_-]+ +PASS' "$scratch/no-tool/summary.txt"; then
 fi
 
 rehearse errors 1 CGR_COMPUTE_SANITIZER="$stand_in" FAKE_SANITIZER_ERRORS=3 \
-  -- --no-gpu
+  -- --no-gpu --only sanitizers
 expect errors '^sanitizer-memcheck-fused_copy +FAIL .*3 errors' \
   "that memcheck found 3 errors"
 
