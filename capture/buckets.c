@@ -85,6 +85,7 @@ static void destroy_buckets(cgr_runtime *rt, cgr__capture *cap) {
 static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__capture *cap = state;
   destroy_buckets(rt, cap);
+  cgr__eager_cache_free(rt, &cap->eager_cache);
   cgr__be_device_free(&rt->backend, cap->arena);
   cgr__slots_free(rt, cap);
   cgr__buckets_free(cap);

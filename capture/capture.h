@@ -51,6 +51,29 @@ typedef enum cgr__scratch_mode {
   CGR__SCRATCH_OWN
 } cgr__scratch_mode;
 
+/*
+ * Device memory every eager run reuses, grown only when a run needs more:
+ * an eager step allocates nothing after the first of its size. That
+ * matters on CUDA, where cudaFree waits for the whole device, so an eager
+ * lane that allocated and freed per step would serialize every other lane.
+ */
+typedef struct cgr__eager_cache {
+  void **slot_buffers; /* per slot; the eager run's slot addresses */
+  uint64_t *slot_capacity;
+  size_t slot_count;
+  void **scratch; /* the run's k-th scratch request */
+  uint64_t *scratch_capacity;
+  size_t scratch_count;
+  uint32_t constants_batch; /* the batch the constants hold; 0: none */
+} cgr__eager_cache;
+
+/* Frees the cache's memory (the runtime's streams are drained). */
+void cgr__eager_cache_free(cgr_runtime *rt, cgr__eager_cache *cache);
+/* The cache's scratch buffer `index`, at least `bytes` long (grown, by a
+ * free and a new allocation, only when it is shorter). */
+cgr_status cgr__eager_scratch(cgr_runtime *rt, cgr__eager_cache *cache,
+                              size_t index, uint64_t bytes, void **out);
+
 struct cgr_step {
   cgr_runtime *rt;
   uint32_t padded_batch;
@@ -62,6 +85,8 @@ struct cgr_step {
   uint64_t scratch_used; /* arena offset / bytes the requests would take */
   void **own;            /* CGR__SCRATCH_OWN allocations */
   size_t own_count, own_capacity;
+  /* Eager runs: OWN scratch comes from (and stays in) this cache. */
+  cgr__eager_cache *eager_cache;
 };
 
 typedef struct cgr__capture {
@@ -83,6 +108,7 @@ typedef struct cgr__capture {
   uint64_t slot_bytes;
   uint64_t eager_runs;
   int eager_logged;
+  cgr__eager_cache eager_cache;
   /* 1 once a replay has loaded a buffer set. From then on a capture
    * (lazy, or cgr_capture_bucket) runs no warm-up: the step has already
    * run (sizing the arena at registration, at the least), and a warm-up
@@ -142,14 +168,15 @@ cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
 
 /*
  * eager.c: a run of the step without a graph, on slot buffers and scratch
- * of the batch's own size. Begin (allocates the slots, fills constants,
- * applies the allow_eager policy to a batch over the largest bucket),
- * write the inputs into cgr__eager_slot(), run (synchronous), read the
- * outputs, end.
+ * of the batch's own size, from the runtime's eager cache. Begin (grows
+ * the slots if needed, fills constants, applies the allow_eager policy to
+ * a batch over the largest bucket), write the inputs into
+ * cgr__eager_slot(), run (synchronous), read the outputs, end. The outputs
+ * stay until the next begin: one eager run at a time per runtime.
  */
 typedef struct cgr__eager {
   uint32_t batch;
-  void **addresses;
+  void *const *addresses;
   size_t slot_count;
 } cgr__eager;
 

@@ -78,6 +78,10 @@ static cgr_status check_desc(cgr_runtime *rt, const cgr__capture *cap,
     return bad_desc(rt, name, "desc->row_elems is 0");
   if (desc->kind == CGR_SLOT_PREFIX && desc->row_elems != 1)
     return bad_desc(rt, name, "a PREFIX slot has row_elems 1");
+  if (desc->elem_unsigned != 0 && desc->elem_unsigned != 1)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_slot_declare",
+                     "slot '%s': desc->elem_unsigned is %d, must be 0 or 1",
+                     name, desc->elem_unsigned);
   if (desc->kind != CGR_SLOT_CONSTANT &&
       (desc->extra_elems != 0 || desc->fill != NULL))
     return bad_desc(rt, name,

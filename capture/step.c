@@ -22,7 +22,8 @@ void cgr__step_init(cgr_step *step, cgr_runtime *rt, uint32_t padded_batch,
 }
 
 void cgr__step_release(cgr_step *step) {
-  for (size_t i = 0; i < step->own_count; ++i)
+  /* An eager run's scratch stays in the cache for the next run. */
+  for (size_t i = 0; i < step->own_count && step->eager_cache == NULL; ++i)
     cgr__be_device_free(&step->rt->backend, step->own[i]);
   cgr__free(step->own);
   step->own = NULL;
@@ -97,6 +98,15 @@ cgr_status cgr_step_scratch(cgr_step *step, size_t bytes, size_t align,
   }
   /* Own allocations: counted as if carved from an arena, so the sizing run
    * measures exactly what an arena must hold for the same requests. */
+  if (step->eager_cache != NULL) {
+    void *memory = NULL;
+    CGR__CHECK(cgr__eager_scratch(rt, step->eager_cache, step->own_count,
+                                  bytes + align, &memory));
+    step->own_count++;
+    step->scratch_used = offset + bytes;
+    *out = (void *)(uintptr_t)align_up((uint64_t)(uintptr_t)memory, align);
+    return CGR_OK;
+  }
   if (step->own_count == step->own_capacity) {
     size_t capacity = step->own_capacity ? step->own_capacity * 2 : 16;
     void **own = cgr__calloc(capacity, sizeof *own);

@@ -75,13 +75,19 @@ static void bt_input(bt_state *st, bt_batch *b, fuzz_reader *r, int slot) {
     bytes = 3;
   int wild = (how & 0x30) == 0x30;
   unsigned char *data = NULL;
-  int not_device = 0;
+  /* Device and pinned sources lie in memory of their kind, but now and
+   * then in pageable memory, which validation must refuse. */
+  int wrong_memory = 0;
   if ((how & 0xC0) != 0xC0 || source != CGR_SOURCE_DEVICE) {
-    if (source == CGR_SOURCE_DEVICE && (how & 0xC0) != 0x80)
+    int pageable = (how & 0xC0) == 0x80;
+    if (source == CGR_SOURCE_DEVICE && !pageable)
       data = bt_device(st, b, bytes);
+    else if (source == CGR_SOURCE_PINNED && !pageable)
+      data = bt_pinned(st, b, bytes);
     else
       data = bt_host(b, bytes);
-    not_device = source == CGR_SOURCE_DEVICE && (how & 0xC0) == 0x80;
+    wrong_memory = pageable &&
+                   (source == CGR_SOURCE_DEVICE || source == CGR_SOURCE_PINNED);
     if (is_input)
       bt_values(slot, r, data, bytes, wild);
   }
@@ -92,7 +98,7 @@ static void bt_input(bt_state *st, bt_batch *b, fuzz_reader *r, int slot) {
   if (want == CGR_OK) {
     int known = source == CGR_SOURCE_HOST || source == CGR_SOURCE_PINNED ||
                 source == CGR_SOURCE_DEVICE;
-    if (!known || data == NULL || bytes != exact || not_device)
+    if (!known || data == NULL || bytes != exact || wrong_memory)
       want = CGR_E_INVALID_ARGUMENT;
     else if (source != CGR_SOURCE_DEVICE && !bt_in_range(slot, data, bytes))
       want = CGR_E_INVALID_ARGUMENT;
@@ -110,9 +116,18 @@ static void bt_input(bt_state *st, bt_batch *b, fuzz_reader *r, int slot) {
   }
 }
 
+/* Unchanged is refused at the call unless the set the batch will load
+ * (step mod 2) was last loaded with this batch size; an eager batch has
+ * no set. */
 static void bt_unchanged(bt_state *st, bt_batch *b, int slot) {
   cgr_status want =
       b->handle ? bt_slot_verdict(b, slot) : CGR_E_INVALID_ARGUMENT;
+  if (want == CGR_OK) {
+    const bt_loaded *loaded = &st->loaded[st->next_step % 2][slot];
+    int eager = b->size > BT_LARGEST || st->mode == CGR_REPLAY_EAGER;
+    if (eager || !loaded->valid || loaded->size != b->size)
+      want = CGR_E_INVALID_ARGUMENT;
+  }
   cgr_status got = cgr_batch_unchanged(b->handle, slot);
   bt_after(st, b, got, want, "unchanged", slot);
   if (got == CGR_OK)
@@ -214,6 +229,18 @@ static void bt_feedback(bt_state *st, bt_batch *b, fuzz_reader *r, int slot) {
     new_rows = bt_host(b, new_bytes);
     for (size_t i = 0; i < new_bytes; ++i)
       new_rows[i] = fuzz_u8(r);
+    /* Mostly tokens in input_ids' range; a row whose last byte is 0xFF
+     * stays as read, negative: validation must refuse it. */
+    const bt_spec *spec = &bt_specs[BT_IDS];
+    for (size_t at = 0; at + 4 <= new_bytes; at += 4) {
+      uint32_t value;
+      memcpy(&value, new_rows + at, 4);
+      if (value >> 24 == 0xFF)
+        continue;
+      value = (uint32_t)spec->valid_min +
+              value % (uint32_t)(spec->valid_max - spec->valid_min + 1);
+      memcpy(new_rows + at, &value, 4);
+    }
   }
 
   cgr_status want =
@@ -229,6 +256,8 @@ static void bt_feedback(bt_state *st, bt_batch *b, fuzz_reader *r, int slot) {
       want = CGR_E_INVALID_ARGUMENT;
     else if (new_bytes != (size_t)fresh * 4 || (fresh > 0 && !new_rows))
       want = CGR_E_INVALID_ARGUMENT;
+    else if (fresh > 0 && !bt_in_range(BT_IDS, new_rows, new_bytes))
+      want = CGR_E_INVALID_ARGUMENT; /* validated as an input's rows */
   }
   cgr_status got =
       cgr_batch_feedback(b->handle, slot, prev, new_rows, new_bytes);

@@ -125,6 +125,17 @@ void *bt_device(bt_state *st, bt_batch *b, size_t bytes) {
   return memory;
 }
 
+void *bt_pinned(bt_state *st, bt_batch *b, size_t bytes) {
+  FUZZ_CHECK(b->pinned_count < BT_MAX_ALLOCS);
+  void *memory = NULL;
+  FUZZ_CHECK_STATUS(st->rt,
+                    cgr__be_pinned_alloc(&st->rt->backend, bytes ? bytes : 1,
+                                         &memory),
+                    CGR_OK);
+  b->pinned[b->pinned_count++] = memory;
+  return memory;
+}
+
 /* After the batch is consumed: nothing reads the memory any more. */
 void bt_free_memory(bt_state *st, bt_batch *b) {
   FUZZ_CHECK_STATUS(st->rt, cgr_synchronize(st->rt), CGR_OK);
@@ -132,7 +143,9 @@ void bt_free_memory(bt_state *st, bt_batch *b) {
     free(b->host[i]);
   for (size_t i = 0; i < b->device_count; ++i)
     cgr__be_device_free(&st->rt->backend, b->device[i]);
-  b->host_count = b->device_count = 0;
+  for (size_t i = 0; i < b->pinned_count; ++i)
+    cgr__be_pinned_free(&st->rt->backend, b->pinned[i]);
+  b->host_count = b->device_count = b->pinned_count = 0;
 }
 
 /* ---- what a call must answer --------------------------------------------- */
@@ -252,54 +265,28 @@ static void bt_check_set(bt_state *st, const bt_batch *b, int set,
   }
 }
 
-/* What cgr_replay may answer, from cgr.h: `want`, or `or_else` where the
- * answer depends on state the model does not follow exactly (whether a
- * set, or its in-graph staging, still holds an unchanged slot's data).
- * A replay that succeeds is checked against the data instead. */
-typedef struct bt_verdict {
-  cgr_status want;
-  cgr_status or_else;
-} bt_verdict;
-
-static bt_verdict bt_exactly(cgr_status status) {
-  return (bt_verdict){status, status};
-}
-
-static bt_verdict bt_replay_verdict(const bt_state *st, const bt_batch *b) {
+/* What cgr_replay must answer, from cgr.h. An unchanged slot was checked
+ * when it was given (cgr_batch_unchanged), so it needs nothing here. */
+static cgr_status bt_replay_verdict(const bt_state *st, const bt_batch *b) {
   if (b->handle == NULL)
-    return bt_exactly(CGR_E_INVALID_ARGUMENT);
+    return CGR_E_INVALID_ARGUMENT;
   if (!b->open)
-    return bt_exactly(CGR_E_INVALID_STATE);
+    return CGR_E_INVALID_STATE;
   for (int slot = 0; slot < BT_SLOTS; ++slot)
     if (bt_is_input(slot) && b->how[slot] == BT_NONE)
-      return bt_exactly(CGR_E_INVALID_ARGUMENT);
+      return CGR_E_INVALID_ARGUMENT;
   int eager = b->size > BT_LARGEST || st->mode == CGR_REPLAY_EAGER;
-  int unchanged = 0;
-  if (!eager && st->mode == CGR_REPLAY_IN_GRAPH) {
-    /* Slot by slot: the first that needs another mode, or is unchanged
-     * without a staged image, decides. */
-    for (int slot = 0; slot < BT_SLOTS; ++slot) {
-      if (!bt_is_input(slot))
-        continue;
+  for (int slot = 0; slot < BT_SLOTS; ++slot) {
+    if (!eager && st->mode == CGR_REPLAY_IN_GRAPH) {
+      /* The in-graph mode reads host staging only. */
       if (b->how[slot] == BT_GATHER || b->how[slot] == BT_FEEDBACK ||
           (b->how[slot] == BT_INPUT && b->source[slot] == CGR_SOURCE_DEVICE))
-        return unchanged
-                   ? (bt_verdict){CGR_E_UNSUPPORTED, CGR_E_INVALID_ARGUMENT}
-                   : bt_exactly(CGR_E_UNSUPPORTED);
-      unchanged |= b->how[slot] == BT_UNCHANGED;
-    }
-  } else {
-    for (int slot = 0; slot < BT_SLOTS; ++slot) {
-      /* The copy plan refuses a misaligned index array. */
-      if (b->how[slot] == BT_GATHER && b->misaligned_index[slot])
-        return bt_exactly(CGR_E_INVALID_ARGUMENT);
-      if (b->how[slot] == BT_UNCHANGED && eager)
-        return bt_exactly(CGR_E_INVALID_ARGUMENT);
-      unchanged |= b->how[slot] == BT_UNCHANGED;
+        return CGR_E_UNSUPPORTED;
+    } else if (b->how[slot] == BT_GATHER && b->misaligned_index[slot]) {
+      return CGR_E_INVALID_ARGUMENT; /* the copy plan refuses it */
     }
   }
-  return unchanged ? (bt_verdict){CGR_OK, CGR_E_INVALID_ARGUMENT}
-                   : bt_exactly(CGR_OK);
+  return CGR_OK;
 }
 
 /* A replay's step counts in its mode's stats, eager or not. */
@@ -314,7 +301,7 @@ static void bt_check_stats(bt_state *st, const cgr_replay_stats *before,
 }
 
 void bt_replay(bt_state *st, bt_batch *b) {
-  bt_verdict verdict = bt_replay_verdict(st, b);
+  cgr_status want = bt_replay_verdict(st, b);
   /* Past the batch's own checks (open, every slot given), a replay ends
    * the previous eager step's outputs, whatever happens next. */
   int checked = b->handle != NULL && b->open;
@@ -328,7 +315,7 @@ void bt_replay(bt_state *st, bt_batch *b) {
   b->open = 0; /* consumed, whatever happened */
   if (checked)
     st->eager_live = 0;
-  bt_after(st, b, got, got == verdict.or_else ? got : verdict.want,
+  bt_after(st, b, got, want,
            st->mode == CGR_REPLAY_NAIVE      ? "replay naive"
            : st->mode == CGR_REPLAY_FUSED    ? "replay fused"
            : st->mode == CGR_REPLAY_IN_GRAPH ? "replay in-graph"

@@ -132,6 +132,8 @@ typedef struct bt_batch {
   size_t host_count;
   void *device[BT_MAX_ALLOCS];
   size_t device_count;
+  void *pinned[BT_MAX_ALLOCS];
+  size_t pinned_count;
 } bt_batch;
 
 /* The runtime, its slots declared and its step captured, in
@@ -144,6 +146,8 @@ void bt_state_destroy(bt_state *st);
  * by bt_free_memory once the batch is consumed. */
 void *bt_host(bt_batch *b, size_t bytes);
 void *bt_device(bt_state *st, bt_batch *b, size_t bytes);
+/* Page-locked memory of the runtime: what a PINNED source must lie in. */
+void *bt_pinned(bt_state *st, bt_batch *b, size_t bytes);
 void bt_free_memory(bt_state *st, bt_batch *b);
 
 /* Every element within the slot's range (or no range). */

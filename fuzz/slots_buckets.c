@@ -112,12 +112,17 @@ static int sb_buckets_valid(const uint32_t *list, size_t count) {
 }
 
 /* The fields cgr_runtime_create checks, the defaults past a short size
- * applied as the header says. CGR_E_VERSION, CGR_E_INVALID_ARGUMENT or
- * CGR_OK. */
+ * applied as the header says. CGR_E_VERSION (a size past cgr_config, an
+ * unknown version, or a size short of its version's fields),
+ * CGR_E_INVALID_ARGUMENT or CGR_OK. */
 static cgr_status sb_config_verdict(const cgr_config *config) {
-  const size_t minimum = offsetof(cgr_config, backend) + sizeof config->backend;
-  if (config->size < minimum || config->version == 0 ||
-      config->version > CGR_CONFIG_VERSION)
+  static const size_t version_ends[] = {
+      offsetof(cgr_config, validate) + sizeof config->validate,
+      offsetof(cgr_config, log_user) + sizeof config->log_user,
+      offsetof(cgr_config, replay_mode) + sizeof config->replay_mode};
+  if (config->size > sizeof *config || config->size < version_ends[0] ||
+      config->version == 0 || config->version > CGR_CONFIG_VERSION ||
+      config->size < version_ends[config->version - 1])
     return CGR_E_VERSION;
   cgr_config effective;
   cgr_config_init(&effective);

@@ -8,6 +8,8 @@ extern "C" {
 #include "kernels/basic.h"
 }
 
+#include "kernels/launch.cuh"
+
 namespace {
 
 constexpr int kThreads = 256;
@@ -42,15 +44,14 @@ extern "C" int cgr__cuda_launch_arange_i32(void *cuda_stream,
   const cgr__arange_i32_args *a = (const cgr__arange_i32_args *)args;
   if (a->count <= 0)
     return (int)cudaSuccess;
-  arange_i32<<<grid_for(a->count), kThreads, 0, (cudaStream_t)cuda_stream>>>(
-      *a);
-  return (int)cudaGetLastError();
+  return cgr__cuda_launch(arange_i32, grid_for(a->count), kThreads,
+                          (cudaStream_t)cuda_stream, a);
 }
 
 extern "C" int cgr__cuda_launch_add_i32(void *cuda_stream, const void *args) {
   const cgr__add_i32_args *a = (const cgr__add_i32_args *)args;
   if (a->count <= 0)
     return (int)cudaSuccess;
-  add_i32<<<grid_for(a->count), kThreads, 0, (cudaStream_t)cuda_stream>>>(*a);
-  return (int)cudaGetLastError();
+  return cgr__cuda_launch(add_i32, grid_for(a->count), kThreads,
+                          (cudaStream_t)cuda_stream, a);
 }

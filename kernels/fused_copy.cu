@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "kernels/copy_tiles.h"
+#include "kernels/launch.cuh"
 
 namespace {
 
@@ -173,8 +174,8 @@ template <typename Args> int launch(void *cuda_stream, const void *opaque) {
     return (int)cudaSuccess;
   uint32_t blocks =
       args->tile_count < kMaxBlocks ? args->tile_count : kMaxBlocks;
-  fused_copy<Args><<<blocks, kThreads, 0, (cudaStream_t)cuda_stream>>>(*args);
-  return (int)cudaGetLastError();
+  return cgr__cuda_launch(fused_copy<Args>, blocks, kThreads,
+                          (cudaStream_t)cuda_stream, args);
 }
 
 } // namespace

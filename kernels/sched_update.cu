@@ -8,6 +8,8 @@ extern "C" {
 #include "kernels/sched_update.h"
 }
 
+#include "kernels/launch.cuh"
+
 namespace {
 
 constexpr int kThreads = 256;
@@ -53,9 +55,8 @@ extern "C" int cgr__cuda_launch_sched_update(void *cuda_stream,
   const cgr__sched_update_args *u = (const cgr__sched_update_args *)args;
   if (u->count <= 0)
     return (int)cudaSuccess;
-  sched_update<<<blocks_for(u->count, kMaxBlocks), kThreads, 0,
-                 (cudaStream_t)cuda_stream>>>(*u);
-  return (int)cudaGetLastError();
+  return cgr__cuda_launch(sched_update, blocks_for(u->count, kMaxBlocks),
+                          kThreads, (cudaStream_t)cuda_stream, u);
 }
 
 extern "C" int cgr__cuda_launch_sched_update_batched(void *cuda_stream,
@@ -66,6 +67,6 @@ extern "C" int cgr__cuda_launch_sched_update_batched(void *cuda_stream,
     return (int)cudaSuccess;
   dim3 grid(blocks_for(u->item_elems, kMaxBlocks),
             (unsigned)(u->items < kMaxItemBlocks ? u->items : kMaxItemBlocks));
-  sched_update_batched<<<grid, kThreads, 0, (cudaStream_t)cuda_stream>>>(*u);
-  return (int)cudaGetLastError();
+  return cgr__cuda_launch(sched_update_batched, grid, kThreads,
+                          (cudaStream_t)cuda_stream, u);
 }

@@ -8,6 +8,8 @@ extern "C" {
 #include "kernels/trap.h"
 }
 
+#include "kernels/launch.cuh"
+
 namespace {
 
 __global__ void trap(cgr__trap_args a) {
@@ -18,6 +20,6 @@ __global__ void trap(cgr__trap_args a) {
 } // namespace
 
 extern "C" int cgr__cuda_launch_trap(void *cuda_stream, const void *args) {
-  trap<<<1, 1, 0, (cudaStream_t)cuda_stream>>>(*(const cgr__trap_args *)args);
-  return (int)cudaGetLastError();
+  return cgr__cuda_launch(trap, 1, 1, (cudaStream_t)cuda_stream,
+                          (const cgr__trap_args *)args);
 }

@@ -52,6 +52,8 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
    * enough for the largest bucket (live rows and padding). */
   uint32_t largest = cgr__largest_bucket(cap);
   replay->fed_step = UINT64_MAX;
+  replay->issued[0].step = replay->issued[1].step = UINT64_MAX;
+  replay->issued_eager.step = UINT64_MAX;
   for (size_t i = 0; i < cap->slot_count; ++i) {
     replay->has_feeds |= cap->slots[i].fed_by >= 0;
     replay->constant_slots += cap->slots[i].desc.kind == CGR_SLOT_CONSTANT;
@@ -153,6 +155,7 @@ cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
          (cap->slot_count ? cap->slot_count : 1) *
              sizeof *replay->batch.inputs);
   replay->batch.size = batch_size;
+  replay->batch.event_count = 0;
   replay->batch.open = 1;
   *out = &replay->batch;
   return CGR_OK;
@@ -184,33 +187,76 @@ static cgr_status input_slot(cgr_batch *batch, cgr_slot slot, const char *func,
   return CGR_OK;
 }
 
-/* Validation mode: every element of a host-visible input within the
- * slot's declared range. */
+/* Element `index` of host-visible data, zero- or sign-extended. */
+static uint64_t element_bits(const unsigned char *data, uint64_t index,
+                             uint32_t width, int is_unsigned) {
+  uint64_t bits = 0;
+  memcpy(&bits, data + index * width, width); /* little-endian */
+  if (is_unsigned || width == 8)
+    return bits;
+  uint64_t sign = UINT64_C(1) << (8 * width - 1);
+  return (bits ^ sign) - sign;
+}
+
+/* Validation mode: every element of host-visible data (an input, or
+ * feedback's new rows, `what` in the message) within the slot's declared
+ * range, compared as signed or unsigned integers (desc.elem_unsigned). */
 static cgr_status check_values(cgr_runtime *rt, const cgr__slot *slot,
-                               const void *data, uint64_t bytes) {
-  if (slot->desc.valid_max <= slot->desc.valid_min)
+                               const void *data, uint64_t bytes,
+                               const char *func, const char *what) {
+  int is_unsigned = slot->desc.elem_unsigned;
+  uint64_t min = (uint64_t)slot->desc.valid_min;
+  uint64_t max = (uint64_t)slot->desc.valid_max;
+  if (is_unsigned ? max <= min : slot->desc.valid_max <= slot->desc.valid_min)
     return CGR_OK;
-  const unsigned char *bytes_of = data;
   uint32_t width = slot->desc.elem_size;
   for (uint64_t i = 0; i < bytes / width; ++i) {
-    int64_t value;
-    if (width == 1)
-      value = *(const int8_t *)(bytes_of + i);
-    else if (width == 2)
-      value = *(const int16_t *)(const void *)(bytes_of + 2 * i);
-    else if (width == 4)
-      value = *(const int32_t *)(const void *)(bytes_of + 4 * i);
-    else
-      value = *(const int64_t *)(const void *)(bytes_of + 8 * i);
-    if (value < slot->desc.valid_min || value > slot->desc.valid_max)
-      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_input",
-                       "slot '%s': element %llu is %lld, outside [%lld, "
-                       "%lld]",
-                       slot->name, (unsigned long long)i, (long long)value,
-                       (long long)slot->desc.valid_min,
-                       (long long)slot->desc.valid_max);
+    uint64_t bits = element_bits(data, i, width, is_unsigned);
+    int outside = is_unsigned ? bits < min || bits > max
+                              : (int64_t)bits < slot->desc.valid_min ||
+                                    (int64_t)bits > slot->desc.valid_max;
+    if (!outside)
+      continue;
+    if (is_unsigned)
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                       "slot '%s': %s %llu is %llu, outside [%llu, %llu]",
+                       slot->name, what, (unsigned long long)i,
+                       (unsigned long long)bits, (unsigned long long)min,
+                       (unsigned long long)max);
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "slot '%s': %s %llu is %lld, outside [%lld, %lld]",
+                     slot->name, what, (unsigned long long)i,
+                     (long long)(int64_t)bits, (long long)slot->desc.valid_min,
+                     (long long)slot->desc.valid_max);
   }
   return CGR_OK;
+}
+
+/* A PINNED source must lie wholly in page-locked memory (the device reads
+ * it; pageable memory makes the copy fault and lose the device), a DEVICE
+ * source wholly in one allocation of the runtime's device (past its end
+ * the copy reads what lies there). HOST sources may be any host memory. */
+static cgr_status check_source_memory(cgr_runtime *rt, const cgr__slot *s,
+                                      cgr_source source, const void *data,
+                                      size_t bytes) {
+  if (source == CGR_SOURCE_HOST)
+    return CGR_OK;
+  cgr__memory_kind want =
+      source == CGR_SOURCE_DEVICE ? CGR__MEMORY_DEVICE : CGR__MEMORY_PINNED;
+  cgr__memory_kind kind = CGR__MEMORY_OTHER;
+  CGR__CHECK(cgr__be_memory_kind(&rt->backend, data, bytes, &kind));
+  if (kind == want)
+    return CGR_OK;
+  return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_input",
+                   "slot '%s': a %s source must lie wholly in %s%s, but "
+                   "[%p, +%zu bytes) is %s",
+                   s->name,
+                   source == CGR_SOURCE_DEVICE ? "CGR_SOURCE_DEVICE"
+                                               : "CGR_SOURCE_PINNED",
+                   cgr__memory_kind_name(want),
+                   source == CGR_SOURCE_DEVICE ? " of this runtime's device"
+                                               : "",
+                   data, bytes, cgr__memory_kind_name(kind));
 }
 
 cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
@@ -237,17 +283,9 @@ cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
                      s->desc.kind == CGR_SLOT_PREFIX ? "batch + 1 entries"
                                                      : "batch rows");
   if (rt->config.validate) {
-    if (source == CGR_SOURCE_DEVICE) {
-      int on_device = 0;
-      CGR__CHECK(cgr__be_pointer_is_device(&rt->backend, data, &on_device));
-      if (!on_device)
-        return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                         "slot '%s': data is not device memory of this "
-                         "runtime's device",
-                         s->name);
-    } else {
-      CGR__CHECK(check_values(rt, s, data, bytes));
-    }
+    CGR__CHECK(check_source_memory(rt, s, source, data, bytes));
+    if (source != CGR_SOURCE_DEVICE)
+      CGR__CHECK(check_values(rt, s, data, bytes, __func__, "element"));
   }
   cgr__slot_input *input = &batch->inputs[slot];
   input->given = CGR__GIVEN_INPUT;
@@ -257,12 +295,45 @@ cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
   return CGR_OK;
 }
 
+/* Whether the buffer set this batch will load still holds the slot as
+ * loaded with this batch size. Known at the call: the step (and so the
+ * set) and the mode cannot change while a batch is open. Refused here,
+ * not at replay, so that the caller can still give the data. */
+static cgr_status check_unchanged(cgr_runtime *rt, const cgr_batch *batch,
+                                  cgr_slot slot, const cgr__slot *s) {
+  const cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  int over = batch->size > cgr__largest_bucket(cap);
+  if (over || replay->mode == CGR_REPLAY_EAGER)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_unchanged",
+                     "slot '%s' is marked unchanged, but batch %u runs "
+                     "eagerly (%s), on buffers of its own that hold no "
+                     "earlier load: give its data",
+                     s->name, batch->size,
+                     over ? "it is over the largest bucket"
+                          : "CGR_REPLAY_EAGER");
+  int k = (int)(replay->next_step % 2);
+  uint32_t loaded = replay->sets[k].loaded_size[slot];
+  if (loaded == 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_unchanged",
+                     "slot '%s' is marked unchanged, but buffer set %d holds "
+                     "no load of it (none yet, or a feed or a failed step "
+                     "overwrote it): give its data",
+                     s->name, k);
+  if (loaded != batch->size)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_unchanged",
+                     "slot '%s' is marked unchanged, but buffer set %d was "
+                     "last loaded with %u rows, not %u: give its data",
+                     s->name, k, loaded, batch->size);
+  return CGR_OK;
+}
+
 cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   if (batch == NULL)
     return CGR_E_INVALID_ARGUMENT;
   const cgr__slot *s = NULL;
   CGR__CHECK(input_slot(batch, slot, __func__, &s));
-  /* Checked at replay, when the buffer set is known. */
+  CGR__CHECK(check_unchanged(batch->rt, batch, slot, s));
   batch->inputs[slot].given = CGR__GIVEN_UNCHANGED;
   return CGR_OK;
 }
@@ -312,6 +383,11 @@ cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
                      s->name, (unsigned long long)fresh,
                      (unsigned long long)(fresh * s->row_bytes),
                      new_rows_bytes);
+  /* New requests' rows reach the step as an input's would: the same
+   * range check. */
+  if (rt->config.validate && fresh > 0)
+    CGR__CHECK(check_values(rt, s, new_rows, new_rows_bytes, __func__,
+                            "new_rows element"));
   cgr__slot_input *input = &batch->inputs[slot];
   input->given = CGR__GIVEN_FEEDBACK;
   input->prev_rows = prev_rows;
@@ -335,9 +411,16 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
                      "slot '%s': %s is NULL", s->name,
                      device_src == NULL ? "device_src" : "row_index");
   if (rt->config.validate) {
-    int src_ok = 0, index_ok = 0;
-    CGR__CHECK(cgr__be_pointer_is_device(&rt->backend, device_src, &src_ok));
-    CGR__CHECK(cgr__be_pointer_is_device(&rt->backend, row_index, &index_ok));
+    /* The first row of the source (which rows the indices name is known
+     * only on the device) and the whole index array. */
+    cgr__memory_kind src_kind, index_kind;
+    CGR__CHECK(cgr__be_memory_kind(&rt->backend, device_src,
+                                   (size_t)s->row_bytes, &src_kind));
+    CGR__CHECK(cgr__be_memory_kind(&rt->backend, row_index,
+                                   (size_t)batch->size * sizeof(int32_t),
+                                   &index_kind));
+    int src_ok = src_kind == CGR__MEMORY_DEVICE;
+    int index_ok = index_kind == CGR__MEMORY_DEVICE;
     if (!src_ok || !index_ok)
       return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                        "slot '%s': %s is not device memory of this "
@@ -354,4 +437,38 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
 void cgr_batch_discard(cgr_batch *batch) {
   if (batch != NULL)
     batch->open = 0;
+}
+
+/* ---- ordering with the caller's work ---------------------------------------
+ */
+
+cgr_status cgr_batch_wait_event(cgr_batch *batch, cgr_event *event) {
+  if (batch == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *rt = batch->rt;
+  if (!batch->open)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "the batch is not open (cgr_batch_begin)");
+  if (event == NULL || event->rt != rt)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'event' is %s",
+                     event == NULL ? "NULL" : "an event of another runtime");
+  if (batch->event_count == CGR_BATCH_MAX_EVENTS)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "a batch waits for at most %d events",
+                     CGR_BATCH_MAX_EVENTS);
+  batch->events[batch->event_count++] = event->event;
+  return CGR_OK;
+}
+
+cgr_status cgr__batch_wait_events(cgr_runtime *rt, const cgr_batch *batch) {
+  /* Both streams: the side stream loads the inputs in double-buffered
+   * mode, the main stream in the others (and runs the graph, which reads
+   * them after the loads anyway). A wait takes the event's latest record
+   * as of now, as cudaStreamWaitEvent does. */
+  for (int i = 0; i < batch->event_count; ++i)
+    for (int role = 0; role < 2; ++role)
+      CGR__CHECK(cgr__be_stream_wait_event(&rt->backend, rt->streams[role],
+                                           batch->events[i]));
+  return CGR_OK;
 }

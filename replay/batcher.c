@@ -14,6 +14,12 @@
  * last frees it. Its outcome is written once, under its own lock, after
  * the batcher's counters already say so: a caller that saw every handle
  * end reads counters that add up.
+ *
+ * Every accepted request ends in exactly one of two hands: the caller's,
+ * when cgr_handle_result reads its outcome, or the abandon callback's.
+ * Which one is decided under the handle's lock by whichever of the end
+ * and the release comes second: the end (handle_end) abandons a request
+ * released before it; the release abandons one that ended untaken.
  */
 #define _GNU_SOURCE /* pthread_setname_np, clock_gettime, condattr clock */
 #include <errno.h>
@@ -32,6 +38,7 @@
 #include "runtime/fault.h"
 #include "runtime/nvtx.h"
 #include "runtime/runtime.h"
+#include "runtime/versioned.h"
 
 /* Wait times kept for the percentiles: the last this many requests. */
 #define WAIT_SAMPLES 65536u
@@ -43,6 +50,13 @@ struct cgr_handle {
   pthread_cond_t ended_cond;
   atomic_int ended; /* read without the lock by cgr_handle_poll */
   int released;     /* the caller let go before the end */
+  /* cgr_handle_result read the outcome: the request and its result are
+   * the caller's, and nothing is abandoned. */
+  atomic_int taken;
+  /* The batcher's abandon and user, copied: a handle released after
+   * cgr_batcher_destroy still abandons its request. */
+  cgr_batcher_abandon_fn abandon;
+  void *abandon_user;
   cgr_status status;
   void *result;
   void *request;
@@ -112,10 +126,18 @@ static void handle_free(cgr_handle *h) {
   cgr__free(h);
 }
 
+/* Hands an ended request whose outcome nobody took to abandon, then
+ * frees its handle: called once, by whichever of the end and the release
+ * came second. */
+static void handle_abandon(cgr_handle *h) {
+  if (h->abandon != NULL)
+    h->abandon(h->abandon_user, h->request, h->status, h->result);
+  handle_free(h);
+}
+
 /* Writes the outcome and lets the engine's ownership go. The counters
  * were updated before (under the batcher's lock). */
-static void handle_end(cgr_batcher *b, cgr_handle *h, cgr_status status,
-                       void *result) {
+static void handle_end(cgr_handle *h, cgr_status status, void *result) {
   pthread_mutex_lock(&h->lock);
   h->status = status;
   h->result = result;
@@ -124,18 +146,15 @@ static void handle_end(cgr_batcher *b, cgr_handle *h, cgr_status status,
   pthread_cond_broadcast(&h->ended_cond);
   pthread_mutex_unlock(&h->lock);
   /* Once unlocked, a handle the caller still holds is the caller's. */
-  if (released) {
-    if (b->config.abandon != NULL)
-      b->config.abandon(b->config.user, h->request, status, result);
-    handle_free(h);
-  }
+  if (released)
+    handle_abandon(h);
 }
 
 /* Ends a list of handles (linked through next) with one status. */
-static void end_list(cgr_batcher *b, cgr_handle *list, cgr_status status) {
+static void end_list(cgr_handle *list, cgr_status status) {
   while (list != NULL) {
     cgr_handle *next = list->next;
-    handle_end(b, list, status, NULL);
+    handle_end(list, status, NULL);
     list = next;
   }
 }
@@ -181,6 +200,11 @@ cgr_status cgr_handle_result(const cgr_handle *handle, void **result) {
     return CGR_E_INVALID_ARGUMENT;
   if (!atomic_load_explicit(&handle->ended, memory_order_acquire))
     return CGR_E_NOT_READY;
+  /* The outcome is the caller's from here: release abandons nothing. The
+   * handle is const to the caller, whose view (the outcome) this does not
+   * change; `taken` is the library's bookkeeping of who owns it. */
+  atomic_store_explicit(&((cgr_handle *)handle)->taken, 1,
+                        memory_order_relaxed);
   /* Written before `ended` was released and never again. */
   if (result != NULL && handle->status == CGR_OK)
     *result = handle->result;
@@ -193,10 +217,16 @@ void cgr_handle_release(cgr_handle *handle) {
   pthread_mutex_lock(&handle->lock);
   int ended = atomic_load_explicit(&handle->ended, memory_order_relaxed);
   if (!ended)
-    handle->released = 1; /* the engine frees it at the end */
+    handle->released = 1; /* the end abandons it and frees the handle */
   pthread_mutex_unlock(&handle->lock);
-  if (ended)
+  if (!ended)
+    return;
+  /* It ended before the release: the outcome is the caller's if it was
+   * taken, abandon's if not. */
+  if (atomic_load_explicit(&handle->taken, memory_order_relaxed))
     handle_free(handle);
+  else
+    handle_abandon(handle);
 }
 
 /* ---- the queue (under the batcher's lock) -------------------------------- */
@@ -307,8 +337,8 @@ static uint32_t collect(cgr_batcher *b, cgr_handle **out, int busy) {
     int stopping = b->state != RUNNING;
     pthread_mutex_unlock(&b->lock);
 
-    end_list(b, expired, CGR_E_TIMEOUT);
-    end_list(b, cancelled, CGR_E_CANCELLED);
+    end_list(expired, CGR_E_TIMEOUT);
+    end_list(cancelled, CGR_E_CANCELLED);
     if (count > 0)
       return count;
     if (busy || stopping)
@@ -333,7 +363,7 @@ static void fail_run(cgr_batcher *b, run *r, cgr_status status,
   b->stats.failed += r->count;
   pthread_mutex_unlock(&b->lock);
   for (uint32_t i = 0; i < r->count; ++i)
-    handle_end(b, r->handles[i], status, NULL);
+    handle_end(r->handles[i], status, NULL);
   r->count = 0;
   r->active = 0;
 }
@@ -352,7 +382,7 @@ static void start_run(cgr_batcher *b, run *r, uint32_t n) {
     pthread_mutex_lock(&b->lock);
     b->stats.invalid++;
     pthread_mutex_unlock(&b->lock);
-    handle_end(b, h, status, NULL);
+    handle_end(h, status, NULL);
   }
   r->count = kept;
   r->active = 0;
@@ -421,7 +451,7 @@ static void finish_run(cgr_batcher *b, run *r) {
   b->stats.completed += r->count;
   pthread_mutex_unlock(&b->lock);
   for (uint32_t i = 0; i < r->count; ++i)
-    handle_end(b, r->handles[i], CGR_OK, r->results[i]);
+    handle_end(r->handles[i], CGR_OK, r->results[i]);
   r->count = 0;
   r->active = 0;
 }
@@ -471,24 +501,24 @@ cgr_status cgr_batcher_config_init(cgr_batcher_config *config) {
   return CGR_OK;
 }
 
+/* Where each version's fields end (runtime/versioned.h): version 1 ended
+ * with `user`. */
+static const size_t config_ends[] = {CGR__FIELD_END(cgr_batcher_config, user)};
+CGR__VERSIONED_STRUCT(cgr_batcher_config, config_ends,
+                      CGR_BATCHER_CONFIG_VERSION);
+static const cgr__versions config_versions = {"cgr_batcher_config",
+                                              "cgr_batcher_config_init",
+                                              sizeof(cgr_batcher_config),
+                                              CGR_BATCHER_CONFIG_VERSION,
+                                              config_ends};
+
 /* The caller's config over the defaults, checked. */
 static cgr_status resolve_config(cgr_runtime *rt, const cgr_batcher_config *in,
                                  cgr_batcher_config *out) {
   cgr__error *err = &rt->error;
-  const size_t minimum =
-      offsetof(cgr_batcher_config, version) + sizeof in->version;
-  if (in->size < minimum || in->size > sizeof *in)
-    return cgr__fail(err, CGR_E_VERSION, "cgr_batcher_create",
-                     "config->size is %zu, not a cgr_batcher_config size "
-                     "(%zu to %zu): was it set by cgr_batcher_config_init?",
-                     in->size, minimum, sizeof *in);
-  if (in->version < 1 || in->version > CGR_BATCHER_CONFIG_VERSION)
-    return cgr__fail(err, CGR_E_VERSION, "cgr_batcher_create",
-                     "config->version is %u; this library knows 1 to %u",
-                     in->version, CGR_BATCHER_CONFIG_VERSION);
   cgr_batcher_config_init(out);
-  memcpy(out, in, in->size);
-  out->size = sizeof *out;
+  CGR__CHECK(cgr__versioned_read(&config_versions, in, out, err,
+                                 "cgr_batcher_create", "config"));
 
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   if (cap == NULL || cap->step == NULL)
@@ -634,6 +664,9 @@ cgr_status cgr_batcher_submit(cgr_batcher *batcher, void *request,
     return CGR_E_SYSTEM;
   }
   atomic_init(&h->ended, 0);
+  atomic_init(&h->taken, 0);
+  h->abandon = batcher->config.abandon;
+  h->abandon_user = batcher->config.user;
   h->request = request;
   h->deadline_us = deadline_us;
   const cgr_batcher_config *c = &batcher->config;

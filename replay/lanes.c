@@ -18,6 +18,7 @@
 #include "runtime/alloc.h"
 #include "runtime/error.h"
 #include "runtime/runtime.h"
+#include "runtime/versioned.h"
 
 struct cgr_lanes {
   uint32_t count;
@@ -148,6 +149,16 @@ cgr_status cgr_split(const cgr_split_config *config,
 
 /* ---- lanes --------------------------------------------------------------- */
 
+/* Where each version's fields end (runtime/versioned.h): version 1 ended
+ * with `user`. */
+static const size_t config_ends[] = {CGR__FIELD_END(cgr_lanes_config, user)};
+CGR__VERSIONED_STRUCT(cgr_lanes_config, config_ends, CGR_LANES_CONFIG_VERSION);
+static const cgr__versions config_versions = {"cgr_lanes_config",
+                                              "cgr_lanes_config_init",
+                                              sizeof(cgr_lanes_config),
+                                              CGR_LANES_CONFIG_VERSION,
+                                              config_ends};
+
 cgr_status cgr_lanes_config_init(cgr_lanes_config *config) {
   if (config == NULL)
     return CGR_E_INVALID_ARGUMENT;
@@ -207,20 +218,10 @@ cgr_status cgr_lanes_create(const cgr_lanes_config *config, cgr_lanes **out) {
     return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, __func__,
                      "invalid argument '%s'",
                      config == NULL ? "config" : "out");
-  const size_t minimum =
-      offsetof(cgr_lanes_config, version) + sizeof config->version;
-  if (config->size < minimum || config->size > sizeof *config ||
-      config->version < 1 || config->version > CGR_LANES_CONFIG_VERSION)
-    return cgr__fail(NULL, CGR_E_VERSION, __func__,
-                     "config->size %zu or config->version %u is not a "
-                     "cgr_lanes_config this library knows (size %zu, "
-                     "version 1 to %u): was it set by cgr_lanes_config_init?",
-                     config->size, config->version, sizeof *config,
-                     CGR_LANES_CONFIG_VERSION);
   cgr_lanes_config resolved;
   cgr_lanes_config_init(&resolved);
-  memcpy(&resolved, config, config->size);
-  resolved.size = sizeof resolved;
+  CGR__CHECK(cgr__versioned_read(&config_versions, config, &resolved, NULL,
+                                 __func__, "config"));
   if (resolved.lanes < 1 || resolved.lanes > CGR_MAX_LANES)
     return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, __func__,
                      "config->lanes is %u; it must be 1 to %d", resolved.lanes,
@@ -229,11 +230,13 @@ cgr_status cgr_lanes_create(const cgr_lanes_config *config, cgr_lanes **out) {
     return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, __func__,
                      "invalid argument '%s': the callback is required",
                      resolved.setup == NULL ? "config->setup" : "config->step");
+  /* The runtime config by the same rule: an older caller's is shorter
+   * than a cgr_config, and only its own size may be read. */
   cgr_config base;
+  cgr_config_init(&base);
   if (resolved.runtime != NULL)
-    base = *resolved.runtime;
-  else
-    cgr_config_init(&base);
+    CGR__CHECK(cgr__versioned_read(&cgr__config_versions, resolved.runtime,
+                                   &base, NULL, __func__, "config->runtime"));
 
   cgr_lanes *lanes = cgr__calloc(1, sizeof *lanes);
   if (lanes == NULL)

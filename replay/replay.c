@@ -3,6 +3,7 @@
  * bucket's graph, in one of the replay modes (replay.h has the protocol).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -105,13 +106,9 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   uint64_t fill_rows = fill_end > l->batch ? fill_end - l->batch : 0;
 
   if (input->given == CGR__GIVEN_UNCHANGED) {
-    if (set->loaded_size[index] != l->batch)
-      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
-                       "slot '%s' is marked unchanged, but buffer set %d was "
-                       "last loaded with %s%u rows, not %u",
-                       slot->name, l->set,
-                       set->loaded_size[index] ? "" : "(unknown) ",
-                       set->loaded_size[index], l->batch);
+    /* cgr_batch_unchanged checked it, and nothing loads a set while a
+     * batch is open. */
+    assert(set->loaded_size[index] == l->batch);
     l->skipped += 2; /* its live rows and its padding */
     return CGR_OK;
   }
@@ -360,6 +357,13 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   uint64_t step = replay != NULL ? replay->next_step : 0;
   uint32_t size = batch != NULL ? batch->size : 0;
   cgr_status status = replay_batch(rt, batch, ticket);
+  if (status == CGR_OK) {
+    cgr__replay *issuer = rt->layers[CGR__LAYER_REPLAY].state;
+    if (ticket->set < 0)
+      issuer->issued_eager = *ticket;
+    else
+      issuer->issued[ticket->set] = *ticket;
+  }
   /* A refused batch (a caller's mistake) enqueued nothing; a step that
    * failed halfway may have queued copies that still read its staging,
    * which the next replay of the same set rewrites on the host: let them
@@ -388,21 +392,22 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
   cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
-  if (batch == NULL || ticket == NULL || replay == NULL ||
-      batch != &replay->batch)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     "argument '%s' is not this runtime's open batch",
-                     ticket == NULL ? "ticket" : "batch");
+  if (batch == NULL || replay == NULL || batch != &replay->batch)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
+                     "argument 'batch' is not this runtime's batch");
   if (!batch->open)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, "cgr_replay",
                      "the batch is not open (cgr_batch_begin)");
   double started = now_us();
   batch->open = 0; /* consumed, whatever happens */
+  if (ticket == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
+                     "argument 'ticket' is NULL (the batch is consumed)");
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   for (size_t i = 0; i < cap->slot_count; ++i)
     if (cgr__is_input(&cap->slots[i]) &&
         batch->inputs[i].given == CGR__GIVEN_NONE)
-      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
                        "slot '%s' was not given in this batch (input, "
                        "unchanged or gather)",
                        cap->slots[i].name);
@@ -412,6 +417,9 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     cgr__eager_end(rt, &replay->eager);
     replay->eager_live = 0;
   }
+  /* The caller's events: nothing of this step reads an input before they
+   * complete, and the host does not wait for them. */
+  CGR__CHECK(cgr__batch_wait_events(rt, batch));
   if (batch->size > cgr__largest_bucket(cap) ||
       replay->mode == CGR_REPLAY_EAGER)
     return replay_eager(rt, replay, cap, batch, ticket);
@@ -484,12 +492,9 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
     void *dst = cgr__eager_slot(&replay->eager, (cgr_slot)i);
     if (!cgr__is_input(&cap->slots[i]))
       continue;
-    if (input->given == CGR__GIVEN_UNCHANGED)
-      status = cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
-                         "slot '%s' is marked unchanged, but an eager step "
-                         "has no earlier load",
-                         cap->slots[i].name);
-    else if (input->given == CGR__GIVEN_FEEDBACK) {
+    /* cgr_batch_unchanged refuses a slot of an eager batch. */
+    assert(input->given != CGR__GIVEN_UNCHANGED);
+    if (input->given == CGR__GIVEN_FEEDBACK) {
       /* The previous graph's outputs, gathered (none is in place here). */
       int32_t *indices = (int32_t *)(void *)(feed + feed_used);
       unsigned char *fresh = feed + feed_used + sizeof(int32_t) * batch->size;
@@ -600,11 +605,6 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                        "slot '%s': CGR_REPLAY_IN_GRAPH reads host staging "
                        "only; a device source or gather needs another mode",
                        cap->slots[i].name);
-    if (input->given == CGR__GIVEN_UNCHANGED && set->image_size[i] != b)
-      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
-                       "slot '%s' is marked unchanged, but buffer set %d's "
-                       "staging does not hold an in-graph image of %u rows",
-                       cap->slots[i].name, k, b);
   }
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, b);
   long bucket = cap->bucket_of[b];
@@ -618,26 +618,43 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
       status = cgr__capture_in_graph(rt, padded, k, &replay->plan, &exec);
   }
   uint64_t ops = 0, bytes = 0, skipped = 0;
+  cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
   for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
     const cgr__slot *slot = &cap->slots[i];
     if (!cgr__is_input(slot))
       continue;
     ops++;
     bytes += cgr__input_bytes(slot, padded);
-    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED) {
+    unsigned char *staged = set->staging + replay->staging_offset[i];
+    if (batch->inputs[i].given != CGR__GIVEN_UNCHANGED) {
+      stage_image(slot, &batch->inputs[i], staged, b, padded);
+    } else if (set->image_size[i] == b) {
       skipped++;
       continue;
+    } else {
+      /* The set holds the slot's padded rows (cgr_batch_unchanged
+       * checked its batch size), but another mode loaded them: staging
+       * holds no image for the graph's first node to copy back. Copy the
+       * set's rows into staging, on the main stream before the graph:
+       * once per slot and set after a switch to this mode. */
+      status = cgr__be_memcpy_async(be, main_stream, staged, slot->buffers[k],
+                                    cgr__input_bytes(slot, padded));
+      if (status != CGR_OK)
+        break;
     }
-    stage_image(slot, &batch->inputs[i],
-                set->staging + replay->staging_offset[i], b, padded);
     set->image_size[i] = b;
+  }
+  if (status != CGR_OK) {
+    /* Staging may hold this step's images, which the set never got: the
+     * next unchanged slot must copy them from the set again. */
+    for (size_t i = 0; i < cap->slot_count; ++i)
+      set->image_size[i] = 0;
   }
   CGR__NVTX_POP(rt->config.nvtx);
   CGR__CHECK(status);
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_REPLAY,
                  ((uint64_t)padded << 1) | (uint64_t)k);
-  cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
   status = cgr__be_graph_launch(be, exec, main_stream);
   if (status == CGR_OK)
     status = cgr__be_event_record(be, set->graph_done, main_stream);
@@ -667,87 +684,6 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   ticket->batch_size = b;
   ticket->padded_batch = padded;
   ticket->set = k;
-  return CGR_OK;
-}
-
-/* ---- tickets and outputs ------------------------------------------------- */
-
-/* A ticket this runtime issued; 1 when its buffer set was since reused. */
-static cgr_status check_ticket(cgr_runtime *rt, const cgr__replay *replay,
-                               const cgr_ticket *ticket, const char *func,
-                               int *expired) {
-  if (replay == NULL || ticket == NULL || ticket->step >= replay->next_step ||
-      ticket->set < -1 || ticket->set > 1)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
-                     "the ticket was not issued by this runtime");
-  uint64_t last = replay->next_step - 1;
-  *expired = ticket->set < 0
-                 ? ticket->step != replay->eager_step || !replay->eager_live
-                 : ticket->step + 2 <= last;
-  return CGR_OK;
-}
-
-cgr_status cgr_ticket_wait(cgr_runtime *rt, const cgr_ticket *ticket) {
-  if (rt == NULL)
-    return CGR_E_INVALID_ARGUMENT;
-  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
-  int expired = 0;
-  CGR__CHECK(check_ticket(rt, replay, ticket, __func__, &expired));
-  if (ticket->set < 0)
-    return CGR_OK; /* eager steps finish inside cgr_replay */
-  /* graph_done[set] was recorded by this step or a later one on the same
-   * set, which the stream ordered after it: either way, waiting on it
-   * covers the ticket. */
-  CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_WAIT, ticket->step);
-  cgr_status status =
-      cgr__be_event_synchronize(&rt->backend,
-                                replay->sets[ticket->set].graph_done);
-  CGR__NVTX_POP(rt->config.nvtx);
-  if (status != CGR_OK) {
-    /* Name the step: a device fault surfaces here, steps after its cause. */
-    char why[CGR__ERROR_MESSAGE_SIZE];
-    snprintf(why, sizeof why, "%s", rt->error.message);
-    return cgr__fail(&rt->error, status, __func__,
-                     "step %llu (batch %u, bucket %u, set %d): %s",
-                     (unsigned long long)ticket->step, ticket->batch_size,
-                     ticket->padded_batch, ticket->set, why);
-  }
-  return CGR_OK;
-}
-
-cgr_status cgr_ticket_query(cgr_runtime *rt, const cgr_ticket *ticket) {
-  if (rt == NULL)
-    return CGR_E_INVALID_ARGUMENT;
-  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
-  int expired = 0;
-  CGR__CHECK(check_ticket(rt, replay, ticket, __func__, &expired));
-  if (ticket->set < 0)
-    return CGR_OK;
-  return cgr__be_event_query(&rt->backend,
-                             replay->sets[ticket->set].graph_done);
-}
-
-cgr_status cgr_output(cgr_runtime *rt, const cgr_ticket *ticket, cgr_slot slot,
-                      void **out) {
-  if (out != NULL)
-    *out = NULL;
-  if (rt == NULL || out == NULL)
-    return CGR_E_INVALID_ARGUMENT;
-  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
-  int expired = 0;
-  CGR__CHECK(check_ticket(rt, replay, ticket, __func__, &expired));
-  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-  if (slot < 0 || (size_t)slot >= cap->slot_count ||
-      cap->slots[slot].desc.kind != CGR_SLOT_OUTPUT)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     "slot %d is not an OUTPUT slot", (int)slot);
-  if (expired)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
-                     "ticket of step %llu has expired: its buffer set was "
-                     "reused by a later step",
-                     (unsigned long long)ticket->step);
-  *out = ticket->set < 0 ? cgr__eager_slot(&replay->eager, slot)
-                         : cap->slots[slot].buffers[ticket->set];
   return CGR_OK;
 }
 

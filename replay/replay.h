@@ -50,7 +50,13 @@ struct cgr_batch {
   uint32_t size;
   int open;
   cgr__slot_input *inputs; /* one per slot */
+  /* The caller's events the step's reads wait for (cgr_batch_wait_event). */
+  cgr__event *events[CGR_BATCH_MAX_EVENTS];
+  int event_count;
 };
+
+/* Makes every stream of the step wait for the batch's events (batch.c). */
+cgr_status cgr__batch_wait_events(cgr_runtime *rt, const cgr_batch *batch);
 
 typedef struct cgr__set {
   cgr__event *loaded;       /* the side stream's copy into this set ended */
@@ -87,6 +93,11 @@ typedef struct cgr__replay {
   int eager_live;
   uint64_t eager_step;
   cgr__eager eager;
+  /* The last ticket issued for each set, and for an eager step (step
+   * UINT64_MAX: none yet): every ticket whose outputs are readable is one
+   * of them, so cgr_output checks those field by field. */
+  cgr_ticket issued[2];
+  cgr_ticket issued_eager;
   /* Feedback: some slot is fed; the step whose graph last fed (its outputs
    * wait in its set's OUTPUT slots), and its batch size. */
   int has_feeds;

@@ -196,6 +196,28 @@ cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event) {
   return status;
 }
 
+static cgr_status event_host_call(cgr__backend *be, cgr__event *event,
+                                  cgr_status (*op)(void *, cgr__event *),
+                                  const char *func) {
+  if (event == NULL)
+    return null_arg(be, func, "event");
+  LOST_GUARD(be);
+  if (op == NULL)
+    return cgr__fail(be->error, CGR_E_UNSUPPORTED, func,
+                     "the %s backend has no host-completed events (on CUDA, "
+                     "record the event on your stream: cgr_cuda_event_record)",
+                     be->ops->name);
+  return op(be->ctx, event);
+}
+
+cgr_status cgr__be_event_record_host(cgr__backend *be, cgr__event *event) {
+  return event_host_call(be, event, be->ops->event_record_host, __func__);
+}
+
+cgr_status cgr__be_event_signal_host(cgr__backend *be, cgr__event *event) {
+  return event_host_call(be, event, be->ops->event_signal_host, __func__);
+}
+
 cgr_status cgr__be_event_synchronize(cgr__backend *be, cgr__event *event) {
   if (event == NULL)
     return null_arg(be, __func__, "event");
@@ -239,14 +261,28 @@ void cgr__be_device_free(cgr__backend *be, void *ptr) {
     be->ops->device_free(be->ctx, ptr);
 }
 
-cgr_status cgr__be_pointer_is_device(cgr__backend *be, const void *ptr,
-                                     int *out) {
+const char *cgr__memory_kind_name(cgr__memory_kind kind) {
+  switch (kind) {
+  case CGR__MEMORY_DEVICE:
+    return "device memory";
+  case CGR__MEMORY_PINNED:
+    return "page-locked host memory";
+  case CGR__MEMORY_OTHER:
+    break;
+  }
+  return "neither device nor page-locked memory";
+}
+
+cgr_status cgr__be_memory_kind(cgr__backend *be, const void *ptr, size_t bytes,
+                               cgr__memory_kind *out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");
-  *out = 0;
+  *out = CGR__MEMORY_OTHER;
   if (ptr == NULL)
     return CGR_OK;
-  return be->ops->pointer_is_device(be->ctx, ptr, out);
+  if ((uintptr_t)ptr + (bytes > 0 ? bytes - 1 : 0) < (uintptr_t)ptr)
+    return CGR_OK; /* wraps around: no allocation holds it */
+  return be->ops->memory_kind(be->ctx, ptr, bytes, out);
 }
 
 cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out) {

@@ -73,6 +73,17 @@ typedef enum cgr__call {
 /* "HOST_ALLOC", ... */
 const char *cgr__call_name(cgr__call call);
 
+/* What memory a range lies in (cgr__be_memory_kind). */
+typedef enum cgr__memory_kind {
+  CGR__MEMORY_OTHER = 0, /* pageable, another device's, or past the end */
+  CGR__MEMORY_DEVICE,    /* device memory of the runtime's device */
+  CGR__MEMORY_PINNED     /* page-locked host memory the device can read */
+} cgr__memory_kind;
+
+/* "device memory", "page-locked host memory", "neither device nor
+ * page-locked memory": for messages. */
+const char *cgr__memory_kind_name(cgr__memory_kind kind);
+
 /* A function run on a stream, in stream order, on a thread of the backend's
  * choosing. It must not call into cgr (CUDA forbids CUDA calls there). */
 typedef void (*cgr__host_fn)(void *user);
@@ -102,11 +113,20 @@ typedef struct cgr__backend_ops {
   /* Milliseconds between two completed timing events. */
   cgr_status (*event_elapsed_ms)(void *ctx, cgr__event *start, cgr__event *end,
                                  float *out_ms);
+  /* (optional) A record the caller's host work completes: the event is
+   * pending from event_record_host until event_signal_host. The host
+   * backend's stand-in for a record on a caller's CUDA stream; NULL on
+   * CUDA (the wrapper says CGR_E_UNSUPPORTED). */
+  cgr_status (*event_record_host)(void *ctx, cgr__event *event);
+  cgr_status (*event_signal_host)(void *ctx, cgr__event *event);
 
   cgr_status (*device_alloc)(void *ctx, size_t bytes, void **out);
   void (*device_free)(void *ctx, void *ptr);
-  /* *out = 1 when ptr lies in device memory of this backend's device. */
-  cgr_status (*pointer_is_device)(void *ctx, const void *ptr, int *out);
+  /* What memory the whole range [ptr, ptr + bytes) lies in: device memory
+   * of this backend's device, page-locked host memory, or neither (pageable
+   * memory, another device's, or a range that runs past its allocation). */
+  cgr_status (*memory_kind)(void *ctx, const void *ptr, size_t bytes,
+                            cgr__memory_kind *out);
   /* Page-locked host memory the device can read directly. */
   cgr_status (*pinned_alloc)(void *ctx, size_t bytes, void **out);
   void (*pinned_free)(void *ctx, void *ptr);
@@ -217,11 +237,14 @@ cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event);
 cgr_status cgr__be_event_synchronize(cgr__backend *be, cgr__event *event);
 cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
                                     cgr__event *end, float *out_ms);
+/* Optional slots: CGR_E_UNSUPPORTED where the backend has none. */
+cgr_status cgr__be_event_record_host(cgr__backend *be, cgr__event *event);
+cgr_status cgr__be_event_signal_host(cgr__backend *be, cgr__event *event);
 
 cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out);
 void cgr__be_device_free(cgr__backend *be, void *ptr);
-cgr_status cgr__be_pointer_is_device(cgr__backend *be, const void *ptr,
-                                     int *out);
+cgr_status cgr__be_memory_kind(cgr__backend *be, const void *ptr, size_t bytes,
+                               cgr__memory_kind *out);
 cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out);
 void cgr__be_pinned_free(cgr__backend *be, void *ptr);
 

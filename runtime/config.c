@@ -2,6 +2,21 @@
 #include <string.h>
 
 #include "runtime/runtime.h"
+#include "runtime/versioned.h"
+
+/* Where each version's fields end: version 1 ended with `validate`,
+ * version 2 added the capture fields, version 3 replay_mode. A new version
+ * appends its fields and its end here. */
+static const size_t config_ends[] = {
+    CGR__FIELD_END(cgr_config, validate),
+    CGR__FIELD_END(cgr_config, log_user),
+    CGR__FIELD_END(cgr_config, replay_mode),
+};
+CGR__VERSIONED_STRUCT(cgr_config, config_ends, CGR_CONFIG_VERSION);
+
+const cgr__versions cgr__config_versions = {"cgr_config", "cgr_config_init",
+                                            sizeof(cgr_config),
+                                            CGR_CONFIG_VERSION, config_ends};
 
 cgr_status cgr_config_init(cgr_config *config) {
   if (config == NULL)
@@ -62,28 +77,10 @@ static cgr_status check_buckets(const cgr_config *config, cgr__error *err) {
 cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
                                cgr_config *resolved, cgr__error *err) {
   cgr_config_init(resolved);
-  if (config != NULL) {
-    /* The smallest config we accept has size, version and backend. */
-    const size_t minimum =
-        offsetof(cgr_config, backend) + sizeof config->backend;
-    if (config->size < minimum)
-      return cgr__fail(err, CGR_E_VERSION, "cgr_runtime_create",
-                       "config->size is %zu, smaller than any cgr_config "
-                       "(%zu); was it filled by cgr_config_init()?",
-                       config->size, minimum);
-    if (config->version == 0 || config->version > CGR_CONFIG_VERSION)
-      return cgr__fail(err, CGR_E_VERSION, "cgr_runtime_create",
-                       "config->version is %u; this library knows versions "
-                       "1 to %u",
-                       config->version, (unsigned)CGR_CONFIG_VERSION);
-    /* Fields past the caller's size keep their defaults: an older caller
-     * never knew them. */
-    size_t known =
-        config->size < sizeof *resolved ? config->size : sizeof *resolved;
-    memcpy(resolved, config, known);
-    resolved->size = sizeof *resolved;
-    resolved->version = CGR_CONFIG_VERSION;
-  }
+  /* Fields an older caller never knew keep their defaults. */
+  if (config != NULL)
+    CGR__CHECK(cgr__versioned_read(&cgr__config_versions, config, resolved, err,
+                                   "cgr_runtime_create", "config"));
   if (env->problem[0] != '\0')
     return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create", "%s",
                      env->problem);

@@ -69,6 +69,8 @@ static void destroy_parts(cgr_runtime *rt) {
     cgr__be_stream_destroy(&rt->backend, rt->streams[role]);
     rt->streams[role] = NULL;
   }
+  cgr__be_stream_destroy(&rt->backend, rt->copy_stream);
+  rt->copy_stream = NULL;
   cgr__backend_destroy(&rt->backend);
 }
 

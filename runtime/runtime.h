@@ -36,11 +36,18 @@ struct cgr_runtime {
   cgr__backend backend;
   cgr_backend_kind kind; /* CUDA or HOST, never AUTO */
   char backend_reason[256];
-  cgr__stream *streams[2]; /* indexed by cgr_stream_role */
+  cgr__stream *streams[2];  /* indexed by cgr_stream_role */
+  cgr__stream *copy_stream; /* cgr_memcpy's, made at its first call */
   cgr__layer layers[CGR__LAYER_COUNT];
   /* Guards the creation of layer state, which const queries may trigger
    * from any thread. */
   pthread_mutex_t layer_lock;
+};
+
+/* A cgr_event: a backend event of one runtime (runtime/event.c). */
+struct cgr_event {
+  cgr_runtime *rt;
+  cgr__event *event;
 };
 
 /* Reports a warning through config.log (stderr when NULL). */

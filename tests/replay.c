@@ -678,8 +678,11 @@ static void test_bad_batches_are_rejected_and_change_nothing(void **state) {
   assert_cgr_status(rt,
                     cgr_batch_input(batch, m.pos, CGR_SOURCE_DEVICE, data, 12),
                     CGR_E_INVALID_ARGUMENT);
-  assert_last_error_contains(rt, "not device memory");
-  assert_cgr_ok(rt, cgr_batch_unchanged(batch, m.cu_k));
+  assert_last_error_contains(rt, "must lie wholly in device memory");
+  /* Set 1 never held cu_k: refused at the call, the batch left open. */
+  assert_cgr_status(rt, cgr_batch_unchanged(batch, m.cu_k),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "marked unchanged");
   /* pos and pages never given: replay names one and changes nothing. */
   assert_cgr_status(rt, cgr_replay(rt, batch, &ticket), CGR_E_INVALID_ARGUMENT);
   assert_last_error_contains(rt, "slot 'positions' was not given");
@@ -690,9 +693,11 @@ static void test_bad_batches_are_rejected_and_change_nothing(void **state) {
   assert_cgr_ok(rt, cgr_batch_input(batch, m.pos, CGR_SOURCE_HOST, data, 8));
   assert_cgr_ok(rt, cgr_batch_input(batch, m.pages, CGR_SOURCE_HOST, data,
                                     2 * 4 * MODEL_PAGES));
-  assert_cgr_ok(rt, cgr_batch_unchanged(batch, m.cu_k));
-  assert_cgr_status(rt, cgr_replay(rt, batch, &ticket), CGR_E_INVALID_ARGUMENT);
+  assert_cgr_status(rt, cgr_batch_unchanged(batch, m.cu_k),
+                    CGR_E_INVALID_ARGUMENT);
   assert_last_error_contains(rt, "marked unchanged");
+  assert_cgr_status(rt, cgr_replay(rt, batch, &ticket), CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "slot 'cu_seqlens_k' was not given");
 
   /* A batch the caller gives up on changes nothing either. */
   assert_cgr_ok(rt, cgr_batch_begin(rt, 4, &batch));

@@ -28,6 +28,33 @@ unsigned flat_grid(int64_t count) {
   return (unsigned)(blocks < kFlatMaxBlocks ? blocks : kFlatMaxBlocks);
 }
 
+// Every launcher takes its status from the launch itself: cudaLaunchKernelExC
+// returns what went wrong with this launch and nothing else, where
+// cudaGetLastError() after <<<...>>> would also return, and clear, an error
+// this program left behind earlier on the thread (a failed cudaMalloc, say),
+// so cgr would report the launch as failed and the program would lose its
+// error. The arguments are passed by address: CUDA copies the struct from
+// where it points at launch. A failed launch's own error is cleared after
+// it is returned (the program's runtime records it as its last error, and
+// cgr, which carries a CUDA runtime of its own, cannot clear it here).
+template <typename Args>
+cudaError_t launch(void (*kernel)(Args), dim3 grid, dim3 block,
+                   cudaStream_t stream, const Args *args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  config.attrs = nullptr;
+  config.numAttrs = 0;
+  void *params[] = {const_cast<Args *>(args)};
+  const cudaError_t err =
+      cudaLaunchKernelExC(&config, (const void *)kernel, params);
+  if (err != cudaSuccess)
+    (void)cudaGetLastError();
+  return err;
+}
+
 // The largest grid.y a launch may use.
 constexpr int64_t kMaxGridY = 65535;
 // The largest grid.x a launch may use.
@@ -267,8 +294,7 @@ cudaError_t launch_matmul(cudaStream_t stream, const Args &a) {
   if (tiles_r > kMaxGridY)
     tiles_r = kMaxGridY;
   const dim3 grid((unsigned)tiles_n, (unsigned)tiles_r);
-  matmul_kernel<kTileRows><<<grid, kMmThreads, 0, stream>>>(a);
-  return cudaGetLastError();
+  return launch(matmul_kernel<kTileRows, Args>, grid, kMmThreads, stream, &a);
 }
 
 // The smallest row tile that holds the batch (16 past 8 rows).
@@ -592,17 +618,16 @@ extern "C" int dec_cuda_embed(void *stream, const void *args) {
   if (a->rows <= 0 || a->hidden <= 0)
     return (int)cudaSuccess;
   const int64_t total = (int64_t)a->rows * a->hidden;
-  embed_kernel<<<flat_grid(total), kFlatThreads, 0, (cudaStream_t)stream>>>(*a);
-  return (int)cudaGetLastError();
+  return (int)launch(embed_kernel, flat_grid(total), kFlatThreads,
+                     (cudaStream_t)stream, a);
 }
 
 extern "C" int dec_cuda_rmsnorm(void *stream, const void *args) {
   const dec_rmsnorm_args *a = (const dec_rmsnorm_args *)args;
   if (a->rows <= 0 || a->dim <= 0)
     return (int)cudaSuccess;
-  rmsnorm_kernel<<<(unsigned)a->rows, kNormThreads, 0, (cudaStream_t)stream>>>(
-      *a);
-  return (int)cudaGetLastError();
+  return (int)launch(rmsnorm_kernel, (unsigned)a->rows, kNormThreads,
+                     (cudaStream_t)stream, a);
 }
 
 extern "C" int dec_cuda_matmul(void *stream, const void *args) {
@@ -618,8 +643,8 @@ extern "C" int dec_cuda_rope(void *stream, const void *args) {
   if (a->rows <= 0 || a->heads <= 0 || a->head_dim < 2)
     return (int)cudaSuccess;
   const int64_t total = (int64_t)a->rows * a->heads * (a->head_dim / 2);
-  rope_kernel<<<flat_grid(total), kFlatThreads, 0, (cudaStream_t)stream>>>(*a);
-  return (int)cudaGetLastError();
+  return (int)launch(rope_kernel, flat_grid(total), kFlatThreads,
+                     (cudaStream_t)stream, a);
 }
 
 extern "C" int dec_cuda_kv_write(void *stream, const void *args) {
@@ -629,9 +654,8 @@ extern "C" int dec_cuda_kv_write(void *stream, const void *args) {
       a->page_size <= 0)
     return (int)cudaSuccess;
   const int64_t total = (int64_t)a->rows * a->heads * a->head_dim;
-  kv_write_kernel<<<flat_grid(total), kFlatThreads, 0, (cudaStream_t)stream>>>(
-      *a);
-  return (int)cudaGetLastError();
+  return (int)launch(kv_write_kernel, flat_grid(total), kFlatThreads,
+                     (cudaStream_t)stream, a);
 }
 
 extern "C" int dec_cuda_attention(void *stream, const void *args) {
@@ -645,12 +669,8 @@ extern "C" int dec_cuda_attention(void *stream, const void *args) {
   // then every token's head starts 16-byte aligned too.
   const bool vec4 =
       a->head_dim % 4 == 0 && ((uintptr_t)a->k_cache & (uintptr_t)15) == 0;
-  const cudaStream_t s = (cudaStream_t)stream;
-  if (vec4)
-    attention_kernel<true><<<(unsigned)blocks, kAttnThreads, 0, s>>>(*a);
-  else
-    attention_kernel<false><<<(unsigned)blocks, kAttnThreads, 0, s>>>(*a);
-  return (int)cudaGetLastError();
+  return (int)launch(vec4 ? attention_kernel<true> : attention_kernel<false>,
+                     (unsigned)blocks, kAttnThreads, (cudaStream_t)stream, a);
 }
 
 extern "C" int dec_cuda_swiglu(void *stream, const void *args) {
@@ -658,9 +678,8 @@ extern "C" int dec_cuda_swiglu(void *stream, const void *args) {
   if (a->rows <= 0 || a->mlp <= 0)
     return (int)cudaSuccess;
   const int64_t total = (int64_t)a->rows * a->mlp;
-  swiglu_kernel<<<flat_grid(total), kFlatThreads, 0, (cudaStream_t)stream>>>(
-      *a);
-  return (int)cudaGetLastError();
+  return (int)launch(swiglu_kernel, flat_grid(total), kFlatThreads,
+                     (cudaStream_t)stream, a);
 }
 
 extern "C" int dec_cuda_argmax(void *stream, const void *args) {
@@ -668,7 +687,6 @@ extern "C" int dec_cuda_argmax(void *stream, const void *args) {
   // vocab <= 0 still launches: each row's id is defined (0).
   if (a->rows <= 0)
     return (int)cudaSuccess;
-  argmax_kernel<<<(unsigned)a->rows, kArgmaxThreads, 0, (cudaStream_t)stream>>>(
-      *a);
-  return (int)cudaGetLastError();
+  return (int)launch(argmax_kernel, (unsigned)a->rows, kArgmaxThreads,
+                     (cudaStream_t)stream, a);
 }

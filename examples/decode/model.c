@@ -11,6 +11,8 @@
 
 #ifdef CGR_HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include <cgr/cgr_cuda.h>
 #endif
 
 /* Propagates a failed status (the example's own check macro). */
@@ -219,18 +221,40 @@ static void device_free(const dec_model *m, void *ptr) {
   free(ptr);
 }
 
+#ifdef CGR_HAVE_CUDA
+/* The model's own copies and fills run on the runtime's side stream, then
+ * wait for it: never on the legacy default stream, which does not order
+ * against cgr's streams (they are non-blocking), so a KV-cache clear there
+ * could still be running when the first step reads the cache. The side
+ * stream only loads inputs: when a step's outputs are read, it holds at
+ * most the next step's input copy, which a wait here also finishes. */
+static cgr_status side_stream(const dec_model *m, cudaStream_t *out) {
+  return cgr_cuda_stream(m->rt, CGR_STREAM_SIDE, out);
+}
+
+/* Waits for `stream` once `e` (the status of what was just enqueued on it)
+ * is known, and clears a failure from this program's last CUDA error. */
+static cgr_status finish_on(cudaStream_t stream, cudaError_t e) {
+  if (e == cudaSuccess)
+    e = cudaStreamSynchronize(stream);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return CGR_E_CUDA;
+  }
+  return CGR_OK;
+}
+#endif
+
 /* Copies between the host and the model's device memory, either way
  * (unified addressing tells CUDA which); synchronous. */
 cgr_status dec_copy(const dec_model *m, void *dst, const void *src,
                     size_t bytes) {
 #ifdef CGR_HAVE_CUDA
   if (m->on_cuda) {
-    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      return CGR_E_CUDA;
-    }
-    return CGR_OK;
+    cudaStream_t stream = NULL;
+    CHECK(side_stream(m, &stream));
+    return finish_on(stream, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault,
+                                             stream));
   }
 #endif
   (void)m;
@@ -405,11 +429,18 @@ cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
     status =
         device_alloc(m, m->cache_bytes, (void **)&m->v_cache, why, why_size);
 #ifdef CGR_HAVE_CUDA
-  if (status == CGR_OK && m->on_cuda &&
-      (cudaMemset(m->k_cache, 0, m->cache_bytes) != cudaSuccess ||
-       cudaMemset(m->v_cache, 0, m->cache_bytes) != cudaSuccess)) {
-    snprintf(why, why_size, "clearing the KV cache failed");
-    status = CGR_E_CUDA;
+  if (status == CGR_OK && m->on_cuda) {
+    /* Finished before the first step can read the cache (finish_on). */
+    cudaStream_t stream = NULL;
+    status = side_stream(m, &stream);
+    if (status == CGR_OK) {
+      cudaError_t e = cudaMemsetAsync(m->k_cache, 0, m->cache_bytes, stream);
+      if (e == cudaSuccess)
+        e = cudaMemsetAsync(m->v_cache, 0, m->cache_bytes, stream);
+      status = finish_on(stream, e);
+    }
+    if (status != CGR_OK)
+      snprintf(why, why_size, "clearing the KV cache failed");
   }
 #endif
   if (status != CGR_OK)

@@ -18,6 +18,21 @@
  * error string: read it with cgr_last_error(). Out-parameters are set to NULL
  * (or zeroed) on failure. Misuse is reported as a status, never by aborting.
  *
+ * Versioned structs. cgr_config, cgr_batcher_config and cgr_lanes_config
+ * start with `size` and `version`, which their *_config_init sets from the
+ * header the caller compiled against; fields are only ever appended, one
+ * version at a time. Every create that takes one reads it by one rule:
+ *   - a `size` larger than the struct this library knows (a caller built
+ *     against a newer header, or a size never set) is refused with
+ *     CGR_E_VERSION, never read past or silently cut;
+ *   - a `version` of 0 or newer than this library's is refused, and so is
+ *     a `size` too small for the fields of its `version` (or of version 1);
+ *   - otherwise the fields of the caller's version (and of any newer one
+ *     its size holds whole) are read, and every other field keeps its
+ *     default: a caller built against an older header keeps working.
+ * The message names the struct, the field (`config->size`,
+ * `config->version`) and both values, the caller's and the library's.
+ *
  * A device fault (a kernel's illegal address, a trap) loses the device: the
  * call where it surfaces (a replay or a wait, named with its step) and every
  * later call return CGR_E_DEVICE_LOST at once; cgr_runtime_destroy still
@@ -131,8 +146,9 @@ typedef enum cgr_stream_priority {
   CGR_PRIORITY_HIGH = 1
 } cgr_stream_priority;
 
-/* Bumped when fields are appended to cgr_config. Version 2 added the
- * capture fields (buckets ... log_user), version 3 replay_mode. */
+/* Bumped when fields are appended to cgr_config. Version 1 ended with
+ * `validate`, version 2 added the capture fields (buckets ... log_user),
+ * version 3 replay_mode. */
 #define CGR_CONFIG_VERSION 3
 
 /* How a replay feeds the graph its inputs. All give identical outputs. */
@@ -163,8 +179,10 @@ typedef void (*cgr_log_fn)(void *user, const char *message);
 /*
  * Runtime configuration. Fill it with cgr_config_init(), then change the
  * fields you care about. `size` and `version` let a library accept a config
- * compiled against an older header: fields past the caller's `size` take
- * their defaults. Fields are only ever appended.
+ * compiled against an older header: it is read by the rule of every
+ * versioned struct (top of this header), so fields past the caller's
+ * version take their defaults, and a size past this library's cgr_config
+ * is refused. Fields are only ever appended.
  */
 typedef struct cgr_config {
   size_t size;      /* sizeof(cgr_config) as the caller compiled it */
@@ -239,7 +257,10 @@ typedef struct cgr_runtime cgr_runtime;
  * On failure *out is NULL and cgr_last_error(NULL) returns, on this thread,
  * why. Errors:
  *   CGR_E_INVALID_ARGUMENT  out is NULL, or a config field is out of range
- *   CGR_E_VERSION           config->size too small or config->version newer
+ *   CGR_E_VERSION           config->size or config->version refused by the
+ *                           rule of versioned structs (top of this header):
+ *                           a size past this library's cgr_config, or too
+ *                           small for its version; a version 0 or newer
  *                           than this library
  *   CGR_E_NO_DEVICE         CUDA asked for and unusable (no driver, no
  *                           device, driver older than the runtime, bad
@@ -303,6 +324,55 @@ CGR_API cgr_status cgr_device_info_get(cgr_runtime *rt, cgr_device_info *out);
  * CGR_E_CUDA (an earlier asynchronous failure surfaced). */
 CGR_API cgr_status cgr_synchronize(cgr_runtime *rt);
 
+/* ------------------------------------------------------------------------ */
+/* Memory on the runtime's device                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Device memory of the runtime's device, `bytes` long (cudaMalloc on CUDA;
+ * on the host backend, host memory that validation knows as device
+ * memory). For weights, caches, CGR_SOURCE_DEVICE inputs and gather
+ * tables, on both backends alike. Memory from one runtime is device memory
+ * for every runtime of the same device (lanes share it). Free it with
+ * cgr_device_free on any runtime of that device, before the last one is
+ * destroyed. Errors: CGR_E_INVALID_ARGUMENT (NULL, 0 bytes),
+ * CGR_E_DEVICE_OUT_OF_MEMORY, CGR_E_CAPTURE (during a capture, which may
+ * not allocate), CGR_E_DEVICE_LOST. *out is NULL on failure. Same thread
+ * rules as the runtime.
+ */
+CGR_API cgr_status cgr_device_alloc(cgr_runtime *rt, size_t bytes, void **out);
+
+/*
+ * Frees what cgr_device_alloc returned. Like cudaFree, it waits for the
+ * device first. NULL is a no-op. Errors: CGR_E_INVALID_ARGUMENT when ptr
+ * is not device memory of the runtime's device (the message says what it
+ * is). Works on a lost device.
+ */
+CGR_API cgr_status cgr_device_free(cgr_runtime *rt, void *ptr);
+
+/*
+ * Page-locked host memory the device reads directly (cudaHostAlloc): what
+ * a CGR_SOURCE_PINNED input must lie in. Errors as cgr_device_alloc, with
+ * CGR_E_OUT_OF_MEMORY when the host runs out.
+ */
+CGR_API cgr_status cgr_pinned_alloc(cgr_runtime *rt, size_t bytes, void **out);
+
+/* Frees what cgr_pinned_alloc returned; NULL is a no-op. Errors:
+ * CGR_E_INVALID_ARGUMENT when ptr is not page-locked memory. */
+CGR_API cgr_status cgr_pinned_free(cgr_runtime *rt, void *ptr);
+
+/*
+ * Copies `bytes` from src to dst and returns when they are there: host to
+ * device, device to host, or device to device (unified addressing tells
+ * which). It runs on a stream of its own, so it waits neither for cgr's
+ * replays nor for other libraries' work: to read an output, wait for its
+ * ticket first. Zero bytes is a no-op. Errors: CGR_E_INVALID_ARGUMENT
+ * (NULL), CGR_E_CAPTURE (during a capture), CGR_E_CUDA, CGR_E_DEVICE_LOST.
+ * Same thread rules as the runtime.
+ */
+CGR_API cgr_status cgr_memcpy(cgr_runtime *rt, void *dst, const void *src,
+                              size_t bytes);
+
 /* The runtime's two streams. */
 typedef enum cgr_stream_role {
   CGR_STREAM_MAIN = 0, /* launches graphs */
@@ -318,9 +388,12 @@ typedef enum cgr_stream_role {
  * definition, so the same step captures on a GPU and on the host backend.
  * The launcher enqueues the kernel on the cudaStream_t it is given (as
  * void *, so this header stays free of CUDA types) and returns the launch's
- * cudaError_t (cudaGetLastError() after <<<...>>>). The host twin runs the
- * whole kernel on one CPU thread. Arguments are passed by value: cgr copies
- * args_size bytes at launch, as CUDA copies kernel parameters, so the
+ * own cudaError_t: launch with cudaLaunchKernelEx (or cudaLaunchKernel) and
+ * return what it returns. Not cudaGetLastError() after <<<...>>>: that
+ * also returns, and clears, an error the program left behind earlier on
+ * the thread, which cgr would then report as the launch's. The host twin
+ * runs the whole kernel on one CPU thread. Arguments are passed by value: cgr
+ * copies args_size bytes at launch, as CUDA copies kernel parameters, so the
  * caller may reuse its buffer at once. Kernels own their launch geometry.
  * Definitions are usually static const and must outlive every graph that
  * launches them.
@@ -393,11 +466,20 @@ typedef struct cgr_slot_desc {
   cgr_constant_fill_fn fill;
   void *fill_user;
   /* ROWS and PREFIX: with config->validate, every element of a batch's
-   * host or pinned input must lie in [valid_min, valid_max] (page ids
-   * below the cache's page count, ...). Checked when valid_max >
-   * valid_min; elements are read as signed integers of elem_size. */
+   * host or pinned input, and every new row of cgr_batch_feedback(), must
+   * lie in [valid_min, valid_max] (page ids below the cache's page count,
+   * ...). Checked when valid_max > valid_min; elements are read as signed
+   * integers of elem_size, or unsigned ones with elem_unsigned. */
   int64_t valid_min;
   int64_t valid_max;
+  /* 0 (the default of cgr_slot_desc_init and of a zeroed desc): the
+   * elements are signed. 1: unsigned: validation reads them, and compares
+   * them with valid_min and valid_max, as unsigned integers (store a bound
+   * past INT64_MAX as (int64_t)bound). Other values are refused. Appended
+   * last, so a desc filled by cgr_slot_desc_init() keeps its meaning; a
+   * desc has no size field, so code built against an older header must be
+   * rebuilt before it runs with this library. */
+  int elem_unsigned;
 } cgr_slot_desc;
 
 /* Zeroes *desc and sets the four fields every slot needs. Any thread.
@@ -413,8 +495,9 @@ CGR_API cgr_status cgr_slot_desc_init(cgr_slot_desc *desc, const char *name,
  * life. Input buffers start as padding: ROWS hold pad_value, PREFIX 0.
  * Errors: CGR_E_INVALID_ARGUMENT naming the field (NULL, empty or long
  * name, duplicate name, elem_size not 1/2/4/8, row_elems 0, PREFIX with
- * row_elems != 1, size overflow); CGR_E_INVALID_STATE after cgr_capture();
- * CGR_E_DEVICE_OUT_OF_MEMORY. Nothing is declared on failure.
+ * row_elems != 1, elem_unsigned not 0 or 1, size overflow);
+ * CGR_E_INVALID_STATE after cgr_capture(); CGR_E_DEVICE_OUT_OF_MEMORY.
+ * Nothing is declared on failure.
  */
 CGR_API cgr_status cgr_slot_declare(cgr_runtime *rt, const cgr_slot_desc *desc,
                                     cgr_slot *out);
@@ -583,14 +666,16 @@ typedef enum cgr_source {
 } cgr_source;
 
 /* The next step's inputs, owned by the runtime: one open batch at a time,
- * consumed by cgr_replay() whether it succeeds or not. */
+ * consumed by cgr_replay() whether it succeeds or not (a NULL ticket
+ * too). */
 typedef struct cgr_batch cgr_batch;
 
 /*
  * Opens the batch of the next step: `batch_size` live rows. Errors:
  * CGR_E_INVALID_ARGUMENT (0, NULL), CGR_E_INVALID_STATE (no capture yet,
  * or a batch already open), CGR_E_BATCH_TOO_LARGE (over the largest
- * bucket with config->allow_eager 0).
+ * bucket with config->allow_eager 0, in a graph mode; CGR_REPLAY_EAGER
+ * runs a batch of any size, since no step there falls back from a graph).
  */
 CGR_API cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
                                    cgr_batch **out);
@@ -607,9 +692,17 @@ CGR_API cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot,
                                    cgr_source source, const void *data,
                                    size_t bytes);
 
-/* The slot's data is what this buffer set was last loaded with (same
- * batch size, same values): nothing is copied. CGR_E_INVALID_ARGUMENT
- * when the set was last loaded with another batch size. */
+/*
+ * The slot's data is what the buffer set this batch loads (step mod 2)
+ * was last loaded with (same batch size, same values): nothing is copied.
+ * (The first such step in CGR_REPLAY_IN_GRAPH after another mode loaded
+ * the set copies the set's rows into staging once, for the graph's first
+ * node.) Checked at the call: CGR_E_INVALID_ARGUMENT when that set was
+ * last loaded with another batch size, holds no load of the slot (none
+ * yet, a fed slot the previous graph wrote, a failed step), or the batch
+ * runs eagerly (over the largest bucket, or CGR_REPLAY_EAGER); the batch
+ * stays open and the slot not given, so its data can still be given.
+ */
 CGR_API cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot);
 
 /* Row j of a ROWS slot <- row row_index[j] of device_src, for j below
@@ -633,8 +726,10 @@ CGR_API cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
  * The previous step must have been a graph replay of this runtime (not an
  * eager step), and the mode not CGR_REPLAY_IN_GRAPH.
  * Errors: CGR_E_INVALID_ARGUMENT (not a fed slot, an index past the
- * previous batch, the wrong new_rows_bytes), CGR_E_INVALID_STATE (no
- * previous graph step), CGR_E_UNSUPPORTED (in-graph mode).
+ * previous batch, the wrong new_rows_bytes, new rows outside [valid_min,
+ * valid_max] in validation mode, checked as cgr_batch_input checks data),
+ * CGR_E_INVALID_STATE (no previous graph step), CGR_E_UNSUPPORTED
+ * (in-graph mode); the batch stays open and unchanged.
  */
 CGR_API cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
                                       const int32_t *prev_rows,
@@ -658,32 +753,49 @@ typedef struct cgr_ticket {
  * Runs the batch's step: loads its inputs into buffer set step mod 2 (in
  * the current replay mode) and launches the graph of its bucket, capturing
  * the bucket first when capture is lazy; a batch over the largest bucket
- * runs eagerly (see config->allow_eager). Returns without waiting for the
- * device (an eager step waits). Every ROWS and PREFIX slot must have been
- * given (input, unchanged or gather).
+ * runs eagerly (see config->allow_eager), and in CGR_REPLAY_EAGER every
+ * batch does, of any size, whatever config->allow_eager says. Returns
+ * without waiting for the device (an eager step waits). Every ROWS and
+ * PREFIX slot must have been given (input, unchanged, gather or
+ * feedback).
  *
- * Errors: CGR_E_INVALID_ARGUMENT (a slot never given; the message names
- * it), CGR_E_UNSUPPORTED (a device source in CGR_REPLAY_IN_GRAPH), the
- * status of a failed launch. On failure nothing changed: the buffer sets'
- * padding state and the step count are as they were, and the batch is
- * closed.
+ * Errors: CGR_E_INVALID_ARGUMENT (a slot never given, the message names
+ * it; a NULL ticket), CGR_E_UNSUPPORTED (a device source in
+ * CGR_REPLAY_IN_GRAPH), the status of a failed launch. On failure nothing
+ * changed: the buffer sets' padding state and the step count are as they
+ * were, and the batch is closed. (A previous eager step's outputs end all
+ * the same once the batch is complete: see cgr_output.)
  */
 CGR_API cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch,
                               cgr_ticket *ticket);
 
-/* Waits until the ticket's step has finished. CGR_E_INVALID_ARGUMENT for a
- * ticket this runtime never issued. */
+/*
+ * Waits until the ticket's step has finished. CGR_E_INVALID_ARGUMENT for a
+ * ticket this runtime never issued: a step not run yet, or any field
+ * (step, batch_size, padded_batch, set) changed. A ticket whose outputs
+ * are readable (cgr_output) is compared field by field with the one
+ * issued; of an expired ticket only what could have been issued for its
+ * step is known and checked: set -1, or step mod 2 with padded_batch the
+ * bucket of batch_size; set -1 with padded_batch == batch_size.
+ */
 CGR_API cgr_status cgr_ticket_wait(cgr_runtime *rt, const cgr_ticket *ticket);
 
-/* CGR_OK when the ticket's step has finished, CGR_E_NOT_READY if not. */
+/* CGR_OK when the ticket's step has finished, CGR_E_NOT_READY if not.
+ * Tickets are checked as cgr_ticket_wait checks them. */
 CGR_API cgr_status cgr_ticket_query(cgr_runtime *rt, const cgr_ticket *ticket);
 
 /*
  * The device address of an OUTPUT slot as the ticket's step wrote it
- * (read it after the ticket completes). Valid until the same buffer set is
- * reused, i.e. until the replay after the next one returns (for an eager
- * step, until the next replay). CGR_E_INVALID_STATE once the ticket has
- * expired.
+ * (read it after the ticket completes). A graph step's outputs (set 0 or
+ * 1) stay valid until a replay issues step ticket.step + 2, the one that
+ * reuses the set (even when that step runs eagerly). An eager step's (set
+ * -1) end one replay sooner, at the next cgr_replay of a complete batch
+ * (this runtime's open batch, a ticket, every input slot given), which
+ * frees the eager step's buffers whether it then succeeds or not: eager
+ * buffers are sized per batch (a prefill's can be large), and keeping two
+ * of them alive would double that memory. CGR_E_INVALID_STATE once the
+ * ticket has expired; CGR_E_INVALID_ARGUMENT for a ticket never issued
+ * (as cgr_ticket_wait) or a slot that is not an OUTPUT.
  */
 CGR_API cgr_status cgr_output(cgr_runtime *rt, const cgr_ticket *ticket,
                               cgr_slot slot, void **out);
@@ -709,6 +821,83 @@ typedef struct cgr_replay_stats {
 CGR_API cgr_status cgr_replay_stats_get(const cgr_runtime *rt,
                                         cgr_replay_mode mode,
                                         cgr_replay_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Ordering with the caller's work                                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An event shared by the caller and cgr, so that the caller's work and
+ * cgr's steps are ordered without the host waiting. Device sources and
+ * gather tables are usually written on the caller's own stream (a sampler,
+ * a scheduler); a batch that reads them waits for an event the caller
+ * recorded after writing them (cgr_batch_wait_event). The other way round,
+ * the caller's work that reads a step's outputs waits for an event that
+ * completes with the step (cgr_ticket_record_event).
+ *
+ * On CUDA the caller records the event on its own stream
+ * (cgr_cuda_event_record) and waits for it there (cgr_cuda_event gives the
+ * cudaEvent_t). On the host backend the caller's work is its own host
+ * code: cgr_event_record_host marks the event pending, and
+ * cgr_event_signal_host completes it once the data is written.
+ *
+ * An event belongs to the runtime that created it; like a cudaEvent_t, a
+ * wait waits for its most recent record at the time of the wait. Same
+ * thread rules as the runtime, except cgr_event_signal_host (any thread).
+ */
+typedef struct cgr_event cgr_event;
+
+/* A new event of rt, complete until first recorded. Errors:
+ * CGR_E_INVALID_ARGUMENT, CGR_E_OUT_OF_MEMORY, CGR_E_CUDA. *out is NULL on
+ * failure. */
+CGR_API cgr_status cgr_event_create(cgr_runtime *rt, cgr_event **out);
+
+/* Frees the event; work still waiting for it is unaffected (as with
+ * cudaEventDestroy). NULL is a no-op. */
+CGR_API void cgr_event_destroy(cgr_event *event);
+
+/* Host backend: the caller's host work begins: the event is pending until
+ * cgr_event_signal_host. CGR_E_UNSUPPORTED on CUDA (record on your stream
+ * with cgr_cuda_event_record instead). */
+CGR_API cgr_status cgr_event_record_host(cgr_event *event);
+
+/* Host backend: the host work of the latest cgr_event_record_host is done;
+ * everything waiting for the event goes on. Any thread. Errors:
+ * CGR_E_INVALID_STATE (no pending host record), CGR_E_UNSUPPORTED (CUDA).
+ */
+CGR_API cgr_status cgr_event_signal_host(cgr_event *event);
+
+/* CGR_OK when the event's latest record has completed, CGR_E_NOT_READY
+ * when not. */
+CGR_API cgr_status cgr_event_query(cgr_event *event);
+
+/* Waits on the host until the event's latest record has completed. */
+CGR_API cgr_status cgr_event_synchronize(cgr_event *event);
+
+/*
+ * The batch's step reads none of its inputs (sources, gather tables, fed
+ * rows) before the event's latest record, as of this call, has completed;
+ * the host does not wait. At most CGR_BATCH_MAX_EVENTS events per batch.
+ * Errors: CGR_E_INVALID_ARGUMENT (NULL, an event of another runtime, too
+ * many events), CGR_E_INVALID_STATE (the batch is closed); the batch stays
+ * open and unchanged.
+ */
+enum { CGR_BATCH_MAX_EVENTS = 8 };
+CGR_API cgr_status cgr_batch_wait_event(cgr_batch *batch, cgr_event *event);
+
+/*
+ * Records the event so that it completes when the ticket's step has
+ * finished (and every step replayed after it: the record follows the
+ * latest step on the runtime's main stream). Then wait for it on the
+ * caller's side (cgr_cuda_event and cudaStreamWaitEvent, or
+ * cgr_event_synchronize) without cgr waiting. Errors:
+ * CGR_E_INVALID_ARGUMENT (NULL, a ticket this runtime never issued, an
+ * event of another runtime), CGR_E_INVALID_STATE (the ticket expired: its
+ * outputs are gone).
+ */
+CGR_API cgr_status cgr_ticket_record_event(cgr_runtime *rt,
+                                           const cgr_ticket *ticket,
+                                           cgr_event *event);
 
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                  */

@@ -37,6 +37,13 @@ extern "C" {
  *   the status of a failed step (build, replay, wait or finish): every
  *                    request of that batch, and only those;
  *   CGR_E_CANCELLED  cgr_batcher_stop(CGR_BATCHER_CANCEL) came first.
+ *
+ * An ended request then lands in exactly one of two hands: the caller's,
+ * when cgr_handle_result reads how it ended (the request, and for CGR_OK
+ * the result `finish` made, are then the caller's to free), or the
+ * `abandon` callback's, when its handle is released without that: before
+ * the end, or after it untaken. Whichever way release and the end
+ * interleave, one of the two happens, once.
  */
 typedef struct cgr_batcher cgr_batcher;
 /* One submitted request's ticket to its outcome. */
@@ -76,13 +83,23 @@ typedef cgr_status (*cgr_batcher_finish_fn)(void *user, cgr_runtime *rt,
                                             void *const *requests,
                                             uint32_t count, void **results);
 
-/* A request whose handle was released before it ended has now ended: the
- * caller frees the request and its result (engine or stopping thread). */
+/* A request ended and its handle was released without cgr_handle_result
+ * taking its outcome: this callback owns the request and its result (NULL
+ * unless status is CGR_OK) and frees them. Called once per such request:
+ * on the engine or stopping thread when the handle was released before
+ * the end, inside cgr_handle_release (the releasing thread, even after
+ * cgr_batcher_destroy) when it was released after. Without an abandon
+ * callback, take every outcome before releasing, or it is lost. */
 typedef void (*cgr_batcher_abandon_fn)(void *user, void *request,
                                        cgr_status status, void *result);
 
+/* Bumped when fields are appended to cgr_batcher_config. Version 1 ends
+ * with `user`. */
 #define CGR_BATCHER_CONFIG_VERSION 1
 
+/* Read by the rule of every versioned struct (top of <cgr/cgr.h>): a size
+ * past this library's struct, or short of its version's fields, is
+ * refused with CGR_E_VERSION. */
 typedef struct cgr_batcher_config {
   size_t size;      /* sizeof(cgr_batcher_config), set by init */
   uint32_t version; /* CGR_BATCHER_CONFIG_VERSION, set by init */
@@ -119,7 +136,8 @@ CGR_API cgr_status cgr_batcher_config_init(cgr_batcher_config *config);
  * belongs to the engine thread. Errors: CGR_E_INVALID_ARGUMENT naming the
  * field (NULL, no build or finish, min_wait_us over max_wait_us, max_batch
  * over the largest bucket without allow_eager, queue_capacity 0),
- * CGR_E_VERSION (size or version), CGR_E_INVALID_STATE (nothing captured,
+ * CGR_E_VERSION (size or version, by the rule of versioned structs at the
+ * top of <cgr/cgr.h>), CGR_E_INVALID_STATE (nothing captured,
  * or another batcher owns the runtime), CGR_E_OUT_OF_MEMORY, CGR_E_SYSTEM
  * (the thread). The message is in
  * cgr_last_error(rt). On failure nothing was started. Not thread-safe with
@@ -151,13 +169,19 @@ CGR_API cgr_status cgr_handle_wait(cgr_handle *handle, uint64_t timeout_us);
 CGR_API cgr_status cgr_handle_poll(const cgr_handle *handle);
 
 /* How the request ended: returns its status (see cgr_batcher) and, for
- * CGR_OK, sets *result (may be NULL) to what `finish` made for it, owned
- * by the caller. CGR_E_NOT_READY when it has not ended yet. Any thread. */
+ * CGR_OK, sets *result (may be NULL) to what `finish` made for it. Once
+ * it returns the end, the outcome is taken: the request and its result
+ * are the caller's (passing NULL forgoes the result pointer, not the
+ * ownership), and releasing the handle abandons nothing. It may be called
+ * again, with the same answer. CGR_E_NOT_READY when it has not ended yet.
+ * Any thread, before the release. */
 CGR_API cgr_status cgr_handle_result(const cgr_handle *handle, void **result);
 
 /* Frees the handle. Before the request ended, it means "no longer
  * interested": the request still runs, and when it ends the abandon
- * callback gets it. NULL is a no-op. Valid after cgr_batcher_destroy.
+ * callback gets it. After it ended with its outcome not taken
+ * (cgr_handle_result), the abandon callback gets it here, before the
+ * release returns. NULL is a no-op. Valid after cgr_batcher_destroy.
  * Any thread, once per handle. */
 CGR_API void cgr_handle_release(cgr_handle *handle);
 

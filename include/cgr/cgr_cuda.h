@@ -65,8 +65,9 @@ CGR_API cgr_status cgr_cuda_device(const cgr_runtime *rt, int *out);
 
 /*
  * The stream a step enqueues its work on, for a step written in CUDA: launch
- * kernels with <<<grid, block, smem, stream>>> (and check cudaGetLastError)
- * or call cuBLAS on it. During capture the stream is capturing: only
+ * kernels on it with cudaLaunchKernelEx and check the status it returns
+ * (cudaGetLastError would also report an error left behind earlier), or
+ * call cuBLAS on it. During capture the stream is capturing: only
  * stream-ordered work is allowed (no synchronization, no cudaMalloc).
  *
  * Errors: CGR_E_INVALID_ARGUMENT (NULL), CGR_E_UNSUPPORTED on the host
@@ -75,6 +76,25 @@ CGR_API cgr_status cgr_cuda_device(const cgr_runtime *rt, int *out);
  */
 CGR_API cgr_status cgr_cuda_step_stream(const cgr_step *step,
                                         cudaStream_t *out);
+
+/*
+ * Records the event on the caller's stream: a batch that waits for it
+ * (cgr_batch_wait_event) reads its inputs only after the work the caller
+ * enqueued on `stream` before this call. The stream may belong to any CUDA
+ * runtime in the process (PyTorch's, the caller's own), on the runtime's
+ * device. Errors: CGR_E_INVALID_ARGUMENT (NULL event), CGR_E_UNSUPPORTED
+ * (a host-backend runtime), CGR_E_CUDA. Same thread rules as the runtime.
+ */
+CGR_API cgr_status cgr_cuda_event_record(cgr_event *event, cudaStream_t stream);
+
+/*
+ * The event's cudaEvent_t, to wait for it on the caller's stream
+ * (cudaStreamWaitEvent) after cgr_ticket_record_event. Owned by the event:
+ * valid until cgr_event_destroy; never destroy it. Errors:
+ * CGR_E_INVALID_ARGUMENT, CGR_E_UNSUPPORTED (a host-backend runtime).
+ * Any thread.
+ */
+CGR_API cgr_status cgr_cuda_event(const cgr_event *event, cudaEvent_t *out);
 
 #ifdef __cplusplus
 }

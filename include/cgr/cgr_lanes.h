@@ -92,8 +92,14 @@ typedef cgr_status (*cgr_lane_setup_fn)(void *user, cgr_runtime *rt,
 typedef void (*cgr_lane_teardown_fn)(void *user, uint32_t lane,
                                      void *lane_user);
 
+/* Bumped when fields are appended to cgr_lanes_config. Version 1 ends
+ * with `user`. */
 #define CGR_LANES_CONFIG_VERSION 1
 
+/* Read by the rule of every versioned struct (top of <cgr/cgr.h>), and so
+ * is the cgr_config `runtime` points to: a size past this library's
+ * struct, or short of its version's fields, is refused with
+ * CGR_E_VERSION. */
 typedef struct cgr_lanes_config {
   size_t size;      /* set by cgr_lanes_config_init */
   uint32_t version; /* set by cgr_lanes_config_init */
@@ -116,10 +122,11 @@ CGR_API cgr_status cgr_lanes_config_init(cgr_lanes_config *config);
 /*
  * Creates the lanes: per lane a runtime, setup, cgr_capture of the step
  * with the lane's user. Errors: CGR_E_INVALID_ARGUMENT (NULL, no setup or
- * step, lanes 0 or over CGR_MAX_LANES), CGR_E_VERSION, and whatever a
- * lane's create, setup or capture returns; the message (in
- * cgr_last_error(NULL)) names the lane. On failure everything made is
- * destroyed.
+ * step, lanes 0 or over CGR_MAX_LANES), CGR_E_VERSION (config's or
+ * config->runtime's size or version, by the rule of versioned structs at
+ * the top of <cgr/cgr.h>), and whatever a lane's create, setup or capture
+ * returns; the message (in cgr_last_error(NULL)) names the lane. On
+ * failure everything made is destroyed.
  */
 CGR_API cgr_status cgr_lanes_create(const cgr_lanes_config *config,
                                     cgr_lanes **out);

@@ -21,6 +21,9 @@
 #include <cuda_runtime_api.h>
 
 #include "runtime/alloc.h"
+#include "runtime/cuda/cuda_errors.h"
+#include "runtime/cuda/cuda_memory.h"
+#include "runtime/cuda/device_code.h"
 
 typedef struct cuda_ctx {
   int device;
@@ -37,43 +40,11 @@ typedef struct cuda_ctx {
 #define AS_GRAPH(graph) ((cudaGraph_t)(void *)(graph))
 #define AS_EXEC(exec) ((cudaGraphExec_t)(void *)(exec))
 
-/* The cgr status a CUDA error means. `fallback` is what a failure that is
- * neither out of memory, nor a capture violation, nor "not ready" means for
- * the call at hand (CGR_E_CUDA for most, CGR_E_CAPTURE for capture calls). */
+/* The cgr status a CUDA error means (cuda_errors.h: the sticky errors are
+ * CGR_E_DEVICE_LOST). `fallback` is what any other failure means for the
+ * call at hand (CGR_E_CUDA for most, CGR_E_CAPTURE for capture calls). */
 static cgr_status status_of(cudaError_t e, cgr_status fallback) {
-  switch (e) {
-  case cudaSuccess:
-    return CGR_OK;
-  case cudaErrorMemoryAllocation:
-    return CGR_E_DEVICE_OUT_OF_MEMORY;
-  case cudaErrorStreamCaptureUnsupported:
-  case cudaErrorStreamCaptureInvalidated:
-  case cudaErrorStreamCaptureMerge:
-  case cudaErrorStreamCaptureUnmatched:
-  case cudaErrorStreamCaptureUnjoined:
-  case cudaErrorStreamCaptureIsolation:
-  case cudaErrorStreamCaptureImplicit:
-  case cudaErrorCapturedEvent:
-  case cudaErrorStreamCaptureWrongThread:
-    return CGR_E_CAPTURE;
-  case cudaErrorNotReady:
-    return CGR_E_NOT_READY;
-  /* Sticky errors: a kernel faulted and the context is unusable; every
-   * later call returns the same error. */
-  case cudaErrorIllegalAddress:
-  case cudaErrorLaunchFailure:
-  case cudaErrorHardwareStackError:
-  case cudaErrorIllegalInstruction:
-  case cudaErrorMisalignedAddress:
-  case cudaErrorInvalidAddressSpace:
-  case cudaErrorInvalidPc:
-  case cudaErrorAssert:
-  case cudaErrorLaunchTimeout:
-  case cudaErrorECCUncorrectable:
-    return CGR_E_DEVICE_LOST;
-  default:
-    return fallback;
-  }
+  return cgr__cuda_status_of((int)e, fallback);
 }
 
 /*
@@ -283,17 +254,12 @@ static void cuda_device_free(void *opaque, void *ptr) {
   ignore_error(cudaFree(ptr));
 }
 
-static cgr_status cuda_pointer_is_device(void *opaque, const void *ptr,
-                                         int *out) {
+static cgr_status cuda_memory_kind(void *opaque, const void *ptr, size_t bytes,
+                                   cgr__memory_kind *out) {
   const cuda_ctx *ctx = opaque;
-  struct cudaPointerAttributes attributes;
-  memset(&attributes, 0, sizeof attributes);
-  CUDA_CHECK(ctx, cudaPointerGetAttributes(&attributes, ptr),
+  CUDA_CHECK(ctx,
+             (cudaError_t)cgr__cuda_memory_kind(ctx->device, ptr, bytes, out),
              "cudaPointerGetAttributes");
-  /* Managed memory counts: the device reads it where it is. */
-  *out = (attributes.type == cudaMemoryTypeDevice ||
-          attributes.type == cudaMemoryTypeManaged) &&
-         attributes.device == ctx->device;
   return CGR_OK;
 }
 
@@ -545,7 +511,7 @@ static const cgr__backend_ops cuda_ops = {
     .event_elapsed_ms = cuda_event_elapsed_ms,
     .device_alloc = cuda_device_alloc,
     .device_free = cuda_device_free,
-    .pointer_is_device = cuda_pointer_is_device,
+    .memory_kind = cuda_memory_kind,
     .pinned_alloc = cuda_pinned_alloc,
     .pinned_free = cuda_pinned_free,
     .memcpy_async = cuda_memcpy_async,
@@ -589,6 +555,44 @@ static int device_unusable(cudaError_t e) {
   }
 }
 
+/*
+ * The probe refused a device that the build's architecture list has no
+ * code for; CUDA has the last word, once the context exists: a list the
+ * probe could not read, or PTX newer than the driver can compile. Failures
+ * that mean "no code for this device" are CGR_E_NO_DEVICE, naming the
+ * device's compute capability and the build's architectures.
+ */
+static cgr_status require_device_code(const cuda_ctx *ctx) {
+  cudaError_t e = (cudaError_t)cgr__cuda_code_check();
+  if (e == cudaSuccess)
+    return CGR_OK;
+  int major = 0;
+  int minor = 0;
+  ignore_error(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                                      ctx->device));
+  ignore_error(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
+                                      ctx->device));
+  cgr_status status;
+  switch (e) {
+  case cudaErrorNoKernelImageForDevice:
+  case cudaErrorInvalidDeviceFunction:
+  case cudaErrorInvalidKernelImage:
+  case cudaErrorInvalidPtx:
+  case cudaErrorUnsupportedPtxVersion:
+  case cudaErrorJitCompilerNotFound:
+  case cudaErrorJitCompilationDisabled:
+    status = CGR_E_NO_DEVICE;
+    break;
+  default:
+    status = status_of(e, CGR_E_CUDA);
+    break;
+  }
+  return cuda_fail(ctx, e, status, "cgr__cuda_backend_init",
+                   "looking for code for CUDA device %d (compute capability "
+                   "%d.%d; built for CUDA architectures %s)",
+                   ctx->device, major, minor, cgr__cuda_architectures());
+}
+
 cgr_status cgr__cuda_backend_init(cgr__backend *be, cgr__error *err,
                                   int device) {
   cgr_status status = CGR_OK;
@@ -611,6 +615,9 @@ cgr_status cgr__cuda_backend_init(cgr__backend *be, cgr__error *err,
     status = cuda_fail(ctx, e, status, __func__, "cudaSetDevice(%d)", device);
     goto fail;
   }
+  status = require_device_code(ctx);
+  if (status != CGR_OK)
+    goto fail;
   e = cudaDeviceGetStreamPriorityRange(&ctx->priority_least,
                                        &ctx->priority_greatest);
   if (e != cudaSuccess) {

@@ -6,7 +6,9 @@
  *
  * The reason string is what a user reads when cgr falls back to the host
  * backend or refuses CGR_BACKEND=cuda, so each failure names its cause in
- * words and, where CUDA gave one, the CUDA error.
+ * words and, where CUDA gave one, the CUDA error. A device this build has
+ * no code for is refused too (device_code.h), from the build's list of
+ * architectures and the device's compute capability: no context needed.
  */
 #include "runtime/backend.h"
 
@@ -14,6 +16,8 @@
 #include <stdio.h>
 
 #include <cuda_runtime_api.h>
+
+#include "runtime/cuda/device_code.h"
 
 static void say(char *why, size_t why_size, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
@@ -129,6 +133,19 @@ cgr_status cgr__cuda_probe(int device, char *why, size_t why_size) {
     return no_device(e);
   }
   prop.name[sizeof prop.name - 1] = '\0';
+
+  /* A device the build has no code for would fail every launch: refused
+   * here, so AUTO falls back to the host backend saying why. A list this
+   * cannot read (-1) is left to the backend's check with CUDA. */
+  const char *architectures = cgr__cuda_architectures();
+  if (cgr__cuda_code_fits(architectures, prop.major, prop.minor) == 0) {
+    say(why, why_size,
+        "CUDA device %d has compute capability %d.%d and this build has no "
+        "code for it (built for CUDA architectures %s); add %d%d to "
+        "CMAKE_CUDA_ARCHITECTURES and rebuild",
+        device, prop.major, prop.minor, architectures, prop.major, prop.minor);
+    return no_device(cudaSuccess);
+  }
   say(why, why_size, "%s, sm_%d%d, driver %d.%d", prop.name, prop.major,
       prop.minor, driver / 1000, (driver % 1000) / 10);
   return CGR_OK;

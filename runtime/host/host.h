@@ -104,9 +104,10 @@ struct cgr__stream {
 struct cgr__event {
   pthread_mutex_t lock;
   pthread_cond_t done;
-  uint64_t recorded;   /* sequence of the latest record issued */
-  uint64_t completed;  /* highest sequence a worker has reached */
-  uint64_t capture_id; /* non-zero: last recorded during that capture */
+  uint64_t recorded;     /* sequence of the latest record issued */
+  uint64_t completed;    /* highest sequence a worker has reached */
+  uint64_t capture_id;   /* non-zero: last recorded during that capture */
+  uint64_t host_pending; /* a host record's sequence, until signalled */
   int timing;
   struct timespec completed_at;
   atomic_int refs; /* the owner plus each pending op */
@@ -128,27 +129,45 @@ struct cgr__graph_exec {
   atomic_int refs;   /* the owner plus each pending launch */
 };
 
-/* A device allocation, remembered so validation can tell device memory
- * from host memory (the host backend's "device" memory is host memory). */
-typedef struct host_allocation {
-  struct host_allocation *next;
-  uintptr_t begin;
-  uintptr_t end;
-} host_allocation;
+/* The device every host-backend runtime shares (host_device.c). */
+typedef struct host_device host_device;
 
 struct host_ctx {
   cgr__error *err;
-  pthread_mutex_t allocations_lock;
-  host_allocation *allocations;
+  host_device *device;
   pthread_mutex_t lock; /* guards captures and streams */
   host_capture *captures;
   cgr__stream *streams;
   atomic_uint_fast64_t next_capture_id;
-  /* The injected device fault (CGR__CALL_DEVICE_FAULT): once set by a
-   * worker, no kernel runs and every call reports the device lost. */
-  atomic_int faulted;
-  char fault_reason[200];
 };
+
+/* host_device.c: the process's one host device, shared like a CUDA
+ * context. */
+/* Attaches ctx to the device (made on first use); *out NULL on failure. */
+cgr_status cgr__host_device_acquire(host_ctx *ctx, cgr__error *err,
+                                    host_device **out);
+/* Detaches ctx; the last runtime's release frees the device. NULL-safe. */
+void cgr__host_device_release(host_device *device, host_ctx *ctx);
+/* Waits until every stream of every runtime on the device has run what
+ * was submitted to it so far: what cudaFree waits for. */
+void cgr__host_device_wait_idle(host_device *device);
+/* Remembers [ptr, ptr + bytes) as memory of `kind`. */
+cgr_status cgr__host_device_remember(host_device *device, cgr__error *err,
+                                     const void *ptr, size_t bytes,
+                                     cgr__memory_kind kind);
+/* Forgets the allocation at ptr of `kind`; 0 when there was none. */
+int cgr__host_device_forget(host_device *device, const void *ptr,
+                            cgr__memory_kind kind);
+/* The kind of memory the whole range lies in (one allocation). */
+cgr__memory_kind cgr__host_device_kind_of(host_device *device, const void *ptr,
+                                          size_t bytes);
+/* Loses the device for every runtime (the first reason stays). */
+void cgr__host_device_fault(host_device *device, const char *reason);
+/* 1 once the device is lost. */
+int cgr__host_device_faulted(host_device *device);
+/* 1 and the reason once the device is lost, else 0. */
+int cgr__host_device_fault_reason(host_device *device, char *reason,
+                                  size_t size);
 
 /* host_backend.c */
 host_op *cgr__host_op_new(host_ctx *ctx, host_op_kind kind, size_t args_size,
@@ -162,6 +181,10 @@ void cgr__host_enqueue_locked(cgr__stream *stream, host_op *op);
 cgr_status cgr__host_submit(host_ctx *ctx, cgr__stream *stream, host_op *op,
                             const char *func);
 void cgr__host_event_release(cgr__event *event);
+
+/* host_events.c: records the caller's host work completes. */
+cgr_status cgr__host_event_record_host(void *ctx, cgr__event *event);
+cgr_status cgr__host_event_signal_host(void *ctx, cgr__event *event);
 
 /* host_graph.c: capture state and graph ops (the backend table's entries). */
 cgr_status cgr__host_capture_begin(void *ctx, cgr__stream *stream);

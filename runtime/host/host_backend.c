@@ -76,16 +76,17 @@ static void run_event_wait(cgr__event *event, uint64_t sequence) {
  * an injected DEVICE_FAULT, which skips the kernel and loses the device,
  * as an illegal address does on CUDA. A lost device runs no kernel. */
 static void run_kernel(host_op *op) {
-  host_ctx *ctx = op->u.kernel.ctx;
-  if (atomic_load_explicit(&ctx->faulted, memory_order_acquire))
+  host_device *device = op->u.kernel.ctx->device;
+  if (cgr__host_device_faulted(device))
     return;
   if (cgr__fault_hit(CGR__CALL_DEVICE_FAULT)) {
-    snprintf(ctx->fault_reason, sizeof ctx->fault_reason,
+    char reason[200];
+    snprintf(reason, sizeof reason,
              "kernel '%s' raised a device fault (injected DEVICE_FAULT #%llu, "
              "the host backend's illegal address)",
              op->u.kernel.kernel->name ? op->u.kernel.kernel->name : "?",
              (unsigned long long)cgr__fault_seen());
-    atomic_store_explicit(&ctx->faulted, 1, memory_order_release);
+    cgr__host_device_fault(device, reason);
     return;
   }
   op->u.kernel.kernel->host_run(op->args);
@@ -541,67 +542,56 @@ static cgr_status aligned_allocation(host_ctx *ctx, size_t bytes, void **out,
 
 static cgr_status host_device_alloc(void *vctx, size_t bytes, void **out) {
   host_ctx *ctx = vctx;
-  host_allocation *record = cgr__malloc(sizeof *record);
-  if (record == NULL)
-    return cgr__fail(ctx->err, CGR_E_OUT_OF_MEMORY, __func__,
-                     "allocating a device allocation record failed");
   cgr_status status =
       aligned_allocation(ctx, bytes, out, "allocating device memory", __func__);
-  if (status != CGR_OK) {
-    cgr__free(record);
+  if (status != CGR_OK)
     return status;
+  status = cgr__host_device_remember(ctx->device, ctx->err, *out, bytes,
+                                     CGR__MEMORY_DEVICE);
+  if (status != CGR_OK) {
+    free(*out);
+    *out = NULL;
   }
-  record->begin = (uintptr_t)*out;
-  record->end = record->begin + bytes;
-  pthread_mutex_lock(&ctx->allocations_lock);
-  record->next = ctx->allocations;
-  ctx->allocations = record;
-  pthread_mutex_unlock(&ctx->allocations_lock);
-  return CGR_OK;
+  return status;
 }
 
 static void host_device_free(void *vctx, void *ptr) {
   host_ctx *ctx = vctx;
-  host_allocation *found = NULL;
-  pthread_mutex_lock(&ctx->allocations_lock);
-  for (host_allocation **link = &ctx->allocations; *link != NULL;
-       link = &(*link)->next) {
-    if ((*link)->begin == (uintptr_t)ptr) {
-      found = *link;
-      *link = found->next;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&ctx->allocations_lock);
-  cgr__free(found);
-  free(ptr);
+  /* cudaFree waits for the whole device, every runtime's work on it: so
+   * must this, or a test passes here that serializes lanes on a GPU. */
+  cgr__host_device_wait_idle(ctx->device);
+  /* Only what was allocated here is freed (cudaFree refuses the rest). */
+  if (cgr__host_device_forget(ctx->device, ptr, CGR__MEMORY_DEVICE))
+    free(ptr);
 }
 
-static cgr_status host_pointer_is_device(void *vctx, const void *ptr,
-                                         int *out) {
+static cgr_status host_memory_kind(void *vctx, const void *ptr, size_t bytes,
+                                   cgr__memory_kind *out) {
   host_ctx *ctx = vctx;
-  uintptr_t address = (uintptr_t)ptr;
-  pthread_mutex_lock(&ctx->allocations_lock);
-  for (const host_allocation *a = ctx->allocations; a != NULL; a = a->next) {
-    if (address >= a->begin && address < a->end) {
-      *out = 1;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&ctx->allocations_lock);
+  *out = cgr__host_device_kind_of(ctx->device, ptr, bytes);
   return CGR_OK;
 }
 
 static cgr_status host_pinned_alloc(void *vctx, size_t bytes, void **out) {
+  host_ctx *ctx = vctx;
   cgr_status status = aligned_allocation(vctx, bytes, out,
                                          "allocating pinned memory", __func__);
   /* Pinned allocation failing is host memory running out. */
-  return status == CGR_E_DEVICE_OUT_OF_MEMORY ? CGR_E_OUT_OF_MEMORY : status;
+  if (status != CGR_OK)
+    return status == CGR_E_DEVICE_OUT_OF_MEMORY ? CGR_E_OUT_OF_MEMORY : status;
+  status = cgr__host_device_remember(ctx->device, ctx->err, *out, bytes,
+                                     CGR__MEMORY_PINNED);
+  if (status != CGR_OK) {
+    free(*out);
+    *out = NULL;
+  }
+  return status;
 }
 
-static void host_pinned_free(void *ctx, void *ptr) {
-  (void)ctx;
-  free(ptr);
+static void host_pinned_free(void *vctx, void *ptr) {
+  host_ctx *ctx = vctx;
+  if (cgr__host_device_forget(ctx->device, ptr, CGR__MEMORY_PINNED))
+    free(ptr);
 }
 
 /* ---- work ---------------------------------------------------------------- */
@@ -663,10 +653,7 @@ static cgr_status host_host_func(void *vctx, cgr__stream *stream,
 
 static int host_device_fault(void *vctx, char *reason, size_t size) {
   host_ctx *ctx = vctx;
-  if (!atomic_load_explicit(&ctx->faulted, memory_order_acquire))
-    return 0;
-  snprintf(reason, size, "%s", ctx->fault_reason);
-  return 1;
+  return cgr__host_device_fault_reason(ctx->device, reason, size);
 }
 
 static cgr_status host_device_info(void *ctx, cgr_device_info *out) {
@@ -682,13 +669,7 @@ static cgr_status host_device_info(void *ctx, cgr_device_info *out) {
 
 static void host_destroy(void *vctx) {
   host_ctx *ctx = vctx;
-  /* Allocations the runtime's owner never freed: their records go too. */
-  while (ctx->allocations != NULL) {
-    host_allocation *next = ctx->allocations->next;
-    cgr__free(ctx->allocations);
-    ctx->allocations = next;
-  }
-  pthread_mutex_destroy(&ctx->allocations_lock);
+  cgr__host_device_release(ctx->device, ctx);
   pthread_mutex_destroy(&ctx->lock);
   cgr__free(ctx);
 }
@@ -708,7 +689,9 @@ static const cgr__backend_ops host_ops = {
     .event_elapsed_ms = host_event_elapsed_ms,
     .device_alloc = host_device_alloc,
     .device_free = host_device_free,
-    .pointer_is_device = host_pointer_is_device,
+    .memory_kind = host_memory_kind,
+    .event_record_host = cgr__host_event_record_host,
+    .event_signal_host = cgr__host_event_signal_host,
     .pinned_alloc = host_pinned_alloc,
     .pinned_free = host_pinned_free,
     .memcpy_async = host_memcpy_async,
@@ -740,10 +723,11 @@ cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err) {
     cgr__free(ctx);
     return cgr__fail(err, CGR_E_SYSTEM, __func__, "pthread_mutex_init failed");
   }
-  if (pthread_mutex_init(&ctx->allocations_lock, NULL) != 0) {
+  cgr_status status = cgr__host_device_acquire(ctx, err, &ctx->device);
+  if (status != CGR_OK) {
     pthread_mutex_destroy(&ctx->lock);
     cgr__free(ctx);
-    return cgr__fail(err, CGR_E_SYSTEM, __func__, "pthread_mutex_init failed");
+    return status;
   }
   ctx->err = err;
   atomic_init(&ctx->next_capture_id, 1);
