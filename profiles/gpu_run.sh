@@ -107,13 +107,7 @@ backend=cuda
 unset CGR_BACKEND CGR_DEVICE
 # Tests find the source tree (report.py) and a Python with matplotlib.
 export CGR_TEST_SOURCE_DIR=$repo CGR_TEST_BUILD_DIR=$bundle
-CGR_TEST_PYTHON=python3
-for candidate in python3 /usr/bin/python3; do
-  if "$candidate" -c 'import matplotlib' >/dev/null 2>&1; then
-    CGR_TEST_PYTHON=$candidate
-    break
-  fi
-done
+CGR_TEST_PYTHON=$(bash "$repo/profiles/report_python.sh")
 export CGR_TEST_PYTHON
 export PATH="$PATH:/usr/local/cuda/bin"
 grid=--quick

@@ -37,13 +37,5 @@ mkdir -p "$target"
 cp -R "$scratch/results/." "$target/"
 cp "$from/summary.txt" "$target/summary.txt"
 echo "gpu_unpack.sh: unpacked into $target"
-# The report draws its plots with matplotlib: the first Python that has it.
-python=python3
-for candidate in python3 /usr/bin/python3; do
-  if "$candidate" -c 'import matplotlib' >/dev/null 2>&1; then
-    python=$candidate
-    break
-  fi
-done
-"$python" profiles/report.py
+"$(bash profiles/report_python.sh)" profiles/report.py
 echo "gpu_unpack.sh: commit $target and docs/ (git add $target docs)"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Prints the first Python 3 here that has matplotlib (profiles/report.py
+# draws its plots with it, and the report tests need it): python3 on PATH,
+# then Debian's /usr/bin/python3; plain python3 when neither has it.
+for candidate in python3 /usr/bin/python3; do
+  if "$candidate" -c 'import matplotlib' >/dev/null 2>&1; then
+    echo "$candidate"
+    exit 0
+  fi
+done
+echo python3
