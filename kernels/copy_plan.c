@@ -267,27 +267,69 @@ done:
   return status;
 }
 
-cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err) {
-  plan->finished = 0;
-  CGR__CHECK(check_overlaps(plan, err));
+/* Numbers the tiles of operations [first, first + count) as one launch
+ * (chunks of CGR__FUSED_COPY_LARGE) and returns their total in *tiles. */
+static cgr_status number_tiles(cgr__copy_plan *plan, size_t first, size_t count,
+                               uint64_t *tiles, cgr__error *err) {
   /* Tiles are numbered per launch: an operation's tile_begin counts from
    * the first operation of its chunk of CGR__FUSED_COPY_LARGE. */
   uint64_t total = 0, in_launch = 0;
-  for (size_t i = 0; i < plan->count; ++i) {
+  for (size_t i = 0; i < count; ++i) {
     if (i % CGR__FUSED_COPY_LARGE == 0)
       in_launch = 0;
-    uint64_t tiles = cgr__copy_tiles_for(plan->ops[i].bytes);
-    if (in_launch + tiles > UINT32_MAX)
+    cgr__copy_desc *op = &plan->ops[first + i];
+    uint64_t op_tiles = cgr__copy_tiles_for(op->bytes);
+    if (in_launch + op_tiles > UINT32_MAX)
       return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
                        "copy plan operation %zu: a launch would need more "
                        "than 2^32 tiles of %llu bytes",
-                       i, (unsigned long long)CGR__COPY_TILE_BYTES);
-    plan->ops[i].tile_begin = (uint32_t)in_launch;
-    in_launch += tiles;
-    total += tiles;
+                       first + i, (unsigned long long)CGR__COPY_TILE_BYTES);
+    op->tile_begin = (uint32_t)in_launch;
+    in_launch += op_tiles;
+    total += op_tiles;
   }
-  plan->tile_count = total;
+  *tiles = total;
+  return CGR_OK;
+}
+
+cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err) {
+  plan->finished = 0;
+  CGR__CHECK(check_overlaps(plan, err));
+  CGR__CHECK(number_tiles(plan, 0, plan->count, &plan->tile_count, err));
   plan->finished = 1;
+  return CGR_OK;
+}
+
+/* A finished view of operations [first, first + count) of `plan`, whose
+ * tiles number_tiles counted as one launch. */
+static void view(const cgr__copy_plan *plan, size_t first, size_t count,
+                 uint64_t tiles, cgr__copy_plan *out) {
+  memset(out, 0, sizeof *out);
+  out->ops = count > 0 ? plan->ops + first : NULL;
+  out->count = out->capacity = count;
+  for (size_t i = 0; i < count; ++i)
+    out->total_bytes += out->ops[i].bytes;
+  out->tile_count = tiles;
+  out->finished = 1;
+}
+
+cgr_status cgr__copy_plan_finish_split(cgr__copy_plan *plan, size_t cut,
+                                       cgr__copy_plan *head,
+                                       cgr__copy_plan *tail, cgr__error *err) {
+  cgr__copy_plan_init(head);
+  cgr__copy_plan_init(tail);
+  plan->finished = 0;
+  if (cut > plan->count)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "cut %zu is past the plan's %zu operations", cut,
+                     plan->count);
+  CGR__CHECK(check_overlaps(plan, err));
+  uint64_t head_tiles = 0, tail_tiles = 0;
+  CGR__CHECK(number_tiles(plan, 0, cut, &head_tiles, err));
+  CGR__CHECK(number_tiles(plan, cut, plan->count - cut, &tail_tiles, err));
+  plan->tile_count = head_tiles + tail_tiles;
+  view(plan, 0, cut, head_tiles, head);
+  view(plan, cut, plan->count - cut, tail_tiles, tail);
   return CGR_OK;
 }
 

@@ -79,6 +79,22 @@ cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
  */
 cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err);
 
+/*
+ * Finishes the plan for two launches apart, in an order the caller sets
+ * (two streams, or an event wait between them): operations [0, cut) and
+ * [cut, count), with tiles numbered per part. Overlaps are checked over
+ * the whole plan, as cgr__copy_plan_finish checks them, so a batch the
+ * one-launch modes refuse is refused here too, and the split changes no
+ * result. *head and *tail become finished views of the two parts: they
+ * borrow the plan's memory, are valid until the plan changes, and are
+ * only launched (never added to, cleared or released). The plan itself
+ * stays unfinished: launch the parts. CGR_E_INVALID_ARGUMENT for a cut
+ * past the end, and as cgr__copy_plan_finish; the views are empty then.
+ */
+cgr_status cgr__copy_plan_finish_split(cgr__copy_plan *plan, size_t cut,
+                                       cgr__copy_plan *head,
+                                       cgr__copy_plan *tail, cgr__error *err);
+
 /* The number of launches cgr__fused_copy_launch makes for this plan. */
 size_t cgr__copy_plan_launches(const cgr__copy_plan *plan);
 

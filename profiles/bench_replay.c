@@ -14,7 +14,8 @@
  * page_table row (the end of the largest copy), so a wrong copy shows.
  *
  * Each configuration (bucket, pages per row W, kernels G) gets its own
- * runtime with that one bucket, captured once. Every step is a full batch
+ * runtime with that one bucket, captured once (and a second one whose
+ * input_ids is fed, for the _feed methods). Every step is a full batch
  * (batch = bucket) with new values (four sets of values in turn), so
  * nothing is skipped but the constant. The values lie in host memory of
  * the kind --source picks, and with `both` (the default) every method
@@ -38,6 +39,21 @@
  *   ingraph  CGR_REPLAY_IN_GRAPH: the copy is the graph's first node
  *            (it reads cgr's staging, so the CPU copies a pinned source
  *            there too)
+ *   fused_feed, double_feed
+ *            CGR_REPLAY_FUSED and CGR_REPLAY_DOUBLE_BUFFERED on a second
+ *            runtime of the configuration whose step also writes an
+ *            OUTPUT next_ids = input_ids + 1 (one more kernel) and feeds
+ *            it into input_ids (cgr_slot_feed: the graph ends with a copy
+ *            into the other set's input_ids), as cgr-decode's step feeds
+ *            its sampled tokens. After a method's first step, input_ids
+ *            comes by cgr_batch_feedback: every row in place for three
+ *            steps of four (nothing to copy: the graph wrote them), and on
+ *            the fourth, row 0 leaves, the others move up one and a new
+ *            row joins at the end (a gather from the previous step's
+ *            next_ids and a copy of the new row, which both wait for the
+ *            previous graph). The other inputs come from the source as
+ *            above. In double_feed only that fed part of the load waits
+ *            for the previous step's graph; the rest overlaps it.
  *
  * Per method: a warm-up, then `steps` steps back to back. host_us is the
  * CLOCK_MONOTONIC time of cgr_batch_begin + cgr_batch_input (prepare_us)
@@ -84,8 +100,13 @@
 
 static const cgr_replay_mode method_modes[REPLAY_METHOD_COUNT] = {
     CGR_REPLAY_NAIVE, /* unused: the floor bypasses the engine */
-    CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED, CGR_REPLAY_DOUBLE_BUFFERED,
-    CGR_REPLAY_IN_GRAPH};
+    CGR_REPLAY_NAIVE,    CGR_REPLAY_FUSED, CGR_REPLAY_DOUBLE_BUFFERED,
+    CGR_REPLAY_IN_GRAPH, CGR_REPLAY_FUSED, CGR_REPLAY_DOUBLE_BUFFERED};
+
+/* The methods that run on the fed runtime. */
+static int method_is_fed(replay_method m) {
+  return m == REPLAY_FUSED_FEED || m == REPLAY_DOUBLE_FEED;
+}
 
 static const cgr_source source_kinds[REPLAY_SOURCE_COUNT] = {CGR_SOURCE_HOST,
                                                              CGR_SOURCE_PINNED};
@@ -117,18 +138,24 @@ typedef struct options {
  * ticket completes: no array is ever rewritten under a copy in flight. */
 typedef struct workload {
   replay_shape shape;
+  int fed; /* input_ids is fed by next_ids (the _feed methods) */
   cgr_runtime *rt;
   cgr__backend *be;
   cgr__stream *main_stream;
   cgr_slot inputs[IN_COUNT];
   cgr_slot cu_q;
   cgr_slot out;
+  cgr_slot next_ids;         /* fed: input_ids + 1, fed into input_ids */
   int32_t *data[IN_COUNT];   /* VARIANTS * elems[i] each, pageable */
   int32_t *pinned[IN_COUNT]; /* the same values, page-locked; NULL when
                                 no pinned source runs */
   size_t elems[IN_COUNT];    /* per variant */
   replay_source source;      /* where the steps now take their inputs */
   int32_t *expected;         /* VARIANTS * bucket */
+  /* Fed: prev_rows of a step that keeps its rows and of one that moves
+   * them; the ids the latest step read and its expected `out`, as the
+   * host works them out (bucket each). */
+  int32_t *in_place, *moved, *fed_ids, *fed_expected;
   int32_t *readback;         /* bucket, pinned */
   cgr__event *start, *end;   /* timing events */
   cgr__event *launched[2];   /* after the last step of each set */
@@ -172,7 +199,8 @@ static cgr_status add(cgr_step *step, int32_t *dst, const int32_t *a,
   return cgr_step_launch(step, &cgr__kernel_add_i32, &args);
 }
 
-/* G kernels: ones = 1; acc = ids + positions; acc += seq_lens, out_loc,
+/* G kernels (G + 1 fed: next_ids = ids + ones after the first):
+ * ones = 1; acc = ids + positions; acc += seq_lens, out_loc,
  * cu_seqlens_k[1..], cu_seqlens_q, the last page_table row (its first
  * min(bs, W) pages); G - 8 times acc += ones; out = acc + ones. */
 static cgr_status bench_step(cgr_step *step, void *user) {
@@ -190,6 +218,9 @@ static cgr_status bench_step(cgr_step *step, void *user) {
 
   cgr__arange_i32_args ones_args = {ones, bs, 1, 0};
   CGR__CHECK(cgr_step_launch(step, &cgr__kernel_arange_i32, &ones_args));
+  if (w->fed)
+    CGR__CHECK(
+        add(step, cgr_step_slot(step, w->next_ids), in[IN_IDS], ones, bs));
   CGR__CHECK(add(step, acc, in[IN_IDS], in[IN_POSITIONS], bs));
   CGR__CHECK(add(step, acc, acc, in[IN_SEQ_LENS], bs));
   CGR__CHECK(add(step, acc, acc, in[IN_OUT_LOC], bs));
@@ -282,13 +313,42 @@ static void workload_release(workload *w) {
   for (int i = 0; i < IN_COUNT; ++i)
     free(w->data[i]);
   free(w->expected);
+  free(w->in_place);
+  free(w->moved);
+  free(w->fed_ids);
+  free(w->fed_expected);
   memset(w, 0, sizeof *w);
 }
 
-/* Creates the runtime, declares the slots, captures the one bucket. */
-static int workload_open(bench *b, workload *w, replay_shape s) {
+/* Fed: next_ids fed into input_ids, and the host's side of feedback. */
+static int declare_feed(workload *w) {
+  uint32_t bs = w->shape.bucket;
+  if (declare(w, &w->next_ids, "next_ids", CGR_SLOT_OUTPUT, 1) != 0)
+    return -1;
+  CHECK(w->rt, cgr_slot_feed(w->rt, w->next_ids, w->inputs[IN_IDS]),
+        "cgr_slot_feed(next_ids, input_ids)");
+  w->in_place = malloc(bs * sizeof(int32_t));
+  w->moved = malloc(bs * sizeof(int32_t));
+  w->fed_ids = malloc(bs * sizeof(int32_t));
+  w->fed_expected = malloc(bs * sizeof(int32_t));
+  if (!w->in_place || !w->moved || !w->fed_ids || !w->fed_expected) {
+    fprintf(stderr, "bench_replay: out of host memory (feedback)\n");
+    return -1;
+  }
+  /* Row 0 leaves, the others move up one, a new row joins at the end. */
+  for (uint32_t j = 0; j < bs; ++j) {
+    w->in_place[j] = (int32_t)j;
+    w->moved[j] = j + 1 < bs ? (int32_t)(j + 1) : -1;
+  }
+  return 0;
+}
+
+/* Creates the runtime, declares the slots (and the feed when `fed`),
+ * captures the one bucket. */
+static int workload_open(bench *b, workload *w, replay_shape s, int fed) {
   memset(w, 0, sizeof *w);
   w->shape = s;
+  w->fed = fed;
   cgr_config config;
   CHECK(NULL, cgr_config_init(&config), "cgr_config_init");
   config.backend = b->opt.common.backend;
@@ -322,6 +382,8 @@ static int workload_open(bench *b, workload *w, replay_shape s) {
   }
   if (declare(w, &w->cu_q, "cu_seqlens_q", CGR_SLOT_CONSTANT, 1) != 0 ||
       declare(w, &w->out, "out", CGR_SLOT_OUTPUT, 1) != 0)
+    return -1;
+  if (fed && declare_feed(w) != 0)
     return -1;
   w->expected = malloc((size_t)VARIANTS * s.bucket * sizeof(int32_t));
   if (w->expected == NULL) {
@@ -357,21 +419,65 @@ static int workload_open(bench *b, workload *w, replay_shape s) {
 
 /* ---- running the methods ------------------------------------------------- */
 
-/* One replayed step with input values `v` from w->source: *prepare_us
- * and *host_us get the host time of the batch calls and of the whole
- * step. */
-static int replay_step(workload *w, int v, double *prepare_us, double *host_us,
+/* Fed: whether step n of a method moves its rows (w->moved) rather than
+ * keeping them in place. */
+static int rows_move(long n) { return n % VARIANTS == VARIANTS - 1; }
+
+/* Fed: input_ids of step n of a method by feedback (n > 0). */
+static cgr_status feed_ids(workload *w, cgr_batch *batch, long n) {
+  uint32_t bs = w->shape.bucket;
+  if (!rows_move(n))
+    return cgr_batch_feedback(batch, w->inputs[IN_IDS], w->in_place, NULL, 0);
+  const int32_t *fresh = w->data[IN_IDS] + (size_t)(n % VARIANTS) * bs;
+  return cgr_batch_feedback(batch, w->inputs[IN_IDS], w->moved, fresh + bs - 1,
+                            sizeof(int32_t));
+}
+
+/* Fed: what step n of a method reads as input_ids and must write to
+ * `out`, from what step n - 1 read (w->fed_ids): the host's reference,
+ * worked out without reading the device. */
+static void fed_reference(workload *w, long n) {
+  uint32_t bs = w->shape.bucket;
+  int v = (int)(n % VARIANTS);
+  const int32_t *fresh = w->data[IN_IDS] + (size_t)v * bs;
+  int32_t *ids = w->fed_ids;
+  if (n == 0) {
+    memcpy(ids, fresh, bs * sizeof(int32_t));
+  } else if (rows_move(n)) {
+    for (uint32_t j = 0; j + 1 < bs; ++j)
+      ids[j] = ids[j + 1] + 1;
+    ids[bs - 1] = fresh[bs - 1];
+  } else {
+    for (uint32_t j = 0; j < bs; ++j)
+      ids[j] += 1;
+  }
+  /* `out` is input_ids plus what the other inputs of variant v add. */
+  const int32_t *want = w->expected + (size_t)v * bs;
+  for (uint32_t j = 0; j < bs; ++j)
+    w->fed_expected[j] =
+        (int32_t)((uint32_t)ids[j] + (uint32_t)want[j] - (uint32_t)fresh[j]);
+}
+
+/* Step n of a method, with input values `v` = n mod VARIANTS from
+ * w->source (input_ids by feedback after step 0 on a fed workload):
+ * *prepare_us and *host_us get the host time of the batch calls and of
+ * the whole step. */
+static int replay_step(workload *w, long n, double *prepare_us, double *host_us,
                        cgr_ticket *ticket) {
   int pinned = w->source == REPLAY_SOURCE_PINNED;
+  int v = (int)(n % VARIANTS);
   cgr_source source = source_kinds[w->source];
   double t0 = bench_now_us();
   cgr_batch *batch = NULL;
   cgr_status status = cgr_batch_begin(w->rt, w->shape.bucket, &batch);
+  if (status == CGR_OK && w->fed && n > 0)
+    status = feed_ids(w, batch, n);
   for (int i = 0; i < IN_COUNT && status == CGR_OK; ++i)
-    status = cgr_batch_input(batch, w->inputs[i], source,
-                             (pinned ? w->pinned[i] : w->data[i]) +
-                                 (size_t)v * w->elems[i],
-                             w->elems[i] * sizeof(int32_t));
+    if (!(i == IN_IDS && w->fed && n > 0))
+      status = cgr_batch_input(batch, w->inputs[i], source,
+                               (pinned ? w->pinned[i] : w->data[i]) +
+                                   (size_t)v * w->elems[i],
+                               w->elems[i] * sizeof(int32_t));
   double t1 = bench_now_us();
   if (status != CGR_OK) {
     fail_call(w->rt, status, "filling the batch");
@@ -387,8 +493,8 @@ static int replay_step(workload *w, int v, double *prepare_us, double *host_us,
   return 0;
 }
 
-/* `out` as the device holds it at `device` equals variant v's sums. */
-static int check_output(workload *w, const void *device, int v,
+/* `out` as the device holds it at `device` equals `want`. */
+static int check_output(workload *w, const void *device, const int32_t *want,
                         const char *name) {
   uint32_t bs = w->shape.bucket;
   CHECK(w->rt,
@@ -397,7 +503,6 @@ static int check_output(workload *w, const void *device, int v,
         "reading the output back");
   CHECK(w->rt, cgr__be_stream_synchronize(w->be, w->main_stream),
         "synchronizing the read-back");
-  const int32_t *want = w->expected + (size_t)v * bs;
   for (uint32_t i = 0; i < bs; ++i) {
     if (w->readback[i] != want[i]) {
       fprintf(stderr,
@@ -492,7 +597,10 @@ static int run_floor(bench *b, workload *w, replay_result *res) {
   void *out = NULL;
   CHECK(w->rt, cgr_slot_address(w->rt, w->out, last, 0, &out),
         "cgr_slot_address");
-  return check_output(w, out, w->set_variant[last], "floor");
+  return check_output(w, out,
+                      w->expected +
+                          (size_t)w->set_variant[last] * w->shape.bucket,
+                      "floor");
 }
 
 /* Replays in one mode. */
@@ -517,8 +625,10 @@ static int run_mode(bench *b, workload *w, replay_method m,
     if (n >= 2 && wait_step_before_last(w, k) != 0)
       return -1;
     double prepare, host;
-    if (replay_step(w, (int)(n % VARIANTS), &prepare, &host, &tickets[k]) != 0)
+    if (replay_step(w, n, &prepare, &host, &tickets[k]) != 0)
       return -1;
+    if (w->fed)
+      fed_reference(w, n); /* untimed */
     /* Untimed, after all the step put on the main stream (the in-graph
      * mode's staging_free record included): what step n + 2 waits for. */
     CHECK(w->rt, cgr__be_event_record(w->be, w->launched[k], w->main_stream),
@@ -546,8 +656,10 @@ static int run_mode(bench *b, workload *w, replay_method m,
   CHECK(w->rt, cgr_ticket_wait(w->rt, last), "cgr_ticket_wait");
   void *out = NULL;
   CHECK(w->rt, cgr_output(w->rt, last, w->out, &out), "cgr_output");
-  if (check_output(w, out, (int)((total - 1) % VARIANTS),
-                   replay_method_names[m]) != 0)
+  const int32_t *want =
+      w->fed ? w->fed_expected
+             : w->expected + (size_t)((total - 1) % VARIANTS) * w->shape.bucket;
+  if (check_output(w, out, want, replay_method_names[m]) != 0)
     return -1;
   CHECK(w->rt, cgr_synchronize(w->rt), "cgr_synchronize");
   return 0;
@@ -555,12 +667,16 @@ static int run_mode(bench *b, workload *w, replay_method m,
 
 /* ---- the grid ------------------------------------------------------------ */
 
-/* Every method with the inputs from w->source; a row for each. */
-static int run_source(bench *b, workload *w) {
+/* Every method with the inputs from `source` (the _feed ones on the fed
+ * workload); a row for each. */
+static int run_source(bench *b, workload *plain, workload *fed,
+                      replay_source source) {
   replay_result results[REPLAY_METHOD_COUNT];
   memset(results, 0, sizeof results);
+  plain->source = fed->source = source;
   for (int m = 0; m < REPLAY_METHOD_COUNT; ++m) {
     replay_result *res = &results[m];
+    workload *w = method_is_fed((replay_method)m) ? fed : plain;
     int rc = m == REPLAY_FLOOR ? run_floor(b, w, res)
                                : run_mode(b, w, (replay_method)m, res);
     if (rc != 0)
@@ -573,8 +689,8 @@ static int run_source(bench *b, workload *w) {
   double floor_us = results[REPLAY_FLOOR].host_median;
   double naive_us = results[REPLAY_NAIVE].host_median;
   for (int m = 0; m < REPLAY_METHOD_COUNT; ++m) {
-    replay_row r = {.shape = w->shape,
-                    .source = w->source,
+    replay_row r = {.shape = plain->shape,
+                    .source = source,
                     .method = (replay_method)m,
                     .res = results[m]};
     r.ratio_floor = floor_us > 0 ? results[m].host_median / floor_us : 0.0;
@@ -585,17 +701,20 @@ static int run_source(bench *b, workload *w) {
   return 0;
 }
 
-/* One runtime and capture for the configuration; each source in turn. */
+/* Two runtimes and captures for the configuration, plain and fed; each
+ * source in turn. */
 static int run_config(bench *b, replay_shape s) {
-  workload w;
-  int rc = workload_open(b, &w, s);
-  for (int src = 0; src < REPLAY_SOURCE_COUNT && rc == 0; ++src) {
-    if (!b->opt.sources[src])
-      continue;
-    w.source = (replay_source)src;
-    rc = run_source(b, &w);
-  }
-  workload_release(&w);
+  workload plain, fed;
+  int rc = workload_open(b, &plain, s, 0);
+  if (rc == 0)
+    rc = workload_open(b, &fed, s, 1);
+  else
+    memset(&fed, 0, sizeof fed);
+  for (int src = 0; src < REPLAY_SOURCE_COUNT && rc == 0; ++src)
+    if (b->opt.sources[src])
+      rc = run_source(b, &plain, &fed, (replay_source)src);
+  workload_release(&fed);
+  workload_release(&plain);
   return rc;
 }
 
@@ -658,8 +777,8 @@ static void usage(FILE *to) {
           "\n"
           "Per-step host time and device step time of each replay mode "
           "(naive,\n"
-          "fused, double, ingraph) against a bare graph launch (floor), "
-          "over\n"
+          "fused, double, ingraph; fused_feed and double_feed with a fed\n"
+          "input_ids) against a bare graph launch (floor), over\n"
           "buckets {1, 8, 64, 256} x pages per row {16, 128, 2048} x graph "
           "kernels\n"
           "{8, 64, 512}, with the inputs in pageable and in pinned host "

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const replay_method_names[REPLAY_METHOD_COUNT] = {"floor", "naive",
-                                                              "fused", "double",
-                                                              "ingraph"};
+const char *const replay_method_names[REPLAY_METHOD_COUNT] = {
+    "floor",   "naive",      "fused",      "double",
+    "ingraph", "fused_feed", "double_feed"};
 
 const char *const replay_source_names[REPLAY_SOURCE_COUNT] = {"host", "pinned"};
 
@@ -95,7 +95,7 @@ void replay_report_print(const replay_report *report) {
                                device_step,
                                "launches_per_step"};
   bench_columns columns;
-  bench_columns_init(&columns, 9, names, 7);
+  bench_columns_init(&columns, 9, names, 11); /* "double_feed" */
   for (size_t i = 0; i < report->row_count; ++i) {
     const replay_row *r = &report->rows[i];
     if (i == 0 || !same_shape(&r->shape, &report->rows[i - 1].shape)) {
@@ -127,7 +127,16 @@ void replay_report_print(const replay_report *report) {
          "of the same source\n"
          "gpu_step_us: the device's timing events around the %ld "
          "back-to-back steps (two in flight), per step%s\n"
-         "launches_per_step: kernels + copies + memsets + graph launches\n",
+         "launches_per_step: kernels + copies + memsets + graph launches\n"
+         "fused_feed, double_feed: fused and double on a runtime of their "
+         "own whose step also writes next_ids = input_ids + 1 (one more "
+         "kernel), which the graph's last node copies into the other "
+         "set's input_ids (cgr_slot_feed, as cgr-decode's step does); "
+         "input_ids then comes by cgr_batch_feedback: rows in place for "
+         "three steps of four, and on the fourth row 0 leaves, the rest "
+         "move up and a new row joins (a gather and a copy that must wait "
+         "for the previous graph); their ratios divide by the plain "
+         "floor's and naive's\n",
          report->steps, report->steps,
          report->cuda ? ""
                       : "; (cpu): the host backend's events, on CPU threads");

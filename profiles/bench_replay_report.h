@@ -13,17 +13,22 @@
 
 #include "bench_common.h"
 
-/* The methods, in the order they run. */
+/* The methods, in the order they run. The _FEED ones run on a runtime of
+ * their own whose input_ids is fed by the step (cgr_slot_feed), as
+ * cgr-decode's is. */
 typedef enum replay_method {
   REPLAY_FLOOR,
   REPLAY_NAIVE,
   REPLAY_FUSED,
   REPLAY_DOUBLE,
   REPLAY_INGRAPH,
+  REPLAY_FUSED_FEED,
+  REPLAY_DOUBLE_FEED,
   REPLAY_METHOD_COUNT
 } replay_method;
 
-/* "floor", "naive", "fused", "double", "ingraph": the JSON "mode". */
+/* "floor", "naive", "fused", "double", "ingraph", "fused_feed",
+ * "double_feed": the JSON "mode". */
 extern const char *const replay_method_names[REPLAY_METHOD_COUNT];
 
 /* Where a step's inputs lie on the host, in the order they run: pageable

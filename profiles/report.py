@@ -31,8 +31,12 @@ import os
 import re
 import sys
 
-REPLAY_MODES = ["floor", "naive", "fused", "double", "ingraph", "torch_floor",
-                "torch", "torch_pageable"]
+REPLAY_MODES = ["floor", "naive", "fused", "double", "ingraph", "fused_feed",
+                "double_feed", "torch_floor", "torch", "torch_pageable"]
+# bench_replay's modes on a runtime whose input_ids is fed by the step
+# (cgr_slot_feed), as cgr-decode's is; results from before they existed
+# lack them.
+FEED_MODES = ["fused_feed", "double_feed"]
 # Where a replay row's inputs lay on the host: pageable memory ("host",
 # cgr's CGR_SOURCE_HOST) or page-locked ("pinned", CGR_SOURCE_PINNED).
 SOURCES = ["host", "pinned"]
@@ -214,6 +218,17 @@ def replay_intro(out, cgr_rows, peer_rows):
                "(CGR_SOURCE_HOST, which cgr stages with the CPU), `pinned` "
                "page-locked memory (CGR_SOURCE_PINNED, which the device's "
                "copy reads).\n")
+    if any(r["mode"] in FEED_MODES for r in cgr_rows):
+        out.append("`fused_feed` and `double_feed` are `fused` and `double` "
+                   "on a runtime whose step feeds its input_ids "
+                   "(cgr_slot_feed: one more kernel, and a copy at the "
+                   "graph's end), as cgr-decode's does; input_ids comes by "
+                   "cgr_batch_feedback, rows in place for three steps of "
+                   "four and moved (a gather and a new row) on the fourth. "
+                   "In `double_feed` only the fed rows wait for the "
+                   "previous graph, so on a GPU its time per step is "
+                   "expected near `double`'s, below `fused_feed`'s; ratios are "
+                   "to the plain floor.\n")
     if not peer_rows:
         return
     out.append("The PyTorch peer copies its inputs from pinned tensors "

@@ -32,6 +32,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
     cgr__free(set->image_size);
   }
   cgr__be_device_free(be, replay->zero_index);
+  cgr__be_pinned_free(be, replay->eager_feed);
   cgr__copy_plan_release(&replay->plan);
   cgr__free(replay->staging_offset);
   cgr__free(replay->batch.inputs);

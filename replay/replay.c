@@ -24,7 +24,12 @@ typedef struct load {
   int set;
   uint32_t batch;
   uint32_t padded;
-  int device_sources; /* a source or gather reads device memory */
+  /* The plan's first free_ops operations touch nothing the previous
+   * step's graph writes; the rest must run after it (replay.h). */
+  size_t free_ops;
+  /* Double-buffered, both parts non-empty: the plan split at free_ops. */
+  int split;
+  cgr__copy_plan head, tail;
   uint64_t skipped;
 } load;
 
@@ -123,7 +128,6 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                              set->staging + replay->staging_offset[index],
                              l->batch, 1));
   } else if (input->given == CGR__GIVEN_GATHER) {
-    l->device_sources = 1;
     CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
                                      input->gather_index, l->batch,
                                      slot->row_bytes, &rt->error));
@@ -145,8 +149,6 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
         fill_rows = 0;
       }
       src = staged;
-    } else if (input->source == CGR_SOURCE_DEVICE) {
-      l->device_sources = 1;
     }
     CGR__CHECK(cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
     if (prefix && fill_rows > 0) {
@@ -256,6 +258,48 @@ static void mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
   }
 }
 
+/*
+ * 1 when a slot's load touches what the previous step's graph writes, so
+ * that in the double-buffered mode it runs after that graph (replay.h has
+ * the hazards): a fed slot, whose rows in this set that graph's feed copy
+ * writes, whatever this batch gives it (feedback, data, padding); a gather
+ * or a device source, which may be that graph's output (cgr.h promises a
+ * DEVICE source is read after the previous step's graph). Host and pinned
+ * sources, staged rows and padding of the other slots touch only this
+ * set and cgr's staging, which that graph never touches.
+ */
+static int waits_for_previous_graph(const cgr__slot *slot,
+                                    const cgr__slot_input *input) {
+  return slot->fed_by >= 0 || input->given == CGR__GIVEN_GATHER ||
+         (input->given == CGR__GIVEN_INPUT &&
+          input->source == CGR_SOURCE_DEVICE);
+}
+
+/* The plan of one step: the slots that need not wait for the previous
+ * graph first (l->free_ops operations), then those that must; finished
+ * as two parts when the double-buffered mode launches them apart. */
+static cgr_status plan_step(cgr_runtime *rt, cgr__replay *replay,
+                            const cgr__capture *cap, const cgr_batch *batch,
+                            load *l) {
+  cgr__copy_plan_clear(&replay->plan);
+  for (int late = 0; late < 2; ++late) {
+    if (late)
+      l->free_ops = replay->plan.count;
+    for (size_t i = 0; i < cap->slot_count; ++i) {
+      const cgr__slot *slot = &cap->slots[i];
+      if (cgr__is_input(slot) &&
+          waits_for_previous_graph(slot, &batch->inputs[i]) == late)
+        CGR__CHECK(plan_slot(rt, replay, slot, i, &batch->inputs[i], l));
+    }
+  }
+  l->split = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED && l->free_ops > 0 &&
+             l->free_ops < replay->plan.count;
+  if (!l->split)
+    return cgr__copy_plan_finish(&replay->plan, &rt->error);
+  return cgr__copy_plan_finish_split(&replay->plan, l->free_ops, &l->head,
+                                     &l->tail, &rt->error);
+}
+
 /* Enqueues the copy and the graph of one step in the current mode. */
 static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
                          cgr__graph_exec *exec, const load *l) {
@@ -265,11 +309,20 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
   cgr__set *set = &replay->sets[l->set];
   cgr__set *other = &replay->sets[1 - l->set];
   if (replay->mode == CGR_REPLAY_DOUBLE_BUFFERED) {
+    /* The graph that last read this set (step n-2) before anything is
+     * written into it; the previous step's graph (other->graph_done)
+     * before only the part that touches what it writes (replay.h). */
     if (!replay->test_drop_set_wait)
       CGR__CHECK(cgr__be_stream_wait_event(be, side, set->graph_done));
-    if (l->device_sources)
+    if (l->split) {
+      CGR__CHECK(cgr__fused_copy_launch(be, side, &l->head));
       CGR__CHECK(cgr__be_stream_wait_event(be, side, other->graph_done));
-    CGR__CHECK(cgr__fused_copy_launch(be, side, &replay->plan));
+      CGR__CHECK(cgr__fused_copy_launch(be, side, &l->tail));
+    } else {
+      if (l->free_ops < replay->plan.count)
+        CGR__CHECK(cgr__be_stream_wait_event(be, side, other->graph_done));
+      CGR__CHECK(cgr__fused_copy_launch(be, side, &replay->plan));
+    }
     CGR__CHECK(cgr__be_event_record(be, set->loaded, side));
     CGR__CHECK(cgr__be_event_record(be, set->staging_free, side));
     CGR__CHECK(cgr__be_stream_wait_event(be, main_stream, set->loaded));
@@ -434,14 +487,8 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   cgr_status status = ensure_captured(rt, cap, bucket);
   if (status == CGR_OK && uses_staging(cap, batch))
     status = staging_ready(rt, &replay->sets[l.set]);
-  /* The previous graph may write this set's fed inputs: the copy waits. */
-  l.device_sources = replay->has_feeds;
-  cgr__copy_plan_clear(&replay->plan);
-  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i)
-    if (cgr__is_input(&cap->slots[i]))
-      status = plan_slot(rt, replay, &cap->slots[i], i, &batch->inputs[i], &l);
   if (status == CGR_OK)
-    status = cgr__copy_plan_finish(&replay->plan, &rt->error);
+    status = plan_step(rt, replay, cap, batch, &l);
   CGR__NVTX_POP(rt->config.nvtx);
   if (status != CGR_OK)
     return status;
@@ -466,6 +513,33 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   return CGR_OK;
 }
 
+/*
+ * The sets' feedback regions hold the largest bucket's rows, and an eager
+ * batch may have more: its new rows and indices go to pinned memory of
+ * the replay state's own, grown only when a step needs more (found by
+ * fuzz/batch.c), so an eager step allocates nothing after the first of its
+ * size, as the eager cache does (capture.h). Nothing reads the old region
+ * when it is replaced: an eager step waits for its copies, or drains them
+ * when it fails.
+ */
+static cgr_status eager_feed_room(cgr_runtime *rt, cgr__replay *replay,
+                                  const cgr__capture *cap,
+                                  const cgr_batch *batch) {
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
+      bytes += eager_feed_bytes(&cap->slots[i], batch->size);
+  if (bytes <= replay->eager_feed_capacity)
+    return CGR_OK;
+  cgr__be_pinned_free(&rt->backend, replay->eager_feed);
+  replay->eager_feed = NULL;
+  replay->eager_feed_capacity = 0;
+  CGR__CHECK(
+      cgr__be_pinned_alloc(&rt->backend, bytes, (void **)&replay->eager_feed));
+  replay->eager_feed_capacity = bytes;
+  return CGR_OK;
+}
+
 /* A batch over the largest bucket: the step runs eagerly on buffers of
  * its own size (synchronous), and its outputs live until the next replay. */
 static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
@@ -476,17 +550,9 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
   CGR__CHECK(cgr__eager_begin(rt, batch->size, replay->mode != CGR_REPLAY_EAGER,
                               &replay->eager));
-  /* The sets' feedback regions hold the largest bucket's rows, and an
-   * eager batch may have more: its new rows and indices get pinned memory
-   * of their own, freed once the step has run (found by fuzz/batch.c). */
-  uint64_t feed_bytes = 0, feed_used = 0;
-  for (size_t i = 0; i < cap->slot_count; ++i)
-    if (batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
-      feed_bytes += eager_feed_bytes(&cap->slots[i], batch->size);
-  unsigned char *feed = NULL;
-  cgr_status status = CGR_OK;
-  if (feed_bytes > 0)
-    status = cgr__be_pinned_alloc(be, feed_bytes, (void **)&feed);
+  uint64_t feed_used = 0;
+  cgr_status status = eager_feed_room(rt, replay, cap, batch);
+  unsigned char *feed = replay->eager_feed;
   for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
     const cgr__slot_input *input = &batch->inputs[i];
     void *dst = cgr__eager_slot(&replay->eager, (cgr_slot)i);
@@ -524,14 +590,12 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   if (status == CGR_OK)
     status = cgr__eager_run(rt, &replay->eager);
   if (status != CGR_OK) {
-    /* A copy queued before the failure may still read `feed`. */
+    /* A copy queued before the failure may still read `feed`, which the
+     * next eager step rewrites on the host. */
     cgr__be_stream_drain(be, stream);
     cgr__eager_end(rt, &replay->eager);
-  }
-  /* The run waited for the main stream, which read `feed`. */
-  cgr__be_pinned_free(be, feed);
-  if (status != CGR_OK)
     return status;
+  }
   replay->eager_live = 1;
   replay->eager_step = replay->next_step;
   replay->fed_step = UINT64_MAX; /* nothing feeds the step after */

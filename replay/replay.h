@@ -8,12 +8,49 @@
  *   host    waits staging_free[k] (only if the copy of step n-2 is still
  *           running: counted as a synchronization), writes host sources
  *           into pinned staging k
- *   side    waits graph_done[k] (the graph of step n-2 read set k), and
- *           graph_done[1-k] when a source lives on the device (step n-1 may
- *           have written it); one fused copy into set k; records loaded[k]
- *           (= staging_free[k])
+ *   side    waits graph_done[k] (the graph of step n-2 read set k); the
+ *           free part of the copy into set k; then, only when the late
+ *           part is not empty, waits graph_done[1-k] (the graph of step
+ *           n-1) and runs the late part; records loaded[k]
+ *           (= staging_free[k]) after both
  *   main    waits loaded[k]; launches graph[bucket][k]; records
  *           graph_done[k]
+ *
+ * The two parts (replay.c, waits_for_previous_graph). What the graph of
+ * step n-1, on set 1-k, may touch while step n's copy runs: it reads set
+ * 1-k's inputs, writes set 1-k's OUTPUT slots and the scratch arena, and
+ * its last nodes (cgr_slot_feed) copy each fed output of set 1-k into rows
+ * [0, its bucket) of the fed input of set k (mark_fed). It never touches
+ * the other inputs of set k, nor staging. So:
+ *
+ *   free    host and pinned sources, staged rows and padding fills of
+ *           the slots that are not fed: they write set k's unfed inputs
+ *           (last read by graph n-2: graph_done[k]) and read staging k
+ *           (free once the copy of n-2 ended: the host's staging wait) or
+ *           the caller's pinned memory (ordered by the caller's events,
+ *           cgr_batch_wait_event, waited for at the head of both
+ *           streams). Nothing of graph n-1: they overlap it.
+ *   late    every operation on a fed slot, whatever the batch gives it:
+ *           gathers of moved rows read graph n-1's fed output of set 1-k
+ *           (read after write); new rows, a host input given to a fed
+ *           slot and its padding fills write rows graph n-1's feed copy
+ *           writes too (write after write: the step's data must land
+ *           last). And every device source and gather: cgr.h promises a
+ *           DEVICE source is read after the previous step's graph (it may
+ *           be that step's output).
+ *
+ * Both parts read staging k and set k's feedback indices, which the host
+ * rewrites only after staging_free[k], recorded after both. Rows a
+ * feedback batch keeps in place cost no operation: graph n reads what
+ * graph n-1's feed wrote in main-stream order. With no late part (no fed
+ * row to gather, copy or pad, no device source or gather: a runtime
+ * without feeds, fed from the host) the copy is one launch that waits for
+ * graph n-2 only; with only a late part, one launch that waits for both
+ * graphs; with both, two launches, counted as such by the backend's
+ * counters. Graph n-1 cannot read what the free part writes: it was
+ * captured against set 1-k. The plan is validated whole
+ * (cgr__copy_plan_finish_split), as the one-launch modes validate it, so
+ * splitting it changes no result.
  *
  * In the naive and fused modes the copy runs on the main stream, before the
  * graph, and records staging_free[k]; stream order does the rest.
@@ -93,6 +130,10 @@ typedef struct cgr__replay {
   int eager_live;
   uint64_t eager_step;
   cgr__eager eager;
+  /* Pinned: an eager feedback step's indices and new rows, grown only
+   * (replay.c, eager_feed_room). */
+  unsigned char *eager_feed;
+  uint64_t eager_feed_capacity;
   /* The last ticket issued for each set, and for an eager step (step
    * UINT64_MAX: none yet): every ticket whose outputs are readable is one
    * of them, so cgr_output checks those field by field. */

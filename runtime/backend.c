@@ -22,11 +22,26 @@ const char *cgr__call_name(cgr__call call) {
 }
 
 /* The failure an injected fault produces: the status a real failure of this
- * kind returns, and a message that says it was injected. */
-static cgr_status injected(cgr__backend *be, cgr__call call, const char *func) {
-  return cgr__fail(be->error, cgr__fault_status(call), func,
-                   "injected fault in %s call #%llu", cgr__call_name(call),
-                   (unsigned long long)cgr__fault_seen());
+ * kind returns, and a message that says it was injected, and where. */
+static cgr_status injected(cgr__backend *be, const cgr__fault_at *at,
+                           const char *func) {
+  char where[CGR__ERROR_MESSAGE_SIZE / 2];
+  cgr__fault_describe(at, where, sizeof where);
+  return cgr__fail(be->error, cgr__fault_status(at->call), func,
+                   "injected fault in %s", where);
+}
+
+/* An error an earlier call left behind (a DEFERRED fault), reported once
+ * by this call as CUDA reports a non-sticky asynchronous error. */
+static cgr_status left_behind(cgr__backend *be, const cgr__fault_at *at,
+                              const char *func) {
+  char where[CGR__ERROR_MESSAGE_SIZE / 2];
+  cgr__fault_describe(at, where, sizeof where);
+  return cgr__fail(be->error, CGR_E_CUDA, func,
+                   "an earlier call left an error behind, reported here "
+                   "once (not sticky: the device works): injected deferred "
+                   "fault in %s",
+                   where);
 }
 
 /* Records that the device is lost, with why (the first reason wins). */
@@ -69,6 +84,65 @@ cgr_status cgr__be_lost_status(cgr__backend *be, const char *func) {
       return cgr__be_lost_status((be), __func__);                              \
   } while (0)
 
+/* A plan that lets its call succeed and fail later (ASYNC, DEFERRED). */
+typedef struct later_fault {
+  int armed;
+  cgr__fault_at at;
+} later_fault;
+
+/* Calls that report an error an earlier call left behind: those that
+ * launch work or wait for it, as CUDA's launches and synchronizations
+ * return an earlier launch's asynchronous error. */
+static int reports_left(cgr__call call) {
+  return cgr__fault_mode_fits(call, CGR__FAULT_DEFERRED) ||
+         call == CGR__CALL_SYNCHRONIZE;
+}
+
+/*
+ * Fault injection before the backend runs a call of kind `call` from
+ * `site`: an error left behind for this backend fails the call (where the
+ * kind reports one), and so does a NOW fault. Otherwise CGR_OK, with
+ * *later armed when the call must succeed and fail afterwards; then
+ * inject_after must follow the backend call.
+ */
+static cgr_status inject_before(cgr__backend *be, cgr__call call,
+                                cgr__site site, const char *func,
+                                later_fault *later) {
+  later->armed = 0;
+  cgr__fault_at at;
+  if (reports_left(call) && cgr__fault_take_left(be, &at))
+    return left_behind(be, &at, func);
+  if (!cgr__fault_check(call, site, &at))
+    return CGR_OK;
+  if (at.mode == CGR__FAULT_NOW)
+    return injected(be, &at, func);
+  later->armed = 1;
+  later->at = at;
+  if (at.mode == CGR__FAULT_ASYNC)
+    cgr__fault_carry_begin(&at);
+  return CGR_OK;
+}
+
+/* After the backend ran a call a plan let through: a DEFERRED fault leaves
+ * its error behind; ASYNC work the backend could not carry (CUDA, which
+ * cannot be made to fault on demand) loses this runtime's device here,
+ * and the next call reports it. */
+static cgr_status inject_after(cgr__backend *be, const later_fault *later,
+                               cgr_status status) {
+  if (!later->armed)
+    return status;
+  if (later->at.mode == CGR__FAULT_ASYNC) {
+    if (cgr__fault_carry_end() && status == CGR_OK) {
+      char reason[CGR__ERROR_MESSAGE_SIZE];
+      cgr__fault_raise(&later->at, "the call's work", reason, sizeof reason);
+      mark_lost(be, reason);
+    }
+  } else if (status == CGR_OK) {
+    cgr__fault_leave(be, &later->at);
+  }
+  return status;
+}
+
 static cgr_status counted(cgr__backend *be, cgr__call call, cgr_status status) {
   if (status == CGR_OK)
     atomic_fetch_add_explicit(&be->calls[call], 1, memory_order_relaxed);
@@ -96,6 +170,7 @@ static cgr_status null_arg(cgr__backend *be, const char *func,
 void cgr__backend_destroy(cgr__backend *be) {
   if (be == NULL || be->ops == NULL)
     return;
+  cgr__fault_forget(be); /* errors left behind go with it */
   be->ops->destroy(be->ctx);
   be->ops = NULL;
   be->ctx = NULL;
@@ -113,8 +188,9 @@ void cgr__be_reset_calls(cgr__backend *be) {
 
 /* ---- streams --------------------------------------------------------- */
 
-cgr_status cgr__be_stream_create(cgr__backend *be, cgr_stream_priority prio,
-                                 const char *name, cgr__stream **out) {
+cgr_status cgr__be_stream_create_at(cgr__site site, cgr__backend *be,
+                                    cgr_stream_priority prio, const char *name,
+                                    cgr__stream **out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");
   *out = NULL;
@@ -123,11 +199,12 @@ cgr_status cgr__be_stream_create(cgr__backend *be, cgr_stream_priority prio,
                      "argument 'priority' is %d, not a cgr_stream_priority",
                      (int)prio);
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_STREAM_CREATE))
-    return injected(be, CGR__CALL_STREAM_CREATE, __func__);
-  return counted(be, CGR__CALL_STREAM_CREATE,
-                 be->ops->stream_create(be->ctx, prio, name ? name : "cgr",
-                                        out));
+  later_fault later;
+  CGR__CHECK(
+      inject_before(be, CGR__CALL_STREAM_CREATE, site, __func__, &later));
+  cgr_status status =
+      be->ops->stream_create(be->ctx, prio, name ? name : "cgr", out);
+  return inject_after(be, &later, counted(be, CGR__CALL_STREAM_CREATE, status));
 }
 
 void cgr__be_stream_destroy(cgr__backend *be, cgr__stream *stream) {
@@ -141,16 +218,16 @@ void *cgr__be_stream_native(cgr__backend *be, cgr__stream *stream) {
 
 /* ---- events ---------------------------------------------------------- */
 
-cgr_status cgr__be_event_create(cgr__backend *be, int timing,
-                                cgr__event **out) {
+cgr_status cgr__be_event_create_at(cgr__site site, cgr__backend *be, int timing,
+                                   cgr__event **out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");
   *out = NULL;
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_EVENT_CREATE))
-    return injected(be, CGR__CALL_EVENT_CREATE, __func__);
-  return counted(be, CGR__CALL_EVENT_CREATE,
-                 be->ops->event_create(be->ctx, timing != 0, out));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_EVENT_CREATE, site, __func__, &later));
+  cgr_status status = be->ops->event_create(be->ctx, timing != 0, out);
+  return inject_after(be, &later, counted(be, CGR__CALL_EVENT_CREATE, status));
 }
 
 void cgr__be_event_destroy(cgr__backend *be, cgr__event *event) {
@@ -158,36 +235,40 @@ void cgr__be_event_destroy(cgr__backend *be, cgr__event *event) {
     be->ops->event_destroy(be->ctx, event);
 }
 
-cgr_status cgr__be_event_record(cgr__backend *be, cgr__event *event,
-                                cgr__stream *stream) {
+cgr_status cgr__be_event_record_at(cgr__site site, cgr__backend *be,
+                                   cgr__event *event, cgr__stream *stream) {
   if (event == NULL)
     return null_arg(be, __func__, "event");
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_EVENT_RECORD))
-    return injected(be, CGR__CALL_EVENT_RECORD, __func__);
-  return counted(be, CGR__CALL_EVENT_RECORD,
-                 be->ops->event_record(be->ctx, event, stream));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_EVENT_RECORD, site, __func__, &later));
+  cgr_status status = be->ops->event_record(be->ctx, event, stream);
+  return inject_after(be, &later, counted(be, CGR__CALL_EVENT_RECORD, status));
 }
 
-cgr_status cgr__be_stream_wait_event(cgr__backend *be, cgr__stream *stream,
-                                     cgr__event *event) {
+cgr_status cgr__be_stream_wait_event_at(cgr__site site, cgr__backend *be,
+                                        cgr__stream *stream,
+                                        cgr__event *event) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   if (event == NULL)
     return null_arg(be, __func__, "event");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_EVENT_WAIT))
-    return injected(be, CGR__CALL_EVENT_WAIT, __func__);
-  return counted(be, CGR__CALL_EVENT_WAIT,
-                 be->ops->stream_wait_event(be->ctx, stream, event));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_EVENT_WAIT, site, __func__, &later));
+  cgr_status status = be->ops->stream_wait_event(be->ctx, stream, event);
+  return inject_after(be, &later, counted(be, CGR__CALL_EVENT_WAIT, status));
 }
 
 cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event) {
   if (event == NULL)
     return null_arg(be, __func__, "event");
   LOST_GUARD(be);
+  cgr__fault_at at;
+  if (cgr__fault_take_left(be, &at))
+    return left_behind(be, &at, __func__);
   cgr_status status = be->ops->event_query(be->ctx, event);
   if (status == CGR_E_DEVICE_LOST)
     mark_lost(be, be->error->message);
@@ -218,14 +299,16 @@ cgr_status cgr__be_event_signal_host(cgr__backend *be, cgr__event *event) {
   return event_host_call(be, event, be->ops->event_signal_host, __func__);
 }
 
-cgr_status cgr__be_event_synchronize(cgr__backend *be, cgr__event *event) {
+cgr_status cgr__be_event_synchronize_at(cgr__site site, cgr__backend *be,
+                                        cgr__event *event) {
   if (event == NULL)
     return null_arg(be, __func__, "event");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
-    return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
-  return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
-                be->ops->event_synchronize(be->ctx, event));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
+  cgr_status status = be->ops->event_synchronize(be->ctx, event);
+  return inject_after(be, &later,
+                      waited(be, CGR__CALL_SYNCHRONIZE, __func__, status));
 }
 
 cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
@@ -242,7 +325,8 @@ cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
 
 /* ---- memory ---------------------------------------------------------- */
 
-cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out) {
+cgr_status cgr__be_device_alloc_at(cgr__site site, cgr__backend *be,
+                                   size_t bytes, void **out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");
   *out = NULL;
@@ -250,10 +334,10 @@ cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out) {
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_DEVICE_ALLOC))
-    return injected(be, CGR__CALL_DEVICE_ALLOC, __func__);
-  return counted(be, CGR__CALL_DEVICE_ALLOC,
-                 be->ops->device_alloc(be->ctx, bytes, out));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_DEVICE_ALLOC, site, __func__, &later));
+  cgr_status status = be->ops->device_alloc(be->ctx, bytes, out);
+  return inject_after(be, &later, counted(be, CGR__CALL_DEVICE_ALLOC, status));
 }
 
 void cgr__be_device_free(cgr__backend *be, void *ptr) {
@@ -285,7 +369,8 @@ cgr_status cgr__be_memory_kind(cgr__backend *be, const void *ptr, size_t bytes,
   return be->ops->memory_kind(be->ctx, ptr, bytes, out);
 }
 
-cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out) {
+cgr_status cgr__be_pinned_alloc_at(cgr__site site, cgr__backend *be,
+                                   size_t bytes, void **out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");
   *out = NULL;
@@ -293,10 +378,10 @@ cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out) {
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_PINNED_ALLOC))
-    return injected(be, CGR__CALL_PINNED_ALLOC, __func__);
-  return counted(be, CGR__CALL_PINNED_ALLOC,
-                 be->ops->pinned_alloc(be->ctx, bytes, out));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_PINNED_ALLOC, site, __func__, &later));
+  cgr_status status = be->ops->pinned_alloc(be->ctx, bytes, out);
+  return inject_after(be, &later, counted(be, CGR__CALL_PINNED_ALLOC, status));
 }
 
 void cgr__be_pinned_free(cgr__backend *be, void *ptr) {
@@ -306,8 +391,9 @@ void cgr__be_pinned_free(cgr__backend *be, void *ptr) {
 
 /* ---- work ------------------------------------------------------------ */
 
-cgr_status cgr__be_memcpy_async(cgr__backend *be, cgr__stream *stream,
-                                void *dst, const void *src, size_t bytes) {
+cgr_status cgr__be_memcpy_async_at(cgr__site site, cgr__backend *be,
+                                   cgr__stream *stream, void *dst,
+                                   const void *src, size_t bytes) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   if (bytes > 0 && dst == NULL)
@@ -317,14 +403,15 @@ cgr_status cgr__be_memcpy_async(cgr__backend *be, cgr__stream *stream,
   if (bytes == 0)
     return CGR_OK; /* no work, and no graph node during capture */
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_COPY))
-    return injected(be, CGR__CALL_COPY, __func__);
-  return counted(be, CGR__CALL_COPY,
-                 be->ops->memcpy_async(be->ctx, stream, dst, src, bytes));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_COPY, site, __func__, &later));
+  cgr_status status = be->ops->memcpy_async(be->ctx, stream, dst, src, bytes);
+  return inject_after(be, &later, counted(be, CGR__CALL_COPY, status));
 }
 
-cgr_status cgr__be_memset_async(cgr__backend *be, cgr__stream *stream,
-                                void *dst, int value, size_t bytes) {
+cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
+                                   cgr__stream *stream, void *dst, int value,
+                                   size_t bytes) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   if (bytes > 0 && dst == NULL)
@@ -332,14 +419,16 @@ cgr_status cgr__be_memset_async(cgr__backend *be, cgr__stream *stream,
   if (bytes == 0)
     return CGR_OK;
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_MEMSET))
-    return injected(be, CGR__CALL_MEMSET, __func__);
-  return counted(be, CGR__CALL_MEMSET,
-                 be->ops->memset_async(be->ctx, stream, dst, value, bytes));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_MEMSET, site, __func__, &later));
+  cgr_status status = be->ops->memset_async(be->ctx, stream, dst, value, bytes);
+  return inject_after(be, &later, counted(be, CGR__CALL_MEMSET, status));
 }
 
-cgr_status cgr__be_kernel_launch(cgr__backend *be, cgr__stream *stream,
-                                 const cgr__kernel *kernel, const void *args) {
+cgr_status cgr__be_kernel_launch_at(cgr__site site, cgr__backend *be,
+                                    cgr__stream *stream,
+                                    const cgr__kernel *kernel,
+                                    const void *args) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   if (kernel == NULL)
@@ -347,39 +436,43 @@ cgr_status cgr__be_kernel_launch(cgr__backend *be, cgr__stream *stream,
   if (args == NULL && kernel->args_size > 0)
     return null_arg(be, __func__, "args");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_KERNEL_LAUNCH))
-    return injected(be, CGR__CALL_KERNEL_LAUNCH, __func__);
-  return counted(be, CGR__CALL_KERNEL_LAUNCH,
-                 be->ops->kernel_launch(be->ctx, stream, kernel, args));
+  later_fault later;
+  CGR__CHECK(
+      inject_before(be, CGR__CALL_KERNEL_LAUNCH, site, __func__, &later));
+  cgr_status status = be->ops->kernel_launch(be->ctx, stream, kernel, args);
+  return inject_after(be, &later, counted(be, CGR__CALL_KERNEL_LAUNCH, status));
 }
 
-cgr_status cgr__be_host_func(cgr__backend *be, cgr__stream *stream,
-                             cgr__host_fn fn, void *user) {
+cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
+                                cgr__stream *stream, cgr__host_fn fn,
+                                void *user) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   if (fn == NULL)
     return null_arg(be, __func__, "fn");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_HOST_FUNC))
-    return injected(be, CGR__CALL_HOST_FUNC, __func__);
-  return counted(be, CGR__CALL_HOST_FUNC,
-                 be->ops->host_func(be->ctx, stream, fn, user));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_HOST_FUNC, site, __func__, &later));
+  cgr_status status = be->ops->host_func(be->ctx, stream, fn, user);
+  return inject_after(be, &later, counted(be, CGR__CALL_HOST_FUNC, status));
 }
 
 /* ---- capture and graphs ---------------------------------------------- */
 
-cgr_status cgr__be_capture_begin(cgr__backend *be, cgr__stream *stream) {
+cgr_status cgr__be_capture_begin_at(cgr__site site, cgr__backend *be,
+                                    cgr__stream *stream) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_CAPTURE_BEGIN))
-    return injected(be, CGR__CALL_CAPTURE_BEGIN, __func__);
-  return counted(be, CGR__CALL_CAPTURE_BEGIN,
-                 be->ops->capture_begin(be->ctx, stream));
+  later_fault later;
+  CGR__CHECK(
+      inject_before(be, CGR__CALL_CAPTURE_BEGIN, site, __func__, &later));
+  cgr_status status = be->ops->capture_begin(be->ctx, stream);
+  return inject_after(be, &later, counted(be, CGR__CALL_CAPTURE_BEGIN, status));
 }
 
-cgr_status cgr__be_capture_end(cgr__backend *be, cgr__stream *stream,
-                               cgr__graph **out) {
+cgr_status cgr__be_capture_end_at(cgr__site site, cgr__backend *be,
+                                  cgr__stream *stream, cgr__graph **out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");
   *out = NULL;
@@ -395,10 +488,11 @@ cgr_status cgr__be_capture_end(cgr__backend *be, cgr__stream *stream,
     *out = NULL;
     return cgr__be_lost_status(be, __func__);
   }
-  if (cgr__fault_hit(CGR__CALL_CAPTURE_END)) {
+  cgr__fault_at at;
+  if (cgr__fault_check(CGR__CALL_CAPTURE_END, site, &at)) {
     be->ops->graph_destroy(be->ctx, *out);
     *out = NULL;
-    return injected(be, CGR__CALL_CAPTURE_END, __func__);
+    return injected(be, &at, __func__);
   }
   return counted(be, CGR__CALL_CAPTURE_END, status);
 }
@@ -431,33 +525,36 @@ cgr_status cgr__be_graph_dump(cgr__backend *be, cgr__graph *graph,
   return be->ops->graph_dump(be->ctx, graph, path);
 }
 
-cgr_status cgr__be_graph_instantiate(cgr__backend *be, cgr__graph *graph,
-                                     cgr__stream *upload_stream,
-                                     cgr__graph_exec **out) {
+cgr_status cgr__be_graph_instantiate_at(cgr__site site, cgr__backend *be,
+                                        cgr__graph *graph,
+                                        cgr__stream *upload_stream,
+                                        cgr__graph_exec **out) {
   if (out == NULL)
     return null_arg(be, __func__, "out");
   *out = NULL;
   if (graph == NULL)
     return null_arg(be, __func__, "graph");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_GRAPH_INSTANTIATE))
-    return injected(be, CGR__CALL_GRAPH_INSTANTIATE, __func__);
-  return counted(be, CGR__CALL_GRAPH_INSTANTIATE,
-                 be->ops->graph_instantiate(be->ctx, graph, upload_stream,
-                                            out));
+  later_fault later;
+  CGR__CHECK(
+      inject_before(be, CGR__CALL_GRAPH_INSTANTIATE, site, __func__, &later));
+  cgr_status status =
+      be->ops->graph_instantiate(be->ctx, graph, upload_stream, out);
+  return inject_after(be, &later,
+                      counted(be, CGR__CALL_GRAPH_INSTANTIATE, status));
 }
 
-cgr_status cgr__be_graph_launch(cgr__backend *be, cgr__graph_exec *exec,
-                                cgr__stream *stream) {
+cgr_status cgr__be_graph_launch_at(cgr__site site, cgr__backend *be,
+                                   cgr__graph_exec *exec, cgr__stream *stream) {
   if (exec == NULL)
     return null_arg(be, __func__, "exec");
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_GRAPH_LAUNCH))
-    return injected(be, CGR__CALL_GRAPH_LAUNCH, __func__);
-  return counted(be, CGR__CALL_GRAPH_LAUNCH,
-                 be->ops->graph_launch(be->ctx, exec, stream));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_GRAPH_LAUNCH, site, __func__, &later));
+  cgr_status status = be->ops->graph_launch(be->ctx, exec, stream);
+  return inject_after(be, &later, counted(be, CGR__CALL_GRAPH_LAUNCH, status));
 }
 
 void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec) {
@@ -467,14 +564,16 @@ void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec) {
 
 /* ---- synchronization ------------------------------------------------- */
 
-cgr_status cgr__be_stream_synchronize(cgr__backend *be, cgr__stream *stream) {
+cgr_status cgr__be_stream_synchronize_at(cgr__site site, cgr__backend *be,
+                                         cgr__stream *stream) {
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
-    return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
-  return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
-                be->ops->stream_synchronize(be->ctx, stream));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
+  cgr_status status = be->ops->stream_synchronize(be->ctx, stream);
+  return inject_after(be, &later,
+                      waited(be, CGR__CALL_SYNCHRONIZE, __func__, status));
 }
 
 void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
@@ -482,12 +581,13 @@ void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
     (void)be->ops->stream_synchronize(be->ctx, stream);
 }
 
-cgr_status cgr__be_device_synchronize(cgr__backend *be) {
+cgr_status cgr__be_device_synchronize_at(cgr__site site, cgr__backend *be) {
   LOST_GUARD(be);
-  if (cgr__fault_hit(CGR__CALL_SYNCHRONIZE))
-    return injected(be, CGR__CALL_SYNCHRONIZE, __func__);
-  return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
-                be->ops->device_synchronize(be->ctx));
+  later_fault later;
+  CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
+  cgr_status status = be->ops->device_synchronize(be->ctx);
+  return inject_after(be, &later,
+                      waited(be, CGR__CALL_SYNCHRONIZE, __func__, status));
 }
 
 cgr_status cgr__be_device_info(cgr__backend *be, cgr_device_info *out) {

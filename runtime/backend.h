@@ -23,6 +23,7 @@
 #include "cgr/cgr.h"
 #include "runtime/error.h"
 #include "runtime/kernel.h"
+#include "runtime/site.h"
 
 /* Opaque per-backend handles. The CUDA backend casts its native handles to
  * these; the host backend defines the structs. */
@@ -37,8 +38,10 @@ typedef struct cgr__graph_exec cgr__graph_exec; /* an instantiated graph */
  * returns). HOST_ALLOC and THREAD_CREATE are not backend calls but are
  * injectable so tests reach every failure path of create. DEVICE_FAULT is
  * the host backend's stand-in for a kernel that faults on a GPU (an
- * illegal address): counted when a kernel runs on a worker, it skips the
- * kernel and loses the device, as a sticky CUDA error does.
+ * illegal address): counted when a kernel runs on a worker (its site is
+ * the kernel's name), it skips the kernel and loses the device, as a
+ * sticky CUDA error does. How else a call can fail (asynchronously, or
+ * leaving an error behind) is a mode of the plan: runtime/fault.h.
  */
 #define CGR__CALL_LIST(X)                                                      \
   X(HOST_ALLOC, CGR_E_OUT_OF_MEMORY)                                           \
@@ -222,64 +225,116 @@ void cgr__backend_destroy(cgr__backend *be);
 
 /* ---- the dispatch point ---------------------------------------------- */
 
-cgr_status cgr__be_stream_create(cgr__backend *be, cgr_stream_priority prio,
-                                 const char *name, cgr__stream **out);
+/*
+ * A wrapper that fault injection can fail is a macro of its own name that
+ * passes the caller's site (runtime/site.h) to the function of that name
+ * with `_at`, so callers write cgr__be_memcpy_async(be, ...) and fault
+ * injection counts the calls of each calling function apart.
+ */
+
+cgr_status cgr__be_stream_create_at(cgr__site site, cgr__backend *be,
+                                    cgr_stream_priority prio, const char *name,
+                                    cgr__stream **out);
+#define cgr__be_stream_create(...)                                             \
+  cgr__be_stream_create_at(CGR__SITE, __VA_ARGS__)
 void cgr__be_stream_destroy(cgr__backend *be, cgr__stream *stream);
 void *cgr__be_stream_native(cgr__backend *be, cgr__stream *stream);
 
-cgr_status cgr__be_event_create(cgr__backend *be, int timing, cgr__event **out);
+cgr_status cgr__be_event_create_at(cgr__site site, cgr__backend *be, int timing,
+                                   cgr__event **out);
+#define cgr__be_event_create(...)                                              \
+  cgr__be_event_create_at(CGR__SITE, __VA_ARGS__)
 void cgr__be_event_destroy(cgr__backend *be, cgr__event *event);
-cgr_status cgr__be_event_record(cgr__backend *be, cgr__event *event,
-                                cgr__stream *stream);
-cgr_status cgr__be_stream_wait_event(cgr__backend *be, cgr__stream *stream,
-                                     cgr__event *event);
+cgr_status cgr__be_event_record_at(cgr__site site, cgr__backend *be,
+                                   cgr__event *event, cgr__stream *stream);
+#define cgr__be_event_record(...)                                              \
+  cgr__be_event_record_at(CGR__SITE, __VA_ARGS__)
+cgr_status cgr__be_stream_wait_event_at(cgr__site site, cgr__backend *be,
+                                        cgr__stream *stream, cgr__event *event);
+#define cgr__be_stream_wait_event(...)                                         \
+  cgr__be_stream_wait_event_at(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event);
-cgr_status cgr__be_event_synchronize(cgr__backend *be, cgr__event *event);
+cgr_status cgr__be_event_synchronize_at(cgr__site site, cgr__backend *be,
+                                        cgr__event *event);
+#define cgr__be_event_synchronize(...)                                         \
+  cgr__be_event_synchronize_at(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
                                     cgr__event *end, float *out_ms);
 /* Optional slots: CGR_E_UNSUPPORTED where the backend has none. */
 cgr_status cgr__be_event_record_host(cgr__backend *be, cgr__event *event);
 cgr_status cgr__be_event_signal_host(cgr__backend *be, cgr__event *event);
 
-cgr_status cgr__be_device_alloc(cgr__backend *be, size_t bytes, void **out);
+cgr_status cgr__be_device_alloc_at(cgr__site site, cgr__backend *be,
+                                   size_t bytes, void **out);
+#define cgr__be_device_alloc(...)                                              \
+  cgr__be_device_alloc_at(CGR__SITE, __VA_ARGS__)
 void cgr__be_device_free(cgr__backend *be, void *ptr);
 cgr_status cgr__be_memory_kind(cgr__backend *be, const void *ptr, size_t bytes,
                                cgr__memory_kind *out);
-cgr_status cgr__be_pinned_alloc(cgr__backend *be, size_t bytes, void **out);
+cgr_status cgr__be_pinned_alloc_at(cgr__site site, cgr__backend *be,
+                                   size_t bytes, void **out);
+#define cgr__be_pinned_alloc(...)                                              \
+  cgr__be_pinned_alloc_at(CGR__SITE, __VA_ARGS__)
 void cgr__be_pinned_free(cgr__backend *be, void *ptr);
 
-cgr_status cgr__be_memcpy_async(cgr__backend *be, cgr__stream *stream,
-                                void *dst, const void *src, size_t bytes);
-cgr_status cgr__be_memset_async(cgr__backend *be, cgr__stream *stream,
-                                void *dst, int value, size_t bytes);
-cgr_status cgr__be_kernel_launch(cgr__backend *be, cgr__stream *stream,
-                                 const cgr__kernel *kernel, const void *args);
-cgr_status cgr__be_host_func(cgr__backend *be, cgr__stream *stream,
-                             cgr__host_fn fn, void *user);
+cgr_status cgr__be_memcpy_async_at(cgr__site site, cgr__backend *be,
+                                   cgr__stream *stream, void *dst,
+                                   const void *src, size_t bytes);
+#define cgr__be_memcpy_async(...)                                              \
+  cgr__be_memcpy_async_at(CGR__SITE, __VA_ARGS__)
+cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
+                                   cgr__stream *stream, void *dst, int value,
+                                   size_t bytes);
+#define cgr__be_memset_async(...)                                              \
+  cgr__be_memset_async_at(CGR__SITE, __VA_ARGS__)
+cgr_status cgr__be_kernel_launch_at(cgr__site site, cgr__backend *be,
+                                    cgr__stream *stream,
+                                    const cgr__kernel *kernel,
+                                    const void *args);
+#define cgr__be_kernel_launch(...)                                             \
+  cgr__be_kernel_launch_at(CGR__SITE, __VA_ARGS__)
+cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
+                                cgr__stream *stream, cgr__host_fn fn,
+                                void *user);
+#define cgr__be_host_func(...) cgr__be_host_func_at(CGR__SITE, __VA_ARGS__)
 
-cgr_status cgr__be_capture_begin(cgr__backend *be, cgr__stream *stream);
-cgr_status cgr__be_capture_end(cgr__backend *be, cgr__stream *stream,
-                               cgr__graph **out);
+cgr_status cgr__be_capture_begin_at(cgr__site site, cgr__backend *be,
+                                    cgr__stream *stream);
+#define cgr__be_capture_begin(...)                                             \
+  cgr__be_capture_begin_at(CGR__SITE, __VA_ARGS__)
+cgr_status cgr__be_capture_end_at(cgr__site site, cgr__backend *be,
+                                  cgr__stream *stream, cgr__graph **out);
+#define cgr__be_capture_end(...) cgr__be_capture_end_at(CGR__SITE, __VA_ARGS__)
 int cgr__be_stream_is_capturing(cgr__backend *be, cgr__stream *stream);
 cgr_status cgr__be_graph_node_count(cgr__backend *be, cgr__graph *graph,
                                     size_t *out);
 void cgr__be_graph_destroy(cgr__backend *be, cgr__graph *graph);
 cgr_status cgr__be_graph_dump(cgr__backend *be, cgr__graph *graph,
                               const char *path);
-cgr_status cgr__be_graph_instantiate(cgr__backend *be, cgr__graph *graph,
-                                     cgr__stream *upload_stream,
-                                     cgr__graph_exec **out);
-cgr_status cgr__be_graph_launch(cgr__backend *be, cgr__graph_exec *exec,
-                                cgr__stream *stream);
+cgr_status cgr__be_graph_instantiate_at(cgr__site site, cgr__backend *be,
+                                        cgr__graph *graph,
+                                        cgr__stream *upload_stream,
+                                        cgr__graph_exec **out);
+#define cgr__be_graph_instantiate(...)                                         \
+  cgr__be_graph_instantiate_at(CGR__SITE, __VA_ARGS__)
+cgr_status cgr__be_graph_launch_at(cgr__site site, cgr__backend *be,
+                                   cgr__graph_exec *exec, cgr__stream *stream);
+#define cgr__be_graph_launch(...)                                              \
+  cgr__be_graph_launch_at(CGR__SITE, __VA_ARGS__)
 void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec);
 
-cgr_status cgr__be_stream_synchronize(cgr__backend *be, cgr__stream *stream);
+cgr_status cgr__be_stream_synchronize_at(cgr__site site, cgr__backend *be,
+                                         cgr__stream *stream);
+#define cgr__be_stream_synchronize(...)                                        \
+  cgr__be_stream_synchronize_at(CGR__SITE, __VA_ARGS__)
 /* Waits for the stream's queued work before cleanup frees memory it may
  * use: neither counted nor subject to fault injection (a cleanup path must
  * not fail artificially), and its error, if the device has one, is left to
  * the next counted call to report. */
 void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream);
-cgr_status cgr__be_device_synchronize(cgr__backend *be);
+cgr_status cgr__be_device_synchronize_at(cgr__site site, cgr__backend *be);
+#define cgr__be_device_synchronize(be)                                         \
+  cgr__be_device_synchronize_at(CGR__SITE, be)
 cgr_status cgr__be_device_info(cgr__backend *be, cgr_device_info *out);
 
 /* Counter of one call kind (relaxed read). */

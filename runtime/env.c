@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime/fault.h"
 #include "runtime/runtime.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -48,6 +49,15 @@ static void read_env(void) {
     if (!env.has_nvtx)
       snprintf(env.problem, sizeof env.problem,
                "CGR_NVTX='%.40s' is not 0 or 1", nvtx);
+  }
+  /* Fault injection for a person's own tests (README.md): the plans are
+   * armed here, once, and count from the first create on. */
+  const char *fault = getenv("CGR_FAULT");
+  if (fault != NULL && fault[0] != '\0') {
+    char why[96];
+    if (!cgr__fault_arm_text(fault, why, sizeof why))
+      snprintf(env.problem, sizeof env.problem, "CGR_FAULT='%.24s%s': %s",
+               fault, strlen(fault) > 24 ? "..." : "", why);
   }
 }
 

@@ -59,21 +59,6 @@ static void test_memory_helpers_refuse_bad_arguments(void **state) {
   assert_cgr_ok(rt, cgr_pinned_free(rt, pinned));
 }
 
-/* A batch of 2 with every slot of the test model given from host memory
- * except positions, which the caller gives. */
-static cgr_batch *begin_without_positions(cgr_runtime *rt, const model *m,
-                                          const model_inputs *in) {
-  cgr_batch *batch = NULL;
-  assert_cgr_ok(rt, cgr_batch_begin(rt, 2, &batch));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->ids, CGR_SOURCE_HOST, in->ids,
-                                    2 * sizeof(int32_t)));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->pages, CGR_SOURCE_HOST, in->pages,
-                                    2 * MODEL_PAGES * sizeof(int32_t)));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->cu_k, CGR_SOURCE_HOST, in->cu_k,
-                                    3 * sizeof(int32_t)));
-  return batch;
-}
-
 /* Both outputs of a step of 2 live rows, read with cgr_memcpy. */
 static void expect_outputs(cgr_runtime *rt, const model *m,
                            const model_inputs *in, const cgr_ticket *ticket) {
@@ -87,7 +72,7 @@ static void expect_outputs(cgr_runtime *rt, const model *m,
 /* Replays `in` (2 rows) from host memory. */
 static cgr_status replay_from_host(cgr_runtime *rt, const model *m,
                                    const model_inputs *in, cgr_ticket *ticket) {
-  cgr_batch *batch = begin_without_positions(rt, m, in);
+  cgr_batch *batch = model_begin_batch(rt, m, in, 2, m->pos);
   assert_cgr_ok(rt, cgr_batch_input(batch, m->pos, CGR_SOURCE_HOST, in->pos,
                                     2 * sizeof(int32_t)));
   return cgr_replay(rt, batch, ticket);
@@ -100,7 +85,7 @@ static void test_pinned_source_must_be_page_locked(void **state) {
   cgr_runtime *rt = model_captured_runtime(buckets, 2, 0, &m);
   model_inputs in;
   model_make_inputs(&in, 2, 2, 11);
-  cgr_batch *batch = begin_without_positions(rt, &m, &in);
+  cgr_batch *batch = model_begin_batch(rt, &m, &in, 2, m.pos);
   /* Pageable memory as PINNED: a GPU's copy would fault on it and lose the
    * device. Refused at the call; the batch stays open. */
   int32_t pageable[2] = {in.pos[0], in.pos[1]};
@@ -132,7 +117,7 @@ static void test_device_source_must_lie_in_one_allocation(void **state) {
   model_make_inputs(&in, 2, 2, 12);
   int32_t *device = NULL;
   assert_cgr_ok(rt, cgr_device_alloc(rt, 16, (void **)&device));
-  cgr_batch *batch = begin_without_positions(rt, &m, &in);
+  cgr_batch *batch = model_begin_batch(rt, &m, &in, 2, m.pos);
   /* 8 bytes from offset 12 of a 16-byte allocation: the first byte is
    * device memory, the last is past the end. */
   assert_cgr_status(rt,
@@ -172,7 +157,7 @@ static void test_runtimes_of_one_device_share_its_memory(void **state) {
   int32_t *device = NULL;
   assert_cgr_ok(other, cgr_device_alloc(other, 8, (void **)&device));
   assert_cgr_ok(other, cgr_memcpy(other, device, in.pos, 8));
-  cgr_batch *batch = begin_without_positions(rt, &m, &in);
+  cgr_batch *batch = model_begin_batch(rt, &m, &in, 2, m.pos);
   assert_cgr_ok(rt,
                 cgr_batch_input(batch, m.pos, CGR_SOURCE_DEVICE, device, 8));
   cgr_ticket ticket;
@@ -188,18 +173,7 @@ static void test_runtimes_of_one_device_share_its_memory(void **state) {
 static cgr_status replay_rows(cgr_runtime *rt, const model *m,
                               const model_inputs *in, uint32_t rows,
                               cgr_ticket *ticket) {
-  cgr_batch *batch = NULL;
-  CGR__CHECK(cgr_batch_begin(rt, rows, &batch));
-  size_t bytes = rows * sizeof(int32_t);
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->ids, CGR_SOURCE_HOST, in->ids,
-                                    bytes));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->pos, CGR_SOURCE_HOST, in->pos,
-                                    bytes));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->pages, CGR_SOURCE_HOST, in->pages,
-                                    bytes * MODEL_PAGES));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->cu_k, CGR_SOURCE_HOST, in->cu_k,
-                                    bytes + sizeof(int32_t)));
-  return cgr_replay(rt, batch, ticket);
+  return cgr_replay(rt, model_begin_batch(rt, m, in, rows, -1), ticket);
 }
 
 /* An eager step (over the largest bucket, or CGR_REPLAY_EAGER) allocates
@@ -241,6 +215,74 @@ static void test_eager_steps_allocate_nothing_after_the_first(void **state) {
   assert_cgr_ok(rt, replay_rows(rt, &m, &in, 9, &ticket));
   assert_cgr_ok(rt, cgr_counters_get(rt, &later));
   assert_int_equal(later.device_allocs, first.device_allocs);
+  cgr_runtime_destroy(rt);
+}
+
+/* An eager step of `in->rows` rows whose ids continue the graph step of
+ * `previous` (its 4 rows reversed, then new rows): feedback into an eager
+ * step. */
+static void eager_feedback_step(cgr_runtime *rt, const model *m,
+                                const model_inputs *previous, uint32_t padded,
+                                model_inputs *in, cgr_ticket *ticket) {
+  int32_t prev_rows[MODEL_MAX_ROWS], fresh[MODEL_MAX_ROWS];
+  uint32_t rows = in->rows, fresh_count = 0;
+  for (uint32_t j = 0; j < rows; ++j) {
+    prev_rows[j] = j < 4 ? (int32_t)(3 - j) : -1;
+    in->ids[j] =
+        j < 4 ? model_expected_out(previous, padded, 3 - j) : 1000 + (int32_t)j;
+    if (j >= 4)
+      fresh[fresh_count++] = in->ids[j];
+  }
+  size_t bytes = rows * sizeof(int32_t);
+  cgr_batch *batch = NULL;
+  assert_cgr_ok(rt, cgr_batch_begin(rt, rows, &batch));
+  assert_cgr_ok(rt, cgr_batch_feedback(batch, m->ids, prev_rows, fresh,
+                                       fresh_count * sizeof(int32_t)));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->pos, CGR_SOURCE_HOST, in->pos,
+                                    bytes));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->pages, CGR_SOURCE_HOST, in->pages,
+                                    bytes * MODEL_PAGES));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->cu_k, CGR_SOURCE_HOST, in->cu_k,
+                                    bytes + sizeof(int32_t)));
+  assert_cgr_ok(rt, cgr_replay(rt, batch, ticket));
+}
+
+/* The same with feedback into the eager step: its gather indices and new
+ * rows go to pinned memory the runtime keeps and grows only, so after the
+ * first eager step of a size, neither device nor pinned memory is
+ * allocated (issue 17, item 6). */
+static void
+test_eager_feedback_steps_allocate_nothing_after_the_first(void **state) {
+  (void)state;
+  cgr_test_require_backend();
+  model m;
+  cgr_runtime *rt = model_runtime(buckets, 2, 1, &m);
+  assert_cgr_ok(rt, cgr_slot_feed(rt, m.out, m.ids));
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, &m));
+  cgr_counters first, later;
+  const uint32_t sizes[] = {6, 6, 5, 6, 6};
+  for (unsigned i = 0; i < 5; ++i) {
+    /* A graph step of 4 rows, then the eager step that continues it. */
+    model_inputs graph_in, in;
+    cgr_ticket graph_ticket, ticket;
+    model_make_inputs(&graph_in, 4, 4, 40 + i);
+    assert_cgr_ok(rt, replay_rows(rt, &m, &graph_in, 4, &graph_ticket));
+    assert_true(graph_ticket.set >= 0);
+    model_make_inputs(&in, sizes[i], sizes[i], 50 + i);
+    eager_feedback_step(rt, &m, &graph_in, graph_ticket.padded_batch, &in,
+                        &ticket);
+    assert_int_equal(ticket.set, -1);
+    int32_t *out = NULL, got[6];
+    assert_cgr_ok(rt, cgr_output(rt, &ticket, m.out, (void **)&out));
+    assert_cgr_ok(rt, cgr_memcpy(rt, got, out, sizes[i] * sizeof(int32_t)));
+    for (uint32_t r = 0; r < sizes[i]; ++r)
+      assert_int_equal(got[r], model_expected_out(&in, sizes[i], r));
+    if (i == 0)
+      assert_cgr_ok(rt, cgr_counters_get(rt, &first));
+  }
+  assert_cgr_ok(rt, cgr_counters_get(rt, &later));
+  assert_int_equal(later.device_allocs, first.device_allocs);
+  assert_int_equal(later.pinned_allocs, first.pinned_allocs);
   cgr_runtime_destroy(rt);
 }
 
@@ -319,6 +361,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_device_source_must_lie_in_one_allocation),
     cmocka_unit_test(test_runtimes_of_one_device_share_its_memory),
     cmocka_unit_test(test_eager_steps_allocate_nothing_after_the_first),
+    cmocka_unit_test(
+        test_eager_feedback_steps_allocate_nothing_after_the_first),
     HOST_RUNTIME_TEST(test_device_free_waits_for_every_runtime_of_the_device),
     HOST_TEST(test_a_fault_in_one_runtime_loses_every_runtime),
 };

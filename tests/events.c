@@ -38,18 +38,10 @@ static void *produce(void *arg) {
   return NULL;
 }
 
+/* A batch of ROWS with every input but positions given from the host. */
 static cgr_batch *begin_rows(cgr_runtime *rt, const model *m,
                              const model_inputs *in) {
-  cgr_batch *batch = NULL;
-  size_t bytes = ROWS * sizeof(int32_t);
-  assert_cgr_ok(rt, cgr_batch_begin(rt, ROWS, &batch));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->ids, CGR_SOURCE_HOST, in->ids,
-                                    bytes));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->pages, CGR_SOURCE_HOST, in->pages,
-                                    bytes * MODEL_PAGES));
-  assert_cgr_ok(rt, cgr_batch_input(batch, m->cu_k, CGR_SOURCE_HOST, in->cu_k,
-                                    bytes + sizeof(int32_t)));
-  return batch;
+  return model_begin_batch(rt, m, in, ROWS, m->pos);
 }
 
 static void check_out(cgr_runtime *rt, const model *m, const model_inputs *in,

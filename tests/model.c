@@ -170,3 +170,24 @@ void model_check_outputs(cgr_runtime *rt, const void *out,
   if (out_copy != NULL)
     memcpy(out_copy, got, live * 4);
 }
+
+cgr_batch *model_begin_batch(cgr_runtime *rt, const model *m,
+                             const model_inputs *in, uint32_t rows,
+                             cgr_slot skip) {
+  cgr_batch *batch = NULL;
+  assert_cgr_ok(rt, cgr_batch_begin(rt, rows, &batch));
+  size_t bytes = rows * sizeof(int32_t);
+  const struct {
+    cgr_slot slot;
+    const void *data;
+    size_t bytes;
+  } given[] = {{m->ids, in->ids, bytes},
+               {m->pos, in->pos, bytes},
+               {m->pages, in->pages, bytes * MODEL_PAGES},
+               {m->cu_k, in->cu_k, bytes + sizeof(int32_t)}};
+  for (size_t i = 0; i < sizeof given / sizeof given[0]; ++i)
+    if (given[i].slot != skip)
+      assert_cgr_ok(rt, cgr_batch_input(batch, given[i].slot, CGR_SOURCE_HOST,
+                                        given[i].data, given[i].bytes));
+  return batch;
+}

@@ -68,6 +68,13 @@ void model_make_inputs(model_inputs *in, uint32_t live, uint32_t rows,
 int32_t model_expected_out(const model_inputs *in, uint32_t padded_batch,
                            uint32_t row);
 
+/* Opens a batch of `rows` rows and gives every input slot of the model
+ * from `in` in host memory, except `skip` (-1: none), which the caller
+ * gives. */
+cgr_batch *model_begin_batch(cgr_runtime *rt, const model *m,
+                             const model_inputs *in, uint32_t rows,
+                             cgr_slot skip);
+
 /* Checks `live` rows of both outputs (device addresses) against the inputs;
  * copies out[] into out_copy when not NULL. */
 void model_check_outputs(cgr_runtime *rt, const void *out,

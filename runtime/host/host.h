@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "runtime/backend.h"
+#include "runtime/fault.h"
 
 typedef enum host_op_kind {
   HOST_OP_KERNEL,
@@ -34,15 +35,26 @@ typedef enum host_op_kind {
   HOST_OP_STOP
 } host_op_kind;
 
+/* The device every host-backend runtime shares (host_device.c). */
+typedef struct host_device host_device;
+
+/* Why the device was lost fits in this many bytes. */
+enum { CGR__HOST_FAULT_REASON = 320 };
+
 /* One unit of stream work, or one node of a captured graph. Kernel
- * arguments are copied into `args` at launch, as CUDA copies parameters. */
+ * arguments are copied into `args` at launch, as CUDA copies parameters.
+ * Work an injected ASYNC fault struck carries it (`faulty`): when the op
+ * runs, it loses the device instead of doing its work, in every launch of
+ * a graph it was captured into. */
 typedef struct host_op {
   struct host_op *next;
   host_op_kind kind;
+  host_device *device; /* what a device fault loses */
+  int faulty;
+  cgr__fault_at fault;
   union {
     struct {
       const cgr__kernel *kernel;
-      struct host_ctx *ctx; /* for the injected device fault */
     } kernel;
     struct {
       void *dst;
@@ -128,9 +140,6 @@ struct cgr__graph_exec {
   uint64_t finished; /* tickets run to completion */
   atomic_int refs;   /* the owner plus each pending launch */
 };
-
-/* The device every host-backend runtime shares (host_device.c). */
-typedef struct host_device host_device;
 
 struct host_ctx {
   cgr__error *err;

@@ -24,7 +24,10 @@ enum { DEVICE_ALIGNMENT = 256, UNINITIALIZED_BYTE = 0xA5 };
 
 host_op *cgr__host_op_new(host_ctx *ctx, host_op_kind kind, size_t args_size,
                           const char *func) {
-  host_op *op = cgr__malloc(sizeof *op + args_size);
+  /* Counted as the backend function's allocation (host_memcpy_async, ...),
+   * the site fault injection names. */
+  host_op *op = cgr__malloc_at((cgr__site){func, __FILE__, __LINE__},
+                               sizeof *op + args_size);
   if (op == NULL) {
     cgr__fail(ctx->err, CGR_E_OUT_OF_MEMORY, func,
               "allocating a host stream operation (%zu bytes) failed",
@@ -33,7 +36,10 @@ host_op *cgr__host_op_new(host_ctx *ctx, host_op_kind kind, size_t args_size,
   }
   memset(op, 0, sizeof *op);
   op->kind = kind;
+  op->device = ctx->device;
   op->args_size = args_size;
+  /* The op of a call an ASYNC fault struck: it faults when it runs. */
+  op->faulty = cgr__fault_carry_take(&op->fault);
   return op;
 }
 
@@ -73,26 +79,60 @@ static void run_event_wait(cgr__event *event, uint64_t sequence) {
 }
 
 /* A kernel on a worker: the host backend's stand-in for a GPU fault is
- * an injected DEVICE_FAULT, which skips the kernel and loses the device,
- * as an illegal address does on CUDA. A lost device runs no kernel. */
+ * an injected DEVICE_FAULT (counted per kernel name), which skips the
+ * kernel and loses the device, as an illegal address does on CUDA. A lost
+ * device runs no kernel. */
 static void run_kernel(host_op *op) {
-  host_device *device = op->u.kernel.ctx->device;
-  if (cgr__host_device_faulted(device))
+  const cgr__kernel *kernel = op->u.kernel.kernel;
+  const char *name = kernel->name ? kernel->name : "?";
+  if (cgr__host_device_faulted(op->device))
     return;
-  if (cgr__fault_hit(CGR__CALL_DEVICE_FAULT)) {
-    char reason[200];
+  cgr__fault_at at;
+  if (cgr__fault_check(CGR__CALL_DEVICE_FAULT,
+                       (cgr__site){name, __FILE__, __LINE__}, &at)) {
+    char reason[CGR__HOST_FAULT_REASON];
     snprintf(reason, sizeof reason,
              "kernel '%s' raised a device fault (injected DEVICE_FAULT #%llu, "
              "the host backend's illegal address)",
-             op->u.kernel.kernel->name ? op->u.kernel.kernel->name : "?",
-             (unsigned long long)cgr__fault_seen());
-    cgr__host_device_fault(device, reason);
+             name, (unsigned long long)at.hit);
+    cgr__host_device_fault(op->device, reason);
     return;
   }
-  op->u.kernel.kernel->host_run(op->args);
+  kernel->host_run(op->args);
+}
+
+/* Work an ASYNC fault struck: loses the device in place of its work. */
+static void raise_fault(const host_op *op) {
+  char what[96];
+  switch (op->kind) {
+  case HOST_OP_KERNEL:
+    snprintf(what, sizeof what, "kernel '%s'",
+             op->u.kernel.kernel->name ? op->u.kernel.kernel->name : "?");
+    break;
+  case HOST_OP_COPY:
+    snprintf(what, sizeof what, "a copy of %zu bytes", op->u.copy.bytes);
+    break;
+  case HOST_OP_MEMSET:
+    snprintf(what, sizeof what, "a memset of %zu bytes", op->u.memset.bytes);
+    break;
+  default:
+    snprintf(what, sizeof what, "a graph launch");
+    break;
+  }
+  char reason[CGR__HOST_FAULT_REASON];
+  cgr__fault_raise(&op->fault, what, reason, sizeof reason);
+  cgr__host_device_fault(op->device, reason);
 }
 
 void cgr__host_op_run(host_op *op) {
+  if (op->faulty) {
+    raise_fault(op);
+    /* A graph's launch still runs (nothing of it computes on a lost
+     * device), so that its ticket completes and later launches and waits
+     * go on; any other faulty work is skipped. */
+    if (op->kind != HOST_OP_GRAPH)
+      return;
+  }
   switch (op->kind) {
   case HOST_OP_KERNEL:
     run_kernel(op);
@@ -221,11 +261,12 @@ static cgr_status host_stream_create(void *vctx, cgr_stream_priority priority,
                        "initializing the locks of stream '%s' failed", name);
     goto fail;
   }
-  if (cgr__fault_hit(CGR__CALL_THREAD_CREATE)) {
+  cgr__fault_at at;
+  if (cgr__fault_check(CGR__CALL_THREAD_CREATE, CGR__SITE, &at)) {
+    char where[160];
+    cgr__fault_describe(&at, where, sizeof where);
     status = cgr__fail(ctx->err, CGR_E_SYSTEM, __func__,
-                       "injected fault in THREAD_CREATE call #%llu "
-                       "(stream '%s')",
-                       (unsigned long long)cgr__fault_seen(), name);
+                       "injected fault in %s (stream '%s')", where, name);
     goto fail;
   }
   int error = pthread_create(&stream->thread, NULL, worker_main, stream);
@@ -460,11 +501,34 @@ static cgr_status host_stream_wait_event(void *vctx, cgr__stream *stream,
   return status;
 }
 
-static cgr_status captured_event(host_ctx *ctx, const char *func) {
+/* CUDA calls querying or synchronizing a captured event invalid, and an
+ * invalid operation invalidates the capture the event belongs to (the
+ * programming guide's "Invalidation"): it then ends with an error and no
+ * graph. The call fails either way. */
+static cgr_status captured_event(host_ctx *ctx, uint64_t capture_id,
+                                 const char *func) {
+  int invalidated = 0;
+  pthread_mutex_lock(&ctx->lock);
+  for (host_capture *capture = ctx->captures; capture != NULL;
+       capture = capture->next) {
+    if (capture->id != capture_id)
+      continue;
+    pthread_mutex_lock(&capture->stream->lock);
+    if (!capture->invalidated) {
+      capture->invalidated = 1;
+      snprintf(capture->reason, sizeof capture->reason,
+               "the host queried or synchronized an event recorded in it");
+    }
+    pthread_mutex_unlock(&capture->stream->lock);
+    invalidated = 1;
+    break;
+  }
+  pthread_mutex_unlock(&ctx->lock);
   return cgr__fail(ctx->err, CGR_E_CAPTURE, func,
                    "the event was last recorded during a capture; CUDA "
                    "forbids querying or waiting on it from the host "
-                   "(cudaErrorCapturedEvent)");
+                   "(cudaErrorCapturedEvent)%s",
+                   invalidated ? "; the capture is invalidated" : "");
 }
 
 static cgr_status host_event_query(void *vctx, cgr__event *event) {
@@ -474,16 +538,17 @@ static cgr_status host_event_query(void *vctx, cgr__event *event) {
   int done = event->completed >= event->recorded;
   pthread_mutex_unlock(&event->lock);
   if (capture_id != 0)
-    return captured_event(ctx, __func__);
+    return captured_event(ctx, capture_id, __func__);
   return done ? CGR_OK : CGR_E_NOT_READY;
 }
 
 static cgr_status host_event_synchronize(void *vctx, cgr__event *event) {
   host_ctx *ctx = vctx;
   pthread_mutex_lock(&event->lock);
-  if (event->capture_id != 0) {
+  uint64_t capture_id = event->capture_id;
+  if (capture_id != 0) {
     pthread_mutex_unlock(&event->lock);
-    return captured_event(ctx, __func__);
+    return captured_event(ctx, capture_id, __func__);
   }
   uint64_t target = event->recorded;
   while (event->completed < target)
@@ -632,7 +697,6 @@ static cgr_status host_kernel_launch(void *vctx, cgr__stream *stream,
   if (op == NULL)
     return CGR_E_OUT_OF_MEMORY;
   op->u.kernel.kernel = kernel;
-  op->u.kernel.ctx = ctx;
   if (kernel->args_size > 0)
     memcpy(op->args, args, kernel->args_size);
   return cgr__host_submit(ctx, stream, op, __func__);

@@ -39,7 +39,7 @@ struct host_device {
   pthread_mutex_t lock;
   host_allocation *allocations;
   atomic_int faulted;
-  char fault_reason[200];
+  char fault_reason[CGR__HOST_FAULT_REASON];
 };
 
 static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -160,7 +160,12 @@ cgr_status cgr__host_capture_begin(void *vctx, cgr__stream *stream) {
   pthread_mutex_lock(&ctx->lock);
   pthread_mutex_lock(&stream->lock);
   int busy = stream->capture != NULL;
-  if (!busy) {
+  if (busy) {
+    /* CUDA refuses the second begin; whether that invalidates the first
+     * capture it does not say, so the stricter reading holds here: an
+     * invalid operation during capture invalidates it. */
+    invalidate(stream->capture, "a second capture began on the stream");
+  } else {
     stream->capture = capture;
     capture->next = ctx->captures;
     ctx->captures = capture;
@@ -171,7 +176,9 @@ cgr_status cgr__host_capture_begin(void *vctx, cgr__stream *stream) {
     cgr__free(capture);
     cgr__free(graph);
     return cgr__fail(ctx->err, CGR_E_CAPTURE, __func__,
-                     "stream '%s' is already capturing", stream->name);
+                     "stream '%s' is already capturing; the capture is "
+                     "invalidated",
+                     stream->name);
   }
   return CGR_OK;
 }
