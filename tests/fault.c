@@ -220,6 +220,12 @@ static void test_an_event_query_reports_an_async_memset_fault(void **state) {
   assert_cgr_ok(rt, cgr_device_alloc(rt, WORDS * 4, &device));
   cgr__event *event = NULL;
   assert_cgr_ok(rt, cgr__be_event_create(TEST_BE(rt), 0, &event));
+  /* The stream is held until the record is enqueued: the memset must not
+   * fault (and lose the device) before the record call is made. */
+  test_gate gate;
+  test_gate_init(&gate);
+  assert_cgr_ok(rt, cgr__be_host_func(TEST_BE(rt), TEST_MAIN(rt),
+                                      test_gate_hold_stream, &gate));
   cgr__fault_plan plan = {.call = CGR__CALL_MEMSET,
                           .nth = 1,
                           .mode = CGR__FAULT_ASYNC};
@@ -228,6 +234,7 @@ static void test_an_event_query_reports_an_async_memset_fault(void **state) {
                                          WORDS * 4));
   cgr__fault_disarm();
   assert_cgr_ok(rt, cgr__be_event_record(TEST_BE(rt), event, TEST_MAIN(rt)));
+  test_gate_open(&gate);
   cgr_status status = CGR_E_NOT_READY;
   for (uint64_t began = cgr_clock_us();
        status == CGR_E_NOT_READY && cgr_clock_us() - began < 10000000;)
@@ -238,6 +245,7 @@ static void test_an_event_query_reports_an_async_memset_fault(void **state) {
   cgr__be_event_destroy(TEST_BE(rt), event);
   assert_cgr_ok(rt, cgr_device_free(rt, device));
   cgr_runtime_destroy(rt);
+  test_gate_fini(&gate);
 }
 
 /* A kernel captured under an ASYNC plan is accepted, and so are the
