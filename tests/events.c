@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 #include "harness.h"
 #include "model.h"
@@ -15,20 +14,20 @@
 static const uint32_t buckets[] = {2, 4};
 enum { ROWS = 3 };
 
-/* The caller's producer: after a pause, writes the new positions into the
- * device source and signals the event. */
+/* The caller's producer: once the test opens its gate, writes the new
+ * positions into the device source and signals the event. */
 typedef struct producer {
   cgr_runtime *rt;
   cgr_event *event;
   int32_t *device_pos;
   int32_t pos[ROWS];
+  test_gate go;
   atomic_int written;
 } producer;
 
 static void *produce(void *arg) {
   producer *p = arg;
-  struct timespec pause = {0, 30 * 1000 * 1000};
-  nanosleep(&pause, NULL);
+  (void)test_gate_wait(&p->go, 10000);
   /* The host backend's device memory is host memory: the caller's "kernel"
    * writes it directly, as its own stream's work would on a GPU. */
   memcpy(p->device_pos, p->pos, sizeof p->pos);
@@ -83,20 +82,24 @@ static void test_batch_reads_inputs_after_the_callers_event(void **state) {
     assert_cgr_ok(rt, cgr_batch_input(batch, m.pos, CGR_SOURCE_DEVICE,
                                       p.device_pos, sizeof p.pos));
     assert_cgr_ok(rt, cgr_batch_wait_event(batch, p.event));
+    test_gate_init(&p.go);
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, produce, &p), 0);
     cgr_ticket ticket;
     if (modes[k] == CGR_REPLAY_EAGER) {
       /* An eager step is synchronous: it returns after the signal. */
+      test_gate_open(&p.go);
       assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
       assert_int_equal(atomic_load(&p.written), 1);
     } else {
       assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
-      /* The host did not wait: the caller has not written yet. */
+      /* The host did not wait: the producer is still held at its gate. */
       assert_int_equal(atomic_load(&p.written), 0);
       assert_int_equal(cgr_ticket_query(rt, &ticket), CGR_E_NOT_READY);
+      test_gate_open(&p.go);
     }
     assert_int_equal(pthread_join(thread, NULL), 0);
+    test_gate_fini(&p.go);
     assert_int_equal(atomic_load(&p.written), 1);
     assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
     check_out(rt, &m, &in, &ticket);
