@@ -44,9 +44,8 @@ static cgr_status free_of_kind(cgr_runtime *rt, void *ptr,
                      "argument 'rt' is NULL");
   if (ptr == NULL)
     return CGR_OK;
-  if (cgr__be_lost(&rt->backend)) {
-    /* Freeing still works on a lost device: it is all that is left. */
-  } else {
+  /* On a lost device freeing is all that is left: it is not refused. */
+  if (!cgr__be_lost(&rt->backend)) {
     cgr__memory_kind found = CGR__MEMORY_OTHER;
     CGR__CHECK(cgr__be_memory_kind(&rt->backend, ptr, 1, &found));
     if (found != kind)

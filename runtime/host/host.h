@@ -191,6 +191,14 @@ cgr_status cgr__host_submit(host_ctx *ctx, cgr__stream *stream, host_op *op,
                             const char *func);
 void cgr__host_event_release(cgr__event *event);
 
+/* host_device.c: the backend table's memory entries. */
+cgr_status cgr__host_device_alloc(void *ctx, size_t bytes, void **out);
+void cgr__host_device_free(void *ctx, void *ptr);
+cgr_status cgr__host_memory_kind(void *ctx, const void *ptr, size_t bytes,
+                                 cgr__memory_kind *out);
+cgr_status cgr__host_pinned_alloc(void *ctx, size_t bytes, void **out);
+void cgr__host_pinned_free(void *ctx, void *ptr);
+
 /* host_events.c: records the caller's host work completes. */
 cgr_status cgr__host_event_record_host(void *ctx, cgr__event *event);
 cgr_status cgr__host_event_signal_host(void *ctx, cgr__event *event);

@@ -12,6 +12,7 @@
  * runtime after the last one is destroyed gets a fresh one.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/alloc.h"
@@ -207,4 +208,84 @@ void cgr__host_device_wait_idle(host_device *device) {
     pthread_mutex_unlock(&a->ctx->lock);
   }
   pthread_mutex_unlock(&device_lock);
+}
+
+/* ---- the backend table's memory entries -----------------------------------
+ */
+
+/* Device allocations are aligned like cudaMalloc's (256 bytes) and filled
+ * with a pattern, so a step that reads memory nobody wrote gets garbage
+ * here too rather than the zeros a fresh page would give. Both kinds are
+ * remembered, so validation and the public free calls know what they are. */
+enum { DEVICE_ALIGNMENT = 256, UNINITIALIZED_BYTE = 0xA5 };
+
+static cgr_status aligned_allocation(host_ctx *ctx, size_t bytes, void **out,
+                                     const char *what, const char *func) {
+  CGR__CHECK(cgr__host_check_thread_not_capturing(ctx, what, func));
+  size_t rounded =
+      (bytes + DEVICE_ALIGNMENT - 1) / DEVICE_ALIGNMENT * DEVICE_ALIGNMENT;
+  if (rounded < bytes)
+    return cgr__fail(ctx->err, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'bytes' (%zu) overflows when rounded up", bytes);
+  void *memory = aligned_alloc(DEVICE_ALIGNMENT, rounded);
+  if (memory == NULL)
+    return cgr__fail(ctx->err, CGR_E_DEVICE_OUT_OF_MEMORY, func,
+                     "%s: %zu bytes: aligned_alloc failed", what, bytes);
+  memset(memory, UNINITIALIZED_BYTE, rounded);
+  *out = memory;
+  return CGR_OK;
+}
+
+cgr_status cgr__host_device_alloc(void *vctx, size_t bytes, void **out) {
+  host_ctx *ctx = vctx;
+  cgr_status status =
+      aligned_allocation(ctx, bytes, out, "allocating device memory", __func__);
+  if (status != CGR_OK)
+    return status;
+  status = cgr__host_device_remember(ctx->device, ctx->err, *out, bytes,
+                                     CGR__MEMORY_DEVICE);
+  if (status != CGR_OK) {
+    free(*out);
+    *out = NULL;
+  }
+  return status;
+}
+
+void cgr__host_device_free(void *vctx, void *ptr) {
+  host_ctx *ctx = vctx;
+  /* cudaFree waits for the whole device, every runtime's work on it: so
+   * must this, or a test passes here that serializes lanes on a GPU. */
+  cgr__host_device_wait_idle(ctx->device);
+  /* Only what was allocated here is freed (cudaFree refuses the rest). */
+  if (cgr__host_device_forget(ctx->device, ptr, CGR__MEMORY_DEVICE))
+    free(ptr);
+}
+
+cgr_status cgr__host_memory_kind(void *vctx, const void *ptr, size_t bytes,
+                                 cgr__memory_kind *out) {
+  host_ctx *ctx = vctx;
+  *out = cgr__host_device_kind_of(ctx->device, ptr, bytes);
+  return CGR_OK;
+}
+
+cgr_status cgr__host_pinned_alloc(void *vctx, size_t bytes, void **out) {
+  host_ctx *ctx = vctx;
+  cgr_status status = aligned_allocation(vctx, bytes, out,
+                                         "allocating pinned memory", __func__);
+  /* Pinned allocation failing is host memory running out. */
+  if (status != CGR_OK)
+    return status == CGR_E_DEVICE_OUT_OF_MEMORY ? CGR_E_OUT_OF_MEMORY : status;
+  status = cgr__host_device_remember(ctx->device, ctx->err, *out, bytes,
+                                     CGR__MEMORY_PINNED);
+  if (status != CGR_OK) {
+    free(*out);
+    *out = NULL;
+  }
+  return status;
+}
+
+void cgr__host_pinned_free(void *vctx, void *ptr) {
+  host_ctx *ctx = vctx;
+  if (cgr__host_device_forget(ctx->device, ptr, CGR__MEMORY_PINNED))
+    free(ptr);
 }
