@@ -87,6 +87,11 @@ struct cgr_step {
   size_t own_count, own_capacity;
   /* Eager runs: OWN scratch comes from (and stays in) this cache. */
   cgr__eager_cache *eager_cache;
+  /* The first failure of a cgr_step_* call in this run: a step that
+   * ignores it and returns CGR_OK still fails (cgr__step_run), so a
+   * capture never silently lacks work. */
+  cgr_status failed;
+  char failed_message[CGR__ERROR_MESSAGE_SIZE]; /* what that call said */
 };
 
 typedef struct cgr__capture {

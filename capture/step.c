@@ -1,5 +1,6 @@
 /* What a step function sees: its bucket, its slots, scratch memory, and the
  * stream it enqueues on (always the runtime's main stream). */
+#include <stdio.h>
 #include <string.h>
 
 #include "capture/capture.h"
@@ -8,6 +9,16 @@
 /* Scratch requests are aligned to at most this; the arena is allocated
  * with this much slack so an aligned base can be chosen. */
 enum { MAX_SCRATCH_ALIGN = 4096, DEFAULT_SCRATCH_ALIGN = 256 };
+
+/* Keeps the run's first failure (cgr_step.failed). */
+static cgr_status noted(cgr_step *step, cgr_status status) {
+  if (status != CGR_OK && step->failed == CGR_OK) {
+    step->failed = status;
+    snprintf(step->failed_message, sizeof step->failed_message, "%s",
+             step->rt->error.message);
+  }
+  return status;
+}
 
 void cgr__step_init(cgr_step *step, cgr_runtime *rt, uint32_t padded_batch,
                     int set, void *const *slot_addresses, size_t slot_count,
@@ -33,6 +44,11 @@ void cgr__step_release(cgr_step *step) {
 cgr_status cgr__step_run(cgr__capture *cap, cgr_step *step) {
   cgr__error_clear(&step->rt->error);
   cgr_status status = cap->step(step, cap->user);
+  if (status == CGR_OK && step->failed != CGR_OK)
+    return cgr__fail(&step->rt->error, step->failed, "step",
+                     "the step function returned CGR_OK after a cgr call "
+                     "in it failed: %s",
+                     step->failed_message);
   if (status != CGR_OK && step->rt->error.message[0] == '\0')
     cgr__fail(&step->rt->error, status, "step",
               "the step function returned %s without a cgr message",
@@ -64,28 +80,29 @@ static uint64_t align_up(uint64_t value, uint64_t align) {
   return (value + align - 1) & ~(align - 1);
 }
 
-cgr_status cgr_step_scratch(cgr_step *step, size_t bytes, size_t align,
-                            void **out) {
+static cgr_status scratch(cgr_step *step, size_t bytes, size_t align,
+                          void **out) {
   if (out != NULL)
     *out = NULL;
   if (step == NULL)
     return CGR_E_INVALID_ARGUMENT;
   cgr_runtime *rt = step->rt;
   if (out == NULL || bytes == 0)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_step_scratch",
                      "argument '%s' is %s", out == NULL ? "out" : "bytes",
                      out == NULL ? "NULL" : "0");
   if (align == 0)
     align = DEFAULT_SCRATCH_ALIGN;
   if ((align & (align - 1)) != 0 || align > MAX_SCRATCH_ALIGN)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_step_scratch",
                      "argument 'align' is %zu: a power of two up to %d", align,
                      MAX_SCRATCH_ALIGN);
   uint64_t offset = align_up(step->scratch_used, align);
   if (step->scratch_mode == CGR__SCRATCH_ARENA) {
     cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
     if (offset + bytes > cap->arena_bytes)
-      return cgr__fail(&rt->error, CGR_E_DEVICE_OUT_OF_MEMORY, __func__,
+      return cgr__fail(&rt->error, CGR_E_DEVICE_OUT_OF_MEMORY,
+                       "cgr_step_scratch",
                        "bucket %u needs more scratch than the arena holds: "
                        "%zu bytes at offset %llu of %llu (was the arena "
                        "sized by config->scratch_bytes, or does a smaller "
@@ -111,7 +128,7 @@ cgr_status cgr_step_scratch(cgr_step *step, size_t bytes, size_t align,
     size_t capacity = step->own_capacity ? step->own_capacity * 2 : 16;
     void **own = cgr__calloc(capacity, sizeof *own);
     if (own == NULL)
-      return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, __func__,
+      return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, "cgr_step_scratch",
                        "growing the scratch list failed");
     if (step->own_count > 0)
       memcpy(own, step->own, step->own_count * sizeof *own);
@@ -125,6 +142,12 @@ cgr_status cgr_step_scratch(cgr_step *step, size_t bytes, size_t align,
   step->scratch_used = offset + bytes;
   *out = (void *)(uintptr_t)align_up((uint64_t)(uintptr_t)memory, align);
   return CGR_OK;
+}
+
+cgr_status cgr_step_scratch(cgr_step *step, size_t bytes, size_t align,
+                            void **out) {
+  cgr_status status = scratch(step, bytes, align, out);
+  return step != NULL ? noted(step, status) : status;
 }
 
 /* The slack lets requests aligned to up to MAX_SCRATCH_ALIGN find the same
@@ -142,32 +165,71 @@ cgr_status cgr_step_launch(cgr_step *step, const cgr_kernel *kernel,
                            const void *args) {
   if (step == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  return cgr__be_kernel_launch(&step->rt->backend,
-                               step->rt->streams[CGR_STREAM_MAIN], kernel,
-                               args);
+  return noted(step, cgr__be_kernel_launch(&step->rt->backend,
+                                           step->rt->streams[CGR_STREAM_MAIN],
+                                           kernel, args));
 }
 
 cgr_status cgr_step_memcpy(cgr_step *step, void *dst, const void *src,
                            size_t bytes) {
   if (step == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  return cgr__be_memcpy_async(&step->rt->backend,
-                              step->rt->streams[CGR_STREAM_MAIN], dst, src,
-                              bytes);
+  return noted(step, cgr__be_memcpy_async(&step->rt->backend,
+                                          step->rt->streams[CGR_STREAM_MAIN],
+                                          dst, src, bytes));
 }
 
 cgr_status cgr_step_memset(cgr_step *step, void *dst, int value, size_t bytes) {
   if (step == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  return cgr__be_memset_async(&step->rt->backend,
-                              step->rt->streams[CGR_STREAM_MAIN], dst, value,
-                              bytes);
+  return noted(step, cgr__be_memset_async(&step->rt->backend,
+                                          step->rt->streams[CGR_STREAM_MAIN],
+                                          dst, value, bytes));
 }
 
 cgr_status cgr_step_host_func(cgr_step *step, void (*fn)(void *user),
                               void *user) {
   if (step == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  return cgr__be_host_func(&step->rt->backend,
-                           step->rt->streams[CGR_STREAM_MAIN], fn, user);
+  return noted(step,
+               cgr__be_host_func(&step->rt->backend,
+                                 step->rt->streams[CGR_STREAM_MAIN], fn, user));
+}
+
+/*
+ * <cgr/cgr_cuda.h>'s cgr_cuda_step_graph, here with the step it adds to,
+ * in every build (a binding looks it up by name; the host backend and a
+ * build without CUDA say why it cannot work). The header needs CUDA's,
+ * which this layer does not include: the prototype is repeated with
+ * void * for the cudaGraph_t, a pointer (the same ABI).
+ */
+CGR_API cgr_status cgr_cuda_step_graph(cgr_step *step, void *graph);
+
+cgr_status cgr_cuda_step_graph(cgr_step *step, void *graph) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *rt = step->rt;
+  if (graph == NULL)
+    return noted(step, cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                                 "argument 'graph' is NULL"));
+  if (rt->kind != CGR_BACKEND_CUDA)
+    return noted(step,
+                 cgr__fail(&rt->error, CGR_E_UNSUPPORTED, __func__,
+                           "the runtime runs on the %s backend, which has no "
+                           "CUDA graphs: enqueue the step's work with "
+                           "cgr_step_launch",
+                           cgr_backend_name(rt)));
+  if (!step->capturing)
+    return noted(step,
+                 cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                           "bucket %u, set %d: this run of the step is not "
+                           "captured (a warm-up or eager run), so there is no "
+                           "graph to add to: when cgr_step_is_capturing() is "
+                           "0, enqueue the same work on cgr_cuda_step_stream()",
+                           step->padded_batch, step->set));
+  /* The step is captured on the main stream (capture.c); on CUDA a
+   * cgr__graph is the cudaGraph_t itself. */
+  return noted(step, cgr__be_capture_child_graph(&rt->backend,
+                                                 rt->streams[CGR_STREAM_MAIN],
+                                                 graph));
 }

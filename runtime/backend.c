@@ -501,6 +501,24 @@ int cgr__be_stream_is_capturing(cgr__backend *be, cgr__stream *stream) {
   return stream ? be->ops->stream_is_capturing(be->ctx, stream) : 0;
 }
 
+cgr_status cgr__be_capture_child_graph(cgr__backend *be, cgr__stream *stream,
+                                       cgr__graph *graph) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (graph == NULL)
+    return null_arg(be, __func__, "graph");
+  LOST_GUARD(be);
+  if (be->ops->capture_child_graph == NULL)
+    return cgr__fail(be->error, CGR_E_UNSUPPORTED, __func__,
+                     "the %s backend cannot add a caller's graph to a "
+                     "capture",
+                     be->ops->name);
+  cgr_status status = be->ops->capture_child_graph(be->ctx, stream, graph);
+  if (status == CGR_E_DEVICE_LOST) /* a sticky CUDA error, named there */
+    mark_lost(be, be->error->message);
+  return status;
+}
+
 cgr_status cgr__be_graph_node_count(cgr__backend *be, cgr__graph *graph,
                                     size_t *out) {
   if (out == NULL)

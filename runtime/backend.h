@@ -154,6 +154,14 @@ typedef struct cgr__backend_ops {
   cgr_status (*capture_end)(void *ctx, cgr__stream *stream, cgr__graph **out);
   /* 1 while the stream is capturing. */
   int (*stream_is_capturing)(void *ctx, cgr__stream *stream);
+  /* (optional) Adds `graph`, a graph the caller built in the backend's
+   * native form (a cudaGraph_t on CUDA), as one node of the capture under
+   * way on `stream`: after the work captured on the stream so far, before
+   * the work captured after it. The node holds a copy: the caller keeps
+   * its graph. NULL on the host backend, whose graphs are only ever its
+   * own (the wrapper says CGR_E_UNSUPPORTED). */
+  cgr_status (*capture_child_graph)(void *ctx, cgr__stream *stream,
+                                    cgr__graph *graph);
   /* Number of nodes in a captured graph. */
   cgr_status (*graph_node_count)(void *ctx, cgr__graph *graph, size_t *out);
   void (*graph_destroy)(void *ctx, cgr__graph *graph);
@@ -306,6 +314,11 @@ cgr_status cgr__be_capture_end_at(cgr__site site, cgr__backend *be,
                                   cgr__stream *stream, cgr__graph **out);
 #define cgr__be_capture_end(...) cgr__be_capture_end_at(CGR__SITE, __VA_ARGS__)
 int cgr__be_stream_is_capturing(cgr__backend *be, cgr__stream *stream);
+/* Optional slot: CGR_E_UNSUPPORTED where the backend has none. Neither
+ * counted (no counter is a node added to a capture) nor injectable: it
+ * has no call kind of its own. */
+cgr_status cgr__be_capture_child_graph(cgr__backend *be, cgr__stream *stream,
+                                       cgr__graph *graph);
 cgr_status cgr__be_graph_node_count(cgr__backend *be, cgr__graph *graph,
                                     size_t *out);
 void cgr__be_graph_destroy(cgr__backend *be, cgr__graph *graph);

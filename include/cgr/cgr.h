@@ -543,6 +543,10 @@ typedef struct cgr_step cgr_step;
  * stream capture, so it must enqueue the same work every time
  * and must not synchronize, allocate device memory (use cgr_step_scratch)
  * or wait on work outside the step. Return an error to abort the capture.
+ * A run in which a cgr call on the step (cgr_step_launch, _memcpy,
+ * _memset, _host_func, _scratch, cgr_cuda_step_graph) failed fails with
+ * that call's status and message even if the step returns CGR_OK: a graph
+ * is never captured without work the step meant it to hold.
  */
 typedef cgr_status (*cgr_step_fn)(cgr_step *step, void *user);
 
@@ -898,6 +902,52 @@ CGR_API cgr_status cgr_batch_wait_event(cgr_batch *batch, cgr_event *event);
 CGR_API cgr_status cgr_ticket_record_event(cgr_runtime *rt,
                                            const cgr_ticket *ticket,
                                            cgr_event *event);
+
+/* ------------------------------------------------------------------------ */
+/* A whole step in one call                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* What one entry of cgr_replay_inputs() gives a slot: the batch call of
+ * the same name. */
+typedef enum cgr_input_kind {
+  CGR_INPUT_DATA = 0,      /* cgr_batch_input(slot, source, data, bytes) */
+  CGR_INPUT_UNCHANGED = 1, /* cgr_batch_unchanged(slot) */
+  CGR_INPUT_GATHER = 2,    /* cgr_batch_gather(slot, data, rows) */
+  CGR_INPUT_FEEDBACK = 3   /* cgr_batch_feedback(slot, rows, data, bytes) */
+} cgr_input_kind;
+
+/* One slot's input of a step. Zero it (or use a designated initializer)
+ * and set the fields its kind reads; the others are ignored. A value type
+ * with no size field: fields are never appended to it. */
+typedef struct cgr_input {
+  cgr_slot slot;
+  cgr_input_kind kind;
+  cgr_source source;   /* DATA */
+  const void *data;    /* DATA: the rows; GATHER: device_src; FEEDBACK:
+                          new_rows (NULL when no row is new) */
+  size_t bytes;        /* DATA: data's byte count; FEEDBACK: new_rows' */
+  const int32_t *rows; /* GATHER: row_index; FEEDBACK: prev_rows */
+} cgr_input;
+
+/*
+ * One step in one call, for bindings where each foreign call costs (Python)
+ * and for callers that hold a step's inputs as a table: cgr_batch_begin,
+ * each entry of `inputs` in order, cgr_batch_wait_event for each of the
+ * `wait_count` events, cgr_replay, then, when done_event is not NULL,
+ * cgr_ticket_record_event(done_event). Each part checks what it checks
+ * alone; a failure before the replay discards the batch, so nothing
+ * changes (no batch stays open), and the message names the entry
+ * ("inputs[2]") and what that call said. done_event is checked before the
+ * replay; should recording it fail after the replay (a CUDA error), the
+ * step has run and *ticket is valid. Errors: those of the calls it makes,
+ * and CGR_E_INVALID_ARGUMENT for NULL with a nonzero count, a NULL ticket,
+ * or an entry whose kind is not a cgr_input_kind.
+ */
+CGR_API cgr_status cgr_replay_inputs(cgr_runtime *rt, uint32_t batch_size,
+                                     const cgr_input *inputs, size_t count,
+                                     cgr_event *const *wait_events,
+                                     size_t wait_count, cgr_event *done_event,
+                                     cgr_ticket *ticket);
 
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                  */

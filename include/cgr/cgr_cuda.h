@@ -96,6 +96,37 @@ CGR_API cgr_status cgr_cuda_event_record(cgr_event *event, cudaStream_t stream);
  */
 CGR_API cgr_status cgr_cuda_event(const cgr_event *event, cudaEvent_t *out);
 
+/*
+ * Makes `stream` wait, on the device, for the event's latest record (as
+ * cudaStreamWaitEvent(stream, cgr_cuda_event(event), 0) does), so a
+ * binding with no CUDA API of its own (Python through ctypes) can order
+ * its stream after a step in one call: the host does not wait. The stream
+ * may belong to any CUDA runtime in the process. Errors:
+ * CGR_E_INVALID_ARGUMENT (NULL event), CGR_E_UNSUPPORTED (a host-backend
+ * runtime), CGR_E_CUDA. Same thread rules as the runtime.
+ */
+CGR_API cgr_status cgr_cuda_event_wait(const cgr_event *event,
+                                       cudaStream_t stream);
+
+/*
+ * Inside a step function: the step's work is `graph`, a CUDA graph the
+ * caller built or captured elsewhere (PyTorch's torch.cuda.CUDAGraph with
+ * keep_graph=True gives it as raw_cuda_graph()), for this run's bucket
+ * and buffer set. While cgr captures the step, the graph becomes a child
+ * graph node of cgr's graph (CUDA copies it: the caller may destroy its
+ * graph afterwards, but the memory its nodes read and write must outlive
+ * the runtime, or every replay of the bucket reads freed memory); cgr's
+ * own nodes (the in-graph load, the feedback copies) are ordered before
+ * and after it. In a warm-up or eager run there is nothing to capture
+ * into: the call returns CGR_E_INVALID_STATE, and the step must do the
+ * same work eagerly on cgr_cuda_step_stream instead (check
+ * cgr_step_is_capturing first). Errors: CGR_E_INVALID_ARGUMENT (NULL),
+ * CGR_E_INVALID_STATE (not capturing), CGR_E_UNSUPPORTED (the host
+ * backend), CGR_E_CUDA (the node could not be added; the capture then
+ * fails). Call only from inside the step function.
+ */
+CGR_API cgr_status cgr_cuda_step_graph(cgr_step *step, cudaGraph_t graph);
+
 #ifdef __cplusplus
 }
 #endif

@@ -388,6 +388,79 @@ static int cuda_stream_is_capturing(void *opaque, cgr__stream *stream) {
          capture == cudaStreamCaptureStatusInvalidated;
 }
 
+/*
+ * The capture's graph and the nodes the stream's next work would depend
+ * on. The edge data must be asked for: without it, a dependency that
+ * carries any (a programmatic launch's edge) fails the query with
+ * cudaErrorLossyQuery. Named with _v3 from CUDA 12.3; 13.0 gave the plain
+ * name this signature and dropped the older one.
+ */
+static cudaError_t capture_info(cudaStream_t stream,
+                                enum cudaStreamCaptureStatus *capture,
+                                cudaGraph_t *graph,
+                                const cudaGraphNode_t **dependencies,
+                                size_t *count) {
+  const cudaGraphEdgeData *edges = NULL;
+#if CUDART_VERSION >= 13000
+  return cudaStreamGetCaptureInfo(stream, capture, NULL, graph, dependencies,
+                                  &edges, count);
+#else
+  return cudaStreamGetCaptureInfo_v3(stream, capture, NULL, graph, dependencies,
+                                     &edges, count);
+#endif
+}
+
+/* The stream's next work depends on `node` alone (default edges). */
+static cudaError_t capture_continue_after(cudaStream_t stream,
+                                          cudaGraphNode_t *node) {
+#if CUDART_VERSION >= 13000
+  return cudaStreamUpdateCaptureDependencies(stream, node, NULL, 1,
+                                             cudaStreamSetCaptureDependencies);
+#else
+  return cudaStreamUpdateCaptureDependencies(stream, node, 1,
+                                             cudaStreamSetCaptureDependencies);
+#endif
+}
+
+/*
+ * The caller's graph as a child-graph node of the capture: it depends on
+ * the stream's current dependencies, and becomes the only one, so the
+ * work captured next (the feedback copies) runs after it. The edges into
+ * it are plain, whatever edge data the dependencies carry: a programmatic
+ * edge may only join two kernel nodes, and waiting for the full
+ * completion of the nodes before it is the stronger order anyway.
+ * cudaGraphAddChildGraphNode clones the graph.
+ */
+static cgr_status cuda_capture_child_graph(void *opaque, cgr__stream *stream,
+                                           cgr__graph *child) {
+  const cuda_ctx *ctx = opaque;
+  cudaStream_t native = AS_STREAM(stream);
+  enum cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  cudaGraph_t graph = NULL;
+  const cudaGraphNode_t *dependencies = NULL;
+  size_t count = 0;
+  CUDA_CHECK(ctx, capture_info(native, &capture, &graph, &dependencies, &count),
+             "cudaStreamGetCaptureInfo");
+  if (capture == cudaStreamCaptureStatusInvalidated)
+    return cgr__fail(ctx->err, CGR_E_CAPTURE, __func__,
+                     "the capture was already invalidated by an earlier "
+                     "call on its stream");
+  if (capture != cudaStreamCaptureStatusActive)
+    return cgr__fail(ctx->err, CGR_E_INVALID_STATE, __func__,
+                     "the stream is not capturing");
+  /* The driver's dependency array stays valid for calls on the graph; the
+   * next call on the stream may reuse it. */
+  cudaGraphNode_t node = NULL;
+  cudaError_t e = cudaGraphAddChildGraphNode(&node, graph, dependencies, count,
+                                             AS_GRAPH(child));
+  if (e != cudaSuccess)
+    return cuda_fail(ctx, e, status_of(e, CGR_E_CUDA), __func__,
+                     "cudaGraphAddChildGraphNode(%zu dependencies)", count);
+  CUDA_CHECK(ctx, capture_continue_after(native, &node),
+             "cudaStreamUpdateCaptureDependencies");
+  return CGR_OK;
+}
+
 static cgr_status cuda_graph_node_count(void *opaque, cgr__graph *graph,
                                         size_t *out) {
   const cuda_ctx *ctx = opaque;
@@ -521,6 +594,7 @@ static const cgr__backend_ops cuda_ops = {
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
     .stream_is_capturing = cuda_stream_is_capturing,
+    .capture_child_graph = cuda_capture_child_graph,
     .graph_node_count = cuda_graph_node_count,
     .graph_destroy = cuda_graph_destroy,
     .graph_dump = cuda_graph_dump,

@@ -1,5 +1,6 @@
 /* The public CUDA interop (<cgr/cgr_cuda.h>): the native handles behind a
- * runtime that runs on the CUDA backend. */
+ * runtime that runs on the CUDA backend. (cgr_cuda_step_graph lives with
+ * the step, in capture/step.c.) */
 #include "cgr/cgr_cuda.h"
 
 #include "runtime/backend.h"
