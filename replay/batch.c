@@ -458,18 +458,16 @@ cgr_status cgr_batch_wait_event(cgr_batch *batch, cgr_event *event) {
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "a batch waits for at most %d events",
                      CGR_BATCH_MAX_EVENTS);
-  batch->events[batch->event_count++] = event->event;
-  return CGR_OK;
-}
-
-cgr_status cgr__batch_wait_events(cgr_runtime *rt, const cgr_batch *batch) {
-  /* Both streams: the side stream loads the inputs in double-buffered
-   * mode, the main stream in the others (and runs the graph, which reads
-   * them after the loads anyway). A wait takes the event's latest record
-   * as of now, as cudaStreamWaitEvent does. */
-  for (int i = 0; i < batch->event_count; ++i)
-    for (int role = 0; role < 2; ++role)
-      CGR__CHECK(cgr__be_stream_wait_event(&rt->backend, rt->streams[role],
-                                           batch->events[i]));
+  /* Enqueued now, on both streams (the side stream loads the inputs in
+   * double-buffered mode, the main stream in the others, and runs the
+   * graph, which reads them after the loads anyway): the wait takes the
+   * event's latest record as of this call, as cudaStreamWaitEvent does,
+   * and the batch keeps nothing of the event, which the caller may
+   * destroy at once. Work cgr enqueues later waits too, even if the batch
+   * is discarded: the waits only ever order, never change, a step. */
+  for (int role = 0; role < 2; ++role)
+    CGR__CHECK(cgr__be_stream_wait_event(&rt->backend, rt->streams[role],
+                                         event->event));
+  batch->event_count++;
   return CGR_OK;
 }

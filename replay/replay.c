@@ -470,9 +470,6 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     cgr__eager_end(rt, &replay->eager);
     replay->eager_live = 0;
   }
-  /* The caller's events: nothing of this step reads an input before they
-   * complete, and the host does not wait for them. */
-  CGR__CHECK(cgr__batch_wait_events(rt, batch));
   if (batch->size > cgr__largest_bucket(cap) ||
       replay->mode == CGR_REPLAY_EAGER)
     return replay_eager(rt, replay, cap, batch, ticket);

@@ -87,13 +87,10 @@ struct cgr_batch {
   uint32_t size;
   int open;
   cgr__slot_input *inputs; /* one per slot */
-  /* The caller's events the step's reads wait for (cgr_batch_wait_event). */
-  cgr__event *events[CGR_BATCH_MAX_EVENTS];
+  /* The caller's events the streams were made to wait for at
+   * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */
   int event_count;
 };
-
-/* Makes every stream of the step wait for the batch's events (batch.c). */
-cgr_status cgr__batch_wait_events(cgr_runtime *rt, const cgr_batch *batch);
 
 typedef struct cgr__set {
   cgr__event *loaded;       /* the side stream's copy into this set ended */

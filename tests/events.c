@@ -4,9 +4,11 @@
  * the host backend the caller's work is a thread of the test that writes a
  * device source and then signals; a step that read it early would read the
  * old values (and ThreadSanitizer would see the race). */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "model.h"
@@ -195,10 +197,72 @@ static void test_events_refuse_misuse(void **state) {
   cgr_runtime_destroy(rt);
 }
 
+/* A wait takes the event's latest record as of the cgr_batch_wait_event
+ * call, as cudaStreamWaitEvent does: a record made after it (for the next
+ * step, say) does not hold this batch's step back. */
+static void test_batch_waits_for_the_record_as_of_the_call(void **state) {
+  (void)state;
+  cgr_test_require_backend();
+  cgr_test_require_host();
+  model m;
+  cgr_runtime *rt = model_captured_runtime(buckets, 2, 1, &m);
+  model_inputs in;
+  model_make_inputs(&in, ROWS, ROWS, 70);
+  cgr_event *event = NULL;
+  assert_cgr_ok(rt, cgr_event_create(rt, &event));
+  cgr_batch *batch = begin_rows(rt, &m, &in);
+  assert_cgr_ok(rt, cgr_batch_input(batch, m.pos, CGR_SOURCE_HOST, in.pos,
+                                    ROWS * sizeof(int32_t)));
+  /* Never recorded, so complete as of this call. */
+  assert_cgr_ok(rt, cgr_batch_wait_event(batch, event));
+  assert_cgr_ok(rt, cgr_event_record_host(event)); /* pending from here */
+  cgr_ticket ticket;
+  assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
+  /* The step must finish while the later record is still pending. */
+  cgr_status status = CGR_E_NOT_READY;
+  for (int i = 0; i < 5000 && status == CGR_E_NOT_READY; ++i) {
+    status = cgr_ticket_query(rt, &ticket);
+    if (status == CGR_E_NOT_READY)
+      nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+  }
+  assert_int_equal(cgr_event_query(event), CGR_E_NOT_READY);
+  assert_cgr_ok(rt, cgr_event_signal_host(event));
+  assert_cgr_ok(rt, status);
+  check_out(rt, &m, &in, &ticket);
+  cgr_event_destroy(event);
+  cgr_runtime_destroy(rt);
+}
+
+/* Like cudaEventDestroy, destroying an event a batch waits for leaves the
+ * wait as it was: the batch keeps nothing of the event (AddressSanitizer
+ * sees it if it does). */
+static void test_event_destroyed_under_an_open_batch(void **state) {
+  (void)state;
+  cgr_test_require_backend();
+  model m;
+  cgr_runtime *rt = model_captured_runtime(buckets, 2, 1, &m);
+  model_inputs in;
+  model_make_inputs(&in, ROWS, ROWS, 80);
+  cgr_event *event = NULL;
+  assert_cgr_ok(rt, cgr_event_create(rt, &event));
+  cgr_batch *batch = begin_rows(rt, &m, &in);
+  assert_cgr_ok(rt, cgr_batch_input(batch, m.pos, CGR_SOURCE_HOST, in.pos,
+                                    ROWS * sizeof(int32_t)));
+  assert_cgr_ok(rt, cgr_batch_wait_event(batch, event));
+  cgr_event_destroy(event);
+  cgr_ticket ticket;
+  assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
+  assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
+  check_out(rt, &m, &in, &ticket);
+  cgr_runtime_destroy(rt);
+}
+
 static const struct CMUnitTest tests[] = {
     HOST_TEST(test_batch_reads_inputs_after_the_callers_event),
     cmocka_unit_test(test_ticket_event_completes_with_its_step),
     cmocka_unit_test(test_events_refuse_misuse),
+    HOST_TEST(test_batch_waits_for_the_record_as_of_the_call),
+    cmocka_unit_test(test_event_destroyed_under_an_open_batch),
 };
 
 CGR_TEST_MAIN(tests)

@@ -881,10 +881,15 @@ CGR_API cgr_status cgr_event_synchronize(cgr_event *event);
 /*
  * The batch's step reads none of its inputs (sources, gather tables, fed
  * rows) before the event's latest record, as of this call, has completed;
- * the host does not wait. At most CGR_BATCH_MAX_EVENTS events per batch.
+ * the host does not wait. The wait is enqueued on the runtime's streams
+ * at this call (as cudaStreamWaitEvent enqueues it), so the event may be
+ * recorded again or destroyed at once, and work cgr enqueues after it
+ * (this step, later ones, even if this batch is discarded) waits for that
+ * record too. At most CGR_BATCH_MAX_EVENTS events per batch.
  * Errors: CGR_E_INVALID_ARGUMENT (NULL, an event of another runtime, too
- * many events), CGR_E_INVALID_STATE (the batch is closed); the batch stays
- * open and unchanged.
+ * many events), CGR_E_INVALID_STATE (the batch is closed), the status of
+ * a failed stream wait (CGR_E_CUDA, CGR_E_DEVICE_LOST); the batch stays
+ * open and its inputs unchanged.
  */
 enum { CGR_BATCH_MAX_EVENTS = 8 };
 CGR_API cgr_status cgr_batch_wait_event(cgr_batch *batch, cgr_event *event);
