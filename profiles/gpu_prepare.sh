@@ -8,8 +8,13 @@
 # plus compute_90 PTX), stripped: cgr-info, cgr-decode, libcgr.so, every
 # test binary and benchmark, libcmocka beside them, every binary with an
 # $ORIGIN run path, and tests.tsv, the test list with paths relative to the
-# folder (CTest's own files name this machine's paths). Nothing in it
-# depends on where it lies.
+# folder (CTest's own files name this machine's paths). Beside them the
+# Python side, as it was when libcgr.so was built (the binding refuses a
+# library whose structs differ): python/cgr, python/tests, python/examples
+# and profiles/bench_python.py, sources only (and include/cgr, which the
+# suite checks the binding's structs against), run there with
+# CGR_LIBRARY=<folder>/libcgr.so and PYTHONPATH=<folder>/python. Nothing in
+# it depends on where it lies.
 #
 # Usage: profiles/gpu_prepare.sh [--bundle DIR] [--build DIR] [--host-only]
 #                                [--package-only]
@@ -36,7 +41,7 @@ while (($#)); do
   --build) build=$2; shift 2 ;;
   --host-only) cuda=OFF; shift ;;
   --package-only) package_only=1; shift ;;
-  -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "gpu_prepare.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -95,6 +100,25 @@ cp -L "$cmocka" "$bundle/lib/"
 find "$bundle" -type f \( -perm -u+x -o -name '*.so*' \) \
   -exec strip --strip-unneeded {} + 2>/dev/null || true
 
+# The Python side (after the strip: these are sources): the package, its
+# tests and examples, and bench_python.py, in the repository's layout so
+# that each finds the others as it does here. No caches, no library built
+# into the tree by an earlier `pip install -e`: libcgr.so is the bundle's.
+for part in cgr tests examples; do
+  if [[ ! -d $repo/python/$part ]]; then
+    say "python/$part is missing" >&2
+    exit 1
+  fi
+  mkdir -p "$bundle/python/$part"
+  (cd "$repo/python/$part" && find . -name '*.py' -type f -not -path '*/__pycache__/*' \
+    -exec cp --parents {} "$bundle/python/$part/" \;)
+done
+cp "$repo/profiles/bench_python.py" "$repo/profiles/bench_python_peers.py" \
+  "$bundle/profiles/"
+# The public headers: the suite checks ctypes' structs against them.
+mkdir -p "$bundle/include"
+cp -R "$repo/include/cgr" "$bundle/include/"
+
 # The test list: NAME, TIMEOUT, then the command, one field per argument,
 # with the build tree's paths made relative to the folder. Only tests whose
 # program is one of the test binaries travel (docs, peers and install
@@ -143,6 +167,10 @@ fi
     echo "architectures: sm_90 + compute_90 PTX"
   fi
   echo "tests: $(wc -l <"$bundle/tests.tsv")"
+  echo "python: cgr $(find "$bundle/python/cgr" -name '*.py' | wc -l) files," \
+    "tests $(find "$bundle/python/tests" -name '*.py' | wc -l)," \
+    "examples $(find "$bundle/python/examples" -name '*.py' | wc -l)," \
+    "profiles/bench_python.py, bench_python_peers.py"
 } >"$bundle/manifest.txt"
 
 size_kib=$(du -sk "$bundle" | cut -f1)

@@ -10,20 +10,32 @@
 #      "CUDA NOT USABLE: <reason>", exit 2;
 #   2. tests: every CUDA test; a test that skips FAILS the run (a skip on a
 #      GPU means CUDA did not run it), and the summary lists it;
-#   3. sanitizers: compute-sanitizer memcheck on the fused-copy, capture,
+#   3. python: the Python package from the folder (CGR_LIBRARY=its
+#      libcgr.so, PYTHONPATH=its python/): the pytest suite on CUDA
+#      (python/tests/ctest_run.py --backend cuda, PyTorch's tests with it)
+#      and python/examples/decode.py --backend cuda, which must print "all
+#      modes: identical tokens". A pytest skip FAILS the run on a GPU, as a
+#      C test's does, except a test the suite skips as host-only ("needs
+#      the host backend"): the summary lists every skip. Under --no-gpu both
+#      run on the host backend, where the CUDA and PyTorch tests skip: the
+#      count is in the verdict, and only failures fail;
+#   4. sanitizers: compute-sanitizer memcheck on the fused-copy, capture,
 #      replay and feedback tests, racecheck and synccheck on the fused-copy
 #      test; a sanitizer that cannot start is "NOT RUN", never clean;
-#   4. decode: `cgr-decode --check --json` in every mode, small model;
-#   5. replay: `bench_replay --quick` and `peers/torch_replay.py --quick`,
-#      the same sizes in the same run;
-#   6. with the time left: bench_fused_copy, bench_capture, bench_lanes,
+#   5. decode: `cgr-decode --check --json` in every mode, small model;
+#   6. replay: `bench_replay --quick`, `peers/torch_replay.py --quick` and
+#      `profiles/bench_python.py` (--quick under --smoke), the same sizes in
+#      the same run; bench_python's PyTorch rows are required on a GPU
+#      (n/a there is NOT RUN), n/a under --no-gpu;
+#   7. with the time left: bench_fused_copy, bench_capture, bench_lanes,
 #      bench_streams, bench_batcher, --quick each (not required: a phase
 #      the budget leaves out is n/a).
 #
 # Output, in DIR (at most 8 files): summary.txt (every phase's verdict
-# first, then the headline numbers) and results.tar.gz (machine.txt, every
-# log, the JSON lines; unpack it into profiles/results/<date>-<gpu>/ and
-# profiles/report.py reads it).
+# first, then the headline numbers, bench_python's two ratios among them)
+# and results.tar.gz (machine.txt, every log, the JSON lines, the pytest
+# suite's python-tests.xml; unpack it into profiles/results/<date>-<gpu>/
+# and profiles/report.py reads it).
 #
 # Usage: profiles/gpu_run.sh [--bundle DIR] [--out DIR] [--no-gpu]
 #                            [--tests REGEX] [--budget SECONDS]
@@ -33,20 +45,24 @@
 #                  build/gpu-results of this repository)
 #   --no-gpu       the rehearsal: every phase's logic on the host backend
 #                  (its numbers are CPU timings and say nothing of a GPU);
-#                  the PyTorch peer is not applicable there
+#                  the PyTorch peer and bench_python's PyTorch rows are not
+#                  applicable there
 #   --tests REGEX  only the tests whose CTest name matches (rehearsals)
-#   --smoke        phases 3 to 6 on their smallest inputs (rehearsals)
+#   --smoke        phases 4 to 7 on their smallest inputs (rehearsals)
 #   --only LIST    after the probe, only these phases (comma-separated:
-#                  tests, sanitizers, decode, replay, benches); the others
-#                  are n/a (rehearsals)
+#                  tests, python, sanitizers, decode, replay, benches); the
+#                  others are n/a (rehearsals)
 #   --budget S     the whole run's time limit (default 480)
 # Environment: CGR_COMPUTE_SANITIZER (default compute-sanitizer) names the
-# sanitizer; the rehearsal test gives it a stand-in.
+# sanitizer; the rehearsal test gives it a stand-in. CGR_GPU_RUN_STRICT_SKIPS=1
+# (rehearsals) holds pytest skips to the GPU's rule under --no-gpu too.
 #
-# Exit status: 0 every phase passed; 1 a phase failed or timed out; 2 CUDA
-# is not usable (phase 1) or bad usage; 3 nothing failed but a required
-# phase did not run (a sanitizer that could not start, the peer without
-# PyTorch on a GPU).
+# Exit status: 0 every phase passed; 1 a phase failed or timed out (a
+# pytest failure, error or skip on a GPU, the example's tokens differing,
+# bench_python's rows incomplete or wrong); 2 CUDA is not usable (phase 1)
+# or bad usage; 3 nothing failed but a required phase did not run (a
+# sanitizer that could not start, the peer or bench_python's PyTorch rows
+# without PyTorch on a GPU).
 set -uo pipefail
 
 caller=$(pwd)
@@ -76,7 +92,7 @@ while (($#)); do
   --budget) budget=$2; shift 2 ;;
   --smoke) smoke=1; shift ;;
   --only) only=$2; shift 2 ;;
-  -h | --help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,65p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "gpu_run.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -103,6 +119,10 @@ sanitizer=${CGR_COMPUTE_SANITIZER:-compute-sanitizer}
 [[ $sanitizer == */* ]] && sanitizer=$(from_caller "$sanitizer")
 backend=cuda
 ((no_gpu)) && backend=host
+# A pytest skip fails on a GPU; on the host backend the CUDA and PyTorch
+# tests skip by design, unless a rehearsal asks for the GPU's rule.
+strict_skips=1
+((no_gpu)) && [[ ${CGR_GPU_RUN_STRICT_SKIPS:-0} != 1 ]] && strict_skips=0
 # The environment must not choose the backend for us.
 unset CGR_BACKEND CGR_DEVICE
 # Tests find the source tree (report.py) and a Python with matplotlib.
@@ -110,6 +130,9 @@ export CGR_TEST_SOURCE_DIR=$repo CGR_TEST_BUILD_DIR=$bundle
 CGR_TEST_PYTHON=$(bash "$repo/profiles/report_python.sh")
 export CGR_TEST_PYTHON
 export PATH="$PATH:/usr/local/cuda/bin"
+# The Python side runs from the folder: its package against its libcgr.so.
+python_env=(env CGR_LIBRARY="$bundle/libcgr.so" PYTHONPATH="$bundle/python"
+  PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1)
 grid=--quick
 ((smoke)) && grid=--smoke
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -183,6 +206,18 @@ write_summary() {
       echo
       echo "tests that failed:"
       sed 's/^/  /' "$results/failed-tests.txt"
+    fi
+    if [[ -s $results/python-skipped.txt ]]; then
+      echo
+      if ((strict_skips == 0)); then
+        echo "python tests that skipped (the host backend: not failures here):"
+      else
+        echo "python tests that skipped (each fails the run, host-only ones aside):"
+      fi
+      head -n 30 "$results/python-skipped.txt" | sed 's/^/  /'
+      local more
+      more=$(($(wc -l <"$results/python-skipped.txt") - 30))
+      ((more > 0)) && echo "  ... and $more more (python-skipped.txt)"
     fi
     if [[ -s $results/probe-passed ]]; then
       echo
@@ -396,7 +431,101 @@ phase_tests() {
   fi
 }
 
-# ---- 3. sanitizers ------------------------------------------------------------
+# ---- 3. the Python package: the pytest suite and the example -------------------
+
+# junit_counts XML LISTING: "TESTS FAILED ERRORS SKIPPED HOST_ONLY" from the
+# suite's JUnit file (TESTS -1 when there is none), every skip into LISTING.
+junit_counts() {
+  python3 - "$1" "$2" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+
+path, listing = sys.argv[1], sys.argv[2]
+try:
+    root = ET.parse(path).getroot()
+except (OSError, ET.ParseError):
+    print("-1 0 0 0 0")
+    sys.exit(0)
+tests = failed = errors = 0
+skips = []
+for case in root.iter("testcase"):
+    tests += 1
+    failed += case.find("failure") is not None
+    errors += case.find("error") is not None
+    skip = case.find("skipped")
+    if skip is not None:
+        name = case.get("classname", "") + "::" + case.get("name", "")
+        skips.append((name, " ".join(skip.get("message", "").split())))
+# The suite's host_only fixture: not applicable on CUDA, like a C test
+# registered for the host backend only.
+host_only = sum("needs the host backend" in message for _, message in skips)
+with open(listing, "w", encoding="utf-8") as f:
+    for name, message in skips:
+        f.write(f"{name}: {message[:160]}\n")
+print(tests, failed, errors, len(skips), host_only)
+EOF
+}
+
+phase_python() {
+  local begin lim status seconds xml=$results/python-tests.xml
+  local tests failed errors skipped host_only passed detail
+  if [[ ! -f $bundle/python/tests/ctest_run.py ]]; then
+    verdict python-tests FAIL 0 "the folder has no python/ (prepare it again)"
+    return
+  fi
+  begin=$(date +%s)
+  lim=$(limit 150)
+  (cd "$bundle" && timeout --kill-after=10 "$lim" "${python_env[@]}" \
+    python3 python/tests/ctest_run.py --backend "$backend" \
+    --junitxml="$xml") >"$results/python-tests.log" 2>&1
+  status=$?
+  seconds=$(($(date +%s) - begin))
+  read -r tests failed errors skipped host_only \
+    < <(junit_counts "$xml" "$results/python-skipped.txt")
+  passed=$((tests - failed - errors - skipped))
+  ((passed < 0)) && passed=0
+  detail="$passed passed, $failed failed, $errors errors, $skipped skipped"
+  if ((status == 124 || status == 137)); then
+    verdict python-tests TIMEOUT "$seconds" "over ${lim} s"
+  elif ((status == 77)); then
+    verdict python-tests FAIL "$seconds" \
+      "the suite skipped: $(tail -n 1 "$results/python-tests.log" | cut -c1-100)"
+  elif ((tests < 0)); then
+    verdict python-tests FAIL "$seconds" \
+      "exit $status, no results: $(tail -n 1 "$results/python-tests.log" | cut -c1-100)"
+  elif ((status != 0 || failed + errors > 0 || tests == 0)); then
+    verdict python-tests FAIL "$seconds" "exit $status: $detail"
+  elif ((strict_skips == 0)); then
+    verdict python-tests PASS "$seconds" \
+      "$detail (host backend: the CUDA and PyTorch tests skip)"
+  elif ((skipped > host_only)); then
+    verdict python-tests FAIL "$seconds" \
+      "$detail: $((skipped - host_only)) skipped where CUDA should run them"
+  else
+    verdict python-tests PASS "$seconds" \
+      "$detail on $backend ($host_only host-only, n/a here)"
+  fi
+
+  begin=$(date +%s)
+  lim=$(limit 90)
+  (cd "$bundle" && timeout --kill-after=10 "$lim" "${python_env[@]}" \
+    python3 python/examples/decode.py --backend "$backend") \
+    >"$results/python-example.log" 2>&1
+  status=$?
+  seconds=$(($(date +%s) - begin))
+  if ((status == 124 || status == 137)); then
+    verdict python-example TIMEOUT "$seconds" "over ${lim} s"
+  elif ((status == 0)) &&
+    grep -q '^all modes: identical tokens' "$results/python-example.log"; then
+    verdict python-example PASS "$seconds" \
+      "$backend: all modes: identical tokens"
+  else
+    verdict python-example FAIL "$seconds" \
+      "exit $status: $(tail -n 1 "$results/python-example.log" | cut -c1-100)"
+  fi
+}
+
+# ---- 4. sanitizers ------------------------------------------------------------
 
 phase_sanitizers() {
   local t
@@ -407,7 +536,7 @@ phase_sanitizers() {
   sanitize synccheck fused_copy "$(limit 45)"
 }
 
-# ---- 4. cgr-decode --check in every mode ----------------------------------------
+# ---- 5. cgr-decode --check in every mode ----------------------------------------
 
 phase_decode() {
   local small=(--layers 2 --hidden 128 --heads 4 --head-dim 32 --mlp 256
@@ -438,7 +567,55 @@ phase_decode() {
   done
 }
 
-# ---- 5. bench_replay and the PyTorch peer, the same sizes ------------------------
+# ---- 6. bench_replay, the PyTorch peer and bench_python, the same sizes ----------
+
+# bench_python: the benchmark from the folder, then its JSON lines checked
+# (tests/gpu_run/check_bench_python.py): every cgr row, a headline per
+# batch, and on a GPU the PyTorch rows and both ratios (their absence there
+# is NOT RUN, like the peer's).
+run_bench_python() {
+  local begin lim status seconds check check_status grid_python=()
+  local jsonl=$results/python.jsonl require=(--require-torch)
+  ((smoke)) && grid_python=(--quick)
+  ((no_gpu)) && require=()
+  lim=$(limit 120)
+  if ((lim < 10)); then
+    verdict bench-python "NOT RUN" 0 "the time budget is spent"
+    return
+  fi
+  begin=$(date +%s)
+  (cd "$bundle" && timeout --kill-after=10 "$lim" "${python_env[@]}" \
+    python3 profiles/bench_python.py --backend "$backend" \
+    "${grid_python[@]}" --out "$jsonl") >"$results/bench-python.log" 2>&1
+  status=$?
+  seconds=$(($(date +%s) - begin))
+  case $status in
+  0) ;;
+  77)
+    verdict bench-python "NOT RUN" "$seconds" \
+      "$(tail -n 1 "$results/bench-python.log" | cut -c1-100)"
+    return
+    ;;
+  124 | 137)
+    verdict bench-python TIMEOUT "$seconds" "over ${lim} s"
+    return
+    ;;
+  *)
+    verdict bench-python FAIL "$seconds" \
+      "exit $status: $(tail -n 1 "$results/bench-python.log" | cut -c1-100)"
+    return
+    ;;
+  esac
+  check=$(python3 "$repo/tests/gpu_run/check_bench_python.py" \
+    --backend "$backend" "${require[@]}" "$jsonl" 2>&1)
+  check_status=$?
+  check=$(tail -n 1 <<<"$check")
+  case $check_status in
+  0) verdict bench-python PASS "$seconds" "${check#bench_python check: }" ;;
+  3) verdict bench-python "NOT RUN" "$seconds" "${check#bench_python check: }" ;;
+  *) verdict bench-python FAIL "$seconds" "$check" ;;
+  esac
+}
 
 phase_replay() {
   bounded bench-replay "$(limit 90)" 1 ./profiles/bench_replay \
@@ -450,9 +627,10 @@ phase_replay() {
       "$repo/peers/torch_replay.py" --quick \
       --out "$results/torch_replay.jsonl"
   fi
+  run_bench_python
 }
 
-# ---- 6. with the time left --------------------------------------------------------
+# ---- 7. with the time left --------------------------------------------------------
 
 phase_benches() {
   local bench
@@ -464,7 +642,7 @@ phase_benches() {
 
 # ---- the run ----------------------------------------------------------------------
 
-for phase in tests sanitizers decode replay benches; do
+for phase in tests python sanitizers decode replay benches; do
   if wanted "$phase"; then
     "phase_$phase"
   else

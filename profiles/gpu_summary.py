@@ -8,7 +8,13 @@ Prints, from what is there (a missing file is said, not guessed):
   and the device step time; pinned-source rows when the file has them;
 - the PyTorch peer on the same sizes: its median host time per step, next
   to cgr's pinned-source rows (the peer copies from pinned tensors), or to
-  its pageable rows when no pinned rows exist (said so).
+  its pageable rows when no pinned rows exist (said so);
+- bench_python (host time per step driven from Python): per batch size,
+  the headline, double_buffered through Runtime.prepare from pinned
+  sources, against torch's copy_ per input + replay() (target <= 1/3) and
+  a bare replay() (target <= 1.5x), met or missed; without PyTorch the
+  ratios are n/a with the reason, and host-backend numbers say they are
+  CPU timings.
 
 Usage: profiles/gpu_summary.py RESULTS_DIR
 """
@@ -98,13 +104,60 @@ def replay_lines(folder):
     return lines
 
 
+def python_lines(folder):
+    rows = read_jsonl(os.path.join(folder, "python.jsonl"))
+    if rows is None:
+        return ["bench_python: no results (python.jsonl missing)"]
+    meta = next((r for r in rows if r.get("kind") == "meta"), {})
+    cpu = meta.get("timing") == "cpu"
+    label = ("host backend, CPU timings: they say nothing of a GPU" if cpu
+             else "timing: %s" % meta.get("timing", "?"))
+    lines = ["bench_python, median host us per step from Python, %s inputs "
+             "[%s]:" % (meta.get("inputs", "?"), label)]
+    data = [r for r in rows if "kind" not in r]
+
+    def median(batch, impl, mode, path):
+        for r in data:
+            if (r.get("batch") == batch and r.get("impl") == impl and
+                    r.get("mode") == mode and r.get("path") == path and
+                    r.get("source") in ("pinned", "none")):
+                return "%.2f" % r["host_us_median"]
+        return "n/a"
+
+    headlines = [r for r in rows if r.get("kind") == "headline"]
+    for h in headlines:
+        n = h.get("batch")
+        lines.append("  batch %s, pinned sources: cgr double_buffered prepared "
+                     "%s, dict %s, cgr.torch.step %s; torch copy_ + replay() "
+                     "%s, _foreach_copy_ + replay() %s, replay() alone %s" % (
+                         n, median(n, "cgr", "double_buffered", "prepared"),
+                         median(n, "cgr", "double_buffered", "dict"),
+                         median(n, "cgr", "double_buffered", "torch_step"),
+                         median(n, "torch", "torch_copy", "copy_"),
+                         median(n, "torch", "torch_foreach", "foreach_copy_"),
+                         median(n, "torch", "torch_replay", "replay")))
+        if h.get("ratio_to_copy") is None:
+            lines.append("    ratios: n/a (%s)" % h.get("reason", "?"))
+            continue
+        lines.append("    %.3f x copy_ + replay() (target <= %.3f: %s), "
+                     "%.2f x replay() alone (target <= %.1f: %s)" % (
+                         h["ratio_to_copy"], h["target_ratio_to_copy"],
+                         "met" if h.get("met_copy") else "MISSED",
+                         h["ratio_to_replay"], h["target_ratio_to_replay"],
+                         "met" if h.get("met_replay") else "MISSED"))
+    if not headlines:
+        lines.append("  no headline lines (the run stopped early?)")
+    return lines
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[-1])
         return 2
     folder = sys.argv[1]
     print("headline numbers")
-    for line in decode_lines(folder) + replay_lines(folder):
+    for line in (decode_lines(folder) + replay_lines(folder) +
+                 python_lines(folder)):
         print(line)
     return 0
 

@@ -7,7 +7,8 @@
 #         the replay benchmark): CMake, Ninja, a C compiler.
 #   test  main, plus what the test suite needs: cmocka, pkg-config (the
 #         installed-package tests), Python 3 with matplotlib (the benchmark
-#         report's tests).
+#         report's tests), numpy, pytest and venv (the Python package's
+#         tests; `pip install .` fetches its build backend from PyPI).
 #   ci    test, plus what .ci/run needs beyond the tests: clang and its
 #         sanitizer runtimes (libFuzzer) for the fuzz targets.
 #
@@ -46,17 +47,22 @@ packages=(
   "libcmocka-dev|test|test -e /usr/include/cmocka.h"
   "pkg-config|test|command -v pkg-config"
   "python3|test|command -v python3"
-  "python3-matplotlib|test|have_matplotlib"
+  "python3-matplotlib|test|have_module matplotlib"
+  "python3-numpy|test|have_module numpy"
+  "python3-pytest|test|have_module pytest"
+  "python3-venv|test|have_module ensurepip"
   "clang|ci|command -v clang"
   # libFuzzer and clang's sanitizer runtimes are only recommended by clang.
   "libclang-rt-dev|ci|have_libfuzzer"
 )
 
-have_matplotlib() {
+# Debian's python3 has the module (the tests look there when the first
+# python3 on PATH lacks it).
+have_module() {
   local python
-  for python in python3 /usr/bin/python3; do
+  for python in /usr/bin/python3; do
     if command -v "$python" >/dev/null 2>&1 &&
-      "$python" -c 'import matplotlib' >/dev/null 2>&1; then
+      "$python" -c "import $1" >/dev/null 2>&1; then
       return 0
     fi
   done

@@ -9,7 +9,14 @@
 #              clean, exit 3;
 #   errors     the sanitizer reports errors: FAIL, exit 1;
 #   no CUDA    without --no-gpu on a machine with no GPU: "CUDA NOT
-#              USABLE", exit 2 (skipped where a GPU is present).
+#              USABLE", exit 2 (skipped where a GPU is present);
+#   python     the green run's python phase: the pytest suite and the
+#              example pass from the folder, bench_python's JSON lines hold
+#              (tests/gpu_run/check_bench_python.py) and its headline is in
+#              the summary with the PyTorch ratios n/a; a failing pytest
+#              test FAILS the phase (exit 1); under the GPU's rule on skips
+#              (CGR_GPU_RUN_STRICT_SKIPS=1) a skipped test FAILS it and is
+#              listed, a host-only one ("needs the host backend") does not.
 # Every run must leave at most 8 files. Exit 0 when every check holds.
 #
 # Usage: tests/gpu_run/rehearsal.sh BUILD_DIR
@@ -79,11 +86,60 @@ expect green '^sanitizer-memcheck-fused_copy +PASS' "memcheck passed"
 expect green '^sanitizer-synccheck-fused_copy +PASS' "synccheck passed"
 expect green '^decode-double +PASS' "the double-buffered decode check passed"
 expect green '^REHEARSAL' "that it was a rehearsal"
+expect green '^python-tests +PASS .* 0 failed, 0 errors' "the pytest suite passed"
+expect green '^python-example +PASS .*all modes: identical tokens' \
+  "the Python example's tokens were identical"
+expect green '^bench-python +PASS .*cgr rows \(cpu timings\).*torch rows n/a' \
+  "bench_python ran every cgr row, the PyTorch rows n/a"
+expect green '^bench_python, median host us per step .*CPU timings' \
+  "bench_python's headline, labelled CPU timings"
+expect green '^    ratios: n/a \(' "bench_python's ratios n/a with the reason"
 tar -tzf "$scratch/green/results.tar.gz" >"$scratch/green.list"
-for file in machine.txt replay.jsonl decode.jsonl; do
+for file in machine.txt replay.jsonl decode.jsonl python.jsonl \
+  python-tests.xml python-tests.log python-example.log; do
   grep -q "^results/$file\$" "$scratch/green.list" ||
     fail "green: results.tar.gz has no $file"
 done
+mkdir -p "$scratch/green-results"
+tar -C "$scratch/green-results" -xzf "$scratch/green/results.tar.gz"
+python3 "$here/check_bench_python.py" --backend host \
+  "$scratch/green-results/results/python.jsonl" ||
+  fail "green: python.jsonl does not hold"
+
+# A pytest test that fails, put into the folder for one run.
+tests_dir=$scratch/bundle/python/tests
+printf '%s\n' 'def test_rehearsal_fails():' \
+  '    assert False, "made to fail by the rehearsal"' \
+  >"$tests_dir/test_rehearsal_fails.py"
+rehearse python-fail 1 CGR_COMPUTE_SANITIZER="$stand_in" -- --no-gpu \
+  --only python
+rm -f "$tests_dir/test_rehearsal_fails.py"
+expect python-fail '^python-tests +FAIL .* 1 failed' \
+  "that a failing pytest test fails the phase"
+
+# Skips under the GPU's rule: one made to skip fails the run, a host-only
+# one (the suite's host_only fixture says "needs the host backend") not.
+printf '%s\n' 'import pytest' '' \
+  'def test_rehearsal_skips():' \
+  '    pytest.skip("made to skip by the rehearsal")' '' \
+  'def test_rehearsal_host_only():' \
+  '    pytest.skip("needs the host backend; this run is on cuda")' \
+  >"$tests_dir/test_rehearsal_skips.py"
+rehearse python-skip 1 CGR_COMPUTE_SANITIZER="$stand_in" \
+  CGR_GPU_RUN_STRICT_SKIPS=1 -- --no-gpu --only python
+rm -f "$tests_dir/test_rehearsal_skips.py"
+expect python-skip '^python-tests +FAIL .*[0-9]+ skipped where CUDA should run' \
+  "that a skipped pytest test fails the phase under the GPU's rule"
+expect python-skip '^  .*test_rehearsal_skips: made to skip' \
+  "which pytest test skipped"
+if grep -qE '^python-tests .* ([0-9]+) skipped where' \
+  "$scratch/python-skip/summary.txt"; then
+  counted=$(sed -n 's/.*, \([0-9]*\) skipped: \([0-9]*\) skipped where.*/\1 \2/p' \
+    "$scratch/python-skip/summary.txt")
+  read -r all_skips failing_skips <<<"$counted"
+  ((all_skips == failing_skips + 1)) ||
+    fail "python-skip: the host-only skip was counted against the run ($counted)"
+fi
 
 # The first fused_copy test is made to skip (tests/harness.h).
 skipped=$(grep -o '^fused_copy\.test_[a-z0-9_]*\.host' \
