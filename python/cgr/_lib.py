@@ -341,6 +341,7 @@ counters_reset = _proto("cgr_counters_reset", _status, _rt)
 cuda_stream = _proto(
     "cgr_cuda_stream", _status, _rt, c_int, POINTER(c_void_p)
 )
+cuda_device = _proto("cgr_cuda_device", _status, _rt, POINTER(c_int))
 cuda_step_stream = _proto(
     "cgr_cuda_step_stream", _status, c_void_p, POINTER(c_void_p)
 )

@@ -175,10 +175,12 @@ class Slot:
     "constant" or "output"."""
 
     __slots__ = ("runtime", "name", "index", "kind", "dtype", "row_elems",
-                 "extra_elems", "_views", "__weakref__")
+                 "extra_elems", "fill", "_views", "__weakref__")
 
-    def __init__(self, runtime, name, index, kind, dt, row_elems, extra_elems):
+    def __init__(self, runtime, name, index, kind, dt, row_elems, extra_elems,
+                 fill=None):
         self.runtime = runtime
+        self.fill = fill  # a CONSTANT's fill(padded_batch, array); None: arange
         self.name = name
         self.index = index
         self.kind = kind
@@ -202,6 +204,15 @@ class Slot:
         if self.kind == "constant":
             return (rows * self.row_elems + self.extra_elems,)
         return (rows,) if self.row_elems == 1 else (rows, self.row_elems)
+
+    def constant_image(self, padded_batch):
+        """A CONSTANT's content for a bucket, as cgr writes it at capture
+        (fill, or arange), in a numpy array."""
+        image = np.arange(self.shape_for(padded_batch)[0]).astype(
+            self.dtype.numpy)
+        if self.fill is not None:
+            self.fill(padded_batch, image)
+        return image
 
     def buffer(self, set=0, padded_batch=None):
         """The slot's buffer in buffer set `set` (a CONSTANT's: of bucket

@@ -320,9 +320,13 @@ class Runtime:
         if status != 0:
             raise error_for(status, None)
         backend_kind = _lib.backend(ptr)
-        device_id = device
-        if backend_kind == _lib.BACKENDS["host"]:
-            device_id = -1
+        device_id = -1
+        if backend_kind == _lib.BACKENDS["cuda"]:
+            # The device the runtime really runs on (CGR_DEVICE overrides
+            # the config), for every export's ordinal.
+            ordinal = ctypes.c_int(-1)
+            check(_lib.cuda_device(ptr, byref(ordinal)), ptr)
+            device_id = ordinal.value
         self._handle = _Handle(ptr.value, "cuda" if backend_kind == 1 else "host",
                                device_id)
         if log_key is not None:
@@ -440,7 +444,7 @@ class Runtime:
         kind_name = kind if isinstance(kind, str) else {
             v: k for k, v in _lib.SLOT_KINDS.items()}[kind]
         slot = Slot(self, name, index.value, kind_name, dt, row_elems,
-                    extra_elems)
+                    extra_elems, fill)
         self._slots[name] = slot
         self._slot_list.append(slot)
         return slot

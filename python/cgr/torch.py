@@ -42,7 +42,9 @@ from ._errors import (
 
 def tensor(array):
     """A torch tensor sharing memory with a cgr.Array (DLPack: every dtype,
-    bfloat16 too). It keeps the runtime's memory alive."""
+    bfloat16 too). It keeps the runtime's memory alive. It carries no
+    ordering (the DLPack stream argument is ignored): read it after the
+    step's ticket, or on a stream cgr.torch.step ordered."""
     return torch.from_dlpack(array)
 
 
@@ -98,32 +100,68 @@ def _check_runtime(runtime):
         raise InvalidStateError(
             "cgr.torch.capture: the runtime has captured already (a runtime "
             "captures once)", InvalidStateError.status)
+    # CUDA refuses a child graph with memory nodes (cudaMallocAsync puts
+    # them in torch's captures) or conditional nodes.
+    if torch.cuda.get_allocator_backend() != "native":
+        raise UnsupportedError(
+            "cgr.torch: PyTorch's cudaMallocAsync allocator puts memory nodes "
+            "in its graphs, which CUDA refuses as child graphs: unset "
+            "backend:cudaMallocAsync in PYTORCH_CUDA_ALLOC_CONF",
+            UnsupportedError.status)
 
 
 def capture(runtime, fn, *, warmup=2):
     """Captures `fn(ctx: TorchContext)` for every bucket and buffer set of
     `runtime` (a CUDA runtime with its slots declared and not yet captured)
-    and hands the graphs to cgr. `warmup`: eager runs per bucket on a side
-    stream before its capture, as torch.cuda.graph asks. fn must write its
-    results into output slots in place and return None; tensors it keeps
-    past the call would pin memory of the shared pool."""
+    and hands the graphs to cgr. `warmup` (at least 1): eager runs per
+    bucket before its capture, as torch.cuda.graph asks (cuBLAS sets up
+    its handle and workspace there, not in the capture). fn runs under
+    torch.no_grad(); it must write its results into output slots in place
+    and return None, and draw no random numbers from torch's generator
+    (cgr's replays never advance it: pass noise in through an input slot);
+    tensors it keeps past the call would pin memory of the shared pool."""
     _check_runtime(runtime)
+    if warmup < 1:
+        raise InvalidArgumentError("cgr.torch.capture: warmup must be >= 1",
+                                   InvalidArgumentError.status)
     device = torch.device("cuda", runtime._handle.device)
     handle = runtime._handle
     graphs = {}
     pool = torch.cuda.graph_pool_handle()
+    generator = torch.cuda.default_generators[device.index]
+    # cgr writes CONSTANT slots at its own capture, after torch's warm-ups:
+    # write them now, the same values, so a warm-up never reads garbage
+    # (a cu_seqlens_q used as an index, say).
+    for slot in runtime._slot_list:
+        if slot.kind == "constant":
+            for padded_batch in runtime.buckets:
+                slot.buffer(0, padded_batch).copy_from(
+                    slot.constant_image(padded_batch))
     with torch.cuda.device(device):
-        side = torch.cuda.Stream(device)
+        # Warm-ups and captures on cgr's side stream, which torch never
+        # hands out: no later torch work shares the cuBLAS workspace the
+        # captures use (torch keys it by stream), and before the first
+        # replay nothing of cgr's runs there.
+        side = torch.cuda.ExternalStream(runtime.cuda_stream("side"),
+                                         device=device)
         for padded_batch in reversed(runtime.buckets):
             for set_ in (0, 1):
                 ctx = TorchContext(runtime, padded_batch, set_,
                                    _device_tensors(runtime, padded_batch, set_))
-                if set_ == 0 and warmup:
+                if set_ == 0:
+                    offset = generator.get_offset()
                     side.wait_stream(torch.cuda.current_stream(device))
                     with torch.cuda.stream(side):
                         for _ in range(warmup):
                             _call(fn, ctx)
                     torch.cuda.current_stream(device).wait_stream(side)
+                    if generator.get_offset() != offset:
+                        raise UnsupportedError(
+                            "cgr.torch.capture: the step draws random numbers "
+                            "from torch's CUDA generator; cgr's replays never "
+                            "advance it, so every step would draw the same "
+                            "numbers: pass the noise in through an input slot",
+                            UnsupportedError.status)
                 graph = torch.cuda.CUDAGraph(keep_graph=True)
                 with torch.cuda.graph(graph, pool=pool, stream=side,
                                       capture_error_mode="thread_local"):
@@ -154,7 +192,8 @@ def capture(runtime, fn, *, warmup=2):
 
 
 def _call(fn, ctx):
-    result = fn(ctx)
+    with torch.no_grad():  # a graph of autograd would pin the pool
+        result = fn(ctx)
     if result is not None:
         raise InvalidArgumentError(
             "cgr.torch: the step returned a value; write results into output "
@@ -175,7 +214,9 @@ def step(runtime, batch_size, inputs, *, stream=None):
             "cgr.torch.step: the runtime's step was not captured with "
             "cgr.torch.capture", InvalidStateError.status)
     ready, done = events
-    stream = torch.cuda.current_stream() if stream is None else stream
+    if stream is None:
+        stream = torch.cuda.current_stream(
+            torch.device("cuda", runtime._handle.device))
     ready.record(stream)
     ticket = runtime.step(batch_size, inputs, wait=(ready,), done=done)
     done.wait(stream)

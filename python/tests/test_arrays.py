@@ -255,3 +255,20 @@ def test_ticket_fields_and_a_forged_ticket(model, rt, x):
         forged.wait()
     with pytest.raises(cgr.InvalidArgumentError):
         forged.output(model.next)
+
+
+def test_constant_image_is_what_cgr_writes(host_only):
+    """Slot.constant_image (cgr.torch writes it before torch's warm-ups)
+    equals what cgr writes at capture: arange, or the slot's fill."""
+    with cgr.Runtime(backend="host", buckets=[1, 2, 4]) as rt:
+        arange = rt.declare("cq", "constant", np.int32, extra_elems=1)
+        filled = rt.declare("bias", "constant", np.int64, 2,
+                            fill=lambda pb, a: a.__setitem__(
+                                slice(None), pb * 100 + np.arange(len(a))))
+        out = rt.declare("o", "output", np.int32)
+        rt.capture(lambda ctx: ctx.memcpy(ctx.slot(out), ctx.slot(arange),
+                                          ctx.slot(out).nbytes))
+        for pb in rt.buckets:
+            for slot in (arange, filled):
+                np.testing.assert_array_equal(slot.buffer(0, pb).numpy(),
+                                              slot.constant_image(pb))

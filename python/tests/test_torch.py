@@ -159,3 +159,40 @@ def test_dlpack_and_cuda_array_interface_share_memory():
     bf = rt.device_array((4, 2), torch.bfloat16)
     assert torch.from_dlpack(bf).dtype == torch.bfloat16
     rt.close()
+
+
+def test_a_step_with_random_numbers_is_refused():
+    rt, slots, _ = make_runtime()
+
+    def noisy(ctx):
+        noise = torch.rand(ctx.slot(slots["b"]).shape, device="cuda")
+        ctx.slot(slots["tokens"]).copy_((noise * 0).int())
+
+    with pytest.raises(cgr.UnsupportedError, match="random numbers"):
+        ct.capture(rt, noisy)
+    rt.close()
+
+
+def test_a_module_with_parameters_gives_plain_outputs():
+    """nn.Module weights require grad: the step runs under no_grad, so the
+    outputs are plain tensors (numpy() works) and no autograd graph pins
+    the pool."""
+    rt, slots, _ = make_runtime()
+    layer = torch.nn.Linear(ROW, 1, device="cuda")
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        layer.bias.fill_(0.0)
+
+    def step(ctx):
+        y = layer(ctx.slot(slots["a"]).float()).squeeze(-1)
+        ctx.slot(slots["tokens"]).copy_(y.round().int())
+        ctx.slot(slots["hidden"]).zero_()
+
+    ct.capture(rt, step)
+    a = np.arange(3 * ROW, dtype=np.int32).reshape(3, ROW)
+    ticket = ct.step(rt, 3, {slots["a"]: a, slots["b"]: np.zeros(3, np.int32)})
+    out = ct.output(ticket, slots["tokens"])
+    assert not out.requires_grad
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(out.cpu().numpy(), a.sum(-1))
+    rt.close()
