@@ -129,6 +129,13 @@ unset CGR_BACKEND CGR_DEVICE
 export CGR_TEST_SOURCE_DIR=$repo CGR_TEST_BUILD_DIR=$bundle
 CGR_TEST_PYTHON=$(bash "$repo/profiles/report_python.sh")
 export CGR_TEST_PYTHON
+# The Python phases run on the first Python that has what they import:
+# PyTorch too where one has it (a GPU machine's), else numpy and pytest
+# (Debian's python3 here, when python3 on PATH lacks them).
+python_bin=$(bash "$repo/profiles/report_python.sh" torch numpy pytest)
+if ! "$python_bin" -c 'import torch, numpy, pytest' >/dev/null 2>&1; then
+  python_bin=$(bash "$repo/profiles/report_python.sh" numpy pytest)
+fi
 export PATH="$PATH:/usr/local/cuda/bin"
 # The Python side runs from the folder: its package against its libcgr.so.
 python_env=(env CGR_LIBRARY="$bundle/libcgr.so" PYTHONPATH="$bundle/python"
@@ -476,7 +483,7 @@ phase_python() {
   begin=$(date +%s)
   lim=$(limit 150)
   (cd "$bundle" && timeout --kill-after=10 "$lim" "${python_env[@]}" \
-    python3 python/tests/ctest_run.py --backend "$backend" \
+    "$python_bin" python/tests/ctest_run.py --backend "$backend" \
     --junitxml="$xml") >"$results/python-tests.log" 2>&1
   status=$?
   seconds=$(($(date +%s) - begin))
@@ -509,7 +516,7 @@ phase_python() {
   begin=$(date +%s)
   lim=$(limit 90)
   (cd "$bundle" && timeout --kill-after=10 "$lim" "${python_env[@]}" \
-    python3 python/examples/decode.py --backend "$backend") \
+    "$python_bin" python/examples/decode.py --backend "$backend") \
     >"$results/python-example.log" 2>&1
   status=$?
   seconds=$(($(date +%s) - begin))
@@ -585,7 +592,7 @@ run_bench_python() {
   fi
   begin=$(date +%s)
   (cd "$bundle" && timeout --kill-after=10 "$lim" "${python_env[@]}" \
-    python3 profiles/bench_python.py --backend "$backend" \
+    "$python_bin" profiles/bench_python.py --backend "$backend" \
     "${grid_python[@]}" --out "$jsonl") >"$results/bench-python.log" 2>&1
   status=$?
   seconds=$(($(date +%s) - begin))
@@ -606,7 +613,7 @@ run_bench_python() {
     return
     ;;
   esac
-  check=$(python3 "$repo/tests/gpu_run/check_bench_python.py" \
+  check=$("$python_bin" "$repo/tests/gpu_run/check_bench_python.py" \
     --backend "$backend" "${require[@]}" "$jsonl" 2>&1)
   check_status=$?
   check=$(tail -n 1 <<<"$check")
@@ -623,7 +630,7 @@ phase_replay() {
   if ((no_gpu)); then
     verdict torch-replay n/a 0 "--no-gpu: the peer needs PyTorch on a GPU"
   else
-    bounded torch-replay "$(limit 90)" 1 env PYTHONUNBUFFERED=1 python3 \
+    bounded torch-replay "$(limit 90)" 1 env PYTHONUNBUFFERED=1 "$python_bin" \
       "$repo/peers/torch_replay.py" --quick \
       --out "$results/torch_replay.jsonl"
   fi
