@@ -59,6 +59,8 @@ typedef struct recording {
   double capture_ms;
   double instantiate_ms;
   uint64_t scratch_used;
+  uint64_t collective_sig;
+  uint32_t collectives;
 } recording;
 
 /*
@@ -133,6 +135,8 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
   out->capture_ms = captured - start;
   out->instantiate_ms = now_ms() - captured;
   out->scratch_used = step.scratch_used;
+  out->collective_sig = step.collective_sig;
+  out->collectives = step.collectives;
   return CGR_OK;
 }
 
@@ -172,6 +176,8 @@ static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
   bucket->stats.nodes[set] = r.nodes;
   bucket->stats.capture_ms[set] = r.capture_ms;
   bucket->stats.instantiate_ms[set] = r.instantiate_ms;
+  bucket->collective_sig[set] = r.collective_sig;
+  bucket->collectives[set] = r.collectives;
   return CGR_OK;
 }
 
@@ -213,6 +219,8 @@ static void forget_bucket(cgr_runtime *rt, cgr__bucket *bucket) {
     bucket->graphs[set] = NULL;
     bucket->in_graph_execs[set] = NULL;
     bucket->in_graphs[set] = NULL;
+    bucket->collective_sig[set] = 0;
+    bucket->collectives[set] = 0;
   }
   uint32_t padded_batch = bucket->stats.padded_batch;
   memset(&bucket->stats, 0, sizeof bucket->stats);
@@ -357,6 +365,29 @@ cgr_status cgr_capture_bucket(cgr_runtime *rt, uint32_t padded_batch) {
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "no step registered: call cgr_capture() first");
   return capture_one(rt, cap, (size_t)index);
+}
+
+cgr_status cgr__capture_collectives(cgr_runtime *rt, uint32_t padded_batch,
+                                    int set, uint64_t *sig, uint32_t *count) {
+  if (sig == NULL || count == NULL || (set != 0 && set != 1))
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument '%s' is %s",
+                     sig == NULL     ? "sig"
+                     : count == NULL ? "count"
+                                     : "set",
+                     sig == NULL || count == NULL ? "NULL" : "not 0 or 1");
+  *sig = 0;
+  *count = 0;
+  cgr__capture *cap = NULL;
+  long index = -1;
+  CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &index));
+  const cgr__bucket *bucket = &cap->buckets[index];
+  if (!bucket->stats.captured)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "bucket %u is not captured", padded_batch);
+  *sig = bucket->collective_sig[set];
+  *count = bucket->collectives[set];
+  return CGR_OK;
 }
 
 /* ---- stats and dumps ----------------------------------------------------- */

@@ -41,6 +41,10 @@ typedef struct cgr__bucket {
   cgr__graph *in_graphs[2];
   cgr__graph_exec *in_graph_execs[2];
   cgr_bucket_stats stats;
+  /* The collectives each set's captured run called (cgr_step's), for a
+   * group to compare its ranks. */
+  uint64_t collective_sig[2];
+  uint32_t collectives[2];
 } cgr__bucket;
 
 typedef enum cgr__scratch_mode {
@@ -92,6 +96,10 @@ struct cgr_step {
    * capture never silently lacks work. */
   cgr_status failed;
   char failed_message[CGR__ERROR_MESSAGE_SIZE]; /* what that call said */
+  /* The collectives this run called, in order: how many, and a hash over
+   * each one's kind, count, dtype, op and root (0 when none). */
+  uint64_t collective_sig;
+  uint32_t collectives;
 };
 
 typedef struct cgr__capture {
@@ -170,6 +178,15 @@ void *cgr__arena_base(void *allocation);
 cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
                                  int set, const cgr__copy_plan *prologue,
                                  cgr__graph_exec **out);
+
+/*
+ * The collectives the captured run of (bucket `padded_batch`, set) called:
+ * their signature and number (capture.h, cgr_step). CGR_E_INVALID_ARGUMENT
+ * (not a bucket, set not 0 or 1, NULL), CGR_E_INVALID_STATE (the bucket
+ * is not captured).
+ */
+cgr_status cgr__capture_collectives(cgr_runtime *rt, uint32_t padded_batch,
+                                    int set, uint64_t *sig, uint32_t *count);
 
 /*
  * eager.c: a run of the step without a graph, on slot buffers and scratch

@@ -1,10 +1,12 @@
 /* What a step function sees: its bucket, its slots, scratch memory, and the
  * stream it enqueues on (always the runtime's main stream). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "capture/capture.h"
 #include "runtime/alloc.h"
+#include "runtime/collective.h"
 
 /* Scratch requests are aligned to at most this; the arena is allocated
  * with this much slack so an aligned base can be chosen. */
@@ -194,6 +196,158 @@ cgr_status cgr_step_host_func(cgr_step *step, void (*fn)(void *user),
   return noted(step,
                cgr__be_host_func(&step->rt->backend,
                                  step->rt->streams[CGR_STREAM_MAIN], fn, user));
+}
+
+/* ---- collectives ---------------------------------------------------------
+ */
+
+int cgr_step_rank(const cgr_step *step) {
+  return step != NULL && step->rt->comm != NULL ? step->rt->rank : 0;
+}
+
+int cgr_step_ranks(const cgr_step *step) {
+  return step != NULL && step->rt->comm != NULL ? step->rt->comm->ranks : 1;
+}
+
+static const char *collective_func(cgr__coll_kind kind) {
+  return kind == CGR__COLL_ALL_REDUCE   ? "cgr_step_all_reduce"
+         : kind == CGR__COLL_ALL_GATHER ? "cgr_step_all_gather"
+                                        : "cgr_step_broadcast";
+}
+
+/* FNV-1a over the call's kind, count, dtype, op and root, chained from the
+ * run's signature so far: equal only for the same calls in the same order
+ * (up to a hash collision). */
+static uint64_t signature_add(uint64_t sig, const cgr__collective *c) {
+  uint64_t fields[5] = {(uint64_t)c->kind, (uint64_t)c->count,
+                        (uint64_t)c->dtype,
+                        c->kind == CGR__COLL_ALL_REDUCE ? (uint64_t)c->op : 0,
+                        c->kind == CGR__COLL_BROADCAST ? (uint64_t)c->root : 0};
+  uint64_t hash = sig != 0 ? sig : 14695981039346656037ull;
+  for (size_t f = 0; f < sizeof fields / sizeof fields[0]; ++f)
+    for (int byte = 0; byte < 8; ++byte) {
+      hash ^= (fields[f] >> (8 * byte)) & 0xff;
+      hash *= 1099511628211ull;
+    }
+  return hash;
+}
+
+/* Where a buffer argument is not device memory of the runtime, why. */
+static cgr_status check_device(cgr_runtime *rt, const char *func,
+                               const char *name, const void *ptr,
+                               size_t bytes) {
+  cgr__memory_kind kind = CGR__MEMORY_OTHER;
+  CGR__CHECK(cgr__be_memory_kind(&rt->backend, ptr, bytes, &kind));
+  if (kind == CGR__MEMORY_DEVICE)
+    return CGR_OK;
+  return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                   "argument '%s' (%p, %zu bytes) is %s, not device memory "
+                   "of this runtime (a slot, scratch, or cgr's device "
+                   "allocation)",
+                   name, ptr, bytes, cgr__memory_kind_name(kind));
+}
+
+/* The checks every collective makes, naming the argument at fault. */
+static cgr_status check_collective(cgr_runtime *rt, const cgr__collective *c,
+                                   int rank, int ranks) {
+  const char *func = collective_func(c->kind);
+  size_t elem = cgr__dtype_size(c->dtype);
+  if (c->send == NULL || c->recv == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument '%s' is NULL", c->send ? "recv" : "send");
+  if (c->count == 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'count' is 0");
+  if (elem == 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'dtype' is %d: not a cgr_dtype", (int)c->dtype);
+  if (c->kind == CGR__COLL_ALL_REDUCE && (unsigned)c->op > CGR_REDUCE_MIN)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'op' is %d: not a cgr_reduce_op", (int)c->op);
+  if (c->kind == CGR__COLL_BROADCAST && (c->root < 0 || c->root >= ranks))
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'root' is %d: a rank of the group, 0 to %d",
+                     c->root, ranks - 1);
+  size_t gathered = c->kind == CGR__COLL_ALL_GATHER ? (size_t)ranks : 1;
+  if (c->count > SIZE_MAX / elem / gathered)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'count' is %zu: the buffers would pass the "
+                     "end of the address space",
+                     c->count);
+  size_t send_bytes = c->count * elem;
+  size_t recv_bytes = send_bytes * gathered;
+  const unsigned char *send = c->send;
+  const unsigned char *recv = c->recv;
+  const unsigned char *in_place =
+      recv + (c->kind == CGR__COLL_ALL_GATHER ? (size_t)rank * send_bytes : 0);
+  if (send != in_place && send < recv + recv_bytes && recv < send + send_bytes)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'send' overlaps 'recv' without being in "
+                     "place: in place, send is recv%s",
+                     c->kind == CGR__COLL_ALL_GATHER
+                         ? " + rank * count elements"
+                         : "");
+  CGR__CHECK(check_device(rt, func, "send", c->send, send_bytes));
+  return check_device(rt, func, "recv", c->recv, recv_bytes);
+}
+
+static cgr_status collective(cgr_step *step, const cgr__collective *c) {
+  cgr_runtime *rt = step->rt;
+  cgr__comm *comm = rt->comm;
+  int rank = cgr_step_rank(step);
+  int ranks = cgr_step_ranks(step);
+  CGR__CHECK(check_collective(rt, c, rank, ranks));
+  step->collective_sig = signature_add(step->collective_sig, c);
+  step->collectives++;
+  cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
+  if (comm != NULL)
+    return cgr__be_collective(&rt->backend, stream, comm->handles[rank], rank,
+                              ranks, c);
+  /* One rank: each collective is a copy of send into recv, and nothing in
+   * place. */
+  if (c->send == c->recv)
+    return CGR_OK;
+  return cgr__be_memcpy_async(&rt->backend, stream, c->recv, c->send,
+                              c->count * cgr__dtype_size(c->dtype));
+}
+
+cgr_status cgr_step_all_reduce(cgr_step *step, const void *send, void *recv,
+                               size_t count, cgr_dtype dtype,
+                               cgr_reduce_op op) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__collective c = {.kind = CGR__COLL_ALL_REDUCE,
+                       .send = send,
+                       .recv = recv,
+                       .count = count,
+                       .dtype = dtype,
+                       .op = op};
+  return noted(step, collective(step, &c));
+}
+
+cgr_status cgr_step_all_gather(cgr_step *step, const void *send, void *recv,
+                               size_t count, cgr_dtype dtype) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__collective c = {.kind = CGR__COLL_ALL_GATHER,
+                       .send = send,
+                       .recv = recv,
+                       .count = count,
+                       .dtype = dtype};
+  return noted(step, collective(step, &c));
+}
+
+cgr_status cgr_step_broadcast(cgr_step *step, const void *send, void *recv,
+                              size_t count, cgr_dtype dtype, int root) {
+  if (step == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__collective c = {.kind = CGR__COLL_BROADCAST,
+                       .send = send,
+                       .recv = recv,
+                       .count = count,
+                       .dtype = dtype,
+                       .root = root};
+  return noted(step, collective(step, &c));
 }
 
 /*

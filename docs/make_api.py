@@ -23,7 +23,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HEADERS = ["include/cgr/cgr.h", "include/cgr/cgr_batcher.h",
-           "include/cgr/cgr_lanes.h", "include/cgr/cgr_cuda.h"]
+           "include/cgr/cgr_lanes.h", "include/cgr/cgr_group.h",
+           "include/cgr/cgr_cuda.h"]
 OUTPUT = os.path.join(HERE, "api.md")
 
 BANNER = re.compile(r"^/\*\s*-{10,}\s*\*/$")

@@ -457,6 +457,30 @@ cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
   return inject_after(be, &later, counted(be, CGR__CALL_HOST_FUNC, status));
 }
 
+cgr_status cgr__be_collective_at(cgr__site site, cgr__backend *be,
+                                 cgr__stream *stream, void *handle, int rank,
+                                 int ranks, const cgr__collective *c) {
+  if (stream == NULL)
+    return null_arg(be, __func__, "stream");
+  if (handle == NULL)
+    return null_arg(be, __func__, "handle");
+  if (c == NULL)
+    return null_arg(be, __func__, "c");
+  if (rank < 0 || rank >= ranks)
+    return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "rank %d of %d ranks", rank, ranks);
+  LOST_GUARD(be);
+  if (be->ops->collective == NULL)
+    return cgr__fail(be->error, CGR_E_UNSUPPORTED, __func__,
+                     "the %s backend has no collectives", be->ops->name);
+  later_fault later;
+  CGR__CHECK(
+      inject_before(be, CGR__CALL_KERNEL_LAUNCH, site, __func__, &later));
+  cgr_status status =
+      be->ops->collective(be->ctx, stream, handle, rank, ranks, c);
+  return inject_after(be, &later, counted(be, CGR__CALL_KERNEL_LAUNCH, status));
+}
+
 /* ---- capture and graphs ---------------------------------------------- */
 
 cgr_status cgr__be_capture_begin_at(cgr__site site, cgr__backend *be,

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "cgr/cgr.h"
+#include "runtime/collective.h"
 #include "runtime/error.h"
 #include "runtime/kernel.h"
 #include "runtime/site.h"
@@ -144,6 +145,14 @@ typedef struct cgr__backend_ops {
                               const cgr__kernel *kernel, const void *args);
   cgr_status (*host_func)(void *ctx, cgr__stream *stream, cgr__host_fn fn,
                           void *user);
+  /* (optional) Rank `rank`'s part of collective c (runtime/collective.h)
+   * in a communicator of `ranks` ranks, enqueued on stream in stream order
+   * and captured like a kernel. handle is the rank's (cgr__comm.handles):
+   * the host communicator, or an ncclComm_t. The call returns once the
+   * work is enqueued; it waits for its peers on the stream. NULL where the
+   * backend has none (the wrapper says CGR_E_UNSUPPORTED). */
+  cgr_status (*collective)(void *ctx, cgr__stream *stream, void *handle,
+                           int rank, int ranks, const cgr__collective *c);
 
   /* Thread-local capture mode: while this thread captures, it may not
    * allocate or synchronize. */
@@ -216,7 +225,8 @@ cgr_status cgr__be_lost_status(cgr__backend *be, const char *func);
  *   cuda: CGR_E_NO_DEVICE with a reason when unusable, CGR_E_UNSUPPORTED in
  *         a build without CUDA.
  */
-cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err);
+cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err,
+                                  int device);
 cgr_status cgr__cuda_backend_init(cgr__backend *be, cgr__error *err,
                                   int device);
 
@@ -305,6 +315,13 @@ cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
                                 cgr__stream *stream, cgr__host_fn fn,
                                 void *user);
 #define cgr__be_host_func(...) cgr__be_host_func_at(CGR__SITE, __VA_ARGS__)
+/* Optional slot: CGR_E_UNSUPPORTED where the backend has none. Counted,
+ * and injectable, as a kernel launch: that is what it is on both
+ * backends (NCCL's kernel, the host communicator's host kernel). */
+cgr_status cgr__be_collective_at(cgr__site site, cgr__backend *be,
+                                 cgr__stream *stream, void *handle, int rank,
+                                 int ranks, const cgr__collective *c);
+#define cgr__be_collective(...) cgr__be_collective_at(CGR__SITE, __VA_ARGS__)
 
 cgr_status cgr__be_capture_begin_at(cgr__site site, cgr__backend *be,
                                     cgr__stream *stream);

@@ -25,7 +25,7 @@ static cgr_status choose_backend(cgr_runtime *rt, const cgr__env *env) {
     rt->kind = CGR_BACKEND_HOST;
     snprintf(rt->backend_reason, sizeof rt->backend_reason,
              "%s=host asked for the host backend", origin);
-    return cgr__host_backend_init(&rt->backend, &rt->error);
+    return cgr__host_backend_init(&rt->backend, &rt->error, rt->config.device);
   case CGR_BACKEND_CUDA:
     status = cgr__cuda_probe(rt->config.device, why, sizeof why);
     if (status != CGR_OK)
@@ -48,7 +48,7 @@ static cgr_status choose_backend(cgr_runtime *rt, const cgr__env *env) {
     rt->kind = CGR_BACKEND_HOST;
     snprintf(rt->backend_reason, sizeof rt->backend_reason,
              "AUTO: %s; using the host backend (CPU threads)", why);
-    return cgr__host_backend_init(&rt->backend, &rt->error);
+    return cgr__host_backend_init(&rt->backend, &rt->error, rt->config.device);
   }
 }
 

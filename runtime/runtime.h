@@ -42,6 +42,10 @@ struct cgr_runtime {
   /* Guards the creation of layer state, which const queries may trigger
    * from any thread. */
   pthread_mutex_t layer_lock;
+  /* The group this runtime is rank `rank` of (cgr_group.h), set by the
+   * group after creation; NULL and 0 outside a group. */
+  struct cgr__comm *comm;
+  int rank;
 };
 
 /* A cgr_event: a backend event of one runtime (runtime/event.c). */

@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "model.h"
 #include "runtime/fault.h"
+#include "runtime/host/host.h"
 
 static const uint32_t buckets[] = {2, 4};
 
@@ -354,6 +355,47 @@ static void test_a_fault_in_one_runtime_loses_every_runtime(void **state) {
   cgr_runtime_destroy(other);
 }
 
+/* Host backend: each device ordinal is a device of its own, as GPUs are:
+ * another ordinal's memory is not this device's, and a fault on one
+ * device leaves the other alive (the ranks of a group rely on it). */
+static void test_other_ordinals_are_other_devices(void **state) {
+  (void)state;
+  cgr_test_require_backend();
+  cgr_test_require_host();
+  model m;
+  cgr_runtime *rt = model_captured_runtime(buckets, 2, 0, &m);
+  cgr_runtime *other = NULL;
+  cgr_config config;
+  cgr_test_config(&config);
+  config.device = 1;
+  assert_cgr_ok(NULL, cgr_runtime_create(&config, &other));
+  int32_t *device = NULL;
+  assert_cgr_ok(other, cgr_device_alloc(other, 8, (void **)&device));
+  assert_cgr_status(rt, cgr_device_free(rt, device), CGR_E_INVALID_ARGUMENT);
+  model_inputs in;
+  model_make_inputs(&in, 2, 2, 15);
+  cgr_batch *batch = model_begin_batch(rt, &m, &in, 2, m.pos);
+  assert_cgr_status(rt,
+                    cgr_batch_input(batch, m.pos, CGR_SOURCE_DEVICE, device, 8),
+                    CGR_E_INVALID_ARGUMENT);
+  cgr_batch_discard(batch);
+  cgr__fault_arm(CGR__CALL_DEVICE_FAULT, 1);
+  cgr_ticket ticket;
+  cgr_status replayed = replay_from_host(rt, &m, &in, &ticket);
+  cgr_status waited =
+      replayed == CGR_OK ? cgr_ticket_wait(rt, &ticket) : replayed;
+  cgr__fault_disarm();
+  assert_int_equal(waited, CGR_E_DEVICE_LOST);
+  assert_cgr_ok(other, cgr_synchronize(other));
+  assert_cgr_ok(other, cgr_device_free(other, device));
+  config.device = CGR__HOST_MAX_DEVICES;
+  cgr_runtime *refused = NULL;
+  assert_cgr_status(NULL, cgr_runtime_create(&config, &refused),
+                    CGR_E_INVALID_ARGUMENT);
+  cgr_runtime_destroy(other);
+  cgr_runtime_destroy(rt);
+}
+
 static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_memory_helpers_copy_both_ways),
     RUNTIME_TEST(test_memory_helpers_refuse_bad_arguments),
@@ -365,6 +407,7 @@ static const struct CMUnitTest tests[] = {
         test_eager_feedback_steps_allocate_nothing_after_the_first),
     HOST_RUNTIME_TEST(test_device_free_waits_for_every_runtime_of_the_device),
     HOST_TEST(test_a_fault_in_one_runtime_loses_every_runtime),
+    HOST_TEST(test_other_ordinals_are_other_devices),
 };
 
 CGR_TEST_MAIN(tests)

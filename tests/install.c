@@ -214,9 +214,10 @@ static void test_pkg_config_static_links_a_c_program(void **state) {
 }
 
 /* libcgr.so carries its CUDA runtime inside (CMakeLists.txt: the prelinked
- * object): it must not need libcudart at load time, and it must export only
- * cgr's public names, so that a process with another CUDA runtime (a
- * PyTorch wheel) sees no second copy of cudart's symbols. */
+ * object): it must not need libcudart (nor libnccl, which it opens with
+ * dlopen) at load time, and it must export only cgr's public names, so
+ * that a process with another CUDA runtime (a PyTorch wheel) sees no
+ * second copy of cudart's symbols. */
 static void test_shared_library_needs_no_cuda_runtime(void **state) {
   (void)state;
   scratch *s = install_fresh();
@@ -230,6 +231,10 @@ static void test_shared_library_needs_no_cuda_runtime(void **state) {
   if (strstr(s->output, "libcudart") != NULL ||
       strstr(s->output, "libcuda.so") != NULL)
     fail_msg("libcgr.so needs a CUDA library at load time:\n%s", s->output);
+  /* NCCL is opened with dlopen when a group needs it
+   * (runtime/cuda/cuda_nccl.c): a single-GPU user never needs it. */
+  if (strstr(s->output, "libnccl") != NULL)
+    fail_msg("libcgr.so needs libnccl at load time:\n%s", s->output);
   if (strstr(s->output, "RPATH") != NULL || strstr(s->output, "RUNPATH"))
     fail_msg("the installed libcgr.so has a run path:\n%s", s->output);
   /* Every defined dynamic symbol is cgr_*. */
@@ -240,6 +245,15 @@ static void test_shared_library_needs_no_cuda_runtime(void **state) {
   must_run(s, "nm -D libcgr.so", command);
   if (s->output[0] != '\0')
     fail_msg("libcgr.so exports names that are not cgr's:\n%s", s->output);
+  /* Nor does it name an NCCL function, defined or undefined: a call made
+   * without the dlopen'd table would bind to whatever NCCL the process has,
+   * or fail at load. */
+  snprintf(command, sizeof command,
+           "nm -D '%s' | awk '{print $NF}' | grep -i 'nccl' 2>&1; exit 0",
+           library);
+  must_run(s, "nm -D libcgr.so", command);
+  if (s->output[0] != '\0')
+    fail_msg("libcgr.so's dynamic symbols name NCCL:\n%s", s->output);
   remove_scratch(s);
 }
 

@@ -1,10 +1,10 @@
 /*
  * cgr: run each decode step of an LLM as a CUDA graph.
  *
- * This header, with the two it includes at its end (<cgr/cgr_batcher.h>,
- * <cgr/cgr_lanes.h>), is the whole public contract of the library. Every
- * function says what it does, what it returns, which errors it reports, who
- * owns what, and which threads may call it.
+ * This header, with the three it includes at its end (<cgr/cgr_batcher.h>,
+ * <cgr/cgr_lanes.h>, <cgr/cgr_group.h>), is the whole public contract of
+ * the library. Every function says what it does, what it returns, which
+ * errors it reports, who owns what, and which threads may call it.
  *
  * Threading. A runtime is used by one thread at a time unless a function says
  * otherwise: calls on the same runtime from several threads must be
@@ -993,6 +993,7 @@ CGR_API cgr_status cgr_counters_reset(cgr_runtime *rt);
 
 /* The serving layers on top of a runtime, in headers of their own. */
 #include "cgr/cgr_batcher.h" /* IWYU pragma: export */
+#include "cgr/cgr_group.h"   /* IWYU pragma: export */
 #include "cgr/cgr_lanes.h"   /* IWYU pragma: export */
 
 #endif /* CGR_CGR_H */

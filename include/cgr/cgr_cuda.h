@@ -120,7 +120,10 @@ CGR_API cgr_status cgr_cuda_event_wait(const cgr_event *event,
  * and after it. In a warm-up or eager run there is nothing to capture
  * into: the call returns CGR_E_INVALID_STATE, and the step must do the
  * same work eagerly on cgr_cuda_step_stream instead (check
- * cgr_step_is_capturing first). Errors: CGR_E_INVALID_ARGUMENT (NULL),
+ * cgr_step_is_capturing first). CUDA refuses a child graph that holds
+ * memory allocation or free nodes (PyTorch's cudaMallocAsync allocator
+ * makes them) or conditional nodes: CGR_E_CUDA. A step that ignores a
+ * failure here still fails its run. Errors: CGR_E_INVALID_ARGUMENT (NULL),
  * CGR_E_INVALID_STATE (not capturing), CGR_E_UNSUPPORTED (the host
  * backend), CGR_E_CUDA (the node could not be added; the capture then
  * fails). Call only from inside the step function.

@@ -23,6 +23,7 @@
 #include "runtime/alloc.h"
 #include "runtime/cuda/cuda_errors.h"
 #include "runtime/cuda/cuda_memory.h"
+#include "runtime/cuda/cuda_nccl.h"
 #include "runtime/cuda/device_code.h"
 
 typedef struct cuda_ctx {
@@ -340,6 +341,17 @@ static cgr_status cuda_host_func(void *opaque, cgr__stream *stream,
   return CGR_OK;
 }
 
+/* A step's collective on NCCL (runtime/cuda/cuda_nccl.c; without NCCL in
+ * the build, CGR_E_UNSUPPORTED). NCCL enqueues on the current device. */
+static cgr_status cuda_collective(void *opaque, cgr__stream *stream,
+                                  void *handle, int rank, int ranks,
+                                  const cgr__collective *c) {
+  const cuda_ctx *ctx = opaque;
+  CGR__CHECK(use_device(ctx, __func__));
+  return cgr__nccl_collective(ctx->device, ctx->err, (void *)AS_STREAM(stream),
+                              handle, rank, ranks, c);
+}
+
 /* ---- capture and graphs ---------------------------------------------- */
 
 static cgr_status cuda_capture_begin(void *opaque, cgr__stream *stream) {
@@ -591,6 +603,7 @@ static const cgr__backend_ops cuda_ops = {
     .memset_async = cuda_memset_async,
     .kernel_launch = cuda_kernel_launch,
     .host_func = cuda_host_func,
+    .collective = cuda_collective,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,
     .stream_is_capturing = cuda_stream_is_capturing,

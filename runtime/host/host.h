@@ -40,6 +40,8 @@ typedef struct host_device host_device;
 
 /* Why the device was lost fits in this many bytes. */
 enum { CGR__HOST_FAULT_REASON = 320 };
+/* Device ordinals the host backend simulates (cgr_config.device). */
+enum { CGR__HOST_MAX_DEVICES = 64 };
 
 /* One unit of stream work, or one node of a captured graph. Kernel
  * arguments are copied into `args` at launch, as CUDA copies parameters.
@@ -153,7 +155,7 @@ struct host_ctx {
 /* host_device.c: the process's one host device, shared like a CUDA
  * context. */
 /* Attaches ctx to the device (made on first use); *out NULL on failure. */
-cgr_status cgr__host_device_acquire(host_ctx *ctx, cgr__error *err,
+cgr_status cgr__host_device_acquire(host_ctx *ctx, cgr__error *err, int ordinal,
                                     host_device **out);
 /* Detaches ctx; the last runtime's release frees the device. NULL-safe. */
 void cgr__host_device_release(host_device *device, host_ctx *ctx);

@@ -13,6 +13,7 @@
 #include "runtime/alloc.h"
 #include "runtime/fault.h"
 #include "runtime/host/host.h"
+#include "runtime/host/host_comm.h"
 #include "runtime/nvtx.h"
 
 /* ---- ops ----------------------------------------------------------------- */
@@ -635,6 +636,20 @@ static cgr_status host_host_func(void *vctx, cgr__stream *stream,
   return cgr__host_submit(ctx, stream, op, __func__);
 }
 
+/* A collective is the host communicator's host kernel, launched like any
+ * other: captured as a kernel node, run in stream order by the worker. */
+static cgr_status host_collective(void *vctx, cgr__stream *stream, void *handle,
+                                  int rank, int ranks,
+                                  const cgr__collective *c) {
+  (void)ranks; /* the communicator knows its ranks */
+  cgr__host_comm_args args;
+  memset(&args, 0, sizeof args);
+  args.comm = handle;
+  args.rank = rank;
+  args.collective = *c;
+  return host_kernel_launch(vctx, stream, &cgr__host_comm_kernel, &args);
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static int host_device_fault(void *vctx, char *reason, size_t size) {
@@ -684,6 +699,7 @@ static const cgr__backend_ops host_ops = {
     .memset_async = host_memset_async,
     .kernel_launch = host_kernel_launch,
     .host_func = host_host_func,
+    .collective = host_collective,
     .capture_begin = cgr__host_capture_begin,
     .capture_end = cgr__host_capture_end,
     .stream_is_capturing = cgr__host_stream_is_capturing,
@@ -699,7 +715,8 @@ static const cgr__backend_ops host_ops = {
     .device_fault = host_device_fault,
 };
 
-cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err) {
+cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err,
+                                  int device) {
   be->ops = NULL;
   host_ctx *ctx = cgr__calloc(1, sizeof *ctx);
   if (ctx == NULL)
@@ -709,7 +726,7 @@ cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err) {
     cgr__free(ctx);
     return cgr__fail(err, CGR_E_SYSTEM, __func__, "pthread_mutex_init failed");
   }
-  cgr_status status = cgr__host_device_acquire(ctx, err, &ctx->device);
+  cgr_status status = cgr__host_device_acquire(ctx, err, device, &ctx->device);
   if (status != CGR_OK) {
     pthread_mutex_destroy(&ctx->lock);
     cgr__free(ctx);

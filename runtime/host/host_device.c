@@ -1,6 +1,9 @@
 /*
- * The host backend's device: one per process, shared by every runtime on
- * the host backend, as every runtime of one GPU shares its CUDA context.
+ * The host backend's devices: one per ordinal (cgr_config.device), shared
+ * by every runtime on the host backend with that ordinal, as every runtime
+ * of one GPU shares its CUDA context; runtimes of other ordinals (the ranks
+ * of a group) have devices of their own, as GPUs do: a free waits only for
+ * its own device, and a fault loses only its own device.
  *
  * It holds what CUDA keeps per device rather than per runtime: which
  * memory is device memory and which is page-locked (so validation can
@@ -34,6 +37,7 @@ typedef struct host_attached {
 
 struct host_device {
   int refs; /* guarded by device_lock */
+  int ordinal;
   /* The contexts attached: guarded by device_lock, which no worker thread
    * takes, so waiting for their streams under it cannot block a worker. */
   host_attached *attached;
@@ -44,18 +48,23 @@ struct host_device {
 };
 
 static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;
-static host_device *the_device;
+static host_device *devices[CGR__HOST_MAX_DEVICES];
 
-cgr_status cgr__host_device_acquire(host_ctx *ctx, cgr__error *err,
+cgr_status cgr__host_device_acquire(host_ctx *ctx, cgr__error *err, int ordinal,
                                     host_device **out) {
   *out = NULL;
+  if (ordinal < 0 || ordinal >= CGR__HOST_MAX_DEVICES)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->device is %d: the host backend has devices 0 "
+                     "to %d",
+                     ordinal, CGR__HOST_MAX_DEVICES - 1);
   host_attached *attached = cgr__malloc(sizeof *attached);
   if (attached == NULL)
     return cgr__fail(err, CGR_E_OUT_OF_MEMORY, __func__,
                      "allocating the host backend's device failed");
   attached->ctx = ctx;
   pthread_mutex_lock(&device_lock);
-  if (the_device == NULL) {
+  if (devices[ordinal] == NULL) {
     host_device *device = cgr__calloc(1, sizeof *device);
     if (device == NULL) {
       pthread_mutex_unlock(&device_lock);
@@ -71,12 +80,14 @@ cgr_status cgr__host_device_acquire(host_ctx *ctx, cgr__error *err,
                        "pthread_mutex_init failed");
     }
     atomic_init(&device->faulted, 0);
-    the_device = device;
+    device->ordinal = ordinal;
+    devices[ordinal] = device;
   }
-  the_device->refs++;
-  attached->next = the_device->attached;
-  the_device->attached = attached;
-  *out = the_device;
+  host_device *device = devices[ordinal];
+  device->refs++;
+  attached->next = device->attached;
+  device->attached = attached;
+  *out = device;
   pthread_mutex_unlock(&device_lock);
   return CGR_OK;
 }
@@ -98,7 +109,7 @@ void cgr__host_device_release(host_device *device, host_ctx *ctx) {
     pthread_mutex_unlock(&device_lock);
     return;
   }
-  the_device = NULL;
+  devices[device->ordinal] = NULL;
   pthread_mutex_unlock(&device_lock);
   /* Allocations no runtime freed: their records go with the device (the
    * memory itself was the owner's to free). */

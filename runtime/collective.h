@@ -1,0 +1,101 @@
+/*
+ * Collectives between the ranks of a group (include/cgr/cgr_group.h), seen
+ * from inside the library. A step's collective (capture/step.c) becomes a
+ * backend op on the step's stream with the rank's communicator; the
+ * communicator of a group is made and ended here (runtime/comm.c), by
+ * backend: NCCL on CUDA (runtime/cuda/cuda_nccl.c, loaded with dlopen so
+ * no build of libcgr needs libnccl at load time), a host communicator on
+ * the host backend (runtime/host/host_comm.c). Nothing above runtime/
+ * calls NCCL.
+ */
+#ifndef CGR_RUNTIME_COLLECTIVE_H
+#define CGR_RUNTIME_COLLECTIVE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cgr/cgr.h"
+#include "runtime/error.h"
+
+typedef enum cgr__coll_kind {
+  CGR__COLL_ALL_REDUCE,
+  CGR__COLL_ALL_GATHER,
+  CGR__COLL_BROADCAST
+} cgr__coll_kind;
+
+/* One collective call, as a step made it (arguments checked). */
+typedef struct cgr__collective {
+  cgr__coll_kind kind;
+  const void *send;
+  void *recv;
+  size_t count; /* elements of send (per rank for all-gather) */
+  cgr_dtype dtype;
+  cgr_reduce_op op; /* all-reduce */
+  int root;         /* broadcast */
+} cgr__collective;
+
+/* Bytes of one element; 0 for a value that is not a cgr_dtype. */
+size_t cgr__dtype_size(cgr_dtype dtype);
+
+/*
+ * A group's communicator: one per rank (the rank's handle: the same host
+ * communicator for every rank, or rank r's ncclComm_t), owned by the
+ * group. The backend op `collective` (runtime/backend.h) takes the
+ * rank's handle.
+ */
+typedef struct cgr__comm {
+  cgr_backend_kind kind;
+  int ranks;
+  void *handles[CGR_GROUP_MAX_RANKS];
+  /* Set by cgr__comm_abort on CUDA (the first reason stays): from then on
+   * cgr__comm_check reports the reason without asking NCCL, and destroy
+   * does not end the handles again. The host communicator keeps its own. */
+  _Atomic int aborted;
+  _Atomic int reason_ready;
+  char reason[CGR__ERROR_MESSAGE_SIZE];
+} cgr__comm;
+
+/*
+ * Makes the communicator of `ranks` runtimes, rank r being rts[r] (all of
+ * one backend). Host: a host communicator whose collectives give up after
+ * timeout_ms. CUDA: ncclCommInitAll over the runtimes' devices (NCCL
+ * loaded at this call; CGR_E_UNSUPPORTED with the reason when the build
+ * or the machine has none). Errors go to err.
+ */
+cgr_status cgr__comm_create(cgr_runtime *const *rts, int ranks,
+                            uint32_t timeout_ms, cgr__error *err,
+                            cgr__comm **out);
+
+/*
+ * CGR_OK while every collective so far completed; once one could not (a
+ * host collective that timed out, an asynchronous NCCL error),
+ * CGR_E_TIMEOUT (or CGR_E_CUDA) with the reason in err, every time.
+ */
+cgr_status cgr__comm_check(cgr__comm *comm, cgr__error *err);
+
+/* Ends the collectives under way or to come: they return at once (their
+ * results are garbage) and cgr__comm_check reports `why`. Any thread. */
+void cgr__comm_abort(cgr__comm *comm, const char *why);
+
+/* Frees the communicator; the ranks' streams are drained (or the comm was
+ * aborted). NULL is a no-op. */
+void cgr__comm_destroy(cgr__comm *comm);
+
+/*
+ * CUDA (runtime/cuda/cuda_nccl.c; stubs without NCCL). Called by
+ * runtime/comm.c only, and only in a build with CUDA. handles[r] is rank
+ * r's ncclComm_t. create fills handles (all NULL on failure, the message
+ * in err); check reports an asynchronous NCCL error (CGR_E_CUDA with
+ * NCCL's string) or CGR_OK; abort ends the communicators at once
+ * (ncclCommAbort) and destroy ends them after their work (ncclCommDestroy):
+ * comm.c calls exactly one of the two, once.
+ */
+cgr_status cgr__nccl_comm_create(cgr_runtime *const *rts, int ranks,
+                                 cgr__error *err, void **handles);
+cgr_status cgr__nccl_comm_check(void *const *handles, int ranks,
+                                cgr__error *err);
+void cgr__nccl_comm_abort(void *const *handles, int ranks);
+void cgr__nccl_comm_destroy(void *const *handles, int ranks);
+
+#endif /* CGR_RUNTIME_COLLECTIVE_H */

@@ -1,0 +1,127 @@
+/*
+ * A group's communicator (runtime/collective.h), made and ended by backend:
+ * the host communicator on the host backend, NCCL on CUDA.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "runtime/alloc.h"
+#include "runtime/collective.h"
+#include "runtime/host/host_comm.h"
+#include "runtime/runtime.h"
+
+size_t cgr__dtype_size(cgr_dtype dtype) {
+  switch (dtype) {
+  case CGR_DTYPE_INT8:
+  case CGR_DTYPE_UINT8:
+    return 1;
+  case CGR_DTYPE_FLOAT16:
+  case CGR_DTYPE_BFLOAT16:
+    return 2;
+  case CGR_DTYPE_INT32:
+  case CGR_DTYPE_UINT32:
+  case CGR_DTYPE_FLOAT32:
+    return 4;
+  case CGR_DTYPE_INT64:
+  case CGR_DTYPE_UINT64:
+  case CGR_DTYPE_FLOAT64:
+    return 8;
+  default:
+    return 0;
+  }
+}
+
+cgr_status cgr__comm_create(cgr_runtime *const *rts, int ranks,
+                            uint32_t timeout_ms, cgr__error *err,
+                            cgr__comm **out) {
+  if (out == NULL)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'out' is NULL");
+  *out = NULL;
+  if (rts == NULL)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'rts' is NULL");
+  if (ranks < 1 || ranks > CGR_GROUP_MAX_RANKS)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'ranks' is %d: 1 to %d", ranks,
+                     CGR_GROUP_MAX_RANKS);
+  for (int r = 0; r < ranks; ++r) {
+    if (rts[r] == NULL)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "the runtime of rank %d is NULL", r);
+    if (rts[r]->kind != rts[0]->kind)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "rank %d runs on the %s backend, rank 0 on the %s: "
+                       "a group is of one backend",
+                       r, cgr_backend_name(rts[r]), cgr_backend_name(rts[0]));
+  }
+  cgr__comm *comm = cgr__calloc(1, sizeof *comm);
+  if (comm == NULL)
+    return cgr__fail(err, CGR_E_OUT_OF_MEMORY, __func__,
+                     "allocating the communicator failed");
+  comm->kind = rts[0]->kind;
+  comm->ranks = ranks;
+  atomic_init(&comm->aborted, 0);
+  atomic_init(&comm->reason_ready, 0);
+  cgr_status status = CGR_OK;
+  if (comm->kind == CGR_BACKEND_HOST) {
+    cgr__host_comm *host = NULL;
+    status = cgr__host_comm_create(ranks, timeout_ms, err, &host);
+    for (int r = 0; r < ranks && status == CGR_OK; ++r)
+      comm->handles[r] = host;
+  } else {
+    /* A build without NCCL links stubs that say why (cuda_nccl_absent.c). */
+    status = cgr__nccl_comm_create(rts, ranks, err, comm->handles);
+  }
+  if (status != CGR_OK) {
+    cgr__free(comm);
+    return status;
+  }
+  *out = comm;
+  return CGR_OK;
+}
+
+cgr_status cgr__comm_check(cgr__comm *comm, cgr__error *err) {
+  if (comm == NULL)
+    return CGR_OK;
+  if (comm->kind == CGR_BACKEND_HOST)
+    return cgr__host_comm_check(comm->handles[0], err);
+  if (atomic_load_explicit(&comm->aborted, memory_order_acquire))
+    return cgr__fail(err, CGR_E_TIMEOUT, "collective", "%s",
+                     atomic_load_explicit(&comm->reason_ready,
+                                          memory_order_acquire)
+                         ? comm->reason
+                         : "the communicator was aborted");
+  return cgr__nccl_comm_check(comm->handles, comm->ranks, err);
+}
+
+void cgr__comm_abort(cgr__comm *comm, const char *why) {
+  if (comm == NULL)
+    return;
+  if (why == NULL)
+    why = "the communicator was aborted";
+  if (comm->kind == CGR_BACKEND_HOST) {
+    cgr__host_comm_abort(comm->handles[0], why);
+    return;
+  }
+  /* NCCL keeps no reason of ours, and an aborted ncclComm_t is gone: the
+   * reason stays here, and only the first abort reaches NCCL. */
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&comm->aborted, &expected, 1))
+    return;
+  snprintf(comm->reason, sizeof comm->reason, "%s", why);
+  atomic_store_explicit(&comm->reason_ready, 1, memory_order_release);
+  cgr__nccl_comm_abort(comm->handles, comm->ranks);
+}
+
+void cgr__comm_destroy(cgr__comm *comm) {
+  if (comm == NULL)
+    return;
+  if (comm->kind == CGR_BACKEND_HOST) {
+    cgr__host_comm_destroy(comm->handles[0]);
+  } else if (!atomic_load(&comm->aborted)) {
+    /* An aborted ncclComm_t is already freed. */
+    cgr__nccl_comm_destroy(comm->handles, comm->ranks);
+  }
+  cgr__free(comm);
+}

@@ -1,0 +1,505 @@
+/*
+ * The host communicator (host_comm.h): two generation-counted barriers per
+ * collective, the result computed once by the last rank to arrive.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, pthread_condattr_setclock */
+#include "runtime/host/host_comm.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/alloc.h"
+
+struct cgr__host_comm {
+  pthread_mutex_t lock;
+  /* Broadcast whenever the state below moves: a barrier opened, the
+   * communicator aborted, a rank left. */
+  pthread_cond_t changed;
+  int ranks;
+  uint32_t timeout_ms;
+  /* The collective under way, numbered from 0; it advances when the last
+   * rank departs, so a rank waiting to depart waits for it to change. */
+  uint64_t sequence;
+  unsigned arrived_mask;
+  unsigned departed_mask;
+  int computed; /* the result of `sequence` is ready to copy out */
+  cgr__collective calls[CGR_GROUP_MAX_RANKS];
+  /* The result, written by the last rank to arrive, read by all. Grown by
+   * realloc on a worker thread: not cgr__malloc, whose fault injection
+   * would count worker-thread sites in no stable order. */
+  unsigned char *result;
+  size_t result_capacity;
+  int inside; /* ranks inside cgr__host_comm_run; destroy waits for 0 */
+  int aborted;
+  char reason[CGR__ERROR_MESSAGE_SIZE];
+};
+
+/* ---- names for messages ------------------------------------------------ */
+
+static const char *dtype_name(cgr_dtype dtype) {
+  static const char *const names[] = {"int8",    "uint8",    "int32",
+                                      "uint32",  "int64",    "uint64",
+                                      "float16", "bfloat16", "float32",
+                                      "float64"};
+  return (unsigned)dtype < sizeof names / sizeof names[0] ? names[dtype] : "?";
+}
+
+static const char *op_name(cgr_reduce_op op) {
+  static const char *const names[] = {"sum", "prod", "max", "min"};
+  return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
+}
+
+/* "all-reduce (sum) of 16 float32", ... */
+static void describe(const cgr__collective *c, char *out, size_t size) {
+  switch (c->kind) {
+  case CGR__COLL_ALL_REDUCE:
+    snprintf(out, size, "all-reduce (%s) of %zu %s", op_name(c->op), c->count,
+             dtype_name(c->dtype));
+    break;
+  case CGR__COLL_ALL_GATHER:
+    snprintf(out, size, "all-gather of %zu %s per rank", c->count,
+             dtype_name(c->dtype));
+    break;
+  default:
+    snprintf(out, size, "broadcast from rank %d of %zu %s", c->root, c->count,
+             dtype_name(c->dtype));
+    break;
+  }
+}
+
+/* "rank 2" or "ranks 1, 3" for the ranks not in mask. */
+static void ranks_missing(unsigned mask, int ranks, char *out, size_t size) {
+  int missing = 0;
+  for (int r = 0; r < ranks; ++r)
+    missing += !(mask & (1u << r));
+  size_t used =
+      (size_t)snprintf(out, size, "%s", missing == 1 ? "rank" : "ranks");
+  const char *separator = " ";
+  for (int r = 0; r < ranks && used < size; ++r) {
+    if (mask & (1u << r))
+      continue;
+    used += (size_t)snprintf(out + used, size - used, "%s%d", separator, r);
+    separator = ", ";
+  }
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+cgr_status cgr__host_comm_create(int ranks, uint32_t timeout_ms,
+                                 cgr__error *err, cgr__host_comm **out) {
+  *out = NULL;
+  if (ranks < 1 || ranks > CGR_GROUP_MAX_RANKS)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__, "%d ranks: 1 to %d",
+                     ranks, CGR_GROUP_MAX_RANKS);
+  cgr__host_comm *comm = cgr__calloc(1, sizeof *comm);
+  if (comm == NULL)
+    return cgr__fail(err, CGR_E_OUT_OF_MEMORY, __func__,
+                     "allocating the host communicator failed");
+  pthread_condattr_t attr;
+  int made_lock = pthread_mutex_init(&comm->lock, NULL) == 0;
+  int made_cond = 0;
+  if (made_lock && pthread_condattr_init(&attr) == 0) {
+    made_cond = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+                pthread_cond_init(&comm->changed, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+  }
+  if (!made_cond) {
+    if (made_lock)
+      pthread_mutex_destroy(&comm->lock);
+    cgr__free(comm);
+    return cgr__fail(err, CGR_E_SYSTEM, __func__,
+                     "initializing the host communicator's lock failed");
+  }
+  comm->ranks = ranks;
+  comm->timeout_ms = timeout_ms ? timeout_ms : 1;
+  *out = comm;
+  return CGR_OK;
+}
+
+void cgr__host_comm_destroy(cgr__host_comm *comm) {
+  if (comm == NULL)
+    return;
+  pthread_mutex_lock(&comm->lock);
+  while (comm->inside > 0)
+    pthread_cond_wait(&comm->changed, &comm->lock);
+  pthread_mutex_unlock(&comm->lock);
+  pthread_cond_destroy(&comm->changed);
+  pthread_mutex_destroy(&comm->lock);
+  free(comm->result);
+  cgr__free(comm);
+}
+
+/* ---- failure ----------------------------------------------------------- */
+
+static void abort_locked(cgr__host_comm *comm, const char *why) {
+  if (!comm->aborted) {
+    comm->aborted = 1;
+    snprintf(comm->reason, sizeof comm->reason, "%s", why);
+  }
+  pthread_cond_broadcast(&comm->changed);
+}
+
+void cgr__host_comm_abort(cgr__host_comm *comm, const char *why) {
+  if (comm == NULL)
+    return;
+  pthread_mutex_lock(&comm->lock);
+  abort_locked(comm, why ? why : "the communicator was aborted");
+  pthread_mutex_unlock(&comm->lock);
+}
+
+cgr_status cgr__host_comm_check(cgr__host_comm *comm, cgr__error *err) {
+  char reason[CGR__ERROR_MESSAGE_SIZE];
+  pthread_mutex_lock(&comm->lock);
+  int aborted = comm->aborted;
+  if (aborted)
+    memcpy(reason, comm->reason, sizeof reason);
+  pthread_mutex_unlock(&comm->lock);
+  if (!aborted)
+    return CGR_OK;
+  return cgr__fail(err, CGR_E_TIMEOUT, "collective", "%s", reason);
+}
+
+uint64_t cgr__host_comm_completed(cgr__host_comm *comm) {
+  pthread_mutex_lock(&comm->lock);
+  uint64_t completed = comm->sequence;
+  pthread_mutex_unlock(&comm->lock);
+  return completed;
+}
+
+/* ---- arithmetic -------------------------------------------------------- */
+
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f;
+  uint32_t mantissa = h & 0x3ff;
+  if (exponent == 0) {
+    /* Zero or subnormal: mantissa units of 2^-24, exact in a float. */
+    float value = (float)mantissa * (1.0f / 16777216.0f);
+    return sign ? -value : value;
+  }
+  uint32_t bits = exponent == 31
+                      ? sign | 0x7f800000u | (mantissa << 13)
+                      : sign | ((exponent + 112) << 23) | (mantissa << 13);
+  float value;
+  memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+/* Round to nearest, ties to even, as a GPU's __float2half_rn. */
+static uint16_t float_to_half(float value) {
+  uint32_t bits;
+  memcpy(&bits, &value, sizeof bits);
+  uint32_t sign = (bits >> 16) & 0x8000;
+  uint32_t magnitude = bits & 0x7fffffff;
+  if (magnitude > 0x7f800000) /* NaN stays NaN (quiet) */
+    return (uint16_t)(sign | 0x7e00 | ((magnitude >> 13) & 0x3ff));
+  if (magnitude >= 0x477ff000) /* 65520 and over round to infinity */
+    return (uint16_t)(sign | 0x7c00);
+  if (magnitude < 0x38800000) { /* under 2^-14: a subnormal or zero */
+    if (magnitude < 0x33000000) /* under 2^-25: rounds to zero */
+      return (uint16_t)sign;
+    uint32_t exponent = magnitude >> 23;
+    uint32_t mantissa = (magnitude & 0x7fffff) | 0x800000;
+    uint32_t shift = 126 - exponent; /* units of 2^-24 */
+    uint32_t q = mantissa >> shift;
+    uint32_t rest = mantissa & ((1u << shift) - 1);
+    uint32_t halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (q & 1)))
+      ++q;
+    return (uint16_t)(sign | q);
+  }
+  uint32_t q = (magnitude >> 13) - (112u << 10);
+  uint32_t rest = magnitude & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (q & 1)))
+    ++q; /* a carry into the exponent is the right rounding */
+  return (uint16_t)(sign | q);
+}
+
+static float bfloat16_to_float(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float value;
+  memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+static uint16_t float_to_bfloat16(float value) {
+  uint32_t bits;
+  memcpy(&bits, &value, sizeof bits);
+  if ((bits & 0x7fffffff) > 0x7f800000)
+    return (uint16_t)((bits >> 16) | 0x40);
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return (uint16_t)(bits >> 16);
+}
+
+/*
+ * Element i of the result is op over ranks 0, 1, ... in that order, so it
+ * is the same on every rank and from run to run. Loads and stores go
+ * through memcpy: a slot need not be aligned for its type. Integer sums
+ * and products wrap (computed in the unsigned type W).
+ */
+#define DEFINE_REDUCE(suffix, T, W)                                            \
+  static void reduce_##suffix(void *out, const void *const *in, int ranks,     \
+                              size_t count, cgr_reduce_op op) {                \
+    for (size_t i = 0; i < count; ++i) {                                       \
+      T acc;                                                                   \
+      memcpy(&acc, (const unsigned char *)in[0] + i * sizeof acc, sizeof acc); \
+      for (int r = 1; r < ranks; ++r) {                                        \
+        T v;                                                                   \
+        memcpy(&v, (const unsigned char *)in[r] + i * sizeof v, sizeof v);     \
+        switch (op) {                                                          \
+        case CGR_REDUCE_SUM:                                                   \
+          acc = (T)((W)acc + (W)v);                                            \
+          break;                                                               \
+        case CGR_REDUCE_PROD:                                                  \
+          acc = (T)((W)acc * (W)v);                                            \
+          break;                                                               \
+        case CGR_REDUCE_MAX:                                                   \
+          acc = v > acc ? v : acc;                                             \
+          break;                                                               \
+        default:                                                               \
+          acc = v < acc ? v : acc;                                             \
+          break;                                                               \
+        }                                                                      \
+      }                                                                        \
+      memcpy((unsigned char *)out + i * sizeof acc, &acc, sizeof acc);         \
+    }                                                                          \
+  }
+
+DEFINE_REDUCE(int8, int8_t, uint8_t)
+DEFINE_REDUCE(uint8, uint8_t, uint8_t)
+DEFINE_REDUCE(int32, int32_t, uint32_t)
+DEFINE_REDUCE(uint32, uint32_t, uint32_t)
+DEFINE_REDUCE(int64, int64_t, uint64_t)
+DEFINE_REDUCE(uint64, uint64_t, uint64_t)
+DEFINE_REDUCE(float32, float, float)
+DEFINE_REDUCE(float64, double, double)
+
+/* float16 and bfloat16: reduced in float32, rounded once at the end. */
+static void reduce_half(void *out, const void *const *in, int ranks,
+                        size_t count, cgr_reduce_op op, int bfloat) {
+  for (size_t i = 0; i < count; ++i) {
+    float acc = 0.0f;
+    for (int r = 0; r < ranks; ++r) {
+      uint16_t h;
+      memcpy(&h, (const unsigned char *)in[r] + i * sizeof h, sizeof h);
+      float v = bfloat ? bfloat16_to_float(h) : half_to_float(h);
+      if (r == 0)
+        acc = v;
+      else if (op == CGR_REDUCE_SUM)
+        acc += v;
+      else if (op == CGR_REDUCE_PROD)
+        acc *= v;
+      else if (op == CGR_REDUCE_MAX)
+        acc = v > acc ? v : acc;
+      else
+        acc = v < acc ? v : acc;
+    }
+    uint16_t h = bfloat ? float_to_bfloat16(acc) : float_to_half(acc);
+    memcpy((unsigned char *)out + i * sizeof h, &h, sizeof h);
+  }
+}
+
+static void reduce(void *out, const void *const *in, int ranks, size_t count,
+                   cgr_dtype dtype, cgr_reduce_op op) {
+  switch (dtype) {
+  case CGR_DTYPE_INT8:
+    reduce_int8(out, in, ranks, count, op);
+    break;
+  case CGR_DTYPE_UINT8:
+    reduce_uint8(out, in, ranks, count, op);
+    break;
+  case CGR_DTYPE_INT32:
+    reduce_int32(out, in, ranks, count, op);
+    break;
+  case CGR_DTYPE_UINT32:
+    reduce_uint32(out, in, ranks, count, op);
+    break;
+  case CGR_DTYPE_INT64:
+    reduce_int64(out, in, ranks, count, op);
+    break;
+  case CGR_DTYPE_UINT64:
+    reduce_uint64(out, in, ranks, count, op);
+    break;
+  case CGR_DTYPE_FLOAT16:
+    reduce_half(out, in, ranks, count, op, 0);
+    break;
+  case CGR_DTYPE_BFLOAT16:
+    reduce_half(out, in, ranks, count, op, 1);
+    break;
+  case CGR_DTYPE_FLOAT32:
+    reduce_float32(out, in, ranks, count, op);
+    break;
+  default:
+    reduce_float64(out, in, ranks, count, op);
+    break;
+  }
+}
+
+/* ---- one collective ---------------------------------------------------- */
+
+/* Bytes each rank copies out into its recv. */
+static size_t result_bytes(const cgr__host_comm *comm,
+                           const cgr__collective *c) {
+  size_t bytes = c->count * cgr__dtype_size(c->dtype);
+  return c->kind == CGR__COLL_ALL_GATHER ? bytes * (size_t)comm->ranks : bytes;
+}
+
+/* 1 when rank r's call is the same collective as rank 0's. */
+static int same_call(const cgr__collective *a, const cgr__collective *b) {
+  return a->kind == b->kind && a->count == b->count && a->dtype == b->dtype &&
+         (a->kind != CGR__COLL_ALL_REDUCE || a->op == b->op) &&
+         (a->kind != CGR__COLL_BROADCAST || a->root == b->root);
+}
+
+/* The last rank to arrive: checks the ranks agree, then computes the
+ * result; aborts the communicator when it cannot. Holds the lock. */
+static void compute_locked(cgr__host_comm *comm) {
+  char what[128], why[CGR__ERROR_MESSAGE_SIZE];
+  const cgr__collective *first = &comm->calls[0];
+  for (int r = 1; r < comm->ranks; ++r) {
+    if (same_call(first, &comm->calls[r]))
+      continue;
+    char other[128];
+    describe(first, what, sizeof what);
+    describe(&comm->calls[r], other, sizeof other);
+    snprintf(why, sizeof why,
+             "collective #%llu: rank %d called %s, but rank 0 called %s "
+             "(every rank must call the same collectives in the same order)",
+             (unsigned long long)comm->sequence, r, other, what);
+    abort_locked(comm, why);
+    return;
+  }
+  size_t bytes = result_bytes(comm, first);
+  if (bytes > comm->result_capacity) {
+    unsigned char *grown = realloc(comm->result, bytes);
+    if (grown == NULL) {
+      describe(first, what, sizeof what);
+      snprintf(why, sizeof why,
+               "collective #%llu (%s): out of host memory for its %zu-byte "
+               "result",
+               (unsigned long long)comm->sequence, what, bytes);
+      abort_locked(comm, why);
+      return;
+    }
+    comm->result = grown;
+    comm->result_capacity = bytes;
+  }
+  const void *sends[CGR_GROUP_MAX_RANKS];
+  for (int r = 0; r < comm->ranks; ++r)
+    sends[r] = comm->calls[r].send;
+  size_t per_rank = first->count * cgr__dtype_size(first->dtype);
+  switch (first->kind) {
+  case CGR__COLL_ALL_REDUCE:
+    reduce(comm->result, sends, comm->ranks, first->count, first->dtype,
+           first->op);
+    break;
+  case CGR__COLL_ALL_GATHER:
+    for (int r = 0; r < comm->ranks; ++r)
+      memcpy(comm->result + (size_t)r * per_rank, sends[r], per_rank);
+    break;
+  default:
+    memcpy(comm->result, sends[first->root], per_rank);
+    break;
+  }
+  comm->computed = 1;
+  pthread_cond_broadcast(&comm->changed);
+}
+
+static struct timespec deadline_after(uint32_t ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += (time_t)(ms / 1000);
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec += 1;
+    t.tv_nsec -= 1000000000L;
+  }
+  return t;
+}
+
+/* Waits (holding the lock) until the barrier of `sequence` opens: the
+ * result computed (departing 0) or the collective over (departing 1).
+ * Aborts the communicator naming the ranks missing when the wait outlasts
+ * the timeout. 1 when it opened, 0 when the communicator aborted. */
+static int wait_barrier(cgr__host_comm *comm, uint64_t sequence, int departing,
+                        const cgr__collective *c) {
+  struct timespec deadline = deadline_after(comm->timeout_ms);
+  for (;;) {
+    if (comm->aborted)
+      return 0;
+    if (departing ? comm->sequence != sequence : comm->computed)
+      return 1;
+    int rc = pthread_cond_timedwait(&comm->changed, &comm->lock, &deadline);
+    if (rc != ETIMEDOUT || comm->aborted ||
+        (departing ? comm->sequence != sequence : comm->computed))
+      continue;
+    char what[128], missing[64], why[CGR__ERROR_MESSAGE_SIZE];
+    describe(c, what, sizeof what);
+    ranks_missing(departing ? comm->departed_mask : comm->arrived_mask,
+                  comm->ranks, missing, sizeof missing);
+    snprintf(why, sizeof why,
+             "collective #%llu (%s) timed out after %u ms: %s did not %s",
+             (unsigned long long)sequence, what, comm->timeout_ms, missing,
+             departing ? "finish it" : "arrive");
+    abort_locked(comm, why);
+    return 0;
+  }
+}
+
+cgr_status cgr__host_comm_run(cgr__host_comm *comm, int rank,
+                              const cgr__collective *c) {
+  assert(rank >= 0 && rank < comm->ranks);
+  unsigned bit = 1u << rank;
+  pthread_mutex_lock(&comm->lock);
+  comm->inside++;
+  /* A rank enters only after its previous collective's departure barrier,
+   * which the last rank opened by moving to the next sequence. */
+  uint64_t sequence = comm->sequence;
+  int ok = !comm->aborted;
+  if (ok) {
+    comm->calls[rank] = *c;
+    comm->arrived_mask |= bit;
+    if (comm->arrived_mask == (1u << comm->ranks) - 1)
+      compute_locked(comm);
+    ok = wait_barrier(comm, sequence, 0, c);
+  }
+  if (ok) {
+    /* The result stays put until every rank departed. */
+    const unsigned char *result = comm->result;
+    size_t bytes = result_bytes(comm, c);
+    pthread_mutex_unlock(&comm->lock);
+    memcpy(c->recv, result, bytes);
+    pthread_mutex_lock(&comm->lock);
+    comm->departed_mask |= bit;
+    if (comm->departed_mask == (1u << comm->ranks) - 1) {
+      comm->arrived_mask = comm->departed_mask = 0;
+      comm->computed = 0;
+      comm->sequence++;
+      pthread_cond_broadcast(&comm->changed);
+    }
+    ok = wait_barrier(comm, sequence, 1, c);
+  }
+  if (--comm->inside == 0)
+    pthread_cond_broadcast(&comm->changed);
+  pthread_mutex_unlock(&comm->lock);
+  return ok ? CGR_OK : CGR_E_TIMEOUT;
+}
+
+/* The host kernel: its status has nowhere to go but the communicator,
+ * which cgr__comm_check reads after the step. */
+static void run_collective(const void *args) {
+  const cgr__host_comm_args *a = args;
+  (void)cgr__host_comm_run(a->comm, a->rank, &a->collective);
+}
+
+const cgr__kernel cgr__host_comm_kernel = {
+    .name = "cgr_host_collective",
+    .args_size = sizeof(cgr__host_comm_args),
+    .cuda_launch = NULL,
+    .host_run = run_collective,
+};
