@@ -418,6 +418,46 @@ static void test_host_comm_half_sums_round_to_nearest_even(void **state) {
   cgr__host_comm_destroy(comm);
 }
 
+/* Four ranks' float32 sums combine pairwise, neighbours first:
+ * (1e8 + 1) + (-1e8 + 1) is 0 in float32 (each 1 is lost to rounding),
+ * where rank order, ((1e8 + 1) - 1e8) + 1, would give 1. The split of a
+ * sum over ranks that the example model's tensor parallelism relies on. */
+typedef struct order_rank {
+  cgr__host_comm *comm;
+  int rank;
+  float send, recv;
+  cgr_status status;
+} order_rank;
+
+static void *order_main(void *arg) {
+  order_rank *t = arg;
+  cgr__collective c = {CGR__COLL_ALL_REDUCE, &t->send,       &t->recv, 1,
+                       CGR_DTYPE_FLOAT32,    CGR_REDUCE_SUM, 0};
+  t->status = cgr__host_comm_run(t->comm, t->rank, &c);
+  return NULL;
+}
+
+static void test_host_comm_sums_ranks_pairwise(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  static const float values[4] = {1e8f, 1.0f, -1e8f, 1.0f};
+  cgr__host_comm *comm = NULL;
+  assert_int_equal(cgr__host_comm_create(4, 10000, NULL, &comm), CGR_OK);
+  order_rank ranks[4];
+  pthread_t threads[4];
+  for (int r = 0; r < 4; ++r) {
+    ranks[r] = (order_rank){comm, r, values[r], -1.0f, CGR_E_INTERNAL};
+    assert_int_equal(pthread_create(&threads[r], NULL, order_main, &ranks[r]),
+                     0);
+  }
+  for (int r = 0; r < 4; ++r) {
+    pthread_join(threads[r], NULL);
+    assert_int_equal(ranks[r].status, CGR_OK);
+    assert_true(ranks[r].recv == 0.0f);
+  }
+  cgr__host_comm_destroy(comm);
+}
+
 typedef struct lone_rank {
   cgr__host_comm *comm;
   int rank;
@@ -587,6 +627,7 @@ int main(int argc, char **argv) {
       HOST_TEST(test_host_comm_every_op_and_dtype_matches_reference),
       HOST_TEST(test_host_comm_runs_many_collectives_in_a_row),
       HOST_TEST(test_host_comm_half_sums_round_to_nearest_even),
+      HOST_TEST(test_host_comm_sums_ranks_pairwise),
       HOST_TEST(test_host_comm_missing_rank_times_out_naming_it),
       HOST_TEST(test_host_comm_ranks_that_disagree_abort_at_once),
       HOST_TEST(test_comm_create_checks_its_arguments),

@@ -237,36 +237,41 @@ static uint16_t float_to_bfloat16(float value) {
 }
 
 /*
- * Element i of the result is op over ranks 0, 1, ... in that order, so it
- * is the same on every rank and from run to run. Loads and stores go
- * through memcpy: a slot need not be aligned for its type. Integer sums
- * and products wrap (computed in the unsigned type W).
+ * Element i of the result is op over the ranks' values combined pairwise,
+ * neighbours first: ((r0 op r1) op (r2 op r3)) op ((r4 op r5) op ...),
+ * with a rank left without a partner carried up unchanged. NCCL picks its
+ * own order (ring or tree), so no rank count is promised more than this:
+ * the result is the same on every rank and from run to run, and it is the
+ * sum a caller gets by splitting a sum of 8 blocks, combined the same way,
+ * over 1, 2, 4 or 8 ranks (the example model's tensor-parallel layers rely
+ * on it, examples/decode/kernels.h). Loads and stores go through memcpy: a
+ * slot need not be aligned for its type. Integer sums and products wrap
+ * (computed in the unsigned type W).
  */
 #define DEFINE_REDUCE(suffix, T, W)                                            \
+  static T combine_##suffix(T a, T b, cgr_reduce_op op) {                      \
+    switch (op) {                                                              \
+    case CGR_REDUCE_SUM:                                                       \
+      return (T)((W)a + (W)b);                                                 \
+    case CGR_REDUCE_PROD:                                                      \
+      return (T)((W)a * (W)b);                                                 \
+    case CGR_REDUCE_MAX:                                                       \
+      return b > a ? b : a;                                                    \
+    default:                                                                   \
+      return b < a ? b : a;                                                    \
+    }                                                                          \
+  }                                                                            \
   static void reduce_##suffix(void *out, const void *const *in, int ranks,     \
                               size_t count, cgr_reduce_op op) {                \
+    T v[CGR_GROUP_MAX_RANKS] = {0};                                            \
     for (size_t i = 0; i < count; ++i) {                                       \
-      T acc;                                                                   \
-      memcpy(&acc, (const unsigned char *)in[0] + i * sizeof acc, sizeof acc); \
-      for (int r = 1; r < ranks; ++r) {                                        \
-        T v;                                                                   \
-        memcpy(&v, (const unsigned char *)in[r] + i * sizeof v, sizeof v);     \
-        switch (op) {                                                          \
-        case CGR_REDUCE_SUM:                                                   \
-          acc = (T)((W)acc + (W)v);                                            \
-          break;                                                               \
-        case CGR_REDUCE_PROD:                                                  \
-          acc = (T)((W)acc * (W)v);                                            \
-          break;                                                               \
-        case CGR_REDUCE_MAX:                                                   \
-          acc = v > acc ? v : acc;                                             \
-          break;                                                               \
-        default:                                                               \
-          acc = v < acc ? v : acc;                                             \
-          break;                                                               \
-        }                                                                      \
-      }                                                                        \
-      memcpy((unsigned char *)out + i * sizeof acc, &acc, sizeof acc);         \
+      for (int r = 0; r < ranks; ++r)                                          \
+        memcpy(&v[r], (const unsigned char *)in[r] + i * sizeof(T),            \
+               sizeof(T));                                                     \
+      for (int stride = 1; stride < ranks; stride *= 2)                        \
+        for (int r = 0; r + stride < ranks; r += 2 * stride)                   \
+          v[r] = combine_##suffix(v[r], v[r + stride], op);                    \
+      memcpy((unsigned char *)out + i * sizeof(T), &v[0], sizeof(T));          \
     }                                                                          \
   }
 
@@ -279,27 +284,21 @@ DEFINE_REDUCE(uint64, uint64_t, uint64_t)
 DEFINE_REDUCE(float32, float, float)
 DEFINE_REDUCE(float64, double, double)
 
-/* float16 and bfloat16: reduced in float32, rounded once at the end. */
+/* float16 and bfloat16: widened to float32, reduced as float32 is, rounded
+ * once at the end. */
 static void reduce_half(void *out, const void *const *in, int ranks,
                         size_t count, cgr_reduce_op op, int bfloat) {
+  float v[CGR_GROUP_MAX_RANKS] = {0};
   for (size_t i = 0; i < count; ++i) {
-    float acc = 0.0f;
     for (int r = 0; r < ranks; ++r) {
       uint16_t h;
       memcpy(&h, (const unsigned char *)in[r] + i * sizeof h, sizeof h);
-      float v = bfloat ? bfloat16_to_float(h) : half_to_float(h);
-      if (r == 0)
-        acc = v;
-      else if (op == CGR_REDUCE_SUM)
-        acc += v;
-      else if (op == CGR_REDUCE_PROD)
-        acc *= v;
-      else if (op == CGR_REDUCE_MAX)
-        acc = v > acc ? v : acc;
-      else
-        acc = v < acc ? v : acc;
+      v[r] = bfloat ? bfloat16_to_float(h) : half_to_float(h);
     }
-    uint16_t h = bfloat ? float_to_bfloat16(acc) : float_to_half(acc);
+    for (int stride = 1; stride < ranks; stride *= 2)
+      for (int r = 0; r + stride < ranks; r += 2 * stride)
+        v[r] = combine_float32(v[r], v[r + stride], op);
+    uint16_t h = bfloat ? float_to_bfloat16(v[0]) : float_to_half(v[0]);
     memcpy((unsigned char *)out + i * sizeof h, &h, sizeof h);
   }
 }
