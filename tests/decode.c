@@ -1,6 +1,7 @@
 /* cgr-decode, run as a user runs it: the host step equals the plain-C
  * reference; --check finds zero mismatches over 2,000 steps in every mode;
- * every mode gives the same tokens; bad options and impossible
+ * every mode gives the same tokens, and so does --tp 2 and 4 (tensor
+ * parallel, checked against one runtime); bad options and impossible
  * configurations fail clearly. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,126 @@ static void test_check_over_2000_steps_in_every_mode(void **state) {
   }
 }
 
+/* --tp N needs N devices: on CUDA, N GPUs (skipped with fewer); the host
+ * backend has as many host devices as asked for. */
+static int have_devices(int count) {
+  if (cgr_test_backend != CGR_BACKEND_CUDA)
+    return 1;
+  cgr_config config;
+  cgr_test_config(&config);
+  config.device = count - 1;
+  cgr_runtime *rt = NULL;
+  if (cgr_runtime_create(&config, &rt) != CGR_OK) {
+    char why[128];
+    snprintf(why, sizeof why, "--tp %d needs %d GPUs", count, count);
+    cgr_test_skip(why);
+    return 0;
+  }
+  cgr_runtime_destroy(rt);
+  return 1;
+}
+
+/* Runs `args` --tp `tp` and returns its token hash in `hash`; with --check
+ * in args, the run must pass it; with `steps` over 0, it must run that many
+ * decode steps. */
+static void run_tp(const char *args, int tp, long steps, char *hash,
+                   size_t size) {
+  char command[640];
+  snprintf(command, sizeof command, "%s --tp %d --json --quiet", args, tp);
+  result r;
+  run_decode(command, &r);
+  if (strstr(args, "--check") != NULL) {
+    expect_pass(&r);
+    /* The host backend's group computes the very floats of one runtime:
+     * equal logits, not only equal tokens (a sum split in another order
+     * flips no token in a run this short, but moves logits). */
+    char diff[32];
+    json_field(r.output, "max_logit_diff", diff, sizeof diff);
+    if (cgr_test_backend == CGR_BACKEND_HOST && atof(diff) != 0.0)
+      fail_msg("cgr-decode %s: logits differ from one runtime's by %s", command,
+               diff);
+  } else if (r.exit_code != 0)
+    fail_msg("cgr-decode %s exited %d:\n%s", command, r.exit_code, r.output);
+  char ranks[16];
+  json_field(r.output, "tp", ranks, sizeof ranks);
+  assert_int_equal(atol(ranks), tp);
+  if (steps > 0) {
+    char done[32];
+    json_field(r.output, "decode_steps", done, sizeof done);
+    assert_int_equal(atol(done), steps);
+  }
+  json_field(r.output, "token_hash", hash, size);
+}
+
+/* The token hashes of --tp 1 and --tp `tp`: the same on the host backend
+ * (the split sums the same floats, DEC_SUM_BLOCKS); on CUDA NCCL sums in
+ * its own order and --check's rule for near ties (in cgr-decode) decides. */
+static void expect_same_tokens(const char *args, int tp, const char *one,
+                               const char *many) {
+  if (cgr_test_backend == CGR_BACKEND_HOST && strcmp(one, many) != 0)
+    fail_msg("%s: --tp %d gave tokens %s, --tp 1 gave %s", args, tp, many, one);
+}
+
+/* A group of 2 and of 4 ranks, every mode, fp32 and bf16 weights: --check
+ * compares every step with one runtime and the plain-C reference, and the
+ * tokens are those of --tp 1. */
+static void test_tensor_parallel_gives_the_tokens_of_one_runtime(void **state) {
+  (void)cgr_test_runtime(state);
+  static const char *const shapes[] = {
+      SMALL "--seed 1 --requests 16",
+      SMALL "--seed 2 --max-batch 5 --requests 16",
+      SMALL "--seed 3 --requests 16 --dtype bf16",
+  };
+  static const char *const modes[] = {"eager", "naive", "fused", "double",
+                                      "ingraph"};
+  static const int ranks[] = {2, 4};
+  for (size_t t = 0; t < 2; ++t)
+    if (!have_devices(ranks[t]))
+      return;
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) {
+    char args[512], one[32], many[32];
+    snprintf(args, sizeof args, "%s --check", shapes[i]);
+    run_tp(args, 1, 0, one, sizeof one);
+    for (size_t t = 0; t < 2; ++t)
+      for (size_t m = 0; m < 5; ++m) {
+        /* Every mode with 2 ranks and the first shape; the default and
+         * eager with 4 and for the others. */
+        if ((ranks[t] == 4 || i > 0) && m != 0 && m != 3)
+          continue;
+        char with_mode[600];
+        snprintf(with_mode, sizeof with_mode, "%s --mode %s", args, modes[m]);
+        run_tp(with_mode, ranks[t], 0, many, sizeof many);
+        expect_same_tokens(with_mode, ranks[t], one, many);
+      }
+  }
+}
+
+/* 10,000 decode steps of --tp 2 (checked step by step against one runtime)
+ * and of --tp 4 give the tokens of --tp 1. CGR_TEST_DECODE_STEPS shortens
+ * the run under the sanitizers (5 times its value). */
+static void test_tensor_parallel_10000_steps_equal_one_runtime(void **state) {
+  (void)cgr_test_runtime(state);
+  if (!have_devices(4))
+    return;
+  const char *override = getenv("CGR_TEST_DECODE_STEPS");
+  long steps =
+      override != NULL && atol(override) > 0 ? 5 * atol(override) : 10000;
+  char args[512], one[32], many[32];
+  snprintf(args, sizeof args,
+           SMALL "--requests 20000 --max-batch 8 --new 12 --prompt 4 "
+                 "--max-seq 32 --steps %ld",
+           steps);
+  run_tp(args, 1, steps, one, sizeof one);
+  char checked[600];
+  snprintf(checked, sizeof checked, "%s --check --no-reference", args);
+  run_tp(checked, 2, steps, many, sizeof many);
+  expect_same_tokens(checked, 2, one, many);
+  char fused[600];
+  snprintf(fused, sizeof fused, "%s --mode fused", args);
+  run_tp(fused, 4, steps, many, sizeof many);
+  expect_same_tokens(fused, 4, one, many);
+}
+
 static void test_bad_options_fail_clearly(void **state) {
   (void)cgr_test_runtime(state);
   static const struct {
@@ -196,6 +317,11 @@ static void test_bad_options_fail_clearly(void **state) {
       {"--dtype fp8", "--dtype fp8: not fp32 or bf16"},
       {SMALL "--pages 3 --prompt 40 --new 40", "KV cache is too small"},
       {SMALL "--max-seq 32 --prompt 40 --new 40", "raise --max-seq"},
+      {"--tp 3", "--tp must be 1, 2, 4 or 8"},
+      {"--tp 9", "--tp 9: expected an integer from 1 to 8"},
+      {SMALL "--tp 8", "--tp must divide --heads"},
+      {"--layers 1 --hidden 36 --heads 2 --head-dim 18 --mlp 40 --tp 2",
+       "multiples of 8"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     result r;
@@ -228,6 +354,8 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_host_step_equals_the_plain_c_reference),
     RUNTIME_TEST(test_bf16_weights_match_the_reference),
     RUNTIME_TEST(test_check_over_2000_steps_in_every_mode),
+    RUNTIME_TEST(test_tensor_parallel_gives_the_tokens_of_one_runtime),
+    RUNTIME_TEST(test_tensor_parallel_10000_steps_equal_one_runtime),
     RUNTIME_TEST(test_bad_options_fail_clearly),
     RUNTIME_TEST(test_default_run_reports_everything),
 };

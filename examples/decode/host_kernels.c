@@ -31,6 +31,7 @@ KERNEL(rope)
 KERNEL(kv_write)
 KERNEL(attention)
 KERNEL(swiglu)
+KERNEL(add)
 KERNEL(argmax)
 #undef KERNEL
 
@@ -61,51 +62,84 @@ void dec_host_rmsnorm(const void *opaque) {
   }
 }
 
-/* k outer, n inner, over blocks of outputs: each y[n] still sums its
- * products in k order (the order the contract names), while w is read
- * along its rows instead of down its columns. `bf16` is a constant at
- * each call, so the compiler makes one loop per weight type. */
-enum { MATMUL_BLOCK = 1024 };
+/* k outer, n inner, over tiles of outputs: each y[n] still sums its
+ * products in k order within a block (the order the contract names),
+ * while w is read along its rows instead of down its columns. The blocks'
+ * sums combine pairwise as they complete (a binary counter: two sums that
+ * each cover the same number of blocks merge at once), which is the
+ * neighbours-first tree of the contract. `bf16` is a constant at each
+ * call, so the compiler makes one loop per weight type. */
+enum { MATMUL_TILE = 1024 };
+
+static inline void block_sum(const float *x, const void *weights, int bf16,
+                             int32_t k0, int32_t k1, int32_t out, int32_t first,
+                             int32_t count, float *sum) {
+  for (int32_t n = 0; n < count; ++n)
+    sum[n] = 0.0f;
+  for (int32_t k = k0; k < k1; ++k) {
+    int64_t row = (int64_t)k * out + first;
+    float xk = x[k];
+    if (bf16) {
+      const uint16_t *w = (const uint16_t *)weights + row;
+      for (int32_t n = 0; n < count; ++n)
+        sum[n] += xk * dec_float_from_bf16(w[n]);
+    } else {
+      const float *w = (const float *)weights + row;
+      for (int32_t n = 0; n < count; ++n)
+        sum[n] += xk * w[n];
+    }
+  }
+}
 
 static inline void matmul(const float *xs, const void *weights, int bf16,
                           float *ys, int32_t rows, int32_t in, int32_t out,
-                          int32_t accumulate) {
-  float sum[MATMUL_BLOCK];
+                          int32_t accumulate, int32_t blocks) {
+  /* Pending sums, and how many blocks each covers: at most one per power
+   * of two up to DEC_MATMUL_MAX_BLOCKS. */
+  float stack[4][MATMUL_TILE];
+  int32_t covers[4];
+  if (blocks < 1)
+    blocks = 1;
+  if (blocks > DEC_MATMUL_MAX_BLOCKS)
+    blocks = DEC_MATMUL_MAX_BLOCKS;
   for (int32_t r = 0; r < rows; ++r) {
     const float *x = xs + (int64_t)r * in;
     float *y = ys + (int64_t)r * out;
-    for (int32_t first = 0; first < out; first += MATMUL_BLOCK) {
-      int32_t count = out - first < MATMUL_BLOCK ? out - first : MATMUL_BLOCK;
-      for (int32_t n = 0; n < count; ++n)
-        sum[n] = 0.0f;
-      for (int32_t k = 0; k < in; ++k) {
-        int64_t row = (int64_t)k * out + first;
-        float xk = x[k];
-        if (bf16) {
-          const uint16_t *w = (const uint16_t *)weights + row;
+    for (int32_t first = 0; first < out; first += MATMUL_TILE) {
+      int32_t count = out - first < MATMUL_TILE ? out - first : MATMUL_TILE;
+      int depth = 0;
+      for (int32_t b = 0; b < blocks; ++b) {
+        int32_t k0 = (int32_t)((int64_t)b * in / blocks);
+        int32_t k1 = (int32_t)((int64_t)(b + 1) * in / blocks);
+        block_sum(x, weights, bf16, k0, k1, out, first, count, stack[depth]);
+        covers[depth++] = 1;
+        while (depth >= 2 && covers[depth - 2] == covers[depth - 1]) {
           for (int32_t n = 0; n < count; ++n)
-            sum[n] += xk * dec_float_from_bf16(w[n]);
-        } else {
-          const float *w = (const float *)weights + row;
-          for (int32_t n = 0; n < count; ++n)
-            sum[n] += xk * w[n];
+            stack[depth - 2][n] += stack[depth - 1][n];
+          covers[depth - 2] *= 2;
+          --depth;
         }
       }
+      /* Blocks not a power of two leave several sums: the later ones
+       * first, as the tree carries an unpaired neighbour up. */
+      for (; depth >= 2; --depth)
+        for (int32_t n = 0; n < count; ++n)
+          stack[depth - 2][n] += stack[depth - 1][n];
       for (int32_t n = 0; n < count; ++n)
-        y[first + n] = accumulate ? y[first + n] + sum[n] : sum[n];
+        y[first + n] = accumulate ? y[first + n] + stack[0][n] : stack[0][n];
     }
   }
 }
 
 void dec_host_matmul(const void *opaque) {
   const dec_matmul_args *a = opaque;
-  matmul(a->x, a->w, 0, a->y, a->rows, a->in, a->out, a->accumulate);
+  matmul(a->x, a->w, 0, a->y, a->rows, a->in, a->out, a->accumulate, a->blocks);
 }
 
 /* The same products, each weight widened from bf16 as it is read. */
 void dec_host_matmul_bf16(const void *opaque) {
   const dec_matmul_bf16_args *a = opaque;
-  matmul(a->x, a->w, 1, a->y, a->rows, a->in, a->out, a->accumulate);
+  matmul(a->x, a->w, 1, a->y, a->rows, a->in, a->out, a->accumulate, a->blocks);
 }
 
 void dec_host_rope(const void *opaque) {
@@ -199,6 +233,12 @@ void dec_host_swiglu(const void *opaque) {
       out[i] = g / (1.0f + expf(-g)) * gu[a->mlp + i];
     }
   }
+}
+
+void dec_host_add(const void *opaque) {
+  const dec_add_args *a = opaque;
+  for (int64_t i = 0; i < a->count; ++i)
+    a->y[i] = a->y[i] + a->x[i];
 }
 
 void dec_host_argmax(const void *opaque) {

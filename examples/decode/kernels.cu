@@ -547,6 +547,20 @@ __global__ void __launch_bounds__(kFlatThreads)
 }
 
 // ---------------------------------------------------------------------------
+// add
+// ---------------------------------------------------------------------------
+
+__global__ void __launch_bounds__(kFlatThreads)
+    add_kernel(const dec_add_args a) {
+  const float *__restrict__ x = a.x;
+  float *__restrict__ y = a.y;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < a.count;
+       i += stride)
+    y[i] = y[i] + __ldg(x + i);
+}
+
+// ---------------------------------------------------------------------------
 // argmax
 // ---------------------------------------------------------------------------
 
@@ -679,6 +693,14 @@ extern "C" int dec_cuda_swiglu(void *stream, const void *args) {
     return (int)cudaSuccess;
   const int64_t total = (int64_t)a->rows * a->mlp;
   return (int)launch(swiglu_kernel, flat_grid(total), kFlatThreads,
+                     (cudaStream_t)stream, a);
+}
+
+extern "C" int dec_cuda_add(void *stream, const void *args) {
+  const dec_add_args *a = (const dec_add_args *)args;
+  if (a->count <= 0)
+    return (int)cudaSuccess;
+  return (int)launch(add_kernel, flat_grid(a->count), kFlatThreads,
                      (cudaStream_t)stream, a);
 }
 

@@ -43,15 +43,27 @@ typedef struct dec_rmsnorm_args {
   float eps;
 } dec_rmsnorm_args;
 
-/* y[r][n] = (accumulate ? y[r][n] : 0) + sum_k x[r][k] * w[k][n]. The sum
- * runs k = 0, 1, ... in order on the host; any order on the GPU. x and y
- * must not overlap. */
+/*
+ * y[r][n] = (accumulate ? y[r][n] : 0) + sum_k x[r][k] * w[k][n]. On the
+ * host the sum runs in `blocks` contiguous ranges of k (0 or 1: one range;
+ * at most DEC_MATMUL_MAX_BLOCKS), block b being k in [b * in / blocks,
+ * (b + 1) * in / blocks), each summed k = first, first + 1, ... in order,
+ * the blocks' sums then combined pairwise, neighbours first, as the host
+ * communicator combines ranks (runtime/host/host_comm.c): so a sum in 8
+ * blocks equals, bit for bit, the all-reduce over N = 1, 2, 4 or 8 ranks
+ * of sums in 8 / N blocks over each rank's share of k, which is how the
+ * tensor-parallel model stays exact on the host backend (model.c). The
+ * GPU sums in any order and ignores `blocks`. x and y must not overlap.
+ */
+enum { DEC_MATMUL_MAX_BLOCKS = 8 };
+
 typedef struct dec_matmul_args {
   const float *x; /* [rows][in] */
   const float *w; /* [in][out] */
   float *y;       /* [rows][out] */
   int32_t rows, in, out;
   int32_t accumulate;
+  int32_t blocks;
 } dec_matmul_args;
 
 /* dec_matmul_args with bf16 weights: each w[k][n] is widened to fp32 and
@@ -63,6 +75,7 @@ typedef struct dec_matmul_bf16_args {
   float *y;          /* [rows][out] */
   int32_t rows, in, out;
   int32_t accumulate;
+  int32_t blocks;
 } dec_matmul_bf16_args;
 
 /* fp32 -> bf16, rounding to nearest even; a NaN stays a NaN (quiet), an
@@ -137,6 +150,14 @@ typedef struct dec_swiglu_args {
   int32_t rows, mlp;
 } dec_swiglu_args;
 
+/* y[i] = y[i] + x[i], i < count: a residual add (of an all-reduced
+ * partial sum, in the tensor-parallel model). */
+typedef struct dec_add_args {
+  const float *x;
+  float *y;
+  int64_t count;
+} dec_add_args;
+
 /* ids[r] = the first n with the largest logits[r][n]. */
 typedef struct dec_argmax_args {
   const float *logits; /* [rows][vocab] */
@@ -152,6 +173,7 @@ extern const cgr_kernel dec_kernel_rope;
 extern const cgr_kernel dec_kernel_kv_write;
 extern const cgr_kernel dec_kernel_attention;
 extern const cgr_kernel dec_kernel_swiglu;
+extern const cgr_kernel dec_kernel_add;
 extern const cgr_kernel dec_kernel_argmax;
 
 /* CUDA launchers (kernels.cu), each returns a cudaError_t. */
@@ -163,6 +185,7 @@ int dec_cuda_rope(void *stream, const void *args);
 int dec_cuda_kv_write(void *stream, const void *args);
 int dec_cuda_attention(void *stream, const void *args);
 int dec_cuda_swiglu(void *stream, const void *args);
+int dec_cuda_add(void *stream, const void *args);
 int dec_cuda_argmax(void *stream, const void *args);
 
 /* Host twins (host_kernels.c). */
@@ -174,6 +197,7 @@ void dec_host_rope(const void *args);
 void dec_host_kv_write(const void *args);
 void dec_host_attention(const void *args);
 void dec_host_swiglu(const void *args);
+void dec_host_add(const void *args);
 void dec_host_argmax(const void *args);
 
 #ifdef __cplusplus

@@ -184,12 +184,25 @@ static int make_host_weights(const dec_config *c, dec_weights *w) {
 /* ---- device memory: the user's own, not cgr's ------------------------------
  */
 
+#ifdef CGR_HAVE_CUDA
+/* Makes the runtime's device current: a group's ranks are on several, and
+ * cudaMalloc allocates on the current one. */
+static cudaError_t use_device(const dec_model *m) {
+  int device = 0;
+  if (cgr_cuda_device(m->rt, &device) != CGR_OK)
+    return cudaErrorInvalidDevice;
+  return cudaSetDevice(device);
+}
+#endif
+
 static cgr_status device_alloc(dec_model *m, size_t bytes, void **out,
                                char *why, size_t why_size) {
   *out = NULL;
 #ifdef CGR_HAVE_CUDA
   if (m->on_cuda) {
-    cudaError_t e = cudaMalloc(out, bytes);
+    cudaError_t e = use_device(m);
+    if (e == cudaSuccess)
+      e = cudaMalloc(out, bytes);
     if (e != cudaSuccess) {
       (void)cudaGetLastError();
       snprintf(why, why_size, "cudaMalloc(%zu bytes): %s", bytes,
@@ -212,8 +225,9 @@ static cgr_status device_alloc(dec_model *m, size_t bytes, void **out,
 static void device_free(const dec_model *m, void *ptr) {
 #ifdef CGR_HAVE_CUDA
   if (m->on_cuda) {
-    if (ptr != NULL)
+    if (ptr != NULL && use_device(m) == cudaSuccess)
       (void)cudaFree(ptr);
+    (void)cudaGetLastError();
     return;
   }
 #endif
@@ -253,8 +267,10 @@ cgr_status dec_copy(const dec_model *m, void *dst, const void *src,
   if (m->on_cuda) {
     cudaStream_t stream = NULL;
     CHECK(side_stream(m, &stream));
-    return finish_on(stream, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault,
-                                             stream));
+    cudaError_t e = use_device(m);
+    if (e == cudaSuccess)
+      e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream);
+    return finish_on(stream, e);
   }
 #endif
   (void)m;
@@ -325,6 +341,46 @@ static void free_device_weights(dec_model *m) {
   memset(w, 0, sizeof *w);
 }
 
+/*
+ * Rank m->rank's share of layer tensor i (host fp32, model.h's split): the
+ * whole tensor for the norms and for one rank; a view of its rows for wo
+ * and w_down; a copy of its columns for wqkv (its heads' q, k and v) and
+ * w_gate_up (its share of gate and of up), in *owned for the caller to
+ * free. *count is the share's length; NULL when the copy cannot be made.
+ */
+static const float *layer_share(const dec_model *m, int i, const float *src,
+                                size_t *count, float **owned) {
+  const dec_config *c = &m->config;
+  size_t sizes[LAYER_TENSORS];
+  layer_sizes(c, sizes);
+  size_t n = (size_t)m->ranks, rank = (size_t)m->rank;
+  size_t h = (size_t)c->hidden, mlp = (size_t)c->mlp;
+  size_t width = h / n, mlp_share = mlp / n;
+  *owned = NULL;
+  *count = sizes[i];
+  if (n == 1 || i == 0 || i == 3)
+    return src;
+  if (i == 2 || i == 5) { /* rows: wo [hidden][hidden], w_down [mlp][hidden] */
+    size_t rows = i == 2 ? width : mlp_share;
+    *count = rows * h;
+    return src + rank * rows * h;
+  }
+  /* columns: wqkv's 3 parts of hidden, w_gate_up's 2 parts of mlp */
+  size_t parts = i == 1 ? 3 : 2, part = i == 1 ? h : mlp;
+  size_t mine = i == 1 ? width : mlp_share;
+  float *dst = malloc(h * parts * mine * sizeof *dst);
+  if (dst == NULL)
+    return NULL;
+  for (size_t k = 0; k < h; ++k)
+    for (size_t p = 0; p < parts; ++p)
+      memcpy(dst + (k * parts + p) * mine,
+             src + k * parts * part + p * part + rank * mine,
+             mine * sizeof *dst);
+  *owned = dst;
+  *count = h * parts * mine;
+  return dst;
+}
+
 static cgr_status upload_weights(dec_model *m, char *why, size_t why_size) {
   const dec_config *c = &m->config;
   dec_weights *d = &m->device;
@@ -337,17 +393,24 @@ static cgr_status upload_weights(dec_model *m, char *why, size_t why_size) {
                why_size));
   CHECK(upload_matrix(m, &d->lm_head, &d->lm_head_bf16, m->host.lm_head,
                       (size_t)c->hidden * c->vocab, why, why_size));
-  size_t sizes[LAYER_TENSORS];
-  layer_sizes(c, sizes);
   for (int32_t l = 0; l < c->layers; ++l)
     for (int i = 0; i < LAYER_TENSORS; ++i) {
       float **dst = layer_tensor(&d->layers[l], i);
       uint16_t **dst_bf16 = layer_bf16_tensor(&d->layers[l], i);
       const float *src = *layer_tensor(&m->host.layers[l], i);
-      if (dst_bf16 != NULL)
-        CHECK(upload_matrix(m, dst, dst_bf16, src, sizes[i], why, why_size));
-      else
-        CHECK(upload(m, dst, src, sizes[i], why, why_size));
+      size_t count = 0;
+      float *owned = NULL;
+      const float *share = layer_share(m, i, src, &count, &owned);
+      if (share == NULL) {
+        snprintf(why, why_size, "allocating a weight shard failed");
+        return CGR_E_OUT_OF_MEMORY;
+      }
+      cgr_status status =
+          dst_bf16 != NULL
+              ? upload_matrix(m, dst, dst_bf16, share, count, why, why_size)
+              : upload(m, dst, share, count, why, why_size);
+      free(owned);
+      CHECK(status);
     }
   return CGR_OK;
 }
@@ -355,7 +418,13 @@ static cgr_status upload_weights(dec_model *m, char *why, size_t why_size) {
 /* ---- slots ----------------------------------------------------------------
  */
 
-static cgr_status declare(cgr_runtime *rt, const char *name, cgr_slot_kind kind,
+/* Where slots are declared: one runtime, or every rank of a group. */
+typedef struct slot_target {
+  cgr_runtime *rt;
+  cgr_group *group;
+} slot_target;
+
+static cgr_status declare(slot_target rt, const char *name, cgr_slot_kind kind,
                           uint32_t elem_size, uint64_t row_elems, uint64_t pad,
                           int64_t valid_max, cgr_slot *out) {
   cgr_slot_desc desc;
@@ -367,15 +436,16 @@ static cgr_status declare(cgr_runtime *rt, const char *name, cgr_slot_kind kind,
     desc.valid_min = 0;
     desc.valid_max = valid_max;
   }
-  return cgr_slot_declare(rt, &desc, out);
+  return rt.group != NULL ? cgr_group_slot_declare(rt.group, &desc, out)
+                          : cgr_slot_declare(rt.rt, &desc, out);
 }
 
 /* The metadata a serving engine's decode step takes, with the values its
  * padded rows hold: token 0, position 0, length 0 (attention over nothing),
  * and the dummy page, so a padded row writes only the dummy page's KV. */
-static cgr_status declare_slots(dec_model *m) {
+static cgr_status declare_slots(dec_model *m, cgr_group *group) {
   const dec_config *c = &m->config;
-  cgr_runtime *rt = m->rt;
+  slot_target rt = {m->rt, group};
   uint32_t dummy_page = (uint32_t)dec_dummy_page(c);
   uint32_t dummy_slot = dummy_page * (uint32_t)c->page_size;
   CHECK(declare(rt, "input_ids", CGR_SLOT_ROWS, 4, 1, 0, c->vocab - 1,
@@ -398,20 +468,28 @@ static cgr_status declare_slots(dec_model *m) {
   CHECK(
       declare(rt, "next_ids", CGR_SLOT_OUTPUT, 4, 1, 0, 0, &m->slot.next_ids));
   /* The sampled tokens become the next step's input_ids on the device. */
-  return cgr_slot_feed(rt, m->slot.next_ids, m->slot.input_ids);
+  return group != NULL
+             ? cgr_group_slot_feed(group, m->slot.next_ids, m->slot.input_ids)
+             : cgr_slot_feed(m->rt, m->slot.next_ids, m->slot.input_ids);
 }
 
-cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
-                            dec_model *m, char *why, size_t why_size) {
+/* Rank `rank` of `ranks`'s weights and KV cache on rt, without slots. */
+static cgr_status create_share(cgr_runtime *rt, const dec_config *config,
+                               int32_t rank, int32_t ranks, dec_model *m,
+                               char *why, size_t why_size) {
   memset(m, 0, sizeof *m);
   why[0] = '\0';
   const char *problem = dec_config_problem(config);
+  if (problem == NULL)
+    problem = dec_tp_problem(config, ranks);
   if (problem != NULL) {
     snprintf(why, why_size, "%s", problem);
     return CGR_E_INVALID_ARGUMENT;
   }
   m->config = *config;
   m->rt = rt;
+  m->rank = rank;
+  m->ranks = ranks;
   m->on_cuda = cgr_backend(rt) == CGR_BACKEND_CUDA;
   cgr_status status = CGR_OK;
   if (!make_host_weights(config, &m->host)) {
@@ -423,7 +501,7 @@ cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
   if (status != CGR_OK)
     goto fail;
   m->cache_bytes = (size_t)config->layers * config->pages * config->page_size *
-                   config->hidden * sizeof(float);
+                   (config->hidden / ranks) * sizeof(float);
   status = device_alloc(m, m->cache_bytes, (void **)&m->k_cache, why, why_size);
   if (status == CGR_OK)
     status =
@@ -434,7 +512,9 @@ cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
     cudaStream_t stream = NULL;
     status = side_stream(m, &stream);
     if (status == CGR_OK) {
-      cudaError_t e = cudaMemsetAsync(m->k_cache, 0, m->cache_bytes, stream);
+      cudaError_t e = use_device(m);
+      if (e == cudaSuccess)
+        e = cudaMemsetAsync(m->k_cache, 0, m->cache_bytes, stream);
       if (e == cudaSuccess)
         e = cudaMemsetAsync(m->v_cache, 0, m->cache_bytes, stream);
       status = finish_on(stream, e);
@@ -445,16 +525,75 @@ cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
 #endif
   if (status != CGR_OK)
     goto fail;
-  status = declare_slots(m);
-  if (status != CGR_OK) {
-    snprintf(why, why_size, "%s", cgr_last_error(rt));
-    goto fail;
-  }
   return CGR_OK;
 
 fail:
   dec_model_destroy(m);
   return status;
+}
+
+cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
+                            dec_model *m, char *why, size_t why_size) {
+  CHECK(create_share(rt, config, 0, 1, m, why, why_size));
+  cgr_status status = declare_slots(m, NULL);
+  if (status != CGR_OK) {
+    snprintf(why, why_size, "%s", cgr_last_error(rt));
+    dec_model_destroy(m);
+  }
+  return status;
+}
+
+const char *dec_tp_problem(const dec_config *c, int32_t ranks) {
+  if (ranks != 1 && ranks != 2 && ranks != 4 && ranks != 8)
+    return "--tp must be 1, 2, 4 or 8 (the row-parallel sums are split in 8 "
+           "blocks)";
+  if (ranks == 1)
+    return NULL;
+  if (c->heads % ranks != 0)
+    return "--tp must divide --heads (each rank holds whole heads)";
+  if (c->hidden % DEC_SUM_BLOCKS != 0 || c->mlp % DEC_SUM_BLOCKS != 0)
+    return "with --tp over 1, --hidden and --mlp must be multiples of 8 (each "
+           "rank holds whole blocks of the row-parallel sums)";
+  return NULL;
+}
+
+cgr_status dec_model_create_group(cgr_group *group, const dec_config *config,
+                                  dec_model *models, char *why,
+                                  size_t why_size) {
+  int32_t ranks = cgr_group_ranks(group);
+  if (ranks < 1) {
+    snprintf(why, why_size, "no group");
+    return CGR_E_INVALID_ARGUMENT;
+  }
+  memset(models, 0, (size_t)ranks * sizeof *models);
+  cgr_status status = CGR_OK;
+  int32_t made = 0;
+  for (; made < ranks && status == CGR_OK; ++made) {
+    status = create_share(cgr_group_runtime(group, made), config, made, ranks,
+                          &models[made], why, why_size);
+    if (status != CGR_OK)
+      break;
+  }
+  if (status == CGR_OK) {
+    status = declare_slots(&models[0], group);
+    if (status != CGR_OK)
+      snprintf(why, why_size, "%s", cgr_group_last_error(group));
+  }
+  if (status != CGR_OK) {
+    dec_model_destroy_group(models, made);
+    return status;
+  }
+  for (int32_t r = 0; r < ranks; ++r) {
+    models[r].slot = models[0].slot;
+    models[r].group = group;
+    models[r].group_models = models;
+  }
+  return CGR_OK;
+}
+
+void dec_model_destroy_group(dec_model *models, int32_t ranks) {
+  for (int32_t r = 0; r < ranks; ++r)
+    dec_model_destroy(&models[r]);
 }
 
 void dec_model_destroy(dec_model *m) {
@@ -478,15 +617,46 @@ static cgr_status launch(cgr_step *step, const cgr_kernel *kernel,
 
 /* y = x w (+ y): w is the weight's bf16 array when it has one (dtype
  * bf16), else its fp32 one. */
+static cgr_status matmul_blocks(cgr_step *step, const float *x, const float *w,
+                                const uint16_t *w_bf16, float *y, int32_t rows,
+                                int32_t in, int32_t out, int32_t accumulate,
+                                int32_t blocks) {
+  if (w_bf16 != NULL) {
+    dec_matmul_bf16_args args = {x,  w_bf16, y,          rows,
+                                 in, out,    accumulate, blocks};
+    return launch(step, &dec_kernel_matmul_bf16, &args);
+  }
+  dec_matmul_args args = {x, w, y, rows, in, out, accumulate, blocks};
+  return launch(step, &dec_kernel_matmul, &args);
+}
+
 static cgr_status matmul(cgr_step *step, const float *x, const float *w,
                          const uint16_t *w_bf16, float *y, int32_t rows,
                          int32_t in, int32_t out, int32_t accumulate) {
-  if (w_bf16 != NULL) {
-    dec_matmul_bf16_args args = {x, w_bf16, y, rows, in, out, accumulate};
-    return launch(step, &dec_kernel_matmul_bf16, &args);
-  }
-  dec_matmul_args args = {x, w, y, rows, in, out, accumulate};
-  return launch(step, &dec_kernel_matmul, &args);
+  return matmul_blocks(step, x, w, w_bf16, y, rows, in, out, accumulate, 1);
+}
+
+/*
+ * hidden += x w for a row-parallel weight (wo, w_down), this rank holding
+ * `in` of its rows: one rank adds its product in place; a rank of a group
+ * sums its share into `part`, the group all-reduces the parts, and every
+ * rank adds the total. The same floats either way on the host backend
+ * (DEC_SUM_BLOCKS).
+ */
+static cgr_status row_parallel(cgr_step *step, const dec_model *m,
+                               const float *x, const float *w,
+                               const uint16_t *w_bf16, float *hidden,
+                               float *part, int32_t rows, int32_t in) {
+  int32_t h = m->config.hidden;
+  if (m->ranks == 1)
+    return matmul_blocks(step, x, w, w_bf16, hidden, rows, in, h, 1,
+                         DEC_SUM_BLOCKS);
+  CHECK(matmul_blocks(step, x, w, w_bf16, part, rows, in, h, 0,
+                      DEC_SUM_BLOCKS / m->ranks));
+  CHECK(cgr_step_all_reduce(step, part, part, (size_t)rows * h,
+                            CGR_DTYPE_FLOAT32, CGR_REDUCE_SUM));
+  dec_add_args add = {part, hidden, (int64_t)rows * h};
+  return launch(step, &dec_kernel_add, &add);
 }
 
 static cgr_status rmsnorm(cgr_step *step, const dec_config *c, const float *x,
@@ -496,21 +666,26 @@ static cgr_status rmsnorm(cgr_step *step, const dec_config *c, const float *x,
 }
 
 cgr_status dec_step(cgr_step *step, void *user) {
-  dec_model *m = user;
+  /* A group's step gets every rank's model and runs its own rank's. */
+  dec_model *m = (dec_model *)user + cgr_step_rank(step);
   const dec_config *c = &m->config;
   int32_t rows = (int32_t)cgr_step_padded_batch(step);
-  int32_t h = c->hidden, width = c->heads * c->head_dim;
+  /* This rank's share: its heads, its MLP columns (all of them for one). */
+  int32_t h = c->hidden, heads = c->heads / m->ranks;
+  int32_t width = heads * c->head_dim, mlp = c->mlp / m->ranks;
   size_t max_tokens = (size_t)rows * c->pages_per_seq * c->page_size;
   float *hidden = NULL, *x = NULL, *qkv = NULL, *attn = NULL, *gate_up = NULL,
-        *act = NULL, *scores = NULL;
+        *act = NULL, *scores = NULL, *part = NULL;
   CHECK(cgr_step_scratch(step, (size_t)rows * h * 4, 0, (void **)&hidden));
   CHECK(cgr_step_scratch(step, (size_t)rows * h * 4, 0, (void **)&x));
-  CHECK(cgr_step_scratch(step, (size_t)rows * 3 * h * 4, 0, (void **)&qkv));
-  CHECK(cgr_step_scratch(step, (size_t)rows * h * 4, 0, (void **)&attn));
-  CHECK(cgr_step_scratch(step, (size_t)rows * 2 * c->mlp * 4, 0,
-                         (void **)&gate_up));
-  CHECK(cgr_step_scratch(step, (size_t)rows * c->mlp * 4, 0, (void **)&act));
-  CHECK(cgr_step_scratch(step, max_tokens * c->heads * 4, 0, (void **)&scores));
+  CHECK(cgr_step_scratch(step, (size_t)rows * 3 * width * 4, 0, (void **)&qkv));
+  CHECK(cgr_step_scratch(step, (size_t)rows * width * 4, 0, (void **)&attn));
+  CHECK(
+      cgr_step_scratch(step, (size_t)rows * 2 * mlp * 4, 0, (void **)&gate_up));
+  CHECK(cgr_step_scratch(step, (size_t)rows * mlp * 4, 0, (void **)&act));
+  CHECK(cgr_step_scratch(step, max_tokens * heads * 4, 0, (void **)&scores));
+  if (m->ranks > 1)
+    CHECK(cgr_step_scratch(step, (size_t)rows * h * 4, 0, (void **)&part));
   const int32_t *ids = cgr_step_slot(step, m->slot.input_ids);
   const int32_t *positions = cgr_step_slot(step, m->slot.positions);
   const int32_t *seq_lens = cgr_step_slot(step, m->slot.seq_lens);
@@ -529,12 +704,11 @@ cgr_status dec_step(cgr_step *step, void *user) {
     float *k_cache = m->k_cache + l * layer_cache;
     float *v_cache = m->v_cache + l * layer_cache;
     CHECK(rmsnorm(step, c, hidden, w->attn_norm, x, rows));
-    CHECK(matmul(step, x, w->wqkv, w->wqkv_bf16, qkv, rows, h, 3 * h, 0));
-    dec_rope_args rope = {qkv,      positions,   rows,
-                          c->heads, c->head_dim, c->theta};
+    CHECK(matmul(step, x, w->wqkv, w->wqkv_bf16, qkv, rows, h, 3 * width, 0));
+    dec_rope_args rope = {qkv, positions, rows, heads, c->head_dim, c->theta};
     CHECK(launch(step, &dec_kernel_rope, &rope));
-    dec_kv_write_args kv = {qkv,      out_loc,     k_cache,      v_cache, rows,
-                            c->heads, c->head_dim, c->page_size, c->pages};
+    dec_kv_write_args kv = {qkv,   out_loc,     k_cache,      v_cache, rows,
+                            heads, c->head_dim, c->page_size, c->pages};
     CHECK(launch(step, &dec_kernel_kv_write, &kv));
     dec_attention_args attention = {qkv,
                                     page_table,
@@ -546,134 +720,25 @@ cgr_status dec_step(cgr_step *step, void *user) {
                                     scores,
                                     attn,
                                     rows,
-                                    c->heads,
+                                    heads,
                                     c->head_dim,
                                     c->page_size,
                                     c->pages_per_seq,
                                     1.0f / sqrtf((float)c->head_dim)};
     CHECK(launch(step, &dec_kernel_attention, &attention));
-    CHECK(matmul(step, attn, w->wo, w->wo_bf16, hidden, rows, h, h, 1));
+    CHECK(row_parallel(step, m, attn, w->wo, w->wo_bf16, hidden, part, rows,
+                       width));
     CHECK(rmsnorm(step, c, hidden, w->mlp_norm, x, rows));
     CHECK(matmul(step, x, w->w_gate_up, w->w_gate_up_bf16, gate_up, rows, h,
-                 2 * c->mlp, 0));
-    dec_swiglu_args swiglu = {gate_up, act, rows, c->mlp};
+                 2 * mlp, 0));
+    dec_swiglu_args swiglu = {gate_up, act, rows, mlp};
     CHECK(launch(step, &dec_kernel_swiglu, &swiglu));
-    CHECK(matmul(step, act, w->w_down, w->w_down_bf16, hidden, rows, c->mlp, h,
-                 1));
+    CHECK(row_parallel(step, m, act, w->w_down, w->w_down_bf16, hidden, part,
+                       rows, mlp));
   }
   CHECK(rmsnorm(step, c, hidden, m->device.final_norm, x, rows));
   CHECK(matmul(step, x, m->device.lm_head, m->device.lm_head_bf16, logits, rows,
                h, c->vocab, 0));
   dec_argmax_args argmax = {logits, next_ids, rows, c->vocab};
   return launch(step, &dec_kernel_argmax, &argmax);
-}
-
-/* ---- the reference
- * ------------------------------------------------------------ */
-
-int dec_reference_init(dec_reference *ref, const dec_config *config,
-                       const dec_weights *weights, int32_t capacity) {
-  memset(ref, 0, sizeof *ref);
-  ref->config = config;
-  ref->weights = weights;
-  ref->capacity = capacity;
-  size_t floats = (size_t)config->layers * capacity * config->hidden;
-  ref->k = calloc(floats, sizeof(float));
-  ref->v = calloc(floats, sizeof(float));
-  return ref->k != NULL && ref->v != NULL;
-}
-
-void dec_reference_free(dec_reference *ref) {
-  free(ref->k);
-  free(ref->v);
-  ref->k = ref->v = NULL;
-}
-
-/*
- * One token of one request, without cgr: the same host functions the host
- * backend runs as kernels, called directly on one row, with the request's
- * own contiguous cache (page i of the sequence is page i of the cache).
- */
-int32_t dec_reference_step(dec_reference *ref, int32_t token, float *logits) {
-  const dec_config *c = ref->config;
-  const dec_weights *w = ref->weights;
-  int32_t h = c->hidden, position = ref->length;
-  int32_t pages = (ref->capacity + c->page_size - 1) / c->page_size;
-  float *hidden = malloc((size_t)h * 4), *x = malloc((size_t)h * 4),
-        *qkv = malloc((size_t)3 * h * 4), *attn = malloc((size_t)h * 4),
-        *gate_up = malloc((size_t)2 * c->mlp * 4),
-        *act = malloc((size_t)c->mlp * 4),
-        *scores = malloc((size_t)ref->capacity * c->heads * 4),
-        *own_logits = malloc((size_t)c->vocab * 4);
-  int32_t *table = malloc((size_t)pages * sizeof(int32_t));
-  int32_t next = -1;
-  if (!hidden || !x || !qkv || !attn || !gate_up || !act || !scores ||
-      !own_logits || !table || position >= ref->capacity)
-    goto done;
-  for (int32_t p = 0; p < pages; ++p)
-    table[p] = p;
-  int32_t seq_len = position + 1, cu_k[2] = {0, position + 1}, cu_q[2] = {0, 1},
-          out_loc = position;
-  dec_embed_args embed = {&token, w->embedding, hidden, 1, h, c->vocab};
-  dec_host_embed(&embed);
-  for (int32_t l = 0; l < c->layers; ++l) {
-    const dec_layer *lw = &w->layers[l];
-    float *k = ref->k + (size_t)l * ref->capacity * h;
-    float *v = ref->v + (size_t)l * ref->capacity * h;
-    dec_rmsnorm_args n1 = {hidden, lw->attn_norm, x, 1, h, c->eps};
-    dec_host_rmsnorm(&n1);
-    dec_matmul_args m1 = {x, lw->wqkv, qkv, 1, h, 3 * h, 0};
-    dec_host_matmul(&m1);
-    dec_rope_args rope = {qkv, &position, 1, c->heads, c->head_dim, c->theta};
-    dec_host_rope(&rope);
-    dec_kv_write_args kv = {qkv,         &out_loc,     k,    v, 1, c->heads,
-                            c->head_dim, c->page_size, pages};
-    dec_host_kv_write(&kv);
-    dec_attention_args a = {qkv,
-                            table,
-                            &seq_len,
-                            cu_k,
-                            cu_q,
-                            k,
-                            v,
-                            scores,
-                            attn,
-                            1,
-                            c->heads,
-                            c->head_dim,
-                            c->page_size,
-                            pages,
-                            1.0f / sqrtf((float)c->head_dim)};
-    dec_host_attention(&a);
-    dec_matmul_args m2 = {attn, lw->wo, hidden, 1, h, h, 1};
-    dec_host_matmul(&m2);
-    dec_rmsnorm_args n2 = {hidden, lw->mlp_norm, x, 1, h, c->eps};
-    dec_host_rmsnorm(&n2);
-    dec_matmul_args m3 = {x, lw->w_gate_up, gate_up, 1, h, 2 * c->mlp, 0};
-    dec_host_matmul(&m3);
-    dec_swiglu_args sw = {gate_up, act, 1, c->mlp};
-    dec_host_swiglu(&sw);
-    dec_matmul_args m4 = {act, lw->w_down, hidden, 1, c->mlp, h, 1};
-    dec_host_matmul(&m4);
-  }
-  dec_rmsnorm_args nf = {hidden, w->final_norm, x, 1, h, c->eps};
-  dec_host_rmsnorm(&nf);
-  dec_matmul_args head = {x, w->lm_head, own_logits, 1, h, c->vocab, 0};
-  dec_host_matmul(&head);
-  dec_argmax_args argmax = {own_logits, &next, 1, c->vocab};
-  dec_host_argmax(&argmax);
-  if (logits != NULL)
-    memcpy(logits, own_logits, (size_t)c->vocab * 4);
-  ref->length++;
-done:
-  free(hidden);
-  free(x);
-  free(qkv);
-  free(attn);
-  free(gate_up);
-  free(act);
-  free(scores);
-  free(own_logits);
-  free(table);
-  return next;
 }

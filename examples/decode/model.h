@@ -64,14 +64,35 @@ typedef struct dec_weights {
   dec_layer *layers;
 } dec_weights;
 
-/* The model on the runtime's device: weights, the KV cache, and the slots
- * of the decode step. */
+/*
+ * The row-parallel matmuls (wo, w_down) sum their k in this many blocks,
+ * combined pairwise (kernels.h's dec_matmul_args.blocks): a rank of N
+ * holds 8 / N of them and the group's all-reduce combines the ranks the
+ * same way, so on the host backend --tp 1, 2, 4 and 8 compute the same
+ * floats, bit for bit.
+ */
+#define DEC_SUM_BLOCKS 8
+
+/*
+ * The model on the runtime's device: weights, the KV cache, and the slots
+ * of the decode step. Tensor parallel (Megatron's split), rank `rank` of
+ * `ranks` holds the heads [rank * heads / ranks, (rank + 1) * heads /
+ * ranks): their columns of wqkv, their rows of wo and their KV cache; and
+ * the same share of the MLP: its columns of w_gate_up (gate and up), its
+ * rows of w_down. The embedding, the norms and lm_head are whole on every
+ * rank. One all-reduce after attention and one after the MLP give every
+ * rank the same hidden state, so every rank computes the same logits and
+ * tokens. One runtime: rank 0 of 1, group NULL.
+ */
 typedef struct dec_model {
   dec_config config;
   cgr_runtime *rt;
   int on_cuda;
-  dec_weights host;         /* host copies (the reference reads them) */
-  dec_weights device;       /* the step reads these */
+  int32_t rank, ranks;
+  cgr_group *group;               /* NULL for one runtime */
+  struct dec_model *group_models; /* every rank's, [ranks]; NULL for one */
+  dec_weights host;               /* host copies (the reference reads them) */
+  dec_weights device;             /* the step reads these */
   float *k_cache, *v_cache; /* device: [layers][pages][page_size][width] */
   size_t weight_bytes, cache_bytes;
   struct {
@@ -95,7 +116,27 @@ cgr_status dec_model_create(cgr_runtime *rt, const dec_config *config,
                             dec_model *model, char *why, size_t why_size);
 void dec_model_destroy(dec_model *model);
 
-/* The decode step (cgr_step_fn); user is the dec_model. */
+/* NULL when the model splits over `ranks` ranks (1, 2, 4 or 8 of them,
+ * dividing the heads; with more than one, hidden and mlp divisible by
+ * DEC_SUM_BLOCKS), else a sentence saying why not. */
+const char *dec_tp_problem(const dec_config *config, int32_t ranks);
+
+/*
+ * The model split over the group's ranks: models[r] (an array of
+ * cgr_group_ranks(group)) is rank r's share on cgr_group_runtime(group, r),
+ * with the same random weights as dec_model_create's, and the slots
+ * declared once through the group. Capture with cgr_group_capture(group,
+ * dec_step, models). On failure returns a status and, in `why`, a
+ * sentence; nothing is left.
+ */
+cgr_status dec_model_create_group(cgr_group *group, const dec_config *config,
+                                  dec_model *models, char *why,
+                                  size_t why_size);
+/* Destroys every rank's share (after the group's work is done). */
+void dec_model_destroy_group(dec_model *models, int32_t ranks);
+
+/* The decode step (cgr_step_fn); user is the dec_model, or for a group
+ * the array of every rank's (the step takes cgr_step_rank's). */
 cgr_status dec_step(cgr_step *step, void *user);
 
 /* Copies `bytes` between the host and the model's device memory (an

@@ -70,11 +70,21 @@ typedef struct server {
   dec_run_stats *stats;
   char *why;
   size_t why_size;
+  char rank_error[512]; /* a rank's batch refused its inputs */
 } server;
+
+/* The message of m's last failure: its group's, or its runtime's. A
+ * failure of one rank's batch is that rank's runtime's (run() keeps it). */
+static const char *last_error(const server *s, const dec_model *m) {
+  if (s->rank_error[0] != '\0')
+    return s->rank_error;
+  return m->group != NULL ? cgr_group_last_error(m->group)
+                          : cgr_last_error(m->rt);
+}
 
 static cgr_status fail(server *s, cgr_status status, const char *what) {
   snprintf(s->why, s->why_size, "%s: %s: %s", what, cgr_status_name(status),
-           cgr_last_error(s->model->rt));
+           last_error(s, s->model));
   return status;
 }
 
@@ -232,26 +242,54 @@ static cgr_status give(const server *s, const dec_model *m, cgr_batch *batch,
 }
 
 /* Opens a batch on m, gives it `r`, replays it. A batch refused halfway is
- * discarded, its message kept. */
-static cgr_status run(const server *s, dec_model *m, const rows *r,
-                      int feedback, cgr_ticket *ticket) {
-  cgr_batch *batch = NULL;
-  cgr_status status = cgr_batch_begin(m->rt, (uint32_t)r->count, &batch);
+ * discarded, its message kept. A group's step gives every rank's batch the
+ * same rows: the ranks differ in their weights, not in their inputs. */
+static cgr_status run(server *s, dec_model *m, const rows *r, int feedback,
+                      cgr_ticket *ticket) {
+  s->rank_error[0] = '\0';
+  if (m->group == NULL) {
+    cgr_batch *batch = NULL;
+    cgr_status status = cgr_batch_begin(m->rt, (uint32_t)r->count, &batch);
+    if (status != CGR_OK)
+      return status;
+    status = give(s, m, batch, r, feedback);
+    if (status != CGR_OK) {
+      cgr_batch_discard(batch);
+      return status;
+    }
+    return cgr_replay(m->rt, batch, ticket);
+  }
+  cgr_batch *batches[CGR_GROUP_MAX_RANKS] = {NULL};
+  cgr_status status =
+      cgr_group_batch_begin(m->group, (uint32_t)r->count, batches);
   if (status != CGR_OK)
     return status;
-  status = give(s, m, batch, r, feedback);
-  if (status != CGR_OK) {
-    cgr_batch_discard(batch);
-    return status;
+  for (int32_t rank = 0; rank < m->ranks; ++rank) {
+    const dec_model *share = &m->group_models[rank];
+    status = give(s, share, batches[rank], r, feedback);
+    if (status != CGR_OK) {
+      snprintf(s->rank_error, sizeof s->rank_error, "rank %d: %s", rank,
+               cgr_last_error(share->rt));
+      cgr_group_batch_discard(m->group, batches);
+      return status;
+    }
   }
-  return cgr_replay(m->rt, batch, ticket);
+  return cgr_group_replay(m->group, batches, ticket);
 }
 
-/* Reads `count` next_ids (and logits when not NULL) of a finished step. */
+/* The replay mode of m's runtime, or of every rank of its group. */
+static cgr_status set_mode(dec_model *m, cgr_replay_mode mode) {
+  return m->group != NULL ? cgr_group_set_replay_mode(m->group, mode)
+                          : cgr_set_replay_mode(m->rt, mode);
+}
+
+/* Reads `count` next_ids (and logits when not NULL) of a finished step:
+ * for a group, rank 0's (every rank computed the same). */
 static cgr_status read_outputs(const dec_model *m, const cgr_ticket *ticket,
                                int32_t *ids, float *logits, int32_t count) {
   void *device = NULL;
-  cgr_status status = cgr_ticket_wait(m->rt, ticket);
+  cgr_status status = m->group != NULL ? cgr_group_ticket_wait(m->group, ticket)
+                                       : cgr_ticket_wait(m->rt, ticket);
   if (status == CGR_OK)
     status = cgr_output(m->rt, ticket, m->slot.next_ids, &device);
   if (status == CGR_OK)
@@ -272,6 +310,8 @@ static void compare(server *s, const int32_t *ids, const float *logits,
   size_t vocab = (size_t)s->config->vocab;
   for (int32_t j = 0; j < count; ++j) {
     mismatch |= ids[j] != check_ids[j];
+    s->stats->mismatched_tokens += ids[j] != check_ids[j];
+    s->stats->compared_tokens++;
     for (size_t v = 0; v < vocab; ++v) {
       float diff = fabsf(logits[j * vocab + v] - check_logits[j * vocab + v]);
       if (!(diff <= s->stats->max_logit_diff)) /* NaN counts */
@@ -379,10 +419,10 @@ static cgr_status prefill_all(server *s, request **fresh, int32_t count) {
   int32_t *check_first = malloc((size_t)count * 4);
   cgr_status status = CGR_E_OUT_OF_MEMORY;
   if (first != NULL && check_first != NULL)
-    status = cgr_set_replay_mode(s->model->rt, CGR_REPLAY_EAGER);
+    status = set_mode(s->model, CGR_REPLAY_EAGER);
   if (status == CGR_OK) {
     status = prefill(s, s->model, fresh, count, first);
-    cgr_status restore = cgr_set_replay_mode(s->model->rt, s->mode);
+    cgr_status restore = set_mode(s->model, s->mode);
     if (status == CGR_OK)
       status = restore;
   }
@@ -516,10 +556,17 @@ static cgr_status decode(server *s) {
     return status;
   }
   /* --check: the same step, eagerly, on the check model, with the tokens
-   * the host knows from the check model's own last step. */
+   * the host knows from the check model's own last step; or, for a group,
+   * from the group's (just read): its sums run in another order on CUDA,
+   * where a near tie may flip a token, and the check must not follow the
+   * flip into a sequence of its own. */
   if (s->check != NULL) {
-    for (int32_t j = 0; j < n; ++j)
+    int follow = s->model->ranks > 1;
+    for (int32_t j = 0; j < n; ++j) {
+      if (follow)
+        s->active[j]->check_token = s->active[j]->token;
       r.ids[j] = s->active[j]->check_token;
+    }
     cgr_ticket check_ticket;
     status = run(s, s->check, &r, 0, &check_ticket);
     if (status == CGR_OK)

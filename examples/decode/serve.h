@@ -29,6 +29,7 @@ typedef struct dec_run_stats {
   int64_t host_waits; /* decode steps the host had to wait for */
   /* --check */
   int64_t checked_steps, mismatched_steps;
+  int64_t compared_tokens, mismatched_tokens; /* of decode steps */
   float max_logit_diff;
   int64_t reference_tokens, reference_mismatches; /* -1: not run */
   uint64_t token_hash; /* over every generated token, in order */
