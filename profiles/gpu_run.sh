@@ -28,8 +28,9 @@
 #      the same run; bench_python's PyTorch rows are required on a GPU
 #      (n/a there is NOT RUN), n/a under --no-gpu;
 #   7. with the time left: bench_fused_copy, bench_capture, bench_lanes,
-#      bench_streams, bench_batcher, --quick each (not required: a phase
-#      the budget leaves out is n/a).
+#      bench_tp (its default: one rank, on one GPU), bench_streams,
+#      bench_batcher, --quick each (not required: a phase the budget leaves
+#      out is n/a).
 #
 # Output, in DIR (at most 8 files): summary.txt (every phase's verdict
 # first, then the headline numbers, bench_python's two ratios among them)
@@ -135,6 +136,18 @@ export CGR_TEST_PYTHON
 python_bin=$(bash "$repo/profiles/report_python.sh" torch numpy pytest)
 if ! "$python_bin" -c 'import torch, numpy, pytest' >/dev/null 2>&1; then
   python_bin=$(bash "$repo/profiles/report_python.sh" numpy pytest)
+fi
+# NCCL for the group tests and bench_tp (libcgr opens it at run time): the
+# loader's, else the nvidia-nccl-cu13 wheel's, which a GPU machine's
+# PyTorch carries.
+if [[ -z ${CGR_NCCL_LIBRARY:-} ]] &&
+  ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so\.2'; then
+  wheel_nccl=$("$python_bin" -c 'import os, nvidia.nccl as m
+d = os.path.dirname(m.__file__) if m.__file__ else list(m.__path__)[0]
+print(os.path.join(d, "lib", "libnccl.so.2"))' 2>/dev/null)
+  if [[ -n $wheel_nccl && -f $wheel_nccl ]]; then
+    export CGR_NCCL_LIBRARY=$wheel_nccl
+  fi
 fi
 export PATH="$PATH:/usr/local/cuda/bin"
 # The Python side runs from the folder: its package against its libcgr.so.
@@ -641,7 +654,7 @@ phase_replay() {
 
 phase_benches() {
   local bench
-  for bench in fused_copy capture lanes streams batcher; do
+  for bench in fused_copy capture lanes tp streams batcher; do
     bounded "bench-${bench//_/-}" "$(limit 60)" 0 "./profiles/bench_$bench" \
       --backend "$backend" "$grid" --out "$results/$bench.jsonl"
   done

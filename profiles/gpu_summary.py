@@ -14,7 +14,9 @@ Prints, from what is there (a missing file is said, not guessed):
   sources, against torch's copy_ per input + replay() (target <= 1/3) and
   a bare replay() (target <= 1.5x), met or missed; without PyTorch the
   ratios are n/a with the reason, and host-backend numbers say they are
-  CPU timings.
+  CPU timings;
+- bench_tp: per batch size, the step with its all-reduces inside the graph
+  and outside it (eager between per-layer graphs): host, step and GPU us.
 
 Usage: profiles/gpu_summary.py RESULTS_DIR
 """
@@ -150,6 +152,29 @@ def python_lines(folder):
     return lines
 
 
+def tp_lines(folder):
+    rows = read_jsonl(os.path.join(folder, "tp.jsonl"))
+    if rows is None:
+        return ["bench_tp: no results (tp.jsonl missing)"]
+    meta = next((r for r in rows if r.get("kind") == "meta"), {})
+    label = ("host backend, CPU timings: they say nothing of a GPU"
+             if meta.get("timing") == "cpu"
+             else "timing: %s" % meta.get("timing", "?"))
+    lines = ["bench_tp, %s rank(s), %s layers, p50 us per step [%s]:" %
+             (meta.get("ranks", "?"), meta.get("layers", "?"), label)]
+    for r in (r for r in rows if "kind" not in r):
+        gpu = r.get("gpu_us_p50")
+        lines.append("  batch %-4s %-7s host %9.1f (per rank %8.1f), step "
+                     "%9.1f, gpu %s, %.2f x inside" % (
+                         r.get("batch"), r.get("variant"),
+                         r.get("host_us_p50", 0),
+                         r.get("host_us_per_rank_p50", 0),
+                         r.get("step_us_p50", 0),
+                         "n/a" if gpu is None else "%.1f" % gpu,
+                         r.get("step_vs_inside", 0)))
+    return lines
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[-1])
@@ -157,7 +182,7 @@ def main():
     folder = sys.argv[1]
     print("headline numbers")
     for line in (decode_lines(folder) + replay_lines(folder) +
-                 python_lines(folder)):
+                 python_lines(folder) + tp_lines(folder)):
         print(line)
     return 0
 

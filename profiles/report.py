@@ -107,6 +107,7 @@ class Results:
                               ("streams", r"^streams\.jsonl$"),
                               ("batcher", r"^batcher\.jsonl$"),
                               ("lanes", r"^lanes\.jsonl$"),
+                              ("tp", r"^tp\.jsonl$"),
                               ("decode", r"^decode.*\.jsonl$")]:
             rows = []
             for entry in sorted(os.listdir(folder)):
@@ -134,7 +135,7 @@ class Results:
         """Device, driver, CUDA, date: from machine.txt, else the metas."""
         m = dict(self.machine)
         for kind in ("replay", "fused_copy", "capture", "streams", "batcher",
-                     "lanes"):
+                     "lanes", "tp"):
             meta = self.meta(kind)
             if not meta:
                 continue
@@ -413,6 +414,34 @@ def lanes_section(res, out):
                + "\n")
 
 
+def tp_section(res, out):
+    rows = res.rows("tp")
+    if not rows:
+        return
+    meta = res.meta("tp") or {}
+    out.append("### Tensor parallel (bench_tp)\n")
+    out.append(f"A synthetic decode step of {meta.get('layers', '?')} layers "
+               f"(hidden {meta.get('hidden', '?')}, one all-reduce of "
+               "[rows x hidden] fp32 each) on a group of "
+               f"{meta.get('ranks', '?')} rank(s). `inside`: the all-reduces "
+               "captured in the step's graph; `outside`: a graph per "
+               "layer's compute, each all-reduce an eager step between them "
+               "(cgr's eager step waits for its work). Host us: the step's "
+               "cgr calls on the host; step us: until the ticket was "
+               "waited; GPU us: CUDA events on rank 0's main stream"
+               + ("" if res.is_gpu() else
+                  " (none here: these are CPU timings, host backend)")
+               + ".\n")
+    body = [[r["variant"], r["ranks"], r["batch"], r["host_us_p50"],
+             r["host_us_per_rank_p50"], r["step_us_p50"],
+             r.get("gpu_us_p50"), r.get("step_vs_inside"),
+             r.get("graph_launches_per_step")]
+            for r in rows]
+    out.append(table(["variant", "ranks", "batch", "host us",
+                      "host us per rank", "step us", "GPU us",
+                      "step vs inside", "graphs per step"], body) + "\n")
+
+
 def decode_section(res, out):
     rows = [r for r in res.files["decode"] if r.get("program") == "cgr-decode"]
     if not rows:
@@ -623,6 +652,7 @@ def section(res, plots):
     streams_section(res, out, plots)
     batcher_section(res, out, plots)
     lanes_section(res, out)
+    tp_section(res, out)
     decode_section(res, out)
     targets_section(res, out)
     return "\n".join(out)

@@ -4,7 +4,8 @@
  * one), bench_fused_copy --smoke at least one fused line,
  * bench_capture --smoke a line per bucket and a total, bench_streams
  * --smoke a line per method, bench_batcher --smoke its max point and a
- * load, bench_lanes --smoke a decode and an overlap line with a speedup;
+ * load, bench_lanes --smoke a decode and an overlap line with a speedup,
+ * bench_tp --smoke an inside and an outside line with host and step times;
  * all exit 0. Timings are not checked. Then each runs again with --out
  * FILE and no --json, as profiles/gpu_run.sh runs them: a table on stdout and
  * no JSON line there, the JSON lines in the file; profiles/report.py turns
@@ -41,6 +42,9 @@
 #endif
 #ifndef BENCH_LANES_PATH
 #error "BENCH_LANES_PATH must name the bench_lanes binary"
+#endif
+#ifndef BENCH_TP_PATH
+#error "BENCH_TP_PATH must name the bench_tp binary"
 #endif
 #ifndef REPORT_PATH
 #error "REPORT_PATH must name profiles/report.py"
@@ -275,6 +279,38 @@ static void test_bench_lanes_runs(void **state) {
   result_free(&r);
 }
 
+/* Exit 77: the benchmark could not run here (bench_tp on CUDA without a
+ * loadable NCCL: even one rank's group has a communicator). A skip, which
+ * the GPU run counts against itself, as it does tests/nccl.c's. */
+static void skip_when_not_run(result *r) {
+  if (r->exit_code != 77)
+    return;
+  static char why[512];
+  const char *last = strstr(r->output, "NOT RUN");
+  snprintf(why, sizeof why, "%s", last ? last : "exit 77 (not run)");
+  why[strcspn(why, "\n")] = '\0';
+  result_free(r);
+  cgr_test_skip(why);
+}
+
+static void test_bench_tp_runs(void **state) {
+  (void)cgr_test_runtime(state);
+  result r;
+  run_bench(BENCH_TP_PATH, "--smoke --json", &r);
+  skip_when_not_run(&r);
+  expect_exit_zero(&r, "bench_tp");
+  expect_lines(&r, "bench_tp", "{\"bench\":\"tp\",", 2);
+  expect_lines(&r, "bench_tp", "\"variant\":\"inside\"", 1);
+  expect_lines(&r, "bench_tp", "\"variant\":\"outside\"", 1);
+  expect_lines(&r, "bench_tp", "\"host_us_per_rank_p50\":", 2);
+  expect_lines(&r, "bench_tp",
+               cgr_test_backend == CGR_BACKEND_HOST ? "\"gpu_us_p50\":null"
+                                                    : "\"timing\":\"gpu\"",
+               2);
+  assert_int_equal(count_lines_with(r.output, "\"kind\":\"meta\""), 1);
+  result_free(&r);
+}
+
 /* ---- the report ---------------------------------------------------------- */
 
 static void remove_tree(const char *dir) {
@@ -342,6 +378,7 @@ static void make_results(char *dir, size_t size) {
       {BENCH_STREAMS_PATH, "--smoke", "streams.jsonl"},
       {BENCH_BATCHER_PATH, "--smoke", "batcher.jsonl"},
       {BENCH_LANES_PATH, "--smoke", "lanes.jsonl"},
+      {BENCH_TP_PATH, "--smoke", "tp.jsonl"},
   };
   for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
     char args[4096];
@@ -349,6 +386,9 @@ static void make_results(char *dir, size_t size) {
              runs[i].file);
     result r;
     run_bench(runs[i].binary, args, &r);
+    if (r.exit_code == 77)
+      remove_tree(dir);
+    skip_when_not_run(&r);
     expect_exit_zero(&r, runs[i].binary);
     /* Without --json the JSON lines go to the file only; a table, which
      * ends with "finished in", to stdout. */
@@ -434,6 +474,8 @@ static void test_report_writes_every_table(void **state) {
       "| load | offered/s | achieved/s |",
       "### Lanes (bench_lanes)",
       "| run | batch | prefill rows | one lane us |",
+      "### Tensor parallel (bench_tp)",
+      "| variant | ranks | batch | host us |",
       "Plots were not made (--no-plots).",
   };
   for (size_t i = 0; i < sizeof needles / sizeof needles[0]; ++i)
@@ -598,6 +640,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_bench_streams_runs),
     RUNTIME_TEST(test_bench_batcher_runs),
     RUNTIME_TEST(test_bench_lanes_runs),
+    RUNTIME_TEST(test_bench_tp_runs),
     RUNTIME_TEST(test_report_writes_every_table),
     RUNTIME_TEST(test_report_draws_plots),
     HOST_TEST(test_report_puts_torch_beside_pinned_rows),
