@@ -26,10 +26,12 @@ typedef struct options {
   int device_given;
   int device;
   int json;
+  int group_id;
 } options;
 
 static void print_usage(FILE *stream) {
   fputs("usage: cgr-info [--backend auto|cuda|host] [--device N] [--json]\n"
+        "       cgr-info --group-id [--backend auto|cuda|host]\n"
         "       cgr-info --help\n"
         "\n"
         "Prints the cgr version, the backend cgr picks and why, and the\n"
@@ -40,6 +42,9 @@ static void print_usage(FILE *stream) {
         "                  host: the host backend (CPU threads)\n"
         "  --device N      CUDA device ordinal (default 0)\n"
         "  --json          print one JSON object instead of text\n"
+        "  --group-id      print a new id for a group across processes\n"
+        "                  (cgr_group_id_create) and nothing else: hand it\n"
+        "                  to every process of the group\n"
         "  --help          print this help and exit\n"
         "\n"
         "The environment variables CGR_BACKEND, CGR_DEVICE and CGR_NVTX win\n"
@@ -129,6 +134,10 @@ static int parse_options(int argc, char **argv, options *opts) {
     }
     if (strcmp(arg, "--json") == 0) {
       opts->json = 1;
+      continue;
+    }
+    if (strcmp(arg, "--group-id") == 0) {
+      opts->group_id = 1;
       continue;
     }
     value = option_value("--backend", argc, argv, &i, &missing);
@@ -255,6 +264,20 @@ int main(int argc, char **argv) {
             "cgr-info: warning: built with cgr %s headers but running "
             "with library %s\n",
             CGR_VERSION_STRING, cgr_version_string());
+
+  if (opts.group_id) {
+    char id[CGR_GROUP_ID_MAX];
+    cgr_status made = cgr_group_id_create(opts.backend_given ? opts.backend
+                                                             : CGR_BACKEND_AUTO,
+                                          id, sizeof id);
+    if (made != CGR_OK) {
+      fprintf(stderr, "cgr-info: %s: %s\n", cgr_status_name(made),
+              cgr_group_last_error(NULL));
+      return EXIT_CGR_FAILED;
+    }
+    printf("%s\n", id);
+    return EXIT_SUCCESS;
+  }
 
   cgr_config config;
   cgr_status status = cgr_config_init(&config);

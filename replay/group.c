@@ -27,9 +27,10 @@
 /* ---- config -------------------------------------------------------------- */
 
 /* Where each version's fields end (runtime/versioned.h): version 1 ended
- * with `timeout_ms`. */
-static const size_t config_ends[] = {
-    CGR__FIELD_END(cgr_group_config, timeout_ms)};
+ * with `timeout_ms`, version 2 with `id`. */
+static const size_t config_ends[] = {CGR__FIELD_END(cgr_group_config,
+                                                    timeout_ms),
+                                     CGR__FIELD_END(cgr_group_config, id)};
 CGR__VERSIONED_STRUCT(cgr_group_config, config_ends, CGR_GROUP_CONFIG_VERSION);
 static const cgr__versions config_versions = {"cgr_group_config",
                                               "cgr_group_config_init",
@@ -107,6 +108,32 @@ static cgr_status check_config(const cgr_group_config *config) {
   if (config->timeout_ms == 0)
     return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
                      "config->timeout_ms is 0; it must be at least 1");
+  if (config->world_ranks < 0 || config->world_ranks > CGR_GROUP_MAX_RANKS)
+    return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
+                     "config->world_ranks is %d; it must be 0 (every rank in "
+                     "this process) or 1 to %d",
+                     config->world_ranks, CGR_GROUP_MAX_RANKS);
+  if (config->world_ranks > 0) {
+    if (config->ranks != 1)
+      return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
+                       "config->ranks is %d with world_ranks %d: a process "
+                       "of a group across processes holds one rank",
+                       config->ranks, config->world_ranks);
+    if (config->world_rank < 0 || config->world_rank >= config->world_ranks)
+      return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
+                       "config->world_rank is %d; it must be 0 to %d",
+                       config->world_rank, config->world_ranks - 1);
+    if (config->id == NULL || config->id[0] == '\0')
+      return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
+                       "config->id is %s: a group across processes needs "
+                       "cgr_group_id_create's id, the same in every process",
+                       config->id == NULL ? "NULL" : "empty");
+    if (strlen(config->id) >= CGR_GROUP_ID_MAX)
+      return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
+                       "config->id is %zu characters long, more than an id "
+                       "holds (%d): not cgr_group_id_create's",
+                       strlen(config->id), CGR_GROUP_ID_MAX - 1);
+  }
   for (int r = 0; config->devices != NULL && r < config->ranks; ++r)
     for (int q = 0; q < r; ++q)
       if (config->devices[q] == config->devices[r])
@@ -123,7 +150,10 @@ static cgr_status create_runtimes(cgr_group *group, const cgr_config *base,
                                   const int *devices) {
   cgr_config config = *base;
   for (int r = 0; r < group->ranks; ++r) {
-    config.device = devices != NULL ? devices[r] : r;
+    /* Across processes the process's device is the caller's choice. */
+    config.device = devices != NULL ? devices[r]
+                    : group->world  ? base->device
+                                    : r;
     cgr_status status = cgr_runtime_create(&config, &group->rt[r]);
     if (status != CGR_OK) {
       char why[CGR__ERROR_MESSAGE_SIZE];
@@ -132,7 +162,7 @@ static cgr_status create_runtimes(cgr_group *group, const cgr_config *base,
                        "rank %d: cgr_runtime_create failed: %s", r, why);
     }
     config.backend = cgr_backend(group->rt[r]);
-    group->rt[r]->rank = r;
+    group->rt[r]->rank = group->first_rank + r;
   }
   if (cgr_backend(group->rt[0]) != CGR_BACKEND_CUDA)
     return CGR_OK;
@@ -156,18 +186,23 @@ static cgr_status create_comm(cgr_group *group) {
   cgr__error err;
   CGR__CHECK(cgr__error_init(&err));
   cgr_status status =
-      cgr__comm_create(group->rt, group->ranks, group->config.timeout_ms, &err,
-                       &group->comm);
+      group->world
+          ? cgr__comm_join(group->rt[0], group->first_rank, group->world_ranks,
+                           group->id, group->config.timeout_ms, &err,
+                           &group->comm)
+          : cgr__comm_create(group->rt, group->ranks, group->config.timeout_ms,
+                             &err, &group->comm);
   if (status != CGR_OK)
-    cgr__fail(NULL, status, "cgr_group_create",
-              "creating the communicator of %d ranks failed: %s", group->ranks,
-              err.message);
+    cgr__fail(NULL, status, "cgr_group_create", "%s of %d ranks failed: %s",
+              group->world ? "joining the communicator"
+                           : "creating the communicator",
+              group->world_ranks, err.message);
   cgr__error_fini(&err);
   if (status != CGR_OK)
     return status;
   for (int r = 0; r < group->ranks; ++r) {
     group->rt[r]->comm = group->comm;
-    group->rt[r]->rank = r;
+    group->rt[r]->rank = group->first_rank + r;
   }
   return CGR_OK;
 }
@@ -202,9 +237,15 @@ cgr_status cgr_group_create(const cgr_group_config *config, cgr_group **out) {
     return cgr__fail(NULL, status, __func__, "initializing a lock failed");
   }
   group->ranks = resolved.ranks;
+  group->world = resolved.world_ranks > 0;
+  group->world_ranks = group->world ? resolved.world_ranks : resolved.ranks;
+  group->first_rank = group->world ? resolved.world_rank : 0;
+  if (group->world)
+    snprintf(group->id, sizeof group->id, "%s", resolved.id);
   group->config = resolved;
   group->config.runtime = NULL;
   group->config.devices = NULL;
+  group->config.id = NULL;
   status = create_runtimes(group, &base, resolved.devices);
   if (status == CGR_OK)
     status = create_comm(group);
@@ -219,6 +260,16 @@ cgr_status cgr_group_create(const cgr_group_config *config, cgr_group **out) {
 
 int cgr_group_ranks(const cgr_group *group) {
   return group != NULL ? group->ranks : 0;
+}
+
+int cgr_group_world_ranks(const cgr_group *group) {
+  return group != NULL ? group->world_ranks : 0;
+}
+
+int cgr_group_rank(const cgr_group *group, int local) {
+  return group != NULL && local >= 0 && local < group->ranks
+             ? group->first_rank + local
+             : -1;
 }
 
 cgr_runtime *cgr_group_runtime(cgr_group *group, int rank) {

@@ -6,12 +6,19 @@
 #ifndef CGR_REPLAY_GROUP_H
 #define CGR_REPLAY_GROUP_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "cgr/cgr.h"
 #include "runtime/collective.h"
 #include "runtime/error.h"
 
 struct cgr_group {
-  int ranks;
+  int ranks;       /* in this process */
+  int world_ranks; /* across processes: ranks when world is 0 */
+  int first_rank;  /* the group rank of rt[0] */
+  int world;       /* one rank per process (config.world_ranks > 0) */
+  char id[CGR_GROUP_ID_MAX];
   cgr_group_config config; /* resolved; runtime and devices not kept */
   cgr_replay_mode mode;    /* every rank's, between calls */
   int captured;
@@ -34,6 +41,34 @@ cgr_status cgr__group_refuse_broken(cgr_group *group, const char *func);
 #define GROUP_BREAK_FAIL(group, status, ...)                                   \
   (cgr__fail(&(group)->error, (status), __VA_ARGS__),                          \
    cgr__group_break((group), (group)->error.message), (status))
+
+/*
+ * Across processes (replay/group_world.c): every rank's `count` values
+ * (count <= 4), gathered through the communicator, eagerly, on rank 0's
+ * main stream: all[r * count + i] is rank r's value i. Every process must
+ * call it at the same point. Fails (without breaking the group) when the
+ * gather cannot run.
+ */
+cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
+                                   size_t count, uint64_t *all,
+                                   const char *func);
+
+/* Across processes, before a capture: every rank's bucket list equals
+ * this process's, or CGR_E_CAPTURE naming a rank that differs (nothing is
+ * captured, the group is not broken). CGR_OK at once in one process. */
+cgr_status cgr__group_world_compare_buckets(cgr_group *group, const char *func);
+
+/* Across processes: every rank's buckets and captured collectives equal
+ * this process's, or CGR_E_CAPTURE naming a rank that differs (the group
+ * breaks). CGR_OK at once in one process. */
+cgr_status cgr__group_world_compare_captures(cgr_group *group,
+                                             const char *func);
+
+/* Across processes in validation mode: every rank's batch has `rows`
+ * rows, or CGR_E_INVALID_ARGUMENT naming a rank with another size. CGR_OK
+ * at once in one process or without validation. */
+cgr_status cgr__group_world_check_batch(cgr_group *group, uint32_t rows,
+                                        const char *func);
 
 /* NULL and broken groups, the start of every call. */
 #define GROUP_ENTER(group)                                                     \

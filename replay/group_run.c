@@ -215,6 +215,9 @@ cgr_status cgr_group_capture(cgr_group *group, cgr_step_fn step, void *user) {
   if (group->captured)
     return cgr__fail(&group->error, CGR_E_INVALID_STATE, __func__,
                      "this group has already captured its step");
+  /* Across processes, a rank with other buckets would capture other
+   * graphs first: its warm-ups' collectives would meet the wrong peers. */
+  CGR__CHECK(cgr__group_world_compare_buckets(group, __func__));
   rank_run run;
   memset(&run, 0, sizeof run);
   run.group = group;
@@ -229,6 +232,9 @@ cgr_status cgr_group_capture(cgr_group *group, cgr_step_fn step, void *user) {
   cgr_status status = compare_captures(group, __func__);
   if (status != CGR_OK)
     cgr__group_break(group, group->error.message);
+  /* Across processes, the others' captures too (breaks on a mismatch). */
+  if (status == CGR_OK)
+    status = cgr__group_world_compare_captures(group, __func__);
   return status;
 }
 
@@ -351,6 +357,8 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
                      "invalid argument '%s'",
                      batches == NULL ? "batches" : "ticket");
   cgr_status status = check_batches(group, batches, __func__);
+  if (status == CGR_OK)
+    status = cgr__group_world_check_batch(group, batches[0]->size, __func__);
   if (status != CGR_OK) {
     cgr_group_batch_discard(group, batches);
     return status;
@@ -376,6 +384,8 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
    * cgr_group_capture compares them. */
   if (lazy) {
     status = compare_bucket(group, padded, __func__);
+    if (status == CGR_OK)
+      status = cgr__group_world_compare_captures(group, __func__);
     if (status != CGR_OK) {
       cgr__group_break(group, group->error.message);
       return status;

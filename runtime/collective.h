@@ -47,6 +47,10 @@ size_t cgr__dtype_size(cgr_dtype dtype);
 typedef struct cgr__comm {
   cgr_backend_kind kind;
   int ranks;
+  /* A rank this process holds (0 in one process): the host
+   * communicator's handle is handles[local]. Across processes only
+   * handles[local] is set. */
+  int local;
   void *handles[CGR_GROUP_MAX_RANKS];
   /* Set by cgr__comm_abort on CUDA (the first reason stays): from then on
    * cgr__comm_check reports the reason without asking NCCL, and destroy
@@ -66,6 +70,22 @@ typedef struct cgr__comm {
 cgr_status cgr__comm_create(cgr_runtime *const *rts, int ranks,
                             uint32_t timeout_ms, cgr__error *err,
                             cgr__comm **out);
+
+/*
+ * Joins rank `rank` of a group of `ranks` ranks across processes, held by
+ * rt, through `id` (cgr_group_id_create's text: "host:" a shared-memory
+ * name, or "nccl:" NCCL's unique id in hex, which must match rt's
+ * backend). Host: cgr__host_comm_join; CUDA: ncclCommInitRank on rt's
+ * device. Returns once every rank joined. Errors go to err.
+ */
+cgr_status cgr__comm_join(cgr_runtime *rt, int rank, int ranks, const char *id,
+                          uint32_t timeout_ms, cgr__error *err,
+                          cgr__comm **out);
+
+/* A new id for `kind` (CUDA or host) into out (size bytes, at least
+ * CGR_GROUP_ID_MAX). Errors go to err. */
+cgr_status cgr__comm_id_create(cgr_backend_kind kind, char *out, size_t size,
+                               cgr__error *err);
 
 /*
  * CGR_OK while every collective so far completed; once one could not (a
@@ -97,5 +117,11 @@ cgr_status cgr__nccl_comm_check(void *const *handles, int ranks,
                                 cgr__error *err);
 void cgr__nccl_comm_abort(void *const *handles, int ranks);
 void cgr__nccl_comm_destroy(void *const *handles, int ranks);
+/* Across processes: NCCL's unique id as 256 hex digits into hex (at least
+ * 257 bytes), and rank `rank` of `ranks`'s communicator on rt's device
+ * from such an id (ncclCommInitRank) into *handle. */
+cgr_status cgr__nccl_unique_id(char *hex, size_t size, cgr__error *err);
+cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
+                                    int ranks, cgr__error *err, void **handle);
 
 #endif /* CGR_RUNTIME_COLLECTIVE_H */

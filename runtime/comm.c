@@ -2,8 +2,13 @@
  * A group's communicator (runtime/collective.h), made and ended by backend:
  * the host communicator on the host backend, NCCL on CUDA.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, getpid */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "runtime/alloc.h"
 #include "runtime/collective.h"
@@ -85,7 +90,7 @@ cgr_status cgr__comm_check(cgr__comm *comm, cgr__error *err) {
   if (comm == NULL)
     return CGR_OK;
   if (comm->kind == CGR_BACKEND_HOST)
-    return cgr__host_comm_check(comm->handles[0], err);
+    return cgr__host_comm_check(comm->handles[comm->local], err);
   if (atomic_load_explicit(&comm->aborted, memory_order_acquire))
     return cgr__fail(err, CGR_E_TIMEOUT, "collective", "%s",
                      atomic_load_explicit(&comm->reason_ready,
@@ -101,7 +106,7 @@ void cgr__comm_abort(cgr__comm *comm, const char *why) {
   if (why == NULL)
     why = "the communicator was aborted";
   if (comm->kind == CGR_BACKEND_HOST) {
-    cgr__host_comm_abort(comm->handles[0], why);
+    cgr__host_comm_abort(comm->handles[comm->local], why);
     return;
   }
   /* NCCL keeps no reason of ours, and an aborted ncclComm_t is gone: the
@@ -118,10 +123,84 @@ void cgr__comm_destroy(cgr__comm *comm) {
   if (comm == NULL)
     return;
   if (comm->kind == CGR_BACKEND_HOST) {
-    cgr__host_comm_destroy(comm->handles[0]);
+    cgr__host_comm_destroy(comm->handles[comm->local]);
   } else if (!atomic_load(&comm->aborted)) {
     /* An aborted ncclComm_t is already freed. */
     cgr__nccl_comm_destroy(comm->handles, comm->ranks);
   }
   cgr__free(comm);
+}
+
+/* ---- across processes ---------------------------------------------------- */
+
+#define HOST_PREFIX "host:"
+#define NCCL_PREFIX "nccl:"
+
+cgr_status cgr__comm_id_create(cgr_backend_kind kind, char *out, size_t size,
+                               cgr__error *err) {
+  if (out == NULL || size < CGR_GROUP_ID_MAX)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_group_id_create",
+                     "argument '%s' %s", out == NULL ? "out" : "size",
+                     out == NULL ? "is NULL"
+                                 : "is under CGR_GROUP_ID_MAX bytes");
+  out[0] = '\0';
+  if (kind == CGR_BACKEND_HOST) {
+    /* Unique on the machine: the process, the clock, a counter. */
+    static _Atomic uint64_t made;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    snprintf(out, size, HOST_PREFIX "/cgr-%ld-%llx-%llx", (long)getpid(),
+             (unsigned long long)t.tv_sec * 1000000000ull +
+                 (unsigned long long)t.tv_nsec,
+             (unsigned long long)atomic_fetch_add(&made, 1));
+    return CGR_OK;
+  }
+  char hex[2 * 128 + 1];
+  CGR__CHECK(cgr__nccl_unique_id(hex, sizeof hex, err));
+  snprintf(out, size, NCCL_PREFIX "%s", hex);
+  return CGR_OK;
+}
+
+cgr_status cgr__comm_join(cgr_runtime *rt, int rank, int ranks, const char *id,
+                          uint32_t timeout_ms, cgr__error *err,
+                          cgr__comm **out) {
+  *out = NULL;
+  if (ranks < 1 || ranks > CGR_GROUP_MAX_RANKS || rank < 0 || rank >= ranks)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "rank %d of %d: 1 to %d ranks", rank, ranks,
+                     CGR_GROUP_MAX_RANKS);
+  int host = rt->kind == CGR_BACKEND_HOST;
+  const char *prefix = host ? HOST_PREFIX : NCCL_PREFIX;
+  if (strncmp(id, prefix, strlen(prefix)) != 0)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "the id '%.40s%s' is not one of the %s backend (it "
+                     "starts '%s'): make it with cgr_group_id_create for the "
+                     "backend every process runs",
+                     id, strlen(id) > 40 ? "..." : "", cgr_backend_name(rt),
+                     prefix);
+  cgr__comm *comm = cgr__calloc(1, sizeof *comm);
+  if (comm == NULL)
+    return cgr__fail(err, CGR_E_OUT_OF_MEMORY, __func__,
+                     "allocating the communicator failed");
+  comm->kind = rt->kind;
+  comm->ranks = ranks;
+  comm->local = rank;
+  atomic_init(&comm->aborted, 0);
+  atomic_init(&comm->reason_ready, 0);
+  const char *rest = id + strlen(prefix);
+  cgr_status status;
+  if (host) {
+    cgr__host_comm *joined = NULL;
+    status = cgr__host_comm_join(rest, ranks, rank, timeout_ms, err, &joined);
+    comm->handles[rank] = joined;
+  } else {
+    status = cgr__nccl_comm_init_rank(rt, rest, rank, ranks, err,
+                                      &comm->handles[rank]);
+  }
+  if (status != CGR_OK) {
+    cgr__free(comm);
+    return status;
+  }
+  *out = comm;
+  return CGR_OK;
 }

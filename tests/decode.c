@@ -14,6 +14,9 @@
 #ifndef CGR_DECODE_PATH
 #error "CGR_DECODE_PATH must name cgr-decode, relative to the build tree"
 #endif
+#ifndef CGR_INFO_PATH
+#error "CGR_INFO_PATH must name cgr-info, relative to the build tree"
+#endif
 
 /* A small model: the plain-C reference checks it, and it runs fast. */
 #define SMALL                                                                  \
@@ -302,6 +305,71 @@ static void test_tensor_parallel_10000_steps_equal_one_runtime(void **state) {
   expect_same_tokens(fused, 4, one, many);
 }
 
+/* One process per rank, started by scripts/tp_launch.sh (a new id, each
+ * process's rank in its environment), --check in validation mode (every
+ * replay's batch size compared across the processes): every process
+ * passes and samples the tokens of --tp 1. */
+static void test_tensor_parallel_across_processes(void **state) {
+  (void)cgr_test_runtime(state);
+  if (!have_devices(4))
+    return;
+  char decode[4096], info[4096], script[4096], folder[] = "/tmp/cgr-tp-XXXXXX";
+  cgr_test_build_path(decode, sizeof decode, CGR_DECODE_PATH);
+  cgr_test_build_path(info, sizeof info, CGR_INFO_PATH);
+  cgr_test_source_path(script, sizeof script, "scripts/tp_launch.sh");
+  assert_non_null(mkdtemp(folder));
+  const char *backend = cgr_test_backend == CGR_BACKEND_CUDA ? "cuda" : "host";
+  char one[32];
+  run_tp(SMALL "--requests 16 --check", 1, 0, one, sizeof one);
+  static const struct {
+    int ranks;
+    const char *mode;
+  } runs[] = {{2, "double"}, {4, "fused"}, {2, "eager"}};
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
+    char command[16384];
+    snprintf(command, sizeof command,
+             "CGR_INFO='%s' bash '%s' --backend %s --out '%s' %d -- '%s' "
+             "--backend %s " SMALL "--requests 16 --check --json --quiet "
+             "--tp %d --mode %s 2>&1",
+             info, script, backend, folder, runs[i].ranks, decode, backend,
+             runs[i].ranks, runs[i].mode);
+    FILE *pipe = popen(command, "r");
+    assert_non_null(pipe);
+    char output[16384];
+    size_t n = fread(output, 1, sizeof output - 1, pipe);
+    output[n] = '\0';
+    char drain[4096];
+    while (fread(drain, 1, sizeof drain, pipe) > 0)
+      ;
+    int status = pclose(pipe);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      fail_msg("%s\nexited %d:\n%s", command, status, output);
+    for (int rank = 0; rank < runs[i].ranks; ++rank) {
+      char path[4200];
+      snprintf(path, sizeof path, "%s/rank-%d.log", folder, rank);
+      FILE *log = fopen(path, "r");
+      assert_non_null(log);
+      result r;
+      n = fread(r.output, 1, sizeof r.output - 1, log);
+      r.output[n] = '\0';
+      fclose(log);
+      r.exit_code = 0;
+      expect_pass(&r);
+      char field[32], many[32];
+      json_field(r.output, "rank", field, sizeof field);
+      assert_int_equal(atol(field), rank);
+      json_field(r.output, "max_logit_diff", field, sizeof field);
+      if (cgr_test_backend == CGR_BACKEND_HOST && atof(field) != 0.0)
+        fail_msg("rank %d of --tp %d: logits differ by %s", rank, runs[i].ranks,
+                 field);
+      json_field(r.output, "token_hash", many, sizeof many);
+      expect_same_tokens(command, runs[i].ranks, one, many);
+      remove(path);
+    }
+  }
+  rmdir(folder);
+}
+
 static void test_bad_options_fail_clearly(void **state) {
   (void)cgr_test_runtime(state);
   static const struct {
@@ -356,6 +424,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_check_over_2000_steps_in_every_mode),
     RUNTIME_TEST(test_tensor_parallel_gives_the_tokens_of_one_runtime),
     RUNTIME_TEST(test_tensor_parallel_10000_steps_equal_one_runtime),
+    RUNTIME_TEST(test_tensor_parallel_across_processes),
     RUNTIME_TEST(test_bad_options_fail_clearly),
     RUNTIME_TEST(test_default_run_reports_everything),
 };

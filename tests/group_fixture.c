@@ -149,6 +149,9 @@ cgr_group *toy_group(const toy_options *options, toy_slots *slots) {
   config.ranks = options->ranks;
   config.runtime = &runtime;
   config.timeout_ms = options->timeout_ms;
+  config.world_ranks = options->world_ranks;
+  config.world_rank = options->world_rank;
+  config.id = options->id;
   cgr_group *group = NULL;
   cgr_status status = cgr_group_create(&config, &group);
   if (status != CGR_OK)

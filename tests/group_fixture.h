@@ -46,6 +46,10 @@ typedef struct toy_options {
   uint32_t timeout_ms;
   const uint32_t *buckets;
   size_t bucket_count;
+  /* Across processes: this process is rank world_rank of world_ranks
+   * (ranks 1), joined by id; world_ranks 0: every rank here. */
+  int world_ranks, world_rank;
+  const char *id;
 } toy_options;
 
 /* Defaults: 2 ranks, double-buffered, buckets 1, 2, 4, 8. */

@@ -24,6 +24,11 @@ typedef struct options {
   dec_trace_config trace;
   int32_t max_seq; /* tokens */
   int32_t tp;      /* ranks of the tensor-parallel group (1: one runtime) */
+  /* One rank per process: this process's rank and the group's id
+   * (--rank, --group-id or CGR_GROUP_RANK, CGR_GROUP_ID); id NULL: every
+   * rank in this process. */
+  int32_t rank;
+  const char *group_id;
   int check, json, progress, no_reference;
 } options;
 
@@ -33,6 +38,10 @@ static void usage(FILE *to) {
           "  --mode eager|naive|fused|double|ingraph  replay mode (double)\n"
           "  --tp N           tensor parallel over N ranks, 1, 2, 4 or 8 (1):\n"
           "                   N GPUs over NCCL, or N host devices\n"
+          "  --rank R --group-id ID  one rank per process: this process is\n"
+          "                   rank R of --tp N, joined by ID (cgr-info\n"
+          "                   --group-id; or CGR_GROUP_RANK, CGR_GROUP_ID;\n"
+          "                   scripts/tp_launch.sh starts the processes)\n"
           "  --backend auto|cuda|host   (auto)\n"
           "  --steps N        decode steps at most (0: until the trace ends)\n"
           "  --requests N     requests in the trace (64)\n"
@@ -72,6 +81,7 @@ static int parse_options(int argc, char **argv, options *o) {
   o->progress = 1;
   o->max_seq = 512;
   o->tp = 1;
+  int rank_given = 0;
   o->trace = (dec_trace_config){.requests = 64,
                                 .max_prompt = 16,
                                 .max_new = 32,
@@ -103,6 +113,8 @@ static int parse_options(int argc, char **argv, options *o) {
       return 0;
     }
     ++i;
+    if (strcmp(arg, "--rank") == 0)
+      rank_given = 1;
     if (strcmp(arg, "--mode") == 0) {
       int found = 0;
       for (int m = 0; m < 5; ++m)
@@ -128,6 +140,10 @@ static int parse_options(int argc, char **argv, options *o) {
         fprintf(stderr, "cgr-decode: --dtype %s: not fp32 or bf16\n", value);
         return 0;
       }
+      continue;
+    }
+    if (strcmp(arg, "--group-id") == 0) {
+      o->group_id = value;
       continue;
     }
     if (strcmp(arg, "--backend") == 0) {
@@ -166,6 +182,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"--pages", 2, 1 << 24, &o->model.pages, NULL, NULL},
         {"--max-seq", 1, 1 << 20, &o->max_seq, NULL, NULL},
         {"--tp", 1, CGR_GROUP_MAX_RANKS, &o->tp, NULL, NULL},
+        {"--rank", 0, CGR_GROUP_MAX_RANKS - 1, &o->rank, NULL, NULL},
     };
     int matched = 0;
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; ++k) {
@@ -190,6 +207,28 @@ static int parse_options(int argc, char **argv, options *o) {
       fprintf(stderr, "cgr-decode: unknown option %s\n", arg);
       return 0;
     }
+  }
+  /* A launcher hands each process its rank and the id in the
+   * environment. */
+  const char *env_id = getenv("CGR_GROUP_ID");
+  const char *env_rank = getenv("CGR_GROUP_RANK");
+  if (o->group_id == NULL && env_id != NULL && env_id[0] != '\0')
+    o->group_id = env_id;
+  if (o->group_id != NULL && env_rank != NULL && !rank_given) {
+    long n = 0;
+    if (!parse_int(env_rank, 0, CGR_GROUP_MAX_RANKS - 1, &n)) {
+      fprintf(stderr, "cgr-decode: CGR_GROUP_RANK=%s: expected 0 to %d\n",
+              env_rank, CGR_GROUP_MAX_RANKS - 1);
+      return 0;
+    }
+    o->rank = (int32_t)n;
+  }
+  if (o->group_id != NULL && (o->tp < 2 || o->rank >= o->tp)) {
+    fprintf(stderr,
+            "cgr-decode: a group id needs --tp 2 or more and --rank below "
+            "it (--tp %d, --rank %d)\n",
+            o->tp, o->rank);
+    return 0;
   }
   /* --max-seq is given in tokens; the page table holds pages. */
   o->model.pages_per_seq =
@@ -238,13 +277,20 @@ static cgr_status group_open(engine *e, int32_t tp, const options *o,
   cgr_group_config_init(&group);
   group.ranks = tp;
   group.runtime = config;
+  if (o->group_id != NULL) {
+    /* This process holds one rank of tp. */
+    group.ranks = 1;
+    group.world_ranks = tp;
+    group.world_rank = o->rank;
+    group.id = o->group_id;
+  }
   cgr_status status = cgr_group_create(&group, &e->group);
   if (status != CGR_OK) {
     snprintf(why, why_size, "%s", cgr_group_last_error(NULL));
     return status;
   }
   e->rt = cgr_group_runtime(e->group, 0);
-  e->ranks = tp;
+  e->ranks = cgr_group_ranks(e->group);
   status =
       dec_model_create_group(e->group, &o->model, e->models, why, why_size);
   e->has_model = status == CGR_OK;
@@ -383,41 +429,45 @@ static void report(const options *o, const engine *e,
                                                     : "FAIL";
   const dec_model *model = &e->models[0];
   if (o->json) {
-    printf(
-        "{\"program\":\"cgr-decode\",\"cgr\":\"%s\",\"backend\":\"%s\","
-        "\"backend_reason\":\"%s\",\"timing\":\"%s\",\"mode\":\"%s\",\"tp\":%d,"
-        "\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"head_dim\":%d,"
-        "\"mlp\":%d,\"vocab\":%d,\"dtype\":\"%s\",\"requests\":%d,"
-        "\"max_batch\":%d,"
-        "\"seed\":%llu,\"decode_steps\":%lld,\"prefill_steps\":%lld,"
-        "\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.2f,"
-        "\"step_p50_ms\":%.4f,\"step_p99_ms\":%.4f,\"prepare_ms\":%.4f,"
-        "\"replay_ms\":%.4f,\"rest_ms\":%.4f,\"host_waits\":%lld,"
-        "\"gpu_step_p50_ms\":%.4f,\"gpu_step_p99_ms\":%.4f,"
-        "\"buckets\":%llu,\"graphs\":%llu,\"capture_ms\":%.1f,"
-        "\"arena_bytes\":%llu,\"slot_bytes\":%llu,\"weight_bytes\":%zu,"
-        "\"kv_bytes\":%zu,\"token_hash\":\"%016llx\",\"check\":\"%s\","
-        "\"checked_steps\":%lld,\"mismatched_steps\":%lld,"
-        "\"compared_tokens\":%lld,\"mismatched_tokens\":%lld,"
-        "\"max_logit_diff\":%g,\"reference_tokens\":%lld,"
-        "\"reference_mismatches\":%lld}\n",
-        cgr_version_string(), cgr_backend_name(e->rt),
-        cgr_backend_reason(e->rt), on_host ? "cpu" : "gpu", mode_label(o->mode),
-        o->tp, c->layers, c->hidden, c->heads, c->head_dim, c->mlp, c->vocab,
-        dec_dtype_name(c->dtype), o->trace.requests, o->trace.max_batch,
-        (unsigned long long)o->trace.seed, (long long)n,
-        (long long)stats->prefill_steps, (long long)stats->tokens,
-        stats->seconds, tokens_per_s, p50, p99, stats->prepare_ms * mean,
-        stats->replay_ms * mean, stats->rest_ms * mean,
-        (long long)stats->host_waits, gpu_p50, gpu_p99,
-        (unsigned long long)capture.buckets, (unsigned long long)capture.graphs,
-        e->capture_ms, (unsigned long long)capture.arena_bytes,
-        (unsigned long long)capture.slot_bytes, model->weight_bytes,
-        2 * model->cache_bytes, (unsigned long long)stats->token_hash, verdict,
-        (long long)stats->checked_steps, (long long)stats->mismatched_steps,
-        (long long)stats->compared_tokens, (long long)stats->mismatched_tokens,
-        (double)stats->max_logit_diff, (long long)stats->reference_tokens,
-        (long long)stats->reference_mismatches);
+    printf("{\"program\":\"cgr-decode\",\"cgr\":\"%s\",\"backend\":\"%s\","
+           "\"backend_reason\":\"%s\",\"timing\":\"%s\",\"mode\":\"%s\",\"tp\":"
+           "%d,\"rank\":%d,"
+           "\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"head_dim\":%d,"
+           "\"mlp\":%d,\"vocab\":%d,\"dtype\":\"%s\",\"requests\":%d,"
+           "\"max_batch\":%d,"
+           "\"seed\":%llu,\"decode_steps\":%lld,\"prefill_steps\":%lld,"
+           "\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.2f,"
+           "\"step_p50_ms\":%.4f,\"step_p99_ms\":%.4f,\"prepare_ms\":%.4f,"
+           "\"replay_ms\":%.4f,\"rest_ms\":%.4f,\"host_waits\":%lld,"
+           "\"gpu_step_p50_ms\":%.4f,\"gpu_step_p99_ms\":%.4f,"
+           "\"buckets\":%llu,\"graphs\":%llu,\"capture_ms\":%.1f,"
+           "\"arena_bytes\":%llu,\"slot_bytes\":%llu,\"weight_bytes\":%zu,"
+           "\"kv_bytes\":%zu,\"token_hash\":\"%016llx\",\"check\":\"%s\","
+           "\"checked_steps\":%lld,\"mismatched_steps\":%lld,"
+           "\"compared_tokens\":%lld,\"mismatched_tokens\":%lld,"
+           "\"max_logit_diff\":%g,\"reference_tokens\":%lld,"
+           "\"reference_mismatches\":%lld}\n",
+           cgr_version_string(), cgr_backend_name(e->rt),
+           cgr_backend_reason(e->rt), on_host ? "cpu" : "gpu",
+           mode_label(o->mode), o->tp, o->group_id != NULL ? o->rank : 0,
+           c->layers, c->hidden, c->heads, c->head_dim, c->mlp, c->vocab,
+           dec_dtype_name(c->dtype), o->trace.requests, o->trace.max_batch,
+           (unsigned long long)o->trace.seed, (long long)n,
+           (long long)stats->prefill_steps, (long long)stats->tokens,
+           stats->seconds, tokens_per_s, p50, p99, stats->prepare_ms * mean,
+           stats->replay_ms * mean, stats->rest_ms * mean,
+           (long long)stats->host_waits, gpu_p50, gpu_p99,
+           (unsigned long long)capture.buckets,
+           (unsigned long long)capture.graphs, e->capture_ms,
+           (unsigned long long)capture.arena_bytes,
+           (unsigned long long)capture.slot_bytes, model->weight_bytes,
+           2 * model->cache_bytes, (unsigned long long)stats->token_hash,
+           verdict, (long long)stats->checked_steps,
+           (long long)stats->mismatched_steps,
+           (long long)stats->compared_tokens,
+           (long long)stats->mismatched_tokens, (double)stats->max_logit_diff,
+           (long long)stats->reference_tokens,
+           (long long)stats->reference_mismatches);
     return;
   }
   printf("cgr-decode %s: backend %s (%s)\n", cgr_version_string(),
@@ -432,12 +482,14 @@ static void report(const options *o, const engine *e,
   if (o->tp > 1)
     printf("tensor parallel: %d ranks (%s), each with %d of %d heads and "
            "%d of %d MLP columns; one all-reduce after attention and one "
-           "after the MLP per layer; memory below is per rank\n",
+           "after the MLP per layer; memory below is per rank%s\n",
            o->tp,
            cgr_backend(e->rt) == CGR_BACKEND_CUDA
                ? "one GPU each, over NCCL"
                : "host devices over the host communicator",
-           c->heads / o->tp, c->heads, c->mlp / o->tp, c->mlp);
+           c->heads / o->tp, c->heads, c->mlp / o->tp, c->mlp,
+           o->group_id != NULL ? "; one rank per process, this one's below"
+                               : "");
   printf("trace: %d requests, prompts 1-%d, new tokens 1-%d, batch up to %d, "
          "seed %llu; mode %s\n",
          o->trace.requests, o->trace.max_prompt, o->trace.max_new,

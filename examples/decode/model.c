@@ -560,7 +560,10 @@ const char *dec_tp_problem(const dec_config *c, int32_t ranks) {
 cgr_status dec_model_create_group(cgr_group *group, const dec_config *config,
                                   dec_model *models, char *why,
                                   size_t why_size) {
+  /* This process's ranks (all of them, or one of a group across
+   * processes), each splitting the model by its rank in the group. */
   int32_t ranks = cgr_group_ranks(group);
+  int32_t world = cgr_group_world_ranks(group);
   if (ranks < 1) {
     snprintf(why, why_size, "no group");
     return CGR_E_INVALID_ARGUMENT;
@@ -569,8 +572,9 @@ cgr_status dec_model_create_group(cgr_group *group, const dec_config *config,
   cgr_status status = CGR_OK;
   int32_t made = 0;
   for (; made < ranks && status == CGR_OK; ++made) {
-    status = create_share(cgr_group_runtime(group, made), config, made, ranks,
-                          &models[made], why, why_size);
+    status = create_share(cgr_group_runtime(group, made), config,
+                          cgr_group_rank(group, made), world, &models[made],
+                          why, why_size);
     if (status != CGR_OK)
       break;
   }
@@ -666,8 +670,10 @@ static cgr_status rmsnorm(cgr_step *step, const dec_config *c, const float *x,
 }
 
 cgr_status dec_step(cgr_step *step, void *user) {
-  /* A group's step gets every rank's model and runs its own rank's. */
-  dec_model *m = (dec_model *)user + cgr_step_rank(step);
+  /* A group's step gets this process's ranks' models and runs its own
+   * rank's (the first model is the process's first rank). */
+  dec_model *m =
+      (dec_model *)user + (cgr_step_rank(step) - ((dec_model *)user)->rank);
   const dec_config *c = &m->config;
   int32_t rows = (int32_t)cgr_step_padded_batch(step);
   /* This rank's share: its heads, its MLP columns (all of them for one). */

@@ -90,7 +90,7 @@ typedef struct dec_model {
   int on_cuda;
   int32_t rank, ranks;
   cgr_group *group;               /* NULL for one runtime */
-  struct dec_model *group_models; /* every rank's, [ranks]; NULL for one */
+  struct dec_model *group_models; /* this process's ranks'; NULL for one */
   dec_weights host;               /* host copies (the reference reads them) */
   dec_weights device;             /* the step reads these */
   float *k_cache, *v_cache; /* device: [layers][pages][page_size][width] */
@@ -123,7 +123,9 @@ const char *dec_tp_problem(const dec_config *config, int32_t ranks);
 
 /*
  * The model split over the group's ranks: models[r] (an array of
- * cgr_group_ranks(group)) is rank r's share on cgr_group_runtime(group, r),
+ * cgr_group_ranks(group), this process's ranks) is the share of rank
+ * cgr_group_rank(group, r) of cgr_group_world_ranks(group), on
+ * cgr_group_runtime(group, r),
  * with the same random weights as dec_model_create's, and the slots
  * declared once through the group. Capture with cgr_group_capture(group,
  * dec_step, models). On failure returns a status and, in `why`, a

@@ -264,12 +264,12 @@ static cgr_status run(server *s, dec_model *m, const rows *r, int feedback,
       cgr_group_batch_begin(m->group, (uint32_t)r->count, batches);
   if (status != CGR_OK)
     return status;
-  for (int32_t rank = 0; rank < m->ranks; ++rank) {
-    const dec_model *share = &m->group_models[rank];
-    status = give(s, share, batches[rank], r, feedback);
+  for (int32_t local = 0; local < cgr_group_ranks(m->group); ++local) {
+    const dec_model *share = &m->group_models[local];
+    status = give(s, share, batches[local], r, feedback);
     if (status != CGR_OK) {
-      snprintf(s->rank_error, sizeof s->rank_error, "rank %d: %s", rank,
-               cgr_last_error(share->rt));
+      snprintf(s->rank_error, sizeof s->rank_error, "rank %d: %s",
+               (int)share->rank, cgr_last_error(share->rt));
       cgr_group_batch_discard(m->group, batches);
       return status;
     }

@@ -100,7 +100,7 @@ CGR_API cgr_status cgr_step_broadcast(cgr_step *step, const void *send,
 typedef struct cgr_group cgr_group;
 
 #define CGR_GROUP_MAX_RANKS 8
-#define CGR_GROUP_CONFIG_VERSION 1
+#define CGR_GROUP_CONFIG_VERSION 2
 
 /* Read by the rule of every versioned struct (top of <cgr/cgr.h>), and so
  * is the cgr_config `runtime` points to. */
@@ -113,9 +113,19 @@ typedef struct cgr_group_config {
   const cgr_config *runtime;
   const int *devices;
   /* How long a collective waits for the other ranks before the group
-   * breaks (host backend; on CUDA NCCL's own timeout applies). Default
-   * 30000 ms; 0 is refused. */
+   * breaks (host backend; on CUDA NCCL's own timeout applies), and how
+   * long processes wait for each other to join. Default 30000 ms; 0 is
+   * refused. */
   uint32_t timeout_ms;
+  /* Version 2. One rank per process: this process holds rank world_rank
+   * of a group of world_ranks ranks (ranks must then be 1), joined through
+   * `id`, cgr_group_id_create's text, the same in every process. 0 (the
+   * default): every rank of the group is in this process. On CUDA the
+   * rank runs on devices[0] when given, else on runtime->device (or
+   * CGR_DEVICE, which wins). */
+  int world_ranks;
+  int world_rank;
+  const char *id;
 } cgr_group_config;
 
 /* Defaults, size and version. CGR_E_INVALID_ARGUMENT on NULL. Any thread. */
@@ -137,8 +147,18 @@ CGR_API cgr_status cgr_group_create(const cgr_group_config *config,
  * communicator. NULL is a no-op. */
 CGR_API void cgr_group_destroy(cgr_group *group);
 
-/* The number of ranks (0 for NULL). */
+/* The number of ranks in this process (0 for NULL): 1 in a group of one
+ * rank per process. */
 CGR_API int cgr_group_ranks(const cgr_group *group);
+
+/* The group's rank count across every process (cgr_group_ranks for a
+ * group in one process; 0 for NULL). */
+CGR_API int cgr_group_world_ranks(const cgr_group *group);
+
+/* The rank in the whole group of this process's rank `local` (0 to
+ * cgr_group_ranks - 1): `local` itself in one process, world_rank across
+ * processes; -1 for NULL or out of range. cgr_step_rank gives the same. */
+CGR_API int cgr_group_rank(const cgr_group *group, int local);
 
 /* Rank `rank`'s runtime, owned by the group (NULL out of range): for its
  * slots' addresses, outputs, memory helpers, stats. Do not capture or
@@ -205,6 +225,50 @@ CGR_API cgr_status cgr_group_ticket_wait(cgr_group *group,
 /* cgr_set_replay_mode on every rank. */
 CGR_API cgr_status cgr_group_set_replay_mode(cgr_group *group,
                                              cgr_replay_mode mode);
+
+/* ------------------------------------------------------------------------ */
+/* Across processes                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One process per GPU, on one machine or several: each process creates the
+ * group with ranks 1, world_ranks and its world_rank, and the same id,
+ * made once by one process (or a launcher) and handed to the others as
+ * text: a file, an environment variable (scripts/tp_launch.sh and
+ * docs/tensor-parallel.md show both). cgr_group_create returns once every
+ * rank joined (or fails after timeout_ms naming the ranks missing).
+ *
+ * Every process calls the same group calls in the same order with the
+ * same config (buckets, replay mode, validation); a step's batch size is
+ * the callers' to agree on (their scheduler's decision). What cgr checks
+ * across processes, through the communicator: after a capture (and a lazy
+ * capture), every rank's bucket list and collectives (CGR_E_CAPTURE naming
+ * the rank; the group breaks); in validation mode (cgr_config.validate),
+ * every replay's batch size before any rank launches (CGR_E_INVALID_ARGUMENT
+ * naming the rank, in every process alike; nothing is launched and the
+ * group stays usable). Without validation a disagreeing batch size is not
+ * seen: the ranks' graphs then wait for each other's collectives until the
+ * host backend's timeout or NCCL's abort path.
+ */
+
+/* Room for an id, its NUL included. */
+#define CGR_GROUP_ID_MAX 320
+
+/*
+ * Makes a new group id into out (size at least CGR_GROUP_ID_MAX), for
+ * one group: "nccl:" and NCCL's unique id in hex on CUDA (ncclGetUniqueId:
+ * it names this machine's address, so make it where rank 0 runs; ranks on
+ * other machines reach it through NCCL's bootstrap, NCCL_SOCKET_IFNAME);
+ * "host:" and a shared-memory name on the host backend (the processes of
+ * one machine). backend: CGR_BACKEND_CUDA, CGR_BACKEND_HOST, or
+ * CGR_BACKEND_AUTO for the backend cgr_runtime_create would pick here.
+ * Errors: CGR_E_INVALID_ARGUMENT (NULL, size too small), CGR_E_UNSUPPORTED
+ * (CUDA without NCCL), CGR_E_CUDA (ncclGetUniqueId failed), those of
+ * cgr_runtime_create (AUTO). Any thread; the message is this thread's
+ * (cgr_group_last_error(NULL)).
+ */
+CGR_API cgr_status cgr_group_id_create(cgr_backend_kind backend, char *out,
+                                       size_t size);
 
 /* The message of the group's last failure ("" when none); with group NULL,
  * this thread's last failed cgr_group_create (as cgr_last_error(NULL)). */

@@ -98,6 +98,9 @@ typedef ncclResult_t (*get_version_fn)(int *version);
 typedef ncclResult_t (*comm_init_all_fn)(ncclComm_t *comms, int count,
                                          const int *devices);
 typedef ncclResult_t (*comm_fn)(ncclComm_t comm);
+typedef ncclResult_t (*get_unique_id_fn)(ncclUniqueId *id);
+typedef ncclResult_t (*comm_init_rank_fn)(ncclComm_t *comm, int ranks,
+                                          ncclUniqueId id, int rank);
 typedef ncclResult_t (*comm_get_async_error_fn)(ncclComm_t comm,
                                                 ncclResult_t *async_error);
 typedef const char *(*get_error_string_fn)(ncclResult_t result);
@@ -119,6 +122,8 @@ typedef struct nccl_library {
   int version;
   get_version_fn get_version;
   comm_init_all_fn comm_init_all;
+  get_unique_id_fn get_unique_id;
+  comm_init_rank_fn comm_init_rank;
   comm_fn comm_destroy;
   comm_fn comm_abort;
   comm_get_async_error_fn comm_get_async_error;
@@ -140,6 +145,8 @@ typedef struct nccl_symbol {
 static const nccl_symbol symbols[] = {
     SYMBOL(get_version, "ncclGetVersion"),
     SYMBOL(comm_init_all, "ncclCommInitAll"),
+    SYMBOL(get_unique_id, "ncclGetUniqueId"),
+    SYMBOL(comm_init_rank, "ncclCommInitRank"),
     SYMBOL(comm_destroy, "ncclCommDestroy"),
     SYMBOL(comm_abort, "ncclCommAbort"),
     SYMBOL(comm_get_async_error, "ncclCommGetAsyncError"),
@@ -406,6 +413,84 @@ cgr_status cgr__nccl_comm_create(cgr_runtime *const *rts, int ranks,
   }
   for (int r = 0; r < ranks; r++)
     handles[r] = comms[r];
+  return CGR_OK;
+}
+
+/* ---- across processes ------------------------------------------------- */
+
+cgr_status cgr__nccl_unique_id(char *hex, size_t size, cgr__error *err) {
+  if (hex == NULL || size < 2 * NCCL_UNIQUE_ID_BYTES + 1)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "no room for %d hex digits", 2 * NCCL_UNIQUE_ID_BYTES);
+  CGR__CHECK(require_nccl(err, "cgr_group_id_create"));
+  ncclUniqueId id;
+  ncclResult_t result = nccl.get_unique_id(&id);
+  if (result != ncclSuccess)
+    return nccl_fail(err, "cgr_group_id_create", NULL, result, NULL,
+                     "ncclGetUniqueId");
+  const unsigned char *bytes = (const unsigned char *)id.internal;
+  for (int i = 0; i < NCCL_UNIQUE_ID_BYTES; i++)
+    snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+  return CGR_OK;
+}
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
+                                    int ranks, cgr__error *err, void **handle) {
+  *handle = NULL;
+  ncclUniqueId id;
+  if (strlen(hex) != 2 * NCCL_UNIQUE_ID_BYTES)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "the id's NCCL part has %zu hex digits, not %d: not "
+                     "cgr_group_id_create's",
+                     strlen(hex), 2 * NCCL_UNIQUE_ID_BYTES);
+  for (int i = 0; i < NCCL_UNIQUE_ID_BYTES; i++) {
+    int high = hex_digit(hex[2 * i]), low = hex_digit(hex[2 * i + 1]);
+    if (high < 0 || low < 0)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "the id's NCCL part has a character that is not a hex "
+                       "digit at %d",
+                       2 * i + (high < 0 ? 0 : 1));
+    id.internal[i] = (char)(high * 16 + low);
+  }
+  if (rt == NULL || rt->kind != CGR_BACKEND_CUDA)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "NCCL needs a CUDA runtime");
+  CGR__CHECK(require_nccl(err, __func__));
+  int device = rt->config.device;
+  int current = -1;
+  cudaError_t e = cudaGetDevice(&current);
+  if (e == cudaSuccess)
+    e = cudaSetDevice(device);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return cgr__fail_cuda(err, cgr__cuda_status_of((int)e, CGR_E_CUDA), (int)e,
+                          __func__, "cudaSetDevice(%d) failed: %s", device,
+                          cudaGetErrorString(e));
+  }
+  /* Blocks until every rank called it: NCCL's bootstrap over the network
+   * from rank 0's address in the id. */
+  ncclComm_t comm = NULL;
+  ncclResult_t result = nccl.comm_init_rank(&comm, ranks, id, rank);
+  if (current >= 0 && cudaSetDevice(current) != cudaSuccess)
+    (void)cudaGetLastError();
+  if (result != ncclSuccess) {
+    char call[96];
+    snprintf(call, sizeof call,
+             "ncclCommInitRank(%d ranks, rank %d, device %d)", ranks, rank,
+             device);
+    return nccl_fail(err, __func__, NULL, result, NULL, call);
+  }
+  *handle = comm;
   return CGR_OK;
 }
 

@@ -28,6 +28,24 @@ cgr_status cgr__nccl_comm_create(cgr_runtime *const *rts, int ranks,
   return cgr__fail(err, CGR_E_UNSUPPORTED, __func__, "%s", NO_NCCL_REASON);
 }
 
+cgr_status cgr__nccl_unique_id(char *hex, size_t size, cgr__error *err) {
+  if (hex != NULL && size > 0)
+    hex[0] = '\0';
+  return cgr__fail(err, CGR_E_UNSUPPORTED, "cgr_group_id_create", "%s",
+                   NO_NCCL_REASON);
+}
+
+cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
+                                    int ranks, cgr__error *err, void **handle) {
+  (void)rt;
+  (void)hex;
+  (void)rank;
+  (void)ranks;
+  if (handle != NULL)
+    *handle = NULL;
+  return cgr__fail(err, CGR_E_UNSUPPORTED, __func__, "%s", NO_NCCL_REASON);
+}
+
 cgr_status cgr__nccl_comm_check(void *const *handles, int ranks,
                                 cgr__error *err) {
   (void)handles;

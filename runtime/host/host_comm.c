@@ -1,17 +1,26 @@
 /*
  * The host communicator (host_comm.h): two generation-counted barriers per
- * collective, the result computed once by the last rank to arrive.
+ * collective, the result computed once by the last rank to arrive. Across
+ * processes the same object lives in a shared mapping (shm_open), its lock
+ * and condition process-shared and robust, and every rank's send is staged
+ * in the mapping before the last rank computes: no pointer of one process
+ * is read by another.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, pthread_condattr_setclock */
 #include "runtime/host/host_comm.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/alloc.h"
 
@@ -37,7 +46,45 @@ struct cgr__host_comm {
   int inside; /* ranks inside cgr__host_comm_run; destroy waits for 0 */
   int aborted;
   char reason[CGR__ERROR_MESSAGE_SIZE];
+  /* Across processes (cgr__host_comm_join): the mapping's size, the bytes
+   * of each rank's staging (the result follows the ranks' staging), the
+   * ranks that joined, and the mark rank 0 sets once the rest is ready. */
+  int shared;
+  size_t mapped_bytes, capacity;
+  unsigned joined_mask;
+  _Atomic uint64_t ready;
 };
+
+/* The mark of a shared communicator ready to use ("cgrshm01"). */
+#define SHARED_READY UINT64_C(0x63677273686d3031)
+
+/* Where a shared communicator's staging starts: past the object. */
+static size_t shared_header(void) {
+  return (sizeof(cgr__host_comm) + 63) / 64 * 64;
+}
+
+/* Rank r's staged send (shared communicators). */
+static unsigned char *staging(cgr__host_comm *comm, int rank) {
+  return (unsigned char *)comm + shared_header() +
+         (size_t)rank * comm->capacity;
+}
+
+/* The result every rank copies out: in the mapping when shared. */
+static unsigned char *result_buffer(cgr__host_comm *comm) {
+  return comm->shared ? staging(comm, comm->ranks) : comm->result;
+}
+
+static void abort_locked(cgr__host_comm *comm, const char *why);
+
+/* Takes the lock; a process that died holding it (a robust mutex) leaves
+ * the communicator aborted, its state no longer to be trusted. */
+static void lock_comm(cgr__host_comm *comm) {
+  if (pthread_mutex_lock(&comm->lock) == EOWNERDEAD) {
+    pthread_mutex_consistent(&comm->lock);
+    abort_locked(comm, "a process of the group died while it held the "
+                       "communicator's lock");
+  }
+}
 
 /* ---- names for messages ------------------------------------------------ */
 
@@ -124,7 +171,13 @@ cgr_status cgr__host_comm_create(int ranks, uint32_t timeout_ms,
 void cgr__host_comm_destroy(cgr__host_comm *comm) {
   if (comm == NULL)
     return;
-  pthread_mutex_lock(&comm->lock);
+  /* Shared: this process's rank is out (its stream is drained); the other
+   * processes still use the lock, so only the mapping goes. */
+  if (comm->shared) {
+    munmap(comm, comm->mapped_bytes);
+    return;
+  }
+  lock_comm(comm);
   while (comm->inside > 0)
     pthread_cond_wait(&comm->changed, &comm->lock);
   pthread_mutex_unlock(&comm->lock);
@@ -132,6 +185,197 @@ void cgr__host_comm_destroy(cgr__host_comm *comm) {
   pthread_mutex_destroy(&comm->lock);
   free(comm->result);
   cgr__free(comm);
+}
+
+/* ---- across processes --------------------------------------------------- */
+
+static void sleep_ms(long ms) {
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* Rank 0: makes the object in a fresh mapping of `fd`. */
+static cgr_status shared_init(cgr__host_comm *comm, int ranks,
+                              uint32_t timeout_ms, size_t bytes,
+                              size_t capacity, cgr__error *err) {
+  pthread_mutexattr_t lock_attr;
+  pthread_condattr_t cond_attr;
+  int ok = pthread_mutexattr_init(&lock_attr) == 0;
+  if (ok) {
+    ok =
+        pthread_mutexattr_setpshared(&lock_attr, PTHREAD_PROCESS_SHARED) == 0 &&
+        pthread_mutexattr_setrobust(&lock_attr, PTHREAD_MUTEX_ROBUST) == 0 &&
+        pthread_mutex_init(&comm->lock, &lock_attr) == 0;
+    pthread_mutexattr_destroy(&lock_attr);
+  }
+  if (ok && pthread_condattr_init(&cond_attr) == 0) {
+    ok = pthread_condattr_setpshared(&cond_attr, PTHREAD_PROCESS_SHARED) == 0 &&
+         pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC) == 0 &&
+         pthread_cond_init(&comm->changed, &cond_attr) == 0;
+    pthread_condattr_destroy(&cond_attr);
+  } else {
+    ok = 0;
+  }
+  if (!ok)
+    return cgr__fail(err, CGR_E_SYSTEM, "cgr__host_comm_join",
+                     "initializing the shared communicator's "
+                     "process-shared lock failed");
+  comm->ranks = ranks;
+  comm->timeout_ms = timeout_ms ? timeout_ms : 1;
+  comm->shared = 1;
+  comm->mapped_bytes = bytes;
+  comm->capacity = capacity;
+  atomic_store_explicit(&comm->ready, SHARED_READY, memory_order_release);
+  return CGR_OK;
+}
+
+/* Ranks past 0: opens rank 0's mapping once it is there and ready. */
+static cgr_status shared_open(const char *name, size_t bytes, double deadline,
+                              cgr__error *err, cgr__host_comm **out) {
+  for (;;) {
+    int fd = shm_open(name, O_RDWR, 0);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && (size_t)st.st_size == bytes) {
+      void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      close(fd);
+      if (map == MAP_FAILED)
+        return cgr__fail(err, CGR_E_SYSTEM, "cgr__host_comm_join",
+                         "mapping the group's shared memory %s failed: %s",
+                         name, strerror(errno));
+      cgr__host_comm *comm = map;
+      while (atomic_load_explicit(&comm->ready, memory_order_acquire) !=
+             SHARED_READY) {
+        if (now_ms() > deadline) {
+          munmap(map, bytes);
+          return cgr__fail(err, CGR_E_TIMEOUT, "cgr__host_comm_join",
+                           "rank 0 made %s but never finished it", name);
+        }
+        sleep_ms(1);
+      }
+      *out = comm;
+      return CGR_OK;
+    }
+    int why = fd >= 0 ? 0 : errno;
+    if (fd >= 0) {
+      /* Another size: rank 0 is still sizing it, or counts other ranks. */
+      if (fstat(fd, &st) == 0 && st.st_size != 0 &&
+          (size_t)st.st_size != bytes) {
+        close(fd);
+        return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr__host_comm_join",
+                         "the group %s was made for another rank count than "
+                         "this process's (its memory is %lld bytes, %zu "
+                         "expected)",
+                         name, (long long)st.st_size, bytes);
+      }
+      close(fd);
+    } else if (why != ENOENT) {
+      return cgr__fail(err, CGR_E_SYSTEM, "cgr__host_comm_join",
+                       "opening the group's shared memory %s failed: %s", name,
+                       strerror(why));
+    }
+    if (now_ms() > deadline)
+      return cgr__fail(err, CGR_E_TIMEOUT, "cgr__host_comm_join",
+                       "rank 0 did not make the group %s in time", name);
+    sleep_ms(1);
+  }
+}
+
+cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
+                               uint32_t timeout_ms, cgr__error *err,
+                               cgr__host_comm **out) {
+  *out = NULL;
+  if (ranks < 1 || ranks > CGR_GROUP_MAX_RANKS || rank < 0 || rank >= ranks)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                     "rank %d of %d ranks: 1 to %d ranks", rank, ranks,
+                     CGR_GROUP_MAX_RANKS);
+  size_t capacity = CGR__HOST_COMM_SHARED_BYTES;
+  size_t bytes = shared_header() + 2 * (size_t)ranks * capacity;
+  double deadline = now_ms() + (timeout_ms ? timeout_ms : 1);
+  cgr__host_comm *comm = NULL;
+  if (rank == 0) {
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+      return cgr__fail(err, CGR_E_SYSTEM, __func__,
+                       "making the group's shared memory %s failed: %s%s", name,
+                       strerror(errno),
+                       errno == EEXIST ? " (an id is for one group: make a "
+                                         "new one)"
+                                       : "");
+    void *map = MAP_FAILED;
+    if (ftruncate(fd, (off_t)bytes) == 0)
+      map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int why = errno;
+    close(fd);
+    if (map == MAP_FAILED) {
+      shm_unlink(name);
+      return cgr__fail(err, CGR_E_SYSTEM, __func__,
+                       "sizing the group's shared memory %s (%zu bytes) "
+                       "failed: %s",
+                       name, bytes, strerror(why));
+    }
+    comm = map;
+    cgr_status status =
+        shared_init(comm, ranks, timeout_ms, bytes, capacity, err);
+    if (status != CGR_OK) {
+      munmap(map, bytes);
+      shm_unlink(name);
+      return status;
+    }
+  } else {
+    CGR__CHECK(shared_open(name, bytes, deadline, err, &comm));
+    if (comm->ranks != ranks) {
+      munmap(comm, bytes);
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "the group %s has %d ranks, this process says %d", name,
+                       comm->ranks, ranks);
+    }
+  }
+  /* Every rank waits for the others to join; rank 0 then removes the name
+   * (the mapping stays), so that no process's death leaves it behind. */
+  lock_comm(comm);
+  comm->joined_mask |= 1u << rank;
+  pthread_cond_broadcast(&comm->changed);
+  unsigned all = (1u << ranks) - 1;
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  double left = deadline - now_ms();
+  if (left < 0)
+    left = 0;
+  until.tv_sec += (time_t)(left / 1e3);
+  until.tv_nsec += (long)((left - (double)(long)(left / 1e3) * 1e3) * 1e6);
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec += 1;
+    until.tv_nsec -= 1000000000L;
+  }
+  int rc = 0;
+  while (comm->joined_mask != all && !comm->aborted && rc != ETIMEDOUT)
+    rc = pthread_cond_timedwait(&comm->changed, &comm->lock, &until);
+  unsigned joined = comm->joined_mask;
+  int aborted = comm->aborted;
+  if (joined != all && !aborted) {
+    char missing[64], why[CGR__ERROR_MESSAGE_SIZE];
+    ranks_missing(joined, ranks, missing, sizeof missing);
+    snprintf(why, sizeof why, "%s did not join the group %s within %u ms",
+             missing, name, comm->timeout_ms);
+    abort_locked(comm, why);
+  }
+  char reason[CGR__ERROR_MESSAGE_SIZE];
+  snprintf(reason, sizeof reason, "%s", comm->reason);
+  pthread_mutex_unlock(&comm->lock);
+  if (rank == 0)
+    shm_unlink(name);
+  if (joined != all || aborted) {
+    munmap(comm, bytes);
+    return cgr__fail(err, CGR_E_TIMEOUT, __func__, "%s", reason);
+  }
+  *out = comm;
+  return CGR_OK;
 }
 
 /* ---- failure ----------------------------------------------------------- */
@@ -147,14 +391,14 @@ static void abort_locked(cgr__host_comm *comm, const char *why) {
 void cgr__host_comm_abort(cgr__host_comm *comm, const char *why) {
   if (comm == NULL)
     return;
-  pthread_mutex_lock(&comm->lock);
+  lock_comm(comm);
   abort_locked(comm, why ? why : "the communicator was aborted");
   pthread_mutex_unlock(&comm->lock);
 }
 
 cgr_status cgr__host_comm_check(cgr__host_comm *comm, cgr__error *err) {
   char reason[CGR__ERROR_MESSAGE_SIZE];
-  pthread_mutex_lock(&comm->lock);
+  lock_comm(comm);
   int aborted = comm->aborted;
   if (aborted)
     memcpy(reason, comm->reason, sizeof reason);
@@ -165,7 +409,7 @@ cgr_status cgr__host_comm_check(cgr__host_comm *comm, cgr__error *err) {
 }
 
 uint64_t cgr__host_comm_completed(cgr__host_comm *comm) {
-  pthread_mutex_lock(&comm->lock);
+  lock_comm(comm);
   uint64_t completed = comm->sequence;
   pthread_mutex_unlock(&comm->lock);
   return completed;
@@ -374,7 +618,7 @@ static void compute_locked(cgr__host_comm *comm) {
     return;
   }
   size_t bytes = result_bytes(comm, first);
-  if (bytes > comm->result_capacity) {
+  if (!comm->shared && bytes > comm->result_capacity) {
     unsigned char *grown = realloc(comm->result, bytes);
     if (grown == NULL) {
       describe(first, what, sizeof what);
@@ -390,19 +634,19 @@ static void compute_locked(cgr__host_comm *comm) {
   }
   const void *sends[CGR_GROUP_MAX_RANKS];
   for (int r = 0; r < comm->ranks; ++r)
-    sends[r] = comm->calls[r].send;
+    sends[r] = comm->shared ? staging(comm, r) : comm->calls[r].send;
   size_t per_rank = first->count * cgr__dtype_size(first->dtype);
+  unsigned char *result = result_buffer(comm);
   switch (first->kind) {
   case CGR__COLL_ALL_REDUCE:
-    reduce(comm->result, sends, comm->ranks, first->count, first->dtype,
-           first->op);
+    reduce(result, sends, comm->ranks, first->count, first->dtype, first->op);
     break;
   case CGR__COLL_ALL_GATHER:
     for (int r = 0; r < comm->ranks; ++r)
-      memcpy(comm->result + (size_t)r * per_rank, sends[r], per_rank);
+      memcpy(result + (size_t)r * per_rank, sends[r], per_rank);
     break;
   default:
-    memcpy(comm->result, sends[first->root], per_rank);
+    memcpy(result, sends[first->root], per_rank);
     break;
   }
   comm->computed = 1;
@@ -434,6 +678,12 @@ static int wait_barrier(cgr__host_comm *comm, uint64_t sequence, int departing,
     if (departing ? comm->sequence != sequence : comm->computed)
       return 1;
     int rc = pthread_cond_timedwait(&comm->changed, &comm->lock, &deadline);
+    if (rc == EOWNERDEAD) {
+      pthread_mutex_consistent(&comm->lock);
+      abort_locked(comm, "a process of the group died while it held the "
+                         "communicator's lock");
+      return 0;
+    }
     if (rc != ETIMEDOUT || comm->aborted ||
         (departing ? comm->sequence != sequence : comm->computed))
       continue;
@@ -454,13 +704,27 @@ cgr_status cgr__host_comm_run(cgr__host_comm *comm, int rank,
                               const cgr__collective *c) {
   assert(rank >= 0 && rank < comm->ranks);
   unsigned bit = 1u << rank;
-  pthread_mutex_lock(&comm->lock);
+  lock_comm(comm);
   comm->inside++;
   /* A rank enters only after its previous collective's departure barrier,
    * which the last rank opened by moving to the next sequence. */
   uint64_t sequence = comm->sequence;
   int ok = !comm->aborted;
+  size_t send_bytes = c->count * cgr__dtype_size(c->dtype);
+  if (ok && comm->shared && send_bytes > comm->capacity) {
+    char what[128], why[CGR__ERROR_MESSAGE_SIZE];
+    describe(c, what, sizeof what);
+    snprintf(why, sizeof why,
+             "collective #%llu (%s): rank %d sends %zu bytes, over the %zu "
+             "a rank may send through a communicator across processes",
+             (unsigned long long)sequence, what, rank, send_bytes,
+             comm->capacity);
+    abort_locked(comm, why);
+    ok = 0;
+  }
   if (ok) {
+    if (comm->shared)
+      memcpy(staging(comm, rank), c->send, send_bytes);
     comm->calls[rank] = *c;
     comm->arrived_mask |= bit;
     if (comm->arrived_mask == (1u << comm->ranks) - 1)
@@ -469,11 +733,11 @@ cgr_status cgr__host_comm_run(cgr__host_comm *comm, int rank,
   }
   if (ok) {
     /* The result stays put until every rank departed. */
-    const unsigned char *result = comm->result;
+    const unsigned char *result = result_buffer(comm);
     size_t bytes = result_bytes(comm, c);
     pthread_mutex_unlock(&comm->lock);
     memcpy(c->recv, result, bytes);
-    pthread_mutex_lock(&comm->lock);
+    lock_comm(comm);
     comm->departed_mask |= bit;
     if (comm->departed_mask == (1u << comm->ranks) - 1) {
       comm->arrived_mask = comm->departed_mask = 0;

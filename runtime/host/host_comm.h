@@ -36,6 +36,21 @@ typedef struct cgr__host_comm cgr__host_comm;
 cgr_status cgr__host_comm_create(int ranks, uint32_t timeout_ms,
                                  cgr__error *err, cgr__host_comm **out);
 
+/*
+ * Rank `rank` of a communicator across processes of one machine, named by
+ * `name` (a POSIX shared-memory name, "/cgr-..."): rank 0 makes it, the
+ * others open it once it is there, and every rank waits until all `ranks`
+ * joined (CGR_E_TIMEOUT naming the missing ranks after timeout_ms); rank 0
+ * then unlinks the name. A rank sends at most CGR__HOST_COMM_SHARED_BYTES
+ * per collective (more aborts the communicator, saying so). Collectives,
+ * check, abort and destroy work as in one process; an abort is seen by
+ * every process; destroy unmaps this process's view only.
+ */
+#define CGR__HOST_COMM_SHARED_BYTES ((size_t)16 << 20)
+cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
+                               uint32_t timeout_ms, cgr__error *err,
+                               cgr__host_comm **out);
+
 /* CGR_OK until the communicator aborted; then CGR_E_TIMEOUT with the
  * reason in err, every time. Any thread. */
 cgr_status cgr__host_comm_check(cgr__host_comm *comm, cgr__error *err);

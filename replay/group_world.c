@@ -1,0 +1,174 @@
+/*
+ * Groups across processes (include/cgr/cgr_group.h, "Across processes"):
+ * the id that joins them, and what a process checks of the others through
+ * the communicator, since no process can read another's state: after a
+ * capture, every rank's buckets and collectives; in validation mode, every
+ * replay's batch size. Each check is one eager all-gather on rank 0's main
+ * stream, which every process issues at the same point of the same call,
+ * and a host wait: a capture's cost, or validation's.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "replay/group.h"
+
+#include "capture/capture.h"
+#include "runtime/backend.h"
+#include "runtime/runtime.h"
+
+cgr_status cgr_group_id_create(cgr_backend_kind backend, char *out,
+                               size_t size) {
+  if (out != NULL && size > 0)
+    out[0] = '\0';
+  if (backend == CGR_BACKEND_AUTO) {
+    /* The backend a runtime here would get, asked the one way that is
+     * sure to agree with it. */
+    cgr_config config;
+    cgr_config_init(&config);
+    cgr_runtime *rt = NULL;
+    CGR__CHECK(cgr_runtime_create(&config, &rt));
+    backend = cgr_backend(rt);
+    cgr_runtime_destroy(rt);
+  }
+  if (backend != CGR_BACKEND_CUDA && backend != CGR_BACKEND_HOST)
+    return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'backend' is %d: CGR_BACKEND_AUTO, CUDA or "
+                     "HOST",
+                     (int)backend);
+  return cgr__comm_id_create(backend, out, size, NULL);
+}
+
+cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
+                                   size_t count, uint64_t *all,
+                                   const char *func) {
+  cgr_runtime *rt = group->rt[0];
+  int ranks = group->world_ranks, rank = group->first_rank;
+  size_t bytes = count * sizeof(uint64_t);
+  uint64_t *buffer = NULL;
+  cgr_status status =
+      cgr_device_alloc(rt, bytes * (size_t)(ranks + 1), (void **)&buffer);
+  if (status == CGR_OK)
+    status = cgr_memcpy(rt, buffer, mine, bytes);
+  if (status == CGR_OK) {
+    cgr__collective c = {.kind = CGR__COLL_ALL_GATHER,
+                         .send = buffer,
+                         .recv = buffer + count,
+                         .count = count,
+                         .dtype = CGR_DTYPE_UINT64};
+    cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
+    status = cgr__be_collective(&rt->backend, stream,
+                                group->comm->handles[rank], rank, ranks, &c);
+    if (status == CGR_OK)
+      status = cgr__be_stream_synchronize(&rt->backend, stream);
+  }
+  if (status == CGR_OK)
+    status = cgr_memcpy(rt, all, buffer + count, bytes * (size_t)ranks);
+  char why[CGR__ERROR_MESSAGE_SIZE];
+  snprintf(why, sizeof why, "%s", cgr_last_error(rt));
+  if (buffer != NULL)
+    (void)cgr_device_free(rt, buffer);
+  if (status != CGR_OK)
+    return cgr__fail(&group->error, status, func,
+                     "rank %d: comparing with the other processes failed: %s",
+                     rank, why);
+  cgr__error err;
+  CGR__CHECK(cgr__error_init(&err));
+  status = cgr__comm_check(group->comm, &err);
+  if (status != CGR_OK)
+    cgr__fail(&group->error, status, func,
+              "rank %d: comparing with the other processes failed: %s", rank,
+              err.message);
+  cgr__error_fini(&err);
+  return status;
+}
+
+/* FNV-1a over 64-bit words: a digest each process computes alike. */
+static uint64_t mix(uint64_t h, uint64_t value) {
+  for (int b = 0; b < 8; ++b) {
+    h ^= (value >> (8 * b)) & 0xFF;
+    h *= UINT64_C(1099511628211);
+  }
+  return h;
+}
+
+/* FNV-1a's start. */
+#define DIGEST_START UINT64_C(1469598103934665603)
+
+cgr_status cgr__group_world_compare_buckets(cgr_group *group,
+                                            const char *func) {
+  if (!group->world)
+    return CGR_OK;
+  const uint32_t *sizes = NULL;
+  size_t count = 0;
+  CGR__CHECK(cgr_buckets(group->rt[0], &sizes, &count));
+  uint64_t mine = DIGEST_START, all[CGR_GROUP_MAX_RANKS];
+  for (size_t i = 0; i < count; ++i)
+    mine = mix(mine, sizes[i]);
+  CGR__CHECK(cgr__group_world_gather(group, &mine, 1, all, func));
+  for (int r = 0; r < group->world_ranks; ++r)
+    if (all[r] != mine)
+      return cgr__fail(&group->error, CGR_E_CAPTURE, func,
+                       "rank %d has another bucket list than rank %d (this "
+                       "process): every rank must be made with the same "
+                       "buckets (nothing was captured)",
+                       r, group->first_rank);
+  return CGR_OK;
+}
+
+cgr_status cgr__group_world_compare_captures(cgr_group *group,
+                                             const char *func) {
+  if (!group->world)
+    return CGR_OK;
+  cgr_runtime *rt = group->rt[0];
+  const uint32_t *sizes = NULL;
+  size_t count = 0;
+  CGR__CHECK(cgr_buckets(rt, &sizes, &count));
+  /* [0]: the bucket list; [1]: every captured bucket's collectives. */
+  uint64_t mine[2] = {DIGEST_START, DIGEST_START};
+  for (size_t i = 0; i < count; ++i) {
+    mine[0] = mix(mine[0], sizes[i]);
+    cgr_bucket_stats stats;
+    CGR__CHECK(cgr_bucket_stats_get(rt, sizes[i], &stats));
+    if (!stats.captured)
+      continue;
+    for (int set = 0; set < 2; ++set) {
+      uint64_t sig = 0;
+      uint32_t collectives = 0;
+      CGR__CHECK(
+          cgr__capture_collectives(rt, sizes[i], set, &sig, &collectives));
+      mine[1] = mix(mix(mix(mine[1], sizes[i]), sig), collectives);
+    }
+  }
+  uint64_t all[2 * CGR_GROUP_MAX_RANKS];
+  CGR__CHECK(cgr__group_world_gather(group, mine, 2, all, func));
+  for (int r = 0; r < group->world_ranks; ++r) {
+    if (all[2 * r] == mine[0] && all[2 * r + 1] == mine[1])
+      continue;
+    return GROUP_BREAK_FAIL(
+        group, CGR_E_CAPTURE, func,
+        "rank %d captured %s than rank %d (this process): every rank must "
+        "have the same buckets and call the same collectives in the same "
+        "order",
+        r,
+        all[2 * r] != mine[0] ? "another bucket list"
+                              : "other collectives in its buckets",
+        group->first_rank);
+  }
+  return CGR_OK;
+}
+
+cgr_status cgr__group_world_check_batch(cgr_group *group, uint32_t rows,
+                                        const char *func) {
+  if (!group->world || !group->rt[0]->config.validate)
+    return CGR_OK;
+  uint64_t mine = rows, all[CGR_GROUP_MAX_RANKS];
+  CGR__CHECK(cgr__group_world_gather(group, &mine, 1, all, func));
+  for (int r = 0; r < group->world_ranks; ++r)
+    if (all[r] != mine)
+      return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, func,
+                       "rank %d's batch has %llu rows and rank %d's (this "
+                       "process) %u: a step has one batch size on every rank "
+                       "(validation mode; nothing was launched)",
+                       r, (unsigned long long)all[r], group->first_rank, rows);
+  return CGR_OK;
+}
