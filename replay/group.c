@@ -87,13 +87,16 @@ void cgr_group_destroy(cgr_group *group) {
   for (int r = 0; r < group->ranks; ++r)
     if (group->rt[r] != NULL)
       (void)cgr_synchronize(group->rt[r]);
-  /* The streams are drained: no collective uses the communicator. */
+  /* The streams are drained: no collective uses the communicator. The
+   * runtimes, and with them the graphs that hold its collectives, go
+   * first: NCCL (2.26 and later) does not end a communicator while a graph
+   * that captured one of its collectives lives. */
   for (int r = 0; r < group->ranks; ++r)
     if (group->rt[r] != NULL)
       group->rt[r]->comm = NULL;
-  cgr__comm_destroy(group->comm);
   for (int r = 0; r < group->ranks; ++r)
     cgr_runtime_destroy(group->rt[r]);
+  cgr__comm_destroy(group->comm);
   cgr__error_fini(&group->error);
   cgr__free(group);
 }

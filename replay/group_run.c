@@ -7,11 +7,15 @@
  * for real (a capture's warm-ups, an eager step, a lazy capture's
  * warm-up) runs each rank on a thread of its own and joins them; a graph
  * replay returns without waiting, so the ranks are launched in rank
- * order, all or (when rank 0 refuses) none.
+ * order, all or (when rank 0 refuses) none, from the caller's thread on
+ * the host backend and from a thread per rank on CUDA (NCCL's rule for
+ * several GPUs in one process, runtime/cuda/cuda_nccl.c).
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "capture/capture.h"
 #include "cgr/cgr.h"
@@ -63,8 +67,8 @@ static void rank_finished(rank_run *run, rank_job *job) {
     }
     if (!run->comm_failed && run->running > 0) {
       char why[CGR__ERROR_MESSAGE_SIZE];
-      snprintf(why, sizeof why, "rank %d failed: %.460s", job->rank,
-               job->message);
+      snprintf(why, sizeof why, "rank %d failed: %.460s",
+               group->first_rank + job->rank, job->message);
       cgr__comm_abort(group->comm, why);
       run->aborted = 1;
     }
@@ -137,7 +141,7 @@ static cgr_status run_outcome(rank_run *run, const char *func,
     char first[48] = "";
     if (run->first_failure >= 0)
       snprintf(first, sizeof first, " (rank %d failed first)",
-               run->first_failure);
+               group->first_rank + run->first_failure);
     return GROUP_BREAK_FAIL(group, CGR_E_TIMEOUT, func,
                             "a collective could not complete%s: %s", first,
                             reason);
@@ -147,9 +151,9 @@ static cgr_status run_outcome(rank_run *run, const char *func,
   const rank_job *job = &run->jobs[run->first_failure];
   if (run->aborted)
     return GROUP_BREAK_FAIL(group, job->status, func, "rank %d: %s failed: %s",
-                            job->rank, what, job->message);
+                            group->first_rank + job->rank, what, job->message);
   return cgr__fail(&group->error, job->status, func, "rank %d: %s failed: %s",
-                   job->rank, what, job->message);
+                   group->first_rank + job->rank, what, job->message);
 }
 
 /* ---- capture ------------------------------------------------------------- */
@@ -367,9 +371,14 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
   uint32_t padded = 0;
   cgr_ticket tickets[CGR_GROUP_MAX_RANKS];
   memset(tickets, 0, sizeof tickets);
-  status = runs_step(group, batches[0], &lazy, &padded)
-               ? replay_threads(group, batches, tickets, __func__)
-               : replay_in_order(group, batches, tickets, __func__);
+  /* NCCL: with several GPUs in one process a graph launch may block until
+   * its peers' launches come, so one thread launching every rank's graph
+   * can deadlock. On CUDA several ranks here launch from threads of their
+   * own (a thread each per step: one process per GPU costs less). */
+  int threads = runs_step(group, batches[0], &lazy, &padded) ||
+                (group->ranks > 1 && group->rt[0]->kind == CGR_BACKEND_CUDA);
+  status = threads ? replay_threads(group, batches, tickets, __func__)
+                   : replay_in_order(group, batches, tickets, __func__);
   CGR__CHECK(status);
   for (int r = 1; r < group->ranks; ++r)
     if (memcmp(&tickets[r], &tickets[0], sizeof tickets[0]) != 0)
@@ -395,18 +404,68 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
   return CGR_OK;
 }
 
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/*
+ * cgr_ticket_wait with a deadline, for CUDA: a step whose collective's
+ * peers never come never finishes, and NCCL gives up on nothing by itself.
+ * Polls the ticket (spinning first, then sleeping 20 us at a time) and the
+ * communicator's asynchronous errors; CGR_E_TIMEOUT once `deadline` passed.
+ */
+static cgr_status wait_until(cgr_group *group, cgr_runtime *rt,
+                             const cgr_ticket *ticket, double deadline) {
+  cgr__error err;
+  CGR__CHECK(cgr__error_init(&err));
+  cgr_status status = CGR_E_NOT_READY;
+  for (long polls = 0; status == CGR_E_NOT_READY; ++polls) {
+    status = cgr_ticket_query(rt, ticket);
+    if (status != CGR_E_NOT_READY)
+      break;
+    if (cgr__comm_check(group->comm, &err) != CGR_OK || now_ms() > deadline)
+      status = CGR_E_TIMEOUT;
+    else if (polls > 1000)
+      nanosleep(&(struct timespec){0, 20000}, NULL);
+  }
+  cgr__error_fini(&err);
+  return status;
+}
+
 cgr_status cgr_group_ticket_wait(cgr_group *group, const cgr_ticket *ticket) {
   GROUP_ENTER(group);
   if (ticket == NULL)
     return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "invalid argument 'ticket'");
   cgr_status first = CGR_OK;
+  double deadline = now_ms() + group->config.timeout_ms;
   for (int r = 0; r < group->ranks; ++r) {
-    cgr_status status = cgr_ticket_wait(group->rt[r], ticket);
+    cgr_status status = CGR_OK;
+    /* The host communicator times out by itself; NCCL does not. */
+    if (group->rt[r]->kind == CGR_BACKEND_CUDA) {
+      status = wait_until(group, group->rt[r], ticket, deadline);
+      if (status == CGR_E_TIMEOUT) {
+        char why[CGR__ERROR_MESSAGE_SIZE];
+        snprintf(why, sizeof why,
+                 "rank %d: step %llu did not finish within %u ms "
+                 "(timeout_ms): a collective of it waits for a peer that "
+                 "never came, or NCCL reported an error; the communicator "
+                 "was aborted",
+                 group->first_rank + r, (unsigned long long)ticket->step,
+                 group->config.timeout_ms);
+        cgr__comm_abort(group->comm, why);
+        /* The stuck kernels end: the stream drains. */
+        (void)cgr_ticket_wait(group->rt[r], ticket);
+      }
+    }
+    if (status == CGR_OK)
+      status = cgr_ticket_wait(group->rt[r], ticket);
     if (status != CGR_OK && first == CGR_OK)
       first = cgr__fail(&group->error, status, __func__,
-                        "rank %d: cgr_ticket_wait failed: %s", r,
-                        cgr_last_error(group->rt[r]));
+                        "rank %d: cgr_ticket_wait failed: %s",
+                        group->first_rank + r, cgr_last_error(group->rt[r]));
   }
   cgr__error err;
   CGR__CHECK(cgr__error_init(&err));

@@ -62,9 +62,8 @@ static void test_group_one_rank_is_a_runtime(void **state) {
   toy_equivalence(&options, 50, 10, 7);
 }
 
-/* CGR_GROUP_STEPS (default 2,000) steps of random batch sizes, eager ones
- * included, on 2 ranks in the default mode with feedback; the soak
- * (label soak) runs 10,000. */
+/* CGR_GROUP_STEPS (default 10,000) steps of random batch sizes, eager ones
+ * included, on 2 ranks in the default mode with feedback. */
 static long group_steps(long fallback) {
   const char *value = getenv("CGR_GROUP_STEPS");
   if (value == NULL || *value == '\0')

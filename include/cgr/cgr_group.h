@@ -62,9 +62,8 @@ CGR_API int cgr_step_ranks(const cgr_step *step);
  *   broadcast   recv[i] = rank root's send[i]
  *
  * Errors: CGR_E_INVALID_ARGUMENT (NULL, count 0, a dtype, op or root out of
- * range), CGR_E_UNSUPPORTED (a CUDA build without NCCL, in a group of more
- * than one rank), CGR_E_CUDA (NCCL's error string in the message). A
- * failure fails the step's run as every cgr_step_* call does.
+ * range), CGR_E_CUDA (NCCL's error string in the message). A failure fails
+ * the step's run as every cgr_step_* call does.
  */
 CGR_API cgr_status cgr_step_all_reduce(cgr_step *step, const void *send,
                                        void *recv, size_t count,
@@ -91,11 +90,16 @@ CGR_API cgr_status cgr_step_broadcast(cgr_step *step, const void *send,
  * ticket, valid on every rank.
  *
  * A collective that cannot complete (a rank failed before it, or called
- * another collective) does not hang: on the host backend it ends after
- * cgr_group_config.timeout_ms, on CUDA NCCL's abort path ends it; the call
- * that meets it returns CGR_E_TIMEOUT naming the rank, and the group is
- * broken: every later call but cgr_group_destroy returns CGR_E_INVALID_STATE
- * with that message.
+ * another collective) does not hang forever. On the host backend it ends
+ * after cgr_group_config.timeout_ms wherever it waits. On CUDA NCCL gives
+ * up on nothing by itself: cgr aborts the communicator (ncclCommAbort,
+ * which ends the stuck kernels) when a rank fails while others run, and
+ * cgr_group_ticket_wait gives up after timeout_ms; a warm-up or an eager
+ * step (which cgr_group_capture and cgr_group_replay wait for) whose
+ * collective never completes, with no rank failing, blocks as NCCL blocks.
+ * The call that meets the failure returns CGR_E_TIMEOUT naming the rank,
+ * and the group is broken: every later call but cgr_group_destroy returns
+ * CGR_E_INVALID_STATE with that message.
  */
 typedef struct cgr_group cgr_group;
 
@@ -113,9 +117,9 @@ typedef struct cgr_group_config {
   const cgr_config *runtime;
   const int *devices;
   /* How long a collective waits for the other ranks before the group
-   * breaks (host backend; on CUDA NCCL's own timeout applies), and how
-   * long processes wait for each other to join. Default 30000 ms; 0 is
-   * refused. */
+   * breaks (host backend; on CUDA how long cgr_group_ticket_wait waits),
+   * and how long processes wait for each other to join. Default 30000 ms;
+   * 0 is refused. */
   uint32_t timeout_ms;
   /* Version 2. One rank per process: this process holds rank world_rank
    * of a group of world_ranks ranks (ranks must then be 1), joined through
@@ -137,7 +141,8 @@ CGR_API cgr_status cgr_group_config_init(cgr_group_config *config);
  * communicator). Errors: those of cgr_runtime_create (naming the rank),
  * CGR_E_INVALID_ARGUMENT (NULL, ranks out of range, timeout_ms 0, a device
  * given twice),
- * CGR_E_UNSUPPORTED (more than one rank on CUDA in a build without NCCL),
+ * CGR_E_UNSUPPORTED (a CUDA group, one rank included, in a build without
+ * NCCL or where libnccl cannot be loaded: the message says which),
  * CGR_E_CUDA (NCCL's initialization). Nothing is left on failure.
  */
 CGR_API cgr_status cgr_group_create(const cgr_group_config *config,
@@ -218,7 +223,8 @@ CGR_API cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
                                     cgr_ticket *ticket);
 
 /* Waits for the ticket's step on every rank; CGR_E_TIMEOUT when a
- * collective of it could not complete (the group breaks). */
+ * collective of it could not complete (the group breaks). On CUDA it polls
+ * the step and gives up after timeout_ms, aborting the communicator. */
 CGR_API cgr_status cgr_group_ticket_wait(cgr_group *group,
                                          const cgr_ticket *ticket);
 
@@ -248,7 +254,8 @@ CGR_API cgr_status cgr_group_set_replay_mode(cgr_group *group,
  * naming the rank, in every process alike; nothing is launched and the
  * group stays usable). Without validation a disagreeing batch size is not
  * seen: the ranks' graphs then wait for each other's collectives until the
- * host backend's timeout or NCCL's abort path.
+ * host backend's timeout, or on CUDA cgr_group_ticket_wait's (which aborts
+ * the communicator).
  */
 
 /* Room for an id, its NUL included. */

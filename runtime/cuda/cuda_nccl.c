@@ -31,11 +31,17 @@
  *   launches the graph derived from its own capture, never another's.
  * - Several GPUs in one process: NCCL warns that cudaGraphLaunch may block
  *   until the peers' launches arrive, so launching every rank's graph from
- *   one thread can deadlock. A group launches each rank from a thread of
- *   its own (as it runs its warm-ups and eager steps), and captures in
+ *   one thread can deadlock. A group of several CUDA ranks in one process
+ *   launches each rank's graph from a thread of its own (replay/
+ *   group_run.c; as it runs its warm-ups and eager steps), and captures in
  *   cudaStreamCaptureModeThreadLocal (cuda_backend.c), the mode NCCL asks
  *   for when each thread drives another GPU. One process per GPU stays the
- *   most robust deployment, and the one NCCL recommends.
+ *   most robust deployment, the one NCCL recommends, and the cheaper one
+ *   (no thread per step).
+ * - Graphs before communicators: NCCL 2.26 and later wait in
+ *   ncclCommDestroy until every graph that captured a collective of the
+ *   communicator is destroyed, so cgr_group_destroy destroys the ranks'
+ *   runtimes (their graphs) first.
  * - Mixing captured and uncaptured collectives on one communicator (the
  *   warm-ups run eagerly, the step's graphs replay later; an eager step
  *   between replays) is supported through a mechanism that

@@ -11,8 +11,8 @@
 #if defined(CGR_HAVE_CUDA)
 #define NO_NCCL_REASON                                                         \
   "this build of cgr has no NCCL (built with CGR_WITH_NCCL=OFF, or nccl.h "    \
-  "was not found at configure time): a CUDA group cannot have more than "      \
-  "one rank"
+  "was not found at configure time): a CUDA group needs NCCL, even of one "    \
+  "rank"
 #else
 #define NO_NCCL_REASON                                                         \
   "this build of cgr has no CUDA backend, and so no NCCL (built with "         \
