@@ -2,7 +2,9 @@
  * NCCL on the CUDA backend (runtime/cuda/cuda_nccl.c): the loader, the
  * checks made before NCCL is called, and, on a GPU, a one-rank
  * communicator whose collectives run on a runtime's stream, eagerly and
- * inside a captured graph.
+ * inside a captured graph; and a one-rank group (in this process, and a
+ * world of one process joined through an id) captured and replayed in
+ * every mode.
  *
  * Most of it needs no GPU: libnccl.so loads (and answers ncclGetVersion)
  * on a machine without one, so the host tests load the real library when
@@ -324,6 +326,130 @@ static void test_one_rank_collectives_run_on_the_runtime_stream(void **state) {
   cgr__be_device_free(be, recv);
 }
 
+/* ---- a one-rank group ----------------------------------------------------
+ */
+
+enum { GROUP_COLS = 16 };
+
+typedef struct one_rank_step {
+  cgr_slot x, sum, gathered;
+} one_rank_step;
+
+/* On one rank an all-reduce and an all-gather are copies of x. */
+static cgr_status one_rank_step_fn(cgr_step *step, void *user) {
+  const one_rank_step *s = user;
+  size_t count = (size_t)cgr_step_padded_batch(step) * GROUP_COLS;
+  cgr_status status = cgr_step_all_reduce(step, cgr_step_slot(step, s->x),
+                                          cgr_step_slot(step, s->sum), count,
+                                          CGR_DTYPE_FLOAT32, CGR_REDUCE_SUM);
+  if (status == CGR_OK)
+    status = cgr_step_all_gather(step, cgr_step_slot(step, s->x),
+                                 cgr_step_slot(step, s->gathered), count,
+                                 CGR_DTYPE_FLOAT32);
+  return status;
+}
+
+/* Makes a one-rank group (world: of one process, through an id); NULL
+ * when this build or machine has no NCCL for it (said, or skipped). */
+static cgr_group *one_rank_group(int world, char *id) {
+  static const uint32_t buckets[] = {1, 2, 4};
+  cgr_config runtime;
+  cgr_test_config(&runtime);
+  runtime.buckets = buckets;
+  runtime.bucket_count = 3;
+  cgr_group_config config;
+  cgr_group_config_init(&config);
+  config.ranks = 1;
+  config.runtime = &runtime;
+  cgr_status status = CGR_OK;
+  if (world) {
+    status = cgr_group_id_create(cgr_test_backend, id, CGR_GROUP_ID_MAX);
+    config.world_ranks = 1;
+    config.world_rank = 0;
+    config.id = id;
+  }
+  cgr_group *group = NULL;
+  if (status == CGR_OK)
+    status = cgr_group_create(&config, &group);
+  if (cgr_test_backend == CGR_BACKEND_CUDA && !HAVE_NCCL) {
+    expect_no_nccl_in_this_build(status, cgr_group_last_error(NULL));
+    return NULL;
+  }
+  if (status == CGR_E_UNSUPPORTED && cgr_test_backend == CGR_BACKEND_CUDA) {
+    cgr_test_skip(cgr_group_last_error(NULL)); /* no libnccl here */
+    return NULL;
+  }
+  if (status != CGR_OK)
+    fail_msg("one-rank group (world %d): %s: %s", world,
+             cgr_status_name(status), cgr_group_last_error(NULL));
+  return group;
+}
+
+/* A group of one rank, in this process and as a world of one process
+ * (ncclGetUniqueId and ncclCommInitRank on CUDA, the shared-memory
+ * communicator on the host backend), captured and replayed in every mode;
+ * then destroyed, graphs before the communicator (NCCL 2.26 and later
+ * would wait forever the other way round). On CUDA this is the one-rank
+ * NCCL group of the GPU run: one GPU suffices. */
+static void test_one_rank_group_captures_and_replays(void **state) {
+  (void)cgr_test_runtime(state);
+  static const cgr_replay_mode modes[] = {CGR_REPLAY_DOUBLE_BUFFERED,
+                                          CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED,
+                                          CGR_REPLAY_IN_GRAPH,
+                                          CGR_REPLAY_EAGER};
+  for (int world = 0; world < 2; ++world) {
+    char id[CGR_GROUP_ID_MAX] = "";
+    cgr_group *group = one_rank_group(world, id);
+    if (group == NULL)
+      return;
+    cgr_runtime *rt = cgr_group_runtime(group, 0);
+    assert_int_equal(cgr_group_world_ranks(group), 1);
+    assert_int_equal(cgr_group_rank(group, 0), 0);
+    one_rank_step s;
+    cgr_slot_desc desc;
+    cgr_slot_desc_init(&desc, "x", CGR_SLOT_ROWS, 4, GROUP_COLS);
+    assert_int_equal(cgr_group_slot_declare(group, &desc, &s.x), CGR_OK);
+    cgr_slot_desc_init(&desc, "sum", CGR_SLOT_OUTPUT, 4, GROUP_COLS);
+    assert_int_equal(cgr_group_slot_declare(group, &desc, &s.sum), CGR_OK);
+    cgr_slot_desc_init(&desc, "gathered", CGR_SLOT_OUTPUT, 4, GROUP_COLS);
+    assert_int_equal(cgr_group_slot_declare(group, &desc, &s.gathered), CGR_OK);
+    cgr_status status = cgr_group_capture(group, one_rank_step_fn, &s);
+    if (status != CGR_OK)
+      fail_msg("cgr_group_capture: %s: %s", cgr_status_name(status),
+               cgr_group_last_error(group));
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; ++m) {
+      assert_int_equal(cgr_group_set_replay_mode(group, modes[m]), CGR_OK);
+      for (uint32_t k = 0; k < 6; ++k) {
+        uint32_t rows = 1 + k % 4;
+        float x[4 * GROUP_COLS], got[4 * GROUP_COLS];
+        for (uint32_t i = 0; i < rows * GROUP_COLS; ++i)
+          x[i] = (float)(1000 * m + 100 * k + i);
+        cgr_batch *batches[CGR_GROUP_MAX_RANKS] = {NULL};
+        assert_int_equal(cgr_group_batch_begin(group, rows, batches), CGR_OK);
+        assert_cgr_ok(rt, cgr_batch_input(batches[0], s.x, CGR_SOURCE_HOST, x,
+                                          rows * GROUP_COLS * 4));
+        cgr_ticket ticket;
+        status = cgr_group_replay(group, batches, &ticket);
+        if (status == CGR_OK)
+          status = cgr_group_ticket_wait(group, &ticket);
+        if (status != CGR_OK)
+          fail_msg("world %d, mode %d, step %u: %s: %s", world, (int)modes[m],
+                   k, cgr_status_name(status), cgr_group_last_error(group));
+        const cgr_slot outs[2] = {s.sum, s.gathered};
+        for (int o = 0; o < 2; ++o) {
+          void *device = NULL;
+          assert_cgr_ok(rt, cgr_output(rt, &ticket, outs[o], &device));
+          assert_cgr_ok(rt, cgr_memcpy(rt, got, device, rows * GROUP_COLS * 4));
+          if (memcmp(got, x, rows * GROUP_COLS * 4) != 0)
+            fail_msg("world %d, mode %d, step %u: the %s differs from x", world,
+                     (int)modes[m], k, o == 0 ? "all-reduce" : "all-gather");
+        }
+      }
+    }
+    cgr_group_destroy(group);
+  }
+}
+
 static const struct CMUnitTest tests[] = {
     HOST_TEST(test_missing_library_is_unsupported_naming_its_path),
     HOST_TEST(test_library_without_nccl_is_refused_naming_the_symbol),
@@ -331,6 +457,7 @@ static const struct CMUnitTest tests[] = {
     HOST_TEST(test_comm_create_refuses_bad_arguments),
     HOST_TEST(test_collective_refuses_what_nccl_has_no_value_for),
     RUNTIME_TEST(test_one_rank_collectives_run_on_the_runtime_stream),
+    RUNTIME_TEST(test_one_rank_group_captures_and_replays),
 };
 
 CGR_TEST_MAIN(tests)
