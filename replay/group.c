@@ -60,6 +60,20 @@ void cgr__group_break(cgr_group *group, const char *why) {
     cgr__comm_abort(group->comm, group->broken_why);
 }
 
+cgr_status cgr__group_comm_state(cgr_group *group, char *reason, size_t size) {
+  reason[0] = '\0';
+  cgr__error err;
+  cgr_status status = cgr__error_init(&err);
+  if (status != CGR_OK) {
+    snprintf(reason, size, "initializing an error record failed");
+    return status;
+  }
+  status = cgr__comm_check(group->comm, &err);
+  snprintf(reason, size, "%s", err.message);
+  cgr__error_fini(&err);
+  return status;
+}
+
 cgr_status cgr__group_refuse_broken(cgr_group *group, const char *func) {
   char why[CGR__ERROR_MESSAGE_SIZE];
   snprintf(why, sizeof why, "%s", group->broken_why);

@@ -34,6 +34,11 @@ struct cgr_group {
  * aborted, so that a collective still waiting for a peer returns. */
 void cgr__group_break(cgr_group *group, const char *why);
 
+/* CGR_OK while every collective so far completed; otherwise the
+ * communicator's failure, its reason in `reason` (size bytes, always
+ * terminated). */
+cgr_status cgr__group_comm_state(cgr_group *group, char *reason, size_t size);
+
 /* The refusal of every call on a broken group (CGR_E_INVALID_STATE). */
 cgr_status cgr__group_refuse_broken(cgr_group *group, const char *func);
 

@@ -131,12 +131,8 @@ static cgr_status run_ranks(rank_run *run, const char *func) {
 static cgr_status run_outcome(rank_run *run, const char *func,
                               const char *what) {
   cgr_group *group = run->group;
-  cgr__error err;
-  CGR__CHECK(cgr__error_init(&err));
-  cgr_status comm = cgr__comm_check(group->comm, &err);
   char reason[CGR__ERROR_MESSAGE_SIZE];
-  snprintf(reason, sizeof reason, "%s", err.message);
-  cgr__error_fini(&err);
+  cgr_status comm = cgr__group_comm_state(group, reason, sizeof reason);
   if (comm != CGR_OK && (!run->aborted || run->comm_failed)) {
     char first[48] = "";
     if (run->first_failure >= 0)
@@ -467,13 +463,8 @@ cgr_status cgr_group_ticket_wait(cgr_group *group, const cgr_ticket *ticket) {
                         "rank %d: cgr_ticket_wait failed: %s",
                         group->first_rank + r, cgr_last_error(group->rt[r]));
   }
-  cgr__error err;
-  CGR__CHECK(cgr__error_init(&err));
-  cgr_status comm = cgr__comm_check(group->comm, &err);
   char reason[CGR__ERROR_MESSAGE_SIZE];
-  snprintf(reason, sizeof reason, "%s", err.message);
-  cgr__error_fini(&err);
-  if (comm != CGR_OK)
+  if (cgr__group_comm_state(group, reason, sizeof reason) != CGR_OK)
     return GROUP_BREAK_FAIL(group, CGR_E_TIMEOUT, __func__,
                             "a collective of step %llu could not complete: %s",
                             (unsigned long long)ticket->step, reason);

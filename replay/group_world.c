@@ -71,14 +71,11 @@ cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
     return cgr__fail(&group->error, status, func,
                      "rank %d: comparing with the other processes failed: %s",
                      rank, why);
-  cgr__error err;
-  CGR__CHECK(cgr__error_init(&err));
-  status = cgr__comm_check(group->comm, &err);
+  status = cgr__group_comm_state(group, why, sizeof why);
   if (status != CGR_OK)
     cgr__fail(&group->error, status, func,
               "rank %d: comparing with the other processes failed: %s", rank,
-              err.message);
-  cgr__error_fini(&err);
+              why);
   return status;
 }
 

@@ -102,26 +102,7 @@ void cgr__comm_abort(cgr__comm *comm, const char *why);
  * aborted). NULL is a no-op. */
 void cgr__comm_destroy(cgr__comm *comm);
 
-/*
- * CUDA (runtime/cuda/cuda_nccl.c; stubs without NCCL). Called by
- * runtime/comm.c only, and only in a build with CUDA. handles[r] is rank
- * r's ncclComm_t. create fills handles (all NULL on failure, the message
- * in err); check reports an asynchronous NCCL error (CGR_E_CUDA with
- * NCCL's string) or CGR_OK; abort ends the communicators at once
- * (ncclCommAbort) and destroy ends them after their work (ncclCommDestroy):
- * comm.c calls exactly one of the two, once.
- */
-cgr_status cgr__nccl_comm_create(cgr_runtime *const *rts, int ranks,
-                                 cgr__error *err, void **handles);
-cgr_status cgr__nccl_comm_check(void *const *handles, int ranks,
-                                cgr__error *err);
-void cgr__nccl_comm_abort(void *const *handles, int ranks);
-void cgr__nccl_comm_destroy(void *const *handles, int ranks);
-/* Across processes: NCCL's unique id as 256 hex digits into hex (at least
- * 257 bytes), and rank `rank` of `ranks`'s communicator on rt's device
- * from such an id (ncclCommInitRank) into *handle. */
-cgr_status cgr__nccl_unique_id(char *hex, size_t size, cgr__error *err);
-cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
-                                    int ranks, cgr__error *err, void **handle);
+/* The CUDA side of these (NCCL, or stubs that say why there is none) is
+ * declared in runtime/cuda/cuda_nccl.h; runtime/comm.c alone calls it. */
 
 #endif /* CGR_RUNTIME_COLLECTIVE_H */

@@ -12,6 +12,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/collective.h"
+#include "runtime/cuda/cuda_nccl.h"
 #include "runtime/host/host_comm.h"
 #include "runtime/runtime.h"
 

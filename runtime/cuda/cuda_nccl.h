@@ -53,6 +53,19 @@ void cgr__nccl_comm_abort(void *const *handles, int ranks);
  * drained. Never after cgr__nccl_comm_abort (which already freed them). */
 void cgr__nccl_comm_destroy(void *const *handles, int ranks);
 
+/* Across processes: NCCL's unique id (ncclGetUniqueId) as 2 *
+ * NCCL_UNIQUE_ID_BYTES (256) hex digits into hex (size at least 257);
+ * CGR_E_UNSUPPORTED without NCCL, CGR_E_CUDA when NCCL fails. */
+cgr_status cgr__nccl_unique_id(char *hex, size_t size, cgr__error *err);
+
+/* Rank `rank` of `ranks`'s communicator from such an id, on rt's device
+ * (ncclCommInitRank, which returns once every rank called it), into
+ * *handle (NULL on failure). CGR_E_INVALID_ARGUMENT for an id that is not
+ * 256 hex digits or a runtime not on CUDA; CGR_E_UNSUPPORTED, CGR_E_CUDA
+ * as above. The caller's current device is kept. */
+cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
+                                    int ranks, cgr__error *err, void **handle);
+
 /*
  * The CUDA backend's `collective` op (runtime/backend.h), the part that
  * needs no backend context: enqueues c on `stream` (a cudaStream_t) with
