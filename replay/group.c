@@ -27,10 +27,11 @@
 /* ---- config -------------------------------------------------------------- */
 
 /* Where each version's fields end (runtime/versioned.h): version 1 ended
- * with `timeout_ms`, version 2 with `id`. */
+ * with `timeout_ms`, version 2 with `nccl_comms`. */
 static const size_t config_ends[] = {CGR__FIELD_END(cgr_group_config,
                                                     timeout_ms),
-                                     CGR__FIELD_END(cgr_group_config, id)};
+                                     CGR__FIELD_END(cgr_group_config,
+                                                    nccl_comms)};
 CGR__VERSIONED_STRUCT(cgr_group_config, config_ends, CGR_GROUP_CONFIG_VERSION);
 static const cgr__versions config_versions = {"cgr_group_config",
                                               "cgr_group_config_init",
@@ -130,6 +131,19 @@ static cgr_status check_config(const cgr_group_config *config) {
                      "config->world_ranks is %d; it must be 0 (every rank in "
                      "this process) or 1 to %d",
                      config->world_ranks, CGR_GROUP_MAX_RANKS);
+  if (config->nccl_comms != NULL) {
+    if (config->world_ranks != 0 || config->id != NULL)
+      return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
+                       "config->nccl_comms is given with world_ranks %d and "
+                       "id %s: the communicators say the ranks (leave 0 and "
+                       "NULL)",
+                       config->world_ranks,
+                       config->id != NULL ? "set" : "NULL");
+    for (int r = 0; r < config->ranks; ++r)
+      if (config->nccl_comms[r] == NULL)
+        return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
+                         "config->nccl_comms[%d] is NULL", r);
+  }
   if (config->world_ranks > 0) {
     if (config->ranks != 1)
       return cgr__fail(NULL, CGR_E_INVALID_ARGUMENT, "cgr_group_create",
@@ -168,9 +182,8 @@ static cgr_status create_runtimes(cgr_group *group, const cgr_config *base,
   cgr_config config = *base;
   for (int r = 0; r < group->ranks; ++r) {
     /* Across processes the process's device is the caller's choice. */
-    config.device = devices != NULL ? devices[r]
-                    : group->world  ? base->device
-                                    : r;
+    int own = group->world || (group->adopted && group->ranks == 1);
+    config.device = devices != NULL ? devices[r] : own ? base->device : r;
     cgr_status status = cgr_runtime_create(&config, &group->rt[r]);
     if (status != CGR_OK) {
       char why[CGR__ERROR_MESSAGE_SIZE];
@@ -195,6 +208,29 @@ static cgr_status create_runtimes(cgr_group *group, const cgr_config *base,
                          "ranks %d and %d are both on device %d (is "
                          "CGR_DEVICE set?): a group has one rank per device",
                          q, r, ordinal[r]);
+  }
+  return CGR_OK;
+}
+
+/* The caller's communicators (config->nccl_comms): the ranks they say
+ * become the group's. */
+static cgr_status adopt_comm(cgr_group *group, void *const *comms) {
+  cgr__error err;
+  CGR__CHECK(cgr__error_init(&err));
+  int first = 0, world = 0;
+  cgr_status status = cgr__comm_adopt(group->rt, group->ranks, comms, &err,
+                                      &first, &world, &group->comm);
+  if (status != CGR_OK)
+    cgr__fail(NULL, status, "cgr_group_create",
+              "adopting config->nccl_comms failed: %s", err.message);
+  cgr__error_fini(&err);
+  CGR__CHECK(status);
+  group->world = world > group->ranks;
+  group->world_ranks = world;
+  group->first_rank = first;
+  for (int r = 0; r < group->ranks; ++r) {
+    group->rt[r]->comm = group->comm;
+    group->rt[r]->rank = first + r;
   }
   return CGR_OK;
 }
@@ -263,9 +299,12 @@ cgr_status cgr_group_create(const cgr_group_config *config, cgr_group **out) {
   group->config.runtime = NULL;
   group->config.devices = NULL;
   group->config.id = NULL;
+  group->config.nccl_comms = NULL;
+  group->adopted = resolved.nccl_comms != NULL;
   status = create_runtimes(group, &base, resolved.devices);
   if (status == CGR_OK)
-    status = create_comm(group);
+    status = group->adopted ? adopt_comm(group, resolved.nccl_comms)
+                            : create_comm(group);
   if (status != CGR_OK) {
     cgr_group_destroy(group);
     return status;

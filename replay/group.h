@@ -17,7 +17,8 @@ struct cgr_group {
   int ranks;       /* in this process */
   int world_ranks; /* across processes: ranks when world is 0 */
   int first_rank;  /* the group rank of rt[0] */
-  int world;       /* one rank per process (config.world_ranks > 0) */
+  int world;       /* ranks in other processes too */
+  int adopted;     /* the caller's NCCL communicators (config.nccl_comms) */
   char id[CGR_GROUP_ID_MAX];
   cgr_group_config config; /* resolved; runtime and devices not kept */
   cgr_replay_mode mode;    /* every rank's, between calls */

@@ -51,6 +51,9 @@ typedef struct cgr__comm {
    * communicator's handle is handles[local]. Across processes only
    * handles[local] is set. */
   int local;
+  /* The caller's communicators (CUDA): never destroyed here, only aborted
+   * when the group breaks. */
+  int borrowed;
   void *handles[CGR_GROUP_MAX_RANKS];
   /* Set by cgr__comm_abort on CUDA (the first reason stays): from then on
    * cgr__comm_check reports the reason without asking NCCL, and destroy
@@ -81,6 +84,19 @@ cgr_status cgr__comm_create(cgr_runtime *const *rts, int ranks,
 cgr_status cgr__comm_join(cgr_runtime *rt, int rank, int ranks, const char *id,
                           uint32_t timeout_ms, cgr__error *err,
                           cgr__comm **out);
+
+/*
+ * The caller's NCCL communicators for the `ranks` CUDA runtimes rts (the
+ * ranks of this process): asks each for its rank, count and device
+ * (ncclCommUserRank, ncclCommCount, ncclCommCuDevice) and checks that they
+ * make a group: one count, and either every rank here (rank r is rts[r],
+ * count == ranks) or one rank here of a group across processes; each on
+ * its runtime's device. *first is this process's first rank, *world the
+ * count. The communicator it makes borrows them. Errors go to err.
+ */
+cgr_status cgr__comm_adopt(cgr_runtime *const *rts, int ranks,
+                           void *const *comms, cgr__error *err, int *first,
+                           int *world, cgr__comm **out);
 
 /* A new id for `kind` (CUDA or host) into out (size bytes, at least
  * CGR_GROUP_ID_MAX). Errors go to err. */

@@ -125,8 +125,9 @@ void cgr__comm_destroy(cgr__comm *comm) {
     return;
   if (comm->kind == CGR_BACKEND_HOST) {
     cgr__host_comm_destroy(comm->handles[comm->local]);
-  } else if (!atomic_load(&comm->aborted)) {
-    /* An aborted ncclComm_t is already freed. */
+  } else if (!atomic_load(&comm->aborted) && !comm->borrowed) {
+    /* An aborted ncclComm_t is already freed; a borrowed one is the
+     * caller's. */
     cgr__nccl_comm_destroy(comm->handles, comm->ranks);
   }
   cgr__free(comm);
@@ -202,6 +203,60 @@ cgr_status cgr__comm_join(cgr_runtime *rt, int rank, int ranks, const char *id,
     cgr__free(comm);
     return status;
   }
+  *out = comm;
+  return CGR_OK;
+}
+
+cgr_status cgr__comm_adopt(cgr_runtime *const *rts, int ranks,
+                           void *const *comms, cgr__error *err, int *first,
+                           int *world, cgr__comm **out) {
+  *out = NULL;
+  for (int r = 0; r < ranks; ++r)
+    if (rts[r]->kind != CGR_BACKEND_CUDA)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "rank %d runs on the %s backend: NCCL communicators "
+                       "need CUDA runtimes",
+                       r, cgr_backend_name(rts[r]));
+  int count = 0, rank0 = 0;
+  for (int r = 0; r < ranks; ++r) {
+    int rank = 0, ranks_of = 0, device = 0;
+    CGR__CHECK(cgr__nccl_comm_info(comms[r], &rank, &ranks_of, &device, err));
+    if (r == 0) {
+      count = ranks_of;
+      rank0 = rank;
+    }
+    if (ranks_of != count || ranks_of < ranks || ranks_of > CGR_GROUP_MAX_RANKS)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "nccl_comms[%d] counts %d ranks (nccl_comms[0] %d): "
+                       "one group of %d to %d ranks",
+                       r, ranks_of, count, ranks, CGR_GROUP_MAX_RANKS);
+    if (ranks > 1 && (count != ranks || rank != r))
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "nccl_comms[%d] is rank %d of %d: with several ranks "
+                       "here the group's every rank is here, rank r being "
+                       "nccl_comms[r]",
+                       r, rank, ranks_of);
+    if (device != rts[r]->config.device)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                       "nccl_comms[%d] is on CUDA device %d, its rank's "
+                       "runtime on device %d: give devices[] (or the "
+                       "runtime config's device) to match",
+                       r, device, rts[r]->config.device);
+  }
+  cgr__comm *comm = cgr__calloc(1, sizeof *comm);
+  if (comm == NULL)
+    return cgr__fail(err, CGR_E_OUT_OF_MEMORY, __func__,
+                     "allocating the communicator failed");
+  comm->kind = CGR_BACKEND_CUDA;
+  comm->ranks = count;
+  comm->local = rank0;
+  comm->borrowed = 1;
+  atomic_init(&comm->aborted, 0);
+  atomic_init(&comm->reason_ready, 0);
+  for (int r = 0; r < ranks; ++r)
+    comm->handles[rank0 + r] = comms[r];
+  *first = rank0;
+  *world = count;
   *out = comm;
   return CGR_OK;
 }

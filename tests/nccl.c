@@ -349,9 +349,10 @@ static cgr_status one_rank_step_fn(cgr_step *step, void *user) {
   return status;
 }
 
-/* Makes a one-rank group (world: of one process, through an id); NULL
- * when this build or machine has no NCCL for it (said, or skipped). */
-static cgr_group *one_rank_group(int world, char *id) {
+/* Makes a one-rank group (world 1: of one process, through an id; 2: on
+ * the caller's communicator `comm`); NULL when this build or machine has
+ * no NCCL for it (said, or skipped). */
+static cgr_group *one_rank_group(int world, char *id, void *comm) {
   static const uint32_t buckets[] = {1, 2, 4};
   cgr_config runtime;
   cgr_test_config(&runtime);
@@ -362,7 +363,10 @@ static cgr_group *one_rank_group(int world, char *id) {
   config.ranks = 1;
   config.runtime = &runtime;
   cgr_status status = CGR_OK;
-  if (world) {
+  void *comms[1] = {comm};
+  if (world == 2)
+    config.nccl_comms = comms;
+  if (world == 1) {
     status = cgr_group_id_create(cgr_test_backend, id, CGR_GROUP_ID_MAX);
     config.world_ranks = 1;
     config.world_rank = 0;
@@ -392,14 +396,19 @@ static cgr_group *one_rank_group(int world, char *id) {
  * would wait forever the other way round). On CUDA this is the one-rank
  * NCCL group of the GPU run: one GPU suffices. */
 static void test_one_rank_group_captures_and_replays(void **state) {
-  (void)cgr_test_runtime(state);
   static const cgr_replay_mode modes[] = {CGR_REPLAY_DOUBLE_BUFFERED,
                                           CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED,
                                           CGR_REPLAY_IN_GRAPH,
                                           CGR_REPLAY_EAGER};
-  for (int world = 0; world < 2; ++world) {
+  cgr_runtime *test_rt = cgr_test_runtime(state);
+  for (int world = 0; world < 3; ++world) {
     char id[CGR_GROUP_ID_MAX] = "";
-    cgr_group *group = one_rank_group(world, id);
+    /* The caller's own communicator: CUDA only (one_rank_comm checks the
+     * host backend's refusal). */
+    void *comm = world == 2 ? one_rank_comm(test_rt) : NULL;
+    if (world == 2 && comm == NULL)
+      return;
+    cgr_group *group = one_rank_group(world, id, comm);
     if (group == NULL)
       return;
     cgr_runtime *rt = cgr_group_runtime(group, 0);
@@ -447,6 +456,44 @@ static void test_one_rank_group_captures_and_replays(void **state) {
       }
     }
     cgr_group_destroy(group);
+    /* The group borrowed it: the caller still owns it. */
+    if (comm != NULL)
+      cgr__nccl_comm_destroy(&comm, 1);
+  }
+}
+
+/* The caller's communicators are checked before any NCCL call: a host
+ * runtime is refused without reading them, and so are a NULL one and one
+ * given with world_ranks or an id. */
+static void test_group_refuses_bad_nccl_comms(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  cgr_config runtime;
+  cgr_test_config(&runtime);
+  int not_a_comm = 0;
+  void *comms[2] = {&not_a_comm, NULL};
+  static const struct {
+    int ranks, world_ranks;
+    const char *id;
+    const char *says;
+  } cases[] = {
+      {1, 0, NULL, "NCCL communicators need CUDA runtimes"},
+      {2, 0, NULL, "config->nccl_comms[1] is NULL"},
+      {1, 2, NULL, "the communicators say the ranks"},
+      {1, 0, "host:/x", "the communicators say the ranks"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    cgr_group_config config;
+    cgr_group_config_init(&config);
+    config.runtime = &runtime;
+    config.ranks = cases[i].ranks;
+    config.world_ranks = cases[i].world_ranks;
+    config.id = cases[i].id;
+    config.nccl_comms = comms;
+    cgr_group *group = NULL;
+    assert_int_equal(cgr_group_create(&config, &group), CGR_E_INVALID_ARGUMENT);
+    assert_null(group);
+    expect_words(cgr_group_last_error(NULL), cases[i].says);
   }
 }
 
@@ -458,6 +505,7 @@ static const struct CMUnitTest tests[] = {
     HOST_TEST(test_collective_refuses_what_nccl_has_no_value_for),
     RUNTIME_TEST(test_one_rank_collectives_run_on_the_runtime_stream),
     RUNTIME_TEST(test_one_rank_group_captures_and_replays),
+    HOST_TEST(test_group_refuses_bad_nccl_comms),
 };
 
 CGR_TEST_MAIN(tests)

@@ -130,6 +130,22 @@ typedef struct cgr_group_config {
   int world_ranks;
   int world_rank;
   const char *id;
+  /* Version 2. CUDA: the caller's own NCCL communicators (ncclComm_t, as
+   * void *), nccl_comms[r] for this process's rank r, instead of ones cgr
+   * makes (world_ranks and id must then be 0 and NULL: the communicators
+   * say the ranks, through ncclCommUserRank and ncclCommCount). Either
+   * every rank of the group is in this process (a communicator per rank,
+   * ncclCommInitAll's), or ranks is 1 and the communicator spans
+   * processes. Each rank's runtime must be on its communicator's device
+   * (ncclCommCuDevice): devices[r], else device r (runtime->device with
+   * one rank). cgr never destroys them, and they must outlive the group;
+   * but a group that breaks aborts them (ncclCommAbort, which frees
+   * them): after a broken group the caller must not use or destroy them.
+   * Every collective cgr issues on them is a step's, a warm-up's or a
+   * check's, in the order the group's calls make them: the caller's own
+   * collectives on the same communicator must not interleave with the
+   * group's calls. */
+  void *const *nccl_comms;
 } cgr_group_config;
 
 /* Defaults, size and version. CGR_E_INVALID_ARGUMENT on NULL. Any thread. */

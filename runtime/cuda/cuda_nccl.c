@@ -105,6 +105,7 @@ typedef ncclResult_t (*comm_init_all_fn)(ncclComm_t *comms, int count,
                                          const int *devices);
 typedef ncclResult_t (*comm_fn)(ncclComm_t comm);
 typedef ncclResult_t (*get_unique_id_fn)(ncclUniqueId *id);
+typedef ncclResult_t (*comm_int_fn)(const ncclComm_t comm, int *out);
 typedef ncclResult_t (*comm_init_rank_fn)(ncclComm_t *comm, int ranks,
                                           ncclUniqueId id, int rank);
 typedef ncclResult_t (*comm_get_async_error_fn)(ncclComm_t comm,
@@ -130,6 +131,7 @@ typedef struct nccl_library {
   comm_init_all_fn comm_init_all;
   get_unique_id_fn get_unique_id;
   comm_init_rank_fn comm_init_rank;
+  comm_int_fn comm_count, comm_user_rank, comm_cu_device;
   comm_fn comm_destroy;
   comm_fn comm_abort;
   comm_get_async_error_fn comm_get_async_error;
@@ -153,6 +155,9 @@ static const nccl_symbol symbols[] = {
     SYMBOL(comm_init_all, "ncclCommInitAll"),
     SYMBOL(get_unique_id, "ncclGetUniqueId"),
     SYMBOL(comm_init_rank, "ncclCommInitRank"),
+    SYMBOL(comm_count, "ncclCommCount"),
+    SYMBOL(comm_user_rank, "ncclCommUserRank"),
+    SYMBOL(comm_cu_device, "ncclCommCuDevice"),
     SYMBOL(comm_destroy, "ncclCommDestroy"),
     SYMBOL(comm_abort, "ncclCommAbort"),
     SYMBOL(comm_get_async_error, "ncclCommGetAsyncError"),
@@ -497,6 +502,25 @@ cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
     return nccl_fail(err, __func__, NULL, result, NULL, call);
   }
   *handle = comm;
+  return CGR_OK;
+}
+
+cgr_status cgr__nccl_comm_info(void *handle, int *rank, int *ranks, int *device,
+                               cgr__error *err) {
+  CGR__CHECK(require_nccl(err, __func__));
+  ncclComm_t comm = handle;
+  ncclResult_t result = nccl.comm_user_rank(comm, rank);
+  const char *call = "ncclCommUserRank";
+  if (result == ncclSuccess) {
+    result = nccl.comm_count(comm, ranks);
+    call = "ncclCommCount";
+  }
+  if (result == ncclSuccess) {
+    result = nccl.comm_cu_device(comm, device);
+    call = "ncclCommCuDevice";
+  }
+  if (result != ncclSuccess)
+    return nccl_fail(err, __func__, NULL, result, comm, call);
   return CGR_OK;
 }
 

@@ -66,6 +66,13 @@ cgr_status cgr__nccl_unique_id(char *hex, size_t size, cgr__error *err);
 cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
                                     int ranks, cgr__error *err, void **handle);
 
+/* What a caller's communicator (an ncclComm_t) says of itself: its rank,
+ * its rank count and its CUDA device (ncclCommUserRank, ncclCommCount,
+ * ncclCommCuDevice). CGR_E_UNSUPPORTED without NCCL, CGR_E_CUDA when NCCL
+ * refuses (NCCL's words in err). */
+cgr_status cgr__nccl_comm_info(void *handle, int *rank, int *ranks, int *device,
+                               cgr__error *err);
+
 /*
  * The CUDA backend's `collective` op (runtime/backend.h), the part that
  * needs no backend context: enqueues c on `stream` (a cudaStream_t) with

@@ -46,6 +46,13 @@ cgr_status cgr__nccl_comm_init_rank(cgr_runtime *rt, const char *hex, int rank,
   return cgr__fail(err, CGR_E_UNSUPPORTED, __func__, "%s", NO_NCCL_REASON);
 }
 
+cgr_status cgr__nccl_comm_info(void *handle, int *rank, int *ranks, int *device,
+                               cgr__error *err) {
+  (void)handle;
+  *rank = *ranks = *device = 0;
+  return cgr__fail(err, CGR_E_UNSUPPORTED, __func__, "%s", NO_NCCL_REASON);
+}
+
 cgr_status cgr__nccl_comm_check(void *const *handles, int ranks,
                                 cgr__error *err) {
   (void)handles;
