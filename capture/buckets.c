@@ -72,7 +72,7 @@ long cgr__bucket_index(const cgr__capture *cap, uint32_t padded_batch) {
 
 static void destroy_buckets(cgr_runtime *rt, cgr__capture *cap) {
   for (size_t i = 0; i < cap->bucket_count; ++i) {
-    for (int set = 0; set < 2; ++set) {
+    for (int set = 0; set < CGR__SETS; ++set) {
       cgr__be_graph_exec_destroy(&rt->backend, cap->buckets[i].execs[set]);
       cgr__be_graph_destroy(&rt->backend, cap->buckets[i].graphs[set]);
       cgr__be_graph_exec_destroy(&rt->backend,

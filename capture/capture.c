@@ -99,7 +99,7 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
     if (input->fed_by < 0)
       continue;
     step_status =
-        cgr__be_memcpy_async(be, stream, input->buffers[1 - set],
+        cgr__be_memcpy_async(be, stream, input->buffers[(set + 1) % CGR__SETS],
                              cap->slots[input->fed_by].buffers[set],
                              (uint64_t)padded_batch * input->row_bytes);
   }
@@ -210,7 +210,7 @@ cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
 }
 
 static void forget_bucket(cgr_runtime *rt, cgr__bucket *bucket) {
-  for (int set = 0; set < 2; ++set) {
+  for (int set = 0; set < CGR__SETS; ++set) {
     cgr__be_graph_exec_destroy(&rt->backend, bucket->execs[set]);
     cgr__be_graph_destroy(&rt->backend, bucket->graphs[set]);
     cgr__be_graph_exec_destroy(&rt->backend, bucket->in_graph_execs[set]);
@@ -239,7 +239,7 @@ static cgr_status capture_one(cgr_runtime *rt, cgr__capture *cap,
         cap->slots[i].constant_buffers[index] != NULL)
       status = cgr__constant_upload(rt, &cap->slots[i], cap->sizes[index],
                                     cap->slots[i].constant_buffers[index]);
-  for (int set = 0; set < 2 && status == CGR_OK; ++set) {
+  for (int set = 0; set < CGR__SETS && status == CGR_OK; ++set) {
     void **addresses = slot_addresses(rt, cap, index, set);
     if (addresses == NULL)
       status = CGR_E_OUT_OF_MEMORY;

@@ -19,6 +19,11 @@
 
 #define CGR__SLOT_NAME_MAX 63
 
+/* Buffer sets: each has its own slot buffers and its own graph per bucket,
+ * so one step's inputs load while the other set's graph replays; step k
+ * uses set k % CGR__SETS (cgr_ticket.set). */
+#define CGR__SETS 2
+
 typedef struct cgr__slot {
   char name[CGR__SLOT_NAME_MAX + 1];
   cgr_slot_desc desc; /* desc.name points at name */
@@ -26,7 +31,7 @@ typedef struct cgr__slot {
   /* ROWS, PREFIX, OUTPUT: one buffer per set, sized for the largest bucket.
    * CONSTANT: one buffer per bucket (constant_buffers), shared by both sets:
    * it is written at capture and only read after. */
-  void *buffers[2];
+  void *buffers[CGR__SETS];
   void **constant_buffers;
   uint64_t bytes; /* device bytes this slot holds in all */
   /* ROWS input fed by this OUTPUT slot (cgr_slot_feed); -1 when none. */
@@ -34,17 +39,17 @@ typedef struct cgr__slot {
 } cgr__slot;
 
 typedef struct cgr__bucket {
-  cgr__graph *graphs[2]; /* kept for cgr_graph_dump */
-  cgr__graph_exec *execs[2];
+  cgr__graph *graphs[CGR__SETS]; /* kept for cgr_graph_dump */
+  cgr__graph_exec *execs[CGR__SETS];
   /* The in-graph mode's variants: the input copy is their first node.
    * Captured on first use. */
-  cgr__graph *in_graphs[2];
-  cgr__graph_exec *in_graph_execs[2];
+  cgr__graph *in_graphs[CGR__SETS];
+  cgr__graph_exec *in_graph_execs[CGR__SETS];
   cgr_bucket_stats stats;
   /* The collectives each set's captured run called (cgr_step's), for a
    * group to compare its ranks. */
-  uint64_t collective_sig[2];
-  uint32_t collectives[2];
+  uint64_t collective_sig[CGR__SETS];
+  uint32_t collectives[CGR__SETS];
 } cgr__bucket;
 
 typedef enum cgr__scratch_mode {

@@ -35,7 +35,7 @@ uint64_t cgr__slot_bytes_for(const cgr__slot *slot, uint32_t rows) {
 
 static void free_slot(cgr_runtime *rt, const cgr__capture *cap,
                       cgr__slot *slot) {
-  for (int set = 0; set < 2; ++set)
+  for (int set = 0; set < CGR__SETS; ++set)
     cgr__be_device_free(&rt->backend, slot->buffers[set]);
   if (slot->constant_buffers != NULL)
     for (size_t i = 0; i < cap->bucket_count; ++i)
@@ -124,13 +124,13 @@ static cgr_status allocate(cgr_runtime *rt, const cgr__capture *cap,
     return CGR_OK;
   }
   uint64_t bytes = cgr__slot_bytes_for(slot, cgr__largest_bucket(cap));
-  for (int set = 0; set < 2; ++set) {
+  for (int set = 0; set < CGR__SETS; ++set) {
     CGR__CHECK(cgr__be_device_alloc(be, bytes, &slot->buffers[set]));
     slot->bytes += bytes;
   }
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
   if (slot->desc.kind == CGR_SLOT_PREFIX) {
-    for (int set = 0; set < 2; ++set)
+    for (int set = 0; set < CGR__SETS; ++set)
       CGR__CHECK(
           cgr__be_memset_async(be, stream, slot->buffers[set], 0, bytes));
   } else if (slot->desc.kind == CGR_SLOT_ROWS) {
@@ -138,7 +138,7 @@ static cgr_status allocate(cgr_runtime *rt, const cgr__capture *cap,
     cgr__copy_plan plan;
     cgr__copy_plan_init(&plan);
     cgr_status status = CGR_OK;
-    for (int set = 0; set < 2 && status == CGR_OK; ++set)
+    for (int set = 0; set < CGR__SETS && status == CGR_OK; ++set)
       status =
           cgr__copy_plan_fill(&plan, slot->buffers[set], slot->desc.pad_value,
                               slot->desc.elem_size, bytes, &rt->error);

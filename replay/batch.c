@@ -20,7 +20,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__backend *be = &rt->backend;
   if (replay->eager_live)
     cgr__eager_end(rt, &replay->eager);
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < CGR__SETS; ++k) {
     cgr__set *set = &replay->sets[k];
     cgr__be_event_destroy(be, set->loaded);
     cgr__be_event_destroy(be, set->graph_done);
@@ -65,7 +65,7 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
       replay->staging_bytes +=
           (cgr__slot_bytes_for(&cap->slots[i], largest) + 15) / 16 * 16;
   }
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < CGR__SETS; ++k) {
     cgr__set *set = &replay->sets[k];
     set->dirty_end = cgr__calloc(slots, sizeof *set->dirty_end);
     set->loaded_size = cgr__calloc(slots, sizeof *set->loaded_size);
@@ -313,7 +313,7 @@ static cgr_status check_unchanged(cgr_runtime *rt, const cgr_batch *batch,
                      s->name, batch->size,
                      over ? "it is over the largest bucket"
                           : "CGR_REPLAY_EAGER");
-  int k = (int)(replay->next_step % 2);
+  int k = (int)(replay->next_step % CGR__SETS);
   uint32_t loaded = replay->sets[k].loaded_size[slot];
   if (loaded == 0)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_unchanged",

@@ -162,7 +162,7 @@ static cgr_status capture_work(cgr_runtime *rt, rank_job *job) {
  * sets as rank 0, or CGR_E_CAPTURE naming the first rank that did not. */
 static cgr_status compare_bucket(cgr_group *group, uint32_t padded_batch,
                                  const char *func) {
-  for (int set = 0; set < 2; ++set) {
+  for (int set = 0; set < CGR__SETS; ++set) {
     uint64_t sig0 = 0;
     uint32_t count0 = 0;
     for (int r = 0; r < group->ranks; ++r) {

@@ -128,7 +128,7 @@ cgr_status cgr__group_world_compare_captures(cgr_group *group,
     CGR__CHECK(cgr_bucket_stats_get(rt, sizes[i], &stats));
     if (!stats.captured)
       continue;
-    for (int set = 0; set < 2; ++set) {
+    for (int set = 0; set < CGR__SETS; ++set) {
       uint64_t sig = 0;
       uint32_t collectives = 0;
       CGR__CHECK(

@@ -56,7 +56,7 @@ static cgr_status plan_feedback(cgr_runtime *rt, cgr__replay *replay,
   const cgr__slot *slot = &cap->slots[index];
   const int32_t *prev = input->prev_rows;
   const unsigned char *fed =
-      cap->slots[slot->fed_by].buffers[replay->fed_step % 2];
+      cap->slots[slot->fed_by].buffers[replay->fed_step % CGR__SETS];
   const unsigned char *new_rows = input->new_rows;
   uint64_t row = slot->row_bytes, fresh_used = 0;
   for (uint32_t j = 0, end; j < batch; j = end) {
@@ -477,7 +477,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     return replay_in_graph(rt, replay, cap, batch, ticket, started);
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
-  load l = {.set = (int)(replay->next_step % 2),
+  load l = {.set = (int)(replay->next_step % CGR__SETS),
             .batch = batch->size,
             .padded = cap->sizes[cap->bucket_of[batch->size]]};
   long bucket = cap->bucket_of[batch->size];
@@ -650,7 +650,7 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                                   cgr__capture *cap, cgr_batch *batch,
                                   cgr_ticket *ticket, double started) {
   cgr__backend *be = &rt->backend;
-  int k = (int)(replay->next_step % 2);
+  int k = (int)(replay->next_step % CGR__SETS);
   cgr__set *set = &replay->sets[k];
   uint32_t b = batch->size;
   uint32_t padded = cap->sizes[cap->bucket_of[b]];

@@ -115,7 +115,7 @@ typedef struct cgr__replay {
   int has_batcher;
   uint64_t next_step;
   cgr_replay_mode mode;
-  cgr__set sets[2];
+  cgr__set sets[CGR__SETS];
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
@@ -134,7 +134,7 @@ typedef struct cgr__replay {
   /* The last ticket issued for each set, and for an eager step (step
    * UINT64_MAX: none yet): every ticket whose outputs are readable is one
    * of them, so cgr_output checks those field by field. */
-  cgr_ticket issued[2];
+  cgr_ticket issued[CGR__SETS];
   cgr_ticket issued_eager;
   /* Feedback: some slot is fed; the step whose graph last fed (its outputs
    * wait in its set's OUTPUT slots), and its batch size. */

@@ -35,7 +35,7 @@ static int was_issued(const cgr__replay *replay, const cgr__capture *cap,
   uint32_t b = ticket->batch_size;
   if (ticket->set < 0)
     return b > 0 && ticket->padded_batch == b;
-  return (uint64_t)ticket->set == ticket->step % 2 && b > 0 &&
+  return (uint64_t)ticket->set == ticket->step % CGR__SETS && b > 0 &&
          b <= cgr__largest_bucket(cap) &&
          ticket->padded_batch == cap->sizes[cap->bucket_of[b]];
 }
