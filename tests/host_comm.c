@@ -6,10 +6,14 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "capture/capture.h"
 #include "harness.h"
@@ -545,6 +549,76 @@ static void test_host_comm_ranks_that_disagree_abort_at_once(void **state) {
   cgr__host_comm_destroy(comm);
 }
 
+/* ---- across processes --------------------------------------------------- */
+
+/* One rank of a shared communicator in a child process: joins, waits
+ * `delay_ms`, then runs an all-reduce; exits 0 when it timed out (the
+ * communicator aborted) within 5 s, as a peer that died must make it. */
+static void killed_peer_child(const char *name, int rank, long delay_ms) {
+  cgr__error err;
+  cgr__error_init(&err);
+  cgr__host_comm *comm = NULL;
+  if (cgr__host_comm_join(name, 3, rank, 500, &err, &comm) != CGR_OK)
+    _exit(2);
+  struct timespec pause = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
+  nanosleep(&pause, NULL);
+  float send[4] = {1, 2, 3, 4}, recv[4];
+  cgr__collective c = {CGR__COLL_ALL_REDUCE, send,           recv, 4,
+                       CGR_DTYPE_FLOAT32,    CGR_REDUCE_SUM, 0};
+  double start = now_ms();
+  cgr_status status = cgr__host_comm_run(comm, rank, &c);
+  _exit(status == CGR_E_TIMEOUT && now_ms() - start < 5000 ? 0 : 3);
+}
+
+/* Across processes, a rank killed while it waits in a collective (the
+ * most likely place to die) must not stop its peers' timeout: they end
+ * their collective with CGR_E_TIMEOUT. With a process-shared condition
+ * variable the killed waiter left every later broadcast blocked. */
+static void test_shared_comm_outlives_a_killed_waiter(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  char name[64];
+  snprintf(name, sizeof name, "/cgr-test-killed-%ld", (long)getpid());
+  pid_t pids[3];
+  for (int r = 0; r < 3; ++r) {
+    fflush(NULL);
+    pids[r] = fork();
+    assert_true(pids[r] >= 0);
+    if (pids[r] == 0)
+      killed_peer_child(name, r, r == 2 ? 0 : 400);
+  }
+  /* Rank 2 waits alone in the all-reduce; the others come later. */
+  struct timespec pause = {0, 200000000L};
+  nanosleep(&pause, NULL);
+  kill(pids[2], SIGKILL);
+  int status = 0;
+  waitpid(pids[2], &status, 0);
+  double start = now_ms();
+  int done[2] = {0, 0}, codes[2] = {-1, -1};
+  while ((!done[0] || !done[1]) && now_ms() - start < 10000) {
+    for (int r = 0; r < 2; ++r)
+      if (!done[r] && waitpid(pids[r], &status, WNOHANG) == pids[r]) {
+        done[r] = 1;
+        codes[r] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+    struct timespec tick = {0, 10000000L};
+    nanosleep(&tick, NULL);
+  }
+  for (int r = 0; r < 2; ++r)
+    if (!done[r]) {
+      kill(pids[r], SIGKILL);
+      waitpid(pids[r], &status, 0);
+    }
+  shm_unlink(name);
+  for (int r = 0; r < 2; ++r) {
+    if (!done[r])
+      fail_msg("rank %d still waited 10 s after rank 2 was killed (its "
+               "timeout is 500 ms)",
+               r);
+    assert_int_equal(codes[r], 0);
+  }
+}
+
 /* ---- a group's communicator --------------------------------------------- */
 
 static void test_comm_create_checks_its_arguments(void **state) {
@@ -630,6 +704,7 @@ int main(int argc, char **argv) {
       HOST_TEST(test_host_comm_sums_ranks_pairwise),
       HOST_TEST(test_host_comm_missing_rank_times_out_naming_it),
       HOST_TEST(test_host_comm_ranks_that_disagree_abort_at_once),
+      HOST_TEST(test_shared_comm_outlives_a_killed_waiter),
       HOST_TEST(test_comm_create_checks_its_arguments),
       HOST_TEST(test_comm_abort_ends_collectives_with_the_reason),
   };

@@ -86,6 +86,44 @@ static void lock_comm(cgr__host_comm *comm) {
   }
 }
 
+/* Tells the waiters that the state moved. Across processes nobody waits
+ * on the condition (wait_changed), so there is nobody to tell. */
+static void signal_changed(cgr__host_comm *comm) {
+  if (!comm->shared)
+    pthread_cond_broadcast(&comm->changed);
+}
+
+static int past(const struct timespec *deadline) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec > deadline->tv_sec ||
+         (t.tv_sec == deadline->tv_sec && t.tv_nsec >= deadline->tv_nsec);
+}
+
+/*
+ * Waits, holding the lock on entry and on return, until the state may
+ * have moved or `deadline` (CLOCK_MONOTONIC) passed: ETIMEDOUT then, 0
+ * otherwise (callers loop). In one process on the condition. Across
+ * processes by sleeping with the lock released, *pause_us growing from 20
+ * us to 1 ms: a process killed while it waits on a process-shared
+ * condition variable can leave every later broadcast blocked (glibc keeps
+ * a count of its waiters), so a shared communicator waits on none.
+ */
+static int wait_changed(cgr__host_comm *comm, const struct timespec *deadline,
+                        long *pause_us) {
+  if (!comm->shared)
+    return pthread_cond_timedwait(&comm->changed, &comm->lock, deadline);
+  if (past(deadline))
+    return ETIMEDOUT;
+  pthread_mutex_unlock(&comm->lock);
+  struct timespec pause = {0, *pause_us * 1000};
+  nanosleep(&pause, NULL);
+  if (*pause_us < 1000)
+    *pause_us *= 2;
+  lock_comm(comm);
+  return 0;
+}
+
 /* ---- names for messages ------------------------------------------------ */
 
 static const char *dtype_name(cgr_dtype dtype) {
@@ -340,7 +378,7 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
    * (the mapping stays), so that no process's death leaves it behind. */
   lock_comm(comm);
   comm->joined_mask |= 1u << rank;
-  pthread_cond_broadcast(&comm->changed);
+  signal_changed(comm);
   unsigned all = (1u << ranks) - 1;
   struct timespec until;
   clock_gettime(CLOCK_MONOTONIC, &until);
@@ -354,8 +392,9 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
     until.tv_nsec -= 1000000000L;
   }
   int rc = 0;
+  long pause_us = 20;
   while (comm->joined_mask != all && !comm->aborted && rc != ETIMEDOUT)
-    rc = pthread_cond_timedwait(&comm->changed, &comm->lock, &until);
+    rc = wait_changed(comm, &until, &pause_us);
   unsigned joined = comm->joined_mask;
   int aborted = comm->aborted;
   if (joined != all && !aborted) {
@@ -385,7 +424,7 @@ static void abort_locked(cgr__host_comm *comm, const char *why) {
     comm->aborted = 1;
     snprintf(comm->reason, sizeof comm->reason, "%s", why);
   }
-  pthread_cond_broadcast(&comm->changed);
+  signal_changed(comm);
 }
 
 void cgr__host_comm_abort(cgr__host_comm *comm, const char *why) {
@@ -650,7 +689,7 @@ static void compute_locked(cgr__host_comm *comm) {
     break;
   }
   comm->computed = 1;
-  pthread_cond_broadcast(&comm->changed);
+  signal_changed(comm);
 }
 
 static struct timespec deadline_after(uint32_t ms) {
@@ -672,18 +711,15 @@ static struct timespec deadline_after(uint32_t ms) {
 static int wait_barrier(cgr__host_comm *comm, uint64_t sequence, int departing,
                         const cgr__collective *c) {
   struct timespec deadline = deadline_after(comm->timeout_ms);
+  long pause_us = 20;
   for (;;) {
     if (comm->aborted)
       return 0;
     if (departing ? comm->sequence != sequence : comm->computed)
       return 1;
-    int rc = pthread_cond_timedwait(&comm->changed, &comm->lock, &deadline);
-    if (rc == EOWNERDEAD) {
-      pthread_mutex_consistent(&comm->lock);
-      abort_locked(comm, "a process of the group died while it held the "
-                         "communicator's lock");
-      return 0;
-    }
+    /* A dead lock holder (across processes) aborted the communicator in
+     * lock_comm: the loop sees it. */
+    int rc = wait_changed(comm, &deadline, &pause_us);
     if (rc != ETIMEDOUT || comm->aborted ||
         (departing ? comm->sequence != sequence : comm->computed))
       continue;
@@ -743,12 +779,12 @@ cgr_status cgr__host_comm_run(cgr__host_comm *comm, int rank,
       comm->arrived_mask = comm->departed_mask = 0;
       comm->computed = 0;
       comm->sequence++;
-      pthread_cond_broadcast(&comm->changed);
+      signal_changed(comm);
     }
     ok = wait_barrier(comm, sequence, 1, c);
   }
   if (--comm->inside == 0)
-    pthread_cond_broadcast(&comm->changed);
+    signal_changed(comm);
   pthread_mutex_unlock(&comm->lock);
   return ok ? CGR_OK : CGR_E_TIMEOUT;
 }
