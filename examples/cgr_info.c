@@ -44,7 +44,8 @@ static void print_usage(FILE *stream) {
         "  --json          print one JSON object instead of text\n"
         "  --group-id      print a new id for a group across processes\n"
         "                  (cgr_group_id_create) and nothing else: hand it\n"
-        "                  to every process of the group\n"
+        "                  to every process of the group (host backend\n"
+        "                  only: a CUDA id must come from rank 0's process)\n"
         "  --help          print this help and exit\n"
         "\n"
         "The environment variables CGR_BACKEND, CGR_DEVICE and CGR_NVTX win\n"
@@ -266,10 +267,32 @@ int main(int argc, char **argv) {
             CGR_VERSION_STRING, cgr_version_string());
 
   if (opts.group_id) {
+    /* The backend a group here would run on, as cgr_runtime_create picks
+     * it. */
+    cgr_backend_kind backend =
+        opts.backend_given ? opts.backend : CGR_BACKEND_AUTO;
+    if (backend == CGR_BACKEND_AUTO) {
+      cgr_config probe;
+      cgr_config_init(&probe);
+      cgr_runtime *rt = NULL;
+      if (cgr_runtime_create(&probe, &rt) != CGR_OK) {
+        fprintf(stderr, "cgr-info: %s\n", cgr_last_error(NULL));
+        return EXIT_CGR_FAILED;
+      }
+      backend = cgr_backend(rt);
+      cgr_runtime_destroy(rt);
+    }
+    if (backend == CGR_BACKEND_CUDA) {
+      fprintf(stderr,
+              "cgr-info: --group-id: a CUDA group's id must be made by a "
+              "process that lives while the ranks join (NCCL's bootstrap "
+              "root runs in it), and cgr-info exits at once: make it in rank "
+              "0's process (cgr_group_id_create; cgr-decode "
+              "--group-id-file, scripts/tp_launch.sh)\n");
+      return EXIT_CGR_FAILED;
+    }
     char id[CGR_GROUP_ID_MAX];
-    cgr_status made = cgr_group_id_create(opts.backend_given ? opts.backend
-                                                             : CGR_BACKEND_AUTO,
-                                          id, sizeof id);
+    cgr_status made = cgr_group_id_create(backend, id, sizeof id);
     if (made != CGR_OK) {
       fprintf(stderr, "cgr-info: %s: %s\n", cgr_status_name(made),
               cgr_group_last_error(NULL));

@@ -51,9 +51,10 @@ cgr_status cgr__group_refuse_broken(cgr_group *group, const char *func);
 /*
  * Across processes (replay/group_world.c): every rank's `count` values
  * (count <= 4), gathered through the communicator, eagerly, on rank 0's
- * main stream: all[r * count + i] is rank r's value i. Every process must
- * call it at the same point. Fails (without breaking the group) when the
- * gather cannot run.
+ * main stream, waited for by polling (at most timeout_ms): all[r * count
+ * + i] is rank r's value i. Every process must call it at the same point.
+ * A gather that cannot run or finish breaks the group (the communicator
+ * aborted, so the peers' gathers end too).
  */
 cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
                                    size_t count, uint64_t *all,

@@ -7,8 +7,10 @@
  * stream, which every process issues at the same point of the same call,
  * and a host wait: a capture's cost, or validation's.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "replay/group.h"
 
@@ -38,17 +40,50 @@ cgr_status cgr_group_id_create(cgr_backend_kind backend, char *out,
   return cgr__comm_id_create(backend, out, size, NULL);
 }
 
+/* Polls `event` (spinning first, then sleeping 20 us at a time) until it
+ * completes: CGR_E_TIMEOUT when it has not within timeout_ms, or the
+ * communicator failed meanwhile. */
+static cgr_status wait_event(cgr_group *group, cgr__backend *be,
+                             cgr__event *event) {
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  char reason[CGR__ERROR_MESSAGE_SIZE];
+  for (long polls = 0;; ++polls) {
+    cgr_status status = cgr__be_event_query(be, event);
+    if (status != CGR_E_NOT_READY)
+      return status;
+    if (cgr__group_comm_state(group, reason, sizeof reason) != CGR_OK)
+      return CGR_E_TIMEOUT;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - start.tv_sec) * 1e3 +
+                (double)(now.tv_nsec - start.tv_nsec) / 1e6;
+    if (ms > group->config.timeout_ms)
+      return CGR_E_TIMEOUT;
+    if (polls > 1000)
+      nanosleep(&(struct timespec){0, 20000}, NULL);
+  }
+}
+
 cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
                                    size_t count, uint64_t *all,
                                    const char *func) {
   cgr_runtime *rt = group->rt[0];
+  cgr__backend *be = &rt->backend;
   int ranks = group->world_ranks, rank = group->first_rank;
   size_t bytes = count * sizeof(uint64_t);
   uint64_t *buffer = NULL;
+  cgr__event *done = NULL;
+  const char *what = "allocating its buffer";
   cgr_status status =
       cgr_device_alloc(rt, bytes * (size_t)(ranks + 1), (void **)&buffer);
-  if (status == CGR_OK)
+  if (status == CGR_OK) {
+    what = "copying its values";
     status = cgr_memcpy(rt, buffer, mine, bytes);
+  }
+  if (status == CGR_OK) {
+    what = "the all-gather";
+    status = cgr__be_event_create(be, 0, &done);
+  }
   if (status == CGR_OK) {
     cgr__collective c = {.kind = CGR__COLL_ALL_GATHER,
                          .send = buffer,
@@ -56,26 +91,41 @@ cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
                          .count = count,
                          .dtype = CGR_DTYPE_UINT64};
     cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
-    status = cgr__be_collective(&rt->backend, stream,
-                                group->comm->handles[rank], rank, ranks, &c);
+    status = cgr__be_collective(be, stream, group->comm->handles[rank], rank,
+                                ranks, &c);
     if (status == CGR_OK)
-      status = cgr__be_stream_synchronize(&rt->backend, stream);
+      status = cgr__be_event_record(be, done, stream);
+    /* NCCL waits for a peer forever: never a blocking wait here. */
+    if (status == CGR_OK)
+      status = wait_event(group, be, done);
   }
-  if (status == CGR_OK)
+  if (status == CGR_OK) {
+    what = "reading the values";
     status = cgr_memcpy(rt, all, buffer + count, bytes * (size_t)ranks);
+  }
   char why[CGR__ERROR_MESSAGE_SIZE];
   snprintf(why, sizeof why, "%s", cgr_last_error(rt));
+  if (status == CGR_E_TIMEOUT &&
+      cgr__group_comm_state(group, why, sizeof why) == CGR_OK)
+    snprintf(why, sizeof why,
+             "the other processes did not take part within %u ms "
+             "(timeout_ms)",
+             group->config.timeout_ms);
+  if (status == CGR_OK)
+    status = cgr__group_comm_state(group, why, sizeof why);
+  if (status != CGR_OK) {
+    /* The peers are in the all-gather or on their way: the abort ends it
+     * for them too (at once on the host backend; on CUDA within their
+     * timeout_ms at most), and this group cannot go on. The buffer goes
+     * after the abort, which ends a collective still using it. */
+    status = GROUP_BREAK_FAIL(group, status, func,
+                              "rank %d: comparing with the other processes "
+                              "failed at %s: %s",
+                              rank, what, why);
+  }
+  cgr__be_event_destroy(be, done);
   if (buffer != NULL)
     (void)cgr_device_free(rt, buffer);
-  if (status != CGR_OK)
-    return cgr__fail(&group->error, status, func,
-                     "rank %d: comparing with the other processes failed: %s",
-                     rank, why);
-  status = cgr__group_comm_state(group, why, sizeof why);
-  if (status != CGR_OK)
-    cgr__fail(&group->error, status, func,
-              "rank %d: comparing with the other processes failed: %s", rank,
-              why);
   return status;
 }
 

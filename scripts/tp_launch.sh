@@ -1,31 +1,35 @@
 #!/usr/bin/env bash
 # Starts the processes of one cgr group across processes on this machine:
-# one process per rank, each told its rank and the group's id in the
-# environment (CGR_GROUP_RANK, CGR_GROUP_ID; cgr-decode reads both), and on
-# CUDA its own GPU (CGR_DEVICE: the rank's index on this machine).
+# one process per rank, each told its rank and where the group's id is in
+# the environment (CGR_GROUP_RANK, CGR_GROUP_ID_FILE; cgr-decode reads
+# both), and on CUDA its own GPU (CGR_DEVICE: the rank's index on this
+# machine). Rank 0's process makes the id and writes it to the file; the
+# others wait for it and read it. (On CUDA the id must be made by a
+# process that lives while the ranks join: NCCL's bootstrap root runs in
+# it. Rank 0's process does.)
 #
 #   scripts/tp_launch.sh [options] N -- COMMAND [ARGS...]
 #
 # runs COMMAND N times, ranks FIRST to FIRST + N - 1 of a group of WORLD
 # ranks (by default FIRST 0 and WORLD N: the whole group here), waits for
 # all of them, and prints each rank's output after it, prefixed with
-# "[rank R] ". When a rank fails the others are stopped at once (they
-# would otherwise wait for it until the group's timeout). The exit status
-# is 0 when every rank exited 0, else the first failing rank's.
+# "[rank R] ". When a rank fails, or the launcher is interrupted, the
+# others are stopped at once (they would otherwise wait for it until the
+# group's timeout). The exit status is 0 when every rank exited 0, else
+# the first failing rank's.
 #
 # Options:
 #   --world W       the group's rank count across every machine (N)
 #   --first R       the rank of this machine's first process (0)
-#   --id-file FILE  the group's id: read from FILE when it exists, else
-#                   made here and written to FILE (make it on rank 0's
-#                   machine, copy it to the others before they start)
-#   --backend B     auto, cuda or host: the backend the id is made for
-#                   (auto)
+#   --id-file FILE  where rank 0 writes the id (a new temporary file
+#                   by default). Several machines: a file every machine
+#                   reads (a shared folder); the launcher whose ranks
+#                   include 0 removes it before starting, so start that
+#                   one first
 #   --out DIR       rank R's output also in DIR/rank-R.log
 #
-# Without --id-file the id is CGR_GROUP_ID when set, else a new one. The
-# id is made by cgr-info --group-id: $CGR_INFO, else cgr-info on PATH,
-# else build/default/cgr-info of this repository.
+# With CGR_GROUP_ID set and no --id-file, that id is handed on instead (the
+# caller made it, and keeps its maker alive).
 #
 # Two machines, 2 GPUs each, a group of 4 (docs/tensor-parallel.md):
 #   on A: scripts/tp_launch.sh --world 4 --id-file /shared/id 2 -- \
@@ -42,17 +46,15 @@ die() {
 world=""
 first=0
 id_file=""
-backend=auto
 out=""
 while (($#)); do
   case $1 in
-  --world | --first | --id-file | --backend | --out)
+  --world | --first | --id-file | --out)
     (($# >= 2)) || die "$1 needs a value"
     case $1 in
     --world) world=$2 ;;
     --first) first=$2 ;;
     --id-file) id_file=$2 ;;
-    --backend) backend=$2 ;;
     --out) out=$2 ;;
     esac
     shift 2
@@ -75,73 +77,63 @@ world=${world:-$count}
   die "--world '$world' and --first '$first' must be numbers"
 ((first + count <= world)) ||
   die "ranks $first to $((first + count - 1)) are not all below --world $world"
-case $backend in auto | cuda | host) ;; *) die "--backend '$backend'" ;; esac
-
-cgr_info() {
-  local here
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  if [[ -n ${CGR_INFO:-} ]]; then
-    echo "$CGR_INFO"
-  elif command -v cgr-info >/dev/null 2>&1; then
-    command -v cgr-info
-  elif [[ -x $here/build/default/cgr-info ]]; then
-    echo "$here/build/default/cgr-info"
-  else
-    die "no cgr-info to make the group's id (set CGR_INFO, or build it)"
-  fi
-}
-
-make_id() {
-  "$(cgr_info)" --group-id --backend "$backend" ||
-    die "cgr-info --group-id --backend $backend failed"
-}
-
-if [[ -n $id_file ]]; then
-  if [[ -s $id_file ]]; then
-    id=$(<"$id_file")
-  else
-    id=$(make_id) || exit 2
-    # Written whole, then renamed: a reader never sees half an id.
-    printf '%s\n' "$id" >"$id_file.tmp.$$" && mv "$id_file.tmp.$$" "$id_file" ||
-      die "cannot write $id_file"
-  fi
-elif [[ -n ${CGR_GROUP_ID:-} ]]; then
-  id=$CGR_GROUP_ID
-else
-  id=$(make_id) || exit 2
-fi
-[[ -n $id ]] || die "the group's id is empty"
 
 logs=$(mktemp -d "${TMPDIR:-/tmp}/tp_launch.XXXXXX") || die "no temp folder"
-trap 'rm -rf "$logs"' EXIT
 if [[ -n $out ]]; then
   mkdir -p "$out" || die "cannot make $out"
 fi
 
-declare -A rank_of
+# The id: rank 0's process writes it to the file, the others read it; or
+# the caller's CGR_GROUP_ID, handed on.
+id_env=()
+if [[ -n $id_file || -z ${CGR_GROUP_ID:-} ]]; then
+  id_file=${id_file:-$logs/group-id}
+  # A file from an earlier run would be read as this group's id.
+  ((first == 0)) && rm -f "$id_file"
+  id_env=(CGR_GROUP_ID_FILE="$id_file" CGR_GROUP_ID=)
+fi
+
 pids=()
+ranks=()
+running=()
+stop() {
+  local i
+  for i in "${!pids[@]}"; do
+    ((running[i])) && kill "${pids[i]}" 2>/dev/null
+  done
+}
+trap 'stop; rm -rf "$logs"; exit 130' INT
+trap 'stop; rm -rf "$logs"; exit 143' TERM HUP
+trap 'rm -rf "$logs"' EXIT
 for ((i = 0; i < count; i++)); do
   rank=$((first + i))
-  CGR_GROUP_ID=$id CGR_GROUP_RANK=$rank CGR_GROUP_WORLD=$world \
-    CGR_DEVICE=$i \
-    "$@" >"$logs/rank-$rank.log" 2>&1 </dev/null &
+  env "${id_env[@]}" CGR_GROUP_RANK=$rank CGR_GROUP_WORLD=$world \
+    CGR_DEVICE=$i "$@" >"$logs/rank-$rank.log" 2>&1 </dev/null &
   pids+=($!)
-  rank_of[$!]=$rank
+  ranks+=("$rank")
+  running+=(1)
 done
 
 status=0
 failed=""
-left=${#pids[@]}
+left=$count
+# Polled, not `wait -n -p` (bash 5.1): any bash 4 will do.
 while ((left > 0)); do
-  wait -n -p done_pid
-  code=$?
-  ((left--))
-  if ((code != 0 && status == 0)); then
-    status=$code
-    failed=${rank_of[$done_pid]:-?}
-    # The others would wait for this rank until the group's timeout.
-    kill "${pids[@]}" 2>/dev/null
-  fi
+  for i in "${!pids[@]}"; do
+    ((running[i])) || continue
+    kill -0 "${pids[i]}" 2>/dev/null && continue
+    wait "${pids[i]}"
+    code=$?
+    running[i]=0
+    ((left--))
+    if ((code != 0 && status == 0)); then
+      status=$code
+      failed=${ranks[i]}
+      # The others would wait for this rank until the group's timeout.
+      stop
+    fi
+  done
+  ((left > 0)) && sleep 0.05
 done
 
 for ((i = 0; i < count; i++)); do

@@ -14,9 +14,6 @@
 #ifndef CGR_DECODE_PATH
 #error "CGR_DECODE_PATH must name cgr-decode, relative to the build tree"
 #endif
-#ifndef CGR_INFO_PATH
-#error "CGR_INFO_PATH must name cgr-info, relative to the build tree"
-#endif
 
 /* A small model: the plain-C reference checks it, and it runs fast. */
 #define SMALL                                                                  \
@@ -313,9 +310,8 @@ static void test_tensor_parallel_across_processes(void **state) {
   (void)cgr_test_runtime(state);
   if (!have_devices(4))
     return;
-  char decode[4096], info[4096], script[4096], folder[] = "/tmp/cgr-tp-XXXXXX";
+  char decode[4096], script[4096], folder[] = "/tmp/cgr-tp-XXXXXX";
   cgr_test_build_path(decode, sizeof decode, CGR_DECODE_PATH);
-  cgr_test_build_path(info, sizeof info, CGR_INFO_PATH);
   cgr_test_source_path(script, sizeof script, "scripts/tp_launch.sh");
   assert_non_null(mkdtemp(folder));
   const char *backend = cgr_test_backend == CGR_BACKEND_CUDA ? "cuda" : "host";
@@ -328,11 +324,10 @@ static void test_tensor_parallel_across_processes(void **state) {
   for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
     char command[16384];
     snprintf(command, sizeof command,
-             "CGR_INFO='%s' bash '%s' --backend %s --out '%s' %d -- '%s' "
-             "--backend %s " SMALL "--requests 16 --check --json --quiet "
-             "--tp %d --mode %s 2>&1",
-             info, script, backend, folder, runs[i].ranks, decode, backend,
-             runs[i].ranks, runs[i].mode);
+             "bash '%s' --out '%s' %d -- '%s' --backend %s " SMALL
+             "--requests 16 --check --json --quiet --tp %d --mode %s 2>&1",
+             script, folder, runs[i].ranks, decode, backend, runs[i].ranks,
+             runs[i].mode);
     FILE *pipe = popen(command, "r");
     assert_non_null(pipe);
     char output[16384];

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cgr/cgr.h>
 
@@ -29,36 +30,41 @@ typedef struct options {
    * rank in this process. */
   int32_t rank;
   const char *group_id;
+  /* --group-id-file, CGR_GROUP_ID_FILE: rank 0 makes the id and writes it
+   * there, the other ranks read it. */
+  const char *group_id_file;
   int check, json, progress, no_reference;
 } options;
 
 static void usage(FILE *to) {
-  fprintf(to,
-          "usage: cgr-decode [options]\n"
-          "  --mode eager|naive|fused|double|ingraph  replay mode (double)\n"
-          "  --tp N           tensor parallel over N ranks, 1, 2, 4 or 8 (1):\n"
-          "                   N GPUs over NCCL, or N host devices\n"
-          "  --rank R --group-id ID  one rank per process: this process is\n"
-          "                   rank R of --tp N, joined by ID (cgr-info\n"
-          "                   --group-id; or CGR_GROUP_RANK, CGR_GROUP_ID;\n"
-          "                   scripts/tp_launch.sh starts the processes)\n"
-          "  --backend auto|cuda|host   (auto)\n"
-          "  --steps N        decode steps at most (0: until the trace ends)\n"
-          "  --requests N     requests in the trace (64)\n"
-          "  --max-batch N    requests decoding at once, 1-256 (16)\n"
-          "  --prompt N       prompt lengths 1..N (16)\n"
-          "  --new N          generated tokens per request 1..N (32)\n"
-          "  --seed N         trace and weights seed (1)\n"
-          "  --check          compare every step with an eager run (on one\n"
-          "                   runtime, also with --tp), and tokens with the\n"
-          "                   plain-C reference (small models)\n"
-          "  --no-reference   with --check, skip the plain-C reference\n"
-          "  --json           one JSON object instead of the report\n"
-          "  --quiet          no progress lines\n"
-          "  --layers N --hidden N --heads N --head-dim N --mlp N --vocab N\n"
-          "  --dtype fp32|bf16  matmul weights, accumulated in fp32 (fp32)\n"
-          "  --pages N        KV pages of 16 tokens (1024)\n"
-          "  --max-seq N      longest sequence in tokens (512)\n");
+  fprintf(
+      to,
+      "usage: cgr-decode [options]\n"
+      "  --mode eager|naive|fused|double|ingraph  replay mode (double)\n"
+      "  --tp N           tensor parallel over N ranks, 1, 2, 4 or 8 (1):\n"
+      "                   N GPUs over NCCL, or N host devices\n"
+      "  --rank R --group-id-file F  one rank per process: this process\n"
+      "                   is rank R of --tp N; rank 0 makes the group's id\n"
+      "                   and writes it to F, the others read it (or\n"
+      "                   --group-id ID; CGR_GROUP_RANK, CGR_GROUP_ID_FILE,\n"
+      "                   CGR_GROUP_ID; scripts/tp_launch.sh starts them)\n"
+      "  --backend auto|cuda|host   (auto)\n"
+      "  --steps N        decode steps at most (0: until the trace ends)\n"
+      "  --requests N     requests in the trace (64)\n"
+      "  --max-batch N    requests decoding at once, 1-256 (16)\n"
+      "  --prompt N       prompt lengths 1..N (16)\n"
+      "  --new N          generated tokens per request 1..N (32)\n"
+      "  --seed N         trace and weights seed (1)\n"
+      "  --check          compare every step with an eager run (on one\n"
+      "                   runtime, also with --tp), and tokens with the\n"
+      "                   plain-C reference (small models)\n"
+      "  --no-reference   with --check, skip the plain-C reference\n"
+      "  --json           one JSON object instead of the report\n"
+      "  --quiet          no progress lines\n"
+      "  --layers N --hidden N --heads N --head-dim N --mlp N --vocab N\n"
+      "  --dtype fp32|bf16  matmul weights, accumulated in fp32 (fp32)\n"
+      "  --pages N        KV pages of 16 tokens (1024)\n"
+      "  --max-seq N      longest sequence in tokens (512)\n");
 }
 
 static int parse_int(const char *text, long min, long max, long *out) {
@@ -146,6 +152,10 @@ static int parse_options(int argc, char **argv, options *o) {
       o->group_id = value;
       continue;
     }
+    if (strcmp(arg, "--group-id-file") == 0) {
+      o->group_id_file = value;
+      continue;
+    }
     if (strcmp(arg, "--backend") == 0) {
       if (strcmp(value, "auto") == 0)
         o->backend = CGR_BACKEND_AUTO;
@@ -212,9 +222,15 @@ static int parse_options(int argc, char **argv, options *o) {
    * environment. */
   const char *env_id = getenv("CGR_GROUP_ID");
   const char *env_rank = getenv("CGR_GROUP_RANK");
-  if (o->group_id == NULL && env_id != NULL && env_id[0] != '\0')
+  const char *env_file = getenv("CGR_GROUP_ID_FILE");
+  if (o->group_id == NULL && o->group_id_file == NULL && env_id != NULL &&
+      env_id[0] != '\0')
     o->group_id = env_id;
-  if (o->group_id != NULL && env_rank != NULL && !rank_given) {
+  if (o->group_id == NULL && o->group_id_file == NULL && env_file != NULL &&
+      env_file[0] != '\0')
+    o->group_id_file = env_file;
+  int joined = o->group_id != NULL || o->group_id_file != NULL;
+  if (joined && env_rank != NULL && !rank_given) {
     long n = 0;
     if (!parse_int(env_rank, 0, CGR_GROUP_MAX_RANKS - 1, &n)) {
       fprintf(stderr, "cgr-decode: CGR_GROUP_RANK=%s: expected 0 to %d\n",
@@ -223,7 +239,7 @@ static int parse_options(int argc, char **argv, options *o) {
     }
     o->rank = (int32_t)n;
   }
-  if (o->group_id != NULL && (o->tp < 2 || o->rank >= o->tp)) {
+  if (joined && (o->tp < 2 || o->rank >= o->tp)) {
     fprintf(stderr,
             "cgr-decode: a group id needs --tp 2 or more and --rank below "
             "it (--tp %d, --rank %d)\n",
@@ -375,6 +391,62 @@ static int check_passed(const options *o, const engine *e,
                         const dec_run_stats *stats) {
   return steps_agree(o, e, stats) &&
          (stats->reference_tokens < 0 || stats->reference_mismatches == 0);
+}
+
+/* ---- the group's id across processes ----------------------------------------
+ */
+
+/*
+ * --group-id-file: rank 0 makes the id in this process, which lives on
+ * while the ranks join (on CUDA NCCL's bootstrap root runs in the process
+ * that made the id: an id made by a process that has exited cannot be
+ * joined), and writes it whole (a temporary file, renamed); the other
+ * ranks wait for the file, 60 s at most, and read it. A file left by an
+ * earlier run would be read as this one's: the launcher removes it first.
+ */
+static int id_from_file(const options *o, char *id, size_t size) {
+  const char *path = o->group_id_file;
+  if (o->rank == 0) {
+    cgr_status status = cgr_group_id_create(o->backend, id, size);
+    if (status != CGR_OK) {
+      fprintf(stderr, "cgr-decode: making the group's id: %s: %s\n",
+              cgr_status_name(status), cgr_group_last_error(NULL));
+      return 0;
+    }
+    char temporary[4096];
+    snprintf(temporary, sizeof temporary, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(temporary, "w");
+    int ok = f != NULL && fprintf(f, "%s\n", id) > 0;
+    if (f != NULL)
+      ok = fclose(f) == 0 && ok;
+    if (!ok || rename(temporary, path) != 0) {
+      fprintf(stderr, "cgr-decode: writing the group's id to %s failed\n",
+              path);
+      remove(temporary);
+      return 0;
+    }
+    return 1;
+  }
+  double start = now_ms();
+  for (;;) {
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+      int read = fgets(id, (int)size, f) != NULL;
+      fclose(f);
+      id[strcspn(id, "\r\n")] = '\0';
+      if (read && id[0] != '\0')
+        return 1;
+    }
+    if (now_ms() - start > 60000.0) {
+      fprintf(stderr,
+              "cgr-decode: rank %d: no group id in %s after 60 s (rank 0 "
+              "writes it)\n",
+              o->rank, path);
+      return 0;
+    }
+    struct timespec pause = {0, 10000000L};
+    nanosleep(&pause, NULL);
+  }
 }
 
 /* ---- report
@@ -561,6 +633,12 @@ int main(int argc, char **argv) {
   if (problem != NULL) {
     fprintf(stderr, "cgr-decode: %s\n", problem);
     return 2;
+  }
+  static char id[CGR_GROUP_ID_MAX];
+  if (o.group_id == NULL && o.group_id_file != NULL) {
+    if (!id_from_file(&o, id, sizeof id))
+      return 1;
+    o.group_id = id;
   }
   /* Static: each holds a model per rank. */
   static engine main_engine, check_engine;

@@ -285,6 +285,10 @@ CGR_API cgr_status cgr_group_set_replay_mode(cgr_group *group,
  * "host:" and a shared-memory name on the host backend (the processes of
  * one machine). backend: CGR_BACKEND_CUDA, CGR_BACKEND_HOST, or
  * CGR_BACKEND_AUTO for the backend cgr_runtime_create would pick here.
+ * On CUDA the process that makes the id must live until every rank has
+ * joined: NCCL's bootstrap root runs in it (an id made by a process that
+ * has exited cannot be joined). Make it in rank 0's process and hand it
+ * out from there (cgr-decode --group-id-file shows how).
  * Errors: CGR_E_INVALID_ARGUMENT (NULL, size too small), CGR_E_UNSUPPORTED
  * (CUDA without NCCL), CGR_E_CUDA (ncclGetUniqueId failed), those of
  * cgr_runtime_create (AUTO). Any thread; the message is this thread's
