@@ -1,5 +1,6 @@
 /* What a step function sees: its bucket, its slots, scratch memory, and the
  * stream it enqueues on (always the runtime's main stream). */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -292,6 +293,7 @@ static cgr_status check_collective(cgr_runtime *rt, const cgr__collective *c,
 }
 
 static cgr_status collective(cgr_step *step, const cgr__collective *c) {
+  const char *func = collective_func(c->kind);
   cgr_runtime *rt = step->rt;
   cgr__comm *comm = rt->comm;
   int rank = cgr_step_rank(step);
@@ -300,6 +302,14 @@ static cgr_status collective(cgr_step *step, const cgr__collective *c) {
   step->collective_sig = signature_add(step->collective_sig, c);
   step->collectives++;
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
+  /* An aborted NCCL communicator is freed: a rank still running its step
+   * after another rank's failure aborted the group must not hand NCCL the
+   * handle (the host communicator refuses by itself). */
+  if (comm != NULL && comm->kind == CGR_BACKEND_CUDA &&
+      atomic_load_explicit(&comm->aborted, memory_order_acquire))
+    return cgr__fail(&rt->error, CGR_E_TIMEOUT, func,
+                     "the group's communicator was aborted (another rank "
+                     "failed): no collective is enqueued");
   if (comm != NULL)
     return cgr__be_collective(&rt->backend, stream, comm->handles[rank], rank,
                               ranks, c);

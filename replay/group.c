@@ -200,7 +200,11 @@ static cgr_status create_runtimes(cgr_group *group, const cgr_config *base,
   int ordinal[CGR_GROUP_MAX_RANKS];
   for (int r = 0; r < group->ranks; ++r) {
     cgr_device_info info;
-    CGR__CHECK(cgr_device_info_get(group->rt[r], &info));
+    cgr_status status = cgr_device_info_get(group->rt[r], &info);
+    if (status != CGR_OK)
+      return cgr__fail(NULL, status, "cgr_group_create",
+                       "rank %d: cgr_device_info_get failed: %s", r,
+                       cgr_last_error(group->rt[r]));
     ordinal[r] = info.ordinal;
     for (int q = 0; q < r; ++q)
       if (ordinal[q] == ordinal[r])

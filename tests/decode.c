@@ -381,6 +381,8 @@ static void test_bad_options_fail_clearly(void **state) {
       {SMALL "--pages 3 --prompt 40 --new 40", "KV cache is too small"},
       {SMALL "--max-seq 32 --prompt 40 --new 40", "raise --max-seq"},
       {"--tp 3", "--tp must be 1, 2, 4 or 8"},
+      {"--tp 2 --rank 1", "--rank needs --group-id-file or --group-id"},
+      {"--tp 2 --rank 2 --group-id host:/x", "--rank below it"},
       {"--tp 9", "--tp 9: expected an integer from 1 to 8"},
       {SMALL "--tp 8", "--tp must divide --heads"},
       {"--layers 1 --hidden 36 --heads 2 --head-dim 18 --mlp 40 --tp 2",

@@ -239,6 +239,19 @@ static int parse_options(int argc, char **argv, options *o) {
     }
     o->rank = (int32_t)n;
   }
+  if (rank_given && !joined) {
+    fprintf(stderr, "cgr-decode: --rank needs --group-id-file or --group-id "
+                    "(one rank per process)\n");
+    return 0;
+  }
+  const char *env_world = getenv("CGR_GROUP_WORLD");
+  if (joined && env_world != NULL && atol(env_world) != o->tp) {
+    fprintf(stderr,
+            "cgr-decode: --tp %d, but the launcher started a group of %s "
+            "ranks (CGR_GROUP_WORLD)\n",
+            o->tp, env_world);
+    return 0;
+  }
   if (joined && (o->tp < 2 || o->rank >= o->tp)) {
     fprintf(stderr,
             "cgr-decode: a group id needs --tp 2 or more and --rank below "

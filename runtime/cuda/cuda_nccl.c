@@ -162,7 +162,6 @@ static const nccl_symbol symbols[] = {
     SYMBOL(comm_abort, "ncclCommAbort"),
     SYMBOL(comm_get_async_error, "ncclCommGetAsyncError"),
     SYMBOL(get_error_string, "ncclGetErrorString"),
-    SYMBOL(get_last_error, "ncclGetLastError"),
     SYMBOL(all_reduce, "ncclAllReduce"),
     SYMBOL(all_gather, "ncclAllGather"),
     SYMBOL(broadcast, "ncclBroadcast"),
@@ -203,6 +202,10 @@ static cgr_status library_resolve(nccl_library *lib, const char *name,
     }
     set_symbol(lib, symbols[i].offset, address);
   }
+  /* Optional: NCCL 2.13 and later say more of a failure through it. */
+  (void)dlerror();
+  set_symbol(lib, offsetof(nccl_library, get_last_error),
+             dlsym(lib->handle, "ncclGetLastError"));
   Dl_info info;
   if (dladdr(symbol_at(lib, symbols[0].offset), &info) != 0 &&
       info.dli_fname != NULL)
@@ -323,7 +326,8 @@ cgr_status cgr__nccl_library_probe(const char *path, int *version, char *why,
 static void nccl_words(ncclResult_t result, ncclComm_t comm, char *out,
                        size_t size) {
   const char *text = nccl.get_error_string(result);
-  const char *detail = nccl.get_last_error(comm);
+  const char *detail =
+      nccl.get_last_error != NULL ? nccl.get_last_error(comm) : NULL;
   if (detail != NULL && detail[0] != '\0')
     snprintf(out, size, "%s (%s)", text, detail);
   else

@@ -345,16 +345,20 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
                        errno == EEXIST ? " (an id is for one group: make a "
                                          "new one)"
                                        : "");
+    /* Reserved, not sparse: a /dev/shm too small (a container's 64 MiB)
+     * fails here with a message, not later with SIGBUS. */
     void *map = MAP_FAILED;
-    if (ftruncate(fd, (off_t)bytes) == 0)
+    int why = posix_fallocate(fd, 0, (off_t)bytes);
+    if (why == 0) {
       map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int why = errno;
+      why = errno;
+    }
     close(fd);
     if (map == MAP_FAILED) {
       shm_unlink(name);
       return cgr__fail(err, CGR_E_SYSTEM, __func__,
-                       "sizing the group's shared memory %s (%zu bytes) "
-                       "failed: %s",
+                       "sizing the group's shared memory %s (%zu bytes, "
+                       "in /dev/shm) failed: %s",
                        name, bytes, strerror(why));
     }
     comm = map;
