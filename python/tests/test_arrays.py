@@ -106,11 +106,11 @@ def test_cuda_array_interface_is_for_cuda_device_memory_only(rt):
     pinned = rt.pinned_array(4, np.int32)
     assert not hasattr(pinned, "__cuda_array_interface__")
     with pytest.raises(AttributeError, match="pinned memory"):
-        pinned.__cuda_array_interface__
+        _ = pinned.__cuda_array_interface__
     device = rt.device_array(4, np.int32)
     if BACKEND == "host":
         with pytest.raises(AttributeError, match="device memory on host"):
-            device.__cuda_array_interface__
+            _ = device.__cuda_array_interface__
         assert not hasattr(device, "__cuda_array_interface__")
         assert device.__array_interface__["data"] == (device.ptr, False)
     else:
@@ -118,7 +118,7 @@ def test_cuda_array_interface_is_for_cuda_device_memory_only(rt):
         assert interface["data"] == (device.ptr, False)
         assert interface["shape"] == (4,) and interface["typestr"] == "<i4"
         with pytest.raises(AttributeError):
-            device.__array_interface__  # the CPU cannot read it
+            _ = device.__array_interface__  # the CPU cannot read it
 
 
 def test_device_memory_copies(rt):
