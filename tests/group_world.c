@@ -4,7 +4,8 @@
  * capture; a rank with another bucket list or other collectives is
  * refused at capture in every process; in validation mode a batch size
  * that differs between processes is refused before any launch, and the
- * group goes on; a rank that never comes makes create fail naming it; bad
+ * group goes on; a check that fails in one process breaks every process's
+ * group at once; a rank that never comes makes create fail naming it; bad
  * configs are refused.
  *
  * Each test starts its ranks as child processes of this binary (fork, then
@@ -104,6 +105,35 @@ static int child_batch(const toy_options *options) {
   return failed;
 }
 
+/* Rank 1 cannot allocate the buffer of the check before the capture (an
+ * injected failure): it breaks its group and aborts the communicator, so
+ * the other ranks' check ends at once (well within timeout_ms), every
+ * group is broken, and rank 1's failure names its cause. */
+static int child_gather_fails(const toy_options *options) {
+  int rank = options->world_rank;
+  if (rank == 1)
+    setenv("CGR_FAULT", "DEVICE_ALLOC@cgr_device_alloc:1", 1);
+  toy_slots slots;
+  cgr_group *group = toy_group(options, &slots);
+  struct timespec start, end;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  cgr_status status = cgr_group_capture(group, toy_step, NULL);
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  char message[1024];
+  snprintf(message, sizeof message, "%s: %s", cgr_status_name(status),
+           cgr_group_last_error(group));
+  int failed = 0;
+  if (status == CGR_OK || (rank == 1 && strstr(message, "allocating") == NULL))
+    failed = child_fail("gather_fails", rank, message);
+  if (!failed && end.tv_sec - start.tv_sec > 5)
+    failed = child_fail("gather_fails", rank, "the failure took over 5 s");
+  if (!failed &&
+      cgr_group_set_replay_mode(group, CGR_REPLAY_NAIVE) != CGR_E_INVALID_STATE)
+    failed = child_fail("gather_fails", rank, "the group is not broken");
+  cgr_group_destroy(group);
+  return failed;
+}
+
 static int child_main(const char *scenario) {
   cgr_test_backend = CGR_BACKEND_HOST;
   toy_options options;
@@ -134,6 +164,8 @@ static int child_main(const char *scenario) {
   }
   if (strcmp(scenario, "batch") == 0)
     return child_batch(&options);
+  if (strcmp(scenario, "gather_fails") == 0)
+    return child_gather_fails(&options);
   if (strcmp(scenario, "alone") == 0) {
     cgr_config runtime;
     cgr_test_config(&runtime);
@@ -270,6 +302,13 @@ static void test_world_batch_sizes_that_differ_are_refused(void **state) {
   run_world(&run);
 }
 
+static void test_world_check_that_fails_breaks_every_rank(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  world_run run = {"gather_fails", 3, 3, CGR_REPLAY_DOUBLE_BUFFERED, 0, 0, 0};
+  run_world(&run);
+}
+
 static void test_world_rank_that_never_joins_is_named(void **state) {
   (void)state;
   cgr_test_require_host();
@@ -331,6 +370,7 @@ int main(int argc, char **argv) {
       HOST_TEST(test_world_capture_with_other_buckets_is_refused),
       HOST_TEST(test_world_capture_with_other_collectives_is_refused),
       HOST_TEST(test_world_batch_sizes_that_differ_are_refused),
+      HOST_TEST(test_world_check_that_fails_breaks_every_rank),
       HOST_TEST(test_world_rank_that_never_joins_is_named),
   };
   return cgr_test_main(argc, argv, __FILE__, tests,
