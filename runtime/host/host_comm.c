@@ -319,7 +319,10 @@ static cgr_status shared_open(const char *name, size_t bytes, double deadline,
     }
     if (now_ms() > deadline)
       return cgr__fail(err, CGR_E_TIMEOUT, "cgr__host_comm_join",
-                       "rank 0 did not make the group %s in time", name);
+                       "the group %s was not there in time: rank 0 had not "
+                       "made it, or had already given up waiting for the "
+                       "others",
+                       name);
     sleep_ms(1);
   }
 }
