@@ -12,8 +12,10 @@
  * have entered a collective, the communicator is aborted so that nothing
  * waits forever, and the group is broken: only destroy is left.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "replay/group.h"
 
@@ -73,6 +75,27 @@ cgr_status cgr__group_comm_state(cgr_group *group, char *reason, size_t size) {
   snprintf(reason, size, "%s", err.message);
   cgr__error_fini(&err);
   return status;
+}
+
+double cgr__group_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+cgr_status cgr__group_poll(cgr_group *group, cgr_status (*query)(void *ctx),
+                           void *ctx, double deadline_ms) {
+  char reason[CGR__ERROR_MESSAGE_SIZE];
+  for (long polls = 0;; ++polls) {
+    cgr_status status = query(ctx);
+    if (status != CGR_E_NOT_READY)
+      return status;
+    if (cgr__group_comm_state(group, reason, sizeof reason) != CGR_OK ||
+        cgr__group_now_ms() > deadline_ms)
+      return CGR_E_TIMEOUT;
+    if (polls > 1000)
+      nanosleep(&(struct timespec){0, 20000}, NULL);
+  }
 }
 
 cgr_status cgr__group_refuse_broken(cgr_group *group, const char *func) {

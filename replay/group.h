@@ -40,6 +40,19 @@ void cgr__group_break(cgr_group *group, const char *why);
  * terminated). */
 cgr_status cgr__group_comm_state(cgr_group *group, char *reason, size_t size);
 
+/* Now on CLOCK_MONOTONIC, in ms: the clock of cgr__group_poll's deadline. */
+double cgr__group_now_ms(void);
+
+/*
+ * Polls query(ctx) (spinning first, then sleeping 20 us at a time) until
+ * it returns anything but CGR_E_NOT_READY, and returns that; CGR_E_TIMEOUT
+ * once `deadline_ms` passed or the communicator failed. NCCL waits for a
+ * peer forever and gives up on nothing by itself, so a group's waits on
+ * CUDA poll instead of blocking.
+ */
+cgr_status cgr__group_poll(cgr_group *group, cgr_status (*query)(void *ctx),
+                           void *ctx, double deadline_ms);
+
 /* The refusal of every call on a broken group (CGR_E_INVALID_STATE). */
 cgr_status cgr__group_refuse_broken(cgr_group *group, const char *func);
 

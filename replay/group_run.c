@@ -11,11 +11,9 @@
  * the host backend and from a thread per rank on CUDA (NCCL's rule for
  * several GPUs in one process, runtime/cuda/cuda_nccl.c).
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "capture/capture.h"
 #include "cgr/cgr.h"
@@ -400,34 +398,15 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
   return CGR_OK;
 }
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
+/* A ticket of one rank, for cgr__group_poll. */
+typedef struct ticket_query {
+  cgr_runtime *rt;
+  const cgr_ticket *ticket;
+} ticket_query;
 
-/*
- * cgr_ticket_wait with a deadline, for CUDA: a step whose collective's
- * peers never come never finishes, and NCCL gives up on nothing by itself.
- * Polls the ticket (spinning first, then sleeping 20 us at a time) and the
- * communicator's asynchronous errors; CGR_E_TIMEOUT once `deadline` passed.
- */
-static cgr_status wait_until(cgr_group *group, cgr_runtime *rt,
-                             const cgr_ticket *ticket, double deadline) {
-  cgr__error err;
-  CGR__CHECK(cgr__error_init(&err));
-  cgr_status status = CGR_E_NOT_READY;
-  for (long polls = 0; status == CGR_E_NOT_READY; ++polls) {
-    status = cgr_ticket_query(rt, ticket);
-    if (status != CGR_E_NOT_READY)
-      break;
-    if (cgr__comm_check(group->comm, &err) != CGR_OK || now_ms() > deadline)
-      status = CGR_E_TIMEOUT;
-    else if (polls > 1000)
-      nanosleep(&(struct timespec){0, 20000}, NULL);
-  }
-  cgr__error_fini(&err);
-  return status;
+static cgr_status query_ticket(void *ctx) {
+  const ticket_query *q = ctx;
+  return cgr_ticket_query(q->rt, q->ticket);
 }
 
 cgr_status cgr_group_ticket_wait(cgr_group *group, const cgr_ticket *ticket) {
@@ -436,12 +415,13 @@ cgr_status cgr_group_ticket_wait(cgr_group *group, const cgr_ticket *ticket) {
     return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "invalid argument 'ticket'");
   cgr_status first = CGR_OK;
-  double deadline = now_ms() + group->config.timeout_ms;
+  double deadline = cgr__group_now_ms() + group->config.timeout_ms;
   for (int r = 0; r < group->ranks; ++r) {
     cgr_status status = CGR_OK;
     /* The host communicator times out by itself; NCCL does not. */
     if (group->rt[r]->kind == CGR_BACKEND_CUDA) {
-      status = wait_until(group, group->rt[r], ticket, deadline);
+      ticket_query q = {group->rt[r], ticket};
+      status = cgr__group_poll(group, query_ticket, &q, deadline);
       if (status == CGR_E_TIMEOUT) {
         char why[CGR__ERROR_MESSAGE_SIZE];
         snprintf(why, sizeof why,

@@ -7,10 +7,8 @@
  * stream, which every process issues at the same point of the same call,
  * and a host wait: a capture's cost, or validation's.
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "replay/group.h"
 
@@ -40,28 +38,15 @@ cgr_status cgr_group_id_create(cgr_backend_kind backend, char *out,
   return cgr__comm_id_create(backend, out, size, NULL);
 }
 
-/* Polls `event` (spinning first, then sleeping 20 us at a time) until it
- * completes: CGR_E_TIMEOUT when it has not within timeout_ms, or the
- * communicator failed meanwhile. */
-static cgr_status wait_event(cgr_group *group, cgr__backend *be,
-                             cgr__event *event) {
-  struct timespec start, now;
-  clock_gettime(CLOCK_MONOTONIC, &start);
-  char reason[CGR__ERROR_MESSAGE_SIZE];
-  for (long polls = 0;; ++polls) {
-    cgr_status status = cgr__be_event_query(be, event);
-    if (status != CGR_E_NOT_READY)
-      return status;
-    if (cgr__group_comm_state(group, reason, sizeof reason) != CGR_OK)
-      return CGR_E_TIMEOUT;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double ms = (double)(now.tv_sec - start.tv_sec) * 1e3 +
-                (double)(now.tv_nsec - start.tv_nsec) / 1e6;
-    if (ms > group->config.timeout_ms)
-      return CGR_E_TIMEOUT;
-    if (polls > 1000)
-      nanosleep(&(struct timespec){0, 20000}, NULL);
-  }
+/* An event of the backend, for cgr__group_poll. */
+typedef struct event_query {
+  cgr__backend *be;
+  cgr__event *event;
+} event_query;
+
+static cgr_status query_event(void *ctx) {
+  const event_query *q = ctx;
+  return cgr__be_event_query(q->be, q->event);
 }
 
 cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
@@ -96,8 +81,10 @@ cgr_status cgr__group_world_gather(cgr_group *group, const uint64_t *mine,
     if (status == CGR_OK)
       status = cgr__be_event_record(be, done, stream);
     /* NCCL waits for a peer forever: never a blocking wait here. */
+    event_query q = {be, done};
     if (status == CGR_OK)
-      status = wait_event(group, be, done);
+      status = cgr__group_poll(group, query_event, &q,
+                               cgr__group_now_ms() + group->config.timeout_ms);
   }
   if (status == CGR_OK) {
     what = "reading the values";

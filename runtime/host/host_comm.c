@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "runtime/alloc.h"
+#include "runtime/host/host_reduce.h"
 
 struct cgr__host_comm {
   pthread_mutex_t lock;
@@ -91,6 +92,19 @@ static void lock_comm(cgr__host_comm *comm) {
 static void signal_changed(cgr__host_comm *comm) {
   if (!comm->shared)
     pthread_cond_broadcast(&comm->changed);
+}
+
+/* `ms` from now on CLOCK_MONOTONIC. */
+static struct timespec deadline_after(uint32_t ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += (time_t)(ms / 1000);
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec += 1;
+    t.tv_nsec -= 1000000000L;
+  }
+  return t;
 }
 
 static int past(const struct timespec *deadline) {
@@ -232,12 +246,6 @@ static void sleep_ms(long ms) {
   nanosleep(&t, NULL);
 }
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* Rank 0: makes the object in a fresh mapping of `fd`. */
 static cgr_status shared_init(cgr__host_comm *comm, int ranks,
                               uint32_t timeout_ms, size_t bytes,
@@ -274,8 +282,9 @@ static cgr_status shared_init(cgr__host_comm *comm, int ranks,
 }
 
 /* Ranks past 0: opens rank 0's mapping once it is there and ready. */
-static cgr_status shared_open(const char *name, size_t bytes, double deadline,
-                              cgr__error *err, cgr__host_comm **out) {
+static cgr_status shared_open(const char *name, size_t bytes,
+                              const struct timespec *deadline, cgr__error *err,
+                              cgr__host_comm **out) {
   for (;;) {
     int fd = shm_open(name, O_RDWR, 0);
     struct stat st;
@@ -289,7 +298,7 @@ static cgr_status shared_open(const char *name, size_t bytes, double deadline,
       cgr__host_comm *comm = map;
       while (atomic_load_explicit(&comm->ready, memory_order_acquire) !=
              SHARED_READY) {
-        if (now_ms() > deadline) {
+        if (past(deadline)) {
           munmap(map, bytes);
           return cgr__fail(err, CGR_E_TIMEOUT, "cgr__host_comm_join",
                            "rank 0 made %s but never finished it", name);
@@ -317,7 +326,7 @@ static cgr_status shared_open(const char *name, size_t bytes, double deadline,
                        "opening the group's shared memory %s failed: %s", name,
                        strerror(why));
     }
-    if (now_ms() > deadline)
+    if (past(deadline))
       return cgr__fail(err, CGR_E_TIMEOUT, "cgr__host_comm_join",
                        "the group %s was not there in time: rank 0 had not "
                        "made it, or had already given up waiting for the "
@@ -337,7 +346,7 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
                      CGR_GROUP_MAX_RANKS);
   size_t capacity = CGR__HOST_COMM_SHARED_BYTES;
   size_t bytes = shared_header() + 2 * (size_t)ranks * capacity;
-  double deadline = now_ms() + (timeout_ms ? timeout_ms : 1);
+  struct timespec deadline = deadline_after(timeout_ms ? timeout_ms : 1);
   cgr__host_comm *comm = NULL;
   if (rank == 0) {
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -373,7 +382,7 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
       return status;
     }
   } else {
-    CGR__CHECK(shared_open(name, bytes, deadline, err, &comm));
+    CGR__CHECK(shared_open(name, bytes, &deadline, err, &comm));
     if (comm->ranks != ranks) {
       munmap(comm, bytes);
       return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
@@ -387,21 +396,10 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
   comm->joined_mask |= 1u << rank;
   signal_changed(comm);
   unsigned all = (1u << ranks) - 1;
-  struct timespec until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  double left = deadline - now_ms();
-  if (left < 0)
-    left = 0;
-  until.tv_sec += (time_t)(left / 1e3);
-  until.tv_nsec += (long)((left - (double)(long)(left / 1e3) * 1e3) * 1e6);
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec += 1;
-    until.tv_nsec -= 1000000000L;
-  }
   int rc = 0;
   long pause_us = 20;
   while (comm->joined_mask != all && !comm->aborted && rc != ETIMEDOUT)
-    rc = wait_changed(comm, &until, &pause_us);
+    rc = wait_changed(comm, &deadline, &pause_us);
   unsigned joined = comm->joined_mask;
   int aborted = comm->aborted;
   if (joined != all && !aborted) {
@@ -461,174 +459,6 @@ uint64_t cgr__host_comm_completed(cgr__host_comm *comm) {
   return completed;
 }
 
-/* ---- arithmetic -------------------------------------------------------- */
-
-static float half_to_float(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-  uint32_t exponent = (h >> 10) & 0x1f;
-  uint32_t mantissa = h & 0x3ff;
-  if (exponent == 0) {
-    /* Zero or subnormal: mantissa units of 2^-24, exact in a float. */
-    float value = (float)mantissa * (1.0f / 16777216.0f);
-    return sign ? -value : value;
-  }
-  uint32_t bits = exponent == 31
-                      ? sign | 0x7f800000u | (mantissa << 13)
-                      : sign | ((exponent + 112) << 23) | (mantissa << 13);
-  float value;
-  memcpy(&value, &bits, sizeof value);
-  return value;
-}
-
-/* Round to nearest, ties to even, as a GPU's __float2half_rn. */
-static uint16_t float_to_half(float value) {
-  uint32_t bits;
-  memcpy(&bits, &value, sizeof bits);
-  uint32_t sign = (bits >> 16) & 0x8000;
-  uint32_t magnitude = bits & 0x7fffffff;
-  if (magnitude > 0x7f800000) /* NaN stays NaN (quiet) */
-    return (uint16_t)(sign | 0x7e00 | ((magnitude >> 13) & 0x3ff));
-  if (magnitude >= 0x477ff000) /* 65520 and over round to infinity */
-    return (uint16_t)(sign | 0x7c00);
-  if (magnitude < 0x38800000) { /* under 2^-14: a subnormal or zero */
-    if (magnitude < 0x33000000) /* under 2^-25: rounds to zero */
-      return (uint16_t)sign;
-    uint32_t exponent = magnitude >> 23;
-    uint32_t mantissa = (magnitude & 0x7fffff) | 0x800000;
-    uint32_t shift = 126 - exponent; /* units of 2^-24 */
-    uint32_t q = mantissa >> shift;
-    uint32_t rest = mantissa & ((1u << shift) - 1);
-    uint32_t halfway = 1u << (shift - 1);
-    if (rest > halfway || (rest == halfway && (q & 1)))
-      ++q;
-    return (uint16_t)(sign | q);
-  }
-  uint32_t q = (magnitude >> 13) - (112u << 10);
-  uint32_t rest = magnitude & 0x1fff;
-  if (rest > 0x1000 || (rest == 0x1000 && (q & 1)))
-    ++q; /* a carry into the exponent is the right rounding */
-  return (uint16_t)(sign | q);
-}
-
-static float bfloat16_to_float(uint16_t h) {
-  uint32_t bits = (uint32_t)h << 16;
-  float value;
-  memcpy(&value, &bits, sizeof value);
-  return value;
-}
-
-static uint16_t float_to_bfloat16(float value) {
-  uint32_t bits;
-  memcpy(&bits, &value, sizeof bits);
-  if ((bits & 0x7fffffff) > 0x7f800000)
-    return (uint16_t)((bits >> 16) | 0x40);
-  bits += 0x7fff + ((bits >> 16) & 1);
-  return (uint16_t)(bits >> 16);
-}
-
-/*
- * Element i of the result is op over the ranks' values combined pairwise,
- * neighbours first: ((r0 op r1) op (r2 op r3)) op ((r4 op r5) op ...),
- * with a rank left without a partner carried up unchanged. NCCL picks its
- * own order (ring or tree), so no rank count is promised more than this:
- * the result is the same on every rank and from run to run, and it is the
- * sum a caller gets by splitting a sum of 8 blocks, combined the same way,
- * over 1, 2, 4 or 8 ranks (the example model's tensor-parallel layers rely
- * on it, examples/decode/kernels.h). Loads and stores go through memcpy: a
- * slot need not be aligned for its type. Integer sums and products wrap
- * (computed in the unsigned type W).
- */
-#define DEFINE_REDUCE(suffix, T, W)                                            \
-  static T combine_##suffix(T a, T b, cgr_reduce_op op) {                      \
-    switch (op) {                                                              \
-    case CGR_REDUCE_SUM:                                                       \
-      return (T)((W)a + (W)b);                                                 \
-    case CGR_REDUCE_PROD:                                                      \
-      return (T)((W)a * (W)b);                                                 \
-    case CGR_REDUCE_MAX:                                                       \
-      return b > a ? b : a;                                                    \
-    default:                                                                   \
-      return b < a ? b : a;                                                    \
-    }                                                                          \
-  }                                                                            \
-  static void reduce_##suffix(void *out, const void *const *in, int ranks,     \
-                              size_t count, cgr_reduce_op op) {                \
-    T v[CGR_GROUP_MAX_RANKS] = {0};                                            \
-    for (size_t i = 0; i < count; ++i) {                                       \
-      for (int r = 0; r < ranks; ++r)                                          \
-        memcpy(&v[r], (const unsigned char *)in[r] + i * sizeof(T),            \
-               sizeof(T));                                                     \
-      for (int stride = 1; stride < ranks; stride *= 2)                        \
-        for (int r = 0; r + stride < ranks; r += 2 * stride)                   \
-          v[r] = combine_##suffix(v[r], v[r + stride], op);                    \
-      memcpy((unsigned char *)out + i * sizeof(T), &v[0], sizeof(T));          \
-    }                                                                          \
-  }
-
-DEFINE_REDUCE(int8, int8_t, uint8_t)
-DEFINE_REDUCE(uint8, uint8_t, uint8_t)
-DEFINE_REDUCE(int32, int32_t, uint32_t)
-DEFINE_REDUCE(uint32, uint32_t, uint32_t)
-DEFINE_REDUCE(int64, int64_t, uint64_t)
-DEFINE_REDUCE(uint64, uint64_t, uint64_t)
-DEFINE_REDUCE(float32, float, float)
-DEFINE_REDUCE(float64, double, double)
-
-/* float16 and bfloat16: widened to float32, reduced as float32 is, rounded
- * once at the end. */
-static void reduce_half(void *out, const void *const *in, int ranks,
-                        size_t count, cgr_reduce_op op, int bfloat) {
-  float v[CGR_GROUP_MAX_RANKS] = {0};
-  for (size_t i = 0; i < count; ++i) {
-    for (int r = 0; r < ranks; ++r) {
-      uint16_t h;
-      memcpy(&h, (const unsigned char *)in[r] + i * sizeof h, sizeof h);
-      v[r] = bfloat ? bfloat16_to_float(h) : half_to_float(h);
-    }
-    for (int stride = 1; stride < ranks; stride *= 2)
-      for (int r = 0; r + stride < ranks; r += 2 * stride)
-        v[r] = combine_float32(v[r], v[r + stride], op);
-    uint16_t h = bfloat ? float_to_bfloat16(v[0]) : float_to_half(v[0]);
-    memcpy((unsigned char *)out + i * sizeof h, &h, sizeof h);
-  }
-}
-
-static void reduce(void *out, const void *const *in, int ranks, size_t count,
-                   cgr_dtype dtype, cgr_reduce_op op) {
-  switch (dtype) {
-  case CGR_DTYPE_INT8:
-    reduce_int8(out, in, ranks, count, op);
-    break;
-  case CGR_DTYPE_UINT8:
-    reduce_uint8(out, in, ranks, count, op);
-    break;
-  case CGR_DTYPE_INT32:
-    reduce_int32(out, in, ranks, count, op);
-    break;
-  case CGR_DTYPE_UINT32:
-    reduce_uint32(out, in, ranks, count, op);
-    break;
-  case CGR_DTYPE_INT64:
-    reduce_int64(out, in, ranks, count, op);
-    break;
-  case CGR_DTYPE_UINT64:
-    reduce_uint64(out, in, ranks, count, op);
-    break;
-  case CGR_DTYPE_FLOAT16:
-    reduce_half(out, in, ranks, count, op, 0);
-    break;
-  case CGR_DTYPE_BFLOAT16:
-    reduce_half(out, in, ranks, count, op, 1);
-    break;
-  case CGR_DTYPE_FLOAT32:
-    reduce_float32(out, in, ranks, count, op);
-    break;
-  default:
-    reduce_float64(out, in, ranks, count, op);
-    break;
-  }
-}
-
 /* ---- one collective ---------------------------------------------------- */
 
 /* Bytes each rank copies out into its recv. */
@@ -685,7 +515,8 @@ static void compute_locked(cgr__host_comm *comm) {
   unsigned char *result = result_buffer(comm);
   switch (first->kind) {
   case CGR__COLL_ALL_REDUCE:
-    reduce(result, sends, comm->ranks, first->count, first->dtype, first->op);
+    cgr__host_reduce(result, sends, comm->ranks, first->count, first->dtype,
+                     first->op);
     break;
   case CGR__COLL_ALL_GATHER:
     for (int r = 0; r < comm->ranks; ++r)
@@ -697,18 +528,6 @@ static void compute_locked(cgr__host_comm *comm) {
   }
   comm->computed = 1;
   signal_changed(comm);
-}
-
-static struct timespec deadline_after(uint32_t ms) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  t.tv_sec += (time_t)(ms / 1000);
-  t.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (t.tv_nsec >= 1000000000L) {
-    t.tv_sec += 1;
-    t.tv_nsec -= 1000000000L;
-  }
-  return t;
 }
 
 /* Waits (holding the lock) until the barrier of `sequence` opens: the
