@@ -4,6 +4,7 @@
  * a group's communicator (runtime/comm.c) checks its arguments and its
  * abort ends collectives under way with the reason. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -619,6 +620,72 @@ static void test_shared_comm_outlives_a_killed_waiter(void **state) {
   }
 }
 
+/* A rank that has joined may break the communicator at once (its first
+ * step failed) before a slower rank wakes from its join: that rank's join
+ * still succeeds (every rank came), and its next collective reports the
+ * abort. Rank 0 is stopped in its join while rank 1 joins and aborts;
+ * before the fix, rank 0's join failed with rank 1's reason: a group
+ * whose other processes were already running. */
+static void test_join_succeeds_when_a_peer_aborts_right_after(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  char name[64];
+  snprintf(name, sizeof name, "/cgr-test-late-%ld", (long)getpid());
+  pid_t pids[2];
+  fflush(NULL);
+  pids[0] = fork();
+  assert_true(pids[0] >= 0);
+  if (pids[0] == 0) {
+    cgr__error err;
+    cgr__error_init(&err);
+    cgr__host_comm *comm = NULL;
+    if (cgr__host_comm_join(name, 2, 0, 5000, &err, &comm) != CGR_OK) {
+      fprintf(stderr, "rank 0's join failed: %s\n", err.message);
+      _exit(2);
+    }
+    cgr_status status = cgr__host_comm_check(comm, &err);
+    int named = strstr(err.message, "rank 1 gave up") != NULL;
+    cgr__host_comm_destroy(comm);
+    _exit(status == CGR_E_TIMEOUT && named ? 0 : 3);
+  }
+  /* Rank 0 has made the communicator and waits in its join: stop it
+   * there (retrying until the name exists), then let rank 1 come and go. */
+  for (int tries = 0; tries < 500; ++tries) {
+    int fd = shm_open(name, O_RDWR, 0600);
+    if (fd >= 0) {
+      close(fd);
+      break;
+    }
+    struct timespec tick = {0, 2000000L};
+    nanosleep(&tick, NULL);
+  }
+  struct timespec settle = {0, 20000000L};
+  nanosleep(&settle, NULL);
+  kill(pids[0], SIGSTOP);
+  fflush(NULL);
+  pids[1] = fork();
+  assert_true(pids[1] >= 0);
+  if (pids[1] == 0) {
+    cgr__error err;
+    cgr__error_init(&err);
+    cgr__host_comm *comm = NULL;
+    if (cgr__host_comm_join(name, 2, 1, 5000, &err, &comm) != CGR_OK)
+      _exit(2);
+    cgr__host_comm_abort(comm, "rank 1 gave up");
+    cgr__host_comm_destroy(comm);
+    _exit(0);
+  }
+  int status = 0, codes[2];
+  waitpid(pids[1], &status, 0);
+  codes[1] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  kill(pids[0], SIGCONT);
+  waitpid(pids[0], &status, 0);
+  codes[0] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  shm_unlink(name);
+  assert_int_equal(codes[1], 0);
+  assert_int_equal(codes[0], 0);
+}
+
 /* ---- a group's communicator --------------------------------------------- */
 
 static void test_comm_create_checks_its_arguments(void **state) {
@@ -705,6 +772,7 @@ int main(int argc, char **argv) {
       HOST_TEST(test_host_comm_missing_rank_times_out_naming_it),
       HOST_TEST(test_host_comm_ranks_that_disagree_abort_at_once),
       HOST_TEST(test_shared_comm_outlives_a_killed_waiter),
+      HOST_TEST(test_join_succeeds_when_a_peer_aborts_right_after),
       HOST_TEST(test_comm_create_checks_its_arguments),
       HOST_TEST(test_comm_abort_ends_collectives_with_the_reason),
   };

@@ -391,7 +391,9 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
     }
   }
   /* Every rank waits for the others to join; rank 0 then removes the name
-   * (the mapping stays), so that no process's death leaves it behind. */
+   * (the mapping stays), so that no process's death leaves it behind. Once
+   * every rank came the join has succeeded, even where a faster rank has
+   * since aborted the communicator: its next collective reports that. */
   lock_comm(comm);
   comm->joined_mask |= 1u << rank;
   signal_changed(comm);
@@ -401,7 +403,7 @@ cgr_status cgr__host_comm_join(const char *name, int ranks, int rank,
   while (comm->joined_mask != all && !comm->aborted && rc != ETIMEDOUT)
     rc = wait_changed(comm, &deadline, &pause_us);
   unsigned joined = comm->joined_mask;
-  int aborted = comm->aborted;
+  int aborted = joined != all && comm->aborted;
   if (joined != all && !aborted) {
     char missing[64], why[CGR__ERROR_MESSAGE_SIZE];
     ranks_missing(joined, ranks, missing, sizeof missing);
