@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -620,6 +621,20 @@ static void test_shared_comm_outlives_a_killed_waiter(void **state) {
   }
 }
 
+/* The state letter of a process in /proc (R running, S sleeping, T
+ * stopped), or 0 where it cannot be read. */
+static char process_state(pid_t pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  FILE *file = fopen(path, "r");
+  if (file == NULL)
+    return 0;
+  char *got = fgets(line, sizeof line, file);
+  fclose(file);
+  char *paren = got != NULL ? strrchr(line, ')') : NULL;
+  return paren != NULL && paren[1] == ' ' ? paren[2] : 0;
+}
+
 /* A rank that has joined may break the communicator at once (its first
  * step failed) before a slower rank wakes from its join: that rank's join
  * still succeeds (every rank came), and its next collective reports the
@@ -648,19 +663,19 @@ static void test_join_succeeds_when_a_peer_aborts_right_after(void **state) {
     cgr__host_comm_destroy(comm);
     _exit(status == CGR_E_TIMEOUT && named ? 0 : 3);
   }
-  /* Rank 0 has made the communicator and waits in its join: stop it
-   * there (retrying until the name exists), then let rank 1 come and go. */
-  for (int tries = 0; tries < 500; ++tries) {
-    int fd = shm_open(name, O_RDWR, 0600);
-    if (fd >= 0) {
-      close(fd);
-      break;
-    }
+  /* Stop rank 0 once it sleeps in its join's wait: its memory has its
+   * size and the process sleeps (it polls with nanosleep). Then rank 1
+   * joins and aborts while rank 0 cannot look. */
+  for (int tries = 0, sleeping = 0; tries < 2500 && sleeping < 3; ++tries) {
     struct timespec tick = {0, 2000000L};
     nanosleep(&tick, NULL);
+    int fd = shm_open(name, O_RDWR, 0600);
+    struct stat st;
+    int sized = fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0;
+    if (fd >= 0)
+      close(fd);
+    sleeping = sized && process_state(pids[0]) == 'S' ? sleeping + 1 : 0;
   }
-  struct timespec settle = {0, 20000000L};
-  nanosleep(&settle, NULL);
   kill(pids[0], SIGSTOP);
   fflush(NULL);
   pids[1] = fork();
@@ -675,8 +690,20 @@ static void test_join_succeeds_when_a_peer_aborts_right_after(void **state) {
     cgr__host_comm_destroy(comm);
     _exit(0);
   }
+  /* Should rank 0 have stopped holding the lock, rank 1 waits for it: let
+   * rank 0 go after 2 s rather than hang (the test then passes either
+   * way, without having shown the case). */
   int status = 0, codes[2];
-  waitpid(pids[1], &status, 0);
+  for (int tries = 0; tries < 200; ++tries) {
+    if (waitpid(pids[1], &status, WNOHANG) == pids[1])
+      break;
+    struct timespec tick = {0, 10000000L};
+    nanosleep(&tick, NULL);
+    if (tries == 199) {
+      kill(pids[0], SIGCONT);
+      waitpid(pids[1], &status, 0);
+    }
+  }
   codes[1] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   kill(pids[0], SIGCONT);
   waitpid(pids[0], &status, 0);
