@@ -1,5 +1,6 @@
-/* Buckets (padded batch sizes), the batch -> bucket table, and the capture
- * state's birth and death. */
+/* Buckets (padded batch sizes), the batch -> bucket table, keys, and the
+ * capture state's birth and death. */
+#include <stdio.h>
 #include <string.h>
 
 #include "capture/capture.h"
@@ -29,10 +30,18 @@ cgr_status cgr__buckets_build(cgr_runtime *rt, cgr__capture *cap) {
     count = default_sizes(cap->sizes);
   cap->bucket_count = count;
 
+  cap->tokens = rt->config.tokens_per_request;
+  cap->token_count = rt->config.tokens_per_request_count;
+  cap->variant_count = rt->variant_count;
+  memset(cap->token_of, -1, sizeof cap->token_of);
+  for (size_t t = 0; t < cap->token_count; ++t)
+    cap->token_of[cap->tokens[t]] = (int8_t)t;
+  cap->key_count = count * cap->token_count * cap->variant_count;
+
   uint32_t largest = cap->sizes[count - 1];
   cap->bucket_of = cgr__calloc((size_t)largest + 1, sizeof *cap->bucket_of);
-  cap->buckets = cgr__calloc(count, sizeof *cap->buckets);
-  if (cap->bucket_of == NULL || cap->buckets == NULL)
+  cap->keys = cgr__calloc(cap->key_count, sizeof *cap->keys);
+  if (cap->bucket_of == NULL || cap->keys == NULL)
     goto out_of_memory;
   /* A table, not a search: the replay path asks once per step. */
   size_t index = 0;
@@ -41,8 +50,8 @@ cgr_status cgr__buckets_build(cgr_runtime *rt, cgr__capture *cap) {
       ++index;
     cap->bucket_of[batch] = (uint16_t)index;
   }
-  for (size_t i = 0; i < count; ++i)
-    cap->buckets[i].stats.padded_batch = cap->sizes[i];
+  for (size_t i = 0; i < cap->key_count; ++i)
+    cap->keys[i].stats.key = cgr__key_at(cap, i);
   return CGR_OK;
 
 out_of_memory:
@@ -54,11 +63,12 @@ out_of_memory:
 void cgr__buckets_free(cgr__capture *cap) {
   cgr__free(cap->sizes);
   cgr__free(cap->bucket_of);
-  cgr__free(cap->buckets);
+  cgr__free(cap->keys);
   cap->sizes = NULL;
   cap->bucket_of = NULL;
-  cap->buckets = NULL;
+  cap->keys = NULL;
   cap->bucket_count = 0;
+  cap->key_count = 0;
 }
 
 long cgr__bucket_index(const cgr__capture *cap, uint32_t padded_batch) {
@@ -68,23 +78,66 @@ long cgr__bucket_index(const cgr__capture *cap, uint32_t padded_batch) {
   return cap->sizes[index] == padded_batch ? index : -1;
 }
 
+long cgr__key_find(cgr_runtime *rt, const cgr__capture *cap, const cgr_key *key,
+                   const char *func) {
+  if (key == NULL) {
+    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+              "argument 'key' is NULL");
+    return -1;
+  }
+  long bucket = cgr__bucket_index(cap, key->padded_batch);
+  long token = cgr__token_index(cap, key->tokens_per_request);
+  if (bucket < 0) {
+    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+              "key->padded_batch %u is not a bucket", key->padded_batch);
+    return -1;
+  }
+  if (token < 0) {
+    char have[160];
+    cgr__tokens_list(cap, have, sizeof have);
+    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+              "key->tokens_per_request %u is not one of the runtime's (%s)",
+              key->tokens_per_request, have);
+    return -1;
+  }
+  if (key->variant >= cap->variant_count) {
+    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+              "key->variant %u is not a variant (the runtime has %u)",
+              key->variant, cap->variant_count);
+    return -1;
+  }
+  return (long)cgr__key_index(cap, (size_t)bucket, (size_t)token, key->variant);
+}
+
+void cgr__tokens_list(const cgr__capture *cap, char *out, size_t size) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (size_t t = 0; t < cap->token_count && used + 1 < size; ++t) {
+    int n = snprintf(out + used, size - used, "%s%u", t ? ", " : "",
+                     cap->tokens[t]);
+    if (n < 0)
+      break;
+    used += (size_t)n;
+  }
+}
+
 /* ---- the state ----------------------------------------------------------- */
 
-static void destroy_buckets(cgr_runtime *rt, cgr__capture *cap) {
-  for (size_t i = 0; i < cap->bucket_count; ++i) {
+static void destroy_keys(cgr_runtime *rt, cgr__capture *cap) {
+  for (size_t i = 0; i < cap->key_count; ++i) {
     for (int set = 0; set < CGR__SETS; ++set) {
-      cgr__be_graph_exec_destroy(&rt->backend, cap->buckets[i].execs[set]);
-      cgr__be_graph_destroy(&rt->backend, cap->buckets[i].graphs[set]);
+      cgr__be_graph_exec_destroy(&rt->backend, cap->keys[i].execs[set]);
+      cgr__be_graph_destroy(&rt->backend, cap->keys[i].graphs[set]);
       cgr__be_graph_exec_destroy(&rt->backend,
-                                 cap->buckets[i].in_graph_execs[set]);
-      cgr__be_graph_destroy(&rt->backend, cap->buckets[i].in_graphs[set]);
+                                 cap->keys[i].in_graph_execs[set]);
+      cgr__be_graph_destroy(&rt->backend, cap->keys[i].in_graphs[set]);
     }
   }
 }
 
 static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__capture *cap = state;
-  destroy_buckets(rt, cap);
+  destroy_keys(rt, cap);
   cgr__eager_cache_free(rt, &cap->eager_cache);
   cgr__be_device_free(&rt->backend, cap->arena);
   cgr__slots_free(rt, cap);
@@ -150,4 +203,49 @@ cgr_status cgr_bucket_for_batch(const cgr_runtime *rt, uint32_t batch,
                      cgr__largest_bucket(cap));
   *padded_batch = cap->sizes[cap->bucket_of[batch]];
   return CGR_OK;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+cgr_status cgr_tokens_per_request(const cgr_runtime *rt,
+                                  const uint32_t **values, size_t *count) {
+  if (values != NULL)
+    *values = NULL;
+  if (count != NULL)
+    *count = 0;
+  if (rt == NULL || values == NULL || count == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  *values = rt->config.tokens_per_request;
+  *count = rt->config.tokens_per_request_count;
+  return CGR_OK;
+}
+
+uint32_t cgr_variant_count(const cgr_runtime *rt) {
+  return rt == NULL ? 0 : rt->variant_count;
+}
+
+const char *cgr_variant_name(const cgr_runtime *rt, uint32_t variant) {
+  if (rt == NULL || variant >= rt->variant_count)
+    return NULL;
+  return rt->variant_names[variant];
+}
+
+cgr_status cgr_variant_find(const cgr_runtime *rt, const char *name,
+                            uint32_t *out) {
+  if (out != NULL)
+    *out = 0;
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *mutable_rt = (cgr_runtime *)rt;
+  if (name == NULL || out == NULL)
+    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument '%s' is NULL", name == NULL ? "name" : "out");
+  for (uint32_t v = 0; v < rt->variant_count; ++v) {
+    if (strcmp(rt->variant_names[v], name) == 0) {
+      *out = v;
+      return CGR_OK;
+    }
+  }
+  return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                   "no variant is named '%s'", name);
 }

@@ -1,7 +1,8 @@
 /*
- * Capture: size the shared scratch arena, then for every bucket (largest
- * first) and buffer set, one eager warm-up run of the step, the same step
- * under stream capture, instantiation and upload.
+ * Capture: size the shared scratch arena, then for every key (bucket
+ * largest first, then tokens per request and variant) and buffer set, one
+ * eager warm-up run of the step, the same step under stream capture,
+ * instantiation and upload.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
@@ -19,9 +20,9 @@ static double now_ms(void) {
   return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-/* The slot addresses a run of (bucket, set) sees. */
+/* The slot addresses a run of (key, set) sees. */
 static void **slot_addresses(cgr_runtime *rt, const cgr__capture *cap,
-                             size_t bucket, int set) {
+                             size_t key, int set) {
   void **addresses =
       cgr__calloc(cap->slot_count ? cap->slot_count : 1, sizeof *addresses);
   if (addresses == NULL) {
@@ -32,26 +33,40 @@ static void **slot_addresses(cgr_runtime *rt, const cgr__capture *cap,
   for (size_t i = 0; i < cap->slot_count; ++i) {
     const cgr__slot *slot = &cap->slots[i];
     addresses[i] = slot->desc.kind == CGR_SLOT_CONSTANT
-                       ? slot->constant_buffers[bucket]
+                       ? slot->constant_buffers[cgr__constant_index(cap, key)]
                        : slot->buffers[set];
   }
   return addresses;
 }
 
+/* "bucket 8", or "bucket 8, 4 tokens per request, variant 'lora'" where
+ * a bucket has several keys. */
+static void key_name(const cgr_runtime *rt, const cgr__capture *cap,
+                     const cgr_key *key, char *out, size_t size) {
+  if (cap->token_count * cap->variant_count == 1)
+    snprintf(out, size, "bucket %u", key->padded_batch);
+  else
+    snprintf(out, size, "bucket %u, %u tokens per request, variant '%s'",
+             key->padded_batch, key->tokens_per_request,
+             cgr_variant_name(rt, key->variant));
+}
+
 /* Rewrites a failure inside the step as CGR_E_CAPTURE, keeping the step's
  * own message (which a later call would otherwise overwrite). */
-static cgr_status step_failed(cgr_runtime *rt, cgr_status status,
-                              const char *message, const char *phase,
-                              uint32_t padded_batch, int set) {
+static cgr_status step_failed(cgr_runtime *rt, const cgr__capture *cap,
+                              cgr_status status, const char *message,
+                              const char *phase, const cgr_key *key, int set) {
+  char name[160];
+  key_name(rt, cap, key, name, sizeof name);
   /* A lost device is not a capture problem: say so as it is. */
   return cgr__fail(&rt->error,
                    status == CGR_E_DEVICE_LOST ? status : CGR_E_CAPTURE,
                    "cgr_capture",
-                   "bucket %u, set %d: the step failed during %s (%s): %s",
-                   padded_batch, set, phase, cgr_status_name(status), message);
+                   "%s, set %d: the step failed during %s (%s): %s", name, set,
+                   phase, cgr_status_name(status), message);
 }
 
-/* The captured graph of one (bucket, set) and what recording it cost. */
+/* The captured graph of one (key, set) and what recording it cost. */
 typedef struct recording {
   cgr__graph *graph;
   cgr__graph_exec *exec;
@@ -64,7 +79,7 @@ typedef struct recording {
 } recording;
 
 /*
- * Captures the step of (bucket, set) on the main stream, after an optional
+ * Captures the step of (key, set) on the main stream, after an optional
  * prologue plan (the in-graph mode's input copy), and instantiates it.
  */
 static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
@@ -72,14 +87,15 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
                          const cgr__copy_plan *prologue, recording *out) {
   cgr__backend *be = &rt->backend;
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
-  uint32_t padded_batch = cap->sizes[index];
+  cgr_key key = cgr__key_at(cap, index);
+  uint32_t padded_batch = key.padded_batch;
   char message[CGR__ERROR_MESSAGE_SIZE];
   cgr_step step;
   memset(out, 0, sizeof *out);
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_CAPTURE, padded_batch);
   double start = now_ms();
-  cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
+  cgr__step_init(&step, rt, &key, set, addresses, cap->slot_count,
                  CGR__SCRATCH_ARENA);
   step.capturing = 1;
   cgr_status status = cgr__be_capture_begin(be, stream);
@@ -101,7 +117,9 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
     step_status =
         cgr__be_memcpy_async(be, stream, input->buffers[(set + 1) % CGR__SETS],
                              cap->slots[input->fed_by].buffers[set],
-                             (uint64_t)padded_batch * input->row_bytes);
+                             cgr__slot_rows(input, padded_batch,
+                                            key.tokens_per_request) *
+                                 input->row_bytes);
   }
   snprintf(message, sizeof message, "%s", rt->error.message);
   /* End the capture whatever the step did: the stream must leave capture
@@ -112,14 +130,16 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
   CGR__NVTX_POP(rt->config.nvtx);
   if (step_status != CGR_OK) {
     cgr__be_graph_destroy(be, graph);
-    return step_failed(rt, step_status, message, "capture", padded_batch, set);
+    return step_failed(rt, cap, step_status, message, "capture", &key, set);
   }
   if (end_status != CGR_OK) {
+    char name[160];
+    key_name(rt, cap, &key, name, sizeof name);
     snprintf(message, sizeof message, "%s", rt->error.message);
     return cgr__fail(&rt->error, CGR_E_CAPTURE, "cgr_capture",
-                     "bucket %u, set %d: the capture failed (did the step "
+                     "%s, set %d: the capture failed (did the step "
                      "synchronize, allocate or wait on outside work?): %s",
-                     padded_batch, set, message);
+                     name, set, message);
   }
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_INSTANTIATE, padded_batch);
@@ -140,17 +160,17 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
   return CGR_OK;
 }
 
-/* One warm-up and one capture of (bucket, set), then instantiate. */
+/* One warm-up and one capture of (key, set), then instantiate. */
 static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
                               int set, void *const *addresses) {
-  cgr__bucket *bucket = &cap->buckets[index];
-  uint32_t padded_batch = cap->sizes[index];
+  cgr__keyed *bucket = &cap->keys[index];
+  cgr_key key = bucket->stats.key;
   cgr_step step;
 
   /* Warm-up: the step runs for real once, so lazy initialization in user
    * code (cuBLAS handles, first-touch allocations) happens outside the
    * capture; not once the sets are live (capture.h, sets_live). */
-  cgr__step_init(&step, rt, padded_batch, set, addresses, cap->slot_count,
+  cgr__step_init(&step, rt, &key, set, addresses, cap->slot_count,
                  CGR__SCRATCH_ARENA);
   cgr_status status = CGR_OK;
   if (!cap->sets_live) {
@@ -162,8 +182,7 @@ static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
   if (status != CGR_OK) {
     char message[CGR__ERROR_MESSAGE_SIZE];
     snprintf(message, sizeof message, "%s", rt->error.message);
-    return step_failed(rt, status, message, "its warm-up run", padded_batch,
-                       set);
+    return step_failed(rt, cap, status, message, "its warm-up run", &key, set);
   }
   recording r;
   CGR__CHECK(record(rt, cap, index, set, addresses, NULL, &r));
@@ -181,26 +200,24 @@ static cgr_status capture_set(cgr_runtime *rt, cgr__capture *cap, size_t index,
   return CGR_OK;
 }
 
-cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
-                                 int set, const cgr__copy_plan *prologue,
+cgr_status cgr__capture_in_graph(cgr_runtime *rt, size_t index, int set,
+                                 const cgr__copy_plan *prologue,
                                  cgr__graph_exec **out) {
   *out = NULL;
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-  long index = cgr__bucket_index(cap, padded_batch);
-  if (index < 0 || !cap->buckets[index].stats.captured)
+  if (index >= cap->key_count || !cap->keys[index].stats.captured)
     return cgr__fail(&rt->error, CGR_E_INTERNAL, __func__,
-                     "bucket %u is not captured", padded_batch);
-  cgr__bucket *bucket = &cap->buckets[index];
+                     "key %zu is not captured", index);
+  cgr__keyed *bucket = &cap->keys[index];
   if (bucket->in_graph_execs[set] != NULL) {
     *out = bucket->in_graph_execs[set];
     return CGR_OK;
   }
-  void **addresses = slot_addresses(rt, cap, (size_t)index, set);
+  void **addresses = slot_addresses(rt, cap, index, set);
   if (addresses == NULL)
     return CGR_E_OUT_OF_MEMORY;
   recording r;
-  cgr_status status =
-      record(rt, cap, (size_t)index, set, addresses, prologue, &r);
+  cgr_status status = record(rt, cap, index, set, addresses, prologue, &r);
   cgr__free(addresses);
   CGR__CHECK(status);
   bucket->in_graphs[set] = r.graph;
@@ -209,7 +226,7 @@ cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
   return CGR_OK;
 }
 
-static void forget_bucket(cgr_runtime *rt, cgr__bucket *bucket) {
+static void forget_key(cgr_runtime *rt, cgr__keyed *bucket) {
   for (int set = 0; set < CGR__SETS; ++set) {
     cgr__be_graph_exec_destroy(&rt->backend, bucket->execs[set]);
     cgr__be_graph_destroy(&rt->backend, bucket->graphs[set]);
@@ -222,23 +239,33 @@ static void forget_bucket(cgr_runtime *rt, cgr__bucket *bucket) {
     bucket->collective_sig[set] = 0;
     bucket->collectives[set] = 0;
   }
-  uint32_t padded_batch = bucket->stats.padded_batch;
+  cgr_key key = bucket->stats.key;
   memset(&bucket->stats, 0, sizeof bucket->stats);
-  bucket->stats.padded_batch = padded_batch;
+  bucket->stats.key = key;
 }
 
-/* Captures both sets of one bucket; on failure leaves it as it was. */
+/* Writes the constants of key `index` (those of its bucket and tokens
+ * value, which every variant shares). */
+static cgr_status upload_constants(cgr_runtime *rt, const cgr__capture *cap,
+                                   size_t index) {
+  cgr_key key = cgr__key_at(cap, index);
+  size_t constant = cgr__constant_index(cap, index);
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT &&
+        cap->slots[i].constant_buffers[constant] != NULL)
+      CGR__CHECK(
+          cgr__constant_upload(rt, &cap->slots[i], &key,
+                               cap->slots[i].constant_buffers[constant]));
+  return CGR_OK;
+}
+
+/* Captures both sets of one key; on failure leaves it as it was. */
 static cgr_status capture_one(cgr_runtime *rt, cgr__capture *cap,
                               size_t index) {
-  cgr__bucket *bucket = &cap->buckets[index];
+  cgr__keyed *bucket = &cap->keys[index];
   if (bucket->stats.captured)
     return CGR_OK;
-  cgr_status status = CGR_OK;
-  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i)
-    if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT &&
-        cap->slots[i].constant_buffers[index] != NULL)
-      status = cgr__constant_upload(rt, &cap->slots[i], cap->sizes[index],
-                                    cap->slots[i].constant_buffers[index]);
+  cgr_status status = upload_constants(rt, cap, index);
   for (int set = 0; set < CGR__SETS && status == CGR_OK; ++set) {
     void **addresses = slot_addresses(rt, cap, index, set);
     if (addresses == NULL)
@@ -248,7 +275,7 @@ static cgr_status capture_one(cgr_runtime *rt, cgr__capture *cap,
     cgr__free(addresses);
   }
   if (status != CGR_OK) {
-    forget_bucket(rt, bucket);
+    forget_key(rt, bucket);
     return status;
   }
   bucket->stats.captured = 1;
@@ -257,44 +284,55 @@ static cgr_status capture_one(cgr_runtime *rt, cgr__capture *cap,
   return CGR_OK;
 }
 
-/* One eager run of the largest bucket with its own allocations measures
- * the arena every bucket will share. */
+/* One eager run of (largest bucket, tokens value, variant) with its own
+ * allocations: the scratch that key's step uses, in *used. */
+static cgr_status sizing_run(cgr_runtime *rt, cgr__capture *cap, size_t index,
+                             uint64_t *used) {
+  cgr_key key = cgr__key_at(cap, index);
+  void **addresses = slot_addresses(rt, cap, index, 0);
+  if (addresses == NULL)
+    return CGR_E_OUT_OF_MEMORY;
+  cgr_step step;
+  cgr__step_init(&step, rt, &key, 0, addresses, cap->slot_count,
+                 CGR__SCRATCH_OWN);
+  cgr_status status = upload_constants(rt, cap, index);
+  char message[CGR__ERROR_MESSAGE_SIZE];
+  if (status == CGR_OK) {
+    status = cgr__step_run(cap, &step);
+    snprintf(message, sizeof message, "%s", rt->error.message);
+    cgr_status sync =
+        cgr__be_stream_synchronize(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
+    if (status == CGR_OK && sync != CGR_OK) {
+      status = sync;
+      snprintf(message, sizeof message, "%s", rt->error.message);
+    }
+    if (status != CGR_OK)
+      status = step_failed(rt, cap, status, message, "the arena sizing run",
+                           &key, 0);
+  }
+  /* The step's own scratch is freed only once no work can use it. */
+  cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
+  cgr__step_release(&step);
+  cgr__free(addresses);
+  *used = step.scratch_used;
+  return status;
+}
+
+/* The arena every key shares, sized by the largest step: one run of the
+ * largest bucket for every tokens value and variant (a key's step may
+ * need more scratch with more tokens, or in another variant: the arena is
+ * the most any of them used, never a sum). */
 static cgr_status size_arena(cgr_runtime *rt, cgr__capture *cap) {
   uint64_t usable = rt->config.scratch_bytes;
   if (usable == 0) {
-    size_t largest = cap->bucket_count - 1;
-    void **addresses = slot_addresses(rt, cap, largest, 0);
-    if (addresses == NULL)
-      return CGR_E_OUT_OF_MEMORY;
-    cgr_step step;
-    cgr__step_init(&step, rt, cap->sizes[largest], 0, addresses,
-                   cap->slot_count, CGR__SCRATCH_OWN);
-    cgr_status status = CGR_OK;
-    for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i)
-      if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT && addresses[i] != NULL)
-        status = cgr__constant_upload(rt, &cap->slots[i], cap->sizes[largest],
-                                      addresses[i]);
-    char message[CGR__ERROR_MESSAGE_SIZE];
-    if (status == CGR_OK) {
-      status = cgr__step_run(cap, &step);
-      snprintf(message, sizeof message, "%s", rt->error.message);
-      cgr_status sync =
-          cgr__be_stream_synchronize(&rt->backend,
-                                     rt->streams[CGR_STREAM_MAIN]);
-      if (status == CGR_OK && sync != CGR_OK) {
-        status = sync;
-        snprintf(message, sizeof message, "%s", rt->error.message);
-      }
-      if (status != CGR_OK)
-        status = step_failed(rt, status, message, "the arena sizing run",
-                             cap->sizes[largest], 0);
+    size_t per_bucket = cap->token_count * cap->variant_count;
+    size_t first = cap->key_count - per_bucket;
+    for (size_t index = first; index < cap->key_count; ++index) {
+      uint64_t used = 0;
+      CGR__CHECK(sizing_run(rt, cap, index, &used));
+      if (used > usable)
+        usable = used;
     }
-    /* The step's own scratch is freed only once no work can use it. */
-    cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
-    cgr__step_release(&step);
-    cgr__free(addresses);
-    CGR__CHECK(status);
-    usable = step.scratch_used;
   }
   cap->arena_bytes = usable;
   if (usable == 0)
@@ -308,8 +346,8 @@ static cgr_status size_arena(cgr_runtime *rt, cgr__capture *cap) {
 static void forget_capture(cgr_runtime *rt, cgr__capture *cap) {
   /* A failed warm-up may have left work queued that uses the arena. */
   cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
-  for (size_t i = 0; i < cap->bucket_count; ++i)
-    forget_bucket(rt, &cap->buckets[i]);
+  for (size_t i = 0; i < cap->key_count; ++i)
+    forget_key(rt, &cap->keys[i]);
   cgr__be_device_free(&rt->backend, cap->arena);
   cap->arena = cap->arena_base = NULL;
   cap->arena_bytes = cap->arena_peak = 0;
@@ -334,7 +372,7 @@ cgr_status cgr_capture(cgr_runtime *rt, cgr_step_fn step, void *user) {
   if (!rt->config.lazy_capture) {
     /* Largest first: the arena was sized for it, and a smaller bucket that
      * needs more fails early with a clear message. */
-    for (size_t i = cap->bucket_count; i-- > 0 && status == CGR_OK;)
+    for (size_t i = cap->key_count; i-- > 0 && status == CGR_OK;)
       status = capture_one(rt, cap, i);
   }
   if (status != CGR_OK)
@@ -355,20 +393,52 @@ static cgr_status find_bucket(cgr_runtime *rt, uint32_t padded_batch,
   return CGR_OK;
 }
 
+/* The keys of bucket `index`: [*first, *first + per bucket). */
+static size_t first_key(const cgr__capture *cap, long bucket) {
+  return (size_t)bucket * cap->token_count * cap->variant_count;
+}
+
+static cgr_status need_step(cgr_runtime *rt, const cgr__capture *cap,
+                            const char *func) {
+  if (cap->step == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
+                     "no step registered: call cgr_capture() first");
+  return CGR_OK;
+}
+
 cgr_status cgr_capture_bucket(cgr_runtime *rt, uint32_t padded_batch) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
   cgr__capture *cap = NULL;
   long index = -1;
   CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &index));
-  if (cap->step == NULL)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
-                     "no step registered: call cgr_capture() first");
+  CGR__CHECK(need_step(rt, cap, __func__));
+  size_t first = first_key(cap, index);
+  for (size_t k = first; k < first + cap->token_count * cap->variant_count; ++k)
+    CGR__CHECK(capture_one(rt, cap, k));
+  return CGR_OK;
+}
+
+cgr_status cgr_capture_key(cgr_runtime *rt, const cgr_key *key) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  long index = cgr__key_find(rt, cap, key, __func__);
+  if (index < 0)
+    return CGR_E_INVALID_ARGUMENT;
+  CGR__CHECK(need_step(rt, cap, __func__));
   return capture_one(rt, cap, (size_t)index);
 }
 
-cgr_status cgr__capture_collectives(cgr_runtime *rt, uint32_t padded_batch,
-                                    int set, uint64_t *sig, uint32_t *count) {
+cgr_status cgr__capture_key_index(cgr_runtime *rt, size_t index) {
+  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  CGR__CHECK(need_step(rt, cap, "cgr_replay"));
+  return capture_one(rt, cap, index);
+}
+
+cgr_status cgr__capture_collectives(cgr_runtime *rt, size_t index, int set,
+                                    uint64_t *sig, uint32_t *count) {
   if (sig == NULL || count == NULL || (set != 0 && set != 1))
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument '%s' is %s",
@@ -379,14 +449,18 @@ cgr_status cgr__capture_collectives(cgr_runtime *rt, uint32_t padded_batch,
   *sig = 0;
   *count = 0;
   cgr__capture *cap = NULL;
-  long index = -1;
-  CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &index));
-  const cgr__bucket *bucket = &cap->buckets[index];
-  if (!bucket->stats.captured)
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  if (index >= cap->key_count)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "key %zu is not a key (the runtime has %zu)", index,
+                     cap->key_count);
+  const cgr__keyed *keyed = &cap->keys[index];
+  if (!keyed->stats.captured)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
-                     "bucket %u is not captured", padded_batch);
-  *sig = bucket->collective_sig[set];
-  *count = bucket->collectives[set];
+                     "key %zu (bucket %u) is not captured", index,
+                     keyed->stats.key.padded_batch);
+  *sig = keyed->collective_sig[set];
+  *count = keyed->collectives[set];
   return CGR_OK;
 }
 
@@ -402,7 +476,43 @@ cgr_status cgr_bucket_stats_get(const cgr_runtime *rt, uint32_t padded_batch,
   long index = -1;
   CGR__CHECK(
       find_bucket((cgr_runtime *)rt, padded_batch, __func__, &cap, &index));
-  *out = cap->buckets[index].stats;
+  size_t first = first_key(cap, index),
+         count = cap->token_count * cap->variant_count;
+  out->padded_batch = padded_batch;
+  out->captured = 1;
+  for (size_t k = first; k < first + count; ++k) {
+    const cgr_key_stats *stats = &cap->keys[k].stats;
+    out->captured &= stats->captured;
+    for (int set = 0; set < CGR__SETS; ++set) {
+      if (stats->nodes[set] > out->nodes[set])
+        out->nodes[set] = stats->nodes[set];
+      if (stats->capture_ms[set] > out->capture_ms[set])
+        out->capture_ms[set] = stats->capture_ms[set];
+      if (stats->instantiate_ms[set] > out->instantiate_ms[set])
+        out->instantiate_ms[set] = stats->instantiate_ms[set];
+    }
+    if (stats->scratch_bytes > out->scratch_bytes)
+      out->scratch_bytes = stats->scratch_bytes;
+  }
+  return CGR_OK;
+}
+
+cgr_status cgr_key_stats_get(const cgr_runtime *rt, const cgr_key *key,
+                             cgr_key_stats *out) {
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *mutable_rt = (cgr_runtime *)rt;
+  if (out == NULL)
+    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'out' is NULL");
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(mutable_rt, &cap));
+  long index = cgr__key_find(mutable_rt, cap, key, __func__);
+  if (index < 0)
+    return CGR_E_INVALID_ARGUMENT;
+  *out = cap->keys[index].stats;
   return CGR_OK;
 }
 
@@ -414,13 +524,17 @@ cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
     return CGR_E_INVALID_ARGUMENT;
   cgr__capture *cap = NULL;
   CGR__CHECK(cgr__capture_state((cgr_runtime *)rt, &cap));
+  size_t per_bucket = cap->token_count * cap->variant_count;
   out->buckets = cap->bucket_count;
-  for (size_t i = 0; i < cap->bucket_count; ++i) {
-    if (cap->buckets[i].stats.captured) {
-      out->buckets_captured++;
-      out->graphs += 2;
-    }
+  out->keys = cap->key_count;
+  for (size_t b = 0; b < cap->bucket_count; ++b) {
+    size_t captured = 0;
+    for (size_t k = b * per_bucket; k < (b + 1) * per_bucket; ++k)
+      captured += cap->keys[k].stats.captured != 0;
+    out->keys_captured += captured;
+    out->buckets_captured += captured == per_bucket;
   }
+  out->graphs = out->keys_captured * CGR__SETS;
   out->arena_bytes = cap->arena_bytes;
   out->arena_peak = cap->arena_peak;
   out->slot_bytes = cap->slot_bytes;
@@ -439,9 +553,9 @@ cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch, int set,
   cgr__capture *cap = NULL;
   long index = -1;
   CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &index));
-  if (!cap->buckets[index].stats.captured)
+  const cgr__keyed *keyed = &cap->keys[first_key(cap, index)];
+  if (!keyed->stats.captured)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "bucket %u is not captured", padded_batch);
-  return cgr__be_graph_dump(&rt->backend, cap->buckets[index].graphs[set],
-                            path);
+  return cgr__be_graph_dump(&rt->backend, keyed->graphs[set], path);
 }

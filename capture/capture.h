@@ -1,6 +1,7 @@
 /*
- * capture/: buckets, slots, the scratch arena, the step, and one graph per
- * (bucket, buffer set). Internal; the public face is in cgr.h.
+ * capture/: buckets, keys, slots, the scratch arena, the step, and one
+ * graph per (key, buffer set), a key being (bucket, tokens per request,
+ * variant). Internal; the public face is in cgr.h.
  *
  * The state hangs off the runtime (rt->layers[CGR__LAYER_CAPTURE]) and is
  * made on first use. Everything here reaches the device through the backend
@@ -28,9 +29,10 @@ typedef struct cgr__slot {
   char name[CGR__SLOT_NAME_MAX + 1];
   cgr_slot_desc desc; /* desc.name points at name */
   uint64_t row_bytes; /* elem_size * row_elems */
-  /* ROWS, PREFIX, OUTPUT: one buffer per set, sized for the largest bucket.
-   * CONSTANT: one buffer per bucket (constant_buffers), shared by both sets:
-   * it is written at capture and only read after. */
+  /* ROWS, PREFIX, OUTPUT: one buffer per set, sized for the largest key.
+   * CONSTANT: one buffer per bucket and tokens value (constant_buffers,
+   * cgr__constant_index), shared by both sets and every variant: it is
+   * written at capture and only read after. */
   void *buffers[CGR__SETS];
   void **constant_buffers;
   uint64_t bytes; /* device bytes this slot holds in all */
@@ -38,19 +40,20 @@ typedef struct cgr__slot {
   int32_t fed_by;
 } cgr__slot;
 
-typedef struct cgr__bucket {
+/* The graphs of one key. */
+typedef struct cgr__keyed {
   cgr__graph *graphs[CGR__SETS]; /* kept for cgr_graph_dump */
   cgr__graph_exec *execs[CGR__SETS];
   /* The in-graph mode's variants: the input copy is their first node.
    * Captured on first use. */
   cgr__graph *in_graphs[CGR__SETS];
   cgr__graph_exec *in_graph_execs[CGR__SETS];
-  cgr_bucket_stats stats;
+  cgr_key_stats stats;
   /* The collectives each set's captured run called (cgr_step's), for a
    * group to compare its ranks. */
   uint64_t collective_sig[CGR__SETS];
   uint32_t collectives[CGR__SETS];
-} cgr__bucket;
+} cgr__keyed;
 
 typedef enum cgr__scratch_mode {
   /* Carve from the shared arena: warm-up and capture. */
@@ -73,7 +76,8 @@ typedef struct cgr__eager_cache {
   void **scratch; /* the run's k-th scratch request */
   uint64_t *scratch_capacity;
   size_t scratch_count;
-  uint32_t constants_batch; /* the batch the constants hold; 0: none */
+  uint32_t constants_batch;  /* the batch the constants hold; 0: none */
+  uint32_t constants_tokens; /* and its tokens per request */
 } cgr__eager_cache;
 
 /* Frees the cache's memory (the runtime's streams are drained). */
@@ -86,6 +90,8 @@ cgr_status cgr__eager_scratch(cgr_runtime *rt, cgr__eager_cache *cache,
 struct cgr_step {
   cgr_runtime *rt;
   uint32_t padded_batch;
+  uint32_t tokens; /* tokens per request of the run's key */
+  uint32_t variant;
   int set;
   int capturing;
   void *const *slot_addresses; /* one per slot, for this run */
@@ -111,7 +117,16 @@ typedef struct cgr__capture {
   uint32_t *sizes; /* bucket sizes, ascending */
   size_t bucket_count;
   uint16_t *bucket_of; /* batch -> bucket index, for 1..largest */
-  cgr__bucket *buckets;
+  /* Tokens per request (rt->config's list) and variants; token_of maps a
+   * value to its index, -1 for one not in the list. */
+  const uint32_t *tokens;
+  size_t token_count;
+  int8_t token_of[CGR_MAX_TOKENS_PER_REQUEST + 1];
+  uint32_t variant_count;
+  /* One per key, at cgr__key_index: bucket_count * token_count *
+   * variant_count. */
+  cgr__keyed *keys;
+  size_t key_count;
 
   cgr__slot *slots;
   size_t slot_count, slot_capacity;
@@ -143,8 +158,55 @@ static inline uint32_t cgr__largest_bucket(const cgr__capture *cap) {
   return cap->sizes[cap->bucket_count - 1];
 }
 
+/* The largest tokens per request. */
+static inline uint32_t cgr__largest_tokens(const cgr__capture *cap) {
+  return cap->tokens[cap->token_count - 1];
+}
+
 /* The index of bucket `padded_batch`, or -1 when it is not a bucket. */
 long cgr__bucket_index(const cgr__capture *cap, uint32_t padded_batch);
+
+/* The index of tokens-per-request value q, or -1 when it is not one. */
+static inline long cgr__token_index(const cgr__capture *cap, uint32_t q) {
+  return q >= 1 && q <= CGR_MAX_TOKENS_PER_REQUEST ? cap->token_of[q] : -1;
+}
+
+/* A key's place in cap->keys, from the indices of its parts. */
+static inline size_t cgr__key_index(const cgr__capture *cap, size_t bucket,
+                                    size_t token, uint32_t variant) {
+  return (bucket * cap->token_count + token) * cap->variant_count + variant;
+}
+
+/* A CONSTANT slot's buffer of (bucket, tokens value): variants share it. */
+static inline size_t cgr__constant_index(const cgr__capture *cap,
+                                         size_t key_index) {
+  return key_index / cap->variant_count;
+}
+
+/* The key at an index of cap->keys. */
+static inline cgr_key cgr__key_at(const cgr__capture *cap, size_t index) {
+  size_t per_bucket = cap->token_count * cap->variant_count;
+  cgr_key key = {cap->sizes[index / per_bucket],
+                 cap->tokens[index % per_bucket / cap->variant_count],
+                 (uint32_t)(index % cap->variant_count)};
+  return key;
+}
+
+/* The index of `key` in cap->keys, or -1 with a message naming the field
+ * that is not the runtime's (in rt->error, as `func`). */
+long cgr__key_find(cgr_runtime *rt, const cgr__capture *cap, const cgr_key *key,
+                   const char *func);
+
+/* "1, 4" : the tokens-per-request values, for messages. */
+void cgr__tokens_list(const cgr__capture *cap, char *out, size_t size);
+
+/* Rows a slot has for `requests` requests of q tokens: requests, or
+ * requests * q for a slot scaled by token. */
+static inline uint64_t cgr__slot_rows(const cgr__slot *slot, uint32_t requests,
+                                      uint32_t q) {
+  return slot->desc.scale == CGR_SCALE_TOKEN ? (uint64_t)requests * q
+                                             : requests;
+}
 
 /* buckets.c */
 cgr_status cgr__buckets_build(cgr_runtime *rt, cgr__capture *cap);
@@ -152,17 +214,20 @@ void cgr__buckets_free(cgr__capture *cap);
 
 /* slots.c */
 void cgr__slots_free(cgr_runtime *rt, cgr__capture *cap);
-/* Elements of a CONSTANT slot for a padded batch. */
-uint64_t cgr__constant_elems(const cgr__slot *slot, uint32_t padded_batch);
-/* Writes a CONSTANT slot's content for a padded batch into `device` (sized
- * for it), through a host image; synchronous. */
+/* Elements of a CONSTANT slot for a padded batch of q tokens per request. */
+uint64_t cgr__constant_elems(const cgr__slot *slot, uint32_t padded_batch,
+                             uint32_t q);
+/* Writes a CONSTANT slot's content for a key (its variant is not read)
+ * into `device` (sized for it), through a host image; synchronous. */
 cgr_status cgr__constant_upload(cgr_runtime *rt, const cgr__slot *slot,
-                                uint32_t padded_batch, void *device);
-/* Bytes a ROWS / OUTPUT / PREFIX / CONSTANT slot needs for `rows` rows. */
-uint64_t cgr__slot_bytes_for(const cgr__slot *slot, uint32_t rows);
+                                const cgr_key *key, void *device);
+/* Bytes a ROWS / OUTPUT / PREFIX / CONSTANT slot needs for `requests`
+ * requests of q tokens each. */
+uint64_t cgr__slot_bytes_for(const cgr__slot *slot, uint32_t requests,
+                             uint32_t q);
 
 /* step.c: running the user's step. */
-void cgr__step_init(cgr_step *step, cgr_runtime *rt, uint32_t padded_batch,
+void cgr__step_init(cgr_step *step, cgr_runtime *rt, const cgr_key *key,
                     int set, void *const *slot_addresses, size_t slot_count,
                     cgr__scratch_mode mode);
 /* Runs the user's step once; the message of a failure is in rt->error. */
@@ -175,23 +240,26 @@ uint64_t cgr__arena_bytes_for(uint64_t used);
 void *cgr__arena_base(void *allocation);
 
 /*
- * The in-graph variant of a captured (bucket, set): `prologue` (a finished
- * plan that loads the set's inputs from pinned staging) captured as the
+ * The in-graph form of a captured (key, set): `prologue` (a finished plan
+ * that loads the set's inputs from pinned staging) captured as the
  * graph's first node, then the step. Captured once and kept; later calls
  * return the same exec (the prologue's addresses must not change).
  */
-cgr_status cgr__capture_in_graph(cgr_runtime *rt, uint32_t padded_batch,
-                                 int set, const cgr__copy_plan *prologue,
+cgr_status cgr__capture_in_graph(cgr_runtime *rt, size_t key, int set,
+                                 const cgr__copy_plan *prologue,
                                  cgr__graph_exec **out);
 
+/* Captures key `index` (both sets) where it is not yet. */
+cgr_status cgr__capture_key_index(cgr_runtime *rt, size_t index);
+
 /*
- * The collectives the captured run of (bucket `padded_batch`, set) called:
- * their signature and number (capture.h, cgr_step). CGR_E_INVALID_ARGUMENT
- * (not a bucket, set not 0 or 1, NULL), CGR_E_INVALID_STATE (the bucket
- * is not captured).
+ * The collectives the captured run of (key `index`, set) called: their
+ * signature and number (capture.h, cgr_step). CGR_E_INVALID_ARGUMENT (not
+ * a key, set not 0 or 1, NULL), CGR_E_INVALID_STATE (the key is not
+ * captured).
  */
-cgr_status cgr__capture_collectives(cgr_runtime *rt, uint32_t padded_batch,
-                                    int set, uint64_t *sig, uint32_t *count);
+cgr_status cgr__capture_collectives(cgr_runtime *rt, size_t index, int set,
+                                    uint64_t *sig, uint32_t *count);
 
 /*
  * eager.c: a run of the step without a graph, on slot buffers and scratch
@@ -203,14 +271,16 @@ cgr_status cgr__capture_collectives(cgr_runtime *rt, uint32_t padded_batch,
  */
 typedef struct cgr__eager {
   uint32_t batch;
+  uint32_t tokens; /* tokens per request */
+  uint32_t variant;
   void *const *addresses;
   size_t slot_count;
 } cgr__eager;
 
 /* `fallback`: the run stands in for a graph (a batch over the largest
  * bucket): the allow_eager policy applies, and it is counted and logged. */
-cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, int fallback,
-                            cgr__eager *eager);
+cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, uint32_t tokens,
+                            uint32_t variant, int fallback, cgr__eager *eager);
 void *cgr__eager_slot(const cgr__eager *eager, cgr_slot slot);
 cgr_status cgr__eager_run(cgr_runtime *rt, cgr__eager *eager);
 void cgr__eager_end(cgr_runtime *rt, cgr__eager *eager);

@@ -105,8 +105,8 @@ static cgr_status eager_policy(cgr_runtime *rt, cgr__capture *cap,
   return CGR_OK;
 }
 
-cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, int fallback,
-                            cgr__eager *eager) {
+cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, uint32_t tokens,
+                            uint32_t variant, int fallback, cgr__eager *eager) {
   memset(eager, 0, sizeof *eager);
   cgr__capture *cap = NULL;
   CGR__CHECK(cgr__capture_state(rt, &cap));
@@ -126,7 +126,7 @@ cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, int fallback,
                          &cache->slot_count, cap->slot_count));
   for (size_t i = 0; i < cap->slot_count; ++i) {
     const cgr__slot *slot = &cap->slots[i];
-    uint64_t bytes = cgr__slot_bytes_for(slot, batch);
+    uint64_t bytes = cgr__slot_bytes_for(slot, batch, tokens);
     if (bytes == 0)
       continue;
     int grown = 0;
@@ -135,18 +135,22 @@ cgr_status cgr__eager_begin(cgr_runtime *rt, uint32_t batch, int fallback,
     if (grown)
       cache->constants_batch = 0;
   }
-  /* Constants depend on the batch alone: filled again only when it (or a
-   * buffer) changed. */
-  if (cache->constants_batch != batch) {
+  /* Constants depend on the batch and its tokens per request alone: filled
+   * again only when they (or a buffer) changed. */
+  if (cache->constants_batch != batch || cache->constants_tokens != tokens) {
     cache->constants_batch = 0;
+    cgr_key key = {batch, tokens, 0};
     for (size_t i = 0; i < cap->slot_count; ++i)
       if (cap->slots[i].desc.kind == CGR_SLOT_CONSTANT &&
-          cgr__slot_bytes_for(&cap->slots[i], batch) > 0)
-        CGR__CHECK(cgr__constant_upload(rt, &cap->slots[i], batch,
+          cgr__slot_bytes_for(&cap->slots[i], batch, tokens) > 0)
+        CGR__CHECK(cgr__constant_upload(rt, &cap->slots[i], &key,
                                         cache->slot_buffers[i]));
     cache->constants_batch = batch;
+    cache->constants_tokens = tokens;
   }
   eager->batch = batch;
+  eager->tokens = tokens;
+  eager->variant = variant;
   eager->slot_count = cap->slot_count;
   eager->addresses = cache->slot_buffers;
   return CGR_OK;
@@ -161,8 +165,9 @@ void *cgr__eager_slot(const cgr__eager *eager, cgr_slot slot) {
 cgr_status cgr__eager_run(cgr_runtime *rt, cgr__eager *eager) {
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   cgr_step step;
-  cgr__step_init(&step, rt, eager->batch, 0, eager->addresses,
-                 eager->slot_count, CGR__SCRATCH_OWN);
+  cgr_key key = {eager->batch, eager->tokens, eager->variant};
+  cgr__step_init(&step, rt, &key, 0, eager->addresses, eager->slot_count,
+                 CGR__SCRATCH_OWN);
   step.eager_cache = &cap->eager_cache;
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_EAGER, eager->batch);
   cgr_status status = cgr__step_run(cap, &step);

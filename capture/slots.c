@@ -18,19 +18,27 @@ cgr_status cgr_slot_desc_init(cgr_slot_desc *desc, const char *name,
   return CGR_OK;
 }
 
-uint64_t cgr__constant_elems(const cgr__slot *slot, uint32_t padded_batch) {
-  return (uint64_t)padded_batch * slot->desc.row_elems + slot->desc.extra_elems;
+uint64_t cgr__constant_elems(const cgr__slot *slot, uint32_t padded_batch,
+                             uint32_t q) {
+  return cgr__slot_rows(slot, padded_batch, q) * slot->desc.row_elems +
+         slot->desc.extra_elems;
 }
 
-uint64_t cgr__slot_bytes_for(const cgr__slot *slot, uint32_t rows) {
+uint64_t cgr__slot_bytes_for(const cgr__slot *slot, uint32_t requests,
+                             uint32_t q) {
   switch (slot->desc.kind) {
   case CGR_SLOT_PREFIX:
-    return ((uint64_t)rows + 1) * slot->desc.elem_size;
+    return ((uint64_t)requests + 1) * slot->desc.elem_size;
   case CGR_SLOT_CONSTANT:
-    return cgr__constant_elems(slot, rows) * slot->desc.elem_size;
+    return cgr__constant_elems(slot, requests, q) * slot->desc.elem_size;
   default:
-    return (uint64_t)rows * slot->row_bytes;
+    return cgr__slot_rows(slot, requests, q) * slot->row_bytes;
   }
+}
+
+/* Constant buffers: one per bucket and tokens value. */
+static size_t constant_count(const cgr__capture *cap) {
+  return cap->bucket_count * cap->token_count;
 }
 
 static void free_slot(cgr_runtime *rt, const cgr__capture *cap,
@@ -38,7 +46,7 @@ static void free_slot(cgr_runtime *rt, const cgr__capture *cap,
   for (int set = 0; set < CGR__SETS; ++set)
     cgr__be_device_free(&rt->backend, slot->buffers[set]);
   if (slot->constant_buffers != NULL)
-    for (size_t i = 0; i < cap->bucket_count; ++i)
+    for (size_t i = 0; i < constant_count(cap); ++i)
       cgr__be_device_free(&rt->backend, slot->constant_buffers[i]);
   cgr__free(slot->constant_buffers);
 }
@@ -83,14 +91,25 @@ static cgr_status check_desc(cgr_runtime *rt, const cgr__capture *cap,
                      "slot '%s': desc->elem_unsigned is %d, must be 0 or 1",
                      name, desc->elem_unsigned);
   if (desc->kind != CGR_SLOT_CONSTANT &&
-      (desc->extra_elems != 0 || desc->fill != NULL))
+      (desc->extra_elems != 0 || desc->fill != NULL || desc->fill_key != NULL))
     return bad_desc(rt, name,
-                    "desc->extra_elems and desc->fill are for CONSTANT "
-                    "slots only");
+                    "desc->extra_elems, desc->fill and desc->fill_key are "
+                    "for CONSTANT slots only");
+  if (desc->scale != CGR_SCALE_REQUEST && desc->scale != CGR_SCALE_TOKEN)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_slot_declare",
+                     "slot '%s': desc->scale is %d, not a cgr_slot_scale", name,
+                     (int)desc->scale);
+  if (desc->kind == CGR_SLOT_PREFIX && desc->scale == CGR_SCALE_TOKEN)
+    return bad_desc(rt, name,
+                    "a PREFIX slot has a row per request (desc->scale "
+                    "CGR_SCALE_REQUEST)");
   /* The largest size anything here reaches: (largest + 1) rows of
-   * row_elems, plus extra elements; keep it far from overflow. */
+   * row_elems (times the most tokens per request), plus extra elements;
+   * keep it far from overflow. */
   uint64_t limit = UINT64_C(1) << 48;
-  uint64_t rows = (uint64_t)cgr__largest_bucket(cap) + 1;
+  uint64_t rows =
+      ((uint64_t)cgr__largest_bucket(cap) + 1) *
+      (desc->scale == CGR_SCALE_TOKEN ? cgr__largest_tokens(cap) : 1);
   if (desc->row_elems > limit / rows / elem || desc->extra_elems > limit / elem)
     return bad_desc(rt, name, "the slot's size overflows");
 
@@ -109,13 +128,15 @@ static cgr_status allocate(cgr_runtime *rt, const cgr__capture *cap,
   cgr__backend *be = &rt->backend;
   if (slot->desc.kind == CGR_SLOT_CONSTANT) {
     slot->constant_buffers =
-        cgr__calloc(cap->bucket_count, sizeof *slot->constant_buffers);
+        cgr__calloc(constant_count(cap), sizeof *slot->constant_buffers);
     if (slot->constant_buffers == NULL)
       return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, "cgr_slot_declare",
                        "slot '%s': allocating its bucket table failed",
                        slot->name);
-    for (size_t i = 0; i < cap->bucket_count; ++i) {
-      uint64_t bytes = cgr__slot_bytes_for(slot, cap->sizes[i]);
+    for (size_t i = 0; i < constant_count(cap); ++i) {
+      uint64_t bytes =
+          cgr__slot_bytes_for(slot, cap->sizes[i / cap->token_count],
+                              cap->tokens[i % cap->token_count]);
       if (bytes == 0)
         continue;
       CGR__CHECK(cgr__be_device_alloc(be, bytes, &slot->constant_buffers[i]));
@@ -123,7 +144,8 @@ static cgr_status allocate(cgr_runtime *rt, const cgr__capture *cap,
     }
     return CGR_OK;
   }
-  uint64_t bytes = cgr__slot_bytes_for(slot, cgr__largest_bucket(cap));
+  uint64_t bytes = cgr__slot_bytes_for(slot, cgr__largest_bucket(cap),
+                                       cgr__largest_tokens(cap));
   for (int set = 0; set < CGR__SETS; ++set) {
     CGR__CHECK(cgr__be_device_alloc(be, bytes, &slot->buffers[set]));
     slot->bytes += bytes;
@@ -219,6 +241,12 @@ cgr_status cgr_slot_feed(cgr_runtime *rt, cgr_slot output, cgr_slot input) {
                      "a feed goes from an OUTPUT slot to a ROWS slot, not "
                      "from '%s' to '%s'",
                      from->name, to->name);
+  if (from->desc.scale != to->desc.scale)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "'%s' and '%s' count their rows differently (desc->scale "
+                     "%d and %d): a feed copies rows one for one",
+                     from->name, to->name, (int)from->desc.scale,
+                     (int)to->desc.scale);
   if (from->desc.elem_size != to->desc.elem_size ||
       from->desc.row_elems != to->desc.row_elems)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
@@ -255,6 +283,21 @@ cgr_status cgr_slot_find(const cgr_runtime *rt, const char *name,
                    "no slot is named '%s'", name);
 }
 
+/* The checks both address calls make; *slot_out is the slot. */
+static cgr_status address_args(cgr_runtime *rt, cgr_slot slot, int set,
+                               const char *func, cgr__capture **cap,
+                               const cgr__slot **slot_out) {
+  CGR__CHECK(cgr__capture_state(rt, cap));
+  if (slot < 0 || (size_t)slot >= (*cap)->slot_count)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "slot %d is not declared", (int)slot);
+  if (set != 0 && set != 1)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "set is %d, must be 0 or 1", set);
+  *slot_out = &(*cap)->slots[slot];
+  return CGR_OK;
+}
+
 cgr_status cgr_slot_address(const cgr_runtime *rt, cgr_slot slot, int set,
                             uint32_t padded_batch, void **out) {
   if (out != NULL)
@@ -263,14 +306,8 @@ cgr_status cgr_slot_address(const cgr_runtime *rt, cgr_slot slot, int set,
     return CGR_E_INVALID_ARGUMENT;
   cgr_runtime *mutable_rt = (cgr_runtime *)rt;
   cgr__capture *cap = NULL;
-  CGR__CHECK(cgr__capture_state(mutable_rt, &cap));
-  if (slot < 0 || (size_t)slot >= cap->slot_count)
-    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     "slot %d is not declared", (int)slot);
-  if (set != 0 && set != 1)
-    return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     "set is %d, must be 0 or 1", set);
-  const cgr__slot *s = &cap->slots[slot];
+  const cgr__slot *s = NULL;
+  CGR__CHECK(address_args(mutable_rt, slot, set, __func__, &cap, &s));
   if (s->desc.kind != CGR_SLOT_CONSTANT) {
     *out = s->buffers[set];
     return CGR_OK;
@@ -281,13 +318,33 @@ cgr_status cgr_slot_address(const cgr_runtime *rt, cgr_slot slot, int set,
                      "padded_batch %u is not a bucket (slot '%s' is "
                      "CONSTANT)",
                      padded_batch, s->name);
-  *out = s->constant_buffers[index];
+  *out = s->constant_buffers[(size_t)index * cap->token_count];
+  return CGR_OK;
+}
+
+cgr_status cgr_slot_address_key(const cgr_runtime *rt, cgr_slot slot, int set,
+                                const cgr_key *key, void **out) {
+  if (out != NULL)
+    *out = NULL;
+  if (rt == NULL || out == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  cgr_runtime *mutable_rt = (cgr_runtime *)rt;
+  cgr__capture *cap = NULL;
+  const cgr__slot *s = NULL;
+  CGR__CHECK(address_args(mutable_rt, slot, set, __func__, &cap, &s));
+  long index = cgr__key_find(mutable_rt, cap, key, __func__);
+  if (index < 0)
+    return CGR_E_INVALID_ARGUMENT;
+  *out = s->desc.kind == CGR_SLOT_CONSTANT
+             ? s->constant_buffers[cgr__constant_index(cap, (size_t)index)]
+             : s->buffers[set];
   return CGR_OK;
 }
 
 cgr_status cgr__constant_upload(cgr_runtime *rt, const cgr__slot *slot,
-                                uint32_t padded_batch, void *device) {
-  uint64_t elems = cgr__constant_elems(slot, padded_batch);
+                                const cgr_key *key, void *device) {
+  uint64_t elems =
+      cgr__constant_elems(slot, key->padded_batch, key->tokens_per_request);
   uint64_t bytes = elems * slot->desc.elem_size;
   if (bytes == 0)
     return CGR_OK;
@@ -296,12 +353,19 @@ cgr_status cgr__constant_upload(cgr_runtime *rt, const cgr__slot *slot,
     return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, __func__,
                      "slot '%s': a host image of %llu bytes", slot->name,
                      (unsigned long long)bytes);
-  if (slot->desc.fill != NULL) {
-    slot->desc.fill(slot->desc.fill_user, padded_batch, image, elems);
+  cgr_key constant_key = {key->padded_batch, key->tokens_per_request, 0};
+  if (slot->desc.fill_key != NULL) {
+    slot->desc.fill_key(slot->desc.fill_user, &constant_key, image, elems);
+  } else if (slot->desc.fill != NULL) {
+    slot->desc.fill(slot->desc.fill_user, key->padded_batch, image, elems);
   } else {
-    /* arange: element i holds i, in the slot's element width. */
+    /* arange: element i holds i (times q for a slot scaled by request:
+     * cu_seqlens_q), in the slot's element width. */
+    uint64_t step = slot->desc.scale == CGR_SCALE_TOKEN
+                        ? 1
+                        : (uint64_t)key->tokens_per_request;
     for (uint64_t i = 0; i < elems; ++i) {
-      uint64_t value = i;
+      uint64_t value = i * step;
       memcpy(image + i * slot->desc.elem_size, &value, slot->desc.elem_size);
     }
   }

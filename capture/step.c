@@ -23,12 +23,14 @@ static cgr_status noted(cgr_step *step, cgr_status status) {
   return status;
 }
 
-void cgr__step_init(cgr_step *step, cgr_runtime *rt, uint32_t padded_batch,
+void cgr__step_init(cgr_step *step, cgr_runtime *rt, const cgr_key *key,
                     int set, void *const *slot_addresses, size_t slot_count,
                     cgr__scratch_mode mode) {
   memset(step, 0, sizeof *step);
   step->rt = rt;
-  step->padded_batch = padded_batch;
+  step->padded_batch = key->padded_batch;
+  step->tokens = key->tokens_per_request;
+  step->variant = key->variant;
   step->set = set;
   step->slot_addresses = slot_addresses;
   step->slot_count = slot_count;
@@ -61,6 +63,14 @@ cgr_status cgr__step_run(cgr__capture *cap, cgr_step *step) {
 
 uint32_t cgr_step_padded_batch(const cgr_step *step) {
   return step ? step->padded_batch : 0;
+}
+
+uint32_t cgr_step_tokens_per_request(const cgr_step *step) {
+  return step ? step->tokens : 0;
+}
+
+uint32_t cgr_step_variant(const cgr_step *step) {
+  return step ? step->variant : 0;
 }
 
 int cgr_step_buffer_set(const cgr_step *step) { return step ? step->set : 0; }

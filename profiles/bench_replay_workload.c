@@ -250,6 +250,6 @@ int workload_open(bench *b, workload *w, replay_shape s, int fed) {
     return -1;
   }
   for (int k = 0; k < 2; ++k)
-    w->execs[k] = cap->buckets[index].execs[k];
+    w->execs[k] = cap->keys[cgr__key_index(cap, (size_t)index, 0, 0)].execs[k];
   return 0;
 }

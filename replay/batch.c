@@ -9,8 +9,9 @@ int cgr__is_input(const cgr__slot *slot) {
   return slot->desc.kind == CGR_SLOT_ROWS || slot->desc.kind == CGR_SLOT_PREFIX;
 }
 
-uint64_t cgr__input_bytes(const cgr__slot *slot, uint32_t batch_size) {
-  return cgr__slot_bytes_for(slot, batch_size);
+uint64_t cgr__input_bytes(const cgr__slot *slot, uint32_t batch_size,
+                          uint32_t q) {
+  return cgr__slot_bytes_for(slot, batch_size, q);
 }
 
 /* ---- the state ----------------------------------------------------------- */
@@ -30,6 +31,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
     cgr__free(set->dirty_end);
     cgr__free(set->loaded_size);
     cgr__free(set->image_size);
+    cgr__free(set->image_padded);
   }
   cgr__be_device_free(be, replay->zero_index);
   cgr__be_pinned_free(be, replay->eager_feed);
@@ -50,8 +52,9 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   if (replay->batch.inputs == NULL || replay->staging_offset == NULL)
     goto out_of_memory;
   /* Each input slot owns a fixed region of each set's staging, large
-   * enough for the largest bucket (live rows and padding). */
+   * enough for the largest key (live rows and padding). */
   uint32_t largest = cgr__largest_bucket(cap);
+  uint32_t most_tokens = cgr__largest_tokens(cap);
   replay->fed_step = UINT64_MAX;
   replay->issued[0].step = replay->issued[1].step = UINT64_MAX;
   replay->issued_eager.step = UINT64_MAX;
@@ -63,15 +66,17 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     replay->staging_offset[i] = replay->staging_bytes;
     if (cgr__is_input(&cap->slots[i]))
       replay->staging_bytes +=
-          (cgr__slot_bytes_for(&cap->slots[i], largest) + 15) / 16 * 16;
+          (cgr__slot_bytes_for(&cap->slots[i], largest, most_tokens) + 15) /
+          16 * 16;
   }
   for (int k = 0; k < CGR__SETS; ++k) {
     cgr__set *set = &replay->sets[k];
     set->dirty_end = cgr__calloc(slots, sizeof *set->dirty_end);
     set->loaded_size = cgr__calloc(slots, sizeof *set->loaded_size);
     set->image_size = cgr__calloc(slots, sizeof *set->image_size);
+    set->image_padded = cgr__calloc(slots, sizeof *set->image_padded);
     if (set->dirty_end == NULL || set->loaded_size == NULL ||
-        set->image_size == NULL)
+        set->image_size == NULL || set->image_padded == NULL)
       goto out_of_memory;
     CGR__CHECK(cgr__be_event_create(be, 0, &set->loaded));
     CGR__CHECK(cgr__be_event_create(be, 0, &set->graph_done));
@@ -81,7 +86,8 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
                                       (void **)&set->staging));
     if (replay->has_feeds)
       CGR__CHECK(cgr__be_pinned_alloc(be,
-                                      (size_t)largest * sizeof(int32_t) * slots,
+                                      (size_t)largest * most_tokens *
+                                          sizeof(int32_t) * slots,
                                       (void **)&set->feed_index));
   }
   size_t zeros = ((size_t)largest + 1) * sizeof(int32_t);
@@ -128,27 +134,63 @@ cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out) {
 
 /* ---- batches ------------------------------------------------------------- */
 
+/* Both begins: the key's checks, then the batch opens. */
+static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
+                        uint32_t variant, const char *func, cgr_batch **out);
+
 cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
                            cgr_batch **out) {
+  if (rt == NULL) {
+    if (out != NULL)
+      *out = NULL;
+    return CGR_E_INVALID_ARGUMENT;
+  }
+  return begin(rt, batch_size, rt->config.tokens_per_request[0], 0, __func__,
+               out);
+}
+
+cgr_status cgr_batch_begin_key(cgr_runtime *rt, uint32_t batch_size,
+                               uint32_t tokens_per_request, uint32_t variant,
+                               cgr_batch **out) {
   if (out != NULL)
     *out = NULL;
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
+  return begin(rt, batch_size, tokens_per_request, variant, __func__, out);
+}
+
+static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
+                        uint32_t variant, const char *func, cgr_batch **out) {
+  if (out != NULL)
+    *out = NULL;
   if (out == NULL || batch_size == 0)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
                      "argument '%s' is %s", out == NULL ? "out" : "batch_size",
                      out == NULL ? "NULL" : "0");
   if (cgr__be_lost(&rt->backend))
-    return cgr__be_lost_status(&rt->backend, __func__);
+    return cgr__be_lost_status(&rt->backend, func);
   cgr__replay *replay = NULL;
   CGR__CHECK(cgr__replay_state(rt, &replay));
   if (replay->batch.open)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
                      "a batch is already open: replay it first");
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  if (cgr__token_index(cap, tokens) < 0) {
+    char have[160];
+    cgr__tokens_list(cap, have, sizeof have);
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "tokens_per_request %u is not one of the runtime's (%s: "
+                     "config->tokens_per_request)",
+                     tokens, have);
+  }
+  if (variant >= cap->variant_count)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "variant %u is not a variant (the runtime has %u: "
+                     "config->variants)",
+                     variant, cap->variant_count);
   if (batch_size > cgr__largest_bucket(cap) && !rt->config.allow_eager &&
       replay->mode != CGR_REPLAY_EAGER)
-    return cgr__fail(&rt->error, CGR_E_BATCH_TOO_LARGE, __func__,
+    return cgr__fail(&rt->error, CGR_E_BATCH_TOO_LARGE, func,
                      "batch %u is larger than the largest bucket (%u) and "
                      "config->allow_eager is 0",
                      batch_size, cgr__largest_bucket(cap));
@@ -156,6 +198,8 @@ cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
          (cap->slot_count ? cap->slot_count : 1) *
              sizeof *replay->batch.inputs);
   replay->batch.size = batch_size;
+  replay->batch.tokens = tokens;
+  replay->batch.variant = variant;
   replay->batch.event_count = 0;
   replay->batch.open = 1;
   *out = &replay->batch;
@@ -275,14 +319,16 @@ cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
   if (data == NULL)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "slot '%s': data is NULL", s->name);
-  uint64_t want = cgr__input_bytes(s, batch->size);
+  uint64_t want = cgr__input_bytes(s, batch->size, batch->tokens);
   if (bytes != want)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "slot '%s': %zu bytes given, a batch of %u needs %llu "
                      "(%s)",
                      s->name, bytes, batch->size, (unsigned long long)want,
                      s->desc.kind == CGR_SLOT_PREFIX ? "batch + 1 entries"
-                                                     : "batch rows");
+                     : s->desc.scale == CGR_SCALE_TOKEN
+                         ? "batch * tokens_per_request rows"
+                         : "batch rows");
   if (rt->config.validate) {
     CGR__CHECK(check_source_memory(rt, s, source, data, bytes));
     if (source != CGR_SOURCE_DEVICE)
@@ -315,17 +361,18 @@ static cgr_status check_unchanged(cgr_runtime *rt, const cgr_batch *batch,
                           : "CGR_REPLAY_EAGER");
   int k = (int)(replay->next_step % CGR__SETS);
   uint32_t loaded = replay->sets[k].loaded_size[slot];
+  uint64_t rows = cgr__slot_rows(s, batch->size, batch->tokens);
   if (loaded == 0)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_unchanged",
                      "slot '%s' is marked unchanged, but buffer set %d holds "
                      "no load of it (none yet, or a feed or a failed step "
                      "overwrote it): give its data",
                      s->name, k);
-  if (loaded != batch->size)
+  if (loaded != rows)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_unchanged",
                      "slot '%s' is marked unchanged, but buffer set %d was "
-                     "last loaded with %u rows, not %u: give its data",
-                     s->name, k, loaded, batch->size);
+                     "last loaded with %u rows, not %llu: give its data",
+                     s->name, k, loaded, (unsigned long long)rows);
   return CGR_OK;
 }
 
@@ -365,16 +412,19 @@ cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
   if (prev_rows == NULL)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "slot '%s': prev_rows is NULL", s->name);
-  uint64_t fresh = 0;
-  for (uint32_t j = 0; j < batch->size; ++j) {
+  /* Rows as the slot counts them: per token for a slot scaled by token,
+   * in this step and in the previous one (cgr.h). */
+  uint64_t fresh = 0, rows = cgr__slot_rows(s, batch->size, batch->tokens);
+  uint64_t fed_rows = cgr__slot_rows(s, replay->fed_batch, replay->fed_tokens);
+  for (uint64_t j = 0; j < rows; ++j) {
     if (prev_rows[j] == -1) {
       fresh++;
-    } else if (prev_rows[j] < 0 ||
-               (uint32_t)prev_rows[j] >= replay->fed_batch) {
+    } else if (prev_rows[j] < 0 || (uint64_t)prev_rows[j] >= fed_rows) {
       return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                       "slot '%s': prev_rows[%u] is %d; the previous step "
-                       "had %u rows (or -1 for a new request)",
-                       s->name, j, prev_rows[j], replay->fed_batch);
+                       "slot '%s': prev_rows[%llu] is %d; the previous step "
+                       "had %llu rows (or -1 for a new request)",
+                       s->name, (unsigned long long)j, prev_rows[j],
+                       (unsigned long long)fed_rows);
     }
   }
   if (new_rows_bytes != fresh * s->row_bytes || (fresh > 0 && !new_rows))
@@ -417,9 +467,10 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
     cgr__memory_kind src_kind, index_kind;
     CGR__CHECK(cgr__be_memory_kind(&rt->backend, device_src,
                                    (size_t)s->row_bytes, &src_kind));
-    CGR__CHECK(cgr__be_memory_kind(&rt->backend, row_index,
-                                   (size_t)batch->size * sizeof(int32_t),
-                                   &index_kind));
+    CGR__CHECK(cgr__be_memory_kind(
+        &rt->backend, row_index,
+        (size_t)cgr__slot_rows(s, batch->size, batch->tokens) * sizeof(int32_t),
+        &index_kind));
     int src_ok = src_kind == CGR__MEMORY_DEVICE;
     int index_ok = index_kind == CGR__MEMORY_DEVICE;
     if (!src_ok || !index_ok)

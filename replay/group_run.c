@@ -156,18 +156,19 @@ static cgr_status capture_work(cgr_runtime *rt, rank_job *job) {
   return cgr_capture(rt, job->run->step, job->run->user);
 }
 
-/* Every rank captured the same collectives for bucket padded_batch's two
+/* Every rank captured the same collectives for key `key`'s two
  * sets as rank 0, or CGR_E_CAPTURE naming the first rank that did not. */
-static cgr_status compare_bucket(cgr_group *group, uint32_t padded_batch,
-                                 const char *func) {
+static cgr_status compare_key(cgr_group *group, size_t key, const char *func) {
+  const cgr__capture *cap = group->rt[0]->layers[CGR__LAYER_CAPTURE].state;
+  uint32_t padded_batch = cgr__key_at(cap, key).padded_batch;
   for (int set = 0; set < CGR__SETS; ++set) {
     uint64_t sig0 = 0;
     uint32_t count0 = 0;
     for (int r = 0; r < group->ranks; ++r) {
       uint64_t sig = 0;
       uint32_t count = 0;
-      cgr_status status = cgr__capture_collectives(group->rt[r], padded_batch,
-                                                   set, &sig, &count);
+      cgr_status status =
+          cgr__capture_collectives(group->rt[r], key, set, &sig, &count);
       if (status != CGR_OK)
         return cgr__fail(&group->error, status, func,
                          "rank %d: reading the collectives of bucket %u set "
@@ -190,18 +191,13 @@ static cgr_status compare_bucket(cgr_group *group, uint32_t padded_batch,
   return CGR_OK;
 }
 
-/* Compares every bucket rank 0 has captured, largest first (the order of
+/* Compares every key rank 0 has captured, largest first (the order of
  * capture). */
 static cgr_status compare_captures(cgr_group *group, const char *func) {
-  const uint32_t *sizes = NULL;
-  size_t count = 0;
-  CGR__CHECK(cgr_buckets(group->rt[0], &sizes, &count));
-  for (size_t i = count; i-- > 0;) {
-    cgr_bucket_stats stats;
-    CGR__CHECK(cgr_bucket_stats_get(group->rt[0], sizes[i], &stats));
-    if (stats.captured)
-      CGR__CHECK(compare_bucket(group, sizes[i], func));
-  }
+  const cgr__capture *cap = group->rt[0]->layers[CGR__LAYER_CAPTURE].state;
+  for (size_t i = cap->key_count; i-- > 0;)
+    if (cap->keys[i].stats.captured)
+      CGR__CHECK(compare_key(group, i, func));
   return CGR_OK;
 }
 
@@ -273,22 +269,23 @@ static cgr_status check_batches(cgr_group *group, cgr_batch **batches,
  * for it, so that its collectives wait for the other ranks' replays: an
  * eager step (the eager mode, a batch over the largest bucket), or a
  * bucket not captured yet (lazy capture: its warm-up). *lazy is then 1
- * for the latter, the bucket in *padded.
+ * for the latter, the key's index in *key.
  */
 static int runs_step(cgr_group *group, const cgr_batch *batch, int *lazy,
-                     uint32_t *padded) {
+                     size_t *key) {
   cgr_runtime *rt = group->rt[0];
   const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   const cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
   *lazy = 0;
-  *padded = 0;
+  *key = 0;
   if (replay != NULL && replay->mode == CGR_REPLAY_EAGER)
     return 1;
   if (cap == NULL || batch->size > cgr__largest_bucket(cap))
     return 1;
-  const cgr__bucket *bucket = &cap->buckets[cap->bucket_of[batch->size]];
-  *padded = bucket->stats.padded_batch;
-  *lazy = !bucket->stats.captured;
+  *key = cgr__key_index(cap, cap->bucket_of[batch->size],
+                        (size_t)cgr__token_index(cap, batch->tokens),
+                        batch->variant);
+  *lazy = !cap->keys[*key].stats.captured;
   return *lazy;
 }
 
@@ -362,14 +359,14 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
     return status;
   }
   int lazy = 0;
-  uint32_t padded = 0;
+  size_t key = 0;
   cgr_ticket tickets[CGR_GROUP_MAX_RANKS];
   memset(tickets, 0, sizeof tickets);
   /* NCCL: with several GPUs in one process a graph launch may block until
    * its peers' launches come, so one thread launching every rank's graph
    * can deadlock. On CUDA several ranks here launch from threads of their
    * own (a thread each per step: one process per GPU costs less). */
-  int threads = runs_step(group, batches[0], &lazy, &padded) ||
+  int threads = runs_step(group, batches[0], &lazy, &key) ||
                 (group->ranks > 1 && group->rt[0]->kind == CGR_BACKEND_CUDA);
   status = threads ? replay_threads(group, batches, tickets, __func__)
                    : replay_in_order(group, batches, tickets, __func__);
@@ -386,7 +383,7 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
   /* A bucket this replay captured (lazy capture) is compared as
    * cgr_group_capture compares them. */
   if (lazy) {
-    status = compare_bucket(group, padded, __func__);
+    status = compare_key(group, key, __func__);
     if (status == CGR_OK)
       status = cgr__group_world_compare_captures(group, __func__);
     if (status != CGR_OK) {

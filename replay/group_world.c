@@ -157,20 +157,19 @@ cgr_status cgr__group_world_compare_captures(cgr_group *group,
   const uint32_t *sizes = NULL;
   size_t count = 0;
   CGR__CHECK(cgr_buckets(rt, &sizes, &count));
-  /* [0]: the bucket list; [1]: every captured bucket's collectives. */
+  /* [0]: the bucket list; [1]: every captured key's collectives. */
   uint64_t mine[2] = {DIGEST_START, DIGEST_START};
-  for (size_t i = 0; i < count; ++i) {
+  for (size_t i = 0; i < count; ++i)
     mine[0] = mix(mine[0], sizes[i]);
-    cgr_bucket_stats stats;
-    CGR__CHECK(cgr_bucket_stats_get(rt, sizes[i], &stats));
-    if (!stats.captured)
+  const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  for (size_t key = 0; key < cap->key_count; ++key) {
+    if (!cap->keys[key].stats.captured)
       continue;
     for (int set = 0; set < CGR__SETS; ++set) {
       uint64_t sig = 0;
       uint32_t collectives = 0;
-      CGR__CHECK(
-          cgr__capture_collectives(rt, sizes[i], set, &sig, &collectives));
-      mine[1] = mix(mix(mix(mine[1], sizes[i]), sig), collectives);
+      CGR__CHECK(cgr__capture_collectives(rt, key, set, &sig, &collectives));
+      mine[1] = mix(mix(mix(mine[1], key), sig), collectives);
     }
   }
   uint64_t all[2 * CGR_GROUP_MAX_RANKS];

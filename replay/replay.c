@@ -24,6 +24,8 @@ typedef struct load {
   int set;
   uint32_t batch;
   uint32_t padded;
+  uint32_t tokens; /* tokens per request */
+  size_t key;      /* the index of the graphs' key (capture.h) */
   /* The plan's first free_ops operations touch nothing the previous
    * step's graph writes; the rest must run after it (replay.h). */
   size_t free_ops;
@@ -45,7 +47,8 @@ static uint64_t element(const void *data, uint64_t index, uint32_t width) {
  * the same row are already in place (the previous graph wrote them) when
  * `in_place`; moved rows are gathered from the previous step's output, new
  * requests' rows copied from staging. One operation per run of rows.
- * `indices` and `fresh` (pinned) hold `batch` indices and rows.
+ * `indices` and `fresh` (pinned) hold `batch` indices and rows: the
+ * slot's rows (per token for a slot scaled by token).
  */
 static cgr_status plan_feedback(cgr_runtime *rt, cgr__replay *replay,
                                 const cgr__capture *cap, size_t index,
@@ -99,7 +102,10 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   unsigned char *buffer = slot->buffers[l->set];
   uint32_t width = slot->desc.elem_size;
   int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
-  uint64_t live_bytes = cgr__input_bytes(slot, l->batch);
+  uint64_t live_bytes = cgr__input_bytes(slot, l->batch, l->tokens);
+  /* The slot's rows: requests, or tokens for a slot scaled by token. */
+  uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
+  uint32_t padded = (uint32_t)cgr__slot_rows(slot, l->padded, l->tokens);
   /* Rows past the batch must hold padding; those at or past dirty_end
    * already do. Every row that held live data is refilled, even past this
    * bucket (the graph does not read those, but a later, larger bucket
@@ -107,13 +113,13 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
    * repeats the last live entry, which changes with the data, so it is
    * written whenever the data is. */
   uint32_t dirty = set->dirty_end[index];
-  uint32_t fill_end = prefix ? l->padded : dirty;
-  uint64_t fill_rows = fill_end > l->batch ? fill_end - l->batch : 0;
+  uint32_t fill_end = prefix ? padded : dirty;
+  uint64_t fill_rows = fill_end > live ? fill_end - live : 0;
 
   if (input->given == CGR__GIVEN_UNCHANGED) {
     /* cgr_batch_unchanged checked it, and nothing loads a set while a
      * batch is open. */
-    assert(set->loaded_size[index] == l->batch);
+    assert(set->loaded_size[index] == live);
     l->skipped += 2; /* its live rows and its padding */
     return CGR_OK;
   }
@@ -122,15 +128,16 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   set->image_size[index] = 0;
   if (input->given == CGR__GIVEN_FEEDBACK) {
     const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-    CGR__CHECK(plan_feedback(rt, replay, cap, index, input, buffer,
-                             set->feed_index +
-                                 index * (size_t)cgr__largest_bucket(cap),
-                             set->staging + replay->staging_offset[index],
-                             l->batch, 1));
+    CGR__CHECK(
+        plan_feedback(rt, replay, cap, index, input, buffer,
+                      set->feed_index + index *
+                                            (size_t)cgr__largest_bucket(cap) *
+                                            cgr__largest_tokens(cap),
+                      set->staging + replay->staging_offset[index], live, 1));
   } else if (input->given == CGR__GIVEN_GATHER) {
     CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
-                                     input->gather_index, l->batch,
-                                     slot->row_bytes, &rt->error));
+                                     input->gather_index, live, slot->row_bytes,
+                                     &rt->error));
   } else {
     const void *src = input->data;
     uint64_t copy_bytes = live_bytes;
@@ -139,9 +146,9 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
       memcpy(staged, input->data, live_bytes);
       if (replay->mode == CGR_REPLAY_NAIVE) {
         /* One copy per slot: the padding rides in the staged image. */
-        uint64_t pad = prefix ? element(input->data, l->batch, width)
-                              : slot->desc.pad_value;
-        uint64_t rows = prefix ? (uint64_t)(l->padded - l->batch)
+        uint64_t pad =
+            prefix ? element(input->data, live, width) : slot->desc.pad_value;
+        uint64_t rows = prefix ? (uint64_t)(padded - live)
                                : fill_rows * slot->desc.row_elems;
         for (uint64_t e = 0; e < rows; ++e)
           memcpy(staged + live_bytes + e * width, &pad, width);
@@ -157,21 +164,21 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
         /* The value lies on the device: gather entry `batch` once per
          * padded entry, through an index of zeros. */
         CGR__CHECK(cgr__copy_plan_gather(
-            plan, pad_dst, (const unsigned char *)src + l->batch * width,
+            plan, pad_dst, (const unsigned char *)src + live * width,
             replay->zero_index, fill_rows, width, &rt->error));
       } else {
         CGR__CHECK(cgr__copy_plan_fill(plan, pad_dst,
-                                       element(input->data, l->batch, width),
-                                       width, fill_rows * width, &rt->error));
+                                       element(input->data, live, width), width,
+                                       fill_rows * width, &rt->error));
       }
       fill_rows = 0;
     }
   }
   if (fill_rows > 0) {
-    CGR__CHECK(
-        cgr__copy_plan_fill(plan, buffer + (uint64_t)l->batch * slot->row_bytes,
-                            slot->desc.pad_value, width,
-                            fill_rows * slot->row_bytes, &rt->error));
+    CGR__CHECK(cgr__copy_plan_fill(plan,
+                                   buffer + (uint64_t)live * slot->row_bytes,
+                                   slot->desc.pad_value, width,
+                                   fill_rows * slot->row_bytes, &rt->error));
   } else if (!prefix) {
     l->skipped++; /* clean padding */
   }
@@ -212,13 +219,20 @@ static cgr_status run_naive(cgr_runtime *rt, cgr__stream *stream,
   return CGR_OK;
 }
 
-/* Lazy capture: a bucket's first replay captures it. The flag is read
+/* Lazy capture: a key's first replay captures it. The flag is read
  * first so the steady state takes no lock. */
 static cgr_status ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
-                                  long bucket) {
-  if (cap->buckets[bucket].stats.captured)
+                                  size_t key) {
+  if (cap->keys[key].stats.captured)
     return CGR_OK;
-  return cgr_capture_bucket(rt, cap->sizes[bucket]);
+  return cgr__capture_key_index(rt, key);
+}
+
+/* The key of a batch that replays a graph: its bucket, tokens, variant. */
+static size_t batch_key(const cgr__capture *cap, const cgr_batch *batch) {
+  return cgr__key_index(cap, cap->bucket_of[batch->size],
+                        (size_t)cgr__token_index(cap, batch->tokens),
+                        batch->variant);
 }
 
 /* Waits, on the host, until the copy that last read staging k is done:
@@ -242,17 +256,19 @@ static int uses_staging(const cgr__capture *cap, const cgr_batch *batch) {
 
 /*
  * After a graph of set k ran (or may have run): its feed copies wrote rows
- * [0, padded) of each fed input in the other set, which therefore holds
- * neither padding there nor anything a batch can call unchanged.
+ * [0, padded rows of its key) of each fed input in the other set, which
+ * therefore holds neither padding there nor anything a batch can call
+ * unchanged.
  */
 static void mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
-                     uint32_t padded) {
+                     uint32_t padded, uint32_t tokens) {
   cgr__set *other = &replay->sets[1 - k];
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (cap->slots[i].fed_by < 0)
       continue;
-    if (other->dirty_end[i] < padded)
-      other->dirty_end[i] = padded;
+    uint32_t rows = (uint32_t)cgr__slot_rows(&cap->slots[i], padded, tokens);
+    if (other->dirty_end[i] < rows)
+      other->dirty_end[i] = rows;
     other->loaded_size[i] = 0;
     other->image_size[i] = 0;
   }
@@ -356,8 +372,10 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
      * either way, which is why unchanged needs no fill. */
     if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED)
       continue;
-    set->dirty_end[i] = l->batch;
-    set->loaded_size[i] = l->batch;
+    uint32_t rows =
+        (uint32_t)cgr__slot_rows(&cap->slots[i], l->batch, l->tokens);
+    set->dirty_end[i] = rows;
+    set->loaded_size[i] = rows;
   }
 }
 
@@ -365,20 +383,23 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
  * so padding is rewritten and no slot can be claimed unchanged. */
 static void forget(const cgr__capture *cap, cgr__replay *replay,
                    const load *l) {
-  mark_fed(cap, replay, l->set, l->padded);
+  mark_fed(cap, replay, l->set, l->padded, l->tokens);
   replay->fed_step = UINT64_MAX;
   cgr__set *set = &replay->sets[l->set];
   for (size_t i = 0; i < cap->slot_count; ++i) {
-    if (set->dirty_end[i] < l->batch)
-      set->dirty_end[i] = l->batch;
+    /* Up to the key's padded rows: the in-graph prologue writes them. */
+    uint32_t rows =
+        (uint32_t)cgr__slot_rows(&cap->slots[i], l->padded, l->tokens);
+    if (set->dirty_end[i] < rows)
+      set->dirty_end[i] = rows;
     set->loaded_size[i] = 0;
   }
 }
 
-/* An eager step's feedback region for one fed slot: `batch` gather
- * indices then `batch` new rows, rounded to 16 bytes. */
-static uint64_t eager_feed_bytes(const cgr__slot *slot, uint32_t batch) {
-  return ((uint64_t)batch * (sizeof(int32_t) + slot->row_bytes) + 15) / 16 * 16;
+/* An eager step's feedback region for one fed slot: a gather index then
+ * a new row per row of the slot, rounded to 16 bytes. */
+static uint64_t eager_feed_bytes(const cgr__slot *slot, uint64_t rows) {
+  return (rows * (sizeof(int32_t) + slot->row_bytes) + 15) / 16 * 16;
 }
 
 static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
@@ -479,9 +500,10 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
   load l = {.set = (int)(replay->next_step % CGR__SETS),
             .batch = batch->size,
-            .padded = cap->sizes[cap->bucket_of[batch->size]]};
-  long bucket = cap->bucket_of[batch->size];
-  cgr_status status = ensure_captured(rt, cap, bucket);
+            .padded = cap->sizes[cap->bucket_of[batch->size]],
+            .tokens = batch->tokens,
+            .key = batch_key(cap, batch)};
+  cgr_status status = ensure_captured(rt, cap, l.key);
   if (status == CGR_OK && uses_staging(cap, batch))
     status = staging_ready(rt, &replay->sets[l.set]);
   if (status == CGR_OK)
@@ -490,16 +512,17 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   if (status != CGR_OK)
     return status;
 
-  status = launch(rt, replay, cap->buckets[bucket].execs[l.set], &l);
+  status = launch(rt, replay, cap->keys[l.key].execs[l.set], &l);
   if (status != CGR_OK) {
     forget(cap, replay, &l);
     return status;
   }
   commit(cap, replay, batch, &l);
   cap->sets_live = 1;
-  mark_fed(cap, replay, l.set, l.padded);
+  mark_fed(cap, replay, l.set, l.padded, l.tokens);
   replay->fed_step = replay->next_step;
   replay->fed_batch = l.batch;
+  replay->fed_tokens = l.tokens;
 
   account(replay, replay->plan.count, replay->plan.total_bytes,
           l.skipped + replay->constant_slots, started);
@@ -525,7 +548,9 @@ static cgr_status eager_feed_room(cgr_runtime *rt, cgr__replay *replay,
   uint64_t bytes = 0;
   for (size_t i = 0; i < cap->slot_count; ++i)
     if (batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
-      bytes += eager_feed_bytes(&cap->slots[i], batch->size);
+      bytes += eager_feed_bytes(&cap->slots[i],
+                                cgr__slot_rows(&cap->slots[i], batch->size,
+                                               batch->tokens));
   if (bytes <= replay->eager_feed_capacity)
     return CGR_OK;
   cgr__be_pinned_free(&rt->backend, replay->eager_feed);
@@ -545,7 +570,8 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
   double started = now_us();
   cgr__backend *be = &rt->backend;
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
-  CGR__CHECK(cgr__eager_begin(rt, batch->size, replay->mode != CGR_REPLAY_EAGER,
+  CGR__CHECK(cgr__eager_begin(rt, batch->size, batch->tokens, batch->variant,
+                              replay->mode != CGR_REPLAY_EAGER,
                               &replay->eager));
   uint64_t feed_used = 0;
   cgr_status status = eager_feed_room(rt, replay, cap, batch);
@@ -557,14 +583,16 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
       continue;
     /* cgr_batch_unchanged refuses a slot of an eager batch. */
     assert(input->given != CGR__GIVEN_UNCHANGED);
+    uint32_t rows =
+        (uint32_t)cgr__slot_rows(&cap->slots[i], batch->size, batch->tokens);
     if (input->given == CGR__GIVEN_FEEDBACK) {
       /* The previous graph's outputs, gathered (none is in place here). */
       int32_t *indices = (int32_t *)(void *)(feed + feed_used);
-      unsigned char *fresh = feed + feed_used + sizeof(int32_t) * batch->size;
-      feed_used += eager_feed_bytes(&cap->slots[i], batch->size);
+      unsigned char *fresh = feed + feed_used + sizeof(int32_t) * rows;
+      feed_used += eager_feed_bytes(&cap->slots[i], rows);
       cgr__copy_plan_clear(&replay->plan);
       status = plan_feedback(rt, replay, cap, i, input, dst, indices, fresh,
-                             batch->size, 0);
+                             rows, 0);
       if (status == CGR_OK)
         status = cgr__copy_plan_finish(&replay->plan, &rt->error);
       if (status == CGR_OK)
@@ -572,7 +600,7 @@ static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
     } else if (input->given == CGR__GIVEN_GATHER) {
       cgr__copy_plan_clear(&replay->plan);
       status = cgr__copy_plan_gather(&replay->plan, dst, input->gather_src,
-                                     input->gather_index, batch->size,
+                                     input->gather_index, rows,
                                      cap->slots[i].row_bytes, &rt->error);
       if (status == CGR_OK)
         status = cgr__copy_plan_finish(&replay->plan, &rt->error);
@@ -615,7 +643,7 @@ static void stage_image(const cgr__slot *slot, const cgr__slot_input *input,
                         unsigned char *staged, uint32_t batch,
                         uint32_t padded) {
   uint32_t width = slot->desc.elem_size;
-  uint64_t live = cgr__input_bytes(slot, batch);
+  uint64_t live = cgr__input_bytes(slot, batch, 1);
   memcpy(staged, input->data, live);
   int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
   uint64_t pad =
@@ -629,7 +657,7 @@ static void stage_image(const cgr__slot *slot, const cgr__slot_input *input,
 /* The graph's first node: every input slot's padded rows, staging -> set. */
 static cgr_status in_graph_prologue(cgr_runtime *rt, cgr__replay *replay,
                                     const cgr__capture *cap, int k,
-                                    uint32_t padded) {
+                                    uint32_t padded, uint32_t tokens) {
   cgr__copy_plan *plan = &replay->plan;
   cgr__copy_plan_clear(plan);
   for (size_t i = 0; i < cap->slot_count; ++i) {
@@ -639,7 +667,8 @@ static cgr_status in_graph_prologue(cgr_runtime *rt, cgr__replay *replay,
     CGR__CHECK(
         cgr__copy_plan_copy(plan, slot->buffers[k],
                             replay->sets[k].staging + replay->staging_offset[i],
-                            cgr__input_bytes(slot, padded), &rt->error));
+                            cgr__input_bytes(slot, padded, tokens),
+                            &rt->error));
   }
   return cgr__copy_plan_finish(plan, &rt->error);
 }
@@ -652,8 +681,9 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   cgr__backend *be = &rt->backend;
   int k = (int)(replay->next_step % CGR__SETS);
   cgr__set *set = &replay->sets[k];
-  uint32_t b = batch->size;
+  uint32_t b = batch->size, q = batch->tokens;
   uint32_t padded = cap->sizes[cap->bucket_of[b]];
+  size_t key = batch_key(cap, batch);
   for (size_t i = 0; i < cap->slot_count; ++i) {
     const cgr__slot_input *input = &batch->inputs[i];
     if (!cgr__is_input(&cap->slots[i]))
@@ -668,15 +698,14 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                        cap->slots[i].name);
   }
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, b);
-  long bucket = cap->bucket_of[b];
-  cgr_status status = ensure_captured(rt, cap, bucket);
+  cgr_status status = ensure_captured(rt, cap, key);
   if (status == CGR_OK)
     status = staging_ready(rt, set);
-  cgr__graph_exec *exec = cap->buckets[bucket].in_graph_execs[k];
+  cgr__graph_exec *exec = cap->keys[key].in_graph_execs[k];
   if (status == CGR_OK && exec == NULL) {
-    status = in_graph_prologue(rt, replay, cap, k, padded);
+    status = in_graph_prologue(rt, replay, cap, k, padded, q);
     if (status == CGR_OK)
-      status = cgr__capture_in_graph(rt, padded, k, &replay->plan, &exec);
+      status = cgr__capture_in_graph(rt, key, k, &replay->plan, &exec);
   }
   uint64_t ops = 0, bytes = 0, skipped = 0;
   cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
@@ -685,11 +714,15 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     if (!cgr__is_input(slot))
       continue;
     ops++;
-    bytes += cgr__input_bytes(slot, padded);
+    bytes += cgr__input_bytes(slot, padded, q);
+    /* The slot's rows: a row per token for a slot scaled by token. */
+    uint32_t live = (uint32_t)cgr__slot_rows(slot, b, q);
+    uint32_t padded_rows = (uint32_t)cgr__slot_rows(slot, padded, q);
     unsigned char *staged = set->staging + replay->staging_offset[i];
     if (batch->inputs[i].given != CGR__GIVEN_UNCHANGED) {
-      stage_image(slot, &batch->inputs[i], staged, b, padded);
-    } else if (set->image_size[i] == b) {
+      stage_image(slot, &batch->inputs[i], staged, live, padded_rows);
+    } else if (set->image_size[i] == live &&
+               set->image_padded[i] == padded_rows) {
       skipped++;
       continue;
     } else {
@@ -699,11 +732,12 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
        * set's rows into staging, on the main stream before the graph:
        * once per slot and set after a switch to this mode. */
       status = cgr__be_memcpy_async(be, main_stream, staged, slot->buffers[k],
-                                    cgr__input_bytes(slot, padded));
+                                    cgr__input_bytes(slot, padded, q));
       if (status != CGR_OK)
         break;
     }
-    set->image_size[i] = b;
+    set->image_size[i] = live;
+    set->image_padded[i] = padded_rows;
   }
   if (status != CGR_OK) {
     /* Staging may hold this step's images, which the set never got: the
@@ -722,24 +756,26 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   if (status == CGR_OK)
     status = cgr__be_event_record(be, set->staging_free, main_stream);
   CGR__NVTX_POP(rt->config.nvtx);
-  load l = {.set = k, .batch = b, .padded = padded};
+  load l = {.set = k, .batch = b, .padded = padded, .tokens = q, .key = key};
   if (status != CGR_OK) {
     forget(cap, replay, &l);
     return status;
   }
-  /* The graph wrote rows [0, padded) of every input: rows past the bucket
+  /* The graph wrote the key's padded rows of every input: rows past them
    * that held live data still do. */
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (!cgr__is_input(&cap->slots[i]))
       continue;
-    if (set->dirty_end[i] <= padded)
-      set->dirty_end[i] = b;
-    set->loaded_size[i] = b;
+    uint32_t live = (uint32_t)cgr__slot_rows(&cap->slots[i], b, q);
+    if (set->dirty_end[i] <= cgr__slot_rows(&cap->slots[i], padded, q))
+      set->dirty_end[i] = live;
+    set->loaded_size[i] = live;
   }
   cap->sets_live = 1;
-  mark_fed(cap, replay, k, padded);
+  mark_fed(cap, replay, k, padded, q);
   replay->fed_step = replay->next_step;
   replay->fed_batch = b;
+  replay->fed_tokens = q;
   account(replay, ops, bytes, skipped, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = b;

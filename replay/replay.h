@@ -85,6 +85,8 @@ typedef struct cgr__slot_input {
 struct cgr_batch {
   cgr_runtime *rt;
   uint32_t size;
+  uint32_t tokens; /* tokens per request */
+  uint32_t variant;
   int open;
   cgr__slot_input *inputs; /* one per slot */
   /* The caller's events the streams were made to wait for at
@@ -98,14 +100,17 @@ typedef struct cgr__set {
   cgr__event *staging_free; /* the copy that last read this staging ended */
   unsigned char *staging;   /* pinned: host sources of this set's steps */
   int32_t *feed_index;      /* pinned: feedback gather indices, per slot */
-  /* Per slot: rows at and past dirty_end hold padding; loaded_size is the
-   * batch size the slot was last loaded with (0: unknown). */
+  /* Per slot, in the slot's rows (a row per token for a slot scaled by
+   * token): rows at and past dirty_end hold padding; loaded_size is the
+   * live rows the slot was last loaded with (0: unknown). */
   uint32_t *dirty_end;
   uint32_t *loaded_size;
-  /* Per slot: the batch size whose full padded image (live rows and
-   * padding up to its bucket) staging holds for the in-graph mode; 0 when
-   * another mode has since staged only live rows there. */
+  /* Per slot: the live and padded rows of the full padded image (live
+   * rows and padding up to the key's rows) staging holds for the in-graph
+   * mode; image_size 0 when another mode has since staged only live rows
+   * there. */
   uint32_t *image_size;
+  uint32_t *image_padded;
 } cgr__set;
 
 typedef struct cgr__replay {
@@ -141,6 +146,7 @@ typedef struct cgr__replay {
   int has_feeds;
   uint64_t fed_step; /* UINT64_MAX: no graph step to continue from */
   uint32_t fed_batch;
+  uint32_t fed_tokens;
   /* Tests only: skip the side stream's wait for the graph that last read
    * the set, to prove the protocol test can fail. */
   int test_drop_set_wait;
@@ -149,8 +155,10 @@ typedef struct cgr__replay {
 /* The runtime's replay state, made on first use after a capture. */
 cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out);
 
-/* batch.c: the byte count a ROWS/PREFIX slot's input must have. */
-uint64_t cgr__input_bytes(const cgr__slot *slot, uint32_t batch_size);
+/* batch.c: the byte count a ROWS/PREFIX slot's input must have for a
+ * batch of q tokens per request. */
+uint64_t cgr__input_bytes(const cgr__slot *slot, uint32_t batch_size,
+                          uint32_t q);
 /* 1 when the slot is loaded per step (ROWS, PREFIX). */
 int cgr__is_input(const cgr__slot *slot);
 

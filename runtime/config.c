@@ -1,16 +1,20 @@
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime/runtime.h"
 #include "runtime/versioned.h"
 
 /* Where each version's fields end: version 1 ended with `validate`,
- * version 2 added the capture fields, version 3 replay_mode. A new version
+ * version 2 added the capture fields, version 3 replay_mode, version 4 the
+ * key lists. A new version
  * appends its fields and its end here. */
 static const size_t config_ends[] = {
     CGR__FIELD_END(cgr_config, validate),
     CGR__FIELD_END(cgr_config, log_user),
     CGR__FIELD_END(cgr_config, replay_mode),
+    CGR__FIELD_END(cgr_config, variant_count),
 };
 CGR__VERSIONED_STRUCT(cgr_config, config_ends, CGR_CONFIG_VERSION);
 
@@ -38,6 +42,10 @@ cgr_status cgr_config_init(cgr_config *config) {
   config->log = NULL;
   config->log_user = NULL;
   config->replay_mode = CGR_REPLAY_DOUBLE_BUFFERED;
+  config->tokens_per_request = NULL;
+  config->tokens_per_request_count = 0;
+  config->variants = NULL;
+  config->variant_count = 0;
   return CGR_OK;
 }
 
@@ -72,6 +80,82 @@ static cgr_status check_buckets(const cgr_config *config, cgr__error *err) {
                        i, size, config->buckets[i - 1]);
   }
   return CGR_OK;
+}
+
+/* The key lists: tokens per request like the buckets, variant names like
+ * slot names. */
+static cgr_status check_keys(const cgr_config *config, cgr__error *err) {
+  const uint32_t *tokens = config->tokens_per_request;
+  size_t count = config->tokens_per_request_count;
+  if ((tokens == NULL) != (count == 0))
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->tokens_per_request is %s but "
+                     "config->tokens_per_request_count is %zu",
+                     tokens == NULL ? "NULL" : "set", count);
+  if (count > CGR_MAX_TOKENS_PER_REQUEST)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->tokens_per_request_count is %zu, at most %d",
+                     count, CGR_MAX_TOKENS_PER_REQUEST);
+  for (size_t i = 0; i < count; ++i) {
+    if (tokens[i] == 0 || tokens[i] > CGR_MAX_TOKENS_PER_REQUEST)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                       "config->tokens_per_request[%zu] is %u, must be 1 to "
+                       "%d",
+                       i, tokens[i], CGR_MAX_TOKENS_PER_REQUEST);
+    if (i > 0 && tokens[i] <= tokens[i - 1])
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                       "config->tokens_per_request must ascend without "
+                       "repeats: [%zu] is %u after %u",
+                       i, tokens[i], tokens[i - 1]);
+  }
+  const char *const *names = config->variants;
+  if ((names == NULL) != (config->variant_count == 0))
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->variants is %s but config->variant_count is "
+                     "%zu",
+                     names == NULL ? "NULL" : "set", config->variant_count);
+  if (config->variant_count > CGR_MAX_VARIANTS)
+    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                     "config->variant_count is %zu, at most %d",
+                     config->variant_count, CGR_MAX_VARIANTS);
+  for (size_t i = 0; i < config->variant_count; ++i) {
+    size_t length = names[i] == NULL ? 0 : strnlen(names[i], 64);
+    if (length == 0 || length > 63)
+      return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                       "config->variants[%zu] is %s: a name is 1 to 63 "
+                       "characters",
+                       i, names[i] == NULL ? "NULL" : "too long or empty");
+    for (size_t j = 0; j < i; ++j)
+      if (strcmp(names[i], names[j]) == 0)
+        return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
+                         "config->variants[%zu] repeats the name '%s' of "
+                         "[%zu]",
+                         i, names[i], j);
+  }
+  return CGR_OK;
+}
+
+void cgr__config_copy_keys(cgr_runtime *rt) {
+  cgr_config *config = &rt->config;
+  size_t count = config->tokens_per_request_count;
+  if (count == 0) {
+    rt->token_list[0] = 1;
+    count = 1;
+  } else {
+    memcpy(rt->token_list, config->tokens_per_request,
+           count * sizeof(uint32_t));
+  }
+  config->tokens_per_request = rt->token_list;
+  config->tokens_per_request_count = count;
+  rt->variant_count =
+      config->variant_count ? (uint32_t)config->variant_count : 1;
+  for (uint32_t v = 0; v < rt->variant_count; ++v) {
+    snprintf(rt->variant_names[v], sizeof rt->variant_names[v], "%s",
+             config->variant_count ? config->variants[v] : "default");
+    rt->variant_list[v] = rt->variant_names[v];
+  }
+  config->variants = rt->variant_list;
+  config->variant_count = rt->variant_count;
 }
 
 cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
@@ -127,5 +211,6 @@ cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
     return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
                      "config->replay_mode is %d, not a cgr_replay_mode",
                      (int)resolved->replay_mode);
-  return check_buckets(resolved, err);
+  CGR__CHECK(check_buckets(resolved, err));
+  return check_keys(resolved, err);
 }

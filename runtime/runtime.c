@@ -91,6 +91,7 @@ cgr_status cgr_runtime_create(const cgr_config *config, cgr_runtime **out) {
     return cgr__fail(NULL, CGR_E_OUT_OF_MEMORY, __func__,
                      "allocating the runtime (%zu bytes) failed", sizeof *rt);
   rt->config = resolved;
+  cgr__config_copy_keys(rt);
   if (resolved.buckets != NULL) {
     rt->bucket_list = cgr__calloc(resolved.bucket_count, sizeof(uint32_t));
     if (rt->bucket_list == NULL) {

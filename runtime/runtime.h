@@ -32,6 +32,13 @@ struct cgr_runtime {
    * at bucket_list, the runtime's own copy. */
   cgr_config config;
   uint32_t *bucket_list;
+  /* The key lists (cgr.h, "Keys"), always set: config.tokens_per_request
+   * points at token_list ({1} by default), config.variants at
+   * variant_list, the names ("default" when none) of variant_names. */
+  uint32_t token_list[CGR_MAX_TOKENS_PER_REQUEST];
+  char variant_names[CGR_MAX_VARIANTS][64];
+  const char *variant_list[CGR_MAX_VARIANTS];
+  uint32_t variant_count;
   cgr__error error;
   cgr__backend backend;
   cgr_backend_kind kind; /* CUDA or HOST, never AUTO */
@@ -85,6 +92,8 @@ void cgr__env_reload(void);
  * fields the caller's `size` covers, checks them, applies env. On failure
  * the message goes to err.
  */
+/* Copies the key lists into rt (runtime.h) after resolving. */
+void cgr__config_copy_keys(cgr_runtime *rt);
 cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
                                cgr_config *resolved, cgr__error *err);
 

@@ -272,12 +272,9 @@ static void test_capture_keeps_a_signature_of_the_collectives(void **state) {
     for (int set = 0; set < 2; ++set) {
       uint64_t sig1, sig2, sig3;
       uint32_t n1, n2, n3;
-      assert_cgr_ok(same1, cgr__capture_collectives(same1, buckets[k], set,
-                                                    &sig1, &n1));
-      assert_cgr_ok(same2, cgr__capture_collectives(same2, buckets[k], set,
-                                                    &sig2, &n2));
-      assert_cgr_ok(other, cgr__capture_collectives(other, buckets[k], set,
-                                                    &sig3, &n3));
+      assert_cgr_ok(same1, cgr__capture_collectives(same1, k, set, &sig1, &n1));
+      assert_cgr_ok(same2, cgr__capture_collectives(same2, k, set, &sig2, &n2));
+      assert_cgr_ok(other, cgr__capture_collectives(other, k, set, &sig3, &n3));
       assert_int_equal(n1, 5);
       assert_int_equal(n2, 5);
       assert_int_equal(n3, 6);
@@ -286,15 +283,16 @@ static void test_capture_keeps_a_signature_of_the_collectives(void **state) {
       assert_true(sig1 != sig3);
     }
   }
-  /* Buckets differ in their counts, so in their signatures. */
+  /* Buckets differ in their counts, so in their signatures. With one key
+   * per bucket, the key of bucket k is k. */
   uint64_t small, large;
   uint32_t n;
-  assert_cgr_ok(same1, cgr__capture_collectives(same1, 2, 0, &small, &n));
-  assert_cgr_ok(same1, cgr__capture_collectives(same1, 4, 0, &large, &n));
+  assert_cgr_ok(same1, cgr__capture_collectives(same1, 0, 0, &small, &n));
+  assert_cgr_ok(same1, cgr__capture_collectives(same1, 1, 0, &large, &n));
   assert_true(small != large);
-  assert_cgr_status(same1, cgr__capture_collectives(same1, 3, 0, &small, &n),
+  assert_cgr_status(same1, cgr__capture_collectives(same1, 2, 0, &small, &n),
                     CGR_E_INVALID_ARGUMENT);
-  assert_cgr_status(same1, cgr__capture_collectives(same1, 2, 2, &small, &n),
+  assert_cgr_status(same1, cgr__capture_collectives(same1, 0, 2, &small, &n),
                     CGR_E_INVALID_ARGUMENT);
   cgr_runtime_destroy(same1);
   cgr_runtime_destroy(same2);
@@ -457,8 +455,8 @@ static void run_joined_ranks(cgr_replay_mode mode) {
       uint64_t sig0 = 0, sig;
       uint32_t n0 = 0, n;
       for (int r = 0; r < TP_RANKS; ++r) {
-        assert_cgr_ok(rts[r], cgr__capture_collectives(rts[r], buckets[k], set,
-                                                       &sig, &n));
+        assert_cgr_ok(rts[r],
+                      cgr__capture_collectives(rts[r], k, set, &sig, &n));
         if (r == 0) {
           sig0 = sig;
           n0 = n;

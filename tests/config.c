@@ -325,7 +325,7 @@ static const versioned versioned_structs[] = {
      sizeof(cgr_config),
      CGR_CONFIG_VERSION,
      {FIELD_END(cgr_config, validate), FIELD_END(cgr_config, log_user),
-      FIELD_END(cgr_config, replay_mode)},
+      FIELD_END(cgr_config, replay_mode), FIELD_END(cgr_config, variant_count)},
      create_runtime_with},
     {"cgr_batcher_config",
      sizeof(cgr_batcher_config),

@@ -227,7 +227,7 @@ static void check_against_eager(cgr_runtime *rt, const model *m,
   model_check_outputs(rt, out, out_pages, &r->in, r->ticket.padded_batch, b,
                       replayed);
   cgr__eager eager;
-  assert_cgr_ok(rt, cgr__eager_begin(rt, b, 1, &eager));
+  assert_cgr_ok(rt, cgr__eager_begin(rt, b, 1, 0, 1, &eager));
   const cgr_slot slots[4] = {m->ids, m->pos, m->pages, m->cu_k};
   const int32_t *data[4] = {r->in.ids, r->in.pos, r->in.pages, r->in.cu_k};
   size_t bytes[4] = {b * 4, b * 4, b * 4 * MODEL_PAGES, (b + 1) * 4};

@@ -50,7 +50,7 @@ static cgr__graph_exec *exec_of(cgr_runtime *rt, uint32_t padded_batch,
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   long index = cgr__bucket_index(cap, padded_batch);
   assert_true(index >= 0);
-  return cap->buckets[index].execs[set];
+  return cap->keys[cgr__key_index(cap, (size_t)index, 0, 0)].execs[set];
 }
 
 /* Replays (bucket, set) for `live` rows and checks it against the formula
@@ -73,7 +73,7 @@ static void replay_and_check(cgr_runtime *rt, const model *m,
    * Its constants are for padded batch `live`, so compare the parts that
    * do not depend on the bucket. */
   cgr__eager eager;
-  assert_cgr_ok(rt, cgr__eager_begin(rt, live, 1, &eager));
+  assert_cgr_ok(rt, cgr__eager_begin(rt, live, 1, 0, 1, &eager));
   void *eager_of[8];
   for (int i = 0; i < 8; ++i)
     eager_of[i] = cgr__eager_slot(&eager, (cgr_slot)i);
@@ -322,7 +322,7 @@ static void test_eager_fallback_is_counted_and_logged_once(void **state) {
   log_calls = 0;
   for (uint32_t batch = 25; batch <= 40; batch += 5) {
     cgr__eager eager;
-    assert_cgr_ok(rt, cgr__eager_begin(rt, batch, 1, &eager));
+    assert_cgr_ok(rt, cgr__eager_begin(rt, batch, 1, 0, 1, &eager));
     void *slot_of[8];
     for (int i = 0; i < 8; ++i)
       slot_of[i] = cgr__eager_slot(&eager, (cgr_slot)i);
@@ -347,7 +347,7 @@ static void test_eager_fallback_refused_when_not_allowed(void **state) {
   model m;
   cgr_runtime *rt = model_captured_runtime(small_buckets, 6, 0, &m);
   cgr__eager eager;
-  assert_cgr_status(rt, cgr__eager_begin(rt, 25, 1, &eager),
+  assert_cgr_status(rt, cgr__eager_begin(rt, 25, 1, 0, 1, &eager),
                     CGR_E_BATCH_TOO_LARGE);
   assert_last_error_contains(rt, "allow_eager is 0");
   cgr_capture_stats stats;

@@ -148,8 +148,9 @@ typedef enum cgr_stream_priority {
 
 /* Bumped when fields are appended to cgr_config. Version 1 ended with
  * `validate`, version 2 added the capture fields (buckets ... log_user),
- * version 3 replay_mode. */
-#define CGR_CONFIG_VERSION 3
+ * version 3 replay_mode, version 4 the key fields (tokens_per_request ...
+ * variant_count). */
+#define CGR_CONFIG_VERSION 4
 
 /* How a replay feeds the graph its inputs. All give identical outputs. */
 typedef enum cgr_replay_mode {
@@ -231,10 +232,30 @@ typedef struct cgr_config {
   /* Default CGR_REPLAY_DOUBLE_BUFFERED; cgr_set_replay_mode() changes it
    * between steps. */
   cgr_replay_mode replay_mode;
+
+  /* ---- version 4: keys (see "Keys" below) ---- */
+
+  /* Tokens per request (q) a step may carry, ascending, unique, each from
+   * 1 to CGR_MAX_TOKENS_PER_REQUEST: a plain decode step has q = 1, the
+   * verify step of speculative decoding with k draft tokens q = k + 1.
+   * NULL (with count 0): {1}. A graph is captured per bucket, per value
+   * and per variant. The runtime copies the list. */
+  const uint32_t *tokens_per_request;
+  size_t tokens_per_request_count;
+  /* Names of the step's variants (with or without LoRA, greedy or sampled
+   * head, ...): unique, 1 to 63 characters, at most CGR_MAX_VARIANTS.
+   * Every variant is captured against the same slots and scratch arena;
+   * the step reads its variant with cgr_step_variant(). NULL (with count
+   * 0): one variant, "default". The runtime copies the names. */
+  const char *const *variants;
+  size_t variant_count;
 } cgr_config;
 
 /* The largest padded batch size a bucket may have. */
 #define CGR_MAX_BUCKET 4096
+/* The most tokens per request a key may carry, and the most variants. */
+#define CGR_MAX_TOKENS_PER_REQUEST 64
+#define CGR_MAX_VARIANTS 16
 
 /* Fills *config with defaults and sets size and version.
  * Returns CGR_E_INVALID_ARGUMENT when config is NULL. Any thread. */
@@ -423,6 +444,44 @@ CGR_API cgr_status cgr_bucket_for_batch(const cgr_runtime *rt, uint32_t batch,
                                         uint32_t *padded_batch);
 
 /* ------------------------------------------------------------------------ */
+/* Keys: a graph per (bucket, tokens per request, variant)                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A graph's identity. A step carries batch_size requests of q tokens each
+ * (config->tokens_per_request) and runs one variant of the step
+ * (config->variants); it replays the graph of key (the bucket of
+ * batch_size, q, variant). Every key shares the runtime's slots and its
+ * one scratch arena (graphs of one runtime never run at once), so memory
+ * is that of the largest step, never a sum over keys. A runtime that
+ * configures neither list has one key per bucket: (bucket, 1, 0). A value
+ * type with no size field.
+ */
+typedef struct cgr_key {
+  uint32_t padded_batch;       /* a bucket */
+  uint32_t tokens_per_request; /* one of config->tokens_per_request */
+  uint32_t variant;            /* an index into config->variants */
+} cgr_key;
+
+/* The runtime's tokens-per-request values, ascending ({1} by default).
+ * *values is owned by rt. CGR_E_INVALID_ARGUMENT on NULL. */
+CGR_API cgr_status cgr_tokens_per_request(const cgr_runtime *rt,
+                                          const uint32_t **values,
+                                          size_t *count);
+
+/* The number of the runtime's variants (1 by default). 0 for NULL. */
+CGR_API uint32_t cgr_variant_count(const cgr_runtime *rt);
+
+/* The name of variant `variant` ("default" for the only one of a runtime
+ * without a list), or NULL when there is no such variant. Owned by rt. */
+CGR_API const char *cgr_variant_name(const cgr_runtime *rt, uint32_t variant);
+
+/* The index of the variant named `name`. CGR_E_INVALID_ARGUMENT (NULL, or
+ * no such variant: the message names it). */
+CGR_API cgr_status cgr_variant_find(const cgr_runtime *rt, const char *name,
+                                    uint32_t *out);
+
+/* ------------------------------------------------------------------------ */
 /* Slots: the step's inputs and outputs                                      */
 /* ------------------------------------------------------------------------ */
 
@@ -451,6 +510,22 @@ typedef enum cgr_slot_kind {
 typedef void (*cgr_constant_fill_fn)(void *user, uint32_t padded_batch,
                                      void *dst, uint64_t elems);
 
+/* The same for one key (its variant is 0: constants are shared by the
+ * variants of a bucket and tokens-per-request value). */
+typedef void (*cgr_constant_key_fill_fn)(void *user, const cgr_key *key,
+                                         void *dst, uint64_t elems);
+
+/* What a slot's rows count: requests or tokens. */
+typedef enum cgr_slot_scale {
+  /* A row per request: padded_batch rows (seq_lens, a page table row). */
+  CGR_SCALE_REQUEST = 0,
+  /* A row per token: padded_batch * q rows for a key of q tokens per
+   * request, request r's token t in row r * q + t (input_ids, positions,
+   * out_loc, logits and next tokens of a verify step). ROWS, OUTPUT and
+   * CONSTANT slots only. */
+  CGR_SCALE_TOKEN = 1
+} cgr_slot_scale;
+
 typedef struct cgr_slot_desc {
   const char *name; /* unique, 1 to 63 characters */
   cgr_slot_kind kind;
@@ -461,7 +536,10 @@ typedef struct cgr_slot_desc {
    * padded row can use without touching a live request's state. */
   uint64_t pad_value;
   /* CONSTANT: elements beyond padded_batch * row_elems (1 for a prefix
-   * 0..bs), and the fill; NULL fill means arange: 0, 1, 2, ... */
+   * 0..bs), and the fill; NULL fill (and fill_key) means arange scaled by
+   * the key's tokens per request q: 0, q, 2q, ... (cu_seqlens_q; 0, 1,
+   * 2, ... for q = 1) for a slot scaled by request, 0, 1, 2, ... for one
+   * scaled by token. */
   uint64_t extra_elems;
   cgr_constant_fill_fn fill;
   void *fill_user;
@@ -480,6 +558,12 @@ typedef struct cgr_slot_desc {
    * desc has no size field, so code built against an older header must be
    * rebuilt before it runs with this library. */
   int elem_unsigned;
+  /* What the rows count (appended as elem_unsigned was): requests (the
+   * default of cgr_slot_desc_init and of a zeroed desc) or tokens. */
+  cgr_slot_scale scale;
+  /* CONSTANT: a fill that sees the whole key; when set it is used instead
+   * of `fill` (whose user is fill_user too). */
+  cgr_constant_key_fill_fn fill_key;
 } cgr_slot_desc;
 
 /* Zeroes *desc and sets the four fields every slot needs. Any thread.
@@ -490,12 +574,14 @@ CGR_API cgr_status cgr_slot_desc_init(cgr_slot_desc *desc, const char *name,
 
 /*
  * Declares a slot and allocates its two buffer sets (one per set for ROWS,
- * PREFIX and OUTPUT, sized for the largest bucket; one buffer per bucket
- * for CONSTANT), at device addresses that never change for the runtime's
- * life. Input buffers start as padding: ROWS hold pad_value, PREFIX 0.
- * Errors: CGR_E_INVALID_ARGUMENT naming the field (NULL, empty or long
- * name, duplicate name, elem_size not 1/2/4/8, row_elems 0, PREFIX with
- * row_elems != 1, elem_unsigned not 0 or 1, size overflow);
+ * PREFIX and OUTPUT, sized for the largest key: the largest bucket, times
+ * the largest tokens per request for a slot scaled by token; one buffer
+ * per bucket and tokens-per-request value for CONSTANT), at device
+ * addresses that never change for the runtime's life. Input buffers start as
+ * padding: ROWS hold pad_value, PREFIX 0. Errors: CGR_E_INVALID_ARGUMENT naming
+ * the field (NULL, empty or long name, duplicate name, elem_size not 1/2/4/8,
+ * row_elems 0, PREFIX with row_elems != 1, elem_unsigned not 0 or 1, scale not
+ * a cgr_slot_scale or CGR_SCALE_TOKEN on a PREFIX, size overflow);
  * CGR_E_INVALID_STATE after cgr_capture(); CGR_E_DEVICE_OUT_OF_MEMORY.
  * Nothing is declared on failure.
  */
@@ -508,9 +594,10 @@ CGR_API cgr_status cgr_slot_declare(cgr_runtime *rt, const cgr_slot_desc *desc,
  * graph ends by copying the output's rows into the input of the other
  * buffer set, so the loop never waits on the device between steps; a batch
  * says how its rows continue the previous step's with cgr_batch_feedback().
- * Both slots must have the same elem_size and row_elems; an input is fed by
- * one output. Declare before cgr_capture(). Errors: CGR_E_INVALID_ARGUMENT
- * naming the mismatch, CGR_E_INVALID_STATE after capture.
+ * Both slots must have the same elem_size, row_elems and scale; an input
+ * is fed by one output. Declare before cgr_capture(). Errors:
+ * CGR_E_INVALID_ARGUMENT naming the mismatch, CGR_E_INVALID_STATE after
+ * capture.
  */
 CGR_API cgr_status cgr_slot_feed(cgr_runtime *rt, cgr_slot output,
                                  cgr_slot input);
@@ -521,11 +608,19 @@ CGR_API cgr_status cgr_slot_find(const cgr_runtime *rt, const char *name,
 
 /*
  * The device address of a slot in buffer set `set` (0 or 1); for a
- * CONSTANT slot, of the buffer of bucket `padded_batch` (ignored for the
- * other kinds). Valid until the runtime is destroyed.
+ * CONSTANT slot, of the buffer of bucket `padded_batch` and the first
+ * tokens-per-request value (ignored for the other kinds; see
+ * cgr_slot_address_key). Valid until the runtime is destroyed.
  */
 CGR_API cgr_status cgr_slot_address(const cgr_runtime *rt, cgr_slot slot,
                                     int set, uint32_t padded_batch, void **out);
+
+/* The same for a key: a CONSTANT slot's buffer of (key->padded_batch,
+ * key->tokens_per_request). CGR_E_INVALID_ARGUMENT for a key that is not
+ * one of the runtime's (the message names the field). */
+CGR_API cgr_status cgr_slot_address_key(const cgr_runtime *rt, cgr_slot slot,
+                                        int set, const cgr_key *key,
+                                        void **out);
 
 /* ------------------------------------------------------------------------ */
 /* The step and its capture                                                  */
@@ -552,6 +647,12 @@ typedef cgr_status (*cgr_step_fn)(cgr_step *step, void *user);
 
 /* The padded batch size this run of the step is for. */
 CGR_API uint32_t cgr_step_padded_batch(const cgr_step *step);
+/* The tokens per request (q) of this run's key: slots scaled by token
+ * hold padded_batch * q rows. 1 unless config->tokens_per_request says
+ * otherwise. */
+CGR_API uint32_t cgr_step_tokens_per_request(const cgr_step *step);
+/* The variant of this run's key (an index into config->variants). */
+CGR_API uint32_t cgr_step_variant(const cgr_step *step);
 /* The buffer set (0 or 1) this run reads and writes. */
 CGR_API int cgr_step_buffer_set(const cgr_step *step);
 /* 1 while the step is being captured, 0 in a warm-up or eager run. */
@@ -589,11 +690,14 @@ CGR_API cgr_status cgr_step_host_func(cgr_step *step, void (*fn)(void *user),
                                       void *user);
 
 /*
- * Registers the step and captures it: for every bucket, largest first, and
- * each buffer set, one eager warm-up run, then the same step captured on the
- * main stream (thread-local capture mode), instantiated and uploaded. With
+ * Registers the step and captures it: for every key (bucket, largest
+ * first, then tokens per request and variant) and each buffer set, one
+ * eager warm-up run, then the same step captured on the main stream
+ * (thread-local capture mode), instantiated and uploaded. The scratch
+ * arena is sized first by one run of the largest bucket for every tokens
+ * value and variant: the largest step, which every key shares. With
  * config->lazy_capture, only registers the step and sizes the arena; the
- * buckets are captured on first use. Slots must be declared first; a
+ * keys are captured on first use. Slots must be declared first; a
  * runtime captures once.
  *
  * Errors: CGR_E_INVALID_ARGUMENT (NULL); CGR_E_INVALID_STATE (already
@@ -605,10 +709,16 @@ CGR_API cgr_status cgr_step_host_func(cgr_step *step, void (*fn)(void *user),
  */
 CGR_API cgr_status cgr_capture(cgr_runtime *rt, cgr_step_fn step, void *user);
 
-/* Captures bucket `padded_batch` (both sets) now, if it is not yet; needs a
- * registered step (cgr_capture). Errors as cgr_capture, and
- * CGR_E_INVALID_ARGUMENT for a size that is not a bucket. */
+/* Captures bucket `padded_batch` (both sets, every key of the bucket) now,
+ * where not yet; needs a registered step (cgr_capture). Errors as
+ * cgr_capture, and CGR_E_INVALID_ARGUMENT for a size that is not a
+ * bucket. */
 CGR_API cgr_status cgr_capture_bucket(cgr_runtime *rt, uint32_t padded_batch);
+
+/* Captures one key (both sets) now, if it is not yet. Errors as
+ * cgr_capture_bucket, and CGR_E_INVALID_ARGUMENT for a key that is not the
+ * runtime's (the message names the field). */
+CGR_API cgr_status cgr_capture_key(cgr_runtime *rt, const cgr_key *key);
 
 /* What the capture of one bucket cost and holds. */
 typedef struct cgr_bucket_stats {
@@ -620,21 +730,39 @@ typedef struct cgr_bucket_stats {
   uint64_t scratch_bytes;   /* arena bytes this bucket's step used */
 } cgr_bucket_stats;
 
-/* Copies bucket `padded_batch`'s stats into *out (zeroed first).
- * CGR_E_INVALID_ARGUMENT on NULL or a size that is not a bucket. Same
- * thread rules as the runtime. */
+/* Copies bucket `padded_batch`'s stats into *out (zeroed first): its
+ * keys' together (captured once every key is; nodes, times and scratch
+ * are those of the key that has the most). CGR_E_INVALID_ARGUMENT on NULL
+ * or a size that is not a bucket. Same thread rules as the runtime. */
 CGR_API cgr_status cgr_bucket_stats_get(const cgr_runtime *rt,
                                         uint32_t padded_batch,
                                         cgr_bucket_stats *out);
 
+/* What the capture of one key cost and holds. */
+typedef struct cgr_key_stats {
+  cgr_key key;
+  int captured;             /* 1 once both sets are captured */
+  uint64_t nodes[2];        /* graph nodes, per buffer set */
+  double capture_ms[2];     /* warm-up excluded */
+  double instantiate_ms[2]; /* instantiate + upload */
+  uint64_t scratch_bytes;   /* arena bytes this key's step used */
+} cgr_key_stats;
+
+/* Copies one key's stats into *out (zeroed first). CGR_E_INVALID_ARGUMENT
+ * on NULL or a key that is not the runtime's. */
+CGR_API cgr_status cgr_key_stats_get(const cgr_runtime *rt, const cgr_key *key,
+                                     cgr_key_stats *out);
+
 typedef struct cgr_capture_stats {
-  uint64_t buckets; /* configured */
-  uint64_t buckets_captured;
-  uint64_t graphs;      /* instantiated graphs (2 per bucket) */
-  uint64_t arena_bytes; /* the scratch arena's size */
-  uint64_t arena_peak;  /* the most any bucket used: never a sum */
-  uint64_t slot_bytes;  /* device bytes of all slots' buffers */
-  uint64_t eager_runs;  /* steps run eagerly (batch over the largest) */
+  uint64_t buckets;          /* configured */
+  uint64_t buckets_captured; /* every key of the bucket captured */
+  uint64_t graphs;           /* instantiated graphs (2 per key) */
+  uint64_t arena_bytes;      /* the scratch arena's size */
+  uint64_t arena_peak;       /* the most any key used: never a sum */
+  uint64_t slot_bytes;       /* device bytes of all slots' buffers */
+  uint64_t eager_runs;       /* steps run eagerly (batch over the largest) */
+  uint64_t keys;             /* buckets * tokens values * variants */
+  uint64_t keys_captured;
 } cgr_capture_stats;
 
 /* Copies the runtime's capture stats into *out (zeroed first).
@@ -643,7 +771,8 @@ CGR_API cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
                                          cgr_capture_stats *out);
 
 /*
- * Writes the captured graph of (bucket, set) as a Graphviz DOT file
+ * Writes the captured graph of (bucket, set) as a Graphviz DOT file (of
+ * the bucket's first key: its first tokens value, variant 0)
  * (cudaGraphDebugDotPrint on CUDA, cgr's own writer on the host backend).
  * Errors: CGR_E_INVALID_ARGUMENT, CGR_E_INVALID_STATE (not captured),
  * CGR_E_SYSTEM (the file), CGR_E_CUDA.
@@ -675,7 +804,9 @@ typedef enum cgr_source {
 typedef struct cgr_batch cgr_batch;
 
 /*
- * Opens the batch of the next step: `batch_size` live rows. Errors:
+ * Opens the batch of the next step: `batch_size` live requests, of the
+ * first tokens-per-request value (1 by default) and variant 0
+ * (cgr_batch_begin_key chooses). Errors:
  * CGR_E_INVALID_ARGUMENT (0, NULL), CGR_E_INVALID_STATE (no capture yet,
  * or a batch already open), CGR_E_BATCH_TOO_LARGE (over the largest
  * bucket with config->allow_eager 0, in a graph mode; CGR_REPLAY_EAGER
@@ -685,9 +816,24 @@ CGR_API cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
                                    cgr_batch **out);
 
 /*
+ * Opens the batch of a step of `batch_size` requests that carry
+ * `tokens_per_request` tokens each (one of the runtime's values: it is
+ * not padded) and runs variant `variant`: it replays the graph of key
+ * (bucket of batch_size, tokens_per_request, variant), captured first
+ * when capture is lazy. Slots scaled by token take batch_size *
+ * tokens_per_request rows. Errors as cgr_batch_begin, and
+ * CGR_E_INVALID_ARGUMENT for a value or variant the runtime does not have
+ * (the message lists what it has).
+ */
+CGR_API cgr_status cgr_batch_begin_key(cgr_runtime *rt, uint32_t batch_size,
+                                       uint32_t tokens_per_request,
+                                       uint32_t variant, cgr_batch **out);
+
+/*
  * The data of one ROWS or PREFIX slot: exactly batch_size rows
  * (batch_size * row_elems * elem_size bytes) for ROWS, batch_size + 1
- * entries for PREFIX. Errors: CGR_E_INVALID_ARGUMENT naming the slot
+ * entries for PREFIX; batch_size * tokens_per_request rows for a slot
+ * scaled by token. Errors: CGR_E_INVALID_ARGUMENT naming the slot
  * (not an input slot, given twice, NULL data, wrong byte count, a device
  * pointer of another device, values outside [valid_min, valid_max] in
  * validation mode); the batch stays open and unchanged.
@@ -725,8 +871,16 @@ CGR_API cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
  * request when prev_rows[j] is -1, whose value is the next row of
  * new_rows (host memory, one row per -1, in order). When every row j
  * continues row j, nothing is copied: the graph already wrote it. Rows
- * that moved are gathered on the device. prev_rows is host memory of
- * batch_size entries; both arrays may be reused when cgr_replay returns.
+ * that moved are gathered on the device. prev_rows is host memory of one
+ * entry per row of this batch (batch_size, or batch_size *
+ * tokens_per_request for a slot scaled by token); both arrays may be
+ * reused when cgr_replay returns. Rows count as the slot counts them:
+ * for slots scaled by token, prev_rows[j] names a token row of the
+ * previous step's output (request r's token t is row r * q + t, q that
+ * step's tokens per request), so a verify step's accepted tokens, a
+ * different number per request, continue as request r's row
+ * r * q + accepted_r - 1, and the draft tokens of the next step are new
+ * rows.
  * The previous step must have been a graph replay of this runtime (not an
  * eager step), and the mode not CGR_REPLAY_IN_GRAPH.
  * Errors: CGR_E_INVALID_ARGUMENT (not a fed slot, an index past the

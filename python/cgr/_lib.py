@@ -66,7 +66,7 @@ SLOT_KINDS = {"rows": 0, "prefix": 1, "constant": 2, "output": 3}
 SOURCES = {"host": 0, "pinned": 1, "device": 2}
 INPUT_DATA, INPUT_UNCHANGED, INPUT_GATHER, INPUT_FEEDBACK = 0, 1, 2, 3
 STREAM_MAIN, STREAM_SIDE = 0, 1
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 MAX_BUCKET = 4096
 BATCH_MAX_EVENTS = 8
 
@@ -74,6 +74,7 @@ BATCH_MAX_EVENTS = 8
 
 log_fn = CFUNCTYPE(None, c_void_p, c_char_p)
 constant_fill_fn = CFUNCTYPE(None, c_void_p, c_uint32, c_void_p, c_uint64)
+constant_key_fill_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, c_uint64)
 step_fn = CFUNCTYPE(c_int, c_void_p, c_void_p)
 host_fn = CFUNCTYPE(None, c_void_p)
 
@@ -96,6 +97,10 @@ class Config(Structure):
         ("log", log_fn),
         ("log_user", c_void_p),
         ("replay_mode", c_int),
+        ("tokens_per_request", POINTER(c_uint32)),
+        ("tokens_per_request_count", c_size_t),
+        ("variants", POINTER(c_char_p)),
+        ("variant_count", c_size_t),
     ]
 
 
@@ -127,6 +132,8 @@ class SlotDesc(Structure):
         ("valid_min", c_int64),
         ("valid_max", c_int64),
         ("elem_unsigned", c_int),
+        ("scale", c_int),
+        ("fill_key", constant_key_fill_fn),
     ]
 
 
@@ -173,6 +180,8 @@ class CaptureStats(Structure):
             "arena_peak",
             "slot_bytes",
             "eager_runs",
+            "keys",
+            "keys_captured",
         )
     ]
 
