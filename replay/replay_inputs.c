@@ -92,11 +92,14 @@ static cgr_status give_input(cgr_runtime *rt, cgr_batch *batch,
 
 /* Opens the batch and fills it; on failure no batch is left open. */
 static cgr_status fill_batch(cgr_runtime *rt, uint32_t batch_size,
-                             const cgr_input *inputs, size_t count,
-                             cgr_event *const *wait_events, size_t wait_count,
-                             cgr_batch **out) {
+                             const uint32_t *key, const cgr_input *inputs,
+                             size_t count, cgr_event *const *wait_events,
+                             size_t wait_count, cgr_batch **out) {
   cgr_batch *batch = NULL;
-  cgr_status status = cgr_batch_begin(rt, batch_size, &batch);
+  /* The begin the caller's call stands for, so that its message names it. */
+  cgr_status status =
+      key != NULL ? cgr_batch_begin_key(rt, batch_size, key[0], key[1], &batch)
+                  : cgr_batch_begin(rt, batch_size, &batch);
   if (status != CGR_OK)
     return fail_at(rt, status, "batch of %u", batch_size);
   for (size_t i = 0; i < count && status == CGR_OK; ++i)
@@ -114,10 +117,13 @@ static cgr_status fill_batch(cgr_runtime *rt, uint32_t batch_size,
   return CGR_OK;
 }
 
-cgr_status cgr_replay_inputs(cgr_runtime *rt, uint32_t batch_size,
-                             const cgr_input *inputs, size_t count,
-                             cgr_event *const *wait_events, size_t wait_count,
-                             cgr_event *done_event, cgr_ticket *ticket) {
+/* Both calls: key is {tokens_per_request, variant}, or NULL for the
+ * default key of cgr_replay_inputs. */
+static cgr_status replay_inputs(cgr_runtime *rt, uint32_t batch_size,
+                                const uint32_t *key, const cgr_input *inputs,
+                                size_t count, cgr_event *const *wait_events,
+                                size_t wait_count, cgr_event *done_event,
+                                cgr_ticket *ticket) {
   /* Zeroed on every failure, as cgr_replay does. */
   if (ticket != NULL)
     memset(ticket, 0, sizeof *ticket);
@@ -126,8 +132,8 @@ cgr_status cgr_replay_inputs(cgr_runtime *rt, uint32_t batch_size,
   CGR__CHECK(check_arguments(rt, inputs, count, wait_events, wait_count,
                              done_event, ticket));
   cgr_batch *batch = NULL;
-  CGR__CHECK(fill_batch(rt, batch_size, inputs, count, wait_events, wait_count,
-                        &batch));
+  CGR__CHECK(fill_batch(rt, batch_size, key, inputs, count, wait_events,
+                        wait_count, &batch));
   /* cgr_replay consumes the batch whether it succeeds or not. */
   cgr_status status = cgr_replay(rt, batch, ticket);
   if (status != CGR_OK)
@@ -139,4 +145,23 @@ cgr_status cgr_replay_inputs(cgr_runtime *rt, uint32_t batch_size,
   if (status != CGR_OK)
     return fail_at(rt, status, "done_event");
   return CGR_OK;
+}
+
+cgr_status cgr_replay_inputs(cgr_runtime *rt, uint32_t batch_size,
+                             const cgr_input *inputs, size_t count,
+                             cgr_event *const *wait_events, size_t wait_count,
+                             cgr_event *done_event, cgr_ticket *ticket) {
+  return replay_inputs(rt, batch_size, NULL, inputs, count, wait_events,
+                       wait_count, done_event, ticket);
+}
+
+cgr_status cgr_replay_inputs_key(cgr_runtime *rt, uint32_t batch_size,
+                                 uint32_t tokens_per_request, uint32_t variant,
+                                 const cgr_input *inputs, size_t count,
+                                 cgr_event *const *wait_events,
+                                 size_t wait_count, cgr_event *done_event,
+                                 cgr_ticket *ticket) {
+  const uint32_t key[2] = {tokens_per_request, variant};
+  return replay_inputs(rt, batch_size, key, inputs, count, wait_events,
+                       wait_count, done_event, ticket);
 }

@@ -517,6 +517,50 @@ static void test_feedback_indices_count_token_rows(void **state) {
   cgr_runtime_destroy(rt);
 }
 
+/* One step in one call: cgr_replay_inputs_key opens the key's batch. */
+static void test_replay_inputs_key_runs_the_keys_graph(void **state) {
+  (void)state;
+  cgr_test_require_backend();
+  keyed m;
+  cgr_runtime *rt = keyed_runtime(&m, CGR_REPLAY_DOUBLE_BUFFERED, 0, 0);
+  step_inputs in;
+  memset(&in, 0, sizeof in);
+  in.batch = 3;
+  in.q = 4;
+  in.variant = 1;
+  for (uint32_t j = 0; j < 12; ++j) {
+    in.ids[j] = (int32_t)(j * 3);
+    in.pos[j] = (int32_t)(50 - j);
+  }
+  for (uint32_t r = 0; r < 3; ++r) {
+    in.lens[r] = (int32_t)(r + 1);
+    in.cu_k[r + 1] = in.cu_k[r] + in.lens[r];
+  }
+  cgr_input inputs[] = {
+      {.slot = m.ids, .source = CGR_SOURCE_HOST, .data = in.ids, .bytes = 48},
+      {.slot = m.pos, .source = CGR_SOURCE_HOST, .data = in.pos, .bytes = 48},
+      {.slot = m.lens, .source = CGR_SOURCE_HOST, .data = in.lens, .bytes = 12},
+      {.slot = m.cu_k, .source = CGR_SOURCE_HOST, .data = in.cu_k, .bytes = 16},
+  };
+  cgr_ticket ticket;
+  assert_cgr_ok(rt, cgr_replay_inputs_key(rt, 3, 4, 1, inputs, 4, NULL, 0, NULL,
+                                          &ticket));
+  assert_int_equal(ticket.padded_batch, 4);
+  int32_t out[MAX_ROWS];
+  check_step(rt, &m, &ticket, &in, out);
+  /* The default key is (bucket, 1, 0): these byte counts are wrong there. */
+  assert_cgr_status(rt,
+                    cgr_replay_inputs(rt, 3, inputs, 4, NULL, 0, NULL, &ticket),
+                    CGR_E_INVALID_ARGUMENT);
+  expect_message(rt, "inputs[0]");
+  assert_cgr_status(rt,
+                    cgr_replay_inputs_key(rt, 3, 2, 0, inputs, 4, NULL, 0, NULL,
+                                          &ticket),
+                    CGR_E_INVALID_ARGUMENT);
+  expect_message(rt, "tokens_per_request 2");
+  cgr_runtime_destroy(rt);
+}
+
 static void test_bad_key_config_and_slots_are_refused(void **state) {
   (void)state;
   cgr_test_require_backend();
@@ -602,6 +646,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_lazy_capture_captures_only_the_keys_replayed),
       cmocka_unit_test(test_bad_keys_and_variants_are_refused_by_name),
       cmocka_unit_test(test_feedback_indices_count_token_rows),
+      cmocka_unit_test(test_replay_inputs_key_runs_the_keys_graph),
       cmocka_unit_test(test_bad_key_config_and_slots_are_refused),
   };
   return cgr_test_main(argc, argv, __FILE__, tests,

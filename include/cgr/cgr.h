@@ -1108,6 +1108,15 @@ CGR_API cgr_status cgr_replay_inputs(cgr_runtime *rt, uint32_t batch_size,
                                      size_t wait_count, cgr_event *done_event,
                                      cgr_ticket *ticket);
 
+/* The same for a step of a key's tokens per request and variant (as
+ * cgr_batch_begin_key opens it); cgr_replay_inputs is this with the first
+ * tokens value and variant 0. */
+CGR_API cgr_status cgr_replay_inputs_key(
+    cgr_runtime *rt, uint32_t batch_size, uint32_t tokens_per_request,
+    uint32_t variant, const cgr_input *inputs, size_t count,
+    cgr_event *const *wait_events, size_t wait_count, cgr_event *done_event,
+    cgr_ticket *ticket);
+
 /* ------------------------------------------------------------------------ */
 /* Counters                                                                  */
 /* ------------------------------------------------------------------------ */

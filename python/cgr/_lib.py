@@ -63,6 +63,7 @@ REPLAY_MODES = {
     "eager": 4,
 }
 SLOT_KINDS = {"rows": 0, "prefix": 1, "constant": 2, "output": 3}
+SLOT_SCALES = {"request": 0, "token": 1}
 SOURCES = {"host": 0, "pinned": 1, "device": 2}
 INPUT_DATA, INPUT_UNCHANGED, INPUT_GATHER, INPUT_FEEDBACK = 0, 1, 2, 3
 STREAM_MAIN, STREAM_SIDE = 0, 1
@@ -161,6 +162,25 @@ class ReplayStats(Structure):
 class BucketStats(Structure):
     _fields_ = [
         ("padded_batch", c_uint32),
+        ("captured", c_int),
+        ("nodes", c_uint64 * 2),
+        ("capture_ms", c_double * 2),
+        ("instantiate_ms", c_double * 2),
+        ("scratch_bytes", c_uint64),
+    ]
+
+
+class Key(Structure):
+    _fields_ = [
+        ("padded_batch", c_uint32),
+        ("tokens_per_request", c_uint32),
+        ("variant", c_uint32),
+    ]
+
+
+class KeyStats(Structure):
+    _fields_ = [
+        ("key", Key),
         ("captured", c_int),
         ("nodes", c_uint64 * 2),
         ("capture_ms", c_double * 2),
@@ -282,6 +302,9 @@ slot_address = _proto(
 )
 step_padded_batch = _proto("cgr_step_padded_batch", c_uint32, c_void_p)
 step_buffer_set = _proto("cgr_step_buffer_set", c_int, c_void_p)
+step_tokens_per_request = _proto("cgr_step_tokens_per_request", c_uint32,
+                                 c_void_p)
+step_variant = _proto("cgr_step_variant", c_uint32, c_void_p)
 step_is_capturing = _proto("cgr_step_is_capturing", c_int, c_void_p)
 step_slot = _proto("cgr_step_slot", c_void_p, c_void_p, c_int32)
 step_scratch = _proto(
@@ -299,12 +322,26 @@ capture_bucket = _proto("cgr_capture_bucket", _status, _rt, c_uint32)
 bucket_stats_get = _proto(
     "cgr_bucket_stats_get", _status, _rt, c_uint32, POINTER(BucketStats)
 )
+capture_key = _proto("cgr_capture_key", _status, _rt, POINTER(Key))
+key_stats_get = _proto(
+    "cgr_key_stats_get", _status, _rt, POINTER(Key), POINTER(KeyStats)
+)
+tokens_per_request = _proto(
+    "cgr_tokens_per_request", _status, _rt, POINTER(POINTER(c_uint32)),
+    POINTER(c_size_t),
+)
+variant_count = _proto("cgr_variant_count", c_uint32, _rt)
+variant_name = _proto("cgr_variant_name", c_char_p, _rt, c_uint32)
 capture_stats_get = _proto(
     "cgr_capture_stats_get", _status, _rt, POINTER(CaptureStats)
 )
 graph_dump = _proto("cgr_graph_dump", _status, _rt, c_uint32, c_int, c_char_p)
 batch_begin = _proto(
     "cgr_batch_begin", _status, _rt, c_uint32, POINTER(c_void_p)
+)
+batch_begin_key = _proto(
+    "cgr_batch_begin_key", _status, _rt, c_uint32, c_uint32, c_uint32,
+    POINTER(c_void_p),
 )
 batch_input = _proto(
     "cgr_batch_input", _status, c_void_p, c_int32, c_int, c_void_p, c_size_t
@@ -322,6 +359,11 @@ replay = _proto("cgr_replay", _status, _rt, c_void_p, POINTER(Ticket))
 replay_inputs = _proto(
     "cgr_replay_inputs", _status, _rt, c_uint32, POINTER(Input), c_size_t,
     POINTER(c_void_p), c_size_t, c_void_p, POINTER(Ticket),
+)
+replay_inputs_key = _proto(
+    "cgr_replay_inputs_key", _status, _rt, c_uint32, c_uint32, c_uint32,
+    POINTER(Input), c_size_t, POINTER(c_void_p), c_size_t, c_void_p,
+    POINTER(Ticket),
 )
 ticket_wait = _proto("cgr_ticket_wait", _status, _rt, POINTER(Ticket))
 ticket_query = _proto("cgr_ticket_query", _status, _rt, POINTER(Ticket))

@@ -175,11 +175,12 @@ class Slot:
     "constant" or "output"."""
 
     __slots__ = ("runtime", "name", "index", "kind", "dtype", "row_elems",
-                 "extra_elems", "fill", "_views", "__weakref__")
+                 "extra_elems", "fill", "scale", "_views", "__weakref__")
 
     def __init__(self, runtime, name, index, kind, dt, row_elems, extra_elems,
-                 fill=None):
+                 fill=None, scale="request"):
         self.runtime = runtime
+        self.scale = scale  # "request", or "token": a row per token
         self.fill = fill  # a CONSTANT's fill(padded_batch, array); None: arange
         self.name = name
         self.index = index
@@ -227,6 +228,11 @@ class Slot:
             check(_lib.slot_address(h.ptr, self.index, set,
                                     padded_batch or 0, byref(ptr)), h.ptr)
             rows = padded_batch if self.kind == "constant" else rt.buckets[-1]
+            if self.scale == "token":
+                # The most tokens per request for a buffer set; a
+                # constant's buffer at its first tokens value.
+                rows *= (rt.tokens_per_request[0] if self.kind == "constant"
+                         else rt.tokens_per_request[-1])
             view = Array(h, ptr.value, self.shape_for(rows), self.dtype,
                          "device", h.backend, h.device)
             self._views[key] = view
@@ -337,13 +343,16 @@ def _fill_input(entry, value, what, keep, slot=None):
 
 class Ticket:
     """What a replay returns: `step`, `batch_size`, `padded_batch` (the
-    bucket) and `set` (-1 for an eager step)."""
+    bucket), `set` (-1 for an eager step), and the step's
+    `tokens_per_request` and `variant` (an index)."""
 
-    __slots__ = ("runtime", "_c")
+    __slots__ = ("runtime", "_c", "tokens_per_request", "variant")
 
-    def __init__(self, runtime, c_ticket):
+    def __init__(self, runtime, c_ticket, tokens_per_request=1, variant=0):
         self.runtime = runtime
         self._c = c_ticket
+        self.tokens_per_request = tokens_per_request
+        self.variant = variant
 
     step = property(lambda self: self._c.step)
     batch_size = property(lambda self: self._c.batch_size)
@@ -373,7 +382,8 @@ class Ticket:
         return True
 
     def output(self, slot):
-        """The OUTPUT slot's `batch_size` rows as this step wrote them, as
+        """The OUTPUT slot's `batch_size` rows (times tokens_per_request for
+        a slot scaled by token) as this step wrote them, as
         an Array view (read after wait()). Valid until the replay that
         reuses the set (step + 2; an eager step's until the next replay):
         after that InvalidStateError."""
@@ -382,12 +392,15 @@ class Ticket:
         s = rt._slot(slot)
         ptr = c_void_p()
         check(_lib.output(h.ptr, byref(self._c), s.index, byref(ptr)), h.ptr)
+        rows = self.batch_size
+        if s.scale == "token":
+            rows *= self.tokens_per_request
         if self.set >= 0:
             full = s.buffer(self.set)
             if full.ptr == ptr.value:
-                return full[: self.batch_size]
-        return Array(h, ptr.value, s.shape_for(self.batch_size), s.dtype,
-                     "device", h.backend, h.device)
+                return full[:rows]
+        return Array(h, ptr.value, s.shape_for(rows), s.dtype, "device",
+                     h.backend, h.device)
 
     def record(self, event):
         """Records `event` to complete with this step

@@ -45,6 +45,8 @@ class StepContext:
         self.runtime = runtime
         self._ptr = c_void_p(ptr)
         self.padded_batch = _lib.step_padded_batch(self._ptr)
+        self.tokens_per_request = _lib.step_tokens_per_request(self._ptr)
+        self.variant = _lib.step_variant(self._ptr)
         self.set = _lib.step_buffer_set(self._ptr)
         self.capturing = bool(_lib.step_is_capturing(self._ptr))
 
@@ -59,12 +61,16 @@ class StepContext:
         check(status, self.runtime._handle.ptr)
 
     def slot(self, slot):
-        """This run's buffer of `slot` (padded_batch rows) as an Array."""
+        """This run's buffer of `slot` (padded_batch rows, times
+        tokens_per_request for a slot scaled by token) as an Array."""
         s = self.runtime._slot(slot)
         ptr = _lib.step_slot(self._live(), s.index)
         h = self.runtime._handle
-        return Array(h, ptr, s.shape_for(self.padded_batch), s.dtype,
-                     "device", h.backend, h.device)
+        rows = self.padded_batch
+        if s.scale == "token":
+            rows *= self.tokens_per_request
+        return Array(h, ptr, s.shape_for(rows), s.dtype, "device", h.backend,
+                     h.device)
 
     def scratch(self, shape, dtype, align=0):
         """Scratch device memory from the shared arena (cgr_step_scratch)."""
@@ -115,11 +121,15 @@ class Batch:
     that builds a batch piece by piece. Runtime.step does it in one call.
     As a context manager, a batch left without replay() is discarded."""
 
-    def __init__(self, runtime, batch_size):
+    def __init__(self, runtime, batch_size, tokens_per_request=None,
+                 variant=None):
         self.runtime = runtime
         h = runtime._live()
         ptr = c_void_p()
-        check(_lib.batch_begin(h.ptr, batch_size, byref(ptr)), h.ptr)
+        q, v = runtime._key(tokens_per_request, variant)
+        check(_lib.batch_begin_key(h.ptr, batch_size, q, v, byref(ptr)),
+              h.ptr)
+        self._key = (q, v)
         self._ptr = ptr
         self._keep = []
 
@@ -188,7 +198,7 @@ class Batch:
         self._keep = []
         check(status, h.ptr)
         rt._last_step = ticket.step
-        return Ticket(rt, ticket)
+        return Ticket(rt, ticket, *self._key)
 
     def discard(self):
         """Closes the batch without a replay. After Runtime.close() the
@@ -223,6 +233,7 @@ class PreparedStep:
         self._table = (_lib.Input * max(len(buffers), 1))()
         self._row_bytes = []
         self._extra = []
+        self._per_token = []
         for i, (key, value) in enumerate(buffers.items()):
             slot = runtime._slot(key)
             if slot.kind not in ("rows", "prefix"):
@@ -230,7 +241,11 @@ class PreparedStep:
             ptr, nbytes, source = _buffer(value, f"slot {slot.name!r}")
             row = slot.row_elems * slot.dtype.itemsize
             extra = row if slot.kind == "prefix" else 0
-            needed = runtime.buckets[-1] * row + extra
+            most = runtime.buckets[-1]
+            per_token = slot.scale == "token"
+            if per_token:
+                most *= runtime.tokens_per_request[-1]
+            needed = most * row + extra
             if nbytes < needed:
                 raise _invalid(
                     f"cgr: prepare: slot {slot.name!r}: the buffer holds "
@@ -240,30 +255,32 @@ class PreparedStep:
             entry.source, entry.data = source, ptr
             self._row_bytes.append(row)
             self._extra.append(extra)
+            self._per_token.append(per_token)
         self._count = len(buffers)
         self._sizes = list(zip(range(self._count), self._row_bytes,
-                               self._extra))
+                               self._extra, self._per_token))
         self._ticket = _lib.Ticket()
 
-    def __call__(self, batch_size, wait=(), done=None):
+    def __call__(self, batch_size, wait=(), done=None, *,
+                 tokens_per_request=None, variant=None):
         rt = self.runtime
         h = rt._live()
+        q, v = rt._key(tokens_per_request, variant)
         table = self._table
-        for i, row, extra in self._sizes:
-            table[i].bytes = batch_size * row + extra
+        for i, row, extra, per_token in self._sizes:
+            table[i].bytes = batch_size * (q if per_token else 1) * row + extra
         waits, nwait = None, 0
         if wait:
             nwait = len(wait)
             waits = (c_void_p * nwait)(*(e._live() for e in wait))
         ticket = _lib.Ticket()
-        status = _lib.replay_inputs(h.ptr, batch_size, table, self._count,
-                                    waits, nwait,
-                                    done._live() if done is not None else None,
-                                    byref(ticket))
+        status = _lib.replay_inputs_key(
+            h.ptr, batch_size, q, v, table, self._count, waits, nwait,
+            done._live() if done is not None else None, byref(ticket))
         if status != 0:
             raise error_for(status, h.ptr)
         rt._last_step = ticket.step
-        return Ticket(rt, ticket)
+        return Ticket(rt, ticket, q, v)
 
 
 class Runtime:
@@ -282,6 +299,9 @@ class Runtime:
     nvtx            NVTX ranges (default True)
     main_stream_priority, side_stream_priority   "high" / "normal"
     log             a callable(str) for warnings (default: stderr)
+    tokens_per_request   the tokens a request may carry per step (default
+                    (1,)): a graph per bucket, value and variant
+    variants        names of the step's variants (default ("default",))
 
     Use it as a context manager, or call close().
     """
@@ -290,7 +310,8 @@ class Runtime:
                  replay_mode="double_buffered", allow_eager=True,
                  scratch_bytes=0, lazy_capture=False, validate=False,
                  nvtx=True, main_stream_priority="high",
-                 side_stream_priority="normal", log=None):
+                 side_stream_priority="normal", log=None,
+                 tokens_per_request=None, variants=None):
         config = _lib.Config()
         check(_lib.config_init(byref(config)), None)
         config.backend = _enum(_lib.BACKENDS, backend, "backend")
@@ -310,6 +331,18 @@ class Runtime:
         config.scratch_bytes = scratch_bytes
         config.lazy_capture = int(bool(lazy_capture))
         config.replay_mode = _enum(_lib.REPLAY_MODES, replay_mode, "replay_mode")
+        token_array = name_array = None
+        if tokens_per_request is not None:
+            token_array = (c_uint32 * max(len(tokens_per_request), 1))(
+                *tokens_per_request)
+            config.tokens_per_request = token_array
+            config.tokens_per_request_count = len(tokens_per_request)
+        if variants is not None:
+            encoded_names = [str(v).encode() for v in variants]
+            name_array = (ctypes.c_char_p * max(len(variants), 1))(
+                *encoded_names)
+            config.variants = name_array
+            config.variant_count = len(variants)
         log_key = None
         if log is not None:
             log_key = _register(log, None)
@@ -339,6 +372,11 @@ class Runtime:
         count = c_size_t()
         check(_lib.buckets(ptr, byref(sizes), byref(count)), ptr)
         self.buckets = tuple(sizes[i] for i in range(count.value))
+        check(_lib.tokens_per_request(ptr, byref(sizes), byref(count)), ptr)
+        self.tokens_per_request = tuple(sizes[i] for i in range(count.value))
+        self.variants = tuple(
+            _lib.variant_name(ptr, v).decode()
+            for v in range(_lib.variant_count(ptr)))
         self._inputs = None  # cgr_input table, sized at capture
         self._mode = config.replay_mode
         self._last_step = -1  # the latest step issued
@@ -418,11 +456,14 @@ class Runtime:
     # ---- slots ----
 
     def declare(self, name, kind, dtype, row_elems=1, *, pad_value=0,
-                extra_elems=0, fill=None, valid=None):
+                extra_elems=0, fill=None, valid=None, scale="request"):
         """Declares a slot (cgr_slot_declare). kind: "rows", "prefix",
         "constant" or "output"; dtype: numpy, torch or a name. A constant's
-        `fill(padded_batch, array)` writes its host image (default arange).
-        `valid=(lo, hi)`: the values validation accepts."""
+        `fill(padded_batch, array)` writes its host image (default arange,
+        times the key's tokens per request for a constant scaled by
+        request: cu_seqlens_q). `valid=(lo, hi)`: the values validation
+        accepts. `scale`: "request" (a row per request) or "token" (a row
+        per token: batch_size * tokens_per_request rows)."""
         h = self._live()
         dt = _dtype(dtype)
         desc = _lib.SlotDesc()
@@ -433,6 +474,7 @@ class Runtime:
         desc.pad_value = int(pad_value) & 0xFFFFFFFFFFFFFFFF
         desc.extra_elems = extra_elems
         desc.elem_unsigned = int(dt.kind == "u")
+        desc.scale = _enum(_lib.SLOT_SCALES, scale, "scale")
         if fill is not None:
             desc.fill = _fill_trampoline
             desc.fill_user = _register((fill, dt), h)
@@ -444,7 +486,7 @@ class Runtime:
         kind_name = kind if isinstance(kind, str) else {
             v: k for k, v in _lib.SLOT_KINDS.items()}[kind]
         slot = Slot(self, name, index.value, kind_name, dt, row_elems,
-                    extra_elems, fill)
+                    extra_elems, fill, scale)
         self._slots[name] = slot
         self._slot_list.append(slot)
         return slot
@@ -503,10 +545,37 @@ class Runtime:
         self._inputs = (_lib.Input * max(len(self._slot_list), 1))()
 
     def capture_bucket(self, padded_batch):
-        """Captures one bucket now, when capture is lazy."""
+        """Captures one bucket (every key of it) now, when capture is
+        lazy."""
         h = self._live()
         self._step_error = None
         self._after_step_call(_lib.capture_bucket(h.ptr, padded_batch))
+
+    def _key(self, tokens_per_request, variant):
+        """(q, variant index) of a step: the defaults are the first tokens
+        value and variant 0; a variant may be named."""
+        q = (self.tokens_per_request[0] if tokens_per_request is None
+             else int(tokens_per_request))
+        if variant is None:
+            return q, 0
+        if isinstance(variant, str):
+            if variant not in self.variants:
+                raise _invalid(f"cgr: no variant is named {variant!r} (the "
+                               f"runtime has {', '.join(self.variants)})")
+            return q, self.variants.index(variant)
+        return q, int(variant)
+
+    def _c_key(self, padded_batch, tokens_per_request, variant):
+        q, v = self._key(tokens_per_request, variant)
+        return _lib.Key(padded_batch, q, v)
+
+    def capture_key(self, padded_batch, tokens_per_request=None,
+                    variant=None):
+        """Captures one key (cgr_capture_key) now, when capture is lazy."""
+        h = self._live()
+        key = self._c_key(padded_batch, tokens_per_request, variant)
+        self._step_error = None
+        self._after_step_call(_lib.capture_key(h.ptr, byref(key)))
 
     def _after_step_call(self, status):
         error, self._step_error = self._step_error, None
@@ -544,14 +613,18 @@ class Runtime:
         check(_lib.set_replay_mode(h.ptr, value), h.ptr)
         self._mode = value
 
-    def step(self, batch_size, inputs, *, wait=(), done=None):
-        """Runs one step in one C call (cgr_replay_inputs): `inputs` maps
+    def step(self, batch_size, inputs, *, wait=(), done=None,
+             tokens_per_request=None, variant=None):
+        """Runs one step in one C call (cgr_replay_inputs_key), of a key's
+        tokens per request and variant (a name or an index; the defaults:
+        the first value, variant 0): `inputs` maps
         each input slot (a Slot, its name or index) to its rows (numpy
         array, pinned or device Array, torch tensor), cgr.UNCHANGED, a
         cgr.Gather or a cgr.Feedback. `wait`: Events the step's loads wait
         for; `done`: an Event recorded to complete with the step. Returns
         the Ticket; nothing changes when it raises."""
         h = self._live()
+        q, v = self._key(tokens_per_request, variant)
         table = self._inputs
         if table is None:
             raise InvalidStateError("cgr: capture before the first step",
@@ -572,12 +645,12 @@ class Runtime:
             waits = (c_void_p * nwait)(*(e._live() for e in wait))
         done_ptr = done._live() if done is not None else None
         ticket = _lib.Ticket()
-        status = _lib.replay_inputs(h.ptr, batch_size, table, count, waits,
-                                    nwait, done_ptr, byref(ticket))
+        status = _lib.replay_inputs_key(h.ptr, batch_size, q, v, table, count,
+                                        waits, nwait, done_ptr, byref(ticket))
         if status != 0:
             raise error_for(status, h.ptr)
         self._last_step = ticket.step
-        return Ticket(self, ticket)
+        return Ticket(self, ticket, q, v)
 
     def prepare(self, buffers):
         """A step whose inputs always come from the same memory: `buffers`
@@ -588,10 +661,10 @@ class Runtime:
         per-input work in Python: the hot path for a serving loop."""
         return PreparedStep(self, buffers)
 
-    def batch(self, batch_size):
-        """Opens the next step's batch (cgr_batch_begin) for piecewise
+    def batch(self, batch_size, tokens_per_request=None, variant=None):
+        """Opens the next step's batch (cgr_batch_begin_key) for piecewise
         filling; see Batch."""
-        return Batch(self, batch_size)
+        return Batch(self, batch_size, tokens_per_request, variant)
 
     def synchronize(self):
         """Waits for all the runtime's work (cgr_synchronize)."""
@@ -667,6 +740,23 @@ class Runtime:
         check(_lib.bucket_stats_get(h.ptr, padded_batch, byref(s)), h.ptr)
         return {
             "padded_batch": s.padded_batch,
+            "captured": bool(s.captured),
+            "nodes": tuple(s.nodes),
+            "capture_ms": tuple(s.capture_ms),
+            "instantiate_ms": tuple(s.instantiate_ms),
+            "scratch_bytes": s.scratch_bytes,
+        }
+
+    def key_stats(self, padded_batch, tokens_per_request=None, variant=None):
+        """What one key's capture cost and holds (cgr_key_stats_get)."""
+        h = self._live()
+        key = self._c_key(padded_batch, tokens_per_request, variant)
+        s = _lib.KeyStats()
+        check(_lib.key_stats_get(h.ptr, byref(key), byref(s)), h.ptr)
+        return {
+            "padded_batch": s.key.padded_batch,
+            "tokens_per_request": s.key.tokens_per_request,
+            "variant": self.variants[s.key.variant],
             "captured": bool(s.captured),
             "nodes": tuple(s.nodes),
             "capture_ms": tuple(s.capture_ms),

@@ -26,12 +26,15 @@ STRUCTS = {
     "cgr_counters": _lib.Counters,
     "cgr_device_info": _lib.DeviceInfo,
     "cgr_input": _lib.Input,
+    "cgr_key": _lib.Key,
+    "cgr_key_stats": _lib.KeyStats,
 }
 
 ENUMS = {
     "CGR_BACKEND_": ("AUTO", "CUDA", "HOST"), "CGR_PRIORITY_": ("NORMAL", "HIGH"),
     "CGR_REPLAY_": ("NAIVE", "FUSED", "DOUBLE_BUFFERED", "IN_GRAPH", "EAGER"),
     "CGR_SLOT_": ("ROWS", "PREFIX", "CONSTANT", "OUTPUT"),
+    "CGR_SCALE_": ("REQUEST", "TOKEN"),
     "CGR_SOURCE_": ("HOST", "PINNED", "DEVICE"),
     "CGR_INPUT_": ("DATA", "UNCHANGED", "GATHER", "FEEDBACK"),
     "CGR_STREAM_": ("MAIN", "SIDE"),
@@ -102,7 +105,7 @@ def test_enums_and_constants_match_the_header(c_layout):
     tables = {
         "CGR_BACKEND_": _lib.BACKENDS, "CGR_PRIORITY_": _lib.PRIORITIES,
         "CGR_REPLAY_": _lib.REPLAY_MODES, "CGR_SLOT_": _lib.SLOT_KINDS,
-        "CGR_SOURCE_": _lib.SOURCES,
+        "CGR_SCALE_": _lib.SLOT_SCALES, "CGR_SOURCE_": _lib.SOURCES,
         "CGR_INPUT_": {"data": _lib.INPUT_DATA, "unchanged": _lib.INPUT_UNCHANGED,
                        "gather": _lib.INPUT_GATHER, "feedback": _lib.INPUT_FEEDBACK},
         "CGR_STREAM_": {"main": _lib.STREAM_MAIN, "side": _lib.STREAM_SIDE},
@@ -185,7 +188,7 @@ def test_a_step_is_one_foreign_call(c_calls):
             inputs = shape(y)
             c_calls.clear()
             ticket = rt.step(n, inputs, **kwargs)
-            assert c_calls == ["replay_inputs"], (n, c_calls)
+            assert c_calls == ["replay_inputs_key"], (n, c_calls)
             c_calls.clear()
             ticket.wait()
             assert c_calls == ["ticket_wait"]
@@ -194,7 +197,7 @@ def test_a_step_is_one_foreign_call(c_calls):
                                "seq": np.zeros(BUCKETS[-1] + 1, np.int32)})
         c_calls.clear()
         prepared(5)
-        assert c_calls == ["replay_inputs"]
+        assert c_calls == ["replay_inputs_key"]
 
 
 @pytest.mark.parametrize("mode", cgr.REPLAY_MODES)

@@ -1,0 +1,128 @@
+"""Keys from Python: a step per (bucket, tokens per request, variant) on
+one set of slots, chosen per step by Runtime.step, prepare and batch;
+slots scaled by token take batch_size * q rows, and outputs come back
+with as many."""
+
+import numpy as np
+import pytest
+
+import cgr
+from conftest import BUCKETS, make_runtime
+
+TOKENS = (1, 3)
+VARIANTS = ("plain", "double")
+CAPACITY = BUCKETS[-1] * TOKENS[-1] + 8
+
+
+class KeyedModel:
+    """ids (token rows) -> out = ids * (1 or 2) + q * 100 + t; lens
+    (request rows) -> total = lens + cu_q[r] (0, q, 2q, ...)."""
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.ids = rt.declare("ids", "rows", np.int32, scale="token")
+        self.lens = rt.declare("lens", "rows", np.int32)
+        self.cu_q = rt.declare("cu_q", "constant", np.int32, extra_elems=1)
+        self.out = rt.declare("out", "output", np.int32, scale="token")
+        self.total = rt.declare("total", "output", np.int32)
+        self.stage = {s.name: rt.pinned_array(CAPACITY + 1, np.int32)
+                      for s in (self.ids, self.lens, self.cu_q, self.out,
+                                self.total)}
+        self.runs = set()
+
+    def step(self, ctx):
+        q, v = ctx.tokens_per_request, ctx.variant
+        padded = ctx.padded_batch
+        self.runs.add((padded, q, v))
+        rows = padded * q
+        st = self.stage
+        ctx.memcpy(st["ids"][:rows], ctx.slot(self.ids))
+        ctx.memcpy(st["lens"][:padded], ctx.slot(self.lens))
+        ctx.memcpy(st["cu_q"][: padded + 1], ctx.slot(self.cu_q))
+        ids, lens, cu_q = (st[n].numpy() for n in ("ids", "lens", "cu_q"))
+        out, total = st["out"].numpy(), st["total"].numpy()
+
+        def compute():
+            out[:rows] = ids[:rows] * (v + 1) + q * 100 + np.arange(rows)
+            total[:padded] = lens[:padded] + cu_q[:padded]
+
+        ctx.host_func(compute)
+        ctx.memcpy(ctx.slot(self.out), st["out"][:rows])
+        ctx.memcpy(ctx.slot(self.total), st["total"][:padded])
+
+    @staticmethod
+    def check(ticket, model, ids, lens, q, v):
+        ticket.wait()
+        want = ids * (v + 1) + q * 100 + np.arange(ids.shape[0])
+        np.testing.assert_array_equal(ticket.output(model.out).numpy(), want)
+        np.testing.assert_array_equal(ticket.output(model.total).numpy(),
+                                      lens + q * np.arange(lens.shape[0]))
+
+
+@pytest.fixture
+def keyed():
+    rt = make_runtime(tokens_per_request=TOKENS, variants=VARIANTS)
+    model = KeyedModel(rt)
+    rt.capture(model.step)
+    yield rt, model
+    rt.close()
+
+
+@pytest.mark.parametrize("mode", cgr.REPLAY_MODES)
+def test_every_key_in_every_mode(keyed, mode):
+    rt, model = keyed
+    rt.replay_mode = mode
+    rng = np.random.default_rng(5)
+    for k in range(40):
+        n = int(rng.integers(1, BUCKETS[-1] + 3))
+        q = TOKENS[k % 2]
+        v = VARIANTS[(k // 2) % 2]
+        ids = rng.integers(0, 1000, n * q, dtype=np.int32)
+        lens = rng.integers(0, 50, n, dtype=np.int32)
+        if k % 3 == 0:
+            with rt.batch(n, tokens_per_request=q, variant=v) as batch:
+                batch.input(model.ids, ids)
+                batch.input(model.lens, lens)
+                ticket = batch.replay()
+        else:
+            ticket = rt.step(n, {model.ids: ids, model.lens: lens},
+                             tokens_per_request=q, variant=v)
+        assert ticket.tokens_per_request == q
+        KeyedModel.check(ticket, model, ids, lens, q, VARIANTS.index(v))
+    captured = {(p, q, v) for p, q, v in model.runs if p in BUCKETS}
+    assert len(captured) == len(BUCKETS) * len(TOKENS) * len(VARIANTS)
+
+
+def test_prepared_step_takes_a_key(keyed):
+    rt, model = keyed
+    ids = rt.pinned_array(BUCKETS[-1] * TOKENS[-1], np.int32)
+    lens = rt.pinned_array(BUCKETS[-1], np.int32)
+    prepared = rt.prepare({model.ids: ids, model.lens: lens})
+    for n, q, v in ((3, 3, 1), (4, 1, 0), (8, 3, 0)):
+        ids.numpy()[: n * q] = np.arange(n * q, dtype=np.int32) * 7
+        lens.numpy()[:n] = np.arange(n, dtype=np.int32) + 1
+        ticket = prepared(n, tokens_per_request=q, variant=v)
+        KeyedModel.check(ticket, model, ids.numpy()[: n * q].copy(),
+                         lens.numpy()[:n].copy(), q, v)
+
+
+def test_keys_stats_and_refusals(keyed):
+    rt, model = keyed
+    assert rt.tokens_per_request == TOKENS
+    assert rt.variants == VARIANTS
+    stats = rt.capture_stats()
+    assert stats["keys"] == len(BUCKETS) * len(TOKENS) * len(VARIANTS)
+    assert stats["keys_captured"] == stats["keys"]
+    ks = rt.key_stats(4, 3, "double")
+    assert ks["captured"] and ks["tokens_per_request"] == 3
+    assert ks["variant"] == "double"
+    with pytest.raises(cgr.InvalidArgumentError, match="tokens_per_request 2"):
+        rt.step(2, {model.ids: np.zeros(4, np.int32),
+                    model.lens: np.zeros(2, np.int32)}, tokens_per_request=2)
+    with pytest.raises(cgr.InvalidArgumentError, match="no variant is named"):
+        rt.step(1, {}, variant="lora")
+    with pytest.raises(cgr.InvalidArgumentError, match="inputs\\[0\\]"):
+        rt.step(2, {model.ids: np.zeros(2, np.int32),
+                    model.lens: np.zeros(2, np.int32)}, tokens_per_request=3)
+    with pytest.raises(cgr.InvalidArgumentError, match="key->variant 5"):
+        rt.key_stats(4, 3, 5)
