@@ -444,11 +444,24 @@ cgr_status cgr_group_batch_begin(cgr_group *group, uint32_t batch_size,
   if (group != NULL && batches != NULL)
     memset(batches, 0, (size_t)group->ranks * sizeof *batches);
   GROUP_ENTER(group);
+  return cgr_group_batch_begin_key(group, batch_size,
+                                   group->rt[0]->config.tokens_per_request[0],
+                                   0, batches);
+}
+
+cgr_status cgr_group_batch_begin_key(cgr_group *group, uint32_t batch_size,
+                                     uint32_t tokens_per_request,
+                                     uint32_t variant, cgr_batch **batches) {
+  if (group != NULL && batches != NULL)
+    memset(batches, 0, (size_t)group->ranks * sizeof *batches);
+  GROUP_ENTER(group);
   if (batches == NULL)
     return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "invalid argument 'batches'");
   for (int r = 0; r < group->ranks; ++r) {
-    cgr_status status = cgr_batch_begin(group->rt[r], batch_size, &batches[r]);
+    cgr_status status =
+        cgr_batch_begin_key(group->rt[r], batch_size, tokens_per_request,
+                            variant, &batches[r]);
     if (status == CGR_OK)
       continue;
     cgr__fail(&group->error, status, __func__,

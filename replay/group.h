@@ -84,10 +84,12 @@ cgr_status cgr__group_world_compare_buckets(cgr_group *group, const char *func);
 cgr_status cgr__group_world_compare_captures(cgr_group *group,
                                              const char *func);
 
-/* Across processes in validation mode: every rank's batch has `rows`
- * rows, or CGR_E_INVALID_ARGUMENT naming a rank with another size. CGR_OK
- * at once in one process or without validation. */
-cgr_status cgr__group_world_check_batch(cgr_group *group, uint32_t rows,
+/* Across processes in validation mode: every rank's batch has the size,
+ * tokens per request and variant of `batch`, or CGR_E_INVALID_ARGUMENT
+ * naming a rank with another. CGR_OK at once in one process or without
+ * validation. */
+cgr_status cgr__group_world_check_batch(cgr_group *group,
+                                        const cgr_batch *batch,
                                         const char *func);
 
 /* NULL and broken groups, the start of every call. */

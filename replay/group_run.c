@@ -252,6 +252,14 @@ static cgr_status check_batches(cgr_group *group, cgr_batch **batches,
                        "rank %d: its batch has %u rows and rank 0's %u: a "
                        "step has one batch size on every rank",
                        r, batch->size, batches[0]->size);
+    if (batch->tokens != batches[0]->tokens ||
+        batch->variant != batches[0]->variant)
+      return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, func,
+                       "rank %d: its batch has %u tokens per request and "
+                       "variant %u, rank 0's %u and %u: a step has one key on "
+                       "every rank",
+                       r, batch->tokens, batch->variant, batches[0]->tokens,
+                       batches[0]->variant);
     const cgr__capture *cap = group->rt[r]->layers[CGR__LAYER_CAPTURE].state;
     for (size_t i = 0; cap != NULL && i < cap->slot_count; ++i)
       if (cgr__is_input(&cap->slots[i]) &&
@@ -353,7 +361,7 @@ cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
                      batches == NULL ? "batches" : "ticket");
   cgr_status status = check_batches(group, batches, __func__);
   if (status == CGR_OK)
-    status = cgr__group_world_check_batch(group, batches[0]->size, __func__);
+    status = cgr__group_world_check_batch(group, batches[0], __func__);
   if (status != CGR_OK) {
     cgr_group_batch_discard(group, batches);
     return status;

@@ -13,6 +13,7 @@
 #include "replay/group.h"
 
 #include "capture/capture.h"
+#include "replay/replay.h"
 #include "runtime/backend.h"
 #include "runtime/runtime.h"
 
@@ -190,18 +191,33 @@ cgr_status cgr__group_world_compare_captures(cgr_group *group,
   return CGR_OK;
 }
 
-cgr_status cgr__group_world_check_batch(cgr_group *group, uint32_t rows,
+cgr_status cgr__group_world_check_batch(cgr_group *group,
+                                        const cgr_batch *batch,
                                         const char *func) {
   if (!group->world || !group->rt[0]->config.validate)
     return CGR_OK;
-  uint64_t mine = rows, all[CGR_GROUP_MAX_RANKS];
+  /* The batch size, tokens per request and variant in one word. */
+  uint64_t mine = batch->size | (uint64_t)batch->tokens << 32 |
+                  (uint64_t)batch->variant << 48;
+  uint64_t all[CGR_GROUP_MAX_RANKS];
   CGR__CHECK(cgr__group_world_gather(group, &mine, 1, all, func));
-  for (int r = 0; r < group->world_ranks; ++r)
-    if (all[r] != mine)
+  for (int r = 0; r < group->world_ranks; ++r) {
+    if (all[r] == mine)
+      continue;
+    if ((uint32_t)all[r] != batch->size)
       return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, func,
-                       "rank %d's batch has %llu rows and rank %d's (this "
+                       "rank %d's batch has %u rows and rank %d's (this "
                        "process) %u: a step has one batch size on every rank "
                        "(validation mode; nothing was launched)",
-                       r, (unsigned long long)all[r], group->first_rank, rows);
+                       r, (uint32_t)all[r], group->first_rank, batch->size);
+    return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, func,
+                     "rank %d's batch has %u tokens per request and variant "
+                     "%u, rank %d's (this process) %u and %u: a step has one "
+                     "key on every rank (validation mode; nothing was "
+                     "launched)",
+                     r, (unsigned)(all[r] >> 32 & 0xFFFF),
+                     (unsigned)(all[r] >> 48), group->first_rank, batch->tokens,
+                     batch->variant);
+  }
   return CGR_OK;
 }

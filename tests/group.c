@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "group_fixture.h"
 
 static void run_modes(int ranks, int feedback, int lazy, uint32_t max_batch) {
@@ -85,6 +87,59 @@ static void test_group_random_steps_equal_one_runtime(void **state) {
   toy_equivalence(&options, group_steps(10000), 10, 0xC0FFEEu);
 }
 
+/* A group with keys: every key of every rank captured and its collectives
+ * compared; a step of any key equals one runtime's (the toy ignores the
+ * key); ranks with different keys are refused before any launch. */
+static void test_group_keys_equal_one_runtime(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  static const uint32_t tokens[] = {1, 2};
+  static const char *const variants[] = {"greedy", "sampled"};
+  toy_options options;
+  toy_options_init(&options);
+  options.tokens = tokens;
+  options.token_count = 2;
+  options.variants = variants;
+  options.variant_count = 2;
+  toy_slots gs, ss;
+  cgr_group *group = toy_group(&options, &gs);
+  if (cgr_group_capture(group, toy_step, NULL) != CGR_OK)
+    fail_msg("cgr_group_capture: %s", cgr_group_last_error(group));
+  cgr_runtime *single = toy_single(&options, &ss);
+  cgr_capture_stats stats;
+  assert_cgr_ok(cgr_group_runtime(group, 1),
+                cgr_capture_stats_get(cgr_group_runtime(group, 1), &stats));
+  assert_int_equal(stats.keys_captured, 4 * 2 * 2);
+  uint64_t random = 99;
+  for (int n = 0; n < 60; ++n) {
+    toy_inputs in;
+    toy_make_inputs(&in, 1 + (uint32_t)test_random_below(&random, 10), 0,
+                    &random);
+    in.tokens = tokens[test_random_below(&random, 2)];
+    in.variant = (uint32_t)test_random_below(&random, 2);
+    toy_step_both(group, &gs, single, &ss, &in);
+  }
+  cgr_batch *batches[CGR_GROUP_MAX_RANKS] = {NULL};
+  toy_inputs in;
+  toy_make_inputs(&in, 3, 0, &random);
+  for (int r = 0; r < 2; ++r) {
+    cgr_runtime *rt = cgr_group_runtime(group, r);
+    assert_cgr_ok(rt, cgr_batch_begin_key(rt, 3, 1, (uint32_t)r, &batches[r]));
+    toy_fill(rt, batches[r], &gs, &in);
+  }
+  cgr_ticket ticket;
+  assert_int_equal(cgr_group_replay(group, batches, &ticket),
+                   CGR_E_INVALID_ARGUMENT);
+  if (strstr(cgr_group_last_error(group), "one key on every rank") == NULL)
+    fail_msg("\"%s\" does not say the keys differ",
+             cgr_group_last_error(group));
+  assert_int_equal(cgr_group_batch_begin_key(group, 3, 3, 0, batches),
+                   CGR_E_INVALID_ARGUMENT);
+  assert_null(batches[0]);
+  cgr_group_destroy(group);
+  cgr_runtime_destroy(single);
+}
+
 static void test_group_ranks_and_runtimes(void **state) {
   (void)state;
   cgr_test_require_host();
@@ -117,6 +172,7 @@ static const struct CMUnitTest tests[] = {
     HOST_TEST(test_group_eager_fallback_equals_one_runtime),
     HOST_TEST(test_group_one_rank_is_a_runtime),
     HOST_TEST(test_group_random_steps_equal_one_runtime),
+    HOST_TEST(test_group_keys_equal_one_runtime),
     HOST_TEST(test_group_ranks_and_runtimes),
 };
 

@@ -132,6 +132,10 @@ static void toy_runtime_config(const toy_options *options, cgr_config *config) {
   config->bucket_count = options->bucket_count;
   config->replay_mode = options->mode;
   config->lazy_capture = options->lazy;
+  config->tokens_per_request = options->tokens;
+  config->tokens_per_request_count = options->token_count;
+  config->variants = options->variants;
+  config->variant_count = options->variant_count;
 }
 
 static void toy_descs(cgr_slot_desc descs[4]) {
@@ -244,7 +248,10 @@ cgr_ticket toy_step_both(cgr_group *group, const toy_slots *group_slots,
                          cgr_runtime *single, const toy_slots *single_slots,
                          const toy_inputs *in) {
   cgr_batch *batches[CGR_GROUP_MAX_RANKS] = {NULL};
-  cgr_status status = cgr_group_batch_begin(group, in->batch, batches);
+  cgr_status status =
+      in->tokens ? cgr_group_batch_begin_key(group, in->batch, in->tokens,
+                                             in->variant, batches)
+                 : cgr_group_batch_begin(group, in->batch, batches);
   if (status != CGR_OK)
     fail_msg("cgr_group_batch_begin: %s", cgr_group_last_error(group));
   int ranks = cgr_group_ranks(group);
@@ -260,7 +267,10 @@ cgr_ticket toy_step_both(cgr_group *group, const toy_slots *group_slots,
     fail_msg("cgr_group_ticket_wait: %s", cgr_group_last_error(group));
 
   cgr_batch *batch = NULL;
-  assert_cgr_ok(single, cgr_batch_begin(single, in->batch, &batch));
+  assert_cgr_ok(single, in->tokens
+                            ? cgr_batch_begin_key(single, in->batch, in->tokens,
+                                                  in->variant, &batch)
+                            : cgr_batch_begin(single, in->batch, &batch));
   toy_fill(single, batch, single_slots, in);
   cgr_ticket want_ticket;
   assert_cgr_ok(single, cgr_replay(single, batch, &want_ticket));

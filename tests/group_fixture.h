@@ -50,6 +50,12 @@ typedef struct toy_options {
    * (ranks 1), joined by id; world_ranks 0: every rank here. */
   int world_ranks, world_rank;
   const char *id;
+  /* Keys (NULL: the defaults): the toy ignores them, so every key's
+   * outputs are one runtime's. */
+  const uint32_t *tokens;
+  size_t token_count;
+  const char *const *variants;
+  size_t variant_count;
 } toy_options;
 
 /* Defaults: 2 ranks, double-buffered, buckets 1, 2, 4, 8. */
@@ -73,6 +79,8 @@ typedef struct toy_inputs {
   int32_t prev_rows[GROUP_MAX_BATCH];
   int32_t new_tok[GROUP_MAX_BATCH];
   uint32_t new_count;
+  /* The step's key: 0 tokens for the default (cgr_group_batch_begin). */
+  uint32_t tokens, variant;
 } toy_inputs;
 
 /* Random inputs for `batch` rows; with `feedback`, rows continue rows of

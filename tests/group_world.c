@@ -67,9 +67,15 @@ static int child_capture(const char *scenario, const toy_options *options,
   return 0;
 }
 
-/* Rank 1 asks for 3 rows where the others ask for 2: every process's
- * replay refuses, nothing runs; then a step of 2 rows everywhere runs. */
-static int child_batch(const toy_options *options) {
+/* Rank 1 asks for 3 rows where the others ask for 2, then for 2 tokens
+ * per request where the others ask for 1: every process's replay refuses
+ * both, nothing runs; then a step of 2 rows everywhere runs. */
+static int child_batch(const toy_options *given) {
+  static const uint32_t tokens[] = {1, 2};
+  toy_options copy = *given;
+  copy.tokens = tokens;
+  copy.token_count = 2;
+  const toy_options *options = &copy;
   toy_slots slots;
   cgr_group *group = toy_group(options, &slots);
   cgr_status status = cgr_group_capture(group, toy_step, NULL);
@@ -93,6 +99,19 @@ static int child_batch(const toy_options *options) {
   int failed = 0;
   if (status != CGR_E_INVALID_ARGUMENT ||
       strstr(message, "a step has one batch size on every rank") == NULL)
+    failed = child_fail("batch", options->world_rank, message);
+  toy_make_inputs(&in, 2, 0, &random);
+  status = cgr_group_batch_begin_key(group, 2, options->world_rank == 1 ? 2 : 1,
+                                     0, batches);
+  if (status == CGR_OK) {
+    toy_fill(cgr_group_runtime(group, 0), batches[0], &slots, &in);
+    cgr_ticket ticket;
+    status = cgr_group_replay(group, batches, &ticket);
+  }
+  snprintf(message, sizeof message, "%s: %s", cgr_status_name(status),
+           cgr_group_last_error(group));
+  if (!failed && (status != CGR_E_INVALID_ARGUMENT ||
+                  strstr(message, "a step has one key on every rank") == NULL))
     failed = child_fail("batch", options->world_rank, message);
   /* The group is not broken: the next, agreed step (the same inputs in
    * every process) runs and is right. */

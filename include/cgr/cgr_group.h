@@ -224,6 +224,15 @@ CGR_API cgr_status cgr_group_capture(cgr_group *group, cgr_step_fn step,
 CGR_API cgr_status cgr_group_batch_begin(cgr_group *group, uint32_t batch_size,
                                          cgr_batch **batches);
 
+/* The same for a key's tokens per request and variant (cgr_batch_begin_key
+ * on every rank): a step has one key on every rank, which cgr_group_replay
+ * checks in one process and validation mode checks across processes. */
+CGR_API cgr_status cgr_group_batch_begin_key(cgr_group *group,
+                                             uint32_t batch_size,
+                                             uint32_t tokens_per_request,
+                                             uint32_t variant,
+                                             cgr_batch **batches);
+
 /* Discards every rank's batch. */
 CGR_API void cgr_group_batch_discard(cgr_group *group, cgr_batch **batches);
 
