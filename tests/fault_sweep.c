@@ -15,7 +15,8 @@ typedef enum step_path {
   PATH_CAPTURE,  /* run = cgr_capture, then the step */
   PATH_LAZY,     /* lazy capture: the replay captures the bucket */
   PATH_FEEDBACK, /* ids fed from the previous step's output */
-  PATH_DEVICE    /* ids gathered, pos and cu_k from device memory */
+  PATH_DEVICE,   /* ids gathered, pos and cu_k from device memory */
+  PATH_KEYS      /* run = cgr_capture of 2 tokens values x 2 variants */
 } step_path;
 
 enum { GATHER_ROWS = 8, FEED_ROWS = 4 };
@@ -112,13 +113,23 @@ static void *device_copy(cgr_runtime *rt, const void *data, size_t bytes) {
 /* ---- the operation ------------------------------------------------------- */
 
 static cgr_runtime *path_runtime(step_ctx *c) {
-  if (c->path != PATH_LAZY && c->path != PATH_FEEDBACK)
+  if (c->path != PATH_LAZY && c->path != PATH_FEEDBACK && c->path != PATH_KEYS)
     return model_runtime(sweep_buckets, SWEEP_BUCKETS, 1, &c->m);
+  /* Keys: the model ignores them, and the swept step is of the first
+   * tokens value, whose constants are the model's. */
+  static const uint32_t tokens[] = {1, 2};
+  static const char *const variants[] = {"a", "b"};
   cgr_config config;
   cgr_test_config(&config);
   config.buckets = sweep_buckets;
   config.bucket_count = SWEEP_BUCKETS;
   config.lazy_capture = c->path == PATH_LAZY;
+  if (c->path == PATH_KEYS) {
+    config.tokens_per_request = tokens;
+    config.tokens_per_request_count = 2;
+    config.variants = variants;
+    config.variant_count = 2;
+  }
   cgr_runtime *rt = NULL;
   assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
   model_declare(rt, &c->m);
@@ -132,7 +143,7 @@ static void step_setup(void *ctx) {
   memset(&c->m, 0, sizeof c->m);
   c->rt = path_runtime(c);
   assert_cgr_ok(c->rt, cgr_set_replay_mode(c->rt, c->mode));
-  if (c->path != PATH_CAPTURE)
+  if (c->path != PATH_CAPTURE && c->path != PATH_KEYS)
     assert_cgr_ok(c->rt, cgr_capture(c->rt, model_step, &c->m));
   model_make_inputs(&c->in, SWEEP_ROWS, SWEEP_ROWS, 7);
   if (c->path == PATH_HOST || c->path == PATH_DEVICE) {
@@ -157,6 +168,7 @@ static cgr_status step_run(void *ctx) {
   step_ctx *c = ctx;
   switch (c->path) {
   case PATH_CAPTURE:
+  case PATH_KEYS:
     CGR__CHECK(cgr_capture(c->rt, model_step, &c->m));
     break;
   case PATH_FEEDBACK:
@@ -175,7 +187,8 @@ static void step_check_usable(void *ctx) {
   /* A failed capture destroyed what it built: capture again. */
   cgr_capture_stats stats;
   assert_cgr_ok(c->rt, cgr_capture_stats_get(c->rt, &stats));
-  if (c->path == PATH_CAPTURE && stats.buckets_captured == 0)
+  if ((c->path == PATH_CAPTURE || c->path == PATH_KEYS) &&
+      stats.keys_captured == 0)
     assert_cgr_ok(c->rt, cgr_capture(c->rt, model_step, &c->m));
   switch (c->path) {
   case PATH_FEEDBACK:
@@ -234,6 +247,12 @@ static void sweep_path(step_path path, cgr_replay_mode mode, const char *name) {
 static void test_every_fault_in_capture_leaves_it_usable(void **state) {
   (void)state;
   sweep_path(PATH_CAPTURE, CGR_REPLAY_DOUBLE_BUFFERED, "capture and a step");
+}
+
+static void test_every_fault_in_a_keyed_capture_leaves_it_usable(void **state) {
+  (void)state;
+  sweep_path(PATH_KEYS, CGR_REPLAY_DOUBLE_BUFFERED,
+             "a capture of every key and a step");
 }
 
 static void test_every_fault_in_a_naive_step_leaves_it_usable(void **state) {
@@ -317,6 +336,7 @@ test_every_fault_in_an_eager_step_from_device_inputs_leaves_it_usable(
 
 static const struct CMUnitTest tests[] = {
     HOST_TEST(test_every_fault_in_capture_leaves_it_usable),
+    HOST_TEST(test_every_fault_in_a_keyed_capture_leaves_it_usable),
     HOST_TEST(test_every_fault_in_a_naive_step_leaves_it_usable),
     HOST_TEST(test_every_fault_in_a_fused_step_leaves_it_usable),
     HOST_TEST(test_every_fault_in_a_double_buffered_step_leaves_it_usable),
