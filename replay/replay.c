@@ -433,10 +433,14 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   cgr_status status = replay_batch(rt, batch, ticket);
   if (status == CGR_OK) {
     cgr__replay *issuer = rt->layers[CGR__LAYER_REPLAY].state;
-    if (ticket->set < 0)
+    cgr_key key = {ticket->padded_batch, batch->tokens, batch->variant};
+    if (ticket->set < 0) {
       issuer->issued_eager = *ticket;
-    else
+      issuer->issued_eager_key = key;
+    } else {
       issuer->issued[ticket->set] = *ticket;
+      issuer->issued_key[ticket->set] = key;
+    }
   }
   /* A refused batch (a caller's mistake) enqueued nothing; a step that
    * failed halfway may have queued copies that still read its staging,

@@ -141,6 +141,9 @@ typedef struct cgr__replay {
    * of them, so cgr_output checks those field by field. */
   cgr_ticket issued[CGR__SETS];
   cgr_ticket issued_eager;
+  /* And their keys (cgr_ticket_key). */
+  cgr_key issued_key[CGR__SETS];
+  cgr_key issued_eager_key;
   /* Feedback: some slot is fed; the step whose graph last fed (its outputs
    * wait in its set's OUTPUT slots), and its batch size. */
   int has_feeds;

@@ -125,6 +125,28 @@ cgr_status cgr_output(cgr_runtime *rt, const cgr_ticket *ticket, cgr_slot slot,
   return CGR_OK;
 }
 
+cgr_status cgr_ticket_key(cgr_runtime *rt, const cgr_ticket *ticket,
+                          cgr_key *out) {
+  if (out != NULL)
+    memset(out, 0, sizeof *out);
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  if (out == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     "argument 'out' is NULL");
+  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
+  int expired = 0;
+  CGR__CHECK(check_ticket(rt, replay, ticket, __func__, &expired));
+  if (expired)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "ticket of step %llu has expired: its key is no longer "
+                     "kept",
+                     (unsigned long long)ticket->step);
+  *out = ticket->set < 0 ? replay->issued_eager_key
+                         : replay->issued_key[ticket->set];
+  return CGR_OK;
+}
+
 /* ---- ordering with the caller's work ---------------------------------------
  */
 

@@ -279,6 +279,11 @@ static void random_steps(cgr_runtime *rt, keyed *m, cgr_replay_mode mode,
     assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
     assert_int_equal(ticket.step, next);
     assert_int_equal(ticket.set, graph ? k : -1);
+    cgr_key key;
+    assert_cgr_ok(rt, cgr_ticket_key(rt, &ticket, &key));
+    assert_int_equal(key.padded_batch, ticket.padded_batch);
+    assert_int_equal(key.tokens_per_request, in.q);
+    assert_int_equal(key.variant, in.variant);
     if (graph) {
       sets[k].pos_rows = rows;
       memcpy(sets[k].pos, in.pos, rows * 4);
@@ -548,6 +553,18 @@ static void test_replay_inputs_key_runs_the_keys_graph(void **state) {
   assert_int_equal(ticket.padded_batch, 4);
   int32_t out[MAX_ROWS];
   check_step(rt, &m, &ticket, &in, out);
+  cgr_key key;
+  assert_cgr_ok(rt, cgr_ticket_key(rt, &ticket, &key));
+  assert_int_equal(key.tokens_per_request, 4);
+  assert_int_equal(key.variant, 1);
+  /* Two steps later the ticket's set is reused: its key is gone too. */
+  cgr_ticket later;
+  for (int i = 0; i < 2; ++i)
+    assert_cgr_ok(rt, cgr_replay_inputs_key(rt, 3, 4, 0, inputs, 4, NULL, 0,
+                                            NULL, &later));
+  assert_cgr_status(rt, cgr_ticket_key(rt, &ticket, &key), CGR_E_INVALID_STATE);
+  assert_cgr_status(rt, cgr_ticket_key(rt, &later, NULL),
+                    CGR_E_INVALID_ARGUMENT);
   /* The default key is (bucket, 1, 0): these byte counts are wrong there. */
   assert_cgr_status(rt,
                     cgr_replay_inputs(rt, 3, inputs, 4, NULL, 0, NULL, &ticket),

@@ -958,6 +958,13 @@ CGR_API cgr_status cgr_ticket_query(cgr_runtime *rt, const cgr_ticket *ticket);
 CGR_API cgr_status cgr_output(cgr_runtime *rt, const cgr_ticket *ticket,
                               cgr_slot slot, void **out);
 
+/* The key of the ticket's step: its padded batch (the batch size for an
+ * eager step), tokens per request and variant, which a cgr_ticket does
+ * not carry. Errors as cgr_output: CGR_E_INVALID_ARGUMENT for a ticket
+ * never issued or a NULL out, CGR_E_INVALID_STATE once it has expired. */
+CGR_API cgr_status cgr_ticket_key(cgr_runtime *rt, const cgr_ticket *ticket,
+                                  cgr_key *out);
+
 /* Switches the replay mode for the next steps. CGR_E_INVALID_ARGUMENT for
  * a value that is not a mode; CGR_E_INVALID_STATE with a batch open. */
 CGR_API cgr_status cgr_set_replay_mode(cgr_runtime *rt, cgr_replay_mode mode);
