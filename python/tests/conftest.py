@@ -14,6 +14,7 @@ live rows alone: any padding row that leaked into a live one, any stale or
 misplaced load, shows up as a difference.
 """
 
+import gc
 import os
 import subprocess
 import sys
@@ -71,6 +72,19 @@ def rt():
     runtime = make_runtime()
     yield runtime
     runtime.close()
+
+
+@pytest.fixture(autouse=True)
+def _collect_after_each_test():
+    """Runtimes a test left in reference cycles (an exception's traceback
+    holds its frames) are destroyed here, on the main thread, between
+    tests. Left to the garbage collector they are destroyed on whichever
+    thread next allocates, and a destroy waits for the whole device, as
+    cudaFree does: a later test's thread that must signal a host event
+    would then wait, inside the collector, for streams that wait for its
+    signal (the deadlock the GPU run's rehearsal met in test_events)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
