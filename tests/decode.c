@@ -1,8 +1,8 @@
 /* cgr-decode, run as a user runs it: the host step equals the plain-C
  * reference; --check finds zero mismatches over 2,000 steps in every mode;
  * every mode gives the same tokens, and so does --tp 2 and 4 (tensor
- * parallel, checked against one runtime); bad options and impossible
- * configurations fail clearly. */
+ * parallel, checked against one runtime) and --spec 1 and 3 (speculative
+ * decoding); bad options and impossible configurations fail clearly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,6 +387,14 @@ static void test_bad_options_fail_clearly(void **state) {
       {SMALL "--tp 8", "--tp must divide --heads"},
       {"--layers 1 --hidden 36 --heads 2 --head-dim 18 --mlp 40 --tp 2",
        "multiples of 8"},
+      {"--spec 9", "--spec 9: expected an integer from 0 to 8"},
+      {"--spec -1", "--spec -1: expected an integer from 0 to 8"},
+      {"--spec two", "--spec two: expected an integer"},
+      {"--spec", "--spec needs a value"},
+      {SMALL "--spec 2 --tp 2", "--spec with --tp is not supported yet"},
+      /* 16 + 16 tokens fit 2 pages; the 8 drafts of a verify step do not. */
+      {SMALL "--max-seq 32 --prompt 16 --new 16 --spec 8",
+       "room for the drafts of --spec"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     result r;
@@ -415,6 +423,84 @@ static void test_default_run_reports_everything(void **state) {
     assert_non_null(strstr(r.output, "CPU time"));
 }
 
+/* A JSON field as a number. */
+static double json_number(const char *json, const char *key) {
+  char text[64];
+  json_field(json, key, text, sizeof text);
+  return atof(text);
+}
+
+/*
+ * Greedy speculative decoding makes exactly the tokens of plain greedy
+ * decoding: for 3 seeds, --spec 1 and 3 in every mode give the token hash
+ * of the run without --spec, with --check passing (every verify step
+ * equal to an eager run of it, every accepted token equal to the plain-C
+ * reference's). The acceptance rate is a rate, a request gains at least a
+ * token per step, and somewhere a draft is accepted (so the steps did
+ * take several tokens at once). Long requests: a greedy random model
+ * repeats itself only after a while, and the n-gram draft needs that.
+ */
+static void test_spec_gives_the_tokens_of_plain_decoding(void **state) {
+  (void)cgr_test_runtime(state);
+  static const char *const modes[] = {"eager", "naive", "fused", "double",
+                                      "ingraph"};
+  static const int drafts[] = {1, 3};
+  double best_per_step = 0.0;
+  for (int seed = 1; seed <= 3; ++seed) {
+    char base[512], args[640], plain[32], hash[32];
+    snprintf(base, sizeof base,
+             SMALL "--seed %d --requests 12 --new 96 --max-seq 128 %s--check "
+                   "--json --quiet",
+             seed, seed == 2 ? "--max-batch 5 " : "");
+    result r;
+    run_decode(base, &r);
+    expect_pass(&r);
+    json_field(r.output, "token_hash", plain, sizeof plain);
+    double plain_steps = json_number(r.output, "decode_steps");
+    for (size_t k = 0; k < sizeof drafts / sizeof drafts[0]; ++k)
+      for (size_t m = 0; m < sizeof modes / sizeof modes[0]; ++m) {
+        snprintf(args, sizeof args, "%s --spec %d --mode %s", base, drafts[k],
+                 modes[m]);
+        run_decode(args, &r);
+        expect_pass(&r);
+        json_field(r.output, "token_hash", hash, sizeof hash);
+        if (strcmp(hash, plain) != 0)
+          fail_msg("%s gave tokens %s, without --spec %s", args, hash, plain);
+        assert_int_equal((long)json_number(r.output, "spec"), drafts[k]);
+        assert_int_equal((long)json_number(r.output, "mismatched_steps"), 0);
+        double rate = json_number(r.output, "acceptance_rate");
+        double per_step = json_number(r.output, "tokens_per_request_step");
+        if (!(rate >= 0.0 && rate <= 1.0) || !(per_step >= 1.0))
+          fail_msg("%s: acceptance rate %g, %g tokens per request per step",
+                   args, rate, per_step);
+        if (json_number(r.output, "decode_steps") > plain_steps)
+          fail_msg("%s took more decode steps than plain decoding (%g)", args,
+                   plain_steps);
+        if (per_step > best_per_step)
+          best_per_step = per_step;
+      }
+  }
+  if (!(best_per_step > 1.0))
+    fail_msg("no --spec run accepted a draft token");
+}
+
+/* The report says what --spec did: the draft, the acceptance, the tokens
+ * per step, and the graphs of both keys. */
+static void test_spec_reports_acceptance(void **state) {
+  (void)cgr_test_runtime(state);
+  result r;
+  run_decode(SMALL "--requests 8 --new 64 --max-seq 96 --spec 3 --quiet", &r);
+  if (r.exit_code != 0)
+    fail_msg("cgr-decode exited %d:\n%s", r.exit_code, r.output);
+  static const char *const lines[] = {
+      "speculative: --spec 3", "draft tokens accepted",
+      "tokens per request per step", "1 and 4 tokens per request",
+      "every --mode and --spec must give the same"};
+  for (size_t i = 0; i < sizeof lines / sizeof lines[0]; ++i)
+    if (strstr(r.output, lines[i]) == NULL)
+      fail_msg("the report lacks \"%s\":\n%s", lines[i], r.output);
+}
+
 static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_host_step_equals_the_plain_c_reference),
     RUNTIME_TEST(test_bf16_weights_match_the_reference),
@@ -422,6 +508,8 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_tensor_parallel_gives_the_tokens_of_one_runtime),
     RUNTIME_TEST(test_tensor_parallel_10000_steps_equal_one_runtime),
     RUNTIME_TEST(test_tensor_parallel_across_processes),
+    RUNTIME_TEST(test_spec_gives_the_tokens_of_plain_decoding),
+    RUNTIME_TEST(test_spec_reports_acceptance),
     RUNTIME_TEST(test_bad_options_fail_clearly),
     RUNTIME_TEST(test_default_run_reports_everything),
 };

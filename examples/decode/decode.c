@@ -2,9 +2,11 @@
  * cgr-decode: a complete decode loop on cgr. A small transformer with
  * random weights serves a seeded trace of requests over a paged KV cache;
  * decode steps replay CUDA graphs (or the host backend's), prompts prefill
- * eagerly, sampled tokens flow back on the device. Prints throughput,
- * latency, capture cost, memory, and with --check a verdict against eager
- * steps and the plain-C reference.
+ * eagerly, sampled tokens flow back on the device; with --spec K each
+ * decode step verifies K draft tokens per request (speculative decoding,
+ * the same tokens in fewer steps). Prints throughput, latency, capture
+ * cost, memory, and with --check a verdict against eager steps and the
+ * plain-C reference.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
@@ -25,6 +27,7 @@ typedef struct options {
   dec_trace_config trace;
   int32_t max_seq; /* tokens */
   int32_t tp;      /* ranks of the tensor-parallel group (1: one runtime) */
+  int32_t spec;    /* draft tokens per verify step (0: plain decoding) */
   /* One rank per process: this process's rank and the group's id
    * (--rank, --group-id or CGR_GROUP_RANK, CGR_GROUP_ID); id NULL: every
    * rank in this process. */
@@ -48,6 +51,9 @@ static void usage(FILE *to) {
       "                   and writes it to F, the others read it (or\n"
       "                   --group-id ID; CGR_GROUP_RANK, CGR_GROUP_ID_FILE,\n"
       "                   CGR_GROUP_ID; scripts/tp_launch.sh starts them)\n"
+      "  --spec K         speculative decoding: an n-gram draft of K\n"
+      "                   tokens, 1 to 8, verified in one step of K + 1\n"
+      "                   tokens per request, greedy acceptance (0: off)\n"
       "  --backend auto|cuda|host   (auto)\n"
       "  --steps N        decode steps at most (0: until the trace ends)\n"
       "  --requests N     requests in the trace (64)\n"
@@ -193,6 +199,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"--max-seq", 1, 1 << 20, &o->max_seq, NULL, NULL},
         {"--tp", 1, CGR_GROUP_MAX_RANKS, &o->tp, NULL, NULL},
         {"--rank", 0, CGR_GROUP_MAX_RANKS - 1, &o->rank, NULL, NULL},
+        {"--spec", 0, DEC_MAX_SPEC, &o->spec, NULL, NULL},
     };
     int matched = 0;
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; ++k) {
@@ -257,6 +264,13 @@ static int parse_options(int argc, char **argv, options *o) {
             "cgr-decode: a group id needs --tp 2 or more and --rank below "
             "it (--tp %d, --rank %d)\n",
             o->tp, o->rank);
+    return 0;
+  }
+  /* A group replays one key per bucket (cgr_group has no keys yet), and
+   * --spec's verify step needs a second one. */
+  if (o->spec > 0 && o->tp > 1) {
+    fprintf(stderr, "cgr-decode: --spec with --tp is not supported yet (a "
+                    "group's step carries one token per request)\n");
     return 0;
   }
   /* --max-seq is given in tokens; the page table holds pages. */
@@ -332,6 +346,14 @@ static int engine_open(engine *e, const options *o, int32_t tp,
   memset(e, 0, sizeof *e);
   cgr_config config;
   cgr_config_init(&config);
+  /* --spec: a graph per bucket for plain steps (prefill, whose every
+   * prompt token is a request of one token) and one for verify steps of
+   * K + 1 tokens per request. */
+  uint32_t tokens_per_request[2] = {1, (uint32_t)o->spec + 1};
+  if (o->spec > 0) {
+    config.tokens_per_request = tokens_per_request;
+    config.tokens_per_request_count = 2;
+  }
   config.backend = o->backend;
   config.buckets = buckets;
   config.bucket_count = bucket_count;
@@ -513,6 +535,14 @@ static void report(const options *o, const engine *e,
                         : check_passed(o, e, stats) ? "pass"
                                                     : "FAIL";
   const dec_model *model = &e->models[0];
+  /* --spec: drafts the model agreed with, and tokens per request per
+   * step (1 without a draft). */
+  double acceptance = stats->drafted > 0 ? (double)stats->accepted_drafts /
+                                               (double)stats->drafted
+                                         : 0.0;
+  double per_step = stats->request_steps > 0 ? (double)stats->decode_tokens /
+                                                   (double)stats->request_steps
+                                             : 0.0;
   if (o->json) {
     printf("{\"program\":\"cgr-decode\",\"cgr\":\"%s\",\"backend\":\"%s\","
            "\"backend_reason\":\"%s\",\"timing\":\"%s\",\"mode\":\"%s\",\"tp\":"
@@ -531,7 +561,9 @@ static void report(const options *o, const engine *e,
            "\"checked_steps\":%lld,\"mismatched_steps\":%lld,"
            "\"compared_tokens\":%lld,\"mismatched_tokens\":%lld,"
            "\"max_logit_diff\":%g,\"reference_tokens\":%lld,"
-           "\"reference_mismatches\":%lld}\n",
+           "\"reference_mismatches\":%lld,\"spec\":%d,\"drafted\":%lld,"
+           "\"accepted_drafts\":%lld,\"acceptance_rate\":%.4f,"
+           "\"tokens_per_request_step\":%.4f}\n",
            cgr_version_string(), cgr_backend_name(e->rt),
            cgr_backend_reason(e->rt), on_host ? "cpu" : "gpu",
            mode_label(o->mode), o->tp, o->group_id != NULL ? o->rank : 0,
@@ -552,7 +584,9 @@ static void report(const options *o, const engine *e,
            (long long)stats->compared_tokens,
            (long long)stats->mismatched_tokens, (double)stats->max_logit_diff,
            (long long)stats->reference_tokens,
-           (long long)stats->reference_mismatches);
+           (long long)stats->reference_mismatches, o->spec,
+           (long long)stats->drafted, (long long)stats->accepted_drafts,
+           acceptance, per_step);
     return;
   }
   printf("cgr-decode %s: backend %s (%s)\n", cgr_version_string(),
@@ -580,9 +614,15 @@ static void report(const options *o, const engine *e,
          o->trace.requests, o->trace.max_prompt, o->trace.max_new,
          o->trace.max_batch, (unsigned long long)o->trace.seed,
          mode_label(o->mode));
-  printf("capture: %llu buckets x 2 sets = %llu graphs in %.1f ms\n",
-         (unsigned long long)capture.buckets,
-         (unsigned long long)capture.graphs, e->capture_ms);
+  if (o->spec > 0)
+    printf("capture: %llu buckets x 2 keys (1 and %d tokens per request) x 2 "
+           "sets = %llu graphs in %.1f ms\n",
+           (unsigned long long)capture.buckets, o->spec + 1,
+           (unsigned long long)capture.graphs, e->capture_ms);
+  else
+    printf("capture: %llu buckets x 2 sets = %llu graphs in %.1f ms\n",
+           (unsigned long long)capture.buckets,
+           (unsigned long long)capture.graphs, e->capture_ms);
   printf("memory: arena %.2f MiB (shared by all buckets), slots %.2f MiB, "
          "weights %.2f MiB, KV cache %.2f MiB\n",
          (double)capture.arena_bytes / 1048576.0,
@@ -598,7 +638,9 @@ static void report(const options *o, const engine *e,
          "device %lld times (before prefills%s)\n",
          p50, p99, stats->prepare_ms * mean, stats->replay_ms * mean,
          stats->rest_ms * mean, (long long)stats->host_waits,
-         o->mode == CGR_REPLAY_IN_GRAPH
+         o->spec > 0 ? "; and after every verify step: its acceptance "
+                       "decides the next step's tokens"
+         : o->mode == CGR_REPLAY_IN_GRAPH
              ? "; in-graph mode takes no feedback: each step's tokens are "
                "read before the next"
              : "");
@@ -608,7 +650,14 @@ static void report(const options *o, const engine *e,
            gpu_p50, gpu_p99);
   else if (!on_host)
     printf("decode step (GPU events): not measured\n");
-  printf("tokens: hash %016llx (every --mode must give the same)\n",
+  if (o->spec > 0)
+    printf("speculative: --spec %d, an n-gram draft verified in steps of %d "
+           "tokens per request: %lld of %lld draft tokens accepted (%.1f%%), "
+           "%.2f tokens per request per step\n",
+           o->spec, o->spec + 1, (long long)stats->accepted_drafts,
+           (long long)stats->drafted, 100.0 * acceptance, per_step);
+  printf("tokens: hash %016llx (every --mode and --spec must give the "
+         "same)\n",
          (unsigned long long)stats->token_hash);
   if (o->check)
     printf("check: %s: %lld steps compared with eager runs, %lld "
@@ -669,7 +718,7 @@ int main(int argc, char **argv) {
     cgr_status served =
         dec_serve(&main_engine.models[0],
                   checking ? &check_engine.models[0] : NULL, reference,
-                  &o.trace, o.mode, o.progress && !o.json, &stats, why,
+                  &o.trace, o.mode, o.spec, o.progress && !o.json, &stats, why,
                   sizeof why);
     if (served != CGR_OK) {
       fprintf(stderr, "cgr-decode: %s: %s\n", cgr_status_name(served), why);

@@ -177,48 +177,65 @@ void dec_host_kv_write(const void *opaque) {
   }
 }
 
+/* One query token over its first `len` keys: the loop a decode step of one
+ * token per request runs, so a token of a verify step (q > 1) computes
+ * the very floats the same token would as a step of its own. */
+static void attend(const dec_attention_args *a, const float *q_row,
+                   const int32_t *pages, int32_t len, float *scores,
+                   float *out) {
+  int32_t width = a->heads * a->head_dim;
+  for (int32_t h = 0; h < a->heads; ++h) {
+    const float *q = q_row + h * a->head_dim;
+    float *o = out + h * a->head_dim;
+    memset(o, 0, (size_t)a->head_dim * sizeof *o);
+    if (len <= 0)
+      continue;
+    float max = -INFINITY;
+    for (int32_t t = 0; t < len; ++t) {
+      int64_t slot =
+          (int64_t)pages[t / a->page_size] * a->page_size + t % a->page_size;
+      const float *k = a->k_cache + slot * width + h * a->head_dim;
+      float dot = 0.0f;
+      for (int32_t d = 0; d < a->head_dim; ++d)
+        dot += q[d] * k[d];
+      float score = a->scale * dot;
+      scores[(int64_t)t * a->heads + h] = score;
+      if (score > max)
+        max = score;
+    }
+    float sum = 0.0f;
+    for (int32_t t = 0; t < len; ++t) {
+      float p = expf(scores[(int64_t)t * a->heads + h] - max);
+      scores[(int64_t)t * a->heads + h] = p;
+      sum += p;
+    }
+    for (int32_t t = 0; t < len; ++t) {
+      int64_t slot =
+          (int64_t)pages[t / a->page_size] * a->page_size + t % a->page_size;
+      const float *v = a->v_cache + slot * width + h * a->head_dim;
+      float p = scores[(int64_t)t * a->heads + h] / sum;
+      for (int32_t d = 0; d < a->head_dim; ++d)
+        o[d] += p * v[d];
+    }
+  }
+}
+
 void dec_host_attention(const void *opaque) {
   const dec_attention_args *a = opaque;
   int32_t width = a->heads * a->head_dim;
+  int32_t q = a->tokens_per_request > 1 ? a->tokens_per_request : 1;
   for (int32_t r = 0; r < a->rows; ++r) {
-    int32_t len = a->seq_lens[r];
-    const float *q_row = a->qkv + (int64_t)a->cu_seqlens_q[r] * 3 * width;
+    int32_t seq_len = a->seq_lens[r];
     const int32_t *pages = a->page_table + (int64_t)r * a->pages_per_seq;
-    float *scores = a->scores + (int64_t)a->cu_seqlens_k[r] * a->heads;
-    float *out = a->out + (int64_t)r * width;
-    for (int32_t h = 0; h < a->heads; ++h) {
-      const float *q = q_row + h * a->head_dim;
-      float *o = out + h * a->head_dim;
-      memset(o, 0, (size_t)a->head_dim * sizeof *o);
-      if (len <= 0)
-        continue;
-      float max = -INFINITY;
-      for (int32_t t = 0; t < len; ++t) {
-        int64_t slot =
-            (int64_t)pages[t / a->page_size] * a->page_size + t % a->page_size;
-        const float *k = a->k_cache + slot * width + h * a->head_dim;
-        float dot = 0.0f;
-        for (int32_t d = 0; d < a->head_dim; ++d)
-          dot += q[d] * k[d];
-        float score = a->scale * dot;
-        scores[(int64_t)t * a->heads + h] = score;
-        if (score > max)
-          max = score;
-      }
-      float sum = 0.0f;
-      for (int32_t t = 0; t < len; ++t) {
-        float p = expf(scores[(int64_t)t * a->heads + h] - max);
-        scores[(int64_t)t * a->heads + h] = p;
-        sum += p;
-      }
-      for (int32_t t = 0; t < len; ++t) {
-        int64_t slot =
-            (int64_t)pages[t / a->page_size] * a->page_size + t % a->page_size;
-        const float *v = a->v_cache + slot * width + h * a->head_dim;
-        float p = scores[(int64_t)t * a->heads + h] / sum;
-        for (int32_t d = 0; d < a->head_dim; ++d)
-          o[d] += p * v[d];
-      }
+    for (int32_t t = 0; t < q; ++t) {
+      int64_t row = (int64_t)a->cu_seqlens_q[r] + t;
+      /* Padding (seq_len 0) attends to nothing, whatever its token. */
+      int32_t len = seq_len > 0 ? seq_len - (q - 1 - t) : 0;
+      float *scores =
+          a->scores +
+          ((int64_t)a->cu_seqlens_k[r] * q + (int64_t)t * seq_len) * a->heads;
+      attend(a, a->qkv + row * 3 * width, pages, len, scores,
+             a->out + row * width);
     }
   }
 }

@@ -402,7 +402,10 @@ __global__ void __launch_bounds__(kFlatThreads)
 // attention
 // ---------------------------------------------------------------------------
 
-// One block per (row, head). Phase 1: threads over tokens compute the
+// One block per (query token, head): request r's token t (of q per request)
+// is row cu_seqlens_q[r] + t and sees the first seq_lens[r] - (q - 1 - t)
+// keys, so each query runs the loop a step of one token per request runs
+// for it. Phase 1: threads over tokens compute the
 // scores (each thread reads its token's whole key, as float4 when the
 // layout allows), write them to `scores` and reduce the max. Phase 2: the
 // same threads revisit the same tokens, replace each score by
@@ -428,13 +431,18 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int tid = threadIdx.x;
   const int hd = a.head_dim;
   const int heads = a.heads;
-  const int r = blockIdx.x / heads;
+  const int q_per = a.tokens_per_request > 1 ? a.tokens_per_request : 1;
+  const int64_t query = blockIdx.x / heads;
+  const int r = (int)(query / q_per);
+  const int tok = (int)(query % q_per);
   const int h = blockIdx.x % heads;
   const int64_t width = (int64_t)heads * hd;
   const int64_t head_off = (int64_t)h * hd;
-  float *__restrict__ out = a.out + (int64_t)r * width + head_off;
+  const int64_t row = (int64_t)__ldg(a.cu_seqlens_q + r) + tok;
+  float *__restrict__ out = a.out + row * width + head_off;
 
-  const int len = __ldg(a.seq_lens + r);
+  const int seq_len = __ldg(a.seq_lens + r);
+  const int len = seq_len > 0 ? seq_len - (q_per - 1 - tok) : 0;
   if (len <= 0) {
     // Padding rows: the whole block leaves here together, before any
     // barrier.
@@ -443,8 +451,7 @@ __global__ void __launch_bounds__(kAttnThreads)
     return;
   }
 
-  const float *__restrict__ q =
-      a.qkv + (int64_t)__ldg(a.cu_seqlens_q + r) * 3 * width + head_off;
+  const float *__restrict__ q = a.qkv + row * 3 * width + head_off;
   for (int d = tid; d < hd; d += kAttnThreads)
     s_q[d] = __ldg(q + d);
   __syncthreads();
@@ -454,11 +461,14 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int ps = a.page_size;
   const float *__restrict__ k_cache = a.k_cache;
   const float *__restrict__ v_cache = a.v_cache;
-  // Scores of token t are at scores[(cu_seqlens_k[r] + t) * heads + h]. They
-  // are written and read back within this block, so plain (coherent) loads
-  // read them, never the read-only path.
+  // Scores of key t are at scores[(cu_seqlens_k[r] * q + tok * seq_len + t)
+  // * heads + h]. They are written and read back within this block, so plain
+  // (coherent) loads read them, never the read-only path.
   float *__restrict__ scores =
-      a.scores + (int64_t)__ldg(a.cu_seqlens_k + r) * heads + h;
+      a.scores +
+      ((int64_t)__ldg(a.cu_seqlens_k + r) * q_per + (int64_t)tok * seq_len) *
+          heads +
+      h;
 
   float local_max = -INFINITY;
   for (int t = tid; t < len; t += kAttnThreads) {
@@ -676,7 +686,8 @@ extern "C" int dec_cuda_attention(void *stream, const void *args) {
   const dec_attention_args *a = (const dec_attention_args *)args;
   if (a->rows <= 0 || a->heads <= 0 || a->head_dim <= 0)
     return (int)cudaSuccess;
-  const int64_t blocks = (int64_t)a->rows * a->heads;
+  const int64_t q = a->tokens_per_request > 1 ? a->tokens_per_request : 1;
+  const int64_t blocks = (int64_t)a->rows * q * a->heads;
   if (a->head_dim > kAttnMaxHeadDim || a->page_size <= 0 || blocks > kMaxGridX)
     return (int)cudaErrorInvalidValue;
   // float4 keys need head_dim % 4 == 0 and a 16-byte aligned cache base;

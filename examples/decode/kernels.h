@@ -4,8 +4,9 @@
  * is a cgr_kernel (the public definition): a CUDA launcher
  * (examples/decode/kernels.cu) and a host twin (examples/decode/
  * host_kernels.c) with the same arguments and the same result up to float
- * rounding. Matrices are row-major; "rows" are the batch's rows (one token
- * each); `rows` below is the padded batch size.
+ * rounding. Matrices are row-major; "rows" are the step's token rows (the
+ * padded batch size times the tokens per request q: one token each),
+ * except for attention, whose `rows` are requests of q tokens.
  *
  * KV cache layout, per layer: [pages][page_size][heads][head_dim] floats;
  * token slot s lives at page s / page_size, offset s % page_size.
@@ -117,17 +118,25 @@ typedef struct dec_kv_write_args {
 } dec_kv_write_args;
 
 /*
- * Paged attention for one query token per row. Row r's query is
- * q = qkv[cu_seqlens_q[r]] (decode: r itself); its keys are the first
- * seq_lens[r] tokens of its sequence, token t at slot
- * page_table[r][t / page_size] * page_size + t % page_size. `scores` is
- * scratch: row r uses entries [cu_seqlens_k[r] * heads, ...) (the prefix
- * sums of seq_lens) and leaves unnormalized exp(score - max) there. Then
- * out[r] = sum_t p_t v_t / sum_t p_t per head. A row with seq_len 0
- * (padding) gets zeros. Trusted, not checked: page_table entries name
- * pages of the cache, seq_lens[r] <= pages_per_seq * page_size, and
- * cu_seqlens_k holds the prefix sums of seq_lens (the slots' declared pad
- * values and validation mode keep padded rows within these).
+ * Paged attention over `rows` requests of q = tokens_per_request query
+ * tokens each (0 counts as 1: a decode step, or a prefill whose every
+ * prompt token is a request of its own). Request r's token t (t < q) is
+ * row cu_seqlens_q[r] + t of qkv and of out; every request carries q
+ * tokens, so cu_seqlens_q is 0, q, 2q, .... Its keys are the first
+ * seq_lens[r] - (q - 1 - t) tokens of the request's sequence (seq_lens[r]
+ * counts the step's q new tokens, whose KV the step writes first: token t
+ * sees the cache and the new tokens up to itself, causally), token i at
+ * slot page_table[r][i / page_size] * page_size + i % page_size. So a
+ * query computes exactly what a step of q = 1 at its position computes,
+ * in the same order. `scores` is scratch: request r's token t uses the
+ * entries from (cu_seqlens_k[r] * q + t * seq_lens[r]) * heads on (the
+ * prefix sums of seq_lens) and leaves unnormalized exp(score - max) there.
+ * Then out = sum_i p_i v_i / sum_i p_i per head. A token with no keys
+ * (padding: seq_len 0) gets zeros. Trusted, not checked: page_table
+ * entries name pages of the cache, seq_lens[r] <= pages_per_seq *
+ * page_size, and cu_seqlens_k holds the prefix sums of seq_lens (the
+ * slots' declared pad values and validation mode keep padded rows within
+ * these).
  */
 typedef struct dec_attention_args {
   const float *qkv;
@@ -137,10 +146,11 @@ typedef struct dec_attention_args {
   const int32_t *cu_seqlens_q; /* [rows + 1] */
   const float *k_cache;
   const float *v_cache;
-  float *scores; /* [total tokens][heads] */
-  float *out;    /* [rows][heads * head_dim] */
+  float *scores; /* [rows * q * the longest seq_len][heads] */
+  float *out;    /* [rows * q][heads * head_dim] */
   int32_t rows, heads, head_dim, page_size, pages_per_seq;
   float scale;
+  int32_t tokens_per_request; /* q; 0 means 1 */
 } dec_attention_args;
 
 /* out[r][i] = silu(gate_up[r][i]) * gate_up[r][mlp + i]. */

@@ -425,10 +425,12 @@ typedef struct slot_target {
 } slot_target;
 
 static cgr_status declare(slot_target rt, const char *name, cgr_slot_kind kind,
-                          uint32_t elem_size, uint64_t row_elems, uint64_t pad,
-                          int64_t valid_max, cgr_slot *out) {
+                          cgr_slot_scale scale, uint32_t elem_size,
+                          uint64_t row_elems, uint64_t pad, int64_t valid_max,
+                          cgr_slot *out) {
   cgr_slot_desc desc;
-  cgr_slot_desc_init(&desc, name, kind, elem_size, row_elems);
+  CHECK(cgr_slot_desc_init(&desc, name, kind, elem_size, row_elems));
+  desc.scale = scale;
   desc.pad_value = pad;
   if (kind == CGR_SLOT_CONSTANT)
     desc.extra_elems = 1; /* cu_seqlens_q = 0..bs */
@@ -442,31 +444,39 @@ static cgr_status declare(slot_target rt, const char *name, cgr_slot_kind kind,
 
 /* The metadata a serving engine's decode step takes, with the values its
  * padded rows hold: token 0, position 0, length 0 (attention over nothing),
- * and the dummy page, so a padded row writes only the dummy page's KV. */
+ * and the dummy page, so a padded row writes only the dummy page's KV.
+ * What a token carries (its id, position, KV slot, logits and next token)
+ * has a row per token, request r's token t in row r * q + t for a step of
+ * q tokens per request (a verify step of speculative decoding); what a
+ * request carries (its length, page table row) a row per request. With
+ * q = 1, the plain decode step, the two are the same rows. */
 static cgr_status declare_slots(dec_model *m, cgr_group *group) {
   const dec_config *c = &m->config;
   slot_target rt = {m->rt, group};
   uint32_t dummy_page = (uint32_t)dec_dummy_page(c);
   uint32_t dummy_slot = dummy_page * (uint32_t)c->page_size;
-  CHECK(declare(rt, "input_ids", CGR_SLOT_ROWS, 4, 1, 0, c->vocab - 1,
+  const cgr_slot_scale token = CGR_SCALE_TOKEN, request = CGR_SCALE_REQUEST;
+  CHECK(declare(rt, "input_ids", CGR_SLOT_ROWS, token, 4, 1, 0, c->vocab - 1,
                 &m->slot.input_ids));
-  CHECK(declare(rt, "positions", CGR_SLOT_ROWS, 4, 1, 0,
+  CHECK(declare(rt, "positions", CGR_SLOT_ROWS, token, 4, 1, 0,
                 (int64_t)c->pages_per_seq * c->page_size - 1,
                 &m->slot.positions));
-  CHECK(declare(rt, "seq_lens", CGR_SLOT_ROWS, 4, 1, 0,
+  CHECK(declare(rt, "seq_lens", CGR_SLOT_ROWS, request, 4, 1, 0,
                 (int64_t)c->pages_per_seq * c->page_size, &m->slot.seq_lens));
-  CHECK(declare(rt, "cu_seqlens_k", CGR_SLOT_PREFIX, 4, 1, 0, 0,
+  CHECK(declare(rt, "cu_seqlens_k", CGR_SLOT_PREFIX, request, 4, 1, 0, 0,
                 &m->slot.cu_seqlens_k));
-  CHECK(declare(rt, "cu_seqlens_q", CGR_SLOT_CONSTANT, 4, 1, 0, 0,
+  /* 0, q, 2q, ...: where each request's tokens start. */
+  CHECK(declare(rt, "cu_seqlens_q", CGR_SLOT_CONSTANT, request, 4, 1, 0, 0,
                 &m->slot.cu_seqlens_q));
-  CHECK(declare(rt, "out_loc", CGR_SLOT_ROWS, 4, 1, dummy_slot,
+  CHECK(declare(rt, "out_loc", CGR_SLOT_ROWS, token, 4, 1, dummy_slot,
                 (int64_t)c->pages * c->page_size - 1, &m->slot.out_loc));
-  CHECK(declare(rt, "page_table", CGR_SLOT_ROWS, 4, (uint64_t)c->pages_per_seq,
-                dummy_page, c->pages - 1, &m->slot.page_table));
-  CHECK(declare(rt, "logits", CGR_SLOT_OUTPUT, 4, (uint64_t)c->vocab, 0, 0,
-                &m->slot.logits));
-  CHECK(
-      declare(rt, "next_ids", CGR_SLOT_OUTPUT, 4, 1, 0, 0, &m->slot.next_ids));
+  CHECK(declare(rt, "page_table", CGR_SLOT_ROWS, request, 4,
+                (uint64_t)c->pages_per_seq, dummy_page, c->pages - 1,
+                &m->slot.page_table));
+  CHECK(declare(rt, "logits", CGR_SLOT_OUTPUT, token, 4, (uint64_t)c->vocab, 0,
+                0, &m->slot.logits));
+  CHECK(declare(rt, "next_ids", CGR_SLOT_OUTPUT, token, 4, 1, 0, 0,
+                &m->slot.next_ids));
   /* The sampled tokens become the next step's input_ids on the device. */
   return group != NULL
              ? cgr_group_slot_feed(group, m->slot.next_ids, m->slot.input_ids)
@@ -675,7 +685,11 @@ cgr_status dec_step(cgr_step *step, void *user) {
   dec_model *m =
       (dec_model *)user + (cgr_step_rank(step) - ((dec_model *)user)->rank);
   const dec_config *c = &m->config;
-  int32_t rows = (int32_t)cgr_step_padded_batch(step);
+  /* `requests` requests of q tokens each: `rows` token rows, on which
+   * every kernel but attention runs row by row. */
+  int32_t requests = (int32_t)cgr_step_padded_batch(step);
+  int32_t q = (int32_t)cgr_step_tokens_per_request(step);
+  int32_t rows = requests * q;
   /* This rank's share: its heads, its MLP columns (all of them for one). */
   int32_t h = c->hidden, heads = c->heads / m->ranks;
   int32_t width = heads * c->head_dim, mlp = c->mlp / m->ranks;
@@ -725,12 +739,13 @@ cgr_status dec_step(cgr_step *step, void *user) {
                                     v_cache,
                                     scores,
                                     attn,
-                                    rows,
+                                    requests,
                                     heads,
                                     c->head_dim,
                                     c->page_size,
                                     c->pages_per_seq,
-                                    1.0f / sqrtf((float)c->head_dim)};
+                                    1.0f / sqrtf((float)c->head_dim),
+                                    q};
     CHECK(launch(step, &dec_kernel_attention, &attention));
     CHECK(row_parallel(step, m, attn, w->wo, w->wo_bf16, hidden, part, rows,
                        width));

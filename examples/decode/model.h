@@ -1,10 +1,11 @@
 /*
  * The example model: a small decoder-only transformer with random weights
- * from a seed, run one token per row over a paged KV cache, the way a
- * serving engine's decode step is. Everything a user of cgr writes: the
- * weights and cache in device memory it owns, the slots it declares, the
- * step function cgr captures, and a plain-C reference forward (no cgr) to
- * check it against.
+ * from a seed, run over a paged KV cache the way a serving engine's decode
+ * step is: q tokens per request (1 for plain decoding, K + 1 for a verify
+ * step of speculative decoding), one token per row. Everything a user of
+ * cgr writes: the weights and cache in device memory it owns, the slots it
+ * declares, the step function cgr captures, and a plain-C reference
+ * forward (no cgr) to check it against.
  */
 #ifndef CGR_EXAMPLE_DECODE_MODEL_H
 #define CGR_EXAMPLE_DECODE_MODEL_H

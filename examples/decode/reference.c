@@ -80,7 +80,8 @@ int32_t dec_reference_step(dec_reference *ref, int32_t token, float *logits) {
                             c->head_dim,
                             c->page_size,
                             pages,
-                            1.0f / sqrtf((float)c->head_dim)};
+                            1.0f / sqrtf((float)c->head_dim),
+                            1};
     dec_host_attention(&a);
     dec_matmul_args m2 = {attn, lw->wo, hidden, 1, h, h, 1, DEC_SUM_BLOCKS};
     dec_host_matmul(&m2);

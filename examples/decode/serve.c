@@ -4,74 +4,26 @@
  * step through cgr. Sampled tokens flow into the next step on the device
  * (feedback); the host reads each step's tokens one step late, while the
  * next step already runs, the way a serving engine streams them out.
+ * With --spec each decode step is a verify step instead (spec.c). A
+ * step's rows, replay and check are in rows.c.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#include "serve.h"
+#include "server.h"
 
 #ifdef CGR_HAVE_CUDA
-#include <cuda_runtime_api.h>
-
 #include <cgr/cgr_cuda.h>
 #endif
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static double now_ms(void) {
+double dec_now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
-
-typedef struct request {
-  int32_t id, prompt_len, max_new;
-  int32_t *prompt;
-  int32_t length;      /* tokens in the KV cache */
-  int32_t generated;   /* tokens sampled so far */
-  int32_t token;       /* the next input token, when the host knows it */
-  int32_t check_token; /* the same for the check model */
-  int32_t row;         /* row in the last decode step, -1 if none */
-  int32_t *pages;
-  int32_t page_count;
-  dec_reference ref;
-  int has_ref;
-} request;
-
-/* Everything one run holds. */
-typedef struct server {
-  dec_model *model, *check;
-  const dec_config *config;
-  const dec_trace_config *trace;
-  int reference;
-  request *requests;
-  request **active; /* in row order */
-  int32_t active_count;
-  int32_t *free_pages;
-  int32_t free_count;
-  /* A decode step whose tokens the host has not read yet. */
-  int pending;
-  cgr_ticket pending_ticket;
-  int64_t pending_step; /* its decode step number */
-  request *pending_rows[4096];
-  int32_t pending_count;
-  int32_t *check_ids;  /* the check model's tokens of the pending step */
-  float *check_logits; /* ... and its logits */
-  int feed_ok; /* the last step was a graph replay the next may continue */
-  cgr_replay_mode mode; /* the decode steps' mode */
-#ifdef CGR_HAVE_CUDA
-  /* GPU time of a decode step: events around it on the main stream, a
-   * pair per step parity, read when the step is settled. */
-  cudaEvent_t gpu_events[2][2];
-  int gpu_timing;
-#endif
-  dec_run_stats *stats;
-  char *why;
-  size_t why_size;
-  char rank_error[512]; /* a rank's batch refused its inputs */
-} server;
 
 /* The message of m's last failure: its group's, or its runtime's. A
  * failure of one rank's batch is that rank's runtime's (run() keeps it). */
@@ -82,28 +34,47 @@ static const char *last_error(const server *s, const dec_model *m) {
                           : cgr_last_error(m->rt);
 }
 
-static cgr_status fail(server *s, cgr_status status, const char *what) {
+cgr_status dec_fail(server *s, cgr_status status, const char *what) {
   snprintf(s->why, s->why_size, "%s: %s: %s", what, cgr_status_name(status),
            last_error(s, s->model));
   return status;
 }
 
+/* A verify step writes the KV of its K drafts past the request's last
+ * input token: --spec reserves their pages too. */
 static int32_t pages_needed(const server *s, const request *r) {
-  int32_t tokens = r->prompt_len + r->max_new;
+  int32_t tokens = r->prompt_len + r->max_new + s->spec;
   return (tokens + s->config->page_size - 1) / s->config->page_size;
 }
 
-static void hash_token(server *s, const request *r, int32_t token) {
-  uint64_t h = s->stats->token_hash ? s->stats->token_hash
-                                    : UINT64_C(1469598103934665603);
-  uint64_t values[2] = {(uint64_t)r->id, (uint64_t)(uint32_t)token};
-  for (int i = 0; i < 2; ++i)
-    for (int b = 0; b < 8; ++b) {
-      h ^= (values[i] >> (8 * b)) & 0xFF;
-      h *= UINT64_C(1099511628211);
-    }
-  s->stats->token_hash = h;
+/* FNV-1a over the 8 bytes of `value`. */
+static uint64_t fnv(uint64_t h, uint64_t value) {
+  for (int b = 0; b < 8; ++b) {
+    h ^= (value >> (8 * b)) & 0xFF;
+    h *= UINT64_C(1099511628211);
+  }
+  return h;
+}
+
+#define FNV_OFFSET UINT64_C(1469598103934665603)
+
+/* Each request hashes its own tokens in order; the run's hash combines
+ * the requests in id order (run_hash). So the hash says which tokens each
+ * request generated, not how steps interleaved them: plain decoding and
+ * --spec, whose steps make several tokens per request, give the same. */
+void dec_hash_token(server *s, request *req, int32_t token) {
+  req->hash = fnv(req->hash, (uint64_t)(uint32_t)token);
+  if (req->history != NULL)
+    req->history[req->history_len++] = token;
   s->stats->tokens++;
+}
+
+static uint64_t run_hash(const server *s) {
+  uint64_t h = FNV_OFFSET;
+  for (int32_t i = 0; i < s->trace->requests; ++i)
+    if (s->requests[i].hash != FNV_OFFSET)
+      h = fnv(fnv(h, (uint64_t)s->requests[i].id), s->requests[i].hash);
+  return h;
 }
 
 /* GPU timing (CUDA only). */
@@ -127,7 +98,7 @@ static void gpu_timing_close(server *s) {
 }
 
 /* Records the start (which 0) or end (1) of decode step `step`. */
-static void gpu_mark(server *s, int64_t step, int which) {
+void dec_gpu_mark(server *s, int64_t step, int which) {
   cudaStream_t stream = NULL;
   if (!s->gpu_timing ||
       cgr_cuda_stream(s->model->rt, CGR_STREAM_MAIN, &stream) != CGR_OK ||
@@ -138,7 +109,7 @@ static void gpu_mark(server *s, int64_t step, int which) {
 }
 
 /* The GPU time of a settled step (its events have completed). */
-static void gpu_read(server *s, int64_t step) {
+void dec_gpu_read(server *s, int64_t step) {
   float ms = 0.0f;
   if (!s->gpu_timing)
     return;
@@ -153,189 +124,21 @@ static void gpu_read(server *s, int64_t step) {
 #else
 static void gpu_timing_open(server *s) { (void)s; }
 static void gpu_timing_close(server *s) { (void)s; }
-static void gpu_mark(server *s, int64_t step, int which) {
+void dec_gpu_mark(server *s, int64_t step, int which) {
   (void)s;
   (void)step;
   (void)which;
 }
-static void gpu_read(server *s, int64_t step) {
+void dec_gpu_read(server *s, int64_t step) {
   (void)s;
   (void)step;
 }
 #endif
 
-/* ---- one step's inputs ------------------------------------------------------
- */
-
-typedef struct rows {
-  int32_t count;
-  int32_t *ids, *positions, *seq_lens, *cu_k, *out_loc, *page_table;
-  int32_t *prev_rows; /* feedback */
-} rows;
-
-static int rows_alloc(rows *r, int32_t count, int32_t width) {
-  memset(r, 0, sizeof *r);
-  r->count = count;
-  r->ids = calloc((size_t)count, 4);
-  r->positions = calloc((size_t)count, 4);
-  r->seq_lens = calloc((size_t)count, 4);
-  r->cu_k = calloc((size_t)count + 1, 4);
-  r->out_loc = calloc((size_t)count, 4);
-  r->page_table = calloc((size_t)count * width, 4);
-  r->prev_rows = calloc((size_t)count, 4);
-  return r->ids && r->positions && r->seq_lens && r->cu_k && r->out_loc &&
-         r->page_table && r->prev_rows;
-}
-
-static void rows_free(rows *r) {
-  free(r->ids);
-  free(r->positions);
-  free(r->seq_lens);
-  free(r->cu_k);
-  free(r->out_loc);
-  free(r->page_table);
-  free(r->prev_rows);
-}
-
-/* Row j holds token `token` of request `req` at position `position`. */
-static void set_row(const server *s, rows *r, int32_t j, const request *req,
-                    int32_t token, int32_t position) {
-  const dec_config *c = s->config;
-  r->ids[j] = token;
-  r->positions[j] = position;
-  r->seq_lens[j] = position + 1;
-  r->cu_k[j + 1] = r->cu_k[j] + position + 1;
-  r->out_loc[j] = req->pages[position / c->page_size] * c->page_size +
-                  position % c->page_size;
-  int32_t *table = r->page_table + (size_t)j * c->pages_per_seq;
-  for (int32_t p = 0; p < c->pages_per_seq; ++p)
-    table[p] = p < req->page_count ? req->pages[p] : dec_dummy_page(c);
-}
-
-/* Gives a batch its rows: every slot from the host, input_ids by feedback
- * when `feedback`. */
-static cgr_status give(const server *s, const dec_model *m, cgr_batch *batch,
-                       const rows *r, int feedback) {
-  const dec_config *c = s->config;
-  size_t n = (size_t)r->count;
-  cgr_status status =
-      feedback
-          ? cgr_batch_feedback(batch, m->slot.input_ids, r->prev_rows, NULL, 0)
-          : cgr_batch_input(batch, m->slot.input_ids, CGR_SOURCE_HOST, r->ids,
-                            n * 4);
-  if (status == CGR_OK)
-    status = cgr_batch_input(batch, m->slot.positions, CGR_SOURCE_HOST,
-                             r->positions, n * 4);
-  if (status == CGR_OK)
-    status = cgr_batch_input(batch, m->slot.seq_lens, CGR_SOURCE_HOST,
-                             r->seq_lens, n * 4);
-  if (status == CGR_OK)
-    status = cgr_batch_input(batch, m->slot.cu_seqlens_k, CGR_SOURCE_HOST,
-                             r->cu_k, (n + 1) * 4);
-  if (status == CGR_OK)
-    status = cgr_batch_input(batch, m->slot.out_loc, CGR_SOURCE_HOST,
-                             r->out_loc, n * 4);
-  if (status == CGR_OK)
-    status = cgr_batch_input(batch, m->slot.page_table, CGR_SOURCE_HOST,
-                             r->page_table, n * c->pages_per_seq * 4);
-  return status;
-}
-
-/* Opens a batch on m, gives it `r`, replays it. A batch refused halfway is
- * discarded, its message kept. A group's step gives every rank's batch the
- * same rows: the ranks differ in their weights, not in their inputs. */
-static cgr_status run(server *s, dec_model *m, const rows *r, int feedback,
-                      cgr_ticket *ticket) {
-  s->rank_error[0] = '\0';
-  if (m->group == NULL) {
-    cgr_batch *batch = NULL;
-    cgr_status status = cgr_batch_begin(m->rt, (uint32_t)r->count, &batch);
-    if (status != CGR_OK)
-      return status;
-    status = give(s, m, batch, r, feedback);
-    if (status != CGR_OK) {
-      cgr_batch_discard(batch);
-      return status;
-    }
-    return cgr_replay(m->rt, batch, ticket);
-  }
-  cgr_batch *batches[CGR_GROUP_MAX_RANKS] = {NULL};
-  cgr_status status =
-      cgr_group_batch_begin(m->group, (uint32_t)r->count, batches);
-  if (status != CGR_OK)
-    return status;
-  for (int32_t local = 0; local < cgr_group_ranks(m->group); ++local) {
-    const dec_model *share = &m->group_models[local];
-    status = give(s, share, batches[local], r, feedback);
-    if (status != CGR_OK) {
-      snprintf(s->rank_error, sizeof s->rank_error, "rank %d: %s",
-               (int)share->rank, cgr_last_error(share->rt));
-      cgr_group_batch_discard(m->group, batches);
-      return status;
-    }
-  }
-  return cgr_group_replay(m->group, batches, ticket);
-}
-
-/* The replay mode of m's runtime, or of every rank of its group. */
-static cgr_status set_mode(dec_model *m, cgr_replay_mode mode) {
-  return m->group != NULL ? cgr_group_set_replay_mode(m->group, mode)
-                          : cgr_set_replay_mode(m->rt, mode);
-}
-
-/* Reads `count` next_ids (and logits when not NULL) of a finished step:
- * for a group, rank 0's (every rank computed the same). */
-static cgr_status read_outputs(const dec_model *m, const cgr_ticket *ticket,
-                               int32_t *ids, float *logits, int32_t count) {
-  void *device = NULL;
-  cgr_status status = m->group != NULL ? cgr_group_ticket_wait(m->group, ticket)
-                                       : cgr_ticket_wait(m->rt, ticket);
-  if (status == CGR_OK)
-    status = cgr_output(m->rt, ticket, m->slot.next_ids, &device);
-  if (status == CGR_OK)
-    status = dec_copy(m, ids, device, (size_t)count * 4);
-  if (status == CGR_OK && logits != NULL) {
-    status = cgr_output(m->rt, ticket, m->slot.logits, &device);
-    if (status == CGR_OK)
-      status = dec_copy(m, logits, device, (size_t)count * m->config.vocab * 4);
-  }
-  return status;
-}
-
-/* Compares one step of the model with the check model's run of it. */
-static void compare(server *s, const int32_t *ids, const float *logits,
-                    const int32_t *check_ids, const float *check_logits,
-                    int32_t count) {
-  int mismatch = 0;
-  size_t vocab = (size_t)s->config->vocab;
-  for (int32_t j = 0; j < count; ++j) {
-    mismatch |= ids[j] != check_ids[j];
-    s->stats->mismatched_tokens += ids[j] != check_ids[j];
-    s->stats->compared_tokens++;
-    for (size_t v = 0; v < vocab; ++v) {
-      float diff = fabsf(logits[j * vocab + v] - check_logits[j * vocab + v]);
-      if (!(diff <= s->stats->max_logit_diff)) /* NaN counts */
-        s->stats->max_logit_diff = isnan(diff) ? INFINITY : diff;
-    }
-  }
-  s->stats->checked_steps++;
-  s->stats->mismatched_steps += mismatch;
-}
-
-/* The plain-C reference's token for one request's next position. */
-static void check_reference(server *s, request *req, int32_t token_in,
-                            int32_t token_out) {
-  if (!req->has_ref)
-    return;
-  int32_t expected = dec_reference_step(&req->ref, token_in, NULL);
-  s->stats->reference_tokens++;
-  s->stats->reference_mismatches += expected != token_out;
-}
-
 /* ---- the pending step: tokens read one step late
  * ------------------------------ */
 
-static void finish_request(server *s, request *req) {
+void dec_finish_request(server *s, request *req) {
   for (int32_t p = 0; p < req->page_count; ++p)
     s->free_pages[s->free_count++] = req->pages[p];
   req->page_count = 0;
@@ -355,21 +158,21 @@ static cgr_status settle(server *s) {
   float *logits = s->check ? malloc((size_t)n * s->config->vocab * 4) : NULL;
   cgr_status status = CGR_E_OUT_OF_MEMORY;
   if (ids != NULL && (s->check == NULL || logits != NULL))
-    status = read_outputs(s->model, &s->pending_ticket, ids, logits, n);
+    status = dec_read_outputs(s->model, &s->pending_ticket, ids, logits, n);
   if (status == CGR_OK && s->pending_ticket.set >= 0)
-    gpu_read(s, s->pending_step);
+    dec_gpu_read(s, s->pending_step);
   if (status == CGR_OK) {
     if (s->check != NULL)
-      compare(s, ids, logits, s->check_ids, s->check_logits, n);
+      dec_compare(s, ids, logits, s->check_ids, s->check_logits, n);
     for (int32_t j = 0; j < n; ++j) {
       request *req = s->pending_rows[j];
-      hash_token(s, req, ids[j]);
+      dec_hash_token(s, req, ids[j]);
       req->token = ids[j];
       if (req->generated >= req->max_new && req->page_count > 0)
-        finish_request(s, req);
+        dec_finish_request(s, req);
     }
   } else {
-    fail(s, status, "reading a decode step's tokens");
+    dec_fail(s, status, "reading a decode step's tokens");
   }
   free(ids);
   free(logits);
@@ -386,20 +189,21 @@ static cgr_status prefill(server *s, dec_model *m, request **fresh,
   int32_t total = 0;
   for (int32_t i = 0; i < count; ++i)
     total += fresh[i]->prompt_len;
-  rows r;
-  if (!rows_alloc(&r, total, s->config->pages_per_seq)) {
-    rows_free(&r);
+  dec_rows r;
+  if (!dec_rows_alloc(&r, total, 1, s->config->pages_per_seq)) {
+    dec_rows_free(&r);
     return CGR_E_OUT_OF_MEMORY;
   }
   int32_t j = 0;
   for (int32_t i = 0; i < count; ++i)
     for (int32_t t = 0; t < fresh[i]->prompt_len; ++t, ++j)
-      set_row(s, &r, j, fresh[i], fresh[i]->prompt[t], t);
+      dec_rows_set(s, &r, j, fresh[i], &fresh[i]->prompt[t], t);
   cgr_ticket ticket;
   int32_t *ids = malloc((size_t)total * 4);
-  cgr_status status = ids ? run(s, m, &r, 0, &ticket) : CGR_E_OUT_OF_MEMORY;
+  cgr_status status =
+      ids ? dec_rows_run(s, m, &r, 0, &ticket) : CGR_E_OUT_OF_MEMORY;
   if (status == CGR_OK)
-    status = read_outputs(m, &ticket, ids, NULL, total);
+    status = dec_read_outputs(m, &ticket, ids, NULL, total);
   if (status == CGR_OK) {
     int32_t last = -1;
     for (int32_t i = 0; i < count; ++i) {
@@ -408,7 +212,7 @@ static cgr_status prefill(server *s, dec_model *m, request **fresh,
     }
   }
   free(ids);
-  rows_free(&r);
+  dec_rows_free(&r);
   return status;
 }
 
@@ -419,10 +223,10 @@ static cgr_status prefill_all(server *s, request **fresh, int32_t count) {
   int32_t *check_first = malloc((size_t)count * 4);
   cgr_status status = CGR_E_OUT_OF_MEMORY;
   if (first != NULL && check_first != NULL)
-    status = set_mode(s->model, CGR_REPLAY_EAGER);
+    status = dec_set_mode(s->model, CGR_REPLAY_EAGER);
   if (status == CGR_OK) {
     status = prefill(s, s->model, fresh, count, first);
-    cgr_status restore = set_mode(s->model, s->mode);
+    cgr_status restore = dec_set_mode(s->model, s->mode);
     if (status == CGR_OK)
       status = restore;
   }
@@ -431,7 +235,7 @@ static cgr_status prefill_all(server *s, request **fresh, int32_t count) {
   if (status != CGR_OK) {
     free(first);
     free(check_first);
-    return fail(s, status, "a prefill step");
+    return dec_fail(s, status, "a prefill step");
   }
   s->stats->prefill_steps++;
   if (s->check != NULL) {
@@ -446,7 +250,7 @@ static cgr_status prefill_all(server *s, request **fresh, int32_t count) {
     req->token = first[i];
     req->check_token = s->check ? check_first[i] : first[i];
     req->row = -1;
-    hash_token(s, req, first[i]);
+    dec_hash_token(s, req, first[i]);
     if (req->has_ref) {
       int32_t expected = -1;
       for (int32_t t = 0; t < req->prompt_len; ++t)
@@ -480,6 +284,14 @@ static cgr_status admit(server *s, int32_t *next_request) {
     for (int32_t p = 0; p < need; ++p)
       req->pages[p] = s->free_pages[--s->free_count];
     req->page_count = need;
+    if (s->spec > 0) {
+      req->history =
+          malloc((size_t)(req->prompt_len + req->max_new) * sizeof(int32_t));
+      if (req->history == NULL)
+        return CGR_E_OUT_OF_MEMORY;
+      memcpy(req->history, req->prompt, (size_t)req->prompt_len * 4);
+      req->history_len = req->prompt_len;
+    }
     if (s->reference) {
       if (!dec_reference_init(&req->ref, s->config, &s->model->host,
                               req->prompt_len + req->max_new))
@@ -502,7 +314,7 @@ static cgr_status admit(server *s, int32_t *next_request) {
   s->feed_ok = 0;
   for (int32_t i = 0; i < count; ++i) {
     if (fresh[i]->generated >= fresh[i]->max_new)
-      finish_request(s, fresh[i]); /* done at its first token */
+      dec_finish_request(s, fresh[i]); /* done at its first token */
     else
       s->active[s->active_count++] = fresh[i];
   }
@@ -514,7 +326,7 @@ static cgr_status admit(server *s, int32_t *next_request) {
 
 /* One decode step of every active request. */
 static cgr_status decode(server *s) {
-  double start = now_ms();
+  double start = dec_now_ms();
   /* The in-graph mode loads host staging only: no feedback, so the host
    * reads each step's tokens before building the next (and waits). */
   if (s->mode == CGR_REPLAY_IN_GRAPH && s->pending) {
@@ -525,34 +337,34 @@ static cgr_status decode(server *s) {
     s->feed_ok = 0;
   }
   int32_t n = s->active_count;
-  rows r;
-  if (!rows_alloc(&r, n, s->config->pages_per_seq)) {
-    rows_free(&r);
+  dec_rows r;
+  if (!dec_rows_alloc(&r, n, 1, s->config->pages_per_seq)) {
+    dec_rows_free(&r);
     return CGR_E_OUT_OF_MEMORY;
   }
   for (int32_t j = 0; j < n; ++j) {
     request *req = s->active[j];
-    set_row(s, &r, j, req, req->token, req->length);
+    dec_rows_set(s, &r, j, req, &req->token, req->length);
     r.prev_rows[j] = req->row;
   }
-  double prepared = now_ms();
+  double prepared = dec_now_ms();
   /* The previous step is still unread: its tokens stay on the device and
    * reach this step through feedback. */
   cgr_ticket ticket;
   int64_t step_number = s->stats->decode_steps;
-  gpu_mark(s, step_number, 0);
-  cgr_status status = run(s, s->model, &r, s->feed_ok, &ticket);
-  gpu_mark(s, step_number, 1);
-  double replayed = now_ms();
+  dec_gpu_mark(s, step_number, 0);
+  cgr_status status = dec_rows_run(s, s->model, &r, s->feed_ok, &ticket);
+  dec_gpu_mark(s, step_number, 1);
+  double replayed = dec_now_ms();
   if (status != CGR_OK) {
-    rows_free(&r);
-    return fail(s, status, "a decode step");
+    dec_rows_free(&r);
+    return dec_fail(s, status, "a decode step");
   }
   /* Read the previous step's tokens now, while this one runs (and compare
    * them before the check model's buffers move on). */
   status = settle(s);
   if (status != CGR_OK) {
-    rows_free(&r);
+    dec_rows_free(&r);
     return status;
   }
   /* --check: the same step, eagerly, on the check model, with the tokens
@@ -568,21 +380,21 @@ static cgr_status decode(server *s) {
       r.ids[j] = s->active[j]->check_token;
     }
     cgr_ticket check_ticket;
-    status = run(s, s->check, &r, 0, &check_ticket);
+    status = dec_rows_run(s, s->check, &r, 0, &check_ticket);
     if (status == CGR_OK)
-      status = read_outputs(s->check, &check_ticket, s->check_ids,
-                            s->check_logits, n);
+      status = dec_read_outputs(s->check, &check_ticket, s->check_ids,
+                                s->check_logits, n);
     if (status != CGR_OK) {
-      rows_free(&r);
-      return fail(s, status, "the check model's step");
+      dec_rows_free(&r);
+      return dec_fail(s, status, "the check model's step");
     }
     for (int32_t j = 0; j < n; ++j) {
-      check_reference(s, s->active[j], s->active[j]->check_token,
-                      s->check_ids[j]);
+      dec_check_reference(s, s->active[j], s->active[j]->check_token,
+                          s->check_ids[j]);
       s->active[j]->check_token = s->check_ids[j];
     }
   }
-  rows_free(&r);
+  dec_rows_free(&r);
   s->pending = 1;
   s->pending_ticket = ticket;
   s->pending_step = step_number;
@@ -609,7 +421,8 @@ static cgr_status decode(server *s) {
       s->active[kept++] = s->active[j];
   s->active_count = kept;
   s->stats->decode_tokens += n;
-  double end = now_ms();
+  s->stats->request_steps += n;
+  double end = dec_now_ms();
   int64_t step = s->stats->decode_steps++;
   s->stats->step_ms[step] = end - start;
   s->stats->prepare_ms += prepared - start;
@@ -634,6 +447,7 @@ static int make_trace(server *s) {
         1 + (int32_t)(dec_random(&seed) % (uint64_t)t->max_prompt);
     req->max_new = 1 + (int32_t)(dec_random(&seed) % (uint64_t)t->max_new);
     req->row = -1;
+    req->hash = FNV_OFFSET;
     req->prompt = malloc((size_t)req->prompt_len * 4);
     if (req->prompt == NULL)
       return 0;
@@ -652,9 +466,11 @@ static cgr_status check_fits(server *s) {
     int32_t need = pages_needed(s, &s->requests[i]);
     if (need > c->pages_per_seq) {
       snprintf(s->why, s->why_size,
-               "request %d needs %d pages of %d tokens, but a page table row "
+               "request %d needs %d pages of %d tokens%s, but a page table row "
                "holds %d (raise --max-seq)",
-               i, need, c->page_size, c->pages_per_seq);
+               i, need, c->page_size,
+               s->spec > 0 ? " (with room for the drafts of --spec)" : "",
+               c->pages_per_seq);
       return CGR_E_INVALID_ARGUMENT;
     }
     if (need > c->pages - 1) {
@@ -671,8 +487,8 @@ static cgr_status check_fits(server *s) {
 
 cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
                      const dec_trace_config *trace, cgr_replay_mode mode,
-                     int progress, dec_run_stats *stats, char *why,
-                     size_t why_size) {
+                     int32_t spec, int progress, dec_run_stats *stats,
+                     char *why, size_t why_size) {
   server s;
   memset(&s, 0, sizeof s);
   memset(stats, 0, sizeof *stats);
@@ -682,11 +498,15 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
   s.trace = trace;
   s.reference = reference && check != NULL;
   s.mode = mode;
+  s.spec = spec;
   s.stats = stats;
   s.why = why;
   s.why_size = why_size;
   why[0] = '\0';
   stats->reference_tokens = s.reference ? 0 : -1;
+  stats->spec = spec;
+  /* A verify step reads q = spec + 1 token rows per request. */
+  size_t token_rows = (size_t)trace->max_batch * (size_t)(spec + 1);
   int64_t step_capacity =
       trace->max_steps > 0
           ? trace->max_steps
@@ -695,9 +515,8 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
   stats->gpu_step_ms = calloc((size_t)step_capacity, sizeof(double));
   s.active = calloc((size_t)trace->max_batch, sizeof *s.active);
   s.free_pages = calloc((size_t)model->config.pages, sizeof(int32_t));
-  s.check_ids = calloc((size_t)trace->max_batch, sizeof(int32_t));
-  s.check_logits =
-      calloc((size_t)trace->max_batch * model->config.vocab, sizeof(float));
+  s.check_ids = calloc(token_rows, sizeof(int32_t));
+  s.check_logits = calloc(token_rows * model->config.vocab, sizeof(float));
   cgr_status status = CGR_OK;
   if (stats->step_ms == NULL || stats->gpu_step_ms == NULL ||
       s.active == NULL || s.free_pages == NULL || s.check_ids == NULL ||
@@ -714,7 +533,7 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
   for (int32_t p = model->config.pages - 2; p >= 0; --p)
     s.free_pages[s.free_count++] = p;
 
-  double start = now_ms(), last_report = start;
+  double start = dec_now_ms(), last_report = start;
   int32_t next_request = 0;
   while ((next_request < trace->requests || s.active_count > 0) &&
          stats->decode_steps < step_capacity) {
@@ -722,7 +541,7 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
     if (status != CGR_OK)
       goto done;
     if (s.active_count > 0) {
-      status = decode(&s);
+      status = s.spec > 0 ? dec_spec_step(&s) : decode(&s);
       if (status != CGR_OK)
         goto done;
     } else if (next_request < trace->requests && s.pending) {
@@ -730,7 +549,7 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
       if (status != CGR_OK)
         goto done;
     }
-    double now = now_ms();
+    double now = dec_now_ms();
     if (progress && now - last_report > 2000.0) {
       fprintf(stderr,
               "cgr-decode: %lld decode steps, %lld tokens, %d/%d requests "
@@ -741,7 +560,8 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
     }
   }
   status = settle(&s);
-  stats->seconds = (now_ms() - start) / 1e3;
+  stats->seconds = (dec_now_ms() - start) / 1e3;
+  stats->token_hash = run_hash(&s);
 
 done:
   gpu_timing_close(&s);
@@ -749,6 +569,7 @@ done:
     for (int32_t i = 0; i < trace->requests; ++i) {
       free(s.requests[i].prompt);
       free(s.requests[i].pages);
+      free(s.requests[i].history);
       if (s.requests[i].has_ref)
         dec_reference_free(&s.requests[i].ref);
     }

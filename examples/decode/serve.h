@@ -8,6 +8,9 @@
 
 #include "model.h"
 
+/* The most draft tokens --spec takes. */
+#define DEC_MAX_SPEC 8
+
 typedef struct dec_trace_config {
   int32_t requests;
   int32_t max_prompt; /* prompts are 1 to max_prompt tokens */
@@ -32,11 +35,23 @@ typedef struct dec_run_stats {
   int64_t compared_tokens, mismatched_tokens; /* of decode steps */
   float max_logit_diff;
   int64_t reference_tokens, reference_mismatches; /* -1: not run */
-  uint64_t token_hash; /* over every generated token, in order */
+  /* Each request's generated tokens hashed in order, the requests'
+   * hashes combined in id order: the same for every --mode and --spec. */
+  uint64_t token_hash;
+  /* --spec K (0: plain decoding). drafted: draft tokens a verify step
+   * could use (K, or fewer for a request near its end); accepted_drafts:
+   * those equal to the model's greedy token. request_steps: requests in
+   * decode steps, summed over steps (decode_tokens / request_steps is the
+   * tokens a request gains per step: 1 without --spec). */
+  int32_t spec;
+  int64_t drafted, accepted_drafts, request_steps;
 } dec_run_stats;
 
 /*
- * Runs the trace on `model` (captured), its decode steps in `mode`. With
+ * Runs the trace on `model` (captured), its decode steps in `mode`; with
+ * `spec` over 0, each decode step verifies `spec` draft tokens per request
+ * (speculative decoding, spec.c; the model's runtime has the key of
+ * spec + 1 tokens per request, and so has `check`'s). With
  * `check` not NULL, every decode and prefill step is also run on `check` (a
  * second model on another runtime in CGR_REPLAY_EAGER) and compared;
  * `reference`: compare tokens with the plain-C reference too. Progress lines go
@@ -45,8 +60,8 @@ typedef struct dec_run_stats {
  */
 cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
                      const dec_trace_config *trace, cgr_replay_mode mode,
-                     int progress, dec_run_stats *stats, char *why,
-                     size_t why_size);
+                     int32_t spec, int progress, dec_run_stats *stats,
+                     char *why, size_t why_size);
 
 void dec_run_stats_free(dec_run_stats *stats);
 
