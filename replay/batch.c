@@ -373,6 +373,25 @@ static cgr_status check_unchanged(cgr_runtime *rt, const cgr_batch *batch,
                      "slot '%s' is marked unchanged, but buffer set %d was "
                      "last loaded with %u rows, not %llu: give its data",
                      s->name, k, loaded, (unsigned long long)rows);
+  /* The in-graph mode's first node copies the key's padded rows whole,
+   * from staging or from the set: rows past the live ones that still hold
+   * an older step's data (an in-graph load of another key with as many
+   * rows, of a smaller bucket) would be copied as padding. The other
+   * modes fill them (replay.c, plan_slot). */
+  const cgr__set *set = &replay->sets[k];
+  uint64_t padded =
+      cgr__slot_rows(s, cap->sizes[cap->bucket_of[batch->size]], batch->tokens);
+  int image =
+      set->image_size[slot] == rows && set->image_padded[slot] == padded;
+  if (replay->mode == CGR_REPLAY_IN_GRAPH && s->desc.kind != CGR_SLOT_PREFIX &&
+      set->dirty_end[slot] > rows && padded > rows && !image)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_unchanged",
+                     "slot '%s' is marked unchanged, but buffer set %d holds "
+                     "an older step's rows past its %llu rows, which this "
+                     "key's graph (%llu rows) would copy as padding in "
+                     "CGR_REPLAY_IN_GRAPH: give its data",
+                     s->name, k, (unsigned long long)rows,
+                     (unsigned long long)padded);
   return CGR_OK;
 }
 

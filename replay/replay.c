@@ -120,7 +120,17 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
     /* cgr_batch_unchanged checked it, and nothing loads a set while a
      * batch is open. */
     assert(set->loaded_size[index] == live);
-    l->skipped += 2; /* its live rows and its padding */
+    l->skipped++; /* its live rows */
+    /* The same rows can be another key's, of a larger bucket (2 x 3
+     * tokens, then 6 x 1): rows past them that an in-graph load left
+     * holding older live data are padding now (commit marks them so). */
+    if (!prefix && dirty > live)
+      return cgr__copy_plan_fill(plan,
+                                 buffer + (uint64_t)live * slot->row_bytes,
+                                 slot->desc.pad_value, width,
+                                 (uint64_t)(dirty - live) * slot->row_bytes,
+                                 &rt->error);
+    l->skipped++; /* its padding */
     return CGR_OK;
   }
   /* Whatever this step loads, the in-graph image in staging (if any) no
@@ -366,14 +376,18 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
     if (!cgr__is_input(&cap->slots[i]))
       continue;
     /* A loaded slot's rows past the batch hold padding now. An unchanged
-     * slot was not touched: rows past its bucket may still hold live data
-     * (an in-graph load writes only up to its bucket), so its state stays.
-     * Rows [batch, bucket) of any slot loaded with this batch are clean
-     * either way, which is why unchanged needs no fill. */
-    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED)
-      continue;
+     * slot's live rows were not touched, but rows past them that held
+     * older live data (an in-graph load writes only up to its key's
+     * rows) were filled by plan_slot: the same number of rows can be a
+     * larger bucket's under another tokens value. */
     uint32_t rows =
         (uint32_t)cgr__slot_rows(&cap->slots[i], l->batch, l->tokens);
+    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED) {
+      if (cap->slots[i].desc.kind != CGR_SLOT_PREFIX &&
+          set->dirty_end[i] > rows)
+        set->dirty_end[i] = rows;
+      continue;
+    }
     set->dirty_end[i] = rows;
     set->loaded_size[i] = rows;
   }

@@ -578,6 +578,94 @@ static void test_replay_inputs_key_runs_the_keys_graph(void **state) {
   cgr_runtime_destroy(rt);
 }
 
+/* One step of the keyed runtime in `mode`: ids, lens, cu_k from the host;
+ * pos from `pos`, or unchanged when NULL (the status of that call is
+ * returned in *unchanged, the batch discarded when it is refused). */
+static cgr_ticket pos_step(cgr_runtime *rt, const keyed *m,
+                           cgr_replay_mode mode, uint32_t b, uint32_t q,
+                           const int32_t *pos, cgr_status *unchanged) {
+  int32_t ids[MAX_ROWS] = {0}, lens[MAX_BATCH] = {0}, cu[MAX_BATCH + 1] = {0};
+  cgr_batch *batch = NULL;
+  cgr_ticket ticket;
+  memset(&ticket, 0, sizeof ticket);
+  assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
+  assert_cgr_ok(rt, cgr_batch_begin_key(rt, b, q, 0, &batch));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->ids, CGR_SOURCE_HOST, ids,
+                                    b * q * 4));
+  cgr_status status = CGR_OK;
+  if (pos != NULL)
+    status = cgr_batch_input(batch, m->pos, CGR_SOURCE_HOST, pos, b * q * 4);
+  else
+    status = cgr_batch_unchanged(batch, m->pos);
+  if (unchanged != NULL)
+    *unchanged = status;
+  if (status != CGR_OK) {
+    cgr_batch_discard(batch);
+    return ticket;
+  }
+  assert_cgr_ok(rt,
+                cgr_batch_input(batch, m->lens, CGR_SOURCE_HOST, lens, b * 4));
+  assert_cgr_ok(rt, cgr_batch_input(batch, m->cu_k, CGR_SOURCE_HOST, cu,
+                                    (b + 1) * 4));
+  assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
+  assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
+  return ticket;
+}
+
+/*
+ * The same number of token rows can belong to a larger bucket under
+ * another q: (2 requests x 3 tokens, bucket 2) and (6 x 1, bucket 8). An
+ * in-graph load of the first writes only its 6 rows, so rows 6 and 7 of
+ * set 0 still hold an older step's live data; a slot marked unchanged for
+ * the second must not let bucket 8's graph read them as padding: the
+ * fused modes re-fill them, the in-graph mode refuses the unchanged slot
+ * (its graph copies the set's rows whole). Found by review: the padding
+ * was skipped.
+ */
+static void
+test_unchanged_token_rows_of_a_larger_bucket_hold_padding(void **state) {
+  (void)state;
+  cgr_test_require_backend();
+  for (int in_graph = 0; in_graph < 2; ++in_graph) {
+    keyed m;
+    cgr_runtime *rt = keyed_runtime(&m, CGR_REPLAY_FUSED, 0, 0);
+    int32_t live[MAX_ROWS];
+    for (int i = 0; i < MAX_ROWS; ++i)
+      live[i] = 100 + i;
+    pos_step(rt, &m, CGR_REPLAY_FUSED, 8, 1, live, NULL); /* set 0: 8 rows */
+    pos_step(rt, &m, CGR_REPLAY_FUSED, 1, 1, live, NULL);
+    pos_step(rt, &m, CGR_REPLAY_IN_GRAPH, 2, 3, live, NULL); /* set 0: 6 */
+    pos_step(rt, &m, CGR_REPLAY_FUSED, 1, 1, live, NULL);
+    cgr_replay_mode mode = in_graph ? CGR_REPLAY_IN_GRAPH : CGR_REPLAY_FUSED;
+    cgr_status unchanged = CGR_OK;
+    cgr_ticket t = pos_step(rt, &m, mode, 6, 1, NULL, &unchanged);
+    if (in_graph) {
+      assert_int_equal(unchanged, CGR_E_INVALID_ARGUMENT);
+      expect_message(rt, "past its 6 rows");
+      t = pos_step(rt, &m, mode, 6, 1, live, NULL);
+    } else {
+      assert_int_equal(unchanged, CGR_OK);
+    }
+    assert_int_equal(t.set, 0);
+    assert_int_equal(t.padded_batch, 8);
+    void *pos = NULL;
+    int32_t got[8];
+    assert_cgr_ok(rt, cgr_slot_address(rt, m.pos, 0, 0, &pos));
+    assert_cgr_ok(rt, cgr_memcpy(rt, got, pos, sizeof got));
+    for (int i = 0; i < 6; ++i)
+      assert_int_equal(got[i], 100 + i);
+    for (int i = 6; i < 8; ++i)
+      if (got[i] != PAD_POS)
+        fail_msg("%s: padded token row %d of pos holds %d, not the pad %d",
+                 in_graph ? "in-graph" : "fused", i, got[i], PAD_POS);
+    /* Once re-filled, the next unchanged step of the set needs nothing. */
+    pos_step(rt, &m, CGR_REPLAY_FUSED, 1, 1, live, NULL);
+    pos_step(rt, &m, mode, 6, 1, NULL, &unchanged);
+    assert_int_equal(unchanged, CGR_OK);
+    cgr_runtime_destroy(rt);
+  }
+}
+
 static void test_bad_key_config_and_slots_are_refused(void **state) {
   (void)state;
   cgr_test_require_backend();
@@ -664,6 +752,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_bad_keys_and_variants_are_refused_by_name),
       cmocka_unit_test(test_feedback_indices_count_token_rows),
       cmocka_unit_test(test_replay_inputs_key_runs_the_keys_graph),
+      cmocka_unit_test(
+          test_unchanged_token_rows_of_a_larger_bucket_hold_padding),
       cmocka_unit_test(test_bad_key_config_and_slots_are_refused),
   };
   return cgr_test_main(argc, argv, __FILE__, tests,
