@@ -133,20 +133,37 @@ cgr_status cgr__group_world_compare_buckets(cgr_group *group,
                                             const char *func) {
   if (!group->world)
     return CGR_OK;
+  /* [0]: the bucket list; [1]: the tokens-per-request list and the
+   * variants' names. Either decides which key an index is, and so which
+   * graph a capture makes: every rank must have the same. */
+  cgr_runtime *rt = group->rt[0];
   const uint32_t *sizes = NULL;
   size_t count = 0;
-  CGR__CHECK(cgr_buckets(group->rt[0], &sizes, &count));
-  uint64_t mine = DIGEST_START, all[CGR_GROUP_MAX_RANKS];
+  CGR__CHECK(cgr_buckets(rt, &sizes, &count));
+  uint64_t mine[2] = {DIGEST_START, DIGEST_START};
+  uint64_t all[2 * CGR_GROUP_MAX_RANKS];
   for (size_t i = 0; i < count; ++i)
-    mine = mix(mine, sizes[i]);
-  CGR__CHECK(cgr__group_world_gather(group, &mine, 1, all, func));
+    mine[0] = mix(mine[0], sizes[i]);
+  for (size_t i = 0; i < rt->config.tokens_per_request_count; ++i)
+    mine[1] = mix(mine[1], rt->config.tokens_per_request[i]);
+  for (uint32_t v = 0; v < rt->variant_count; ++v) {
+    for (const char *c = rt->variant_names[v]; *c != '\0'; ++c)
+      mine[1] = mix(mine[1], (unsigned char)*c);
+    mine[1] = mix(mine[1], 0); /* the name's end */
+  }
+  CGR__CHECK(cgr__group_world_gather(group, mine, 2, all, func));
   for (int r = 0; r < group->world_ranks; ++r)
-    if (all[r] != mine)
+    if (all[2 * r] != mine[0] || all[2 * r + 1] != mine[1])
       return cgr__fail(&group->error, CGR_E_CAPTURE, func,
-                       "rank %d has another bucket list than rank %d (this "
-                       "process): every rank must be made with the same "
-                       "buckets (nothing was captured)",
-                       r, group->first_rank);
+                       "rank %d has another %s than rank %d (this process): "
+                       "every rank must be made with the same buckets, "
+                       "tokens per request and variants (nothing was "
+                       "captured)",
+                       r,
+                       all[2 * r] != mine[0]
+                           ? "bucket list"
+                           : "tokens-per-request list or variant list",
+                       group->first_rank);
   return CGR_OK;
 }
 

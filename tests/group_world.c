@@ -171,6 +171,15 @@ static int child_main(const char *scenario) {
     return child_capture(scenario, &options, NULL, CGR_E_CAPTURE, CGR_E_CAPTURE,
                          "another bucket list");
   }
+  if (strcmp(scenario, "keys") == 0) {
+    /* The same buckets, but rank 1's second tokens value is another: the
+     * key at each index differs, as another bucket list's would. */
+    static const uint32_t mine[] = {1, 2}, other[] = {1, 3};
+    options.tokens = rank == 1 ? other : mine;
+    options.token_count = 2;
+    return child_capture(scenario, &options, NULL, CGR_E_CAPTURE, CGR_E_CAPTURE,
+                         "another tokens-per-request list");
+  }
   if (strcmp(scenario, "collectives") == 0) {
     /* Rank 1 skips its all-gather: its broadcast meets the others'
      * all-gather, which the communicator refuses at once (in the warm-up,
@@ -307,6 +316,13 @@ static void test_world_capture_with_other_buckets_is_refused(void **state) {
   run_world(&run);
 }
 
+static void test_world_capture_with_other_keys_is_refused(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  world_run run = {"keys", 2, 2, CGR_REPLAY_DOUBLE_BUFFERED, 0, 0, 0};
+  run_world(&run);
+}
+
 static void test_world_capture_with_other_collectives_is_refused(void **state) {
   (void)state;
   cgr_test_require_host();
@@ -387,6 +403,7 @@ int main(int argc, char **argv) {
       HOST_TEST(test_world_config_is_checked),
       HOST_TEST(test_world_processes_equal_one_runtime),
       HOST_TEST(test_world_capture_with_other_buckets_is_refused),
+      HOST_TEST(test_world_capture_with_other_keys_is_refused),
       HOST_TEST(test_world_capture_with_other_collectives_is_refused),
       HOST_TEST(test_world_batch_sizes_that_differ_are_refused),
       HOST_TEST(test_world_check_that_fails_breaks_every_rank),
