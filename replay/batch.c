@@ -183,6 +183,11 @@ static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
                      "config->tokens_per_request)",
                      tokens, have);
   }
+  if (batch_size > UINT32_MAX / tokens)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "batch_size %u x tokens_per_request %u token rows do "
+                     "not fit in 32 bits",
+                     batch_size, tokens);
   if (variant >= cap->variant_count)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
                      "variant %u is not a variant (the runtime has %u: "

@@ -446,6 +446,9 @@ static void test_bad_keys_and_variants_are_refused_by_name(void **state) {
   expect_message(rt, "variant 3");
   assert_cgr_status(rt, cgr_batch_begin_key(rt, 0, 3, 0, &batch),
                     CGR_E_INVALID_ARGUMENT);
+  assert_cgr_status(rt, cgr_batch_begin_key(rt, UINT32_MAX / 2, 3, 0, &batch),
+                    CGR_E_INVALID_ARGUMENT);
+  expect_message(rt, "do not fit in 32 bits");
   cgr_key bad[] = {{3, 1, 0}, {4, 5, 0}, {4, 1, 9}};
   const char *says[] = {"key->padded_batch 3", "key->tokens_per_request 5",
                         "key->variant 9"};
