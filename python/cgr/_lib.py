@@ -300,6 +300,10 @@ slot_find = _proto("cgr_slot_find", _status, _rt, c_char_p, POINTER(c_int32))
 slot_address = _proto(
     "cgr_slot_address", _status, _rt, c_int32, c_int, c_uint32, POINTER(c_void_p)
 )
+slot_address_key = _proto(
+    "cgr_slot_address_key", _status, _rt, c_int32, c_int, POINTER(Key),
+    POINTER(c_void_p),
+)
 step_padded_batch = _proto("cgr_step_padded_batch", c_uint32, c_void_p)
 step_buffer_set = _proto("cgr_step_buffer_set", c_int, c_void_p)
 step_tokens_per_request = _proto("cgr_step_tokens_per_request", c_uint32,

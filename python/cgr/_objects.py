@@ -108,6 +108,22 @@ def _fill_trampoline(user, padded_batch, dst, elems):
         _report(handle_ref, exc)
 
 
+@_lib.constant_key_fill_fn
+def _fill_key_trampoline(user, key, dst, elems):
+    entry, handle_ref = _lookup(user)
+    if entry is None:
+        return
+    fn, dt = entry
+    k = ctypes.cast(key, ctypes.POINTER(_lib.Key)).contents
+    view = np.ctypeslib.as_array(
+        (ctypes.c_char * (int(elems) * dt.itemsize)).from_address(dst)
+    ).view(dt.numpy)
+    try:
+        fn(int(k.padded_batch), int(k.tokens_per_request), view)
+    except BaseException as exc:  # noqa: BLE001
+        _report(handle_ref, exc)
+
+
 # ---- the C runtime's owner ---------------------------------------------------------
 
 
@@ -215,24 +231,30 @@ class Slot:
             self.fill(padded_batch, image)
         return image
 
-    def buffer(self, set=0, padded_batch=None):
+    def buffer(self, set=0, padded_batch=None, tokens_per_request=None):
         """The slot's buffer in buffer set `set` (a CONSTANT's: of bucket
-        `padded_batch`), as an Array sized for the largest bucket. Its
-        address never changes; its contents are whatever the steps wrote."""
-        key = (set, padded_batch)
+        `padded_batch` and `tokens_per_request`, the runtime's first value
+        by default), as an Array sized for the largest key. Its address
+        never changes; its contents are whatever the steps wrote."""
+        rt = self.runtime
+        q = (rt.tokens_per_request[0] if tokens_per_request is None
+             else int(tokens_per_request))
+        key = (set, padded_batch, q)
         view = self._views.get(key)
         if view is None:
-            rt = self.runtime
             h = rt._live()
             ptr = c_void_p()
-            check(_lib.slot_address(h.ptr, self.index, set,
-                                    padded_batch or 0, byref(ptr)), h.ptr)
-            rows = padded_batch if self.kind == "constant" else rt.buckets[-1]
-            if self.scale == "token":
-                # The most tokens per request for a buffer set; a
-                # constant's buffer at its first tokens value.
-                rows *= (rt.tokens_per_request[0] if self.kind == "constant"
-                         else rt.tokens_per_request[-1])
+            if self.kind == "constant":
+                c_key = _lib.Key(padded_batch or 0, q, 0)
+                check(_lib.slot_address_key(h.ptr, self.index, set,
+                                            byref(c_key), byref(ptr)), h.ptr)
+                rows = padded_batch * (q if self.scale == "token" else 1)
+            else:
+                check(_lib.slot_address(h.ptr, self.index, set, 0,
+                                        byref(ptr)), h.ptr)
+                rows = rt.buckets[-1]
+                if self.scale == "token":
+                    rows *= rt.tokens_per_request[-1]
             view = Array(h, ptr.value, self.shape_for(rows), self.dtype,
                          "device", h.backend, h.device)
             self._views[key] = view
@@ -258,7 +280,10 @@ class Gather:
 class Feedback:
     """A step input for a fed slot: row j continues the previous step's row
     prev_rows[j], or is new when -1, taking the next row of new_rows
-    (cgr_batch_feedback). prev_rows: int32 host array of batch_size."""
+    (cgr_batch_feedback). prev_rows: an int32 host array of one entry per
+    row of the slot: batch_size, or batch_size * tokens_per_request for a
+    slot scaled by token (whose entries then name token rows of the
+    previous step's output, r * q + t)."""
 
     __slots__ = ("prev_rows", "new_rows")
 
@@ -298,15 +323,23 @@ def _buffer(value, what):
         "or a tensor", InvalidArgumentError.status)
 
 
-def _rows_pointer(rows, count_hint, what, keep):
+def _rows_pointer(rows, count, what, keep):
+    """An int32 copy of `rows` (kept alive in `keep`) as a C pointer; when
+    `count` is known, the length cgr will read, checked: C cannot."""
     rows = np.ascontiguousarray(rows, dtype=np.int32)
+    if count is not None and rows.size != count:
+        raise InvalidArgumentError(
+            f"cgr: {what}: prev_rows has {rows.size} entries, this step's "
+            f"slot has {count} rows (batch_size, times tokens_per_request "
+            "for a slot scaled by token)", InvalidArgumentError.status)
     keep.append(rows)
     return rows.ctypes.data_as(ctypes.POINTER(c_int32))
 
 
-def _fill_input(entry, value, what, keep, slot=None):
+def _fill_input(entry, value, what, keep, slot=None, rows=None):
     """Fills cgr_input `entry` from a step input. `slot` (the Slot, when
-    known) gives new rows that are not an array yet their dtype."""
+    known) gives new rows that are not an array yet their dtype; `rows`,
+    the slot's rows in this step, the length prev_rows must have."""
     if value is UNCHANGED:
         entry.kind = _lib.INPUT_UNCHANGED
         return
@@ -323,7 +356,7 @@ def _fill_input(entry, value, what, keep, slot=None):
         return
     if isinstance(value, Feedback):
         entry.kind = _lib.INPUT_FEEDBACK
-        entry.rows = _rows_pointer(value.prev_rows, None, what, keep)
+        entry.rows = _rows_pointer(value.prev_rows, rows, what, keep)
         if value.new_rows is None:
             entry.data, entry.bytes = None, 0
         else:

@@ -22,6 +22,7 @@ from ._objects import (
     _Allocation,
     _enum,
     _fill_input,
+    _fill_key_trampoline,
     _fill_trampoline,
     _Handle,
     _host_trampoline,
@@ -130,6 +131,7 @@ class Batch:
         check(_lib.batch_begin_key(h.ptr, batch_size, q, v, byref(ptr)),
               h.ptr)
         self._key = (q, v)
+        self._size = batch_size
         self._ptr = ptr
         self._keep = []
 
@@ -171,7 +173,8 @@ class Batch:
     def _apply(self, slot, value):
         entry = _lib.Input()
         target = self.runtime._slot(slot)
-        _fill_input(entry, value, f"slot {slot!r}", self._keep, target)
+        rows = self._size * (self._key[0] if target.scale == "token" else 1)
+        _fill_input(entry, value, f"slot {slot!r}", self._keep, target, rows)
         index = target.index
         if entry.kind == _lib.INPUT_GATHER:
             status = _lib.batch_gather(self._live(), index, entry.data,
@@ -456,14 +459,17 @@ class Runtime:
     # ---- slots ----
 
     def declare(self, name, kind, dtype, row_elems=1, *, pad_value=0,
-                extra_elems=0, fill=None, valid=None, scale="request"):
+                extra_elems=0, fill=None, valid=None, scale="request",
+                fill_key=None):
         """Declares a slot (cgr_slot_declare). kind: "rows", "prefix",
         "constant" or "output"; dtype: numpy, torch or a name. A constant's
         `fill(padded_batch, array)` writes its host image (default arange,
         times the key's tokens per request for a constant scaled by
         request: cu_seqlens_q). `valid=(lo, hi)`: the values validation
         accepts. `scale`: "request" (a row per request) or "token" (a row
-        per token: batch_size * tokens_per_request rows)."""
+        per token: batch_size * tokens_per_request rows). `fill_key(
+        padded_batch, tokens_per_request, array)`: a constant's fill that
+        sees the key (used instead of `fill`)."""
         h = self._live()
         dt = _dtype(dtype)
         desc = _lib.SlotDesc()
@@ -475,7 +481,10 @@ class Runtime:
         desc.extra_elems = extra_elems
         desc.elem_unsigned = int(dt.kind == "u")
         desc.scale = _enum(_lib.SLOT_SCALES, scale, "scale")
-        if fill is not None:
+        if fill_key is not None:
+            desc.fill_key = _fill_key_trampoline
+            desc.fill_user = _register((fill_key, dt), h)
+        elif fill is not None:
             desc.fill = _fill_trampoline
             desc.fill_user = _register((fill, dt), h)
         if valid is not None:
@@ -637,7 +646,8 @@ class Runtime:
             entry = table[count]
             slot = self._slot(key)
             entry.slot = slot.index
-            _fill_input(entry, value, f"inputs[{count}]", keep, slot)
+            rows = batch_size * (q if slot.scale == "token" else 1)
+            _fill_input(entry, value, f"inputs[{count}]", keep, slot, rows)
             count += 1
         waits, nwait = None, 0
         if wait:

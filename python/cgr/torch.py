@@ -100,6 +100,12 @@ def _check_runtime(runtime):
         raise InvalidStateError(
             "cgr.torch.capture: the runtime has captured already (a runtime "
             "captures once)", InvalidStateError.status)
+    if len(runtime.tokens_per_request) > 1 or len(runtime.variants) > 1:
+        raise UnsupportedError(
+            "cgr.torch.capture adopts one torch graph per bucket and set: a "
+            "runtime with several tokens-per-request values or variants "
+            "(keys) is not supported yet; make one runtime per key, or write "
+            "the step with Runtime.capture", UnsupportedError.status)
     # CUDA refuses a child graph with memory nodes (cudaMallocAsync puts
     # them in torch's captures) or conditional nodes.
     if torch.cuda.get_allocator_backend() != "native":

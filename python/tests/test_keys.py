@@ -126,3 +126,49 @@ def test_keys_stats_and_refusals(keyed):
                     model.lens: np.zeros(2, np.int32)}, tokens_per_request=3)
     with pytest.raises(cgr.InvalidArgumentError, match="key->variant 5"):
         rt.key_stats(4, 3, 5)
+
+
+def test_fill_key_sees_the_key_and_buffers_are_per_key():
+    rt = make_runtime(tokens_per_request=TOKENS)
+    seen = []
+
+    def fill(padded_batch, q, array):
+        seen.append((padded_batch, q))
+        array[:] = padded_batch * 100 + q * 10 + np.arange(array.shape[0])
+
+    const = rt.declare("c", "constant", np.int32, extra_elems=1, fill_key=fill)
+    cu_q = rt.declare("cu_q", "constant", np.int32, extra_elems=1)
+    ids = rt.declare("ids", "rows", np.int32, scale="token")
+    rt.capture(lambda ctx: None)
+    assert {(p, q) for p in BUCKETS for q in TOKENS} <= set(seen)
+    for q in TOKENS:
+        got = const.buffer(0, 4, tokens_per_request=q).numpy()
+        np.testing.assert_array_equal(got, 400 + q * 10 + np.arange(5))
+        np.testing.assert_array_equal(
+            cu_q.buffer(0, 4, tokens_per_request=q).numpy(), q * np.arange(5))
+    assert ids.buffer(0).shape == (BUCKETS[-1] * TOKENS[-1],)
+    rt.close()
+
+
+def test_feedback_rows_are_counted_per_token():
+    rt2 = make_runtime(tokens_per_request=TOKENS, variants=VARIANTS)
+    m2 = KeyedModel(rt2)
+    rt2.feed(m2.out, m2.ids)
+    rt2.capture(m2.step)
+    ids = np.arange(8, dtype=np.int32)
+    lens = np.zeros(2, np.int32)
+    rt2.step(2, {m2.ids: ids[:6], m2.lens: lens}, tokens_per_request=3).wait()
+    with pytest.raises(cgr.InvalidArgumentError, match="prev_rows has 2 entries"):
+        rt2.step(2, {m2.ids: cgr.Feedback(np.array([0, 1], np.int32)),
+                     m2.lens: lens}, tokens_per_request=3)
+    # The last token of each request continues; the rest are new rows.
+    prev = np.array([2, -1, -1, 5, -1, -1], np.int32)
+    fresh = np.arange(4, dtype=np.int32) + 50
+    ticket = rt2.step(2, {m2.ids: cgr.Feedback(prev, fresh), m2.lens: lens},
+                      tokens_per_request=3)
+    ticket.wait()
+    first = ids[:6] * 1 + 300 + np.arange(6)
+    want_ids = np.array([first[2], 50, 51, first[5], 52, 53])
+    np.testing.assert_array_equal(ticket.output(m2.out).numpy(),
+                                  want_ids + 300 + np.arange(6))
+    rt2.close()
