@@ -10,9 +10,16 @@
  *          whole on CLOCK_MONOTONIC: the number a serving engine waits for
  *          at start-up. Free device memory before and after.
  *   lazy   the step registered with lazy_capture (this sizes and allocates
- *          the scratch arena), then cgr_capture_bucket() for each bucket,
- *          largest first as cgr_capture() goes, each timed, with free
- *          device memory after each: what each bucket's two graphs hold.
+ *          the scratch arena), then cgr_capture_key() for each key (each
+ *          bucket, largest first as cgr_capture() goes, and each tokens
+ *          value), each timed, with free device memory after each: what
+ *          each key's two graphs hold.
+ *
+ * --spec K adds the key of speculative decoding's verify step: every
+ * bucket is captured for 1 and K + 1 tokens per request, as cgr-decode
+ * --spec K captures it, on one arena: the total line says whether the
+ * arena is the largest key's scratch (it must be) and what the sum over
+ * keys would have been.
  *
  * Per bucket the runtime's own stats add the capture time of each set
  * (warm-up excluded), instantiate + upload time, node counts and the arena
@@ -52,6 +59,7 @@ typedef struct options {
   bench_options common; /* --backend, --quick, --smoke, --json, --out */
   int32_t max_batch;
   int max_batch_given;
+  int32_t spec; /* --spec K: 0 for none */
 } options;
 
 /* Device memory as the driver sees it; `known` is 0 on the host backend. */
@@ -62,16 +70,20 @@ typedef struct memory {
   uint64_t graph_reserved; /* cudaGraphMemAttrReservedMemHigh */
 } memory;
 
-/* One bucket of the lazy run. */
-typedef struct bucket_row {
-  cgr_bucket_stats stats;
+/* One key of the lazy run. */
+typedef struct key_row {
+  cgr_key_stats stats;
   double wall_ms;
   int64_t device_bytes; /* drop in free memory; -1 when unknown */
-} bucket_row;
+} key_row;
+
+enum { MAX_KEYS = 2 * MAX_BUCKETS };
 
 typedef struct bench {
   options opt;
   dec_config model;
+  uint32_t tokens[2]; /* tokens per request: 1, and K + 1 with --spec K */
+  size_t token_count;
   int cuda;
   char backend_name[16];
   uint32_t buckets[MAX_BUCKETS];
@@ -83,7 +95,8 @@ typedef struct bench {
   cgr_capture_stats eager_stats;
   size_t weight_bytes, cache_bytes;
   double register_ms;
-  bucket_row rows[MAX_BUCKETS];
+  key_row rows[MAX_KEYS]; /* in capture order */
+  size_t row_count;
   int64_t lazy_device_bytes;
   memory lazy_end;
   cgr_capture_stats lazy_stats;
@@ -177,6 +190,8 @@ static int engine_open(bench *b, engine *e, int lazy) {
   config.backend = b->opt.common.backend;
   config.buckets = b->buckets;
   config.bucket_count = b->bucket_count;
+  config.tokens_per_request = b->tokens;
+  config.tokens_per_request_count = b->token_count;
   config.lazy_capture = lazy;
   cgr_status status = cgr_runtime_create(&config, &e->rt);
   if (status != CGR_OK)
@@ -236,33 +251,36 @@ static int run_lazy(bench *b) {
   /* Largest first, as cgr_capture goes: the first capture meets the arena
    * at its full size. */
   for (size_t i = b->bucket_count; rc == 0 && i-- > 0;) {
-    uint32_t bucket = b->buckets[i];
-    bucket_row *row = &b->rows[i];
-    double t0 = bench_now_us();
-    cgr_status status = cgr_capture_bucket(e.rt, bucket);
-    row->wall_ms = (bench_now_us() - t0) / 1e3;
-    if (status != CGR_OK) {
-      char what[64];
-      snprintf(what, sizeof what, "cgr_capture_bucket(%u)", bucket);
-      rc = fail_call(e.rt, status, what);
-      break;
+    for (size_t t = b->token_count; rc == 0 && t-- > 0;) {
+      cgr_key key = {b->buckets[i], b->tokens[t], 0};
+      key_row *row = &b->rows[b->row_count++];
+      double t0 = bench_now_us();
+      cgr_status status = cgr_capture_key(e.rt, &key);
+      row->wall_ms = (bench_now_us() - t0) / 1e3;
+      if (status != CGR_OK) {
+        char what[64];
+        snprintf(what, sizeof what, "cgr_capture_key(%u, %u)", key.padded_batch,
+                 key.tokens_per_request);
+        rc = fail_call(e.rt, status, what);
+        break;
+      }
+      status = cgr_key_stats_get(e.rt, &key, &row->stats);
+      if (status != CGR_OK) {
+        rc = fail_call(e.rt, status, "cgr_key_stats_get");
+        break;
+      }
+      if (!row->stats.captured) {
+        fprintf(stderr,
+                "bench_capture: key (%u, %u) is not captured after "
+                "cgr_capture_key\n",
+                key.padded_batch, key.tokens_per_request);
+        rc = -1;
+        break;
+      }
+      rc = memory_read(b, e.rt, &now);
+      row->device_bytes = memory_drop(&previous, &now);
+      previous = now;
     }
-    status = cgr_bucket_stats_get(e.rt, bucket, &row->stats);
-    if (status != CGR_OK) {
-      rc = fail_call(e.rt, status, "cgr_bucket_stats_get");
-      break;
-    }
-    if (!row->stats.captured) {
-      fprintf(stderr,
-              "bench_capture: bucket %u is not captured after "
-              "cgr_capture_bucket\n",
-              bucket);
-      rc = -1;
-      break;
-    }
-    rc = memory_read(b, e.rt, &now);
-    row->device_bytes = memory_drop(&previous, &now);
-    previous = now;
   }
   if (rc == 0) {
     b->lazy_device_bytes = memory_drop(&start, &previous);
@@ -311,16 +329,18 @@ static int emit_meta(bench *b) {
 static void emit_results(bench *b) {
   const char *timing = b->cuda ? "gpu" : "cpu";
   char line[2048], bytes[32], per_graph[32];
-  for (size_t i = 0; i < b->bucket_count; ++i) {
-    const bucket_row *r = &b->rows[i];
+  for (size_t i = 0; i < b->row_count; ++i) {
+    const key_row *r = &b->rows[i];
     json_bytes(bytes, sizeof bytes, r->device_bytes);
     snprintf(line, sizeof line,
              "{\"bench\":\"capture\",\"backend\":\"%s\",\"timing\":\"%s\","
-             "\"run\":\"lazy\",\"bucket\":%u,\"wall_ms\":%.3f,"
+             "\"run\":\"lazy\",\"bucket\":%u,\"tokens_per_request\":%u,"
+             "\"variant\":%u,\"wall_ms\":%.3f,"
              "\"capture_ms\":[%.3f,%.3f],\"instantiate_ms\":[%.3f,%.3f],"
              "\"nodes\":[%llu,%llu],\"scratch_bytes\":%llu,"
              "\"device_bytes\":%s}",
-             b->backend_name, timing, r->stats.padded_batch, r->wall_ms,
+             b->backend_name, timing, r->stats.key.padded_batch,
+             r->stats.key.tokens_per_request, r->stats.key.variant, r->wall_ms,
              r->stats.capture_ms[0], r->stats.capture_ms[1],
              r->stats.instantiate_ms[0], r->stats.instantiate_ms[1],
              (unsigned long long)r->stats.nodes[0],
@@ -336,11 +356,15 @@ static void emit_results(bench *b) {
                  ? b->lazy_device_bytes / (int64_t)graphs
                  : -1);
   double capture_sum = 0, instantiate_sum = 0, wall_sum = 0;
-  for (size_t i = 0; i < b->bucket_count; ++i) {
-    const bucket_row *r = &b->rows[i];
+  uint64_t scratch_max = 0, scratch_sum = 0;
+  for (size_t i = 0; i < b->row_count; ++i) {
+    const key_row *r = &b->rows[i];
     capture_sum += r->stats.capture_ms[0] + r->stats.capture_ms[1];
     instantiate_sum += r->stats.instantiate_ms[0] + r->stats.instantiate_ms[1];
     wall_sum += r->wall_ms;
+    scratch_sum += r->stats.scratch_bytes;
+    if (r->stats.scratch_bytes > scratch_max)
+      scratch_max = r->stats.scratch_bytes;
   }
   char graph_used[32], graph_reserved[32], eager_bytes[32];
   json_bytes(graph_used, sizeof graph_used,
@@ -348,6 +372,9 @@ static void emit_results(bench *b) {
   json_bytes(graph_reserved, sizeof graph_reserved,
              b->lazy_end.known ? (int64_t)b->lazy_end.graph_reserved : -1);
   json_bytes(eager_bytes, sizeof eager_bytes, b->eager_device_bytes);
+  char second_tokens[16] = "";
+  if (b->token_count > 1)
+    snprintf(second_tokens, sizeof second_tokens, "%u", b->tokens[1]);
   snprintf(line, sizeof line,
            "{\"kind\":\"total\",\"bench\":\"capture\",\"backend\":\"%s\","
            "\"timing\":\"%s\",\"buckets\":%zu,\"graphs\":%llu,"
@@ -357,13 +384,18 @@ static void emit_results(bench *b) {
            "\"graph_device_bytes\":%s,\"graph_device_bytes_per_graph\":%s,"
            "\"graph_mem_used_current\":%s,\"graph_mem_reserved_high\":%s,"
            "\"arena_bytes\":%llu,\"slot_bytes\":%llu,\"weight_bytes\":%zu,"
-           "\"cache_bytes\":%zu}",
+           "\"cache_bytes\":%zu,\"keys\":%llu,\"tokens_per_request\":[%u%s%s],"
+           "\"scratch_max_key\":%llu,\"scratch_sum_keys\":%llu,"
+           "\"arena_is_largest_key\":%s}",
            b->backend_name, timing, b->bucket_count, (unsigned long long)graphs,
            b->eager_ms, eager_bytes, b->register_ms, wall_sum, capture_sum,
            instantiate_sum, bytes, per_graph, graph_used, graph_reserved,
            (unsigned long long)b->lazy_stats.arena_bytes,
            (unsigned long long)b->lazy_stats.slot_bytes, b->weight_bytes,
-           b->cache_bytes);
+           b->cache_bytes, (unsigned long long)b->lazy_stats.keys, b->tokens[0],
+           b->token_count > 1 ? "," : "", second_tokens,
+           (unsigned long long)scratch_max, (unsigned long long)scratch_sum,
+           b->lazy_stats.arena_bytes == scratch_max ? "true" : "false");
   bench_emit(&b->out, line);
 }
 
@@ -376,34 +408,47 @@ static void format_known_bytes(char *out, size_t size, int64_t bytes) {
 }
 
 static void print_table(const bench *b) {
-  const char *const names[] = {
-      "bucket",        "wall_ms",           "capture_ms[0]",
-      "capture_ms[1]", "instantiate_ms[0]", "instantiate_ms[1]",
-      "nodes[0]",      "scratch_bytes",     "device_bytes"};
+  const char *const names[] = {"bucket",
+                               "tokens_per_request",
+                               "wall_ms",
+                               "capture_ms[0]",
+                               "capture_ms[1]",
+                               "instantiate_ms[0]",
+                               "instantiate_ms[1]",
+                               "nodes[0]",
+                               "scratch_bytes",
+                               "device_bytes"};
   bench_columns columns;
-  bench_columns_init(&columns, 9, names, 9);
-  printf("\nlazy: the buckets one by one, largest first\n");
+  bench_columns_init(&columns, 10, names, 10);
+  printf("\nlazy: the keys one by one, largest bucket first\n");
   bench_columns_header(&columns);
-  for (size_t i = b->bucket_count; i-- > 0;) {
-    const bucket_row *r = &b->rows[i];
-    char bucket[16], scratch[32], device[32];
-    snprintf(bucket, sizeof bucket, "%u", r->stats.padded_batch);
+  for (size_t i = 0; i < b->row_count; ++i) {
+    const key_row *r = &b->rows[i];
+    char bucket[16], tokens[16], scratch[32], device[32];
+    snprintf(bucket, sizeof bucket, "%u", r->stats.key.padded_batch);
+    snprintf(tokens, sizeof tokens, "%u", r->stats.key.tokens_per_request);
     bench_format_bytes(scratch, sizeof scratch, r->stats.scratch_bytes);
     format_known_bytes(device, sizeof device, r->device_bytes);
     bench_cell_text(&columns, 0, bucket);
-    bench_cell_number(&columns, 1, r->wall_ms, 2);
-    bench_cell_number(&columns, 2, r->stats.capture_ms[0], 2);
-    bench_cell_number(&columns, 3, r->stats.capture_ms[1], 2);
-    bench_cell_number(&columns, 4, r->stats.instantiate_ms[0], 2);
-    bench_cell_number(&columns, 5, r->stats.instantiate_ms[1], 2);
-    bench_cell_number(&columns, 6, (double)r->stats.nodes[0], 0);
-    bench_cell_text(&columns, 7, scratch);
-    bench_cell_text(&columns, 8, device);
+    bench_cell_text(&columns, 1, tokens);
+    bench_cell_number(&columns, 2, r->wall_ms, 2);
+    bench_cell_number(&columns, 3, r->stats.capture_ms[0], 2);
+    bench_cell_number(&columns, 4, r->stats.capture_ms[1], 2);
+    bench_cell_number(&columns, 5, r->stats.instantiate_ms[0], 2);
+    bench_cell_number(&columns, 6, r->stats.instantiate_ms[1], 2);
+    bench_cell_number(&columns, 7, (double)r->stats.nodes[0], 0);
+    bench_cell_text(&columns, 8, scratch);
+    bench_cell_text(&columns, 9, device);
     bench_row_end();
   }
   double wall_sum = 0;
-  for (size_t i = 0; i < b->bucket_count; ++i)
+  uint64_t scratch_max = 0, scratch_sum = 0;
+  for (size_t i = 0; i < b->row_count; ++i) {
     wall_sum += b->rows[i].wall_ms;
+    scratch_sum += b->rows[i].stats.scratch_bytes;
+    if (b->rows[i].stats.scratch_bytes > scratch_max)
+      scratch_max = b->rows[i].stats.scratch_bytes;
+  }
   uint64_t graphs = b->lazy_stats.graphs;
   char graph_bytes[32], per_graph[32], used[32], reserved[32], eager[32];
   format_known_bytes(graph_bytes, sizeof graph_bytes, b->lazy_device_bytes);
@@ -422,7 +467,15 @@ static void print_table(const bench *b) {
   bench_format_bytes(slots, sizeof slots, b->lazy_stats.slot_bytes);
   bench_format_bytes(weights, sizeof weights, b->weight_bytes);
   bench_format_bytes(cache, sizeof cache, b->cache_bytes);
-  printf("\ntotal: buckets %zu, graphs %llu (every bucket x 2 buffer sets)\n"
+  char most[32], sum[32];
+  bench_format_bytes(most, sizeof most, scratch_max);
+  bench_format_bytes(sum, sizeof sum, scratch_sum);
+  printf("\nkeys %llu: the arena (%s) is %s the largest key's scratch (%s); "
+         "the sum over keys would be %s\n",
+         (unsigned long long)b->lazy_stats.keys, arena,
+         b->lazy_stats.arena_bytes == scratch_max ? "exactly" : "NOT", most,
+         sum);
+  printf("\ntotal: buckets %zu, graphs %llu (every key x 2 buffer sets)\n"
          "  eager_capture_ms %.1f: one cgr_capture of every graph; "
          "eager_device_bytes %s\n"
          "  lazy_register_ms %.1f, lazy_wall_ms %.1f: the rows above\n"
@@ -485,19 +538,28 @@ static void usage(FILE *to) {
           "device memory the graphs hold, per graph and in total.\n"
           "\n"
           "  --max-batch N  the largest bucket, 1 to 256 (default 256: 35 "
-          "buckets)\n");
+          "buckets)\n"
+          "  --spec K       also capture every bucket for K + 1 tokens per "
+          "request\n"
+          "                 (cgr-decode --spec K's verify step), 1 to 8\n");
   bench_usage_common(to,
                      "cgr-decode's small model (2 layers, hidden 128), max "
                      "batch 64",
                      "the small model, max batch 8 (the tests)");
 }
 
-/* bench_capture's own option: --max-batch N. */
+/* bench_capture's own options: --max-batch N, --spec K. */
 static int parse_option(const bench_arg *arg, void *user) {
   options *opt = user;
+  long n = 0;
+  if (strcmp(arg->name, "--spec") == 0) {
+    if (bench_parse_long(arg, 1, 8, &n) != BENCH_ARG_OK)
+      return BENCH_ARG_USAGE;
+    opt->spec = (int32_t)n;
+    return BENCH_ARG_OK;
+  }
   if (strcmp(arg->name, "--max-batch") != 0)
     return BENCH_ARG_UNKNOWN;
-  long n = 0;
   if (bench_parse_long(arg, 1, 256, &n) != BENCH_ARG_OK)
     return BENCH_ARG_USAGE;
   opt->max_batch = (int32_t)n;
@@ -508,7 +570,7 @@ static int parse_option(const bench_arg *arg, void *user) {
 int main(int argc, char **argv) {
   bench b;
   memset(&b, 0, sizeof b);
-  static const char *const valued[] = {"--max-batch", NULL};
+  static const char *const valued[] = {"--max-batch", "--spec", NULL};
   const bench_cli cli = {.program = "bench_capture",
                          .valued = valued,
                          .usage = usage,
@@ -518,6 +580,10 @@ int main(int argc, char **argv) {
     return exit_code;
   choose_model(&b);
   choose_buckets(&b);
+  b.tokens[0] = 1;
+  b.token_count = 1;
+  if (b.opt.spec > 0)
+    b.tokens[b.token_count++] = (uint32_t)b.opt.spec + 1;
   double began = bench_now_us();
   int rc = 0;
   if (bench_output_open(&b.out, "bench_capture", &b.opt.common) != 0)

@@ -238,6 +238,15 @@ static void test_bench_capture_runs(void **state) {
   expect_lines(&r, "bench_capture", "\"kind\":\"total\"", 1);
   expect_lines(&r, "bench_capture", "\"graphs\":8,", 1);
   result_free(&r);
+  /* --spec 2: every bucket for 1 and 3 tokens per request, one arena the
+   * size of the largest key's scratch. */
+  run_bench(BENCH_CAPTURE_PATH, "--smoke --json --spec 2", &r);
+  expect_exit_zero(&r, "bench_capture --spec 2");
+  assert_int_equal(count_lines_with(r.output, "\"run\":\"lazy\""), 8);
+  expect_lines(&r, "bench_capture", "\"tokens_per_request\":3,", 4);
+  expect_lines(&r, "bench_capture", "\"graphs\":16,", 1);
+  expect_lines(&r, "bench_capture", "\"arena_is_largest_key\":true", 1);
+  result_free(&r);
 }
 
 static void test_bench_streams_runs(void **state) {
