@@ -391,7 +391,6 @@ static void test_bad_options_fail_clearly(void **state) {
       {"--spec -1", "--spec -1: expected an integer from 0 to 8"},
       {"--spec two", "--spec two: expected an integer"},
       {"--spec", "--spec needs a value"},
-      {SMALL "--spec 2 --tp 2", "--spec with --tp is not supported yet"},
       /* 16 + 16 tokens fit 2 pages; the 8 drafts of a verify step do not. */
       {SMALL "--max-seq 32 --prompt 16 --new 16 --spec 8",
        "room for the drafts of --spec"},
@@ -484,6 +483,30 @@ static void test_spec_gives_the_tokens_of_plain_decoding(void **state) {
     fail_msg("no --spec run accepted a draft token");
 }
 
+/* --spec with --tp: every rank replays the verify step's key, and the
+ * tokens are one runtime's. */
+static void test_spec_with_tensor_parallel_gives_the_same_tokens(void **state) {
+  (void)cgr_test_runtime(state);
+  char base[512], args[640], plain[32], hash[32];
+  snprintf(base, sizeof base,
+           SMALL "--requests 8 --new 64 --max-seq 96 --check --json --quiet");
+  result r;
+  run_decode(base, &r);
+  expect_pass(&r);
+  json_field(r.output, "token_hash", plain, sizeof plain);
+  static const char *const runs[] = {"--tp 2 --spec 3",
+                                     "--tp 2 --spec 2 --mode fused",
+                                     "--tp 4 --spec 1 --mode ingraph"};
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
+    snprintf(args, sizeof args, "%s %s", base, runs[i]);
+    run_decode(args, &r);
+    expect_pass(&r);
+    json_field(r.output, "token_hash", hash, sizeof hash);
+    if (strcmp(hash, plain) != 0)
+      fail_msg("%s gave tokens %s, one runtime %s", args, hash, plain);
+  }
+}
+
 /* The report says what --spec did: the draft, the acceptance, the tokens
  * per step, and the graphs of both keys. */
 static void test_spec_reports_acceptance(void **state) {
@@ -510,6 +533,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_tensor_parallel_across_processes),
     RUNTIME_TEST(test_spec_gives_the_tokens_of_plain_decoding),
     RUNTIME_TEST(test_spec_reports_acceptance),
+    RUNTIME_TEST(test_spec_with_tensor_parallel_gives_the_same_tokens),
     RUNTIME_TEST(test_bad_options_fail_clearly),
     RUNTIME_TEST(test_default_run_reports_everything),
 };

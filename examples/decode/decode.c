@@ -266,13 +266,6 @@ static int parse_options(int argc, char **argv, options *o) {
             o->tp, o->rank);
     return 0;
   }
-  /* A group replays one key per bucket (cgr_group has no keys yet), and
-   * --spec's verify step needs a second one. */
-  if (o->spec > 0 && o->tp > 1) {
-    fprintf(stderr, "cgr-decode: --spec with --tp is not supported yet (a "
-                    "group's step carries one token per request)\n");
-    return 0;
-  }
   /* --max-seq is given in tokens; the page table holds pages. */
   o->model.pages_per_seq =
       (o->max_seq + o->model.page_size - 1) / o->model.page_size;

@@ -112,15 +112,12 @@ cgr_status dec_rows_run(server *s, dec_model *m, const dec_rows *r,
     }
     return cgr_replay(m->rt, batch, ticket);
   }
-  /* decode.c refuses --spec with --tp: a group has no keys yet. */
-  if (r->q != 1) {
-    snprintf(s->rank_error, sizeof s->rank_error,
-             "a group's step carries one token per request");
-    return CGR_E_UNSUPPORTED;
-  }
+  /* Every rank replays the same key: a verify step names its tokens. */
   cgr_batch *batches[CGR_GROUP_MAX_RANKS] = {NULL};
   cgr_status status =
-      cgr_group_batch_begin(m->group, (uint32_t)r->count, batches);
+      r->q == 1 ? cgr_group_batch_begin(m->group, (uint32_t)r->count, batches)
+                : cgr_group_batch_begin_key(m->group, (uint32_t)r->count,
+                                            (uint32_t)r->q, 0, batches);
   if (status != CGR_OK)
     return status;
   for (int32_t local = 0; local < cgr_group_ranks(m->group); ++local) {
