@@ -421,6 +421,12 @@ static cgr_status decode(server *s) {
       s->active[kept++] = s->active[j];
   s->active_count = kept;
   s->stats->decode_tokens += n;
+  dec_account_step(s, n, start, prepared, replayed);
+  return CGR_OK;
+}
+
+void dec_account_step(server *s, int32_t n, double start, double prepared,
+                      double replayed) {
   s->stats->request_steps += n;
   double end = dec_now_ms();
   int64_t step = s->stats->decode_steps++;
@@ -428,7 +434,6 @@ static cgr_status decode(server *s) {
   s->stats->prepare_ms += prepared - start;
   s->stats->replay_ms += replayed - prepared;
   s->stats->rest_ms += end - replayed;
-  return CGR_OK;
 }
 
 /* ---- the run

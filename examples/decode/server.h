@@ -128,6 +128,11 @@ void dec_hash_token(server *s, request *req, int32_t token);
 /* Gives req's pages back (it generated its last token). */
 void dec_finish_request(server *s, request *req);
 
+/* A decode step of n requests is done (serve.c): its times (host clock,
+ * dec_now_ms) into the run's stats. */
+void dec_account_step(server *s, int32_t n, double start, double prepared,
+                      double replayed);
+
 /* GPU time of decode step `step`: its start (which 0) or end (1) mark,
  * and the reading once it is settled. No-ops on the host. */
 void dec_gpu_mark(server *s, int64_t step, int which);

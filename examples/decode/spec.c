@@ -189,13 +189,7 @@ cgr_status dec_spec_step(server *s) {
       dec_finish_request(s, req);
   }
   s->active_count = kept;
-  s->stats->request_steps += n;
-  double end = dec_now_ms();
-  int64_t step = s->stats->decode_steps++;
-  s->stats->step_ms[step] = end - start;
-  s->stats->prepare_ms += prepared - start;
-  s->stats->replay_ms += replayed - prepared;
-  s->stats->rest_ms += end - replayed;
+  dec_account_step(s, n, start, prepared, replayed);
 
 done:
   dec_rows_free(&r);
