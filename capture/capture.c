@@ -542,6 +542,28 @@ cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
   return CGR_OK;
 }
 
+cgr_status cgr_graph_dump_key(cgr_runtime *rt, const cgr_key *key, int set,
+                              const char *path) {
+  if (rt == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  if (path == NULL || (set != 0 && set != 1))
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+                     path == NULL ? "argument 'path' is NULL"
+                                  : "argument 'set' is not 0 or 1");
+  cgr__capture *cap = NULL;
+  CGR__CHECK(cgr__capture_state(rt, &cap));
+  long index = cgr__key_find(rt, cap, key, __func__);
+  if (index < 0)
+    return CGR_E_INVALID_ARGUMENT;
+  const cgr__keyed *keyed = &cap->keys[index];
+  if (!keyed->stats.captured)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "key (bucket %u, %u tokens per request, variant %u) is "
+                     "not captured",
+                     key->padded_batch, key->tokens_per_request, key->variant);
+  return cgr__be_graph_dump(&rt->backend, keyed->graphs[set], path);
+}
+
 cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch, int set,
                           const char *path) {
   if (rt == NULL)

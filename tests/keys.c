@@ -16,8 +16,10 @@
  * bs * 1000 + q * 100 + t (a keyed fill). Variant 2 asks for three times
  * the scratch: the arena must be sized by it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "kernels/basic.h"
@@ -377,6 +379,23 @@ static void test_every_key_is_captured_on_one_arena(void **state) {
     for (uint32_t i = 0; i < 4 * tokens[t]; ++i)
       assert_int_equal(got[i], (int)i);
   }
+  /* Each key's graph can be dumped; a verify key's holds its own graph. */
+  char dot[2][128];
+  for (int i = 0; i < 2; ++i) {
+    snprintf(dot[i], sizeof dot[i], "/tmp/cgr-keys-%ld-%d.dot", (long)getpid(),
+             i);
+    cgr_key key = {4, i ? 4 : 1, (uint32_t)i};
+    assert_cgr_ok(rt, cgr_graph_dump_key(rt, &key, 1, dot[i]));
+    FILE *file = fopen(dot[i], "r");
+    assert_non_null(file);
+    fseek(file, 0, SEEK_END);
+    assert_true(ftell(file) > 0);
+    fclose(file);
+    remove(dot[i]);
+  }
+  cgr_key bad_key = {4, 2, 0};
+  assert_cgr_status(rt, cgr_graph_dump_key(rt, &bad_key, 0, dot[0]),
+                    CGR_E_INVALID_ARGUMENT);
   /* The first tokens value's constants are cgr_slot_address's. */
   void *a = NULL, *b = NULL;
   cgr_key first = {4, 1, 0};

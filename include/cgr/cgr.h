@@ -780,6 +780,11 @@ CGR_API cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
 CGR_API cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch,
                                   int set, const char *path);
 
+/* The same for any key. Errors as cgr_graph_dump, and
+ * CGR_E_INVALID_ARGUMENT for a key that is not the runtime's. */
+CGR_API cgr_status cgr_graph_dump_key(cgr_runtime *rt, const cgr_key *key,
+                                      int set, const char *path);
+
 /* ------------------------------------------------------------------------ */
 /* Replay                                                                    */
 /* ------------------------------------------------------------------------ */

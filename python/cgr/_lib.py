@@ -340,6 +340,9 @@ capture_stats_get = _proto(
     "cgr_capture_stats_get", _status, _rt, POINTER(CaptureStats)
 )
 graph_dump = _proto("cgr_graph_dump", _status, _rt, c_uint32, c_int, c_char_p)
+graph_dump_key = _proto(
+    "cgr_graph_dump_key", _status, _rt, POINTER(Key), c_int, c_char_p
+)
 batch_begin = _proto(
     "cgr_batch_begin", _status, _rt, c_uint32, POINTER(c_void_p)
 )

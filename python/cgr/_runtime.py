@@ -785,8 +785,11 @@ class Runtime:
         h = self._live()
         check(_lib.counters_reset(h.ptr), h.ptr)
 
-    def dump_graph(self, padded_batch, set, path):
-        """Writes (bucket, set)'s graph as Graphviz DOT (cgr_graph_dump)."""
+    def dump_graph(self, padded_batch, set, path, *, tokens_per_request=None,
+                   variant=None):
+        """Writes (key, set)'s graph as Graphviz DOT (cgr_graph_dump_key;
+        the key's defaults: the first tokens value, variant 0)."""
         h = self._live()
-        check(_lib.graph_dump(h.ptr, padded_batch, set, str(path).encode()),
+        key = self._c_key(padded_batch, tokens_per_request, variant)
+        check(_lib.graph_dump_key(h.ptr, byref(key), set, str(path).encode()),
               h.ptr)

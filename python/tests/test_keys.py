@@ -128,6 +128,15 @@ def test_keys_stats_and_refusals(keyed):
         rt.key_stats(4, 3, 5)
 
 
+def test_dump_graph_of_a_key(keyed, tmp_path):
+    rt, model = keyed
+    path = tmp_path / "verify.dot"
+    rt.dump_graph(4, 0, path, tokens_per_request=3, variant="double")
+    assert path.stat().st_size > 0
+    with pytest.raises(cgr.InvalidArgumentError, match="tokens_per_request 2"):
+        rt.dump_graph(4, 0, path, tokens_per_request=2)
+
+
 def test_fill_key_sees_the_key_and_buffers_are_per_key():
     rt = make_runtime(tokens_per_request=TOKENS)
     seen = []
