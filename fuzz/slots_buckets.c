@@ -119,7 +119,11 @@ static cgr_status sb_config_verdict(const cgr_config *config) {
   static const size_t version_ends[] = {
       offsetof(cgr_config, validate) + sizeof config->validate,
       offsetof(cgr_config, log_user) + sizeof config->log_user,
-      offsetof(cgr_config, replay_mode) + sizeof config->replay_mode};
+      offsetof(cgr_config, replay_mode) + sizeof config->replay_mode,
+      offsetof(cgr_config, variant_count) + sizeof config->variant_count};
+  _Static_assert(sizeof version_ends / sizeof version_ends[0] ==
+                     CGR_CONFIG_VERSION,
+                 "a version's end for every cgr_config version");
   if (config->size > sizeof *config || config->size < version_ends[0] ||
       config->version == 0 || config->version > CGR_CONFIG_VERSION ||
       config->size < version_ends[config->version - 1])
@@ -144,6 +148,11 @@ static cgr_status sb_config_verdict(const cgr_config *config) {
   else
     valid = valid && c->bucket_count > 0 &&
             sb_buckets_valid(c->buckets, c->bucket_count);
+  /* The key lists (version 4): this target leaves them at their defaults,
+   * which are valid. */
+  valid = valid && c->tokens_per_request == NULL &&
+          c->tokens_per_request_count == 0 && c->variants == NULL &&
+          c->variant_count == 0;
   return valid ? CGR_OK : CGR_E_INVALID_ARGUMENT;
 }
 
