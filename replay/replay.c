@@ -50,12 +50,11 @@ static uint64_t element(const void *data, uint64_t index, uint32_t width) {
  * `indices` and `fresh` (pinned) hold `batch` indices and rows: the
  * slot's rows (per token for a slot scaled by token).
  */
-static cgr_status plan_feedback(cgr_runtime *rt, cgr__replay *replay,
-                                const cgr__capture *cap, size_t index,
-                                const cgr__slot_input *input,
-                                unsigned char *dst, int32_t *indices,
-                                unsigned char *fresh, uint32_t batch,
-                                int in_place) {
+cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
+                              const cgr__capture *cap, size_t index,
+                              const cgr__slot_input *input, unsigned char *dst,
+                              int32_t *indices, unsigned char *fresh,
+                              uint32_t batch, int in_place) {
   const cgr__slot *slot = &cap->slots[index];
   const int32_t *prev = input->prev_rows;
   const unsigned char *fed =
@@ -118,70 +117,68 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
 
   if (input->given == CGR__GIVEN_UNCHANGED) {
     /* cgr_batch_unchanged checked it, and nothing loads a set while a
-     * batch is open. */
+     * batch is open. Its rows stay; rows past them that held live data
+     * are filled below as after any load: the same rows can be another
+     * key's, of a larger bucket (2 x 3 tokens, then 6 x 1), after an
+     * in-graph load that wrote only its own key's rows. A PREFIX slot's
+     * rows are its batch's, whose padding its last load wrote. */
     assert(set->loaded_size[index] == live);
     l->skipped++; /* its live rows */
-    /* The same rows can be another key's, of a larger bucket (2 x 3
-     * tokens, then 6 x 1): rows past them that an in-graph load left
-     * holding older live data are padding now (commit marks them so). */
-    if (!prefix && dirty > live)
-      return cgr__copy_plan_fill(plan,
-                                 buffer + (uint64_t)live * slot->row_bytes,
-                                 slot->desc.pad_value, width,
-                                 (uint64_t)(dirty - live) * slot->row_bytes,
-                                 &rt->error);
-    l->skipped++; /* its padding */
-    return CGR_OK;
-  }
-  /* Whatever this step loads, the in-graph image in staging (if any) no
-   * longer matches the set. */
-  set->image_size[index] = 0;
-  if (input->given == CGR__GIVEN_FEEDBACK) {
-    const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-    CGR__CHECK(
-        plan_feedback(rt, replay, cap, index, input, buffer,
-                      set->feed_index + index *
-                                            (size_t)cgr__largest_bucket(cap) *
-                                            cgr__largest_tokens(cap),
-                      set->staging + replay->staging_offset[index], live, 1));
-  } else if (input->given == CGR__GIVEN_GATHER) {
-    CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
-                                     input->gather_index, live, slot->row_bytes,
-                                     &rt->error));
+    if (prefix) {
+      l->skipped++; /* its padding */
+      return CGR_OK;
+    }
   } else {
-    const void *src = input->data;
-    uint64_t copy_bytes = live_bytes;
-    if (input->source == CGR_SOURCE_HOST) {
-      unsigned char *staged = set->staging + replay->staging_offset[index];
-      memcpy(staged, input->data, live_bytes);
-      if (replay->mode == CGR_REPLAY_NAIVE) {
-        /* One copy per slot: the padding rides in the staged image. */
-        uint64_t pad =
-            prefix ? element(input->data, live, width) : slot->desc.pad_value;
-        uint64_t rows = prefix ? (uint64_t)(padded - live)
-                               : fill_rows * slot->desc.row_elems;
-        for (uint64_t e = 0; e < rows; ++e)
-          memcpy(staged + live_bytes + e * width, &pad, width);
-        copy_bytes += rows * width;
+    /* Whatever this step loads, the in-graph image in staging (if any) no
+     * longer matches the set. */
+    set->image_size[index] = 0;
+    if (input->given == CGR__GIVEN_FEEDBACK) {
+      const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+      CGR__CHECK(cgr__plan_feedback(
+          rt, replay, cap, index, input, buffer,
+          set->feed_index + index * (size_t)cgr__largest_bucket(cap) *
+                                cgr__largest_tokens(cap),
+          set->staging + replay->staging_offset[index], live, 1));
+    } else if (input->given == CGR__GIVEN_GATHER) {
+      CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
+                                       input->gather_index, live,
+                                       slot->row_bytes, &rt->error));
+    } else {
+      const void *src = input->data;
+      uint64_t copy_bytes = live_bytes;
+      if (input->source == CGR_SOURCE_HOST) {
+        unsigned char *staged = set->staging + replay->staging_offset[index];
+        memcpy(staged, input->data, live_bytes);
+        if (replay->mode == CGR_REPLAY_NAIVE) {
+          /* One copy per slot: the padding rides in the staged image. */
+          uint64_t pad =
+              prefix ? element(input->data, live, width) : slot->desc.pad_value;
+          uint64_t rows = prefix ? (uint64_t)(padded - live)
+                                 : fill_rows * slot->desc.row_elems;
+          for (uint64_t e = 0; e < rows; ++e)
+            memcpy(staged + live_bytes + e * width, &pad, width);
+          copy_bytes += rows * width;
+          fill_rows = 0;
+        }
+        src = staged;
+      }
+      CGR__CHECK(
+          cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
+      if (prefix && fill_rows > 0) {
+        unsigned char *pad_dst = buffer + live_bytes;
+        if (input->source == CGR_SOURCE_DEVICE) {
+          /* The value lies on the device: gather entry `batch` once per
+           * padded entry, through an index of zeros. */
+          CGR__CHECK(cgr__copy_plan_gather(
+              plan, pad_dst, (const unsigned char *)src + live * width,
+              replay->zero_index, fill_rows, width, &rt->error));
+        } else {
+          CGR__CHECK(cgr__copy_plan_fill(plan, pad_dst,
+                                         element(input->data, live, width),
+                                         width, fill_rows * width, &rt->error));
+        }
         fill_rows = 0;
       }
-      src = staged;
-    }
-    CGR__CHECK(cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
-    if (prefix && fill_rows > 0) {
-      unsigned char *pad_dst = buffer + live_bytes;
-      if (input->source == CGR_SOURCE_DEVICE) {
-        /* The value lies on the device: gather entry `batch` once per
-         * padded entry, through an index of zeros. */
-        CGR__CHECK(cgr__copy_plan_gather(
-            plan, pad_dst, (const unsigned char *)src + live * width,
-            replay->zero_index, fill_rows, width, &rt->error));
-      } else {
-        CGR__CHECK(cgr__copy_plan_fill(plan, pad_dst,
-                                       element(input->data, live, width), width,
-                                       fill_rows * width, &rt->error));
-      }
-      fill_rows = 0;
     }
   }
   if (fill_rows > 0) {
@@ -375,19 +372,14 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (!cgr__is_input(&cap->slots[i]))
       continue;
-    /* A loaded slot's rows past the batch hold padding now. An unchanged
-     * slot's live rows were not touched, but rows past them that held
-     * older live data (an in-graph load writes only up to its key's
-     * rows) were filled by plan_slot: the same number of rows can be a
-     * larger bucket's under another tokens value. */
+    /* Every slot's rows past the batch hold padding now, an unchanged
+     * one's too (plan_slot filled them as it fills a loaded one's), but
+     * for an unchanged PREFIX slot, whose state stays as it was. */
+    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED &&
+        cap->slots[i].desc.kind == CGR_SLOT_PREFIX)
+      continue;
     uint32_t rows =
         (uint32_t)cgr__slot_rows(&cap->slots[i], l->batch, l->tokens);
-    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED) {
-      if (cap->slots[i].desc.kind != CGR_SLOT_PREFIX &&
-          set->dirty_end[i] > rows)
-        set->dirty_end[i] = rows;
-      continue;
-    }
     set->dirty_end[i] = rows;
     set->loaded_size[i] = rows;
   }
@@ -410,21 +402,12 @@ static void forget(const cgr__capture *cap, cgr__replay *replay,
   }
 }
 
-/* An eager step's feedback region for one fed slot: a gather index then
- * a new row per row of the slot, rounded to 16 bytes. */
-static uint64_t eager_feed_bytes(const cgr__slot *slot, uint64_t rows) {
-  return (rows * (sizeof(int32_t) + slot->row_bytes) + 15) / 16 * 16;
-}
-
-static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
-                               const cgr__capture *cap, cgr_batch *batch,
-                               cgr_ticket *ticket);
 static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                                   cgr__capture *cap, cgr_batch *batch,
                                   cgr_ticket *ticket, double started);
 
-static void account(cgr__replay *replay, uint64_t ops, uint64_t bytes,
-                    uint64_t skipped, double started) {
+void cgr__replay_account(cgr__replay *replay, uint64_t ops, uint64_t bytes,
+                         uint64_t skipped, double started) {
   cgr_replay_stats *stats = &replay->stats[replay->mode];
   stats->steps++;
   stats->ops_copied += ops;
@@ -511,7 +494,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   }
   if (batch->size > cgr__largest_bucket(cap) ||
       replay->mode == CGR_REPLAY_EAGER)
-    return replay_eager(rt, replay, cap, batch, ticket);
+    return cgr__replay_eager(rt, replay, cap, batch, ticket, started);
   if (replay->mode == CGR_REPLAY_IN_GRAPH)
     return replay_in_graph(rt, replay, cap, batch, ticket, started);
 
@@ -542,112 +525,12 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   replay->fed_batch = l.batch;
   replay->fed_tokens = l.tokens;
 
-  account(replay, replay->plan.count, replay->plan.total_bytes,
-          l.skipped + replay->constant_slots, started);
+  cgr__replay_account(replay, replay->plan.count, replay->plan.total_bytes,
+                      l.skipped + replay->constant_slots, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = l.batch;
   ticket->padded_batch = l.padded;
   ticket->set = l.set;
-  return CGR_OK;
-}
-
-/*
- * The sets' feedback regions hold the largest bucket's rows, and an eager
- * batch may have more: its new rows and indices go to pinned memory of
- * the replay state's own, grown only when a step needs more (found by
- * fuzz/batch.c), so an eager step allocates nothing after the first of its
- * size, as the eager cache does (capture.h). Nothing reads the old region
- * when it is replaced: an eager step waits for its copies, or drains them
- * when it fails.
- */
-static cgr_status eager_feed_room(cgr_runtime *rt, cgr__replay *replay,
-                                  const cgr__capture *cap,
-                                  const cgr_batch *batch) {
-  uint64_t bytes = 0;
-  for (size_t i = 0; i < cap->slot_count; ++i)
-    if (batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
-      bytes += eager_feed_bytes(&cap->slots[i],
-                                cgr__slot_rows(&cap->slots[i], batch->size,
-                                               batch->tokens));
-  if (bytes <= replay->eager_feed_capacity)
-    return CGR_OK;
-  cgr__be_pinned_free(&rt->backend, replay->eager_feed);
-  replay->eager_feed = NULL;
-  replay->eager_feed_capacity = 0;
-  CGR__CHECK(
-      cgr__be_pinned_alloc(&rt->backend, bytes, (void **)&replay->eager_feed));
-  replay->eager_feed_capacity = bytes;
-  return CGR_OK;
-}
-
-/* A batch over the largest bucket: the step runs eagerly on buffers of
- * its own size (synchronous), and its outputs live until the next replay. */
-static cgr_status replay_eager(cgr_runtime *rt, cgr__replay *replay,
-                               const cgr__capture *cap, cgr_batch *batch,
-                               cgr_ticket *ticket) {
-  double started = now_us();
-  cgr__backend *be = &rt->backend;
-  cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
-  CGR__CHECK(cgr__eager_begin(rt, batch->size, batch->tokens, batch->variant,
-                              replay->mode != CGR_REPLAY_EAGER,
-                              &replay->eager));
-  uint64_t feed_used = 0;
-  cgr_status status = eager_feed_room(rt, replay, cap, batch);
-  unsigned char *feed = replay->eager_feed;
-  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
-    const cgr__slot_input *input = &batch->inputs[i];
-    void *dst = cgr__eager_slot(&replay->eager, (cgr_slot)i);
-    if (!cgr__is_input(&cap->slots[i]))
-      continue;
-    /* cgr_batch_unchanged refuses a slot of an eager batch. */
-    assert(input->given != CGR__GIVEN_UNCHANGED);
-    uint32_t rows =
-        (uint32_t)cgr__slot_rows(&cap->slots[i], batch->size, batch->tokens);
-    if (input->given == CGR__GIVEN_FEEDBACK) {
-      /* The previous graph's outputs, gathered (none is in place here). */
-      int32_t *indices = (int32_t *)(void *)(feed + feed_used);
-      unsigned char *fresh = feed + feed_used + sizeof(int32_t) * rows;
-      feed_used += eager_feed_bytes(&cap->slots[i], rows);
-      cgr__copy_plan_clear(&replay->plan);
-      status = plan_feedback(rt, replay, cap, i, input, dst, indices, fresh,
-                             rows, 0);
-      if (status == CGR_OK)
-        status = cgr__copy_plan_finish(&replay->plan, &rt->error);
-      if (status == CGR_OK)
-        status = cgr__fused_copy_launch(be, stream, &replay->plan);
-    } else if (input->given == CGR__GIVEN_GATHER) {
-      cgr__copy_plan_clear(&replay->plan);
-      status = cgr__copy_plan_gather(&replay->plan, dst, input->gather_src,
-                                     input->gather_index, rows,
-                                     cap->slots[i].row_bytes, &rt->error);
-      if (status == CGR_OK)
-        status = cgr__copy_plan_finish(&replay->plan, &rt->error);
-      if (status == CGR_OK)
-        status = cgr__fused_copy_launch(be, stream, &replay->plan);
-    } else {
-      status = cgr__be_memcpy_async(be, stream, dst, input->data, input->bytes);
-    }
-  }
-  /* The device must see the previous step's outputs before reading device
-   * sources: the main stream orders it. */
-  if (status == CGR_OK)
-    status = cgr__eager_run(rt, &replay->eager);
-  if (status != CGR_OK) {
-    /* A copy queued before the failure may still read `feed`, which the
-     * next eager step rewrites on the host. */
-    cgr__be_stream_drain(be, stream);
-    cgr__eager_end(rt, &replay->eager);
-    return status;
-  }
-  replay->eager_live = 1;
-  replay->eager_step = replay->next_step;
-  replay->fed_step = UINT64_MAX; /* nothing feeds the step after */
-  replay->stats[replay->mode].eager_steps++;
-  account(replay, 0, 0, 0, started);
-  ticket->step = replay->next_step++;
-  ticket->batch_size = batch->size;
-  ticket->padded_batch = batch->size;
-  ticket->set = -1;
   return CGR_OK;
 }
 
@@ -794,7 +677,7 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   replay->fed_step = replay->next_step;
   replay->fed_batch = b;
   replay->fed_tokens = q;
-  account(replay, ops, bytes, skipped, started);
+  cgr__replay_account(replay, ops, bytes, skipped, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = b;
   ticket->padded_batch = padded;

@@ -155,6 +155,24 @@ typedef struct cgr__replay {
   int test_drop_set_wait;
 } cgr__replay;
 
+/* replay.c: a fed slot's rows of this step (cgr_batch_feedback) into the
+ * plan, `rows` of them; `in_place` rows that continue the same row cost
+ * nothing (a graph step's), otherwise every continued row is gathered. */
+cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
+                              const cgr__capture *cap, size_t index,
+                              const cgr__slot_input *input, unsigned char *dst,
+                              int32_t *indices, unsigned char *fresh,
+                              uint32_t rows, int in_place);
+/* replay.c: a step's cost into the current mode's stats (`started` on
+ * the host clock, in µs). */
+void cgr__replay_account(cgr__replay *replay, uint64_t ops, uint64_t bytes,
+                         uint64_t skipped, double started);
+/* replay_eager.c: a batch's step run eagerly (the batch is complete and
+ * closed); issues its ticket. */
+cgr_status cgr__replay_eager(cgr_runtime *rt, cgr__replay *replay,
+                             const cgr__capture *cap, cgr_batch *batch,
+                             cgr_ticket *ticket, double started);
+
 /* The runtime's replay state, made on first use after a capture. */
 cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out);
 
