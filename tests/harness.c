@@ -220,6 +220,12 @@ void test_gate_open(test_gate *gate) {
   pthread_mutex_unlock(&gate->lock);
 }
 
+double test_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 int test_gate_wait(test_gate *gate, int timeout_ms) {
   struct timespec deadline;
   clock_gettime(CLOCK_REALTIME, &deadline);

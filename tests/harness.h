@@ -154,6 +154,9 @@ typedef struct test_gate {
 void test_gate_init(test_gate *gate);
 void test_gate_fini(test_gate *gate);
 void test_gate_open(test_gate *gate);
+/* Milliseconds on the monotonic clock, for tests that time a wait. */
+double test_now_ms(void);
+
 /* 1 when the gate opened within timeout_ms, 0 on timeout. */
 int test_gate_wait(test_gate *gate, int timeout_ms);
 /* A host function (cgr__host_fn) that holds its stream until the gate

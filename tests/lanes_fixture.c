@@ -35,21 +35,15 @@ void rendezvous_arm(rendezvous *r, uint32_t expected, int timeout_ms) {
   atomic_store(&r->armed, 1); /* publishes the fields above */
 }
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* Runs on a stream's worker thread: records, never asserts. */
 static void rendezvous_arrive(void *user) {
   rendezvous *r = user;
   if (!atomic_load(&r->armed))
     return;
   atomic_fetch_add(&r->arrived, 1);
-  double deadline = now_ms() + r->timeout_ms;
+  double deadline = test_now_ms() + r->timeout_ms;
   while (atomic_load(&r->arrived) < r->expected) {
-    if (now_ms() > deadline) {
+    if (test_now_ms() > deadline) {
       atomic_fetch_add(&r->timed_out, 1);
       return;
     }
