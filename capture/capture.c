@@ -542,42 +542,41 @@ cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
   return CGR_OK;
 }
 
+/* Both dumps: the arguments, then key `index`'s graph of `set`. */
+static cgr_status dump(cgr_runtime *rt, const cgr__capture *cap, long index,
+                       int set, const char *path, const char *func) {
+  if (path == NULL || (set != 0 && set != 1))
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     path == NULL ? "argument 'path' is NULL"
+                                  : "argument 'set' is not 0 or 1");
+  const cgr__keyed *keyed = &cap->keys[index];
+  if (!keyed->stats.captured) {
+    char name[160];
+    key_name(rt, cap, &keyed->stats.key, name, sizeof name);
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
+                     "%s is not captured", name);
+  }
+  return cgr__be_graph_dump(&rt->backend, keyed->graphs[set], path);
+}
+
 cgr_status cgr_graph_dump_key(cgr_runtime *rt, const cgr_key *key, int set,
                               const char *path) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  if (path == NULL || (set != 0 && set != 1))
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     path == NULL ? "argument 'path' is NULL"
-                                  : "argument 'set' is not 0 or 1");
   cgr__capture *cap = NULL;
   CGR__CHECK(cgr__capture_state(rt, &cap));
   long index = cgr__key_find(rt, cap, key, __func__);
   if (index < 0)
     return CGR_E_INVALID_ARGUMENT;
-  const cgr__keyed *keyed = &cap->keys[index];
-  if (!keyed->stats.captured)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
-                     "key (bucket %u, %u tokens per request, variant %u) is "
-                     "not captured",
-                     key->padded_batch, key->tokens_per_request, key->variant);
-  return cgr__be_graph_dump(&rt->backend, keyed->graphs[set], path);
+  return dump(rt, cap, index, set, path, __func__);
 }
 
 cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch, int set,
                           const char *path) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  if (path == NULL || (set != 0 && set != 1))
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
-                     path == NULL ? "argument 'path' is NULL"
-                                  : "argument 'set' is not 0 or 1");
   cgr__capture *cap = NULL;
-  long index = -1;
-  CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &index));
-  const cgr__keyed *keyed = &cap->keys[first_key(cap, index)];
-  if (!keyed->stats.captured)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
-                     "bucket %u is not captured", padded_batch);
-  return cgr__be_graph_dump(&rt->backend, keyed->graphs[set], path);
+  long bucket = -1;
+  CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &bucket));
+  return dump(rt, cap, (long)first_key(cap, bucket), set, path, __func__);
 }

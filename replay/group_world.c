@@ -129,6 +129,16 @@ static uint64_t mix(uint64_t h, uint64_t value) {
 /* FNV-1a's start. */
 #define DIGEST_START UINT64_C(1469598103934665603)
 
+/* Mixes the runtime's bucket list into *digest. */
+static cgr_status buckets_digest(cgr_runtime *rt, uint64_t *digest) {
+  const uint32_t *sizes = NULL;
+  size_t count = 0;
+  CGR__CHECK(cgr_buckets(rt, &sizes, &count));
+  for (size_t i = 0; i < count; ++i)
+    *digest = mix(*digest, sizes[i]);
+  return CGR_OK;
+}
+
 cgr_status cgr__group_world_compare_buckets(cgr_group *group,
                                             const char *func) {
   if (!group->world)
@@ -137,13 +147,9 @@ cgr_status cgr__group_world_compare_buckets(cgr_group *group,
    * variants' names. Either decides which key an index is, and so which
    * graph a capture makes: every rank must have the same. */
   cgr_runtime *rt = group->rt[0];
-  const uint32_t *sizes = NULL;
-  size_t count = 0;
-  CGR__CHECK(cgr_buckets(rt, &sizes, &count));
   uint64_t mine[2] = {DIGEST_START, DIGEST_START};
   uint64_t all[2 * CGR_GROUP_MAX_RANKS];
-  for (size_t i = 0; i < count; ++i)
-    mine[0] = mix(mine[0], sizes[i]);
+  CGR__CHECK(buckets_digest(rt, &mine[0]));
   for (size_t i = 0; i < rt->config.tokens_per_request_count; ++i)
     mine[1] = mix(mine[1], rt->config.tokens_per_request[i]);
   for (uint32_t v = 0; v < rt->variant_count; ++v) {
@@ -172,13 +178,9 @@ cgr_status cgr__group_world_compare_captures(cgr_group *group,
   if (!group->world)
     return CGR_OK;
   cgr_runtime *rt = group->rt[0];
-  const uint32_t *sizes = NULL;
-  size_t count = 0;
-  CGR__CHECK(cgr_buckets(rt, &sizes, &count));
   /* [0]: the bucket list; [1]: every captured key's collectives. */
   uint64_t mine[2] = {DIGEST_START, DIGEST_START};
-  for (size_t i = 0; i < count; ++i)
-    mine[0] = mix(mine[0], sizes[i]);
+  CGR__CHECK(buckets_digest(rt, &mine[0]));
   const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   for (size_t key = 0; key < cap->key_count; ++key) {
     if (!cap->keys[key].stats.captured)
