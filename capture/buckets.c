@@ -78,35 +78,30 @@ long cgr__bucket_index(const cgr__capture *cap, uint32_t padded_batch) {
   return cap->sizes[index] == padded_batch ? index : -1;
 }
 
-long cgr__key_find(cgr_runtime *rt, const cgr__capture *cap, const cgr_key *key,
-                   const char *func) {
-  if (key == NULL) {
-    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
-              "argument 'key' is NULL");
-    return -1;
-  }
+cgr_status cgr__key_find(cgr_runtime *rt, const cgr__capture *cap,
+                         const cgr_key *key, const char *func, size_t *index) {
+  if (key == NULL)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "argument 'key' is NULL");
   long bucket = cgr__bucket_index(cap, key->padded_batch);
   long token = cgr__token_index(cap, key->tokens_per_request);
-  if (bucket < 0) {
-    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
-              "key->padded_batch %u is not a bucket", key->padded_batch);
-    return -1;
-  }
+  if (bucket < 0)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "key->padded_batch %u is not a bucket", key->padded_batch);
   if (token < 0) {
     char have[160];
     cgr__tokens_list(cap, have, sizeof have);
-    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
-              "key->tokens_per_request %u is not one of the runtime's (%s)",
-              key->tokens_per_request, have);
-    return -1;
+    return cgr__fail(
+        &rt->error, CGR_E_INVALID_ARGUMENT, func,
+        "key->tokens_per_request %u is not one of the runtime's (%s)",
+        key->tokens_per_request, have);
   }
-  if (key->variant >= cap->variant_count) {
-    cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
-              "key->variant %u is not a variant (the runtime has %u)",
-              key->variant, cap->variant_count);
-    return -1;
-  }
-  return (long)cgr__key_index(cap, (size_t)bucket, (size_t)token, key->variant);
+  if (key->variant >= cap->variant_count)
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                     "key->variant %u is not a variant (the runtime has %u)",
+                     key->variant, cap->variant_count);
+  *index = cgr__key_index(cap, (size_t)bucket, (size_t)token, key->variant);
+  return CGR_OK;
 }
 
 void cgr__tokens_list(const cgr__capture *cap, char *out, size_t size) {

@@ -393,6 +393,15 @@ static cgr_status find_bucket(cgr_runtime *rt, uint32_t padded_batch,
   return CGR_OK;
 }
 
+/* The capture state and the index of `key`, or a message naming the
+ * field that is not the runtime's. */
+static cgr_status find_key(cgr_runtime *rt, const cgr_key *key,
+                           const char *func, cgr__capture **cap,
+                           size_t *index) {
+  CGR__CHECK(cgr__capture_state(rt, cap));
+  return cgr__key_find(rt, *cap, key, func, index);
+}
+
 /* The keys of bucket `index`: [*first, *first + per bucket). */
 static size_t first_key(const cgr__capture *cap, long bucket) {
   return (size_t)bucket * cap->token_count * cap->variant_count;
@@ -423,12 +432,10 @@ cgr_status cgr_capture_key(cgr_runtime *rt, const cgr_key *key) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
   cgr__capture *cap = NULL;
-  CGR__CHECK(cgr__capture_state(rt, &cap));
-  long index = cgr__key_find(rt, cap, key, __func__);
-  if (index < 0)
-    return CGR_E_INVALID_ARGUMENT;
+  size_t index = 0;
+  CGR__CHECK(find_key(rt, key, __func__, &cap, &index));
   CGR__CHECK(need_step(rt, cap, __func__));
-  return capture_one(rt, cap, (size_t)index);
+  return capture_one(rt, cap, index);
 }
 
 cgr_status cgr__capture_key_index(cgr_runtime *rt, size_t index) {
@@ -508,10 +515,8 @@ cgr_status cgr_key_stats_get(const cgr_runtime *rt, const cgr_key *key,
     return cgr__fail(&mutable_rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'out' is NULL");
   cgr__capture *cap = NULL;
-  CGR__CHECK(cgr__capture_state(mutable_rt, &cap));
-  long index = cgr__key_find(mutable_rt, cap, key, __func__);
-  if (index < 0)
-    return CGR_E_INVALID_ARGUMENT;
+  size_t index = 0;
+  CGR__CHECK(find_key(mutable_rt, key, __func__, &cap, &index));
   *out = cap->keys[index].stats;
   return CGR_OK;
 }
@@ -543,7 +548,7 @@ cgr_status cgr_capture_stats_get(const cgr_runtime *rt,
 }
 
 /* Both dumps: the arguments, then key `index`'s graph of `set`. */
-static cgr_status dump(cgr_runtime *rt, const cgr__capture *cap, long index,
+static cgr_status dump(cgr_runtime *rt, const cgr__capture *cap, size_t index,
                        int set, const char *path, const char *func) {
   if (path == NULL || (set != 0 && set != 1))
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
@@ -564,10 +569,8 @@ cgr_status cgr_graph_dump_key(cgr_runtime *rt, const cgr_key *key, int set,
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
   cgr__capture *cap = NULL;
-  CGR__CHECK(cgr__capture_state(rt, &cap));
-  long index = cgr__key_find(rt, cap, key, __func__);
-  if (index < 0)
-    return CGR_E_INVALID_ARGUMENT;
+  size_t index = 0;
+  CGR__CHECK(find_key(rt, key, __func__, &cap, &index));
   return dump(rt, cap, index, set, path, __func__);
 }
 
@@ -578,5 +581,5 @@ cgr_status cgr_graph_dump(cgr_runtime *rt, uint32_t padded_batch, int set,
   cgr__capture *cap = NULL;
   long bucket = -1;
   CGR__CHECK(find_bucket(rt, padded_batch, __func__, &cap, &bucket));
-  return dump(rt, cap, (long)first_key(cap, bucket), set, path, __func__);
+  return dump(rt, cap, first_key(cap, bucket), set, path, __func__);
 }

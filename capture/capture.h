@@ -192,10 +192,10 @@ static inline cgr_key cgr__key_at(const cgr__capture *cap, size_t index) {
   return key;
 }
 
-/* The index of `key` in cap->keys, or -1 with a message naming the field
- * that is not the runtime's (in rt->error, as `func`). */
-long cgr__key_find(cgr_runtime *rt, const cgr__capture *cap, const cgr_key *key,
-                   const char *func);
+/* The index of `key` in cap->keys, or CGR_E_INVALID_ARGUMENT with a
+ * message naming the field that is not the runtime's (as `func`). */
+cgr_status cgr__key_find(cgr_runtime *rt, const cgr__capture *cap,
+                         const cgr_key *key, const char *func, size_t *index);
 
 /* "1, 4" : the tokens-per-request values, for messages. */
 void cgr__tokens_list(const cgr__capture *cap, char *out, size_t size);

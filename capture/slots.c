@@ -332,11 +332,10 @@ cgr_status cgr_slot_address_key(const cgr_runtime *rt, cgr_slot slot, int set,
   cgr__capture *cap = NULL;
   const cgr__slot *s = NULL;
   CGR__CHECK(address_args(mutable_rt, slot, set, __func__, &cap, &s));
-  long index = cgr__key_find(mutable_rt, cap, key, __func__);
-  if (index < 0)
-    return CGR_E_INVALID_ARGUMENT;
+  size_t index = 0;
+  CGR__CHECK(cgr__key_find(mutable_rt, cap, key, __func__, &index));
   *out = s->desc.kind == CGR_SLOT_CONSTANT
-             ? s->constant_buffers[cgr__constant_index(cap, (size_t)index)]
+             ? s->constant_buffers[cgr__constant_index(cap, index)]
              : s->buffers[set];
   return CGR_OK;
 }
