@@ -42,6 +42,7 @@ host_op *cgr__host_op_new(host_ctx *ctx, host_op_kind kind, size_t args_size,
 void cgr__host_event_release(cgr__event *event) {
   if (atomic_fetch_sub(&event->refs, 1) != 1)
     return;
+  cgr__host_set_fini(&event->record_point);
   pthread_cond_destroy(&event->done);
   pthread_mutex_destroy(&event->lock);
   cgr__free(event);
@@ -171,39 +172,17 @@ void cgr__host_enqueue_locked(cgr__stream *stream, host_op *op) {
   pthread_cond_signal(&stream->work_ready);
 }
 
-static cgr_status capture_invalidated(host_capture *capture, const char *func) {
-  return cgr__fail(capture->stream->ctx->err, CGR_E_CAPTURE, func,
-                   "stream '%s' is capturing and its capture was invalidated "
-                   "earlier: %s",
-                   capture->stream->name, capture->reason);
-}
-
 cgr_status cgr__host_submit(host_ctx *ctx, cgr__stream *stream, host_op *op,
                             const char *func) {
   (void)ctx;
+  cgr_status status = CGR_OK;
   pthread_mutex_lock(&stream->lock);
-  host_capture *capture = stream->capture;
-  if (capture == NULL) {
+  if (stream->capture == NULL)
     cgr__host_enqueue_locked(stream, op);
-    pthread_mutex_unlock(&stream->lock);
-    return CGR_OK;
-  }
-  if (capture->invalidated) {
-    cgr_status status = capture_invalidated(capture, func);
-    pthread_mutex_unlock(&stream->lock);
-    cgr__host_op_free(op);
-    return status;
-  }
-  cgr__graph *graph = capture->graph;
-  op->next = NULL;
-  if (graph->tail != NULL)
-    graph->tail->next = op;
   else
-    graph->head = op;
-  graph->tail = op;
-  graph->count++;
+    status = cgr__host_capture_append(stream, op, func);
   pthread_mutex_unlock(&stream->lock);
-  return CGR_OK;
+  return status;
 }
 
 static void *worker_main(void *arg) {
@@ -299,11 +278,7 @@ fail:
 static void host_stream_destroy(void *vctx, cgr__stream *stream) {
   host_ctx *ctx = vctx;
   /* A capture still open on the stream dies with it. */
-  if (stream->capture != NULL) {
-    cgr__graph *graph = NULL;
-    (void)cgr__host_capture_end(ctx, stream, &graph);
-    cgr__host_graph_destroy(ctx, graph);
-  }
+  cgr__host_capture_abandon(ctx, stream);
   pthread_mutex_lock(&ctx->lock);
   for (cgr__stream **link = &ctx->streams; *link != NULL;
        link = &(*link)->next) {
@@ -321,6 +296,7 @@ static void host_stream_destroy(void *vctx, cgr__stream *stream) {
   pthread_mutex_unlock(&stream->lock);
   pthread_join(stream->thread, NULL);
 
+  cgr__host_set_fini(&stream->frontier);
   pthread_cond_destroy(&stream->work_done);
   pthread_cond_destroy(&stream->work_ready);
   pthread_mutex_destroy(&stream->lock);
@@ -413,18 +389,10 @@ static cgr_status host_event_record(void *vctx, cgr__event *event,
   if (op == NULL)
     return CGR_E_OUT_OF_MEMORY;
   pthread_mutex_lock(&stream->lock);
-  host_capture *capture = stream->capture;
-  if (capture != NULL) {
+  if (stream->capture != NULL) {
     /* Inside a capture a record only marks a point in the graph for other
      * captured work to depend on; it runs nothing at replay. */
-    cgr_status status = CGR_OK;
-    if (capture->invalidated) {
-      status = capture_invalidated(capture, __func__);
-    } else {
-      pthread_mutex_lock(&event->lock);
-      event->capture_id = capture->id;
-      pthread_mutex_unlock(&event->lock);
-    }
+    cgr_status status = cgr__host_capture_record(stream, event, __func__);
     pthread_mutex_unlock(&stream->lock);
     cgr__free(op);
     return status;
@@ -446,55 +414,44 @@ static cgr_status host_stream_wait_event(void *vctx, cgr__stream *stream,
   host_op *op = cgr__host_op_new(ctx, HOST_OP_EVENT_WAIT, 0, __func__);
   if (op == NULL)
     return CGR_E_OUT_OF_MEMORY;
-  cgr_status status = CGR_OK;
-  pthread_mutex_lock(&stream->lock);
-  pthread_mutex_lock(&event->lock);
-  uint64_t target = event->recorded;
-  uint64_t capture_id = event->capture_id;
-  pthread_mutex_unlock(&event->lock);
-  host_capture *capture = stream->capture;
-  if (capture != NULL) {
-    if (capture->invalidated) {
-      status = capture_invalidated(capture, __func__);
-    } else if (capture_id != capture->id && target > 0) {
-      /* CUDA: a dependency on work outside the capture would cross the
-       * capture's boundary (cudaErrorStreamCaptureIsolation). */
-      capture->invalidated = 1;
-      snprintf(capture->reason, sizeof capture->reason,
-               "stream '%s' waited on an event recorded outside the capture",
-               stream->name);
-      status = cgr__fail(ctx->err, CGR_E_CAPTURE, __func__,
-                         "%s (CUDA rejects it: the dependency would cross "
-                         "the capture's boundary)",
-                         capture->reason);
+  /* A wait that a capture is part of (the stream captures, or the event
+   * was recorded in a capture) needs ctx->lock, taken first: look without
+   * it, and look again with it. */
+  int with_ctx = 0;
+  for (;;) {
+    if (with_ctx)
+      pthread_mutex_lock(&ctx->lock);
+    pthread_mutex_lock(&stream->lock);
+    pthread_mutex_lock(&event->lock);
+    if (stream->capture == NULL && event->capture_id == 0)
+      break; /* holding stream->lock and event->lock */
+    if (with_ctx) {
+      cgr_status status = cgr__host_capture_wait(ctx, stream, event, __func__);
+      pthread_mutex_unlock(&event->lock);
+      pthread_mutex_unlock(&stream->lock);
+      pthread_mutex_unlock(&ctx->lock);
+      cgr__free(op);
+      return status;
     }
-    /* Same-capture waits order captured work on one stream: already in
-     * order, nothing to record. */
+    pthread_mutex_unlock(&event->lock);
     pthread_mutex_unlock(&stream->lock);
-    cgr__free(op);
-    return status;
+    with_ctx = 1;
   }
-  if (capture_id != 0) {
-    pthread_mutex_unlock(&stream->lock);
-    cgr__free(op);
-    return cgr__fail(ctx->err, CGR_E_UNSUPPORTED, __func__,
-                     "stream '%s' waited on an event last recorded during a "
-                     "capture; joining another stream into a capture is not "
-                     "supported by the host backend",
-                     stream->name);
-  }
+  uint64_t target = event->recorded;
+  pthread_mutex_unlock(&event->lock);
   if (target == 0) {
     /* Never recorded: complete by definition, as in CUDA. */
-    pthread_mutex_unlock(&stream->lock);
     cgr__free(op);
-    return CGR_OK;
+  } else {
+    atomic_fetch_add(&event->refs, 1);
+    op->u.event.event = event;
+    op->u.event.sequence = target;
+    cgr__host_enqueue_locked(stream, op);
   }
-  atomic_fetch_add(&event->refs, 1);
-  op->u.event.event = event;
-  op->u.event.sequence = target;
-  cgr__host_enqueue_locked(stream, op);
   pthread_mutex_unlock(&stream->lock);
-  return status;
+  if (with_ctx)
+    pthread_mutex_unlock(&ctx->lock);
+  return CGR_OK;
 }
 
 /* CUDA calls querying or synchronizing a captured event invalid, and an
@@ -509,13 +466,8 @@ static cgr_status captured_event(host_ctx *ctx, uint64_t capture_id,
        capture = capture->next) {
     if (capture->id != capture_id)
       continue;
-    pthread_mutex_lock(&capture->stream->lock);
-    if (!capture->invalidated) {
-      capture->invalidated = 1;
-      snprintf(capture->reason, sizeof capture->reason,
-               "the host queried or synchronized an event recorded in it");
-    }
-    pthread_mutex_unlock(&capture->stream->lock);
+    cgr__host_capture_invalidate(
+        capture, "the host queried or synchronized an event recorded in it");
     invalidated = 1;
     break;
   }
