@@ -13,6 +13,7 @@
 #ifndef CGR_KERNELS_COPY_TILES_H
 #define CGR_KERNELS_COPY_TILES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__CUDACC__)
@@ -84,6 +85,44 @@ typedef struct cgr__fused_copy_args_large {
 typedef struct cgr__fused_copy_header {
   CGR__FUSED_COPY_HEADER;
 } cgr__fused_copy_header;
+
+/*
+ * The plan area: a plan in memory the device reads when a kernel runs
+ * (pinned host memory, through unified addressing), for the plan_load
+ * kernel, whose launch passes only the area's address and so may be
+ * captured into a graph once and executes whatever plan the area holds at
+ * each replay. Layout: the header above, then `capacity` descriptors from
+ * byte CGR__PLAN_AREA_OPS_OFFSET, the area itself aligned to
+ * CGR__PLAN_AREA_ALIGN (so every descriptor is 16-byte aligned, as 48 is a
+ * multiple of 16). It is the layout of the by-value argument structs with
+ * a capacity of the caller's choosing, so the host executor reads both
+ * through one path. Tiles are numbered through the whole area (one
+ * launch), however many operations it holds.
+ */
+#define CGR__PLAN_AREA_OPS_OFFSET ((uint64_t)sizeof(cgr__fused_copy_header))
+#define CGR__PLAN_AREA_ALIGN 16
+
+/* Bytes of a plan area for `capacity` descriptors; UINT64_MAX when that
+ * does not fit 64 bits. */
+CGR__HD uint64_t cgr__plan_area_bytes(size_t capacity) {
+  const uint64_t desc = sizeof(cgr__copy_desc);
+  if ((uint64_t)capacity > (UINT64_MAX - CGR__PLAN_AREA_OPS_OFFSET) / desc)
+    return UINT64_MAX;
+  return CGR__PLAN_AREA_OPS_OFFSET + (uint64_t)capacity * desc;
+}
+
+/* The area's descriptors. */
+CGR__HD const cgr__copy_desc *cgr__plan_area_ops(const void *area) {
+  return (const cgr__copy_desc *)((const unsigned char *)area +
+                                  CGR__PLAN_AREA_OPS_OFFSET);
+}
+
+/* The plan_load kernel's arguments: a graph node's fixed parameters. */
+typedef struct cgr__plan_load_args {
+  uint64_t area; /* the plan area's address */
+  uint32_t grid; /* blocks to launch (the host executor ignores it) */
+  uint32_t reserved;
+} cgr__plan_load_args;
 
 /* The operation that owns tile `tile` (binary search over tile_begin). */
 CGR__HD uint32_t cgr__copy_tile_op(const cgr__copy_desc *ops, uint32_t op_count,

@@ -8,6 +8,10 @@
 // modulo 16 move 16-byte vectors, with scalar head and tail; the others
 // fall back to 4-byte or 1-byte elements. Sources may be pinned host
 // memory: plain loads reach it through unified addressing.
+//
+// plan_load is the same per-tile work driven from a plan area in pinned
+// memory instead of parameters (copy_tiles.h); its cost is noted at the
+// kernel.
 #include <cuda_runtime.h>
 
 #include <stdint.h>
@@ -22,6 +26,14 @@ constexpr int kThreads = 256;
 constexpr int kUnroll = 4;
 // Grid cap: the loop strides over the rest. 2^31 - 1 is CUDA's x limit.
 constexpr uint32_t kMaxBlocks = 1u << 30;
+
+// Every address a plan names is global memory (device memory or pinned
+// host memory). The compiler infers that for addresses read from kernel
+// parameters, not for those read from shared memory (plan_load): saying so
+// keeps plan_load on LDG/STG rather than generic loads and stores.
+__device__ __forceinline__ void assume_global(const void *address) {
+  __builtin_assume(__isGlobal(address));
+}
 
 // Moves `count` elements of type T cooperatively with the block: each
 // thread loads kUnroll elements, then stores them, so loads overlap.
@@ -48,6 +60,8 @@ __device__ __forceinline__ void block_copy(T *dst, const T *src,
 
 __device__ __forceinline__ void
 block_copy_bytes(unsigned char *dst, const unsigned char *src, uint64_t n) {
+  assume_global(dst);
+  assume_global(src);
   uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
   unsigned width = ((d ^ s) & 15) == 0 ? 16 : ((d ^ s) & 3) == 0 ? 4 : 1;
   if (width == 1) {
@@ -77,6 +91,7 @@ block_copy_bytes(unsigned char *dst, const unsigned char *src, uint64_t n) {
 __device__ __forceinline__ void block_fill(unsigned char *dst,
                                            uint64_t pattern8, uint64_t begin,
                                            uint64_t end) {
+  assume_global(dst);
   uintptr_t first = (uintptr_t)(dst + begin);
   uint64_t n = end - begin;
   uint64_t head = (uint64_t)((16 - (first & 15)) & 15);
@@ -109,6 +124,9 @@ __device__ __forceinline__ void block_gather(const cgr__copy_desc &op,
   T *dst = (T *)(uintptr_t)op.dst;
   const unsigned char *src = (const unsigned char *)(uintptr_t)op.src;
   const int32_t *index = (const int32_t *)(uintptr_t)op.index;
+  assume_global(dst);
+  assume_global(src);
+  assume_global(index);
   const uint64_t row_elems = op.row_bytes / sizeof(T);
   const uint64_t last = end / sizeof(T);
   uint64_t e = begin / sizeof(T) + threadIdx.x;
@@ -144,27 +162,70 @@ __device__ __forceinline__ void gather_range(const cgr__copy_desc &op,
     block_gather<unsigned char>(op, begin, end);
 }
 
+// One tile of `op`, by the whole block: the work both kernels share.
+__device__ __forceinline__ void run_tile(const cgr__copy_desc &op,
+                                         uint32_t tile) {
+  uint64_t begin, end;
+  cgr__copy_tile_range(&op, tile, &begin, &end);
+  switch (op.kind) {
+  case CGR__COPY_OP_COPY:
+    block_copy_bytes((unsigned char *)(uintptr_t)op.dst + begin,
+                     (const unsigned char *)(uintptr_t)op.src + begin,
+                     end - begin);
+    break;
+  case CGR__COPY_OP_FILL:
+    block_fill((unsigned char *)(uintptr_t)op.dst, op.src, begin, end);
+    break;
+  case CGR__COPY_OP_GATHER:
+    gather_range(op, begin, end);
+    break;
+  }
+}
+
 template <typename Args>
 __global__ void __launch_bounds__(kThreads)
     fused_copy(const __grid_constant__ Args args) {
-  for (uint32_t tile = blockIdx.x; tile < args.tile_count; tile += gridDim.x) {
-    const cgr__copy_desc &op =
-        args.ops[cgr__copy_tile_op(args.ops, args.op_count, tile)];
-    uint64_t begin, end;
-    cgr__copy_tile_range(&op, tile, &begin, &end);
-    switch (op.kind) {
-    case CGR__COPY_OP_COPY:
-      block_copy_bytes((unsigned char *)(uintptr_t)op.dst + begin,
-                       (const unsigned char *)(uintptr_t)op.src + begin,
-                       end - begin);
-      break;
-    case CGR__COPY_OP_FILL:
-      block_fill((unsigned char *)(uintptr_t)op.dst, op.src, begin, end);
-      break;
-    case CGR__COPY_OP_GATHER:
-      gather_range(op, begin, end);
-      break;
-    }
+  for (uint32_t tile = blockIdx.x; tile < args.tile_count; tile += gridDim.x)
+    run_tile(args.ops[cgr__copy_tile_op(args.ops, args.op_count, tile)], tile);
+}
+
+// The same tiles, from a plan area read when the kernel runs (a graph node
+// whose parameters never change executes the plan written before each
+// replay). Thread 0 reads the header, and for each tile searches the
+// descriptors and copies the one it needs, into shared memory; the other
+// threads wait at the barrier and read it there, so the area is read once
+// per block and tile rather than by 256 threads.
+//
+// Cost (not measured: no GPU in the session that wrote this): the area is
+// pinned host memory, so a read that no cache serves crosses PCIe, on the
+// order of a microsecond per dependent load. A block pays one read for the
+// header, then per tile the binary search (about log2(op_count) dependent
+// loads: 10 for 1,000 operations) and the 48-byte descriptor (independent
+// loads, about one round trip). The by-value kernel reads its descriptors
+// from the constant bank instead. Blocks search in parallel, so the grid
+// hides part of it, but a block that takes several tiles pays it for each;
+// every search starts at the same middle descriptor, and whether L2 keeps
+// those lines for the other blocks is one of the things to measure.
+__global__ void __launch_bounds__(kThreads)
+    plan_load(const cgr__plan_load_args args) {
+  __shared__ cgr__fused_copy_header header;
+  __shared__ cgr__copy_desc op;
+  const cgr__fused_copy_header *area_header =
+      (const cgr__fused_copy_header *)(uintptr_t)args.area;
+  const cgr__copy_desc *ops = cgr__plan_area_ops(area_header);
+  if (threadIdx.x == 0)
+    header = *area_header;
+  __syncthreads();
+  const uint32_t op_count = header.op_count;
+  const uint32_t tile_count = header.tile_count;
+  // 64-bit, so that tile + gridDim.x cannot wrap for any tile count.
+  for (uint64_t tile = blockIdx.x; tile < tile_count; tile += gridDim.x) {
+    if (threadIdx.x == 0)
+      op = ops[cgr__copy_tile_op(ops, op_count, (uint32_t)tile)];
+    __syncthreads();
+    run_tile(op, (uint32_t)tile);
+    // Every thread is done with `op` before thread 0 overwrites it.
+    __syncthreads();
   }
 }
 
@@ -193,4 +254,10 @@ extern "C" int cgr__cuda_launch_fused_copy_medium(void *cuda_stream,
 extern "C" int cgr__cuda_launch_fused_copy_large(void *cuda_stream,
                                                  const void *args) {
   return launch<cgr__fused_copy_args_large>(cuda_stream, args);
+}
+
+extern "C" int cgr__cuda_launch_plan_load(void *cuda_stream, const void *args) {
+  const cgr__plan_load_args *load = (const cgr__plan_load_args *)args;
+  return cgr__cuda_launch(plan_load, load->grid, kThreads,
+                          (cudaStream_t)cuda_stream, load);
 }

@@ -269,7 +269,9 @@ else
   instantiations=0
   while IFS=$'\t' read -r mangled ldg stg ldg_o stg_o ldc_n local_n; do
     kernel="$(printf '%s\n' "$mangled" | demangle)"
-    [[ "$kernel" == *fused_copy* ]] || continue
+    # Both entry points: the by-value fused_copy<N> and plan_load (the
+    # plan read from a pinned area), which share the per-tile code.
+    [[ "$kernel" == *fused_copy* || "$kernel" == *plan_load* ]] || continue
     instantiations=$((instantiations + 1))
     verdict=""
     if [[ "$ldg" -eq 0 || "$stg" -eq 0 || "$local_n" -ne 0 ]]; then

@@ -1,6 +1,8 @@
 /* The fused copy: random plans against a plain memcpy/memset reference,
  * byte for byte, with every byte outside the destinations untouched; every
- * invalid plan rejected by name; one plan, one launch. */
+ * invalid plan rejected by name; one plan, one launch. Then plan_load: the
+ * same plans read from a pinned plan area when the kernel runs, with any
+ * grid, and from one captured launch replayed with a new plan each time. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,17 +77,17 @@ static void arenas_reset(cgr_runtime *rt, arenas *a, uint64_t *seed) {
                                          SRC_ARENA));
 }
 
-/* Copies the indices in, runs the plan, reads dst back, compares all of it:
- * the destinations with the reference and the gaps with the poison. */
-static void run_and_compare(cgr_runtime *rt, arenas *a, cgr__copy_plan *plan,
-                            size_t indices_used) {
-  cgr__backend *be = TEST_BE(rt);
+static void upload_indices(cgr_runtime *rt, arenas *a, size_t indices_used) {
   if (indices_used > 0)
-    assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), a->index,
+    assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), a->index,
                                            a->index_host,
                                            indices_used * sizeof(int32_t)));
-  assert_cgr_ok(rt, cgr__copy_plan_finish(plan, &rt->error));
-  assert_cgr_ok(rt, cgr__fused_copy_launch(be, TEST_MAIN(rt), plan));
+}
+
+/* Waits for the stream, reads dst back and compares all of it: the
+ * destinations with the reference and the gaps with the poison. */
+static void compare_dst(cgr_runtime *rt, arenas *a, size_t op_count) {
+  cgr__backend *be = TEST_BE(rt);
   assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), a->readback, a->dst,
                                          DST_ARENA));
   assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_MAIN(rt)));
@@ -94,7 +96,16 @@ static void run_and_compare(cgr_runtime *rt, arenas *a, cgr__copy_plan *plan,
   for (size_t i = 0; i < DST_ARENA; ++i)
     if (a->readback[i] != a->reference[i])
       fail_msg("dst byte %zu is 0x%02x, expected 0x%02x (plan of %zu ops)", i,
-               a->readback[i], a->reference[i], plan->count);
+               a->readback[i], a->reference[i], op_count);
+}
+
+/* Copies the indices in, runs the plan, and compares dst. */
+static void run_and_compare(cgr_runtime *rt, arenas *a, cgr__copy_plan *plan,
+                            size_t indices_used) {
+  upload_indices(rt, a, indices_used);
+  assert_cgr_ok(rt, cgr__copy_plan_finish(plan, &rt->error));
+  assert_cgr_ok(rt, cgr__fused_copy_launch(TEST_BE(rt), TEST_MAIN(rt), plan));
+  compare_dst(rt, a, plan->count);
 }
 
 /* ---- reference operations (plain memcpy/memset, no tiling) -------------- */
@@ -144,11 +155,11 @@ static size_t random_size(uint64_t *seed) {
   return test_random_below(seed, (1 << 20) + 1);
 }
 
-/* Builds one random plan of `count` mixed operations and checks it. */
-static void random_plan(cgr_runtime *rt, arenas *a, uint64_t seed,
-                        size_t count) {
-  cgr__copy_plan plan;
-  cgr__copy_plan_init(&plan);
+/* Resets the arenas and adds `count` random mixed operations to an empty
+ * plan, left unfinished; returns the gather indices it used. */
+static size_t build_random_plan(cgr_runtime *rt, arenas *a,
+                                cgr__copy_plan *plan, uint64_t seed,
+                                size_t count) {
   arenas_reset(rt, a, &seed);
   srand((unsigned)seed);
   size_t cursor = 0, indices = 0;
@@ -165,11 +176,11 @@ static void random_plan(cgr_runtime *rt, arenas *a, uint64_t seed,
     uint64_t kind = test_random_below(&seed, 4);
     if (kind < 2) {
       size_t src_offset = test_random_below(&seed, SRC_ARENA - bytes + 1);
-      add_copy(rt, a, &plan, cursor, src_offset, bytes);
+      add_copy(rt, a, plan, cursor, src_offset, bytes);
     } else if (kind == 2) {
       unsigned width = 1u << test_random_below(&seed, 4);
       bytes -= bytes % width;
-      add_fill(rt, a, &plan, cursor, test_random(&seed), width, bytes);
+      add_fill(rt, a, plan, cursor, test_random(&seed), width, bytes);
     } else {
       size_t row_bytes = test_random_below(&seed, 2)
                              ? 16 * (1 + test_random_below(&seed, 64))
@@ -178,13 +189,22 @@ static void random_plan(cgr_runtime *rt, arenas *a, uint64_t seed,
       if (indices + rows > INDEX_ARENA / sizeof(int32_t))
         rows = 0;
       size_t src_offset = test_random_below(&seed, 17);
-      add_gather(rt, a, &plan, cursor, src_offset, indices, rows, row_bytes);
+      add_gather(rt, a, plan, cursor, src_offset, indices, rows, row_bytes);
       indices += rows;
       bytes = rows * row_bytes;
     }
     cursor += bytes;
     budget -= bytes;
   }
+  return indices;
+}
+
+/* Builds one random plan of `count` mixed operations and checks it. */
+static void random_plan(cgr_runtime *rt, arenas *a, uint64_t seed,
+                        size_t count) {
+  cgr__copy_plan plan;
+  cgr__copy_plan_init(&plan);
+  size_t indices = build_random_plan(rt, a, &plan, seed, count);
   run_and_compare(rt, a, &plan, indices);
   cgr__copy_plan_release(&plan);
 }
@@ -544,6 +564,225 @@ static void test_cleared_plan_is_reused_without_allocating(void **state) {
   cgr__error_fini(&err);
 }
 
+/* ---- plan_load: the plan read from a pinned area when the kernel runs ---- */
+
+enum { AREA_CAPACITY = 2000 }; /* the largest plan of plan_sizes */
+
+static void *area_create(cgr_runtime *rt) {
+  void *area = NULL;
+  assert_cgr_ok(rt, cgr__be_pinned_alloc(TEST_BE(rt),
+                                         cgr__plan_area_bytes(AREA_CAPACITY),
+                                         &area));
+  return area;
+}
+
+static void repoison(cgr_runtime *rt, arenas *a) {
+  assert_cgr_ok(rt, cgr__be_memset_async(TEST_BE(rt), TEST_MAIN(rt), a->dst,
+                                         POISON, DST_ARENA));
+}
+
+/* build_random_plan, then the indices copied in and the plan finished. */
+static void finished_random_plan(cgr_runtime *rt, arenas *a,
+                                 cgr__copy_plan *plan, uint64_t seed,
+                                 size_t count) {
+  upload_indices(rt, a, build_random_plan(rt, a, plan, seed, count));
+  assert_cgr_ok(rt, cgr__copy_plan_finish(plan, &rt->error));
+}
+
+/* Writes the finished plan into the area, runs it with `grid` blocks, and
+ * compares dst. */
+static void load_and_compare(cgr_runtime *rt, arenas *a, void *area,
+                             const cgr__copy_plan *plan, uint32_t grid) {
+  assert_cgr_ok(rt,
+                cgr__plan_area_write(area, AREA_CAPACITY, plan, &rt->error));
+  assert_cgr_ok(rt,
+                cgr__plan_load_launch(TEST_BE(rt), TEST_MAIN(rt), area, grid));
+  compare_dst(rt, a, plan->count);
+}
+
+static void test_plan_load_runs_random_plans_with_any_grid(void **state) {
+  cgr_runtime *rt = cgr_test_runtime(state);
+  arenas a;
+  arenas_create(rt, &a, 1);
+  void *area = area_create(rt);
+  /* Plans of more than 680 operations too: the plan numbers their tiles
+   * per launch of the by-value kernel, the area through one launch. */
+  for (size_t i = 0; i < sizeof plan_sizes / sizeof plan_sizes[0]; ++i) {
+    cgr__copy_plan plan;
+    cgr__copy_plan_init(&plan);
+    finished_random_plan(rt, &a, &plan, 0x5EED + i * 104729, plan_sizes[i]);
+    uint32_t tiles = (uint32_t)plan.tile_count;
+    /* One block for all tiles, fewer blocks than tiles, one per tile, more
+     * blocks than tiles, and the grid cgr__plan_load_grid picks. */
+    const uint32_t grids[] = {1, tiles / 3 + 1, tiles, tiles + 17,
+                              cgr__plan_load_grid(tiles)};
+    for (size_t g = 0; g < sizeof grids / sizeof grids[0]; ++g) {
+      repoison(rt, &a);
+      load_and_compare(rt, &a, area, &plan, grids[g] > 0 ? grids[g] : 1);
+    }
+    cgr__copy_plan_release(&plan);
+  }
+  cgr__be_pinned_free(TEST_BE(rt), area);
+  arenas_destroy(rt, &a);
+}
+
+static void
+test_captured_plan_load_runs_the_plan_written_before_each_replay(void **state) {
+  cgr_runtime *rt = cgr_test_runtime(state);
+  cgr__backend *be = TEST_BE(rt);
+  arenas a;
+  arenas_create(rt, &a, 0);
+  void *area = area_create(rt);
+  cgr__copy_plan plan;
+  cgr__copy_plan_init(&plan);
+  assert_cgr_ok(rt, cgr__copy_plan_finish(&plan, &rt->error));
+  assert_cgr_ok(rt,
+                cgr__plan_area_write(area, AREA_CAPACITY, &plan, &rt->error));
+  cgr__graph *graph = NULL;
+  cgr__graph_exec *exec = NULL;
+  assert_cgr_ok(rt, cgr__be_capture_begin(be, TEST_MAIN(rt)));
+  assert_cgr_ok(rt, cgr__plan_load_launch(be, TEST_MAIN(rt), area, 64));
+  assert_cgr_ok(rt, cgr__be_capture_end(be, TEST_MAIN(rt), &graph));
+  size_t nodes = 0;
+  assert_cgr_ok(rt, cgr__be_graph_node_count(be, graph, &nodes));
+  assert_int_equal(nodes, 1);
+  assert_cgr_ok(rt, cgr__be_graph_instantiate(be, graph, TEST_MAIN(rt), &exec));
+  cgr__be_graph_destroy(be, graph);
+  /* Fewer tiles than the 64 blocks and many more, over 680 operations,
+   * and an empty plan, which must move nothing (dst stays poison). */
+  static const size_t sizes[] = {9, 681, 0, 1, 1361, 200};
+  for (size_t r = 0; r < sizeof sizes / sizeof sizes[0]; ++r) {
+    cgr__copy_plan_clear(&plan);
+    finished_random_plan(rt, &a, &plan, 0xCAB + r, sizes[r]);
+    /* readback holds the last replay's result: this plan's must differ,
+     * or a replay that repeated the last plan would pass. */
+    if (r > 0)
+      assert_true(memcmp(a.readback, a.reference, DST_ARENA) != 0);
+    assert_cgr_ok(rt,
+                  cgr__plan_area_write(area, AREA_CAPACITY, &plan, &rt->error));
+    assert_cgr_ok(rt, cgr__be_graph_launch(be, exec, TEST_MAIN(rt)));
+    compare_dst(rt, &a, plan.count);
+    /* The area unchanged and dst poisoned again: the replay repeats it. */
+    repoison(rt, &a);
+    assert_cgr_ok(rt, cgr__be_graph_launch(be, exec, TEST_MAIN(rt)));
+    compare_dst(rt, &a, plan.count);
+  }
+  cgr__be_graph_exec_destroy(be, exec);
+  cgr__copy_plan_release(&plan);
+  cgr__be_pinned_free(be, area);
+  arenas_destroy(rt, &a);
+}
+
+static void test_plan_load_runs_each_part_of_a_split_plan(void **state) {
+  cgr_runtime *rt = cgr_test_runtime(state);
+  arenas a;
+  arenas_create(rt, &a, 0);
+  void *area = area_create(rt);
+  cgr__copy_plan plan, head, tail;
+  cgr__copy_plan_init(&plan);
+  upload_indices(rt, &a, build_random_plan(rt, &a, &plan, 4242, 1500));
+  assert_cgr_ok(rt, cgr__copy_plan_finish_split(&plan, 700, &head, &tail,
+                                                &rt->error));
+  assert_cgr_ok(rt,
+                cgr__plan_area_write(area, AREA_CAPACITY, &head, &rt->error));
+  assert_cgr_ok(rt,
+                cgr__plan_load_launch(TEST_BE(rt), TEST_MAIN(rt), area,
+                                      cgr__plan_load_grid(head.tile_count)));
+  /* The area is rewritten only once the launch that reads it is done. */
+  assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_MAIN(rt)));
+  load_and_compare(rt, &a, area, &tail, cgr__plan_load_grid(tail.tile_count));
+  cgr__copy_plan_release(&plan);
+  cgr__be_pinned_free(TEST_BE(rt), area);
+  arenas_destroy(rt, &a);
+}
+
+static void test_plan_load_misuse_is_rejected_by_name(void **state) {
+  cgr_runtime *rt = cgr_test_runtime(state);
+  cgr__backend *be = TEST_BE(rt);
+  cgr__error *err = &rt->error;
+  unsigned char *area = area_create(rt);
+  size_t area_bytes = cgr__plan_area_bytes(AREA_CAPACITY);
+  memset(area, 0xAB, area_bytes);
+  unsigned char *device = NULL;
+  assert_cgr_ok(rt, cgr__be_device_alloc(be, 1024, (void **)&device));
+  cgr__copy_plan plan;
+  cgr__copy_plan_init(&plan);
+  for (int i = 0; i < 5; ++i)
+    assert_cgr_ok(rt,
+                  cgr__copy_plan_fill(&plan, device + 64 * i, 0, 1, 64, err));
+  assert_cgr_ok(rt, cgr__copy_plan_finish(&plan, err));
+  assert_cgr_status(rt, cgr__plan_area_write(area, 4, &plan, err),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "5 operations do not fit the plan area's "
+                                 "capacity of 4");
+  assert_cgr_status(rt, cgr__plan_area_write(area + 8, 5, &plan, err),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "is not 16-byte aligned");
+  assert_cgr_ok(rt, cgr__copy_plan_fill(&plan, device + 512, 0, 1, 64, err));
+  assert_cgr_status(rt, cgr__plan_area_write(area, 8, &plan, err),
+                    CGR_E_INVALID_STATE);
+  assert_last_error_contains(rt, "cgr__copy_plan_finish");
+  /* More tiles than uint32_t holds, in a plan the by-value launches take
+   * (each chunk of 680 operations fits): addresses never dereferenced. */
+  cgr__copy_plan_clear(&plan);
+  uintptr_t base = (uintptr_t)1 << 40;
+  uint64_t first_tiles = UINT32_MAX - 679;
+  assert_cgr_ok(rt,
+                cgr__copy_plan_fill(&plan, (void *)base, 0, 1,
+                                    first_tiles * CGR__COPY_TILE_BYTES, err));
+  uintptr_t cursor = base + first_tiles * CGR__COPY_TILE_BYTES;
+  for (int i = 0; i < 679; ++i)
+    assert_cgr_ok(rt,
+                  cgr__copy_plan_fill(&plan, (void *)cursor++, 0, 1, 1, err));
+  assert_cgr_ok(rt,
+                cgr__copy_plan_fill(&plan, (void *)cursor, 0, 1,
+                                    ((uint64_t)1 << 31) * CGR__COPY_TILE_BYTES,
+                                    err));
+  assert_cgr_ok(rt, cgr__copy_plan_finish(&plan, err));
+  assert_cgr_status(rt, cgr__plan_area_write(area, AREA_CAPACITY, &plan, err),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "6442450943 tiles exceed one launch's limit "
+                                 "of 4294967295");
+  /* No failed write touched the area. */
+  for (size_t i = 0; i < area_bytes; ++i)
+    if (area[i] != 0xAB)
+      fail_msg("a rejected write changed plan area byte %zu", i);
+  assert_cgr_ok(rt, cgr_counters_reset(rt));
+  assert_cgr_status(rt, cgr__plan_load_launch(be, TEST_MAIN(rt), area, 0),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "grid 0 is not in [1, 2^31 - 1]");
+  assert_cgr_status(rt,
+                    cgr__plan_load_launch(be, TEST_MAIN(rt), area, 1u << 31),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_cgr_status(rt, cgr__plan_load_launch(be, TEST_MAIN(rt), NULL, 1),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "'area' is NULL");
+  assert_cgr_status(rt, cgr__plan_load_launch(be, TEST_MAIN(rt), area + 4, 1),
+                    CGR_E_INVALID_ARGUMENT);
+  cgr_counters counters;
+  assert_cgr_ok(rt, cgr_counters_get(rt, &counters));
+  assert_int_equal(counters.kernel_launches, 0);
+  cgr__copy_plan_release(&plan);
+  cgr__be_device_free(be, device);
+  cgr__be_pinned_free(be, area);
+}
+
+static void test_plan_area_size_and_grid_bounds(void **state) {
+  (void)state;
+  cgr_test_require_backend(); /* backend-free, but must not pass as "cuda" */
+  assert_int_equal(cgr__plan_area_bytes(0), 16);
+  assert_int_equal(cgr__plan_area_bytes(1), 16 + 48);
+  assert_int_equal(cgr__plan_area_bytes(SIZE_MAX), UINT64_MAX);
+  assert_int_equal(cgr__plan_load_grid(0), 1);
+  assert_int_equal(cgr__plan_load_grid(1), 1);
+  assert_int_equal(cgr__plan_load_grid(300), 300);
+  assert_int_equal(cgr__plan_load_grid(CGR__PLAN_LOAD_MAX_GRID),
+                   CGR__PLAN_LOAD_MAX_GRID);
+  assert_int_equal(cgr__plan_load_grid(CGR__PLAN_LOAD_MAX_GRID + 1),
+                   CGR__PLAN_LOAD_MAX_GRID);
+  assert_int_equal(cgr__plan_load_grid(UINT64_MAX), CGR__PLAN_LOAD_MAX_GRID);
+}
+
 static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_random_plans_match_reference),
     RUNTIME_TEST(test_random_plans_from_pinned_sources_match_reference),
@@ -557,6 +796,12 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_unfinished_plan_is_not_launched),
     RUNTIME_TEST(test_zero_byte_operations_move_nothing),
     cmocka_unit_test(test_cleared_plan_is_reused_without_allocating),
+    RUNTIME_TEST(test_plan_load_runs_random_plans_with_any_grid),
+    RUNTIME_TEST(
+        test_captured_plan_load_runs_the_plan_written_before_each_replay),
+    RUNTIME_TEST(test_plan_load_runs_each_part_of_a_split_plan),
+    RUNTIME_TEST(test_plan_load_misuse_is_rejected_by_name),
+    cmocka_unit_test(test_plan_area_size_and_grid_bounds),
 };
 
 CGR_TEST_MAIN(tests)

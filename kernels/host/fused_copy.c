@@ -1,7 +1,8 @@
 /*
  * The fused copy on the CPU: the same tiles as the CUDA kernel, in tile
- * order, each moved with memcpy. The host backend runs it as the kernel's
- * twin; tests compare it and the GPU against a plain reference.
+ * order, each moved with memcpy, from the by-value arguments or from a plan
+ * area (plan_load). The host backend runs it as the kernel's twin; tests
+ * compare it and the GPU against a plain reference.
  */
 #include <stddef.h>
 #include <string.h>
@@ -45,14 +46,14 @@ static void gather_range(const cgr__copy_desc *op, uint64_t begin,
   }
 }
 
-void cgr__host_fused_copy(const void *args) {
-  const cgr__fused_copy_header *header = args;
-  const cgr__copy_desc *ops =
-      (const cgr__copy_desc *)((const unsigned char *)args +
-                               offsetof(cgr__fused_copy_args_small, ops));
-  for (uint32_t tile = 0; tile < header->tile_count; ++tile) {
-    const cgr__copy_desc *op =
-        &ops[cgr__copy_tile_op(ops, header->op_count, tile)];
+/* Every tile of a header and its descriptors, in tile order: the by-value
+ * arguments and the plan area share this layout. */
+static void run_tiles(const cgr__fused_copy_header *header,
+                      const cgr__copy_desc *ops) {
+  const uint32_t op_count = header->op_count;
+  const uint32_t tile_count = header->tile_count;
+  for (uint32_t tile = 0; tile < tile_count; ++tile) {
+    const cgr__copy_desc *op = &ops[cgr__copy_tile_op(ops, op_count, tile)];
     uint64_t begin, end;
     cgr__copy_tile_range(op, tile, &begin, &end);
     switch (op->kind) {
@@ -67,4 +68,18 @@ void cgr__host_fused_copy(const void *args) {
       break;
     }
   }
+}
+
+void cgr__host_fused_copy(const void *args) {
+  run_tiles(args, (const cgr__copy_desc *)((const unsigned char *)args +
+                                           offsetof(cgr__fused_copy_args_small,
+                                                    ops)));
+}
+
+/* The area is read here, when the worker runs the kernel: a replayed graph
+ * runs the plan written before that replay. */
+void cgr__host_plan_load(const void *args) {
+  const cgr__plan_load_args *load = args;
+  const void *area = (const void *)(uintptr_t)load->area;
+  run_tiles(area, cgr__plan_area_ops(area));
 }
