@@ -126,8 +126,20 @@ static void destroy_keys(cgr_runtime *rt, cgr__capture *cap) {
       cgr__be_graph_exec_destroy(&rt->backend,
                                  cap->keys[i].in_graph_execs[set]);
       cgr__be_graph_destroy(&rt->backend, cap->keys[i].in_graphs[set]);
+      for (int full = 0; full < 2; ++full) {
+        cgr__be_graph_exec_destroy(&rt->backend,
+                                   cap->keys[i].pipe_execs[set][full]);
+        cgr__be_graph_destroy(&rt->backend,
+                              cap->keys[i].pipe_graphs[set][full]);
+      }
     }
   }
+  /* No graph reads the areas any more. */
+  for (int set = 0; set < CGR__SETS; ++set)
+    for (int part = 0; part < 2; ++part)
+      cgr__be_pinned_free(&rt->backend, cap->pipe_areas[set][part]);
+  cgr__be_event_destroy(&rt->backend, cap->pipe_fork);
+  cgr__be_event_destroy(&rt->backend, cap->pipe_join);
 }
 
 static void destroy_state(cgr_runtime *rt, void *state) {

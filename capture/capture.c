@@ -78,13 +78,57 @@ typedef struct recording {
   uint32_t collectives;
 } recording;
 
+/* What a recording adds around the step: the in-graph mode's input copy
+ * before it, or the pipelined mode's loads of the other set beside and
+ * after it (cgr__capture_pipelined). */
+typedef struct around {
+  const cgr__copy_plan *prologue;
+  int pipelined;
+  int full; /* pipelined: the late load after the step */
+} around;
+
+/* The pipelined fork: the side stream joins the capture, and its load of
+ * the other set's free part runs beside the step. The late part, when
+ * the test switch drops its order, goes there too. */
+static cgr_status pipe_fork(cgr_runtime *rt, cgr__capture *cap, int set,
+                            const around *extra) {
+  cgr__backend *be = &rt->backend;
+  cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
+  cgr__stream *side = rt->streams[CGR_STREAM_SIDE];
+  const int other = (set + 1) % CGR__SETS;
+  CGR__CHECK(cgr__be_event_record(be, cap->pipe_fork, main_stream));
+  CGR__CHECK(cgr__be_stream_wait_event(be, side, cap->pipe_fork));
+  cgr_status status = cgr__plan_load_launch(be, side, cap->pipe_areas[other][0],
+                                            cap->pipe_grid);
+  if (status == CGR_OK && extra->full && cap->test_pipe_unordered)
+    status = cgr__plan_load_launch(be, side, cap->pipe_areas[other][1],
+                                   cap->pipe_grid);
+  /* Recorded whatever the load did: the join lets the capture end. */
+  cgr_status joined = cgr__be_event_record(be, cap->pipe_join, side);
+  return status != CGR_OK ? status : joined;
+}
+
+/* The pipelined join: the step's stream waits for the branch, then runs
+ * the late part of the load, which follows the step and its feeds. */
+static cgr_status pipe_join(cgr_runtime *rt, cgr__capture *cap, int set,
+                            const around *extra) {
+  cgr__backend *be = &rt->backend;
+  cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
+  CGR__CHECK(cgr__be_stream_wait_event(be, main_stream, cap->pipe_join));
+  if (!extra->full || cap->test_pipe_unordered)
+    return CGR_OK;
+  return cgr__plan_load_launch(be, main_stream,
+                               cap->pipe_areas[(set + 1) % CGR__SETS][1],
+                               cap->pipe_grid);
+}
+
 /*
- * Captures the step of (key, set) on the main stream, after an optional
- * prologue plan (the in-graph mode's input copy), and instantiates it.
+ * Captures the step of (key, set) on the main stream, with what `extra`
+ * adds around it (NULL: nothing), and instantiates it.
  */
 static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
-                         int set, void *const *addresses,
-                         const cgr__copy_plan *prologue, recording *out) {
+                         int set, void *const *addresses, const around *extra,
+                         recording *out) {
   cgr__backend *be = &rt->backend;
   cgr__stream *stream = rt->streams[CGR_STREAM_MAIN];
   cgr_key key = cgr__key_at(cap, index);
@@ -104,8 +148,13 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
     return status;
   }
   cgr_status step_status = CGR_OK;
-  if (prologue != NULL)
-    step_status = cgr__fused_copy_launch(be, stream, prologue);
+  int forked = 0;
+  if (extra != NULL && extra->prologue != NULL)
+    step_status = cgr__fused_copy_launch(be, stream, extra->prologue);
+  if (extra != NULL && extra->pipelined) {
+    step_status = pipe_fork(rt, cap, set, extra);
+    forked = 1;
+  }
   if (step_status == CGR_OK)
     step_status = cgr__step_run(cap, &step);
   /* Feedback: the graph ends by writing each fed output into the input of
@@ -120,6 +169,13 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
                              cgr__slot_rows(input, padded_batch,
                                             key.tokens_per_request) *
                                  input->row_bytes);
+  }
+  if (forked) {
+    /* Joined even after a failure, so the side stream leaves the
+     * capture with it. */
+    cgr_status joined = pipe_join(rt, cap, set, extra);
+    if (step_status == CGR_OK)
+      step_status = joined;
   }
   snprintf(message, sizeof message, "%s", rt->error.message);
   /* End the capture whatever the step did: the stream must leave capture
@@ -216,12 +272,90 @@ cgr_status cgr__capture_in_graph(cgr_runtime *rt, size_t index, int set,
   void **addresses = slot_addresses(rt, cap, index, set);
   if (addresses == NULL)
     return CGR_E_OUT_OF_MEMORY;
+  around extra = {.prologue = prologue};
   recording r;
-  cgr_status status = record(rt, cap, index, set, addresses, prologue, &r);
+  cgr_status status = record(rt, cap, index, set, addresses, &extra, &r);
   cgr__free(addresses);
   CGR__CHECK(status);
   bucket->in_graphs[set] = r.graph;
   bucket->in_graph_execs[set] = r.exec;
+  *out = r.exec;
+  return CGR_OK;
+}
+
+cgr_status cgr__pipe_areas(cgr_runtime *rt, cgr__capture *cap) {
+  if (cap->pipe_join != NULL)
+    return CGR_OK;
+  cgr__backend *be = &rt->backend;
+  /* The largest plan: per input slot, a run of rows per operation (a
+   * feedback that moves every other row) and a padding fill; its tiles,
+   * every destination byte once plus a partial tile per operation. */
+  uint32_t largest = cgr__largest_bucket(cap), most = cgr__largest_tokens(cap);
+  size_t capacity = 0;
+  uint64_t tiles = 0;
+  for (size_t i = 0; i < cap->slot_count; ++i) {
+    const cgr__slot *slot = &cap->slots[i];
+    if (slot->desc.kind != CGR_SLOT_ROWS && slot->desc.kind != CGR_SLOT_PREFIX)
+      continue;
+    uint64_t ops = cgr__slot_rows(slot, largest, most) + 2;
+    capacity += (size_t)ops;
+    tiles +=
+        cgr__slot_bytes_for(slot, largest, most) / CGR__COPY_TILE_BYTES + ops;
+  }
+  if (capacity == 0)
+    capacity = 1;
+  cgr_status status = CGR_OK;
+  for (int set = 0; set < CGR__SETS && status == CGR_OK; ++set)
+    for (int part = 0; part < 2 && status == CGR_OK; ++part) {
+      status = cgr__be_pinned_alloc(be, (size_t)cgr__plan_area_bytes(capacity),
+                                    &cap->pipe_areas[set][part]);
+      /* Empty until a step writes it. */
+      if (status == CGR_OK)
+        memset(cap->pipe_areas[set][part], 0, sizeof(cgr__fused_copy_header));
+    }
+  if (status == CGR_OK)
+    status = cgr__be_event_create(be, 0, &cap->pipe_fork);
+  if (status == CGR_OK)
+    status = cgr__be_event_create(be, 0, &cap->pipe_join);
+  if (status != CGR_OK) {
+    for (int set = 0; set < CGR__SETS; ++set)
+      for (int part = 0; part < 2; ++part) {
+        cgr__be_pinned_free(be, cap->pipe_areas[set][part]);
+        cap->pipe_areas[set][part] = NULL;
+      }
+    cgr__be_event_destroy(be, cap->pipe_fork);
+    cap->pipe_fork = NULL;
+    return status;
+  }
+  cap->pipe_capacity = capacity;
+  cap->pipe_grid = cgr__plan_load_grid(tiles);
+  return CGR_OK;
+}
+
+cgr_status cgr__capture_pipelined(cgr_runtime *rt, size_t index, int set,
+                                  int full, cgr__graph_exec **out) {
+  *out = NULL;
+  cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  if (index >= cap->key_count || !cap->keys[index].stats.captured)
+    return cgr__fail(&rt->error, CGR_E_INTERNAL, __func__,
+                     "key %zu is not captured", index);
+  cgr__keyed *bucket = &cap->keys[index];
+  full = full != 0;
+  if (bucket->pipe_execs[set][full] != NULL) {
+    *out = bucket->pipe_execs[set][full];
+    return CGR_OK;
+  }
+  CGR__CHECK(cgr__pipe_areas(rt, cap));
+  void **addresses = slot_addresses(rt, cap, index, set);
+  if (addresses == NULL)
+    return CGR_E_OUT_OF_MEMORY;
+  around extra = {.pipelined = 1, .full = full};
+  recording r;
+  cgr_status status = record(rt, cap, index, set, addresses, &extra, &r);
+  cgr__free(addresses);
+  CGR__CHECK(status);
+  bucket->pipe_graphs[set][full] = r.graph;
+  bucket->pipe_execs[set][full] = r.exec;
   *out = r.exec;
   return CGR_OK;
 }
@@ -236,6 +370,12 @@ static void forget_key(cgr_runtime *rt, cgr__keyed *bucket) {
     bucket->graphs[set] = NULL;
     bucket->in_graph_execs[set] = NULL;
     bucket->in_graphs[set] = NULL;
+    for (int full = 0; full < 2; ++full) {
+      cgr__be_graph_exec_destroy(&rt->backend, bucket->pipe_execs[set][full]);
+      cgr__be_graph_destroy(&rt->backend, bucket->pipe_graphs[set][full]);
+      bucket->pipe_execs[set][full] = NULL;
+      bucket->pipe_graphs[set][full] = NULL;
+    }
     bucket->collective_sig[set] = 0;
     bucket->collectives[set] = 0;
   }

@@ -48,6 +48,11 @@ typedef struct cgr__keyed {
    * Captured on first use. */
   cgr__graph *in_graphs[CGR__SETS];
   cgr__graph_exec *in_graph_execs[CGR__SETS];
+  /* The pipelined mode's variants, [set][full]: the step on `set` with
+   * the load of the other set in a branch beside it (capture.c,
+   * cgr__capture_pipelined). Captured on first use. */
+  cgr__graph *pipe_graphs[CGR__SETS][2];
+  cgr__graph_exec *pipe_execs[CGR__SETS][2];
   cgr_key_stats stats;
   /* The collectives each set's captured run called (cgr_step's), for a
    * group to compare its ranks. */
@@ -148,6 +153,18 @@ typedef struct cgr__capture {
    * in the sets would overwrite outputs a caller may still read and rows
    * a fed slot is about to continue. */
   int sets_live;
+  /* CGR_REPLAY_PIPELINED: per buffer set, the pinned plan areas (free,
+   * late; kernels/fused_copy.h) that the loads into that set read when
+   * they run, inside graphs of the other set; made with the fork and join
+   * events of those captures at the first pipelined capture, and kept
+   * while any graph may read them. */
+  void *pipe_areas[CGR__SETS][2];
+  size_t pipe_capacity; /* descriptors per area: the largest plan's */
+  uint32_t pipe_grid;   /* blocks of each load, fixed at capture */
+  cgr__event *pipe_fork, *pipe_join;
+  /* Tests only: capture the late load in the branch, unordered with the
+   * step, to prove the pipelined protocol test can fail. */
+  int test_pipe_unordered;
 } cgr__capture;
 
 /* The runtime's capture state, made on first use (CGR_E_OUT_OF_MEMORY). */
@@ -248,6 +265,21 @@ void *cgr__arena_base(void *allocation);
 cgr_status cgr__capture_in_graph(cgr_runtime *rt, size_t key, int set,
                                  const cgr__copy_plan *prologue,
                                  cgr__graph_exec **out);
+
+/*
+ * The pipelined form of a captured (key, set): the step on `set` (and its
+ * feed copies) on the main stream, and beside it, forked onto the side
+ * stream, a load that runs the plan in cap->pipe_areas[1 - set][0];
+ * `full` adds, after both, a load of the plan in pipe_areas[1 - set][1]
+ * (the part that must follow the step: replay.h). Captured once per
+ * (key, set, full) and kept. Makes the areas on first use.
+ */
+cgr_status cgr__capture_pipelined(cgr_runtime *rt, size_t key, int set,
+                                  int full, cgr__graph_exec **out);
+
+/* The pipelined mode's plan areas and events, made where they are not yet
+ * (CGR_E_OUT_OF_MEMORY, or the status of a failed allocation). */
+cgr_status cgr__pipe_areas(cgr_runtime *rt, cgr__capture *cap);
 
 /* Captures key `index` (both sets) where it is not yet. */
 cgr_status cgr__capture_key_index(cgr_runtime *rt, size_t index);

@@ -81,6 +81,7 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     CGR__CHECK(cgr__be_event_create(be, 0, &set->loaded));
     CGR__CHECK(cgr__be_event_create(be, 0, &set->graph_done));
     CGR__CHECK(cgr__be_event_create(be, 0, &set->staging_free));
+    set->staging_reader = set->staging_free;
     if (replay->staging_bytes > 0)
       CGR__CHECK(cgr__be_pinned_alloc(be, replay->staging_bytes,
                                       (void **)&set->staging));
@@ -193,6 +194,13 @@ static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
                      "variant %u is not a variant (the runtime has %u: "
                      "config->variants)",
                      variant, cap->variant_count);
+  if (batch_size > cgr__largest_bucket(cap) &&
+      replay->mode == CGR_REPLAY_PIPELINED)
+    return cgr__fail(&rt->error, CGR_E_BATCH_TOO_LARGE, func,
+                     "batch %u is larger than the largest bucket (%u): "
+                     "CGR_REPLAY_PIPELINED stages only batches a graph "
+                     "holds (run it eagerly in another mode)",
+                     batch_size, cgr__largest_bucket(cap));
   if (batch_size > cgr__largest_bucket(cap) && !rt->config.allow_eager &&
       replay->mode != CGR_REPLAY_EAGER)
     return cgr__fail(&rt->error, CGR_E_BATCH_TOO_LARGE, func,
@@ -364,7 +372,7 @@ static cgr_status check_unchanged(cgr_runtime *rt, const cgr_batch *batch,
                      s->name, batch->size,
                      over ? "it is over the largest bucket"
                           : "CGR_REPLAY_EAGER");
-  int k = (int)(replay->next_step % CGR__SETS);
+  int k = (int)(cgr__replay_batch_step(replay) % CGR__SETS);
   uint32_t loaded = replay->sets[k].loaded_size[slot];
   uint64_t rows = cgr__slot_rows(s, batch->size, batch->tokens);
   if (loaded == 0)
@@ -427,7 +435,8 @@ cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
                      "slot '%s': feedback needs a copy plan per step, which "
                      "CGR_REPLAY_IN_GRAPH does not run",
                      s->name);
-  if (replay->next_step == 0 || replay->fed_step != replay->next_step - 1)
+  uint64_t step = cgr__replay_batch_step(replay);
+  if (step == 0 || replay->fed_step != step - 1)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "slot '%s': the previous step was not a graph replay "
                      "(none yet, an eager step, or a failed one): nothing "

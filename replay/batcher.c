@@ -580,6 +580,11 @@ cgr_status cgr_batcher_create(cgr_runtime *rt, const cgr_batcher_config *config,
   if (replay->has_batcher)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "another batcher owns this runtime: destroy it first");
+  if (replay->mode == CGR_REPLAY_PIPELINED)
+    return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, __func__,
+                     "the runtime's mode is CGR_REPLAY_PIPELINED, which the "
+                     "batcher does not run (it replays with cgr_replay): "
+                     "choose another mode");
 
   cgr_batcher *b = cgr__calloc(1, sizeof *b);
   if (b == NULL)

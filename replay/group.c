@@ -306,6 +306,10 @@ cgr_status cgr_group_create(const cgr_group_config *config, cgr_group **out) {
   if (resolved.runtime != NULL)
     CGR__CHECK(cgr__versioned_read(&cgr__config_versions, resolved.runtime,
                                    &base, NULL, __func__, "config->runtime"));
+  if (base.replay_mode == CGR_REPLAY_PIPELINED)
+    return cgr__fail(NULL, CGR_E_UNSUPPORTED, __func__,
+                     "config->runtime->replay_mode is CGR_REPLAY_PIPELINED, "
+                     "which groups do not run yet: choose another mode");
 
   cgr_group *group = cgr__calloc(1, sizeof *group);
   if (group == NULL)
@@ -421,6 +425,10 @@ cgr_status cgr_group_slot_feed(cgr_group *group, cgr_slot output,
 
 cgr_status cgr_group_set_replay_mode(cgr_group *group, cgr_replay_mode mode) {
   GROUP_ENTER(group);
+  if (mode == CGR_REPLAY_PIPELINED)
+    return cgr__fail(&group->error, CGR_E_UNSUPPORTED, __func__,
+                     "groups do not run CGR_REPLAY_PIPELINED yet: choose "
+                     "another mode");
   for (int r = 0; r < group->ranks; ++r) {
     cgr_status status = cgr_set_replay_mode(group->rt[r], mode);
     if (status == CGR_OK)

@@ -237,6 +237,11 @@ cgr_status cgr_lanes_create(const cgr_lanes_config *config, cgr_lanes **out) {
   if (resolved.runtime != NULL)
     CGR__CHECK(cgr__versioned_read(&cgr__config_versions, resolved.runtime,
                                    &base, NULL, __func__, "config->runtime"));
+  if (base.replay_mode == CGR_REPLAY_PIPELINED)
+    return cgr__fail(NULL, CGR_E_UNSUPPORTED, __func__,
+                     "config->runtime->replay_mode is CGR_REPLAY_PIPELINED, "
+                     "which lanes do not run (each lane replays with "
+                     "cgr_replay): choose another mode");
 
   cgr_lanes *lanes = cgr__calloc(1, sizeof *lanes);
   if (lanes == NULL)

@@ -18,23 +18,6 @@ static double now_us(void) {
   return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-/* What one step will do to one buffer set, worked out before anything is
- * launched, so a failure can leave the set's state as it was. */
-typedef struct load {
-  int set;
-  uint32_t batch;
-  uint32_t padded;
-  uint32_t tokens; /* tokens per request */
-  size_t key;      /* the index of the graphs' key (capture.h) */
-  /* The plan's first free_ops operations touch nothing the previous
-   * step's graph writes; the rest must run after it (replay.h). */
-  size_t free_ops;
-  /* Double-buffered, both parts non-empty: the plan split at free_ops. */
-  int split;
-  cgr__copy_plan head, tail;
-  uint64_t skipped;
-} load;
-
 /* Reads element `index` of a host-visible array of `width` bytes. */
 static uint64_t element(const void *data, uint64_t index, uint32_t width) {
   uint64_t value = 0;
@@ -95,7 +78,7 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
  */
 static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__slot *slot, size_t index,
-                            const cgr__slot_input *input, load *l) {
+                            const cgr__slot_input *input, cgr__load *l) {
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   unsigned char *buffer = slot->buffers[l->set];
@@ -228,31 +211,29 @@ static cgr_status run_naive(cgr_runtime *rt, cgr__stream *stream,
 
 /* Lazy capture: a key's first replay captures it. The flag is read
  * first so the steady state takes no lock. */
-static cgr_status ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
-                                  size_t key) {
+cgr_status cgr__replay_ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
+                                       size_t key) {
   if (cap->keys[key].stats.captured)
     return CGR_OK;
   return cgr__capture_key_index(rt, key);
 }
 
-/* The key of a batch that replays a graph: its bucket, tokens, variant. */
-static size_t batch_key(const cgr__capture *cap, const cgr_batch *batch) {
+size_t cgr__replay_batch_key(const cgr__capture *cap, const cgr_batch *batch) {
   return cgr__key_index(cap, cap->bucket_of[batch->size],
                         (size_t)cgr__token_index(cap, batch->tokens),
                         batch->variant);
 }
 
-/* Waits, on the host, until the copy that last read staging k is done:
- * without a wait when it already is (the steady state). */
-static cgr_status staging_ready(cgr_runtime *rt, cgr__set *set) {
-  cgr_status status = cgr__be_event_query(&rt->backend, set->staging_free);
+/* Waits, on the host, until the copy or graph that last read staging k
+ * is done: without a wait when it already is (the steady state). */
+cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set) {
+  cgr_status status = cgr__be_event_query(&rt->backend, set->staging_reader);
   if (status == CGR_E_NOT_READY)
-    status = cgr__be_event_synchronize(&rt->backend, set->staging_free);
+    status = cgr__be_event_synchronize(&rt->backend, set->staging_reader);
   return status;
 }
 
-/* 1 when the step writes staging: a pageable source or feedback. */
-static int uses_staging(const cgr__capture *cap, const cgr_batch *batch) {
+int cgr__replay_uses_staging(const cgr__capture *cap, const cgr_batch *batch) {
   for (size_t i = 0; i < cap->slot_count; ++i)
     if ((batch->inputs[i].given == CGR__GIVEN_INPUT &&
          batch->inputs[i].source == CGR_SOURCE_HOST) ||
@@ -267,8 +248,8 @@ static int uses_staging(const cgr__capture *cap, const cgr_batch *batch) {
  * therefore holds neither padding there nor anything a batch can call
  * unchanged.
  */
-static void mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
-                     uint32_t padded, uint32_t tokens) {
+void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
+                          uint32_t padded, uint32_t tokens) {
   cgr__set *other = &replay->sets[1 - k];
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (cap->slots[i].fed_by < 0)
@@ -301,9 +282,9 @@ static int waits_for_previous_graph(const cgr__slot *slot,
 /* The plan of one step: the slots that need not wait for the previous
  * graph first (l->free_ops operations), then those that must; finished
  * as two parts when the double-buffered mode launches them apart. */
-static cgr_status plan_step(cgr_runtime *rt, cgr__replay *replay,
+cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
-                            load *l) {
+                            cgr__load *l) {
   cgr__copy_plan_clear(&replay->plan);
   for (int late = 0; late < 2; ++late) {
     if (late)
@@ -315,8 +296,9 @@ static cgr_status plan_step(cgr_runtime *rt, cgr__replay *replay,
         CGR__CHECK(plan_slot(rt, replay, slot, i, &batch->inputs[i], l));
     }
   }
-  l->split = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED && l->free_ops > 0 &&
-             l->free_ops < replay->plan.count;
+  l->split = (replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
+              replay->mode == CGR_REPLAY_PIPELINED) &&
+             l->free_ops > 0 && l->free_ops < replay->plan.count;
   if (!l->split)
     return cgr__copy_plan_finish(&replay->plan, &rt->error);
   return cgr__copy_plan_finish_split(&replay->plan, l->free_ops, &l->head,
@@ -325,7 +307,7 @@ static cgr_status plan_step(cgr_runtime *rt, cgr__replay *replay,
 
 /* Enqueues the copy and the graph of one step in the current mode. */
 static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
-                         cgr__graph_exec *exec, const load *l) {
+                         cgr__graph_exec *exec, const cgr__load *l) {
   cgr__backend *be = &rt->backend;
   cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
   cgr__stream *side = rt->streams[CGR_STREAM_SIDE];
@@ -348,6 +330,7 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
     }
     CGR__CHECK(cgr__be_event_record(be, set->loaded, side));
     CGR__CHECK(cgr__be_event_record(be, set->staging_free, side));
+    set->staging_reader = set->staging_free;
     CGR__CHECK(cgr__be_stream_wait_event(be, main_stream, set->loaded));
   } else {
     if (replay->mode == CGR_REPLAY_NAIVE)
@@ -355,6 +338,7 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
     else
       CGR__CHECK(cgr__fused_copy_launch(be, main_stream, &replay->plan));
     CGR__CHECK(cgr__be_event_record(be, set->staging_free, main_stream));
+    set->staging_reader = set->staging_free;
   }
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_REPLAY,
                  ((uint64_t)l->padded << 1) | (uint64_t)l->set);
@@ -366,8 +350,8 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
 }
 
 /* After a successful launch: what the set now holds. */
-static void commit(const cgr__capture *cap, cgr__replay *replay,
-                   const cgr_batch *batch, const load *l) {
+void cgr__replay_commit(const cgr__capture *cap, cgr__replay *replay,
+                        const cgr_batch *batch, const cgr__load *l) {
   cgr__set *set = &replay->sets[l->set];
   for (size_t i = 0; i < cap->slot_count; ++i) {
     if (!cgr__is_input(&cap->slots[i]))
@@ -387,9 +371,9 @@ static void commit(const cgr__capture *cap, cgr__replay *replay,
 
 /* After a failure that may have loaded part of the set: assume the worst,
  * so padding is rewritten and no slot can be claimed unchanged. */
-static void forget(const cgr__capture *cap, cgr__replay *replay,
-                   const load *l) {
-  mark_fed(cap, replay, l->set, l->padded, l->tokens);
+void cgr__replay_forget(const cgr__capture *cap, cgr__replay *replay,
+                        const cgr__load *l) {
+  cgr__replay_mark_fed(cap, replay, l->set, l->padded, l->tokens);
   replay->fed_step = UINT64_MAX;
   cgr__set *set = &replay->sets[l->set];
   for (size_t i = 0; i < cap->slot_count; ++i) {
@@ -419,6 +403,31 @@ void cgr__replay_account(cgr__replay *replay, uint64_t ops, uint64_t bytes,
     stats->host_us_max = spent;
 }
 
+void cgr__replay_issue(cgr__replay *replay, const cgr_ticket *ticket,
+                       uint32_t tokens, uint32_t variant) {
+  cgr_key key = {ticket->padded_batch, tokens, variant};
+  if (ticket->set < 0) {
+    replay->issued_eager = *ticket;
+    replay->issued_eager_key = key;
+  } else {
+    replay->issued[ticket->set] = *ticket;
+    replay->issued_key[ticket->set] = key;
+  }
+}
+
+cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,
+                                      const cgr_batch *batch,
+                                      const char *func) {
+  for (size_t i = 0; i < cap->slot_count; ++i)
+    if (cgr__is_input(&cap->slots[i]) &&
+        batch->inputs[i].given == CGR__GIVEN_NONE)
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
+                       "slot '%s' was not given in this batch (input, "
+                       "unchanged, gather or feedback)",
+                       cap->slots[i].name);
+  return CGR_OK;
+}
+
 static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
                                cgr_ticket *ticket);
 
@@ -428,17 +437,9 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
   uint64_t step = replay != NULL ? replay->next_step : 0;
   uint32_t size = batch != NULL ? batch->size : 0;
   cgr_status status = replay_batch(rt, batch, ticket);
-  if (status == CGR_OK) {
-    cgr__replay *issuer = rt->layers[CGR__LAYER_REPLAY].state;
-    cgr_key key = {ticket->padded_batch, batch->tokens, batch->variant};
-    if (ticket->set < 0) {
-      issuer->issued_eager = *ticket;
-      issuer->issued_eager_key = key;
-    } else {
-      issuer->issued[ticket->set] = *ticket;
-      issuer->issued_key[ticket->set] = key;
-    }
-  }
+  if (status == CGR_OK)
+    cgr__replay_issue(rt->layers[CGR__LAYER_REPLAY].state, ticket,
+                      batch->tokens, batch->variant);
   /* A refused batch (a caller's mistake) enqueued nothing; a step that
    * failed halfway may have queued copies that still read its staging,
    * which the next replay of the same set rewrites on the host: let them
@@ -478,14 +479,13 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   if (ticket == NULL)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
                      "argument 'ticket' is NULL (the batch is consumed)");
+  if (replay->mode == CGR_REPLAY_PIPELINED)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, "cgr_replay",
+                     "CGR_REPLAY_PIPELINED runs its steps through "
+                     "cgr_replay_stage and cgr_replay_ahead (the batch is "
+                     "consumed)");
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-  for (size_t i = 0; i < cap->slot_count; ++i)
-    if (cgr__is_input(&cap->slots[i]) &&
-        batch->inputs[i].given == CGR__GIVEN_NONE)
-      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
-                       "slot '%s' was not given in this batch (input, "
-                       "unchanged or gather)",
-                       cap->slots[i].name);
+  CGR__CHECK(cgr__replay_batch_complete(rt, cap, batch, "cgr_replay"));
 
   /* The previous eager step's buffers live until this replay. */
   if (replay->eager_live) {
@@ -499,28 +499,28 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     return replay_in_graph(rt, replay, cap, batch, ticket, started);
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
-  load l = {.set = (int)(replay->next_step % CGR__SETS),
-            .batch = batch->size,
-            .padded = cap->sizes[cap->bucket_of[batch->size]],
-            .tokens = batch->tokens,
-            .key = batch_key(cap, batch)};
-  cgr_status status = ensure_captured(rt, cap, l.key);
-  if (status == CGR_OK && uses_staging(cap, batch))
-    status = staging_ready(rt, &replay->sets[l.set]);
+  cgr__load l = {.set = (int)(replay->next_step % CGR__SETS),
+                 .batch = batch->size,
+                 .padded = cap->sizes[cap->bucket_of[batch->size]],
+                 .tokens = batch->tokens,
+                 .key = cgr__replay_batch_key(cap, batch)};
+  cgr_status status = cgr__replay_ensure_captured(rt, cap, l.key);
+  if (status == CGR_OK && cgr__replay_uses_staging(cap, batch))
+    status = cgr__replay_staging_ready(rt, &replay->sets[l.set]);
   if (status == CGR_OK)
-    status = plan_step(rt, replay, cap, batch, &l);
+    status = cgr__replay_plan(rt, replay, cap, batch, &l);
   CGR__NVTX_POP(rt->config.nvtx);
   if (status != CGR_OK)
     return status;
 
   status = launch(rt, replay, cap->keys[l.key].execs[l.set], &l);
   if (status != CGR_OK) {
-    forget(cap, replay, &l);
+    cgr__replay_forget(cap, replay, &l);
     return status;
   }
-  commit(cap, replay, batch, &l);
+  cgr__replay_commit(cap, replay, batch, &l);
   cap->sets_live = 1;
-  mark_fed(cap, replay, l.set, l.padded, l.tokens);
+  cgr__replay_mark_fed(cap, replay, l.set, l.padded, l.tokens);
   replay->fed_step = replay->next_step;
   replay->fed_batch = l.batch;
   replay->fed_tokens = l.tokens;
@@ -584,7 +584,7 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   cgr__set *set = &replay->sets[k];
   uint32_t b = batch->size, q = batch->tokens;
   uint32_t padded = cap->sizes[cap->bucket_of[b]];
-  size_t key = batch_key(cap, batch);
+  size_t key = cgr__replay_batch_key(cap, batch);
   for (size_t i = 0; i < cap->slot_count; ++i) {
     const cgr__slot_input *input = &batch->inputs[i];
     if (!cgr__is_input(&cap->slots[i]))
@@ -599,9 +599,9 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                        cap->slots[i].name);
   }
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, b);
-  cgr_status status = ensure_captured(rt, cap, key);
+  cgr_status status = cgr__replay_ensure_captured(rt, cap, key);
   if (status == CGR_OK)
-    status = staging_ready(rt, set);
+    status = cgr__replay_staging_ready(rt, set);
   cgr__graph_exec *exec = cap->keys[key].in_graph_execs[k];
   if (status == CGR_OK && exec == NULL) {
     status = in_graph_prologue(rt, replay, cap, k, padded, q);
@@ -656,10 +656,13 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     status = cgr__be_event_record(be, set->graph_done, main_stream);
   if (status == CGR_OK)
     status = cgr__be_event_record(be, set->staging_free, main_stream);
+  if (status == CGR_OK)
+    set->staging_reader = set->staging_free;
   CGR__NVTX_POP(rt->config.nvtx);
-  load l = {.set = k, .batch = b, .padded = padded, .tokens = q, .key = key};
+  cgr__load l = {
+      .set = k, .batch = b, .padded = padded, .tokens = q, .key = key};
   if (status != CGR_OK) {
-    forget(cap, replay, &l);
+    cgr__replay_forget(cap, replay, &l);
     return status;
   }
   /* The graph wrote the key's padded rows of every input: rows past them
@@ -673,7 +676,7 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     set->loaded_size[i] = live;
   }
   cap->sets_live = 1;
-  mark_fed(cap, replay, k, padded, q);
+  cgr__replay_mark_fed(cap, replay, k, padded, q);
   replay->fed_step = replay->next_step;
   replay->fed_batch = b;
   replay->fed_tokens = q;
@@ -688,13 +691,17 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
 cgr_status cgr_set_replay_mode(cgr_runtime *rt, cgr_replay_mode mode) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
-  if ((unsigned)mode > CGR_REPLAY_EAGER)
+  if ((unsigned)mode > CGR_REPLAY_PIPELINED)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "mode %d is not a cgr_replay_mode", (int)mode);
   cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
   if (replay != NULL && replay->batch.open)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
                      "a batch is open: switch modes between steps");
+  if (replay != NULL && replay->staged.active)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+                     "a step is staged (CGR_REPLAY_PIPELINED): end the run "
+                     "with cgr_replay_ahead(rt, NULL, ...) first");
   rt->config.replay_mode = mode;
   if (replay != NULL)
     replay->mode = mode;
@@ -705,7 +712,7 @@ cgr_status cgr_replay_stats_get(const cgr_runtime *rt, cgr_replay_mode mode,
                                 cgr_replay_stats *out) {
   if (out != NULL)
     memset(out, 0, sizeof *out);
-  if (rt == NULL || out == NULL || (unsigned)mode > CGR_REPLAY_EAGER)
+  if (rt == NULL || out == NULL || (unsigned)mode > CGR_REPLAY_PIPELINED)
     return CGR_E_INVALID_ARGUMENT;
   const cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
   if (replay != NULL)

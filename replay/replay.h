@@ -98,8 +98,12 @@ typedef struct cgr__set {
   cgr__event *loaded;       /* the side stream's copy into this set ended */
   cgr__event *graph_done;   /* the graph that last read this set ended */
   cgr__event *staging_free; /* the copy that last read this staging ended */
-  unsigned char *staging;   /* pinned: host sources of this set's steps */
-  int32_t *feed_index;      /* pinned: feedback gather indices, per slot */
+  /* The event to wait for before the host rewrites this set's staging:
+   * staging_free, or graph_done of the other set after a pipelined graph
+   * there read it (replay_pipelined.c). */
+  cgr__event *staging_reader;
+  unsigned char *staging; /* pinned: host sources of this set's steps */
+  int32_t *feed_index;    /* pinned: feedback gather indices, per slot */
   /* Per slot, in the slot's rows (a row per token for a slot scaled by
    * token): rows at and past dirty_end hold padding; loaded_size is the
    * live rows the slot was last loaded with (0: unknown). */
@@ -126,7 +130,14 @@ typedef struct cgr__replay {
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
   uint64_t constant_slots; /* never copied: counted as skipped each step */
   cgr__copy_plan plan;
-  cgr_replay_stats stats[5];
+  cgr_replay_stats stats[CGR_REPLAY_PIPELINED + 1];
+  /* CGR_REPLAY_PIPELINED: the staged step (step next_step), loaded or
+   * being loaded into set next_step mod 2, waiting for its launch. */
+  struct {
+    int active;
+    uint32_t batch, padded, tokens, variant;
+    size_t key;
+  } staged;
   /* The last eager step: its buffers hold its outputs until the next
    * replay. */
   int eager_live;
@@ -154,6 +165,64 @@ typedef struct cgr__replay {
    * the set, to prove the protocol test can fail. */
   int test_drop_set_wait;
 } cgr__replay;
+
+/* What one step will do to one buffer set, worked out before anything is
+ * launched, so a failure can leave the set's state as it was. */
+typedef struct cgr__load {
+  int set;
+  uint32_t batch;
+  uint32_t padded;
+  uint32_t tokens; /* tokens per request */
+  size_t key;      /* the index of the graphs' key (capture.h) */
+  /* The plan's first free_ops operations touch nothing the previous
+   * step's graph writes; the rest must run after it (replay.h). */
+  size_t free_ops;
+  /* Both parts non-empty, in the double-buffered or pipelined mode: the
+   * plan split at free_ops into two finished views. */
+  int split;
+  cgr__copy_plan head, tail;
+  uint64_t skipped;
+} cgr__load;
+
+/* replay.c, shared with replay_pipelined.c. */
+/* The plan of one step into replay->plan: the free part first (l->free_ops
+ * operations), then the late part; split into l->head and l->tail when
+ * both are non-empty in the double-buffered and pipelined modes. */
+cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
+                            const cgr__capture *cap, const cgr_batch *batch,
+                            cgr__load *l);
+/* After a successful launch: what the set now holds. */
+void cgr__replay_commit(const cgr__capture *cap, cgr__replay *replay,
+                        const cgr_batch *batch, const cgr__load *l);
+/* After a failure that may have loaded part of the set: the worst. */
+void cgr__replay_forget(const cgr__capture *cap, cgr__replay *replay,
+                        const cgr__load *l);
+/* A graph of set k (of `padded` requests, q tokens) ran or may have: its
+ * feed copies wrote the other set's fed inputs. */
+void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
+                          uint32_t padded, uint32_t tokens);
+/* Lazy capture of a key, without a lock in the steady state. */
+cgr_status cgr__replay_ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
+                                       size_t key);
+/* The index of a batch's key in cap->keys (its bucket, tokens, variant). */
+size_t cgr__replay_batch_key(const cgr__capture *cap, const cgr_batch *batch);
+/* Waits, on the host, until nothing still reads the set's staging
+ * (set->staging_reader): no wait in the steady state. */
+cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set);
+/* 1 when the batch writes staging: a pageable source or feedback. */
+int cgr__replay_uses_staging(const cgr__capture *cap, const cgr_batch *batch);
+/* CGR_OK when every input slot of the batch was given; the message names
+ * the first that was not (as `func`). */
+cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,
+                                      const cgr_batch *batch, const char *func);
+/* The step the open batch will run: next_step, or the one after a staged
+ * step (CGR_REPLAY_PIPELINED). */
+static inline uint64_t cgr__replay_batch_step(const cgr__replay *replay) {
+  return replay->next_step + (replay->staged.active ? 1 : 0);
+}
+/* Records a successful step's ticket and key for the ticket checks. */
+void cgr__replay_issue(cgr__replay *replay, const cgr_ticket *ticket,
+                       uint32_t tokens, uint32_t variant);
 
 /* replay.c: a fed slot's rows of this step (cgr_batch_feedback) into the
  * plan, `rows` of them; `in_place` rows that continue the same row cost

@@ -207,7 +207,7 @@ cgr_status cgr__config_resolve(const cgr_config *config, const cgr__env *env,
     return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
                      "config->lazy_capture is %d, must be 0 or 1",
                      resolved->lazy_capture);
-  if ((unsigned)resolved->replay_mode > CGR_REPLAY_EAGER)
+  if ((unsigned)resolved->replay_mode > CGR_REPLAY_PIPELINED)
     return cgr__fail(err, CGR_E_INVALID_ARGUMENT, "cgr_runtime_create",
                      "config->replay_mode is %d, not a cgr_replay_mode",
                      (int)resolved->replay_mode);

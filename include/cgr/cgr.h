@@ -170,7 +170,13 @@ typedef enum cgr_replay_mode {
    * own size, and waits for it. The reference the others are checked
    * against, and the way to run a prefill of any size. Not counted as a
    * fallback. */
-  CGR_REPLAY_EAGER = 4
+  CGR_REPLAY_EAGER = 4,
+  /* Step n's graph also loads step n+1's inputs into the other buffer
+   * set, in a branch beside the step's own work: the caller stages step
+   * n+1 before step n launches (cgr_replay_stage, cgr_replay_ahead), and
+   * the host launches one graph per step. Any source, feedback and
+   * gathers; batches that a graph holds (no eager steps). */
+  CGR_REPLAY_PIPELINED = 5
 } cgr_replay_mode;
 
 /* Where cgr reports a warning (an eager fallback, ...): one line, no
@@ -814,8 +820,11 @@ typedef struct cgr_batch cgr_batch;
  * (cgr_batch_begin_key chooses). Errors:
  * CGR_E_INVALID_ARGUMENT (0, NULL), CGR_E_INVALID_STATE (no capture yet,
  * or a batch already open), CGR_E_BATCH_TOO_LARGE (over the largest
- * bucket with config->allow_eager 0, in a graph mode; CGR_REPLAY_EAGER
- * runs a batch of any size, since no step there falls back from a graph).
+ * bucket with config->allow_eager 0, in a graph mode, and always in
+ * CGR_REPLAY_PIPELINED; CGR_REPLAY_EAGER runs a batch of any size, since
+ * no step there falls back from a graph). With a step staged
+ * (CGR_REPLAY_PIPELINED) the batch is the step after it: it loads the
+ * other buffer set, and its feedback continues the staged step.
  */
 CGR_API cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
                                    cgr_batch **out);
@@ -924,13 +933,75 @@ typedef struct cgr_ticket {
  *
  * Errors: CGR_E_INVALID_ARGUMENT (a slot never given, the message names
  * it; a NULL ticket), CGR_E_UNSUPPORTED (a device source in
- * CGR_REPLAY_IN_GRAPH), the status of a failed launch. On failure nothing
+ * CGR_REPLAY_IN_GRAPH), CGR_E_INVALID_STATE (CGR_REPLAY_PIPELINED, whose
+ * steps run through cgr_replay_stage and cgr_replay_ahead), the status of
+ * a failed launch. On failure nothing
  * changed: the buffer sets' padding state and the step count are as they
  * were, and the batch is closed. (A previous eager step's outputs end all
  * the same once the batch is complete: see cgr_output.)
  */
 CGR_API cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch,
                               cgr_ticket *ticket);
+
+/*
+ * CGR_REPLAY_PIPELINED: the one-step lookahead. A run of steps is
+ *
+ *   cgr_replay_stage(rt, batch_0);              step 0 staged
+ *   cgr_replay_ahead(rt, batch_1, &ticket_0);   launches step 0, whose
+ *                                               graph loads batch_1
+ *   cgr_replay_ahead(rt, batch_2, &ticket_1);   ...
+ *   cgr_replay_ahead(rt, NULL, &ticket_n);      launches the last step
+ *
+ * Each call launches the step staged by the call before it (one graph
+ * launch, nothing else: its graph loads the next step's inputs into the
+ * other buffer set in a branch beside the step) and stages `next`, built
+ * before the step it follows has run: a serving loop schedules step n+1
+ * before step n's tokens are known. So a request that finishes at step n
+ * is still in the already staged step n+1 (the caller masks its row,
+ * whose outputs it ignores) and leaves at step n+2. A feedback batch's
+ * prev_rows name rows of step n (the staged step it follows); gathers
+ * and DEVICE sources are read after step n's work, inside its graph (a
+ * DEVICE source may be step n's output); HOST sources are copied at the
+ * call and PINNED ones read while step n runs; events the batch waits
+ * for (cgr_batch_wait_event) are waited for before step n's graph. A
+ * bucket, key or variant may change at any step. The pipelined form of a
+ * key's graph (two per key and set: with and without a load after the
+ * step) is captured at the first launch that needs it, as the in-graph
+ * mode's are, and is not counted in cgr_capture_stats; a run's first step
+ * costs one fused-copy launch besides its graph.
+ *
+ * cgr_replay_stage stages the first step of a run: its inputs load with
+ * one fused copy (no graph runs before it to carry them). The batch is
+ * consumed whether the call succeeds or not, as cgr_replay consumes it.
+ * Errors: CGR_E_INVALID_ARGUMENT (not this runtime's batch, a slot never
+ * given), CGR_E_INVALID_STATE (the batch is not open, the mode is not
+ * CGR_REPLAY_PIPELINED, a step is already staged: cgr_replay_ahead
+ * launches it), CGR_E_BATCH_TOO_LARGE (over the largest bucket: a graph
+ * must hold it), the status of a failed launch. On failure nothing is
+ * staged and the buffer sets' state is as it was.
+ */
+CGR_API cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch);
+
+/*
+ * Launches the staged step and stages `next` (an open batch of this
+ * runtime, or NULL to end the run: nothing is staged after it); its
+ * ticket is the launched step's, as cgr_replay's. `next` is consumed
+ * whether the call succeeds or not. Errors: CGR_E_INVALID_STATE (no step
+ * staged, the mode is not CGR_REPLAY_PIPELINED, `next` not open), the
+ * errors of cgr_replay_stage for `next`, the status of a failed launch.
+ * A refused `next` (a caller's mistake: CGR_E_INVALID_ARGUMENT,
+ * CGR_E_BATCH_TOO_LARGE, ...) launches nothing and leaves the staged step
+ * staged, so the caller can stage a corrected batch or end the run with
+ * NULL. A failed launch leaves nothing staged and assumes the worst of
+ * both sets (padding rewritten, nothing unchanged), as a failed
+ * cgr_replay does.
+ */
+CGR_API cgr_status cgr_replay_ahead(cgr_runtime *rt, cgr_batch *next,
+                                    cgr_ticket *ticket);
+
+/* 1 when a step is staged (cgr_replay_stage or cgr_replay_ahead with a
+ * batch) and not yet launched, else 0 (also for NULL). */
+CGR_API int cgr_replay_staged(const cgr_runtime *rt);
 
 /*
  * Waits until the ticket's step has finished. CGR_E_INVALID_ARGUMENT for a
@@ -971,7 +1042,8 @@ CGR_API cgr_status cgr_ticket_key(cgr_runtime *rt, const cgr_ticket *ticket,
                                   cgr_key *out);
 
 /* Switches the replay mode for the next steps. CGR_E_INVALID_ARGUMENT for
- * a value that is not a mode; CGR_E_INVALID_STATE with a batch open. */
+ * a value that is not a mode; CGR_E_INVALID_STATE with a batch open or a
+ * step staged (CGR_REPLAY_PIPELINED: end the run first). */
 CGR_API cgr_status cgr_set_replay_mode(cgr_runtime *rt, cgr_replay_mode mode);
 
 /* Per mode: what replays cost. */

@@ -138,7 +138,8 @@ CGR_API cgr_status cgr_batcher_config_init(cgr_batcher_config *config);
  * over the largest bucket without allow_eager, queue_capacity 0),
  * CGR_E_VERSION (size or version, by the rule of versioned structs at the
  * top of <cgr/cgr.h>), CGR_E_INVALID_STATE (nothing captured,
- * or another batcher owns the runtime), CGR_E_OUT_OF_MEMORY, CGR_E_SYSTEM
+ * or another batcher owns the runtime), CGR_E_UNSUPPORTED (the runtime's
+ * mode is CGR_REPLAY_PIPELINED), CGR_E_OUT_OF_MEMORY, CGR_E_SYSTEM
  * (the thread). The message is in
  * cgr_last_error(rt). On failure nothing was started. Not thread-safe with
  * other calls on rt.

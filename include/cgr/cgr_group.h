@@ -158,8 +158,9 @@ CGR_API cgr_status cgr_group_config_init(cgr_group_config *config);
  * CGR_E_INVALID_ARGUMENT (NULL, ranks out of range, timeout_ms 0, a device
  * given twice),
  * CGR_E_UNSUPPORTED (a CUDA group, one rank included, in a build without
- * NCCL or where libnccl cannot be loaded: the message says which),
- * CGR_E_CUDA (NCCL's initialization). Nothing is left on failure.
+ * NCCL or where libnccl cannot be loaded: the message says which; the
+ * runtime config's mode CGR_REPLAY_PIPELINED, which groups do not run
+ * yet), CGR_E_CUDA (NCCL's initialization). Nothing is left on failure.
  */
 CGR_API cgr_status cgr_group_create(const cgr_group_config *config,
                                     cgr_group **out);
@@ -253,7 +254,8 @@ CGR_API cgr_status cgr_group_replay(cgr_group *group, cgr_batch **batches,
 CGR_API cgr_status cgr_group_ticket_wait(cgr_group *group,
                                          const cgr_ticket *ticket);
 
-/* cgr_set_replay_mode on every rank. */
+/* cgr_set_replay_mode on every rank; CGR_E_UNSUPPORTED for
+ * CGR_REPLAY_PIPELINED, which groups do not run yet. */
 CGR_API cgr_status cgr_group_set_replay_mode(cgr_group *group,
                                              cgr_replay_mode mode);
 

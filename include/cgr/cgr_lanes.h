@@ -122,7 +122,8 @@ CGR_API cgr_status cgr_lanes_config_init(cgr_lanes_config *config);
 /*
  * Creates the lanes: per lane a runtime, setup, cgr_capture of the step
  * with the lane's user. Errors: CGR_E_INVALID_ARGUMENT (NULL, no setup or
- * step, lanes 0 or over CGR_MAX_LANES), CGR_E_VERSION (config's or
+ * step, lanes 0 or over CGR_MAX_LANES), CGR_E_UNSUPPORTED (the runtime
+ * config's mode is CGR_REPLAY_PIPELINED), CGR_E_VERSION (config's or
  * config->runtime's size or version, by the rule of versioned structs at
  * the top of <cgr/cgr.h>), and whatever a lane's create, setup or capture
  * returns; the message (in cgr_last_error(NULL)) names the lane. On
