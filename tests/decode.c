@@ -2,7 +2,10 @@
  * reference; --check finds zero mismatches over 2,000 steps in every mode;
  * every mode gives the same tokens, and so does --tp 2 and 4 (tensor
  * parallel, checked against one runtime) and --spec 1 and 3 (speculative
- * decoding); bad options and impossible configurations fail clearly. */
+ * decoding); --mode pipelined schedules a step ahead with one graph launch
+ * per step, in runs that end at admissions, and discards tokens read past
+ * a request's end; bad options and impossible configurations fail
+ * clearly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,10 +158,10 @@ static void test_check_over_2000_steps_in_every_mode(void **state) {
   long steps = override ? atol(override) : 2000;
   if (steps <= 0)
     steps = 2000;
-  static const char *const modes[] = {"eager", "naive", "fused", "double",
-                                      "ingraph"};
+  static const char *const modes[] = {"eager",  "naive",   "fused",
+                                      "double", "ingraph", "pipelined"};
   char first_hash[32] = "";
-  for (size_t m = 0; m < 5; ++m) {
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; ++m) {
     char args[512];
     snprintf(args, sizeof args,
              SMALL "--requests 3000 --max-batch 8 --steps %ld --mode %s "
@@ -371,7 +374,14 @@ static void test_bad_options_fail_clearly(void **state) {
     const char *args;
     const char *says;
   } cases[] = {
-      {"--mode warp", "not eager, naive, fused, double or ingraph"},
+      {"--mode warp", "not eager, naive, fused, double, ingraph or pipelined"},
+      {"--mode pipelined --tp 2",
+       "--mode pipelined does not support --tp over 1 yet"},
+      {"--mode pipelined --tp 4 --rank 1 --group-id host:/x",
+       "--mode pipelined does not support --tp over 1 yet"},
+      {"--mode pipelined --spec 3", "--mode pipelined does not support --spec"},
+      {"--late-ends", "--late-ends needs --mode pipelined"},
+      {"--mode fused --late-ends", "--late-ends needs --mode pipelined"},
       {"--layers 0", "--layers must be at least 1"},
       {"--hidden 100 --heads 3 --head-dim 16", "--hidden must equal"},
       {"--max-batch 0", "--max-batch 0: expected an integer from 1"},
@@ -398,8 +408,9 @@ static void test_bad_options_fail_clearly(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     result r;
     run_decode(cases[i].args, &r);
-    if (r.exit_code == 0)
-      fail_msg("'%s' succeeded:\n%s", cases[i].args, r.output);
+    if (r.exit_code != 2)
+      fail_msg("'%s' exited %d, not 2:\n%s", cases[i].args, r.exit_code,
+               r.output);
     if (strstr(r.output, cases[i].says) == NULL)
       fail_msg("'%s' did not say \"%s\":\n%s", cases[i].args, cases[i].says,
                r.output);
@@ -427,6 +438,146 @@ static double json_number(const char *json, const char *key) {
   char text[64];
   json_field(json, key, text, sizeof text);
   return atof(text);
+}
+
+/* A --mode pipelined run, with --check passing: one graph launch per
+ * decode step, and nothing else launched but the copy that loads each
+ * run's first step (a head and a tail at most); the launches that
+ * captured a graph variant first (lazily) are counted apart. Runs of
+ * several steps: the steps were staged ahead. */
+static void expect_pipelined(const char *args, const result *r) {
+  expect_pass(r);
+  char mode[32];
+  json_field(r->output, "mode", mode, sizeof mode);
+  assert_string_equal(mode, "pipelined");
+  double steps = json_number(r->output, "decode_steps");
+  double graphs = json_number(r->output, "graph_launches");
+  double capturing = json_number(r->output, "capturing_launches");
+  double other = json_number(r->output, "other_launches");
+  double runs = json_number(r->output, "runs");
+  if (graphs + capturing != steps || graphs < steps / 2)
+    fail_msg("%s: %g graph launches and %g capturing ones for %g steps", args,
+             graphs, capturing, steps);
+  if (!(runs >= 1) || other > 2 * runs)
+    fail_msg("%s: %g launches besides the graphs in %g runs", args, other,
+             runs);
+  if (!(runs < steps))
+    fail_msg("%s: %g runs for %g steps: nothing was staged ahead", args, runs,
+             steps);
+}
+
+/* The keys of a run that every mode must agree on. */
+static void expect_same_run(const char *args, const result *r,
+                            const result *other) {
+  static const char *const keys[] = {"token_hash", "decode_steps",
+                                     "prefill_steps", "tokens"};
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; ++k) {
+    char mine[32], theirs[32];
+    json_field(r->output, keys[k], mine, sizeof mine);
+    json_field(other->output, keys[k], theirs, sizeof theirs);
+    if (strcmp(mine, theirs) != 0)
+      fail_msg("%s: %s %s, the default mode's %s", args, keys[k], mine, theirs);
+  }
+}
+
+/* --mode pipelined over the shapes and seeds of the reference test gives
+ * the default mode's tokens, steps and prefills, with --check passing
+ * (every step equal to an eager run of the rows it was staged with, every
+ * token equal to the plain-C reference's); the double-buffered mode, for
+ * contrast, launches a copy per step besides its graph. */
+static void test_pipelined_gives_the_tokens_of_the_other_modes(void **state) {
+  (void)cgr_test_runtime(state);
+  static const char *const shapes[] = {
+      SMALL "--seed 1",
+      SMALL "--seed 2 --max-batch 5",
+      "--layers 1 --hidden 32 --heads 2 --head-dim 16 --mlp 40 --vocab 300 "
+      "--seed 3 --max-batch 12 --prompt 20 --new 40 --max-seq 80",
+      "--layers 3 --hidden 48 --heads 3 --head-dim 16 --mlp 64 --vocab 1000 "
+      "--seed 4",
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) {
+    char args[512], pipelined[600];
+    snprintf(args, sizeof args, "%s --requests 16 --check --json --quiet",
+             shapes[i]);
+    snprintf(pipelined, sizeof pipelined, "%s --mode pipelined", args);
+    result plain, r;
+    run_decode(args, &plain);
+    expect_pass(&plain);
+    run_decode(pipelined, &r);
+    expect_pipelined(pipelined, &r);
+    expect_same_run(pipelined, &r, &plain);
+    char mismatches[32];
+    json_field(r.output, "reference_mismatches", mismatches, sizeof mismatches);
+    assert_string_equal(mismatches, "0");
+    if (!(json_number(plain.output, "other_launches") >=
+          json_number(plain.output, "decode_steps")))
+      fail_msg("%s: the double-buffered mode launched no copy per step:\n%s",
+               args, plain.output);
+  }
+}
+
+/* Many short requests through a small batch: nearly every step finishes
+ * a request and admits the next, so runs end and start all the time (a
+ * prefill cannot run while a step is staged). The tokens, steps and
+ * prefills are the default mode's, also when --steps cuts the trace, and
+ * every admission starts a run. In the last trace the KV cache (11 pages
+ * of 16 tokens) admits, not the batch: a run must end where the pages the
+ * pending step's last tokens give back let the next request in. */
+static void test_pipelined_runs_end_at_every_admission(void **state) {
+  (void)cgr_test_runtime(state);
+  static const char *const shapes[] = {
+      SMALL "--requests 300 --max-batch 4 --new 6 --prompt 4 --max-seq 16",
+      SMALL "--requests 3000 --max-batch 8 --new 12 --prompt 4 --max-seq 32 "
+            "--steps 400 --seed 5",
+      SMALL "--requests 3000 --max-batch 8 --new 24 --prompt 8 --max-seq 32 "
+            "--pages 12 --steps 400 --seed 6",
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) {
+    char args[512], pipelined[600];
+    snprintf(args, sizeof args, "%s --check --no-reference --json --quiet",
+             shapes[i]);
+    snprintf(pipelined, sizeof pipelined, "%s --mode pipelined", args);
+    result plain, r;
+    run_decode(args, &plain);
+    expect_pass(&plain);
+    run_decode(pipelined, &r);
+    expect_pipelined(pipelined, &r);
+    expect_same_run(pipelined, &r, &plain);
+    double runs = json_number(r.output, "runs");
+    double prefills = json_number(r.output, "prefill_steps");
+    if (runs != prefills || runs < 50)
+      fail_msg("%s: %g runs for %g prefills", pipelined, runs, prefills);
+  }
+}
+
+/* --late-ends keeps each request in the step after its last, as a loop
+ * that learns a request's end from its tokens has it staged: the host
+ * reads a token for it there and discards it. The tokens, their count and
+ * the steps are those of the run without it, and --check passes (the
+ * plain-C reference sees no token past an end). */
+static void test_pipelined_discards_tokens_past_a_requests_end(void **state) {
+  (void)cgr_test_runtime(state);
+  char args[512], late[600];
+  snprintf(args, sizeof args,
+           SMALL "--requests 48 --max-batch 6 --new 20 --mode pipelined "
+                 "--check --json --quiet");
+  snprintf(late, sizeof late, "%s --late-ends", args);
+  result plain, r;
+  run_decode(args, &plain);
+  expect_pipelined(args, &plain);
+  assert_int_equal((long)json_number(plain.output, "discarded_tokens"), 0);
+  run_decode(late, &r);
+  expect_pipelined(late, &r);
+  expect_same_run(late, &r, &plain);
+  if (!(json_number(r.output, "discarded_tokens") > 0))
+    fail_msg("%s discarded no token:\n%s", late, r.output);
+  char mismatches[32];
+  json_field(r.output, "reference_mismatches", mismatches, sizeof mismatches);
+  assert_string_equal(mismatches, "0");
+  /* The riders are rows the steps compared with the check model's. */
+  if (!(json_number(r.output, "compared_tokens") >
+        json_number(plain.output, "compared_tokens")))
+    fail_msg("%s compared no more rows than without it", late);
 }
 
 /*
@@ -533,6 +684,9 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_host_step_equals_the_plain_c_reference),
     RUNTIME_TEST(test_bf16_weights_match_the_reference),
     RUNTIME_TEST(test_check_over_2000_steps_in_every_mode),
+    RUNTIME_TEST(test_pipelined_gives_the_tokens_of_the_other_modes),
+    RUNTIME_TEST(test_pipelined_runs_end_at_every_admission),
+    RUNTIME_TEST(test_pipelined_discards_tokens_past_a_requests_end),
     RUNTIME_TEST(test_tensor_parallel_gives_the_tokens_of_one_runtime),
     RUNTIME_TEST(test_tensor_parallel_10000_steps_equal_one_runtime),
     RUNTIME_TEST(test_tensor_parallel_across_processes),

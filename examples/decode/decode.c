@@ -4,7 +4,8 @@
  * decode steps replay CUDA graphs (or the host backend's), prompts prefill
  * eagerly, sampled tokens flow back on the device; with --spec K each
  * decode step verifies K draft tokens per request (speculative decoding,
- * the same tokens in fewer steps). Prints throughput, latency, capture
+ * the same tokens in fewer steps); --mode pipelined schedules each decode
+ * step before the one before it launches. Prints throughput, latency, capture
  * cost, memory, and with --check a verdict against eager steps and the
  * plain-C reference.
  */
@@ -37,13 +38,20 @@ typedef struct options {
    * there, the other ranks read it. */
   const char *group_id_file;
   int check, json, progress, no_reference;
+  int late_ends; /* --late-ends (pipelined) */
 } options;
 
 static void usage(FILE *to) {
   fprintf(
       to,
       "usage: cgr-decode [options]\n"
-      "  --mode eager|naive|fused|double|ingraph  replay mode (double)\n"
+      "  --mode eager|naive|fused|double|ingraph|pipelined  replay mode\n"
+      "                   (double); pipelined schedules step n + 1 before\n"
+      "                   step n launches (one runtime, no --spec)\n"
+      "  --late-ends      with --mode pipelined: keep each request in the\n"
+      "                   step after its last, as a loop that learns a\n"
+      "                   request's end from its tokens must; the host\n"
+      "                   discards the token it reads there\n"
       "  --tp N           tensor parallel over N ranks, 1, 2, 4 or 8 (1):\n"
       "                   N GPUs over NCCL, or N host devices\n"
       "  --rank R --group-id-file F  one rank per process: this process\n"
@@ -82,8 +90,10 @@ static int parse_int(const char *text, long min, long max, long *out) {
   return 1;
 }
 
-static const char *const mode_names[] = {"naive", "fused", "double", "ingraph",
-                                         "eager"};
+/* Indexed by cgr_replay_mode. */
+static const char *const mode_names[] = {"naive",   "fused", "double",
+                                         "ingraph", "eager", "pipelined"};
+#define MODE_COUNT (sizeof mode_names / sizeof mode_names[0])
 
 static int parse_options(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
@@ -119,6 +129,9 @@ static int parse_options(int argc, char **argv, options *o) {
     } else if (strcmp(arg, "--quiet") == 0) {
       o->progress = 0;
       continue;
+    } else if (strcmp(arg, "--late-ends") == 0) {
+      o->late_ends = 1;
+      continue;
     }
     if (value == NULL) {
       fprintf(stderr, "cgr-decode: %s needs a value\n", arg);
@@ -129,7 +142,7 @@ static int parse_options(int argc, char **argv, options *o) {
       rank_given = 1;
     if (strcmp(arg, "--mode") == 0) {
       int found = 0;
-      for (int m = 0; m < 5; ++m)
+      for (size_t m = 0; m < MODE_COUNT; ++m)
         if (strcmp(value, mode_names[m]) == 0) {
           o->mode = (cgr_replay_mode)m;
           found = 1;
@@ -137,7 +150,7 @@ static int parse_options(int argc, char **argv, options *o) {
       if (!found) {
         fprintf(stderr,
                 "cgr-decode: --mode %s: not eager, naive, fused, "
-                "double or ingraph\n",
+                "double, ingraph or pipelined\n",
                 value);
         return 0;
       }
@@ -271,6 +284,21 @@ static int parse_options(int argc, char **argv, options *o) {
       (o->max_seq + o->model.page_size - 1) / o->model.page_size;
   o->model.seed = o->trace.seed;
   return 1;
+}
+
+/* NULL when the pipelined mode (or its --late-ends) fits the other
+ * options, else a sentence saying why not. */
+static const char *pipelined_problem(const options *o) {
+  if (o->mode != CGR_REPLAY_PIPELINED)
+    return o->late_ends ? "--late-ends needs --mode pipelined" : NULL;
+  if (o->tp > 1)
+    return "--mode pipelined does not support --tp over 1 yet: a group's "
+           "ranks have no pipelined replay (cgr_group_*); use another --mode";
+  if (o->spec > 0)
+    return "--mode pipelined does not support --spec yet: a verify step's "
+           "accepted tokens decide the next step's rows, which this mode "
+           "builds before the step runs; use another --mode";
+  return NULL;
 }
 
 /* ---- runtime, model, capture ------------------------------------------------
@@ -493,8 +521,8 @@ static double percentile(double *sorted, int64_t n, double p) {
 }
 
 static const char *mode_label(cgr_replay_mode mode) {
-  static const char *const labels[] = {"naive", "fused", "double_buffered",
-                                       "in_graph", "eager"};
+  static const char *const labels[] = {"naive",    "fused", "double_buffered",
+                                       "in_graph", "eager", "pipelined"};
   return labels[mode];
 }
 
@@ -547,6 +575,9 @@ static void report(const options *o, const engine *e,
            "\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.2f,"
            "\"step_p50_ms\":%.4f,\"step_p99_ms\":%.4f,\"prepare_ms\":%.4f,"
            "\"replay_ms\":%.4f,\"rest_ms\":%.4f,\"host_waits\":%lld,"
+           "\"graph_launches\":%lld,\"other_launches\":%lld,"
+           "\"capturing_launches\":%lld,\"runs\":%lld,"
+           "\"discarded_tokens\":%lld,"
            "\"gpu_step_p50_ms\":%.4f,\"gpu_step_p99_ms\":%.4f,"
            "\"buckets\":%llu,\"graphs\":%llu,\"capture_ms\":%.1f,"
            "\"arena_bytes\":%llu,\"slot_bytes\":%llu,\"weight_bytes\":%zu,"
@@ -566,7 +597,10 @@ static void report(const options *o, const engine *e,
            (long long)stats->prefill_steps, (long long)stats->tokens,
            stats->seconds, tokens_per_s, p50, p99, stats->prepare_ms * mean,
            stats->replay_ms * mean, stats->rest_ms * mean,
-           (long long)stats->host_waits, gpu_p50, gpu_p99,
+           (long long)stats->host_waits, (long long)stats->graph_launches,
+           (long long)stats->other_launches,
+           (long long)stats->capturing_launches, (long long)stats->runs,
+           (long long)stats->discarded_tokens, gpu_p50, gpu_p99,
            (unsigned long long)capture.buckets,
            (unsigned long long)capture.graphs, e->capture_ms,
            (unsigned long long)capture.arena_bytes,
@@ -637,6 +671,20 @@ static void report(const options *o, const engine *e,
              ? "; in-graph mode takes no feedback: each step's tokens are "
                "read before the next"
              : "");
+  printf("launches%s: the decode steps made %lld graph launches and %lld "
+         "other kernel launches, copies and memsets, besides %lld launches "
+         "that captured a graph first\n",
+         o->tp > 1 ? " (rank 0's)" : "", (long long)stats->graph_launches,
+         (long long)stats->other_launches,
+         (long long)stats->capturing_launches);
+  if (o->mode == CGR_REPLAY_PIPELINED)
+    printf("pipelined: %lld runs of steps, each step staged before the one "
+           "before it launched (a run's first step loads by a copy, the "
+           "others inside the graph before them); a run ends before each "
+           "admission; %lld tokens read past their request's end, "
+           "discarded%s\n",
+           (long long)stats->runs, (long long)stats->discarded_tokens,
+           o->late_ends ? " (--late-ends)" : "");
   if (g > 0)
     printf("decode step (GPU events on the main stream, graph steps): p50 "
            "%.3f ms, p99 %.3f ms\n",
@@ -685,6 +733,8 @@ int main(int argc, char **argv) {
   uint32_t buckets[64];
   size_t bucket_count = buckets_for(o.trace.max_batch, buckets);
   problem = dec_tp_problem(&o.model, o.tp);
+  if (problem == NULL)
+    problem = pipelined_problem(&o);
   if (problem != NULL) {
     fprintf(stderr, "cgr-decode: %s\n", problem);
     return 2;
@@ -711,8 +761,8 @@ int main(int argc, char **argv) {
     cgr_status served =
         dec_serve(&main_engine.models[0],
                   checking ? &check_engine.models[0] : NULL, reference,
-                  &o.trace, o.mode, o.spec, o.progress && !o.json, &stats, why,
-                  sizeof why);
+                  &o.trace, o.mode, o.spec, o.late_ends, o.progress && !o.json,
+                  &stats, why, sizeof why);
     if (served != CGR_OK) {
       fprintf(stderr, "cgr-decode: %s: %s\n", cgr_status_name(served), why);
       status = served == CGR_E_INVALID_ARGUMENT ? 2 : 1;

@@ -94,23 +94,32 @@ static cgr_status begin(cgr_runtime *rt, const dec_rows *r, cgr_batch **out) {
   return cgr_batch_begin_key(rt, (uint32_t)r->count, (uint32_t)r->q, 0, out);
 }
 
-/* A batch refused halfway is discarded, its message kept. A group's step
- * gives every rank's batch the same rows: the ranks differ in their
- * weights, not in their inputs. */
+/* A batch refused halfway is discarded, its message kept. */
+cgr_status dec_rows_open(const server *s, const dec_model *m, const dec_rows *r,
+                         int feedback, cgr_batch **out) {
+  cgr_batch *batch = NULL;
+  *out = NULL;
+  cgr_status status = begin(m->rt, r, &batch);
+  if (status != CGR_OK)
+    return status;
+  status = give(s, m, batch, r, feedback);
+  if (status != CGR_OK) {
+    cgr_batch_discard(batch);
+    return status;
+  }
+  *out = batch;
+  return CGR_OK;
+}
+
+/* A group's step gives every rank's batch the same rows: the ranks differ
+ * in their weights, not in their inputs. */
 cgr_status dec_rows_run(server *s, dec_model *m, const dec_rows *r,
                         int feedback, cgr_ticket *ticket) {
   s->rank_error[0] = '\0';
   if (m->group == NULL) {
     cgr_batch *batch = NULL;
-    cgr_status status = begin(m->rt, r, &batch);
-    if (status != CGR_OK)
-      return status;
-    status = give(s, m, batch, r, feedback);
-    if (status != CGR_OK) {
-      cgr_batch_discard(batch);
-      return status;
-    }
-    return cgr_replay(m->rt, batch, ticket);
+    cgr_status status = dec_rows_open(s, m, r, feedback, &batch);
+    return status == CGR_OK ? cgr_replay(m->rt, batch, ticket) : status;
   }
   /* Every rank replays the same key: a verify step names its tokens. */
   cgr_batch *batches[CGR_GROUP_MAX_RANKS] = {NULL};
@@ -172,6 +181,29 @@ void dec_compare(server *s, const int32_t *ids, const float *logits,
   }
   s->stats->checked_steps++;
   s->stats->mismatched_steps += mismatch;
+}
+
+cgr_status dec_check_decode(server *s, dec_rows *r, request *const *rows) {
+  int follow = s->model->ranks > 1;
+  for (int32_t j = 0; j < r->count; ++j) {
+    if (follow)
+      rows[j]->check_token = rows[j]->token;
+    r->ids[j] = rows[j]->check_token;
+  }
+  cgr_ticket ticket;
+  cgr_status status = dec_rows_run(s, s->check, r, 0, &ticket);
+  if (status == CGR_OK)
+    status = dec_read_outputs(s->check, &ticket, s->check_ids, s->check_logits,
+                              r->count);
+  if (status != CGR_OK)
+    return dec_fail(s, status, "the check model's step");
+  for (int32_t j = 0; j < r->count; ++j) {
+    /* A row past its request's end (--late-ends) is no token of it. */
+    if (rows[j]->generated < rows[j]->max_new)
+      dec_check_reference(s, rows[j], rows[j]->check_token, s->check_ids[j]);
+    rows[j]->check_token = s->check_ids[j];
+  }
+  return CGR_OK;
 }
 
 void dec_check_reference(server *s, request *req, int32_t token_in,

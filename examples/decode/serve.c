@@ -4,8 +4,9 @@
  * step through cgr. Sampled tokens flow into the next step on the device
  * (feedback); the host reads each step's tokens one step late, while the
  * next step already runs, the way a serving engine streams them out.
- * With --spec each decode step is a verify step instead (spec.c). A
- * step's rows, replay and check are in rows.c.
+ * With --spec each decode step is a verify step instead (spec.c); in
+ * --mode pipelined the decode steps run in runs scheduled a step ahead
+ * (pipelined.c). A step's rows, replay and check are in rows.c.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "server.h"
@@ -64,6 +65,7 @@ static uint64_t fnv(uint64_t h, uint64_t value) {
  * --spec, whose steps make several tokens per request, give the same. */
 void dec_hash_token(server *s, request *req, int32_t token) {
   req->hash = fnv(req->hash, (uint64_t)(uint32_t)token);
+  req->hashed++;
   if (req->history != NULL)
     req->history[req->history_len++] = token;
   s->stats->tokens++;
@@ -147,9 +149,20 @@ void dec_finish_request(server *s, request *req) {
   req->has_ref = 0;
 }
 
-/* Reads the pending decode step's tokens (waiting for it), hashes them,
- * and checks them against the check model's. */
-static cgr_status settle(server *s) {
+/* A pending row the host keeps: its request still lacks tokens. */
+static int row_kept(const request *req) { return req->hashed < req->max_new; }
+
+int32_t dec_pages_settling(const server *s) {
+  int32_t pages = 0;
+  for (int32_t j = 0; s->pending && j < s->pending_count; ++j) {
+    const request *req = s->pending_rows[j];
+    if (row_kept(req) && req->hashed + 1 >= req->max_new)
+      pages += req->page_count;
+  }
+  return pages;
+}
+
+cgr_status dec_settle(server *s) {
   if (!s->pending)
     return CGR_OK;
   s->pending = 0;
@@ -164,11 +177,20 @@ static cgr_status settle(server *s) {
   if (status == CGR_OK) {
     if (s->check != NULL)
       dec_compare(s, ids, logits, s->check_ids, s->check_logits, n);
+    /* A request finishes when the host has read its last token: its
+     * pages come back then. A row the step carried past the request's end
+     * (a loop that learns the end from the tokens schedules the request
+     * before it knows) gives a token that is no token of the request. */
     for (int32_t j = 0; j < n; ++j) {
       request *req = s->pending_rows[j];
+      if (!row_kept(req)) {
+        s->stats->discarded_tokens++;
+        continue;
+      }
       dec_hash_token(s, req, ids[j]);
+      s->stats->decode_tokens++;
       req->token = ids[j];
-      if (req->generated >= req->max_new && req->page_count > 0)
+      if (!row_kept(req))
         dec_finish_request(s, req);
     }
   } else {
@@ -177,6 +199,50 @@ static cgr_status settle(server *s) {
   free(ids);
   free(logits);
   return status;
+}
+
+void dec_set_pending(server *s, const cgr_ticket *ticket, int64_t step,
+                     request *const *rows, int32_t count) {
+  s->pending = 1;
+  s->pending_ticket = *ticket;
+  s->pending_step = step;
+  s->pending_count = count;
+  for (int32_t j = 0; j < count; ++j) {
+    request *req = rows[j];
+    s->pending_rows[j] = req;
+    req->row = j;
+    if (req->generated < req->max_new) {
+      req->length++;
+      req->generated++;
+    }
+  }
+}
+
+/* ---- launch counters
+ * ----------------------------------------------------------- */
+
+void dec_launches_before(const server *s, cgr_counters *before) {
+  if (cgr_counters_get(s->model->rt, before) != CGR_OK)
+    memset(before, 0, sizeof *before);
+}
+
+void dec_launches_after(server *s, const cgr_counters *before) {
+  cgr_counters now;
+  if (cgr_counters_get(s->model->rt, &now) != CGR_OK)
+    return;
+  /* A launch that captured a graph first (a lazy capture: the pipelined
+   * and in-graph variants are captured at their first step) ran the
+   * capture's warm-up too: counted apart, its launches left out. */
+  if (now.captures != before->captures) {
+    s->stats->capturing_launches++;
+    return;
+  }
+  s->stats->graph_launches +=
+      (int64_t)(now.graph_launches - before->graph_launches);
+  s->stats->other_launches +=
+      (int64_t)((now.kernel_launches - before->kernel_launches) +
+                (now.copies - before->copies) +
+                (now.memsets - before->memsets));
 }
 
 /* ---- admission and prefill
@@ -264,6 +330,14 @@ static cgr_status prefill_all(server *s, request **fresh, int32_t count) {
   return CGR_OK;
 }
 
+/* Requests join in trace order while a row is free and the next one's
+ * pages are (else it waits for running requests to free pages). */
+int dec_would_admit(const server *s, int32_t next_request, int32_t active,
+                    int32_t free_pages) {
+  return next_request < s->trace->requests && active < s->trace->max_batch &&
+         pages_needed(s, &s->requests[next_request]) <= free_pages;
+}
+
 /*
  * Admits queued requests while rows and pages allow, and prefills them. A
  * prefill breaks the feedback chain (its tokens come back through the
@@ -272,12 +346,10 @@ static cgr_status prefill_all(server *s, request **fresh, int32_t count) {
 static cgr_status admit(server *s, int32_t *next_request) {
   request *fresh[4096];
   int32_t count = 0;
-  while (*next_request < s->trace->requests &&
-         s->active_count + count < s->trace->max_batch) {
+  while (dec_would_admit(s, *next_request, s->active_count + count,
+                         s->free_count)) {
     request *req = &s->requests[*next_request];
     int32_t need = pages_needed(s, req);
-    if (need > s->free_count)
-      break; /* wait for running requests to free pages */
     req->pages = malloc((size_t)need * sizeof(int32_t));
     if (req->pages == NULL)
       return CGR_E_OUT_OF_MEMORY;
@@ -305,7 +377,7 @@ static cgr_status admit(server *s, int32_t *next_request) {
     return CGR_OK;
   if (s->pending)
     s->stats->host_waits++;
-  cgr_status status = settle(s);
+  cgr_status status = dec_settle(s);
   if (status != CGR_OK)
     return status;
   status = prefill_all(s, fresh, count);
@@ -331,7 +403,7 @@ static cgr_status decode(server *s) {
    * reads each step's tokens before building the next (and waits). */
   if (s->mode == CGR_REPLAY_IN_GRAPH && s->pending) {
     s->stats->host_waits++;
-    cgr_status settled = settle(s);
+    cgr_status settled = dec_settle(s);
     if (settled != CGR_OK)
       return settled;
     s->feed_ok = 0;
@@ -352,9 +424,12 @@ static cgr_status decode(server *s) {
    * reach this step through feedback. */
   cgr_ticket ticket;
   int64_t step_number = s->stats->decode_steps;
+  cgr_counters before;
+  dec_launches_before(s, &before);
   dec_gpu_mark(s, step_number, 0);
   cgr_status status = dec_rows_run(s, s->model, &r, s->feed_ok, &ticket);
   dec_gpu_mark(s, step_number, 1);
+  dec_launches_after(s, &before);
   double replayed = dec_now_ms();
   if (status != CGR_OK) {
     dec_rows_free(&r);
@@ -362,55 +437,20 @@ static cgr_status decode(server *s) {
   }
   /* Read the previous step's tokens now, while this one runs (and compare
    * them before the check model's buffers move on). */
-  status = settle(s);
-  if (status != CGR_OK) {
-    dec_rows_free(&r);
-    return status;
-  }
-  /* --check: the same step, eagerly, on the check model, with the tokens
-   * the host knows from the check model's own last step; or, for a group,
-   * from the group's (just read): its sums run in another order on CUDA,
-   * where a near tie may flip a token, and the check must not follow the
-   * flip into a sequence of its own. */
-  if (s->check != NULL) {
-    int follow = s->model->ranks > 1;
-    for (int32_t j = 0; j < n; ++j) {
-      if (follow)
-        s->active[j]->check_token = s->active[j]->token;
-      r.ids[j] = s->active[j]->check_token;
-    }
-    cgr_ticket check_ticket;
-    status = dec_rows_run(s, s->check, &r, 0, &check_ticket);
-    if (status == CGR_OK)
-      status = dec_read_outputs(s->check, &check_ticket, s->check_ids,
-                                s->check_logits, n);
-    if (status != CGR_OK) {
-      dec_rows_free(&r);
-      return dec_fail(s, status, "the check model's step");
-    }
-    for (int32_t j = 0; j < n; ++j) {
-      dec_check_reference(s, s->active[j], s->active[j]->check_token,
-                          s->check_ids[j]);
-      s->active[j]->check_token = s->check_ids[j];
-    }
-  }
+  status = dec_settle(s);
+  /* --check: the same step, eagerly, on the check model (after the group's
+   * tokens were read, which it follows). */
+  if (status == CGR_OK && s->check != NULL)
+    status = dec_check_decode(s, &r, s->active);
   dec_rows_free(&r);
-  s->pending = 1;
-  s->pending_ticket = ticket;
-  s->pending_step = step_number;
-  s->pending_count = n;
-  for (int32_t j = 0; j < n; ++j) {
-    request *req = s->active[j];
-    s->pending_rows[j] = req;
-    req->row = j;
-    req->length++;
-    req->generated++;
-  }
+  if (status != CGR_OK)
+    return status;
+  dec_set_pending(s, &ticket, step_number, s->active, n);
   /* An eager step (a batch over the largest bucket) feeds nothing: settle
    * it now, while its outputs live. */
   s->feed_ok = ticket.set >= 0;
   if (!s->feed_ok) {
-    status = settle(s);
+    status = dec_settle(s);
     if (status != CGR_OK)
       return status;
   }
@@ -420,7 +460,6 @@ static cgr_status decode(server *s) {
     if (s->active[j]->generated < s->active[j]->max_new)
       s->active[kept++] = s->active[j];
   s->active_count = kept;
-  s->stats->decode_tokens += n;
   dec_account_step(s, n, start, prepared, replayed);
   return CGR_OK;
 }
@@ -492,8 +531,8 @@ static cgr_status check_fits(server *s) {
 
 cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
                      const dec_trace_config *trace, cgr_replay_mode mode,
-                     int32_t spec, int progress, dec_run_stats *stats,
-                     char *why, size_t why_size) {
+                     int32_t spec, int late_ends, int progress,
+                     dec_run_stats *stats, char *why, size_t why_size) {
   server s;
   memset(&s, 0, sizeof s);
   memset(stats, 0, sizeof *stats);
@@ -504,6 +543,7 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
   s.reference = reference && check != NULL;
   s.mode = mode;
   s.spec = spec;
+  s.late_ends = late_ends;
   s.stats = stats;
   s.why = why;
   s.why_size = why_size;
@@ -546,11 +586,16 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
     if (status != CGR_OK)
       goto done;
     if (s.active_count > 0) {
-      status = s.spec > 0 ? dec_spec_step(&s) : decode(&s);
+      if (s.spec > 0)
+        status = dec_spec_step(&s);
+      else if (s.mode == CGR_REPLAY_PIPELINED)
+        status = dec_pipelined_run(&s, next_request, step_capacity);
+      else
+        status = decode(&s);
       if (status != CGR_OK)
         goto done;
     } else if (next_request < trace->requests && s.pending) {
-      status = settle(&s); /* pages come back when tokens are read */
+      status = dec_settle(&s); /* pages come back when tokens are read */
       if (status != CGR_OK)
         goto done;
     }
@@ -564,7 +609,7 @@ cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
       last_report = now;
     }
   }
-  status = settle(&s);
+  status = dec_settle(&s);
   stats->seconds = (dec_now_ms() - start) / 1e3;
   stats->token_hash = run_hash(&s);
 

@@ -30,6 +30,14 @@ typedef struct dec_run_stats {
   int64_t gpu_steps;
   double prepare_ms, replay_ms, rest_ms; /* sums over decode steps */
   int64_t host_waits; /* decode steps the host had to wait for */
+  /* What launching the decode steps enqueued on the model's runtime
+   * (cgr_counters; rank 0's with --tp): graph launches, and kernel
+   * launches, copies and memsets besides them; but for the launches that
+   * captured a graph first (lazy capture), which are only counted. */
+  int64_t graph_launches, other_launches, capturing_launches;
+  /* --mode pipelined: runs of staged steps (one per cgr_replay_stage), and
+   * tokens read past their request's end and discarded (--late-ends). */
+  int64_t runs, discarded_tokens;
   /* --check */
   int64_t checked_steps, mismatched_steps;
   int64_t compared_tokens, mismatched_tokens; /* of decode steps */
@@ -54,14 +62,17 @@ typedef struct dec_run_stats {
  * spec + 1 tokens per request, and so has `check`'s). With
  * `check` not NULL, every decode and prefill step is also run on `check` (a
  * second model on another runtime in CGR_REPLAY_EAGER) and compared;
- * `reference`: compare tokens with the plain-C reference too. Progress lines go
+ * `reference`: compare tokens with the plain-C reference too. In
+ * CGR_REPLAY_PIPELINED (one runtime, no `spec`) the loop schedules each
+ * step before the one before it launches (pipelined.c); `late_ends` keeps
+ * each request in the step after its last there. Progress lines go
  * to stderr when `progress`. Returns CGR_OK or a failure with a message in
  * `why`.
  */
 cgr_status dec_serve(dec_model *model, dec_model *check, int reference,
                      const dec_trace_config *trace, cgr_replay_mode mode,
-                     int32_t spec, int progress, dec_run_stats *stats,
-                     char *why, size_t why_size);
+                     int32_t spec, int late_ends, int progress,
+                     dec_run_stats *stats, char *why, size_t why_size);
 
 void dec_run_stats_free(dec_run_stats *stats);
 

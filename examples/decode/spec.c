@@ -157,9 +157,12 @@ cgr_status dec_spec_step(server *s) {
   double prepared = dec_now_ms();
   cgr_ticket ticket;
   int64_t step_number = s->stats->decode_steps;
+  cgr_counters before;
+  dec_launches_before(s, &before);
   dec_gpu_mark(s, step_number, 0);
   status = dec_rows_run(s, s->model, &r, s->feed_ok, &ticket);
   dec_gpu_mark(s, step_number, 1);
+  dec_launches_after(s, &before);
   double replayed = dec_now_ms();
   if (status != CGR_OK) {
     dec_fail(s, status, "a verify step");
