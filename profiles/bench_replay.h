@@ -99,4 +99,15 @@ int workload_open(bench *b, workload *w, replay_shape s, int fed);
 /* Frees what workload_open made; safe on a half-open workload. */
 void workload_release(workload *w);
 
+/* The batch of step n of a method, with input values `v` = n mod VARIANTS
+ * from w->source (input_ids by feedback after step 0 on a fed workload:
+ * rows in place for three steps of four, moved on the fourth). On
+ * failure the batch is discarded and *out is NULL. */
+cgr_status workload_batch(workload *w, long n, cgr_batch **out);
+/* Fed: what step n of a method reads as input_ids and must write to
+ * `out` (into w->fed_ids, w->fed_expected), from what step n - 1 read:
+ * the host's reference, worked out without reading the device. Called
+ * for steps 0, 1, 2, ... in turn. */
+void workload_fed_reference(workload *w, long n);
+
 #endif /* CGR_PROFILES_BENCH_REPLAY_H */

@@ -5,8 +5,8 @@
 #include <string.h>
 
 const char *const replay_method_names[REPLAY_METHOD_COUNT] = {
-    "floor",   "naive",      "fused",      "double",
-    "ingraph", "fused_feed", "double_feed"};
+    "floor",     "naive",      "fused",       "double",        "ingraph",
+    "pipelined", "fused_feed", "double_feed", "pipelined_feed"};
 
 const char *const replay_source_names[REPLAY_SOURCE_COUNT] = {"host", "pinned"};
 
@@ -50,13 +50,18 @@ static void emit_row(replay_report *report, const replay_row *r) {
            "\"host_us_median\":%.3f,\"host_us_p99\":%.3f,"
            "\"prepare_us_median\":%.3f,\"gpu_step_us\":%.3f,"
            "\"ratio_to_floor\":%.3f,\"ratio_to_naive\":%.3f,"
-           "\"launches_per_step\":%.2f,\"bytes_per_step\":%.0f}",
+           "\"launches_per_step\":%.2f,\"bytes_per_step\":%.0f,"
+           "\"graphs_per_step\":%.2f,\"kernels_per_step\":%.2f,"
+           "\"copies_per_step\":%.2f,\"memsets_per_step\":%.2f,"
+           "\"events_per_step\":%.2f,\"syncs_per_step\":%.2f}",
            report->backend_name, report->cuda ? "gpu" : "cpu",
            replay_method_names[r->method], replay_source_names[r->source],
            r->shape.bucket, r->shape.width, r->shape.kernels, report->steps,
            report->warmup, r->res.host_median, r->res.host_p99,
            r->res.prepare_median, r->res.gpu_step_us, r->ratio_floor,
-           r->ratio_naive, r->res.launches_per_step, r->res.bytes_per_step);
+           r->ratio_naive, r->res.launches_per_step, r->res.bytes_per_step,
+           r->res.calls.graphs, r->res.calls.kernels, r->res.calls.copies,
+           r->res.calls.memsets, r->res.calls.events, r->res.calls.syncs);
   bench_emit(&report->out, line);
 }
 
@@ -93,9 +98,13 @@ void replay_report_print(const replay_report *report) {
                                "ratio_to_floor",
                                "ratio_to_naive",
                                device_step,
-                               "launches_per_step"};
+                               "launches_per_step",
+                               "graphs_per_step",
+                               "kernels_per_step",
+                               "copies_per_step",
+                               "events_per_step"};
   bench_columns columns;
-  bench_columns_init(&columns, 9, names, 11); /* "double_feed" */
+  bench_columns_init(&columns, 13, names, 14); /* "pipelined_feed" */
   for (size_t i = 0; i < report->row_count; ++i) {
     const replay_row *r = &report->rows[i];
     if (i == 0 || !same_shape(&r->shape, &report->rows[i - 1].shape)) {
@@ -112,6 +121,10 @@ void replay_report_print(const replay_report *report) {
     bench_cell_number(&columns, 6, r->ratio_naive, 2);
     bench_cell_number(&columns, 7, r->res.gpu_step_us, 2);
     bench_cell_number(&columns, 8, r->res.launches_per_step, 1);
+    bench_cell_number(&columns, 9, r->res.calls.graphs, 1);
+    bench_cell_number(&columns, 10, r->res.calls.kernels, 1);
+    bench_cell_number(&columns, 11, r->res.calls.copies, 1);
+    bench_cell_number(&columns, 12, r->res.calls.events, 1);
     bench_row_end();
   }
   printf("\nsource: where the step's inputs lie: host = pageable memory "
@@ -120,15 +133,26 @@ void replay_report_print(const replay_report *report) {
          "except ingraph's, which reads cgr's staging); a floor row only "
          "loaded its inputs from it, once, untimed\n"
          "host_us_median, host_us_p99: CLOCK_MONOTONIC time of one step's "
-         "cgr_batch_begin + cgr_batch_input + cgr_replay (floor: its bare "
-         "graph launch), over %ld steps\n"
+         "cgr_batch_begin + cgr_batch_input + cgr_replay (pipelined: of the "
+         "next step's batch + cgr_replay_ahead; floor: its bare graph "
+         "launch), over %ld steps\n"
          "prepare_us_median: the cgr_batch_* part of it; ratio_to_floor, "
          "ratio_to_naive: host_us_median over the floor's, over naive's, "
          "of the same source\n"
          "gpu_step_us: the device's timing events around the %ld "
          "back-to-back steps (two in flight), per step%s\n"
-         "launches_per_step: kernels + copies + memsets + graph launches\n"
-         "fused_feed, double_feed: fused and double on a runtime of their "
+         "launches_per_step: kernels + copies + memsets + graph launches; "
+         "graphs_per_step, kernels_per_step, copies_per_step, "
+         "events_per_step (event records + stream waits): the backend calls "
+         "of one timed step (cgr_counters_get around the step's cgr calls; "
+         "the floor: around its launch)\n"
+         "pipelined: CGR_REPLAY_PIPELINED with its one-step lookahead: "
+         "cgr_replay_stage for the first step, then per step the batch of "
+         "step n + 1 and cgr_replay_ahead, which launches step n (whose "
+         "graph loads step n + 1's inputs in a branch beside the step); a "
+         "run ends with cgr_replay_ahead(NULL), untimed\n"
+         "fused_feed, double_feed, pipelined_feed: fused, double and "
+         "pipelined on a runtime of their "
          "own whose step also writes next_ids = input_ids + 1 (one more "
          "kernel), which the graph's last node copies into the other "
          "set's input_ids (cgr_slot_feed, as cgr-decode's step does); "

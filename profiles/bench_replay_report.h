@@ -15,20 +15,23 @@
 
 /* The methods, in the order they run. The _FEED ones run on a runtime of
  * their own whose input_ids is fed by the step (cgr_slot_feed), as
- * cgr-decode's is. */
+ * cgr-decode's is. The PIPELINED ones drive CGR_REPLAY_PIPELINED with its
+ * one-step lookahead (cgr_replay_stage, then cgr_replay_ahead per step). */
 typedef enum replay_method {
   REPLAY_FLOOR,
   REPLAY_NAIVE,
   REPLAY_FUSED,
   REPLAY_DOUBLE,
   REPLAY_INGRAPH,
+  REPLAY_PIPELINED,
   REPLAY_FUSED_FEED,
   REPLAY_DOUBLE_FEED,
+  REPLAY_PIPELINED_FEED,
   REPLAY_METHOD_COUNT
 } replay_method;
 
-/* "floor", "naive", "fused", "double", "ingraph", "fused_feed",
- * "double_feed": the JSON "mode". */
+/* "floor", "naive", "fused", "double", "ingraph", "pipelined",
+ * "fused_feed", "double_feed", "pipelined_feed": the JSON "mode". */
 extern const char *const replay_method_names[REPLAY_METHOD_COUNT];
 
 /* Where a step's inputs lie on the host, in the order they run: pageable
@@ -49,6 +52,18 @@ typedef struct replay_shape {
   uint32_t kernels;
 } replay_shape;
 
+/* What the backend was asked per timed step, from cgr_counters_get
+ * around the step's cgr calls (the floor: its bare graph launch), so
+ * never the benchmark's own timing events. */
+typedef struct replay_calls {
+  double graphs;  /* graph launches */
+  double kernels; /* kernel launches outside a graph (the fused copy's) */
+  double copies;  /* asynchronous memcpys outside a graph */
+  double memsets;
+  double events; /* event records + stream waits on an event */
+  double syncs;  /* host waits: the engine's staging waits */
+} replay_calls;
+
 /* What one method measured. */
 typedef struct replay_result {
   double host_median;
@@ -57,6 +72,7 @@ typedef struct replay_result {
   double gpu_step_us;
   double launches_per_step; /* kernels, copies, memsets, graphs */
   double bytes_per_step;    /* copied by the replay's plan */
+  replay_calls calls;       /* per step */
 } replay_result;
 
 /* One row of the table, one JSON line. */

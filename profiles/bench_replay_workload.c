@@ -1,7 +1,8 @@
 /*
  * One configuration of bench_replay: the synthetic step (one kernel per
  * input slot plus filler), its runtime and slots, the input values every
- * step cycles through and the outputs they must give.
+ * step cycles through and the outputs they must give, and the batch of
+ * each step (input_ids by feedback on a fed workload).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +69,69 @@ static cgr_status bench_step(cgr_step *step, void *user) {
   for (uint32_t k = STEP_MIN_KERNELS; k < w->shape.kernels; ++k)
     CGR__CHECK(add(step, acc, acc, ones, bs));
   return add(step, out, acc, ones, bs);
+}
+
+/* ---- a step's batch and what it must give ------------------------------- */
+
+static const cgr_source source_kinds[REPLAY_SOURCE_COUNT] = {CGR_SOURCE_HOST,
+                                                             CGR_SOURCE_PINNED};
+
+/* Fed: whether step n of a method moves its rows (w->moved) rather than
+ * keeping them in place. */
+static int rows_move(long n) { return n % VARIANTS == VARIANTS - 1; }
+
+/* Fed: input_ids of step n of a method by feedback (n > 0). */
+static cgr_status feed_ids(workload *w, cgr_batch *batch, long n) {
+  uint32_t bs = w->shape.bucket;
+  if (!rows_move(n))
+    return cgr_batch_feedback(batch, w->inputs[IN_IDS], w->in_place, NULL, 0);
+  const int32_t *fresh = w->data[IN_IDS] + (size_t)(n % VARIANTS) * bs;
+  return cgr_batch_feedback(batch, w->inputs[IN_IDS], w->moved, fresh + bs - 1,
+                            sizeof(int32_t));
+}
+
+void workload_fed_reference(workload *w, long n) {
+  uint32_t bs = w->shape.bucket;
+  int v = (int)(n % VARIANTS);
+  const int32_t *fresh = w->data[IN_IDS] + (size_t)v * bs;
+  int32_t *ids = w->fed_ids;
+  if (n == 0) {
+    memcpy(ids, fresh, bs * sizeof(int32_t));
+  } else if (rows_move(n)) {
+    for (uint32_t j = 0; j + 1 < bs; ++j)
+      ids[j] = ids[j + 1] + 1;
+    ids[bs - 1] = fresh[bs - 1];
+  } else {
+    for (uint32_t j = 0; j < bs; ++j)
+      ids[j] += 1;
+  }
+  /* `out` is input_ids plus what the other inputs of variant v add. */
+  const int32_t *want = w->expected + (size_t)v * bs;
+  for (uint32_t j = 0; j < bs; ++j)
+    w->fed_expected[j] =
+        (int32_t)((uint32_t)ids[j] + (uint32_t)want[j] - (uint32_t)fresh[j]);
+}
+
+cgr_status workload_batch(workload *w, long n, cgr_batch **out) {
+  int pinned = w->source == REPLAY_SOURCE_PINNED;
+  int v = (int)(n % VARIANTS);
+  cgr_source source = source_kinds[w->source];
+  cgr_batch *batch = NULL;
+  cgr_status status = cgr_batch_begin(w->rt, w->shape.bucket, &batch);
+  if (status == CGR_OK && w->fed && n > 0)
+    status = feed_ids(w, batch, n);
+  for (int i = 0; i < IN_COUNT && status == CGR_OK; ++i)
+    if (!(i == IN_IDS && w->fed && n > 0))
+      status = cgr_batch_input(batch, w->inputs[i], source,
+                               (pinned ? w->pinned[i] : w->data[i]) +
+                                   (size_t)v * w->elems[i],
+                               w->elems[i] * sizeof(int32_t));
+  if (status != CGR_OK) {
+    cgr_batch_discard(batch);
+    batch = NULL;
+  }
+  *out = batch;
+  return status;
 }
 
 /* ---- a configuration ----------------------------------------------------- */

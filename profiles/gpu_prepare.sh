@@ -45,8 +45,13 @@ while (($#)); do
   *) echo "gpu_prepare.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
-# The largest folder the device tool carries well beside the working tree.
-limit_mib=48
+# The largest folder the device tool carries well beside the working tree:
+# the tool carries 64 MiB in all, the folder and the working tree (about 4
+# MiB) together, and some room is kept for the tree to grow. (48 MiB until
+# the pipelined mode's test binaries took the folder to 53 MiB: each test
+# binary links cgr, device code and static cudart, about 1.4 MiB;
+# compressed fatbins bring it back to 47 MiB.)
+limit_mib=52
 
 say() { echo "gpu_prepare.sh: $*"; }
 

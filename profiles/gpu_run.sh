@@ -23,8 +23,13 @@
 #   4. sanitizers: compute-sanitizer memcheck on the fused-copy, capture,
 #      replay and feedback tests, racecheck and synccheck on the fused-copy
 #      test; a sanitizer that cannot start is "NOT RUN", never clean;
-#   5. decode: `cgr-decode --check --json` in every mode, small model;
-#   6. replay: `bench_replay --quick`, `peers/torch_replay.py --quick` and
+#   5. decode: `cgr-decode --check --json` in every mode (eager, naive,
+#      fused, double, ingraph, pipelined), small model;
+#   6. replay: `bench_replay --quick` (every replay mode, the pipelined
+#      one and its _feed row included), its rows checked by
+#      tests/gpu_run/check_bench_replay.py (every mode of every
+#      configuration; a pipelined step asks for 1 graph launch, 0 kernels,
+#      0 copies, at most 1 event call), `peers/torch_replay.py --quick` and
 #      `profiles/bench_python.py` (--quick under --smoke), the same sizes in
 #      the same run; bench_python's PyTorch rows are required on a GPU
 #      (n/a there is NOT RUN), n/a under --no-gpu;
@@ -34,7 +39,8 @@
 #      out is n/a).
 #
 # Output, in DIR (at most 8 files): summary.txt (every phase's verdict
-# first, then the headline numbers, bench_python's two ratios among them)
+# first, then the headline numbers, bench_python's two ratios and the
+# pipelined mode's two targets among them)
 # and results.tar.gz (machine.txt, every log, the JSON lines, the pytest
 # suite's python-tests.xml; unpack it into profiles/results/<date>-<gpu>/
 # and profiles/report.py reads it).
@@ -61,10 +67,11 @@
 #
 # Exit status: 0 every phase passed; 1 a phase failed or timed out (a
 # pytest failure, error or skip on a GPU, the example's tokens differing,
-# bench_python's rows incomplete or wrong); 2 CUDA is not usable (phase 1)
-# or bad usage; 3 nothing failed but a required phase did not run (a
-# sanitizer that could not start, the peer or bench_python's PyTorch rows
-# without PyTorch on a GPU).
+# bench_python's or bench_replay's rows incomplete or wrong, a pipelined
+# step asking for more than its one graph launch); 2 CUDA is not usable
+# (phase 1) or bad usage; 3 nothing failed but a required phase did not
+# run (a sanitizer that could not start, the peer or bench_python's
+# PyTorch rows without PyTorch on a GPU).
 set -uo pipefail
 
 caller=$(pwd)
@@ -94,7 +101,7 @@ while (($#)); do
   --budget) budget=$2; shift 2 ;;
   --smoke) smoke=1; shift ;;
   --only) only=$2; shift 2 ;;
-  -h | --help) sed -n '2,65p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,74p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "gpu_run.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -576,7 +583,7 @@ phase_decode() {
   local steps=1000 mode begin lim status seconds check
   ((no_gpu)) && steps=200
   ((smoke)) && steps=20
-  for mode in eager naive fused double ingraph; do
+  for mode in eager naive fused double ingraph pipelined; do
     begin=$(date +%s)
     lim=$(limit 30)
     timeout --kill-after=10 "$lim" "$bundle/cgr-decode" --backend "$backend" \
@@ -649,9 +656,29 @@ run_bench_python() {
   esac
 }
 
+# check_bench_replay: bench_replay's rows, the pipelined mode's backend
+# calls among them (its timing targets are in the headline numbers).
+check_bench_replay() {
+  local jsonl=$results/replay.jsonl check status
+  if [[ ! -s $jsonl ]]; then
+    verdict bench-replay-check n/a 0 "no replay.jsonl (see bench-replay)"
+    return
+  fi
+  check=$(python3 "$repo/tests/gpu_run/check_bench_replay.py" \
+    --backend "$backend" "$jsonl" 2>&1)
+  status=$?
+  check=$(tail -n 1 <<<"$check")
+  if ((status == 0)); then
+    verdict bench-replay-check PASS 0 "${check#bench_replay check: }"
+  else
+    verdict bench-replay-check FAIL 0 "${check#bench_replay check: }"
+  fi
+}
+
 phase_replay() {
   bounded bench-replay "$(limit 90)" 1 ./profiles/bench_replay \
     --backend "$backend" "$grid" --out "$results/replay.jsonl"
+  check_bench_replay
   if ((no_gpu)); then
     verdict torch-replay n/a 0 "--no-gpu: the peer needs PyTorch on a GPU"
   else

@@ -6,6 +6,9 @@ Prints, from what is there (a missing file is said, not guessed):
 - cgr-decode --check per mode: the verdict, tokens/s, step p50;
 - bench_replay: per configuration, each mode's median host time per step,
   and the device step time; pinned-source rows when the file has them;
+  the pipelined mode's targets (host time per step <= 1.1x the floor's,
+  GPU step time <= the floor's + 0.5 us), met or missed on a GPU, and its
+  backend calls per step (1 graph, 0 kernels, 0 copies, <= 1 event);
 - the PyTorch peer on the same sizes: its median host time per step, next
   to cgr's pinned-source rows (the peer copies from pinned tensors), or to
   its pageable rows when no pinned rows exist (said so);
@@ -23,6 +26,11 @@ Usage: profiles/gpu_summary.py RESULTS_DIR
 import json
 import os
 import sys
+
+# The pipelined mode's GPU targets (docs/profiling.md): host time per step
+# over a bare graph launch, GPU step time over the graph alone (us).
+PIPELINED_HOST_LIMIT = 1.1
+PIPELINED_GPU_EXTRA_US = 0.5
 
 
 def read_jsonl(path):
@@ -88,6 +96,7 @@ def replay_lines(folder):
                                                  r.get("gpu_step_us", -1)))
             if cells:
                 lines.append("    cgr, %s sources: %s" % (source, ", ".join(cells)))
+            lines += pipelined_lines(data, key, source, timing)
         peer = []
         for method in ("torch_floor", "torch", "torch_pageable"):
             r = torch_by.get((key, method))
@@ -104,6 +113,36 @@ def replay_lines(folder):
     else:
         lines.append("  PyTorch peer: no results (torch_replay.jsonl missing)")
     return lines
+
+
+def pipelined_lines(data, key, source, timing):
+    """The pipelined mode's targets and calls for one configuration and
+    source, against the floor of the same source."""
+    by = {r["mode"]: r for r in data
+          if config_key(r) == key and r.get("source", "host") == source}
+    step, floor = by.get("pipelined"), by.get("floor")
+    if step is None or floor is None:
+        return []
+    ratio = (step["host_us_median"] / floor["host_us_median"]
+             if floor.get("host_us_median") else float("inf"))
+    extra = step.get("gpu_step_us", 0) - floor.get("gpu_step_us", 0)
+    calls = "per step: graphs %s, kernels %s, copies %s, event calls %s" % tuple(
+        "%g" % step.get(field, -1) for field in
+        ("graphs_per_step", "kernels_per_step", "copies_per_step",
+         "events_per_step"))
+    if timing != "gpu":
+        verdicts = ("host backend, CPU timings: the GPU targets are not "
+                    "held against them")
+    else:
+        verdicts = "target <= %.1fx: %s; target <= +%.1f us: %s" % (
+            PIPELINED_HOST_LIMIT,
+            "met" if ratio <= PIPELINED_HOST_LIMIT else "MISSED",
+            PIPELINED_GPU_EXTRA_US,
+            "met" if extra <= PIPELINED_GPU_EXTRA_US else "MISSED")
+    return ["    pipelined, %s sources: host %.2fx the floor, %s step %+.2f us "
+            "over the graph (%s); %s" % (
+                source, ratio, "GPU" if timing == "gpu" else "CPU", extra,
+                verdicts, calls)]
 
 
 def python_lines(folder):

@@ -12,6 +12,8 @@
 # docs/profiling.md says how to read each report.
 #
 # Usage: profiles/nsight.sh [--build DIR] [--out DIR] [--mode MODE]
+#   --mode MODE   cgr-decode's replay mode: naive, fused, double (the
+#                 default), ingraph or pipelined
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,7 +25,7 @@ while (($#)); do
   --build) build="$2"; shift 2 ;;
   --out) out="$2"; shift 2 ;;
   --mode) mode="$2"; shift 2 ;;
-  -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
   *) echo "nsight.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done

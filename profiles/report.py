@@ -31,12 +31,30 @@ import os
 import re
 import sys
 
-REPLAY_MODES = ["floor", "naive", "fused", "double", "ingraph", "fused_feed",
-                "double_feed", "torch_floor", "torch", "torch_pageable"]
+REPLAY_MODES = ["floor", "naive", "fused", "double", "ingraph", "pipelined",
+                "fused_feed", "double_feed", "pipelined_feed", "torch_floor",
+                "torch", "torch_pageable"]
 # bench_replay's modes on a runtime whose input_ids is fed by the step
 # (cgr_slot_feed), as cgr-decode's is; results from before they existed
 # lack them.
-FEED_MODES = ["fused_feed", "double_feed"]
+FEED_MODES = ["fused_feed", "double_feed", "pipelined_feed"]
+# CGR_REPLAY_PIPELINED, driven with its one-step lookahead
+# (cgr_replay_stage, cgr_replay_ahead); results from before it lack them.
+PIPELINED_MODES = ["pipelined", "pipelined_feed"]
+# What a pipelined step may ask of the backend, from its "*_per_step"
+# fields: one graph launch, no kernel, copy or memset of its own, at most
+# one event call (records + waits).
+PIPELINED_CALLS = {"graphs": (1, 1), "kernels": (0, 0), "copies": (0, 0),
+                   "memsets": (0, 0), "events": (0, 1)}
+# The pipelined mode's GPU targets: host time per step over a bare graph
+# launch (the floor), and GPU step time over the graph alone (us).
+PIPELINED_HOST_LIMIT = 1.1
+PIPELINED_GPU_EXTRA_US = 0.5
+# The per-step backend calls bench_replay reports (cgr_counters around
+# the step's cgr calls); results from before it lack them.
+CALL_FIELDS = [("graphs", "graphs_per_step"), ("kernels", "kernels_per_step"),
+               ("copies", "copies_per_step"), ("memsets", "memsets_per_step"),
+               ("events", "events_per_step"), ("host waits", "syncs_per_step")]
 # Where a replay row's inputs lay on the host: pageable memory ("host",
 # cgr's CGR_SOURCE_HOST) or page-locked ("pinned", CGR_SOURCE_PINNED).
 SOURCES = ["host", "pinned"]
@@ -44,6 +62,8 @@ SOURCES = ["host", "pinned"]
 # from pageable ones, so each sits beside cgr's rows of that source.
 # `torch_floor` copies nothing: like cgr's floor, it is beside every source.
 PEER_SOURCES = {"torch": "pinned", "torch_pageable": "host"}
+# The PyTorch peer's rows (peers/torch_replay.py), not bench_replay's.
+PEER_MODES = ["torch_floor", "torch", "torch_pageable"]
 
 
 class BadInput(Exception):
@@ -219,8 +239,28 @@ def replay_intro(out, cgr_rows, peer_rows):
                "(CGR_SOURCE_HOST, which cgr stages with the CPU), `pinned` "
                "page-locked memory (CGR_SOURCE_PINNED, which the device's "
                "copy reads).\n")
+    cgr_modes = [m for m in REPLAY_MODES if m not in PEER_MODES]
+    missing = [m for m in cgr_modes
+               if not any(r["mode"] == m for r in cgr_rows)]
+    out.append("The rows bench_replay writes, one per configuration, source "
+               "and mode: " + ", ".join(f"`{m}`" for m in cgr_modes)
+               + (" (these results predate "
+                  + ", ".join(f"`{m}`" for m in missing)
+                  + ": no column for them)" if missing else "")
+               + ".\n")
+    if any(r["mode"] in PIPELINED_MODES for r in cgr_rows):
+        out.append("`pipelined` is CGR_REPLAY_PIPELINED driven with its "
+                   "one-step lookahead: per step the batch of step n + 1 "
+                   "and `cgr_replay_ahead`, which launches step n, whose "
+                   "graph loads step n + 1's inputs in a branch beside the "
+                   "step (the first step staged by `cgr_replay_stage`, the "
+                   "run ended by `cgr_replay_ahead(NULL)`, both untimed). "
+                   "Its targets on a GPU: host time per step <= "
+                   f"{PIPELINED_HOST_LIMIT}x the floor, GPU step time <= "
+                   f"the floor's + {PIPELINED_GPU_EXTRA_US} us.\n")
     if any(r["mode"] in FEED_MODES for r in cgr_rows):
-        out.append("`fused_feed` and `double_feed` are `fused` and `double` "
+        out.append("`fused_feed`, `double_feed` and `pipelined_feed` are "
+                   "`fused`, `double` and `pipelined` "
                    "on a runtime whose step feeds its input_ids "
                    "(cgr_slot_feed: one more kernel, and a copy at the "
                    "graph's end), as cgr-decode's does; input_ids comes by "
@@ -276,6 +316,7 @@ def replay_section(res, out, plots):
                if c + (source, m) in by else None for m in modes]
             for c, source in lines]
     out.append(table(header, body) + "\n")
+    calls_table(cgr_rows, out)
     if plots is not None:
         # One source, so the bars stay readable: pinned, the peer's, when
         # cgr has such rows.
@@ -286,6 +327,41 @@ def replay_section(res, out, plots):
         name = plots.replay(res, configs, by, plot_modes, source)
         out.append(f"![host time per step, inputs from {source} memory]"
                    f"({name})\n")
+
+
+def calls_cell(rows, field):
+    """One counter of a mode's rows: its value, or min-max when the
+    configurations differ."""
+    values = sorted({r[field] for r in rows})
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{values[0]:.2f}-{values[-1]:.2f}"
+
+
+def calls_table(cgr_rows, out):
+    """The backend calls per step of each of cgr's modes, over every
+    configuration and source (rows that carry them)."""
+    counted = [r for r in cgr_rows
+               if all(field in r for _, field in CALL_FIELDS)]
+    if not counted:
+        return
+    out.append("Backend calls per step (cgr_counters around one timed "
+               "step's cgr calls, the floor's around its launch; min-max "
+               "over the configurations and sources where they differ):\n")
+    body = []
+    for m in REPLAY_MODES:
+        rows = [r for r in counted if r["mode"] == m]
+        if rows:
+            body.append([m] + [calls_cell(rows, field)
+                               for _, field in CALL_FIELDS])
+    out.append(table(["mode"] + [name for name, _ in CALL_FIELDS], body)
+               + "\n")
+
+
+def pipelined_calls_ok(r):
+    """A pipelined row asks the backend for what PIPELINED_CALLS allows."""
+    return all(low <= r[f"{name}_per_step"] <= high
+               for name, (low, high) in PIPELINED_CALLS.items())
 
 
 def fused_copy_section(res, out, plots):
@@ -456,6 +532,35 @@ def decode_section(res, out):
                       "mismatched"], body) + "\n")
 
 
+def pipelined_checks(by, c, source, where):
+    """The pipelined mode's targets for one configuration and source: host
+    time per step against the floor's, GPU step time against the graph
+    alone (the floor's), and its backend calls per step."""
+    checks = []
+    floor = by.get(c + (source, "floor"))
+    step = by.get(c + (source, "pipelined"))
+    if floor and step:
+        if floor["host_us_median"] > 0:
+            ratio = step["host_us_median"] / floor["host_us_median"]
+            checks.append((f"pipelined host <= {PIPELINED_HOST_LIMIT}x "
+                           f"floor, {where} source={source}", ratio,
+                           ratio <= PIPELINED_HOST_LIMIT))
+        extra = step["gpu_step_us"] - floor["gpu_step_us"]
+        checks.append((f"pipelined GPU step <= graph + "
+                       f"{PIPELINED_GPU_EXTRA_US} us, {where} "
+                       f"source={source} (us over)", extra,
+                       extra <= PIPELINED_GPU_EXTRA_US))
+    for m in PIPELINED_MODES:
+        r = by.get(c + (source, m))
+        if r and "graphs_per_step" in r:
+            calls = "/".join(f"{r[f'{name}_per_step']:g}"
+                             for name in PIPELINED_CALLS)
+            checks.append((f"{m} calls per step <= 1 graph/0 kernels/"
+                           f"0 copies/0 memsets/1 event, {where} "
+                           f"source={source}", calls, pipelined_calls_ok(r)))
+    return checks
+
+
 def targets_section(res, out):
     """The issues' GPU targets, met or missed with the measured ratio."""
     if not res.is_gpu():
@@ -494,6 +599,7 @@ def targets_section(res, out):
                 checks.append((f"double GPU step <= graph + 1 us, {where} "
                                f"source={source} (us over)", extra,
                                extra <= 1))
+            checks += pipelined_checks(by, c, source, where)
         # The peer copies from pinned tensors: held against cgr's pinned
         # rows, or, in results that have none, its host rows, said so.
         torch = host(c, "pinned", "torch")

@@ -1,7 +1,9 @@
 /* The benchmarks run and say what they measured, as JSON lines on stdout
  * under --json: bench_replay --smoke gives one line per replay mode and
  * the floor for each input source (pageable and pinned; --source picks
- * one), bench_fused_copy --smoke at least one fused line,
+ * one), the pipelined ones at 1 graph launch, no kernel, copy or memset
+ * and at most 1 event call per step, bench_fused_copy --smoke at least
+ * one fused line,
  * bench_capture --smoke a line per bucket and a total, bench_streams
  * --smoke a line per method, bench_batcher --smoke its max point and a
  * load, bench_lanes --smoke a decode and an overlap line with a speedup,
@@ -137,8 +139,11 @@ static void expect_exit_zero(result *r, const char *binary) {
   }
 }
 
-static const char *const replay_modes[] = {"floor", "naive", "fused", "double",
-                                           "ingraph"};
+static const char *const replay_modes[] = {"floor",         "naive",
+                                           "fused",         "double",
+                                           "ingraph",       "pipelined",
+                                           "fused_feed",    "double_feed",
+                                           "pipelined_feed"};
 
 /* Fails with the output unless exactly `want` lines have each mode with
  * `source` ("host" or "pinned"). */
@@ -157,6 +162,75 @@ static void expect_replay_rows(result *r, const char *source, int want) {
   }
 }
 
+/* The number after "field": in `line` (up to its end), or -1 when the
+ * line has no such field. */
+static double line_number(const char *line, const char *end,
+                          const char *field) {
+  char key[64];
+  snprintf(key, sizeof key, "\"%s\":", field);
+  size_t key_length = strlen(key);
+  for (const char *p = line; p + key_length <= end; ++p)
+    if (memcmp(p, key, key_length) == 0)
+      return strtod(p + key_length, NULL);
+  return -1.0;
+}
+
+/* What a pipelined step may ask of the backend (cgr.h: one graph launch,
+ * nothing else, and the event its graph's end is recorded with). */
+static const struct {
+  const char *field;
+  double low, high;
+} pipelined_calls[] = {{"graphs_per_step", 1.0, 1.0},
+                       {"kernels_per_step", 0.0, 0.0},
+                       {"copies_per_step", 0.0, 0.0},
+                       {"memsets_per_step", 0.0, 0.0},
+                       {"events_per_step", 0.0, 1.0}};
+
+/* Fails with the output unless every pipelined line (pipelined and
+ * pipelined_feed) of `source` asks, per step, for no more than
+ * pipelined_calls allows; `want` such lines. */
+static void expect_pipelined_calls(result *r, const char *source, int want) {
+  char needle[64];
+  snprintf(needle, sizeof needle, "\"source\":\"%s\"", source);
+  int lines = 0;
+  for (const char *line = r->output; *line != '\0';) {
+    const char *end = strchr(line, '\n');
+    if (end == NULL)
+      end = line + strlen(line);
+    static const char mode[] = "\"mode\":\"pipelined";
+    int pipelined = 0, from_source = 0;
+    for (const char *p = line; p < end; ++p) {
+      if (strncmp(p, mode, sizeof mode - 1) == 0)
+        pipelined = 1;
+      if (strncmp(p, needle, strlen(needle)) == 0)
+        from_source = 1;
+    }
+    if (pipelined && from_source) {
+      lines++;
+      for (size_t i = 0; i < sizeof pipelined_calls / sizeof *pipelined_calls;
+           ++i) {
+        double value = line_number(line, end, pipelined_calls[i].field);
+        if (value < pipelined_calls[i].low || value > pipelined_calls[i].high) {
+          fprintf(stderr, "%s", r->output);
+          int length = (int)(end - line);
+          result_free(r);
+          fail_msg("a pipelined step asks for %s %.2f (allowed %.0f..%.0f): "
+                   "%.*s",
+                   pipelined_calls[i].field, value, pipelined_calls[i].low,
+                   pipelined_calls[i].high, length, line);
+        }
+      }
+    }
+    line = *end != '\0' ? end + 1 : end;
+  }
+  if (lines != want) {
+    fprintf(stderr, "%s", r->output);
+    result_free(r);
+    fail_msg("bench_replay printed %d pipelined lines from %s, expected %d",
+             lines, source, want);
+  }
+}
+
 static void test_bench_replay_runs(void **state) {
   (void)cgr_test_runtime(state);
   result r;
@@ -165,6 +239,8 @@ static void test_bench_replay_runs(void **state) {
   /* --source both, the default: every method from each source. */
   expect_replay_rows(&r, "host", 1);
   expect_replay_rows(&r, "pinned", 1);
+  expect_pipelined_calls(&r, "host", 2);
+  expect_pipelined_calls(&r, "pinned", 2);
   assert_int_equal(count_lines_with(r.output, "\"kind\":\"meta\""), 1);
   assert_int_equal(count_lines_with(r.output,
                                     "\"sources\":[\"host\",\"pinned\"]"),
@@ -179,6 +255,7 @@ static void test_bench_replay_source_picks_the_rows(void **state) {
   expect_exit_zero(&r, "bench_replay --source pinned");
   expect_replay_rows(&r, "pinned", 1);
   expect_replay_rows(&r, "host", 0);
+  expect_pipelined_calls(&r, "pinned", 2);
   result_free(&r);
 
   run_bench(BENCH_REPLAY_PATH, "--smoke --json --steps 20 --source=host", &r);
@@ -470,6 +547,11 @@ static void test_report_writes_every_table(void **state) {
       "## results",
       "### Replay: host time per step",
       "| config | source | floor | naive | fused | double | ingraph |",
+      "| ingraph | pipelined | fused_feed | double_feed | pipelined_feed |",
+      /* The backend calls per step: a pipelined step's one graph. */
+      "| mode | graphs | kernels | copies | memsets | events | host waits |",
+      "| pipelined | 1.00 | 0.00 | 0.00 | 0.00 | 1.00 |",
+      "| pipelined_feed | 1.00 | 0.00 | 0.00 | 0.00 | 1.00 |",
       /* Both sources reach the report, each on its own row. */
       "| b=8 w=16 g=8 | host |",
       "| b=8 w=16 g=8 | pinned |",
@@ -545,18 +627,19 @@ static void append_line(const char *dir, const char *file, const char *line) {
 }
 
 /* One replay row of bucket 64, 128 pages, 8 kernels: `fields` holds its
- * backend, mode and (or not) source. */
+ * backend, mode and (or not) source, and any more fields. */
 static void append_replay_row(const char *dir, const char *file,
-                              const char *fields, double host_us) {
+                              const char *fields, double host_us,
+                              double gpu_step_us) {
   char line[1024];
   snprintf(line, sizeof line,
            "{\"bench\":\"replay\",\"timing\":\"gpu\",%s,\"bucket\":64,"
            "\"pages_per_row\":128,\"kernels\":8,\"steps\":300,"
            "\"warmup\":50,\"host_us_median\":%.3f,\"host_us_p99\":%.3f,"
-           "\"prepare_us_median\":0.1,\"gpu_step_us\":10.0,"
+           "\"prepare_us_median\":0.1,\"gpu_step_us\":%.3f,"
            "\"ratio_to_floor\":1.0,\"launches_per_step\":1.0,"
            "\"bytes_per_step\":0}",
-           fields, host_us, host_us);
+           fields, host_us, host_us, gpu_step_us);
   append_line(dir, file, line);
 }
 
@@ -590,13 +673,14 @@ static void test_report_puts_torch_beside_pinned_rows(void **state) {
     char fields[128];
     snprintf(fields, sizeof fields, "\"backend\":\"cuda\",\"mode\":\"%s\"",
              cgr_rows[i].mode);
-    append_replay_row(dir, "replay.jsonl", fields, cgr_rows[i].host_us);
+    append_replay_row(dir, "replay.jsonl", fields, cgr_rows[i].host_us, 10.0);
   }
   for (size_t i = 0; i < sizeof peer_rows / sizeof peer_rows[0]; ++i) {
     char fields[128];
     snprintf(fields, sizeof fields, "\"backend\":\"torch\",\"mode\":\"%s\"",
              peer_rows[i].mode);
-    append_replay_row(dir, "torch_replay.jsonl", fields, peer_rows[i].host_us);
+    append_replay_row(dir, "torch_replay.jsonl", fields, peer_rows[i].host_us,
+                      10.0);
   }
   char *text = run_report(python, dir, "--no-plots");
   static const char *const old_needles[] = {
@@ -620,7 +704,8 @@ static void test_report_puts_torch_beside_pinned_rows(void **state) {
     snprintf(fields, sizeof fields,
              "\"backend\":\"cuda\",\"mode\":\"%s\",\"source\":\"pinned\"",
              cgr_rows[i].mode);
-    append_replay_row(dir, "replay.jsonl", fields, cgr_rows[i].host_us / 2);
+    append_replay_row(dir, "replay.jsonl", fields, cgr_rows[i].host_us / 2,
+                      10.0);
   }
   text = run_report(python, dir, "--no-plots");
   static const char *const new_needles[] = {
@@ -641,6 +726,69 @@ static void test_report_puts_torch_beside_pinned_rows(void **state) {
   remove_tree(dir);
 }
 
+/* GPU results with pipelined rows: the report holds the pipelined mode
+ * to its targets (host time per step <= 1.1x the floor, GPU step time <=
+ * the floor's + 0.5 us, 1 graph launch and at most 1 event call per step),
+ * met from one source and missed from the other. */
+static void test_report_holds_pipelined_to_its_targets(void **state) {
+  (void)state;
+  cgr_test_require_host();
+  const char *python = require_python();
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/cgr-report-XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  assert_non_null(mkdtemp(dir));
+  char results[4200];
+  snprintf(results, sizeof results, "%s/results", dir);
+  assert_int_equal(mkdir(results, 0777), 0);
+  static const char *const calls[] = {
+      /* within: one graph, one event */
+      "\"graphs_per_step\":1.00,\"kernels_per_step\":0.00,"
+      "\"copies_per_step\":0.00,\"memsets_per_step\":0.00,"
+      "\"events_per_step\":1.00,\"syncs_per_step\":0.00",
+      /* over: a copy and a second event of its own */
+      "\"graphs_per_step\":1.00,\"kernels_per_step\":0.00,"
+      "\"copies_per_step\":1.00,\"memsets_per_step\":0.00,"
+      "\"events_per_step\":2.00,\"syncs_per_step\":0.00"};
+  static const struct {
+    const char *source, *mode;
+    double host_us, gpu_us;
+    int over;
+  } rows[] = {{"host", "floor", 2.0, 10.0, 0},
+              {"host", "pipelined", 2.1, 10.4, 0},
+              {"pinned", "floor", 2.0, 10.0, 0},
+              {"pinned", "pipelined", 2.5, 11.0, 1}};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; ++i) {
+    char fields[512];
+    snprintf(fields, sizeof fields,
+             "\"backend\":\"cuda\",\"mode\":\"%s\",\"source\":\"%s\",%s",
+             rows[i].mode, rows[i].source, calls[rows[i].over]);
+    append_replay_row(dir, "replay.jsonl", fields, rows[i].host_us,
+                      rows[i].gpu_us);
+  }
+  char *text = run_report(python, dir, "--no-plots");
+  static const char *const needles[] = {
+      "| b=64 w=128 g=8 | host | 2.00 | 2.10 (1.05x) |",
+      "| pipelined | 1.00 | 0.00 | 0.00-1.00 | 0.00 | 1.00-2.00 | 0.00 |",
+      "| pipelined host <= 1.1x floor, b=64 w=128 g=8 source=host | 1.05 | "
+      "met |",
+      "| pipelined GPU step <= graph + 0.5 us, b=64 w=128 g=8 source=host "
+      "(us over) | 0.40 | met |",
+      "| pipelined calls per step <= 1 graph/0 kernels/0 copies/0 memsets/1 "
+      "event, b=64 w=128 g=8 source=host | 1/0/0/0/1 | met |",
+      "| pipelined host <= 1.1x floor, b=64 w=128 g=8 source=pinned | 1.25 | "
+      "MISSED |",
+      "| pipelined GPU step <= graph + 0.5 us, b=64 w=128 g=8 "
+      "source=pinned (us over) | 1.00 | MISSED |",
+      "| pipelined calls per step <= 1 graph/0 kernels/0 copies/0 memsets/1 "
+      "event, b=64 w=128 g=8 source=pinned | 1/0/1/0/2 | MISSED |",
+  };
+  for (size_t i = 0; i < sizeof needles / sizeof needles[0]; ++i)
+    expect_text(text, dir, needles[i]);
+  free(text);
+  remove_tree(dir);
+}
+
 static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_bench_replay_runs),
     RUNTIME_TEST(test_bench_replay_source_picks_the_rows),
@@ -653,6 +801,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_report_writes_every_table),
     RUNTIME_TEST(test_report_draws_plots),
     HOST_TEST(test_report_puts_torch_beside_pinned_rows),
+    HOST_TEST(test_report_holds_pipelined_to_its_targets),
 };
 
 CGR_TEST_MAIN(tests)

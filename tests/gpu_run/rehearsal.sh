@@ -10,6 +10,13 @@
 #   errors     the sanitizer reports errors: FAIL, exit 1;
 #   no CUDA    without --no-gpu on a machine with no GPU: "CUDA NOT
 #              USABLE", exit 2 (skipped where a GPU is present);
+#   replay     the green run's replay phase: bench_replay's rows hold
+#              (tests/gpu_run/check_bench_replay.py: every mode, the
+#              pipelined ones at 1 graph launch, 0 kernels, 0 copies, at
+#              most 1 event call per step) and the summary's headline has
+#              the pipelined mode's targets, labelled CPU timings; the
+#              check fails a pipelined row that asks for more, or one
+#              that is missing;
 #   python     the green run's python phase: the pytest suite and the
 #              example pass from the folder, bench_python's JSON lines hold
 #              (tests/gpu_run/check_bench_python.py) and its headline is in
@@ -85,6 +92,7 @@ expect green '^tests +PASS .*0 failed, 0 skipped' "that every test passed"
 expect green '^sanitizer-memcheck-fused_copy +PASS' "memcheck passed"
 expect green '^sanitizer-synccheck-fused_copy +PASS' "synccheck passed"
 expect green '^decode-double +PASS' "the double-buffered decode check passed"
+expect green '^decode-pipelined +PASS' "the pipelined decode check passed"
 expect green '^REHEARSAL' "that it was a rehearsal"
 expect green '^python-tests +PASS .* 0 failed, 0 errors' "the pytest suite passed"
 expect green '^python-example +PASS .*all modes: identical tokens' \
@@ -105,6 +113,26 @@ tar -C "$scratch/green-results" -xzf "$scratch/green/results.tar.gz"
 python3 "$here/check_bench_python.py" --backend host \
   "$scratch/green-results/results/python.jsonl" ||
   fail "green: python.jsonl does not hold"
+
+# The replay phase: the pipelined rows checked, their targets in the
+# headline; the check refuses a pipelined step with a second event call
+# or a copy of its own, and results without the pipelined rows.
+expect green '^bench-replay-check +PASS .*pipelined rows, each per step 1 graph' \
+  "that bench_replay's pipelined rows asked for one graph launch per step"
+expect green '^    pipelined, host sources: host .*x the floor.*CPU timings' \
+  "the pipelined mode's targets, labelled CPU timings"
+replay_jsonl=$scratch/green-results/results/replay.jsonl
+python3 "$here/check_bench_replay.py" --backend host "$replay_jsonl" \
+  >/dev/null || fail "green: replay.jsonl does not hold"
+for doctored in '/"mode":"pipelined"/s/"events_per_step":[0-9.]*/"events_per_step":2.00/' \
+  '/"mode":"pipelined_feed"/s/"copies_per_step":[0-9.]*/"copies_per_step":1.00/' \
+  '/"mode":"pipelined"/d'; do
+  sed "$doctored" "$replay_jsonl" >"$scratch/doctored.jsonl"
+  if python3 "$here/check_bench_replay.py" --backend host \
+    "$scratch/doctored.jsonl" >/dev/null; then
+    fail "check_bench_replay.py passed results doctored with '$doctored'"
+  fi
+done
 
 # A pytest test that fails, put into the folder for one run.
 tests_dir=$scratch/bundle/python/tests
