@@ -13,13 +13,16 @@ from ._errors import *  # noqa: F401,F403 - one class per status
 from ._errors import BY_STATUS as _BY_STATUS
 from ._errors import Error
 from ._objects import UNCHANGED, Event, Feedback, Gather, Slot, Ticket
-from ._runtime import Batch, PreparedStep, Runtime, StepContext
+from ._batch import Batch
+from ._runtime import PreparedStep, Runtime, StepContext
 
 __version__ = _lib.version_string().decode()
 """The library's version: the package's (pyproject reads it from cgr.h)."""
 
 REPLAY_MODES = tuple(_lib.REPLAY_MODES)
-"""Every replay mode's name, in the enum's order."""
+"""Every replay mode's name, in the enum's order. Runtime.step runs all
+but "pipelined", whose steps run through Batch.stage and
+Runtime.replay_ahead."""
 
 
 def status_name(status):

@@ -61,6 +61,7 @@ REPLAY_MODES = {
     "double_buffered": 2,
     "in_graph": 3,
     "eager": 4,
+    "pipelined": 5,
 }
 SLOT_KINDS = {"rows": 0, "prefix": 1, "constant": 2, "output": 3}
 SLOT_SCALES = {"request": 0, "token": 1}
@@ -363,6 +364,11 @@ batch_feedback = _proto(
 batch_discard = _proto("cgr_batch_discard", None, c_void_p)
 batch_wait_event = _proto("cgr_batch_wait_event", _status, c_void_p, c_void_p)
 replay = _proto("cgr_replay", _status, _rt, c_void_p, POINTER(Ticket))
+replay_stage = _proto("cgr_replay_stage", _status, _rt, c_void_p)
+replay_ahead = _proto(
+    "cgr_replay_ahead", _status, _rt, c_void_p, POINTER(Ticket)
+)
+replay_staged = _proto("cgr_replay_staged", c_int, _rt)
 replay_inputs = _proto(
     "cgr_replay_inputs", _status, _rt, c_uint32, POINTER(Input), c_size_t,
     POINTER(c_void_p), c_size_t, c_void_p, POINTER(Ticket),

@@ -1,4 +1,5 @@
-"""Runtime, StepContext and Batch: cgr.h's runtime, step and batch calls."""
+"""Runtime, StepContext and PreparedStep: cgr.h's runtime and step calls
+(Batch, the batch calls, is in _batch.py)."""
 
 import ctypes
 from ctypes import byref, c_int32, c_size_t, c_uint32, c_void_p
@@ -7,11 +8,13 @@ import numpy as np
 
 from . import _lib
 from ._arrays import Array, dtype as _dtype
+from ._batch import PIPELINED, Batch, mode_error, replay_error
 from ._errors import (
     CaptureError,
     Error,
     InvalidArgumentError,
     InvalidStateError,
+    UnsupportedError,
     check,
     error_for,
 )
@@ -20,6 +23,7 @@ from ._objects import (
     Slot,
     Ticket,
     _Allocation,
+    _buffer,
     _enum,
     _fill_input,
     _fill_key_trampoline,
@@ -117,116 +121,11 @@ class StepContext:
         self._check(_lib.cuda_step_graph(self._live(), cuda_graph))
 
 
-class Batch:
-    """The next step's inputs, one call per slot (cgr_batch_*): for code
-    that builds a batch piece by piece. Runtime.step does it in one call.
-    As a context manager, a batch left without replay() is discarded."""
-
-    def __init__(self, runtime, batch_size, tokens_per_request=None,
-                 variant=None):
-        self.runtime = runtime
-        h = runtime._live()
-        ptr = c_void_p()
-        q, v = runtime._key(tokens_per_request, variant)
-        check(_lib.batch_begin_key(h.ptr, batch_size, q, v, byref(ptr)),
-              h.ptr)
-        self._key = (q, v)
-        self._size = batch_size
-        self._ptr = ptr
-        self._keep = []
-
-    def _live(self):
-        self.runtime._live()
-        if self._ptr is None:
-            raise InvalidStateError("cgr: the batch is closed",
-                                    InvalidStateError.status)
-        return self._ptr
-
-    def _check(self, status):
-        check(status, self.runtime._handle.ptr)
-
-    def input(self, slot, data, source=None):
-        """The slot's rows from `data` (numpy array, Array, tensor). The
-        source is inferred (pageable host, pinned, device) unless given."""
-        from ._objects import _buffer
-
-        ptr, nbytes, inferred = _buffer(data, f"slot {slot!r}")
-        src = inferred if source is None else _enum(_lib.SOURCES, source, "source")
-        self._keep.append(data)
-        self._check(_lib.batch_input(self._live(), self.runtime._slot(slot).index,
-                                     src, ptr, nbytes))
-
-    def unchanged(self, slot):
-        self._check(_lib.batch_unchanged(self._live(),
-                                         self.runtime._slot(slot).index))
-
-    def gather(self, slot, src, rows):
-        from ._objects import Gather
-
-        self._apply(slot, Gather(src, rows))
-
-    def feedback(self, slot, prev_rows, new_rows=None):
-        from ._objects import Feedback
-
-        self._apply(slot, Feedback(prev_rows, new_rows))
-
-    def _apply(self, slot, value):
-        entry = _lib.Input()
-        target = self.runtime._slot(slot)
-        rows = self._size * (self._key[0] if target.scale == "token" else 1)
-        _fill_input(entry, value, f"slot {slot!r}", self._keep, target, rows)
-        index = target.index
-        if entry.kind == _lib.INPUT_GATHER:
-            status = _lib.batch_gather(self._live(), index, entry.data,
-                                       entry.rows)
-        else:
-            status = _lib.batch_feedback(self._live(), index, entry.rows,
-                                         entry.data, entry.bytes)
-        self._check(status)
-
-    def wait(self, event):
-        """The step reads no input before the event's latest record."""
-        self._check(_lib.batch_wait_event(self._live(), event._live()))
-        # The batch holds the event until it replays: dropping the Event
-        # would free it under the batch (cgr waits on it at cgr_replay).
-        self._keep.append(event)
-
-    def replay(self):
-        """Runs the step (cgr_replay); the batch is closed either way."""
-        rt = self.runtime
-        h = rt._live()
-        ticket = _lib.Ticket()
-        ptr, self._ptr = self._live(), None
-        status = _lib.replay(h.ptr, ptr, byref(ticket))
-        self._keep = []
-        check(status, h.ptr)
-        rt._last_step = ticket.step
-        return Ticket(rt, ticket, *self._key)
-
-    def discard(self):
-        """Closes the batch without a replay. After Runtime.close() the
-        batch went with the runtime: nothing is left to discard (and its
-        memory may be freed already)."""
-        ptr, self._ptr = self._ptr, None
-        self._keep = []
-        if ptr is not None and not self.runtime.closed:
-            _lib.batch_discard(ptr)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.discard()
-        return False
-
-
 class PreparedStep:
     """Runtime.prepare's result: call it with a batch size (and optionally
     wait=/done= events) to run a step; returns the Ticket."""
 
     def __init__(self, runtime, buffers):
-        from ._objects import _buffer
-
         runtime._live()
         if runtime._inputs is None:
             raise InvalidStateError("cgr: capture before preparing a step",
@@ -281,7 +180,7 @@ class PreparedStep:
             h.ptr, batch_size, q, v, table, self._count, waits, nwait,
             done._live() if done is not None else None, byref(ticket))
         if status != 0:
-            raise error_for(status, h.ptr)
+            raise replay_error(rt, status, h.ptr)
         rt._last_step = ticket.step
         return Ticket(rt, ticket, q, v)
 
@@ -293,7 +192,8 @@ class Runtime:
     device          CUDA ordinal (default 0)
     buckets         padded batch sizes (default 1, 2, 4, 8, 16, ... 256)
     replay_mode     "double_buffered" (default), "naive", "fused",
-                    "in_graph" or "eager"
+                    "in_graph", "eager" or "pipelined" (whose steps run
+                    through Batch.stage and Runtime.replay_ahead)
     allow_eager     a batch over the largest bucket runs eagerly (default
                     True) instead of raising BatchTooLargeError
     scratch_bytes   the shared scratch arena (default: sized by one run)
@@ -383,6 +283,9 @@ class Runtime:
         self._inputs = None  # cgr_input table, sized at capture
         self._mode = config.replay_mode
         self._last_step = -1  # the latest step issued
+        self._staged_key = None  # (q, variant) of the pipelined staged step
+        # Why the pipelined mode cannot run here (cgr.torch sets it), or None.
+        self._pipelined_refusal = None
         self._torch_views = {}  # cgr.torch's tensor views of slot buffers
 
     # ---- life ----
@@ -619,7 +522,13 @@ class Runtime:
     def replay_mode(self, mode):
         h = self._live()
         value = _enum(_lib.REPLAY_MODES, mode, "replay_mode")
-        check(_lib.set_replay_mode(h.ptr, value), h.ptr)
+        if value == PIPELINED and self._pipelined_refusal is not None:
+            raise UnsupportedError(
+                f"cgr: replay_mode 'pipelined': {self._pipelined_refusal}",
+                UnsupportedError.status)
+        status = _lib.set_replay_mode(h.ptr, value)
+        if status != 0:
+            raise mode_error(status, h.ptr)
         self._mode = value
 
     def step(self, batch_size, inputs, *, wait=(), done=None,
@@ -631,7 +540,9 @@ class Runtime:
         array, pinned or device Array, torch tensor), cgr.UNCHANGED, a
         cgr.Gather or a cgr.Feedback. `wait`: Events the step's loads wait
         for; `done`: an Event recorded to complete with the step. Returns
-        the Ticket; nothing changes when it raises."""
+        the Ticket; nothing changes when it raises. Every mode but
+        "pipelined", which raises InvalidStateError: its steps run through
+        Batch.stage and replay_ahead."""
         h = self._live()
         q, v = self._key(tokens_per_request, variant)
         table = self._inputs
@@ -658,7 +569,7 @@ class Runtime:
         status = _lib.replay_inputs_key(h.ptr, batch_size, q, v, table, count,
                                         waits, nwait, done_ptr, byref(ticket))
         if status != 0:
-            raise error_for(status, h.ptr)
+            raise replay_error(self, status, h.ptr)
         self._last_step = ticket.step
         return Ticket(self, ticket, q, v)
 
@@ -671,10 +582,64 @@ class Runtime:
         per-input work in Python: the hot path for a serving loop."""
         return PreparedStep(self, buffers)
 
-    def batch(self, batch_size, tokens_per_request=None, variant=None):
-        """Opens the next step's batch (cgr_batch_begin_key) for piecewise
-        filling; see Batch."""
-        return Batch(self, batch_size, tokens_per_request, variant)
+    def batch(self, batch_size, tokens_per_request=None, variant=None, *,
+              inputs=None):
+        """Opens the next step's batch (cgr_batch_begin_key); see Batch.
+        `inputs` gives slots at once, a mapping as Runtime.step takes
+        (one C call per slot); a batch whose inputs raise is discarded."""
+        batch = Batch(self, batch_size, tokens_per_request, variant)
+        if inputs:
+            try:
+                for slot, value in inputs.items():
+                    batch._give(slot, value)
+            except BaseException:
+                batch.discard()
+                raise
+        return batch
+
+    # ---- the pipelined mode ----
+
+    def replay_ahead(self, batch=None):
+        """The pipelined mode's step (cgr_replay_ahead): launches the
+        staged step and stages `batch`, the step after it, built before
+        the launched step has run; returns the launched step's Ticket. A
+        run is Batch.stage() of its first batch, then replay_ahead(next)
+        per step, and replay_ahead() (no batch) to launch the last step
+        and end the run: nothing is staged after it.
+
+        `batch` (an open Batch of this runtime) is consumed whether the
+        call succeeds or not. Its Feedback rows name the launched step's
+        rows; gathers and device sources are read after that step's work.
+        Raises InvalidStateError when nothing is staged or in another
+        mode; a refused `batch` (a slot never given: InvalidArgumentError,
+        ...) launches nothing and leaves the staged step staged."""
+        h = self._live()
+        ptr = None
+        if batch is not None:
+            if not isinstance(batch, Batch) or batch.runtime is not self:
+                raise _invalid(
+                    f"cgr: replay_ahead: {batch!r} is not a Batch of this "
+                    "runtime (rt.batch(n, inputs=...)), nor None")
+            ptr = batch._take()
+        key = self._staged_key
+        ticket = _lib.Ticket()
+        status = _lib.replay_ahead(h.ptr, ptr, byref(ticket))
+        if batch is not None:
+            batch._keep = []
+        if status != 0:
+            if not _lib.replay_staged(h.ptr):
+                self._staged_key = None
+            raise error_for(status, h.ptr)
+        self._staged_key = batch._key if batch is not None else None
+        self._last_step = ticket.step
+        return Ticket(self, ticket, *key)
+
+    @property
+    def staged(self):
+        """True when a pipelined step is staged and not yet launched
+        (cgr_replay_staged): replay_ahead launches it; the mode cannot
+        change until replay_ahead() ends the run."""
+        return bool(_lib.replay_staged(self._live().ptr))
 
     def synchronize(self):
         """Waits for all the runtime's work (cgr_synchronize)."""

@@ -86,8 +86,19 @@ def _full_tensor(slot, set_):
     return view
 
 
+# cgr's pipelined graphs record the step again, beside the next step's
+# load; adopting torch's graphs there is neither built nor tested.
+_NO_PIPELINED = (
+    "cgr.torch does not support the pipelined replay mode (yet): use "
+    "another mode (\"double_buffered\" also loads the next step's inputs "
+    "while the step before it runs)")
+
+
 def _check_runtime(runtime):
     runtime._live()
+    if runtime.replay_mode == "pipelined":
+        raise UnsupportedError(f"cgr.torch.capture: {_NO_PIPELINED}",
+                               UnsupportedError.status)
     if runtime.backend != "cuda":
         raise UnsupportedError(
             "cgr.torch: the runtime runs on the host backend; a PyTorch step "
@@ -195,6 +206,8 @@ def capture(runtime, fn, *, warmup=2):
 
     runtime.capture(cgr_step)
     runtime._torch_events = (runtime.event(), runtime.event())
+    # Runtime.replay_mode refuses "pipelined" from now on, with this reason.
+    runtime._pipelined_refusal = _NO_PIPELINED
 
 
 def _call(fn, ctx):

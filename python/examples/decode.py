@@ -4,9 +4,10 @@
 
 On a GPU (CUDA backend, PyTorch present): the model's step is written with
 torch ops and captured with cgr.torch.capture; each replay mode serves the
-same trace, and so does the mini-sglang way (a torch.cuda.CUDAGraph per
-bucket, copy_ of every input into static tensors, then replay()). Every
-path must give the same tokens.
+same trace (but the pipelined mode, which cgr.torch does not support),
+and so does the mini-sglang way (a torch.cuda.CUDAGraph per bucket, copy_
+of every input into static tensors, then replay()). Every path must give
+the same tokens.
 
 Without a GPU (or with --backend host): the same model in numpy, as a host
 function of the step, on cgr's host backend (the engine on CPU threads);
@@ -62,6 +63,43 @@ def serve(rt, slots, trace, mode, reset, read_tokens, run_step):
     return tokens
 
 
+def serve_pipelined(rt, trace, reset, read_tokens):
+    """Serves the trace in the pipelined mode: step n+1 is staged before
+    step n launches (Batch.stage, then Runtime.replay_ahead), so its
+    input_ids come from step n on the device (feedback), and a joining
+    request's from its prompt. The trace knows each request's length, so
+    scheduling one step ahead never admits a finished request."""
+    rt.replay_mode = "pipelined"
+    reset()
+    tokens = {r: [] for r in range(trace.requests)}
+    last = {}
+    pending = None  # (ticket, rows) of the launched step read next
+    staged = None  # rows of the staged step
+    for rows, meta in trace.steps():
+        inputs = dict(meta)
+        if staged is None:
+            inputs["input_ids"] = trace.prompt[rows]
+        else:
+            row_of = {r: i for i, r in enumerate(staged)}
+            prev = np.array([row_of.get(r, -1) for r in rows], np.int32)
+            new = trace.prompt[[r for r, p in zip(rows, prev) if p < 0]]
+            inputs["input_ids"] = cgr.Feedback(prev, new if len(new) else None)
+        batch = rt.batch(len(rows), inputs=inputs)
+        if staged is None:
+            batch.stage()
+        else:
+            ticket = rt.replay_ahead(batch)  # launches the staged step
+            if pending is not None:
+                collect(pending, tokens, last, read_tokens)
+            pending = (ticket, staged)
+        staged = rows
+    ticket = rt.replay_ahead()  # the last step; the run ends
+    collect(pending, tokens, last, read_tokens)
+    collect((ticket, staged), tokens, last, read_tokens)
+    rt.synchronize()
+    return tokens
+
+
 def collect(pending, tokens, last, read_tokens):
     ticket, rows = pending
     ticket.wait()
@@ -97,12 +135,16 @@ def run_host(args):
 
         reference = eager_numpy(w, trace)
         results = {}
+        def read(ticket):
+            return ticket.output(slots["next_ids"]).numpy().copy()
+
         for mode in cgr.REPLAY_MODES:
             start = time.perf_counter()
-            results[mode] = serve(
-                rt, slots, trace, mode, reset,
-                lambda t: t.output(slots["next_ids"]).numpy().copy(),
-                lambda n, inputs: rt.step(n, inputs))
+            if mode == "pipelined":
+                results[mode] = serve_pipelined(rt, trace, reset, read)
+            else:
+                results[mode] = serve(rt, slots, trace, mode, reset, read,
+                                      lambda n, inputs: rt.step(n, inputs))
             report(mode, results[mode], reference, time.perf_counter() - start)
         return all(results[m] == reference for m in results)
 
@@ -169,6 +211,9 @@ def run_cuda(args):
         ct.capture(rt, step)
         results = {}
         for mode in cgr.REPLAY_MODES:
+            if mode == "pipelined":
+                print(f"  {mode:16s} skipped: cgr.torch does not support it")
+                continue
             start = time.perf_counter()
             results[mode] = serve(
                 rt, slots, trace, mode, reset,

@@ -188,6 +188,34 @@ class Model:
         return got_next.copy()
 
 
+def run_steps(rt, steps, launch=None):
+    """Runs `steps`, an iterable of (batch_size, inputs, keywords), in the
+    runtime's replay mode, and yields each step's Ticket once its step has
+    launched. Every mode but "pipelined": `launch(batch_size, inputs,
+    **keywords)` per step (default rt.step). "pipelined": one run through
+    the lookahead, rt.batch(...).stage() of the first step, then
+    rt.replay_ahead(next), which takes step k + 1 from `steps` before step
+    k launches (its inputs are built one step ahead), and
+    rt.replay_ahead() for the last. A graph step's outputs stay readable
+    until two more steps have launched: read a ticket's before resuming
+    twice."""
+    if rt.replay_mode != "pipelined":
+        launch = launch or rt.step
+        for batch_size, inputs, keywords in steps:
+            yield launch(batch_size, inputs, **keywords)
+        return
+    steps = iter(steps)
+    first = next(steps, None)
+    if first is None:
+        return
+    batch_size, inputs, keywords = first
+    rt.batch(batch_size, inputs=inputs, **keywords).stage()
+    for batch_size, inputs, keywords in steps:
+        yield rt.replay_ahead(rt.batch(batch_size, inputs=inputs, **keywords))
+    yield rt.replay_ahead()
+    assert not rt.staged
+
+
 @pytest.fixture
 def model(rt):
     return Model(rt).capture()

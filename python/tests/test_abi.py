@@ -12,7 +12,7 @@ import pytest
 
 import cgr
 from cgr import _lib
-from conftest import BUCKETS, ROOT, Model, make_runtime
+from conftest import BUCKETS, ROOT, Model, make_runtime, run_steps
 
 HEADER = os.path.join(ROOT, "include", "cgr", "cgr.h")
 
@@ -32,7 +32,8 @@ STRUCTS = {
 
 ENUMS = {
     "CGR_BACKEND_": ("AUTO", "CUDA", "HOST"), "CGR_PRIORITY_": ("NORMAL", "HIGH"),
-    "CGR_REPLAY_": ("NAIVE", "FUSED", "DOUBLE_BUFFERED", "IN_GRAPH", "EAGER"),
+    "CGR_REPLAY_": ("NAIVE", "FUSED", "DOUBLE_BUFFERED", "IN_GRAPH", "EAGER",
+                    "PIPELINED"),
     "CGR_SLOT_": ("ROWS", "PREFIX", "CONSTANT", "OUTPUT"),
     "CGR_SCALE_": ("REQUEST", "TOKEN"),
     "CGR_SOURCE_": ("HOST", "PINNED", "DEVICE"),
@@ -200,6 +201,26 @@ def test_a_step_is_one_foreign_call(c_calls):
         assert c_calls == ["replay_inputs_key"]
 
 
+def test_a_pipelined_step_is_a_call_per_input_and_one_launch(c_calls):
+    """The pipelined mode has no one-call step in C: a batch (begin, one
+    call per given slot), then the launch that stages it."""
+    with make_runtime(replay_mode="pipelined") as rt:
+        model = Model(rt).capture()
+        rng = np.random.default_rng(53)
+        x = [Model.inputs(rng, n) for n in (3, 5, 2)]
+        rt.batch(3, inputs=x[0]).stage()
+        c_calls.clear()
+        batch = rt.batch(5, inputs=dict(x[1], ids=cgr.Feedback(
+            [2, 1, 0, -1, -1], [4, 5])))
+        ticket = rt.replay_ahead(batch)
+        assert c_calls == ["batch_begin_key", "batch_feedback", "batch_input",
+                           "batch_input", "replay_ahead"]
+        model.check(ticket, x[0])
+        c_calls.clear()
+        ticket = rt.replay_ahead()
+        assert c_calls == ["replay_ahead"]
+
+
 @pytest.mark.parametrize("mode", cgr.REPLAY_MODES)
 def test_one_graph_launch_per_graph_step(mode):
     with make_runtime(replay_mode=mode, log=lambda message: None) as rt:
@@ -208,17 +229,26 @@ def test_one_graph_launch_per_graph_step(mode):
         rt.reset_counters()
         assert rt.counters()["graph_launches"] == 0
         sizes = [1, 3, 8, 2, BUCKETS[-1] + 3, 5, 4, BUCKETS[-1] + 1, 7]
-        for n in sizes:
-            x = Model.inputs(rng, n)
-            model.check(rt.step(n, x), x)
+        if mode == "pipelined":  # a graph holds every pipelined step
+            sizes = [n for n in sizes if n <= BUCKETS[-1]]
+        x = [Model.inputs(rng, n) for n in sizes]
+        steps = ((n, inputs, {}) for n, inputs in zip(sizes, x))
+        for ticket, inputs in zip(run_steps(rt, steps), x):
+            model.check(ticket, inputs)
         graph = [] if mode == "eager" else [
             (rt.bucket_for(n), k % 2) for k, n in enumerate(sizes)
             if n <= BUCKETS[-1]]
         counters = rt.counters()
         assert counters["graph_launches"] == len(graph)
         # Every bucket was captured up front; in-graph mode captures its
-        # own graph (the load as the first node) at a (bucket, set)'s first use.
+        # own graph (the load as the first node) at a (bucket, set)'s first
+        # use, the pipelined mode its own (the next step's load beside the
+        # step, and its late part after it unless the next load has none:
+        # the run's last step) at a (bucket, set, late part)'s first use.
         captures = len(set(graph)) if mode == "in_graph" else 0
+        if mode == "pipelined":
+            last = len(graph) - 1
+            captures = len({(b, s, k < last) for k, (b, s) in enumerate(graph)})
         assert counters["captures"] == captures
         assert counters["graph_instantiates"] == captures
         assert set(counters) == set(_lib.COUNTER_NAMES)

@@ -157,6 +157,9 @@ def test_every_call_on_a_closed_runtime_raises_invalid_state(monkeypatch):
                                              model.pos.buffer(1)),
         "batch.wait": lambda: batch.wait(event),
         "batch.replay": lambda: batch.replay(),
+        "batch.stage": lambda: batch.stage(),
+        "replay_ahead": lambda: rt.replay_ahead(),
+        "staged": lambda: rt.staged,
     }
     # Nothing reaches the C library: its runtime may be gone.
     touched = []

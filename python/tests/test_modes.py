@@ -5,13 +5,18 @@ is drawn once; each mode delivers it in every way it accepts (feedback,
 unchanged, gather, pageable, pinned or device sources, falling back to
 plain data where the mode refuses one) and must produce exactly the
 reference's outputs. Equal to one reference means equal to each other.
+The pipelined mode runs its plan through the lookahead (run_steps), each
+step's inputs built before the step before it has launched; its plan
+stays within the largest bucket, since a graph must hold every step.
 """
+
+import functools
 
 import numpy as np
 import pytest
 
 import cgr
-from conftest import BUCKETS, Model, make_runtime
+from conftest import BUCKETS, Model, make_runtime, run_steps
 
 TABLE_ROWS = 32
 RING = 3  # buffers per source: at most two steps are in flight
@@ -66,7 +71,17 @@ class _Deliver:
     def graph_step(self, n):
         return self.mode != "eager" and n <= BUCKETS[-1]
 
+    def steps(self, plan):
+        """run_steps' steps, each step's inputs built when it is taken."""
+        for k, entry in enumerate(plan):
+            yield entry["n"], self.inputs(k, entry), {}
+
     def inputs(self, k, entry):
+        """Step k's inputs. The pipelined mode builds step k before step
+        k - 1 launches, so before ran(k - 1): prev_graph is still step
+        k - 2's (the same answer, every pipelined step being a graph step,
+        but at k = 1, which then gives ids as data); loaded[k % 2] is step
+        k - 2's in every mode."""
         n, logical = entry["n"], entry["inputs"]
         device_ok = self.mode != "in_graph"
         out = {"seq": logical["seq"]}
@@ -108,21 +123,24 @@ class _Deliver:
         self.prev_graph = graph
 
 
-@pytest.fixture(scope="module")
-def plan():
-    return _plan(seed=20240611)
+@functools.lru_cache(maxsize=None)
+def _plan_of(mode):
+    """One plan for every mode; the pipelined mode's has no batch over the
+    largest bucket."""
+    largest = BUCKETS[-1] if mode == "pipelined" else BUCKETS[-1] + 6
+    return _plan(seed=20240611, max_batch=largest)
 
 
 @pytest.mark.parametrize("mode", cgr.REPLAY_MODES)
-def test_mode_matches_numpy_reference(mode, plan):
-    table, steps = plan
+def test_mode_matches_numpy_reference(mode):
+    table, steps = _plan_of(mode)
     with make_runtime(replay_mode=mode, log=lambda message: None) as rt:
         model = Model(rt).capture()
         deliver = _Deliver(rt, model, mode, table)
         pending = None  # (k, ticket) of a graph step checked one step late
         eager = 0
-        for k, entry in enumerate(steps):
-            ticket = rt.step(entry["n"], deliver.inputs(k, entry))
+        for k, ticket in enumerate(run_steps(rt, deliver.steps(steps))):
+            entry = steps[k]
             assert (ticket.step, ticket.batch_size) == (k, entry["n"])
             deliver.ran(k, entry, ticket)
             if pending is not None:  # still readable: only step k came after
@@ -146,6 +164,8 @@ def test_mode_matches_numpy_reference(mode, plan):
                 assert stats[other]["steps"] == 0
         if mode == "eager":
             assert eager == len(steps)
+        elif mode == "pipelined":
+            assert eager == 0 and rt.capture_stats()["eager_runs"] == 0
         else:
             assert 0 < eager < len(steps)  # both graphs and the fallback ran
             assert rt.capture_stats()["eager_runs"] == eager
@@ -162,13 +182,13 @@ def test_replay_stats_count_each_mode_on_one_runtime(rt):
     model = Model(rt).capture()
     rng = np.random.default_rng(3)
     counts = {"naive": 3, "fused": 2, "double_buffered": 4, "in_graph": 1,
-              "eager": 2}
+              "eager": 2, "pipelined": 3}
     for mode, count in counts.items():
         rt.replay_mode = mode
         assert rt.replay_mode == mode
-        for _ in range(count):
-            inputs = Model.inputs(rng, 3)
-            model.check(rt.step(3, inputs), inputs)
+        xs = [Model.inputs(rng, 3) for _ in range(count)]
+        for ticket, inputs in zip(run_steps(rt, ((3, x, {}) for x in xs)), xs):
+            model.check(ticket, inputs)
     stats = rt.replay_stats()
     assert set(stats) == set(cgr.REPLAY_MODES)
     for mode, count in counts.items():
