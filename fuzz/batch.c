@@ -359,9 +359,12 @@ static void bt_begin(bt_state *st, bt_batch *b, fuzz_reader *r) {
   else
     size = 60000 + how; /* eager: too large to give, cheap to allocate */
   cgr_batch *handle = (cgr_batch *)(void *)b;
+  /* The pipelined mode stages only batches a graph holds (cgr.h). */
   cgr_status want = size == 0 ? CGR_E_INVALID_ARGUMENT
                     : b->open ? CGR_E_INVALID_STATE
-                              : CGR_OK;
+                    : size > BT_LARGEST && st->mode == CGR_REPLAY_PIPELINED
+                        ? CGR_E_BATCH_TOO_LARGE
+                        : CGR_OK;
   cgr_status got = cgr_batch_begin(st->rt, size, &handle);
   fuzz_trace("begin %u -> %s", size, cgr_status_name(got));
   FUZZ_CHECK_STATUS(st->rt, got, want);
@@ -385,10 +388,11 @@ static void bt_discard(bt_state *st, bt_batch *b) {
 }
 
 static void bt_set_mode(bt_state *st, bt_batch *b, fuzz_reader *r) {
-  cgr_replay_mode mode = (cgr_replay_mode)(fuzz_u8(r) % 6);
-  cgr_status want = (unsigned)mode > CGR_REPLAY_EAGER ? CGR_E_INVALID_ARGUMENT
-                    : b->open                         ? CGR_E_INVALID_STATE
-                                                      : CGR_OK;
+  cgr_replay_mode mode = (cgr_replay_mode)(fuzz_u8(r) % 7);
+  cgr_status want = (unsigned)mode > CGR_REPLAY_PIPELINED
+                        ? CGR_E_INVALID_ARGUMENT
+                    : b->open ? CGR_E_INVALID_STATE
+                              : CGR_OK;
   cgr_status got = cgr_set_replay_mode(st->rt, mode);
   fuzz_trace("mode %d -> %s", (int)mode, cgr_status_name(got));
   FUZZ_CHECK_STATUS(st->rt, got, want);

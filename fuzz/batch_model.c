@@ -272,6 +272,9 @@ static cgr_status bt_replay_verdict(const bt_state *st, const bt_batch *b) {
     return CGR_E_INVALID_ARGUMENT;
   if (!b->open)
     return CGR_E_INVALID_STATE;
+  /* Pipelined steps run through cgr_replay_stage / _ahead only. */
+  if (st->mode == CGR_REPLAY_PIPELINED)
+    return CGR_E_INVALID_STATE;
   for (int slot = 0; slot < BT_SLOTS; ++slot)
     if (bt_is_input(slot) && b->how[slot] == BT_NONE)
       return CGR_E_INVALID_ARGUMENT;
@@ -304,7 +307,8 @@ void bt_replay(bt_state *st, bt_batch *b) {
   cgr_status want = bt_replay_verdict(st, b);
   /* Past the batch's own checks (open, every slot given), a replay ends
    * the previous eager step's outputs, whatever happens next. */
-  int checked = b->handle != NULL && b->open;
+  int checked =
+      b->handle != NULL && b->open && st->mode != CGR_REPLAY_PIPELINED;
   for (int slot = 0; slot < BT_SLOTS; ++slot)
     checked &= !bt_is_input(slot) || b->how[slot] != BT_NONE;
   cgr_replay_stats stats;
@@ -320,7 +324,9 @@ void bt_replay(bt_state *st, bt_batch *b) {
            : st->mode == CGR_REPLAY_FUSED    ? "replay fused"
            : st->mode == CGR_REPLAY_IN_GRAPH ? "replay in-graph"
            : st->mode == CGR_REPLAY_EAGER    ? "replay eager"
-                                             : "replay double-buffered",
+           : st->mode == CGR_REPLAY_PIPELINED
+               ? "replay pipelined (refused)"
+               : "replay double-buffered",
            -1);
   int eager = b->size > BT_LARGEST || st->mode == CGR_REPLAY_EAGER;
   bt_check_stats(st, &stats, got == CGR_OK, eager);

@@ -251,14 +251,15 @@ def slots_buckets_seeds():
 
 
 # ---- batch ------------------------------------------------------------------
-# The first byte picks the replay mode (% 6). Operations (% 16): 0-1 begin,
+# The first byte picks the replay mode (% 7: 5 pipelined, refused by
+# cgr_replay; 6 no mode). Operations (% 16): 0-1 begin,
 # 2-4 input, 5 unchanged, 6 gather, 7 feedback, 8-10 replay, 11 discard,
 # 12 set mode, 14 an earlier or forged ticket, 13 and 15 give every slot
 # not given yet correct host data.
 # Slots (bt_pick_slot, how < 224): 0 positions, 1 page_table, 2 flags,
 # 3 wide, 4 cu_seqlens_k, 5 input_ids.
 
-NAIVE, FUSED, DOUBLE, IN_GRAPH, EAGER = range(5)
+NAIVE, FUSED, DOUBLE, IN_GRAPH, EAGER, PIPELINED = range(6)
 # bt_pick_slot's order.
 IDS, POS, PAGES, FLAGS, WIDE, CU_K = range(6)
 REPLAY, DISCARD = u8(8), u8(11)
@@ -355,6 +356,9 @@ def batch_seeds():
         + host_input(POS, [1, 2], shape=202) + host_input(POS, [1, 2, 3])
         + REPLAY + REPLAY + DISCARD + host_input(POS, [1, 2, 3]),
         "eager_mode": u8(EAGER) + begin(3) + complete(3) + REPLAY,
+        # cgr_replay refuses it; a batch over the largest bucket too.
+        "pipelined_mode": u8(PIPELINED) + begin(3) + complete(3) + REPLAY
+        + begin(20) + set_mode(FUSED) + begin(3) + complete(3) + REPLAY,
     }
 
 

@@ -142,7 +142,7 @@ static cgr_status sb_config_verdict(const cgr_config *config) {
               (c->validate == 0 || c->validate == 1) &&
               (c->allow_eager == 0 || c->allow_eager == 1) &&
               (c->lazy_capture == 0 || c->lazy_capture == 1) &&
-              (unsigned)c->replay_mode <= CGR_REPLAY_EAGER;
+              (unsigned)c->replay_mode <= CGR_REPLAY_PIPELINED;
   if (c->buckets == NULL)
     valid = valid && c->bucket_count == 0;
   else
@@ -231,7 +231,7 @@ static int sb_create(sb_model *m, fuzz_reader *r, uint32_t *list) {
       config.lazy_capture = 2;
       break;
     default:
-      config.replay_mode = (cgr_replay_mode)(CGR_REPLAY_EAGER + 1);
+      config.replay_mode = (cgr_replay_mode)(CGR_REPLAY_PIPELINED + 1);
       break;
     }
   }
