@@ -320,13 +320,12 @@ void bt_replay(bt_state *st, bt_batch *b) {
   if (checked)
     st->eager_live = 0;
   bt_after(st, b, got, want,
-           st->mode == CGR_REPLAY_NAIVE      ? "replay naive"
-           : st->mode == CGR_REPLAY_FUSED    ? "replay fused"
-           : st->mode == CGR_REPLAY_IN_GRAPH ? "replay in-graph"
-           : st->mode == CGR_REPLAY_EAGER    ? "replay eager"
-           : st->mode == CGR_REPLAY_PIPELINED
-               ? "replay pipelined (refused)"
-               : "replay double-buffered",
+           st->mode == CGR_REPLAY_NAIVE       ? "replay naive"
+           : st->mode == CGR_REPLAY_FUSED     ? "replay fused"
+           : st->mode == CGR_REPLAY_IN_GRAPH  ? "replay in-graph"
+           : st->mode == CGR_REPLAY_EAGER     ? "replay eager"
+           : st->mode == CGR_REPLAY_PIPELINED ? "replay pipelined (refused)"
+                                              : "replay double-buffered",
            -1);
   int eager = b->size > BT_LARGEST || st->mode == CGR_REPLAY_EAGER;
   bt_check_stats(st, &stats, got == CGR_OK, eager);
