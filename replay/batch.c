@@ -214,6 +214,7 @@ static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
   replay->batch.tokens = tokens;
   replay->batch.variant = variant;
   replay->batch.event_count = 0;
+  replay->batch.dropped = 0;
   replay->batch.open = 1;
   *out = &replay->batch;
   return CGR_OK;
@@ -225,8 +226,7 @@ static cgr_status input_slot(cgr_batch *batch, cgr_slot slot, const char *func,
   cgr_runtime *rt = batch->rt;
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   if (!batch->open)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
-                     "the batch is not open (cgr_batch_begin)");
+    return cgr__batch_not_open(rt, batch, func);
   if (slot < 0 || (size_t)slot >= cap->slot_count)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
                      "slot %d is not declared", (int)slot);
@@ -519,6 +519,16 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
   return CGR_OK;
 }
 
+cgr_status cgr__batch_not_open(cgr_runtime *rt, const cgr_batch *batch,
+                               const char *func) {
+  if (batch->dropped)
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
+                     "the batch was closed when the staged step it followed "
+                     "failed to launch (cgr_replay_ahead): build it again");
+  return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
+                   "the batch is not open (cgr_batch_begin)");
+}
+
 void cgr_batch_discard(cgr_batch *batch) {
   if (batch != NULL)
     batch->open = 0;
@@ -532,8 +542,7 @@ cgr_status cgr_batch_wait_event(cgr_batch *batch, cgr_event *event) {
     return CGR_E_INVALID_ARGUMENT;
   cgr_runtime *rt = batch->rt;
   if (!batch->open)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
-                     "the batch is not open (cgr_batch_begin)");
+    return cgr__batch_not_open(rt, batch, __func__);
   if (event == NULL || event->rt != rt)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'event' is %s",

@@ -343,8 +343,12 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_REPLAY,
                  ((uint64_t)l->padded << 1) | (uint64_t)l->set);
   cgr_status status = cgr__be_graph_launch(be, exec, main_stream);
-  if (status == CGR_OK)
+  if (status == CGR_OK) {
     status = cgr__be_event_record(be, set->graph_done, main_stream);
+    /* The graph runs on the set, but no ticket says so. */
+    if (status != CGR_OK)
+      replay->outputs_lost[l->set] = replay->next_step;
+  }
   CGR__NVTX_POP(rt->config.nvtx);
   return status;
 }
@@ -472,8 +476,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_replay",
                      "argument 'batch' is not this runtime's batch");
   if (!batch->open)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, "cgr_replay",
-                     "the batch is not open (cgr_batch_begin)");
+    return cgr__batch_not_open(rt, batch, "cgr_replay");
   double started = now_us();
   batch->open = 0; /* consumed, whatever happens */
   if (ticket == NULL)
@@ -652,10 +655,14 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_REPLAY,
                  ((uint64_t)padded << 1) | (uint64_t)k);
   status = cgr__be_graph_launch(be, exec, main_stream);
-  if (status == CGR_OK)
+  if (status == CGR_OK) {
     status = cgr__be_event_record(be, set->graph_done, main_stream);
-  if (status == CGR_OK)
-    status = cgr__be_event_record(be, set->staging_free, main_stream);
+    if (status == CGR_OK)
+      status = cgr__be_event_record(be, set->staging_free, main_stream);
+    /* The graph runs on the set, but no ticket says so. */
+    if (status != CGR_OK)
+      replay->outputs_lost[k] = replay->next_step;
+  }
   if (status == CGR_OK)
     set->staging_reader = set->staging_free;
   CGR__NVTX_POP(rt->config.nvtx);

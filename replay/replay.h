@@ -92,6 +92,9 @@ struct cgr_batch {
   /* The caller's events the streams were made to wait for at
    * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */
   int event_count;
+  /* Closed by a failed cgr_replay_ahead: it was checked against the
+   * staged step, which never ran (replay_pipelined.c, abandon). */
+  int dropped;
 };
 
 typedef struct cgr__set {
@@ -152,6 +155,9 @@ typedef struct cgr__replay {
    * of them, so cgr_output checks those field by field. */
   cgr_ticket issued[CGR__SETS];
   cgr_ticket issued_eager;
+  /* Per set: a failed step whose graph may have run there; tickets of the
+   * set's steps before it have expired (their outputs may be its). */
+  uint64_t outputs_lost[CGR__SETS];
   /* And their keys (cgr_ticket_key). */
   cgr_key issued_key[CGR__SETS];
   cgr_key issued_eager_key;
@@ -220,6 +226,10 @@ cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,
 static inline uint64_t cgr__replay_batch_step(const cgr__replay *replay) {
   return replay->next_step + (replay->staged.active ? 1 : 0);
 }
+/* "the batch is not open (cgr_batch_begin)", or why a failed launch
+ * closed it, as `func`'s CGR_E_INVALID_STATE. */
+cgr_status cgr__batch_not_open(cgr_runtime *rt, const cgr_batch *batch,
+                               const char *func);
 /* Records a successful step's ticket and key for the ticket checks. */
 void cgr__replay_issue(cgr__replay *replay, const cgr_ticket *ticket,
                        uint32_t tokens, uint32_t variant);

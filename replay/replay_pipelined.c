@@ -76,8 +76,7 @@ static cgr_status take_batch(cgr_runtime *rt, cgr__replay *replay,
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
                      "the batch is not this runtime's batch");
   if (!batch->open)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
-                     "the batch is not open (cgr_batch_begin)");
+    return cgr__batch_not_open(rt, batch, func);
   batch->open = 0; /* consumed, whatever happens */
   if (replay->mode != CGR_REPLAY_PIPELINED)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, func,
@@ -149,10 +148,18 @@ static void stage_commit(cgr__capture *cap, cgr__replay *replay,
   replay->staged.key = l->key;
 }
 
-/* After a failure past the point of no return: nothing is staged, and
- * both sets may hold anything in any row. The queued work that may still
- * read staging finishes first, as after a failed cgr_replay. */
+/* After a failure past the point of no return: nothing is staged, both
+ * sets may hold anything in any row, and the staged step's graph may have
+ * run on its set (its earlier tickets expire). A batch open now was
+ * checked against the staged step (its set, its feedback): it is closed.
+ * The queued work that may still read staging finishes first, as after a
+ * failed cgr_replay. */
 static void abandon(cgr_runtime *rt, cgr__capture *cap, cgr__replay *replay) {
+  if (replay->batch.open) {
+    replay->batch.open = 0;
+    replay->batch.dropped = 1;
+  }
+  replay->outputs_lost[replay->next_step % CGR__SETS] = replay->next_step;
   cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_SIDE]);
   cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
   uint32_t largest = cgr__largest_bucket(cap), most = cgr__largest_tokens(cap);

@@ -55,9 +55,12 @@ static cgr_status check_ticket(cgr_runtime *rt, const cgr__replay *replay,
                      (unsigned long long)ticket->step, ticket->batch_size,
                      ticket->padded_batch, ticket->set);
   uint64_t last = replay->next_step - 1;
+  /* A graph set's outputs last until step + 2 replays, or until a failed
+   * step's graph may have run on the set (outputs_lost). */
   *expired = ticket->set < 0
                  ? ticket->step != replay->eager_step || !replay->eager_live
-                 : ticket->step + 2 <= last;
+                 : ticket->step + 2 <= last ||
+                       ticket->step < replay->outputs_lost[ticket->set];
   return CGR_OK;
 }
 

@@ -935,10 +935,13 @@ typedef struct cgr_ticket {
  * it; a NULL ticket), CGR_E_UNSUPPORTED (a device source in
  * CGR_REPLAY_IN_GRAPH), CGR_E_INVALID_STATE (CGR_REPLAY_PIPELINED, whose
  * steps run through cgr_replay_stage and cgr_replay_ahead), the status of
- * a failed launch. On failure nothing
- * changed: the buffer sets' padding state and the step count are as they
- * were, and the batch is closed. (A previous eager step's outputs end all
- * the same once the batch is complete: see cgr_output.)
+ * a failed launch. On failure the step count is as it was and the batch
+ * is closed; a refusal changes nothing else, and a failure after work was
+ * enqueued leaves the set's state conservative (padding rewritten,
+ * nothing unchanged, no feedback to continue from), and when the step's
+ * graph was launched, the tickets of its set expire. (A previous eager
+ * step's outputs end all the same once the batch is complete: see
+ * cgr_output.)
  */
 CGR_API cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch,
                               cgr_ticket *ticket);
@@ -978,7 +981,10 @@ CGR_API cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch,
  * CGR_REPLAY_PIPELINED, a step is already staged: cgr_replay_ahead
  * launches it), CGR_E_BATCH_TOO_LARGE (over the largest bucket: a graph
  * must hold it), the status of a failed launch. On failure nothing is
- * staged and the buffer sets' state is as it was.
+ * staged; a refusal changes nothing, and a failed launch leaves the set
+ * it was loading as a failed cgr_replay does (padding rewritten, nothing
+ * unchanged, no feedback to continue from). Like cgr_replay, it ends the
+ * previous eager step's outputs once the batch is complete.
  */
 CGR_API cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch);
 
@@ -993,8 +999,11 @@ CGR_API cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch);
  * CGR_E_BATCH_TOO_LARGE, ...) launches nothing and leaves the staged step
  * staged, so the caller can stage a corrected batch or end the run with
  * NULL. A failed launch leaves nothing staged and assumes the worst of
- * both sets (padding rewritten, nothing unchanged), as a failed
- * cgr_replay does.
+ * both sets (padding rewritten, nothing unchanged, no feedback to continue
+ * from), as a failed cgr_replay does; the failed step's graph may have run
+ * on its set, so the tickets of that set expire (cgr_output); and a batch
+ * open at the time (built after the staged step, which never ran) is
+ * closed: its next use answers CGR_E_INVALID_STATE saying so.
  */
 CGR_API cgr_status cgr_replay_ahead(cgr_runtime *rt, cgr_batch *next,
                                     cgr_ticket *ticket);
@@ -1022,7 +1031,8 @@ CGR_API cgr_status cgr_ticket_query(cgr_runtime *rt, const cgr_ticket *ticket);
  * The device address of an OUTPUT slot as the ticket's step wrote it
  * (read it after the ticket completes). A graph step's outputs (set 0 or
  * 1) stay valid until a replay issues step ticket.step + 2, the one that
- * reuses the set (even when that step runs eagerly). An eager step's (set
+ * reuses the set (even when that step runs eagerly), or until a failed
+ * step whose graph may have run on the set. An eager step's (set
  * -1) end one replay sooner, at the next cgr_replay of a complete batch
  * (this runtime's open batch, a ticket, every input slot given), which
  * frees the eager step's buffers whether it then succeeds or not: eager
