@@ -3,8 +3,9 @@
  * (eager ones over the largest bucket included) and random inputs; every
  * 100th step's outputs are checked against the model's closed form, and
  * at the end the runtime's counters must add up: one graph launch per
- * graph step, no leaked work. Labelled `soak`, outside the default run:
- * `ctest --preset soak` runs it (CI with 100,000 steps). */
+ * graph step, no leaked work. The same in the pipelined mode, one run. Labelled
+ * `soak`, outside the default run: `ctest --preset soak` runs it (CI with
+ * 100,000 steps). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,8 +89,61 @@ static void test_soak_default_mode_random_batches(void **state) {
   cgr_runtime_destroy(rt);
 }
 
+/* A batch of `live` rows of `in`, every slot from the host. */
+static cgr_batch *host_batch(cgr_runtime *rt, const model *m,
+                             const model_inputs *in, uint32_t live) {
+  return model_begin_batch(rt, m, in, live, -1);
+}
+
+/* The same in CGR_REPLAY_PIPELINED, one long run: each step staged one
+ * ahead (batches up to the largest bucket: the mode has no eager steps);
+ * every 100th step checked when it launched, and at the end exactly one
+ * graph launch per step. */
+static void test_soak_pipelined_mode_random_batches(void **state) {
+  (void)cgr_test_runtime(state);
+  cgr_test_require_host();
+  long steps = soak_steps();
+  model m;
+  cgr_runtime *rt = model_captured_runtime(buckets, BUCKETS, 1, &m);
+  assert_cgr_ok(rt, cgr_set_replay_mode(rt, CGR_REPLAY_PIPELINED));
+  assert_cgr_ok(rt, cgr_counters_reset(rt));
+  uint32_t random = 0x7F4A7C15u;
+  model_inputs in[2];
+  uint32_t live = 1 + next_random(&random) % LARGEST;
+  model_make_inputs(&in[0], live, live, 0);
+  assert_cgr_ok(rt, cgr_replay_stage(rt, host_batch(rt, &m, &in[0], live)));
+  long checked = 0;
+  for (long n = 0; n < steps; ++n) {
+    const model_inputs *now = &in[n % 2];
+    cgr_batch *next = NULL;
+    if (n + 1 < steps) {
+      live = 1 + next_random(&random) % LARGEST;
+      model_make_inputs(&in[(n + 1) % 2], live, live, (unsigned)n + 1);
+      next = host_batch(rt, &m, &in[(n + 1) % 2], live);
+    }
+    cgr_ticket ticket;
+    assert_cgr_ok(rt, cgr_replay_ahead(rt, next, &ticket));
+    if (n % CHECK_EVERY == 0 || n == steps - 1) {
+      assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
+      void *out = NULL, *out_pages = NULL;
+      assert_cgr_ok(rt, cgr_output(rt, &ticket, m.out, &out));
+      assert_cgr_ok(rt, cgr_output(rt, &ticket, m.out_pages, &out_pages));
+      model_check_outputs(rt, out, out_pages, now, ticket.padded_batch,
+                          now->rows, NULL);
+      checked++;
+    }
+  }
+  assert_cgr_ok(rt, cgr_synchronize(rt));
+  cgr_counters c;
+  assert_cgr_ok(rt, cgr_counters_get(rt, &c));
+  assert_int_equal(c.graph_launches, steps);
+  printf("soak (pipelined): %ld steps, %ld checked\n", steps, checked);
+  cgr_runtime_destroy(rt);
+}
+
 static const struct CMUnitTest tests[] = {
     HOST_RUNTIME_TEST(test_soak_default_mode_random_batches),
+    HOST_RUNTIME_TEST(test_soak_pipelined_mode_random_batches),
 };
 
 CGR_TEST_MAIN(tests)
