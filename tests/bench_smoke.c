@@ -7,8 +7,10 @@
  * bench_capture --smoke a line per bucket and a total, bench_streams
  * --smoke a line per method, bench_batcher --smoke its max point and a
  * load, bench_lanes --smoke a decode and an overlap line with a speedup,
- * bench_tp --smoke an inside and an outside line with host and step times;
- * all exit 0. Timings are not checked. Then each runs again with --out
+ * bench_tp --smoke an inside and an outside line with host and step times,
+ * bench_host_path --smoke a checked line per configuration;
+ * all exit 0. Timings are not checked. Then each but bench_host_path
+ * (whose counts profiles/bench_host_path.sh reports) runs again with --out
  * FILE and no --json, as profiles/gpu_run.sh runs them: a table on stdout and
  * no JSON line there, the JSON lines in the file; profiles/report.py turns
  * those files into the tables (and plots) of docs/benchmarks.md, in a
@@ -362,6 +364,36 @@ static void test_bench_lanes_runs(void **state) {
   expect_lines(&r, "bench_lanes", "\"run\":\"overlap\"", 1);
   expect_lines(&r, "bench_lanes", "\"speedup_two_vs_one\":", 2);
   assert_int_equal(count_lines_with(r.output, "\"kind\":\"meta\""), 1);
+  result_free(&r);
+}
+
+/* bench_host_path --smoke, not under valgrind (profiles/bench_host_path.sh
+ * counts its instructions): a line per configuration, 5 modes without
+ * feedback and 4 with it (not ingraph), from each source, each with its
+ * outputs checked; a bad --mode is a usage error. */
+static void test_bench_host_path_runs(void **state) {
+  (void)cgr_test_runtime(state);
+  const char *binary = BENCH_HOST_PATH_PATH;
+  result r;
+  run_bench(binary, "--smoke --json", &r);
+  expect_exit_zero(&r, "bench_host_path");
+  assert_int_equal(count_lines_with(r.output, "\"kind\":\"meta\""), 1);
+  assert_int_equal(count_lines_with(r.output, "{\"bench\":\"host_path\","), 18);
+  assert_int_equal(count_lines_with(r.output, "\"feedback\":true"), 8);
+  assert_int_equal(count_lines_with(r.output, "\"mode\":\"pipelined\""), 4);
+  assert_int_equal(count_lines_with(r.output, "\"checked\":0,"), 0);
+  result_free(&r);
+
+  run_bench(binary, "--smoke --mode fast", &r);
+  int code = r.exit_code;
+  int named = count_lines_with(r.output, "--mode must be naive");
+  if (code != 2 || named != 1) {
+    fprintf(stderr, "%s", r.output);
+    result_free(&r);
+    fail_msg("bench_host_path --mode fast exited %d (expected 2) with %d "
+             "lines naming the option",
+             code, named);
+  }
   result_free(&r);
 }
 
@@ -798,6 +830,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_bench_batcher_runs),
     RUNTIME_TEST(test_bench_lanes_runs),
     RUNTIME_TEST(test_bench_tp_runs),
+    RUNTIME_TEST(test_bench_host_path_runs),
     RUNTIME_TEST(test_report_writes_every_table),
     RUNTIME_TEST(test_report_draws_plots),
     HOST_TEST(test_report_puts_torch_beside_pinned_rows),
