@@ -12,6 +12,7 @@ void cgr__copy_plan_init(cgr__copy_plan *plan) {
 
 void cgr__copy_plan_release(cgr__copy_plan *plan) {
   cgr__free(plan->ops);
+  cgr__free(plan->scratch);
   cgr__copy_plan_init(plan);
 }
 
@@ -204,6 +205,38 @@ static int read_range(const cgr__copy_desc *op, uint64_t *begin,
   return 0;
 }
 
+/* Plans of a decode step have a few operations: an insertion sort beats
+ * qsort's setup there (and allocates nothing). */
+enum { INSERTION_SORT_MAX = 24 };
+
+static void sort_ranges(dst_range *ranges, size_t count) {
+  if (count > INSERTION_SORT_MAX) {
+    qsort(ranges, count, sizeof *ranges, by_begin);
+    return;
+  }
+  for (size_t i = 1; i < count; ++i) {
+    dst_range moving = ranges[i];
+    size_t j = i;
+    for (; j > 0 && by_begin(&ranges[j - 1], &moving) > 0; --j)
+      ranges[j] = ranges[j - 1];
+    ranges[j] = moving;
+  }
+}
+
+/* The plan's scratch, at least `count` ranges long (grown only). */
+static dst_range *scratch_ranges(cgr__copy_plan *plan, size_t count) {
+  if (plan->scratch_capacity < count) {
+    size_t capacity = count > plan->capacity ? count : plan->capacity;
+    dst_range *grown = cgr__malloc(capacity * sizeof *grown);
+    if (grown == NULL)
+      return NULL;
+    cgr__free(plan->scratch);
+    plan->scratch = grown;
+    plan->scratch_capacity = capacity;
+  }
+  return plan->scratch;
+}
+
 /*
  * Destinations are written in parallel and in no order: two operations that
  * write the same byte leave whichever came last, which is no result at all,
@@ -211,10 +244,10 @@ static int read_range(const cgr__copy_desc *op, uint64_t *begin,
  * after, by chance. Sorting the destinations by start finds any overlap
  * between neighbours; each read range is then looked up among them.
  */
-static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
+static cgr_status check_overlaps(cgr__copy_plan *plan, cgr__error *err) {
   if (plan->count == 0)
     return CGR_OK;
-  dst_range *ranges = cgr__malloc(plan->count * sizeof *ranges);
+  dst_range *ranges = scratch_ranges(plan, plan->count);
   if (ranges == NULL)
     return cgr__fail(err, CGR_E_OUT_OF_MEMORY, "cgr__copy_plan_finish",
                      "checking %zu operations for overlap ran out of memory",
@@ -222,8 +255,7 @@ static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
   for (size_t i = 0; i < plan->count; ++i)
     ranges[i] =
         (dst_range){plan->ops[i].dst, plan->ops[i].dst + plan->ops[i].bytes, i};
-  qsort(ranges, plan->count, sizeof *ranges, by_begin);
-  cgr_status status = CGR_OK;
+  sort_ranges(ranges, plan->count);
   /* The furthest end so far: an operation may overlap one that started
    * several ranges earlier. */
   size_t reaching = 0;
@@ -235,13 +267,12 @@ static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
         first = second;
         second = swap;
       }
-      status = cgr__fail(
+      return cgr__fail(
           err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
           "copy plan operations %zu (%s) and %zu (%s) write overlapping "
           "destination bytes",
           first, kind_name(plan->ops[first].kind), second,
           kind_name(plan->ops[second].kind));
-      goto done;
     }
     if (ranges[i].end > ranges[reaching].end)
       reaching = i;
@@ -252,19 +283,16 @@ static cgr_status check_overlaps(const cgr__copy_plan *plan, cgr__error *err) {
       continue;
     const dst_range *hit = overlapping(ranges, plan->count, begin, end);
     if (hit != NULL) {
-      status = cgr__fail(
+      return cgr__fail(
           err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
           "copy plan operation %zu (%s) reads %s bytes that operation %zu "
           "(%s) writes",
           i, kind_name(plan->ops[i].kind),
           plan->ops[i].kind == CGR__COPY_OP_COPY ? "source" : "index", hit->op,
           kind_name(plan->ops[hit->op].kind));
-      goto done;
     }
   }
-done:
-  cgr__free(ranges);
-  return status;
+  return CGR_OK;
 }
 
 /* Numbers the tiles of operations [first, first + count) as one launch

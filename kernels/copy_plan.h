@@ -37,6 +37,10 @@ typedef struct cgr__copy_plan {
   uint64_t total_bytes; /* destination bytes over all operations */
   uint64_t tile_count;
   int finished; /* cgr__copy_plan_finish succeeded since the last change */
+  /* Finish's overlap check works here (scratch_capacity entries, grown
+   * only), so a plan reused step after step allocates nothing. */
+  void *scratch;
+  size_t scratch_capacity;
 } cgr__copy_plan;
 
 /* An empty plan; needs no cleanup until an operation is added. */

@@ -11,6 +11,7 @@
 #include "model.h"
 #include "replay/replay.h"
 #include "replay_fixture.h"
+#include "runtime/fault.h"
 
 static const uint32_t buckets[] = {1, 2, 4, 8, 16, 24, 32};
 enum { BUCKETS = 7 };
@@ -193,6 +194,36 @@ static void test_call_counts_per_step_in_each_mode(void **state) {
     }
     cgr_runtime_destroy(rt);
   }
+}
+
+/* Once warm, a step's copy plan allocates nothing: not its operations
+ * (append), not the overlap check's ranges (issue 23: no heap allocation
+ * on the per-step path). An allocation there would meet the armed fault. */
+static void test_a_warm_plan_allocates_nothing(void **state) {
+  cgr_test_require_host(); /* fault injection */
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = replaying_runtime(&m, CGR_REPLAY_FUSED);
+  cgr_counters c;
+  step_record r;
+  for (int n = 0; n < 10; ++n) {
+    one_host_step(rt, &m, 1 + (uint32_t)(n * 7) % LARGEST, &c, &r);
+    check_step(rt, &m, &r);
+  }
+  const cgr__fault_plan plans[] = {
+      {.call = CGR__CALL_HOST_ALLOC, .site = "append", .nth = 1},
+      {.call = CGR__CALL_HOST_ALLOC, .site = "check_overlaps", .nth = 1},
+      {.call = CGR__CALL_HOST_ALLOC, .site = "scratch_ranges", .nth = 1},
+  };
+  assert_true(cgr__fault_arm_plans(plans, 3));
+  for (int n = 0; n < 40; ++n) {
+    one_host_step(rt, &m, 1 + (uint32_t)(n * 7) % LARGEST, &c, &r);
+    check_step(rt, &m, &r);
+  }
+  int fired = cgr__fault_fired();
+  cgr__fault_disarm();
+  assert_false(fired);
+  cgr_runtime_destroy(rt);
 }
 
 static void test_padding_is_refilled_only_where_rows_were_live(void **state) {
@@ -498,6 +529,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_modes_switch_between_steps),
     RUNTIME_TEST(test_call_counts_per_step_in_each_mode),
     RUNTIME_TEST(test_padding_is_refilled_only_where_rows_were_live),
+    HOST_RUNTIME_TEST(test_a_warm_plan_allocates_nothing),
     HOST_RUNTIME_TEST(test_dropping_the_side_wait_is_caught),
     RUNTIME_TEST(test_tickets_expire_when_their_set_is_reused),
     RUNTIME_TEST(test_oversized_batch_runs_eagerly_through_replay),
