@@ -448,10 +448,7 @@ cgr_status cgr_replay(cgr_runtime *rt, cgr_batch *batch, cgr_ticket *ticket) {
    * failed halfway may have queued copies that still read its staging,
    * which the next replay of the same set rewrites on the host: let them
    * finish first. (The fault sweep found this under ThreadSanitizer.) */
-  int refused = status == CGR_E_INVALID_ARGUMENT ||
-                status == CGR_E_INVALID_STATE || status == CGR_E_UNSUPPORTED ||
-                status == CGR_E_BATCH_TOO_LARGE;
-  if (status != CGR_OK && !refused && replay != NULL) {
+  if (status != CGR_OK && !cgr__replay_refused(status) && replay != NULL) {
     cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_SIDE]);
     cgr__be_stream_drain(&rt->backend, rt->streams[CGR_STREAM_MAIN]);
   }

@@ -221,6 +221,12 @@ int cgr__replay_uses_staging(const cgr__capture *cap, const cgr_batch *batch);
  * the first that was not (as `func`). */
 cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,
                                       const cgr_batch *batch, const char *func);
+/* 1 for the statuses of a caller's mistake, found before anything was
+ * enqueued (cgr_replay, cgr_replay_ahead): nothing to drain or forget. */
+static inline int cgr__replay_refused(cgr_status status) {
+  return status == CGR_E_INVALID_ARGUMENT || status == CGR_E_INVALID_STATE ||
+         status == CGR_E_UNSUPPORTED || status == CGR_E_BATCH_TOO_LARGE;
+}
 /* The step the open batch will run: next_step, or the one after a staged
  * step (CGR_REPLAY_PIPELINED). */
 static inline uint64_t cgr__replay_batch_step(const cgr__replay *replay) {

@@ -59,13 +59,6 @@ static double now_us(void) {
   return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-/* A refusal is the caller's mistake, found before anything was enqueued:
- * the staged step stays staged. */
-static int refused(cgr_status status) {
-  return status == CGR_E_INVALID_ARGUMENT || status == CGR_E_INVALID_STATE ||
-         status == CGR_E_UNSUPPORTED || status == CGR_E_BATCH_TOO_LARGE;
-}
-
 /* Checks an open batch to stage, then consumes it; `staged_ok` 0 when a
  * staged step is a caller's mistake (cgr_replay_stage). */
 static cgr_status take_batch(cgr_runtime *rt, cgr__replay *replay,
@@ -305,7 +298,7 @@ cgr_status cgr_replay_ahead(cgr_runtime *rt, cgr_batch *next,
   CGR__NVTX_POP(rt->config.nvtx);
   /* A plan the engine refuses (overlapping destinations, a bad gather
    * index array) launched nothing: the staged step stays staged. */
-  if (status != CGR_OK && refused(status))
+  if (status != CGR_OK && cgr__replay_refused(status))
     return status;
   if (status == CGR_OK)
     status = launch_staged(rt, replay, cap, full);

@@ -258,3 +258,11 @@ uint64_t test_random(uint64_t *state) {
 uint64_t test_random_below(uint64_t *state, uint64_t bound) {
   return bound == 0 ? 0 : test_random(state) % bound;
 }
+
+uint32_t test_bucket_of(const uint32_t *buckets, size_t count, uint32_t b) {
+  for (size_t i = 0; i < count; ++i)
+    if (buckets[i] >= b)
+      return buckets[i];
+  fail_msg("batch %u has no bucket", b);
+  return 0;
+}

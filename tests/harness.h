@@ -154,6 +154,9 @@ typedef struct test_gate {
 void test_gate_init(test_gate *gate);
 void test_gate_fini(test_gate *gate);
 void test_gate_open(test_gate *gate);
+/* The smallest of `count` ascending buckets that holds batch b (the test
+ * fails when none does). */
+uint32_t test_bucket_of(const uint32_t *buckets, size_t count, uint32_t b);
 /* Milliseconds on the monotonic clock, for tests that time a wait. */
 double test_now_ms(void);
 

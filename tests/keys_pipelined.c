@@ -13,14 +13,6 @@ static uint32_t below(uint64_t *state, uint32_t bound) {
   return (uint32_t)test_random_below(state, bound);
 }
 
-static uint32_t bucket_of(uint32_t b) {
-  for (int i = 0; i < BUCKETS; ++i)
-    if (buckets[i] >= b)
-      return buckets[i];
-  fail_msg("batch %u has no bucket", b);
-  return 0;
-}
-
 /* What each buffer set was last loaded with (for unchanged slots), and
  * the feedback arrays of the batch being staged (they live until it is). */
 typedef struct run_state {
@@ -62,8 +54,9 @@ static cgr_batch *make_step(cgr_runtime *rt, const keyed *m, run_state *st,
       st->prev_rows[j] =
           (int32_t)(pick == 1 && j < before_rows ? j
                                                  : below(seed, before_rows));
-      in->ids[j] = expected_out(before, bucket_of(before->batch),
-                                (uint32_t)st->prev_rows[j]);
+      in->ids[j] =
+          expected_out(before, test_bucket_of(buckets, BUCKETS, before->batch),
+                       (uint32_t)st->prev_rows[j]);
     }
   }
   if (feed)
@@ -117,7 +110,8 @@ static void pipelined_steps(cgr_runtime *rt, keyed *m, int steps,
     assert_int_equal(ticket.set, n % 2);
     cgr_key key;
     assert_cgr_ok(rt, cgr_ticket_key(rt, &ticket, &key));
-    assert_int_equal(key.padded_batch, bucket_of(now->batch));
+    assert_int_equal(key.padded_batch,
+                     test_bucket_of(buckets, BUCKETS, now->batch));
     assert_int_equal(key.tokens_per_request, now->q);
     assert_int_equal(key.variant, now->variant);
     check_step(rt, m, &ticket, now, out_copy);

@@ -16,31 +16,6 @@
 static const uint32_t buckets[] = {1, 2, 4, 8, 16, 24, 32};
 enum { BUCKETS = 7 };
 
-static uint32_t bucket_of(uint32_t b) {
-  for (int i = 0; i < BUCKETS; ++i)
-    if (buckets[i] >= b)
-      return buckets[i];
-  fail_msg("batch %u has no bucket", b);
-  return 0;
-}
-
-/* The model on a pipelined runtime; `feed` feeds out into ids. */
-static cgr_runtime *pipelined_runtime(model *m, int lazy, int feed) {
-  cgr_config config;
-  cgr_test_config(&config);
-  config.buckets = buckets;
-  config.bucket_count = BUCKETS;
-  config.lazy_capture = lazy;
-  config.replay_mode = CGR_REPLAY_PIPELINED;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, m);
-  if (feed)
-    assert_cgr_ok(rt, cgr_slot_feed(rt, m->out, m->ids));
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
-  return rt;
-}
-
 /* A batch of b rows whose slots come from random sources (unchanged where
  * the set it loads, parity, holds the same rows); records the inputs. */
 static cgr_batch *random_batch(cgr_runtime *rt, const model *m, sources *s,
@@ -78,7 +53,7 @@ static void check_loaded_padding(cgr_runtime *rt, const model *m,
   assert_cgr_ok(rt, cgr_ticket_wait(rt, carrier));
   r.ticket.set = set;
   r.ticket.batch_size = r.in.rows;
-  r.ticket.padded_batch = bucket_of(r.in.rows);
+  r.ticket.padded_batch = test_bucket_of(buckets, BUCKETS, r.in.rows);
   check_padding(rt, m, &r);
 }
 
@@ -125,7 +100,8 @@ static void random_run(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
     assert_int_equal(ticket.step, (uint64_t)n);
     assert_int_equal(ticket.set, n % 2);
     assert_int_equal(ticket.batch_size, records[n].in.rows);
-    assert_int_equal(ticket.padded_batch, bucket_of(records[n].in.rows));
+    assert_int_equal(ticket.padded_batch,
+                     test_bucket_of(buckets, BUCKETS, records[n].in.rows));
     assert_int_equal(cgr_replay_staged(rt), !last);
     records[n].ticket = ticket;
     if (!last) {
@@ -142,7 +118,7 @@ static void random_run(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
 static void test_random_steps_match(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 0, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 0, 0);
   random_run(rt, &m, steps_to_run(10000), 0x9199);
   cgr_replay_stats stats;
   assert_cgr_ok(rt, cgr_replay_stats_get(rt, CGR_REPLAY_PIPELINED, &stats));
@@ -157,7 +133,7 @@ static void test_random_steps_match(void **state) {
 static void test_random_steps_match_with_lazy_capture(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 1, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 1, 0);
   random_run(rt, &m, steps_to_run(10000) / 5, 0x1A2F);
   cgr_capture_stats stats;
   assert_cgr_ok(rt, cgr_capture_stats_get(rt, &stats));
@@ -257,8 +233,9 @@ static void feedback_run(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
       check_outputs(rt, m, &records[n - 1]);
     batch = NULL;
     if (!last) {
-      count = schedule(live, count, &records[n].in,
-                       bucket_of(records[n].in.rows), &seed);
+      count =
+          schedule(live, count, &records[n].in,
+                   test_bucket_of(buckets, BUCKETS, records[n].in.rows), &seed);
       batch = feedback_batch(rt, m, &s, live, count, (n + 1) % 2, 0, &seed,
                              &records[n + 1], &rows);
     }
@@ -272,7 +249,7 @@ static void feedback_run(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
 static void test_feedback_matches_the_reference_loop(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 0, 1);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 0, 1);
   feedback_run(rt, &m, steps_to_run(10000) / 5, 0xFEED5);
   cgr_runtime_destroy(rt);
 }
@@ -290,7 +267,7 @@ static cgr_batch *host_batch(cgr_runtime *rt, const model *m, uint32_t b,
 static void test_one_launch_and_one_event_per_step(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 0, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 0, 0);
   step_record r[81];
   cgr_counters c;
   assert_cgr_ok(rt, cgr_counters_reset(rt));
@@ -332,7 +309,7 @@ static void test_one_launch_and_one_event_per_step(void **state) {
  */
 static int late_load_race(int unordered) {
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 0, 1);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 0, 1);
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   cap->test_pipe_unordered = unordered;
   step_record r[3];
@@ -386,7 +363,7 @@ static void test_dropping_the_late_loads_order_is_caught(void **state) {
 static void test_runs_alternate_with_other_modes(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 0, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 0, 0);
   uint64_t seed = 0x5EED;
   sources s;
   sources_create(rt, &s, &seed);
@@ -437,7 +414,7 @@ static void test_runs_alternate_with_other_modes(void **state) {
 static void test_misuse_is_refused_and_changes_nothing(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 0, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 0, 0);
   step_record r[3];
   cgr_ticket t;
   /* Nothing staged yet. */
@@ -529,7 +506,7 @@ static cgr_status never_called_finish(void *user, cgr_runtime *rt,
 static void test_serving_layers_refuse_the_mode(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = pipelined_runtime(&m, 0, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, buckets, BUCKETS, 0, 0);
   cgr_batcher_config bconfig;
   assert_cgr_ok(rt, cgr_batcher_config_init(&bconfig));
   bconfig.build = never_called_build;

@@ -19,23 +19,6 @@
 
 static const uint32_t rbuckets[] = {1, 2, 4, 8};
 
-static cgr_runtime *pipe_runtime(model *m, int lazy, int feed) {
-  memset(m, 0, sizeof *m);
-  cgr_config config;
-  cgr_test_config(&config);
-  config.buckets = rbuckets;
-  config.bucket_count = 4;
-  config.lazy_capture = lazy;
-  config.replay_mode = CGR_REPLAY_PIPELINED;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, m);
-  if (feed)
-    assert_cgr_ok(rt, cgr_slot_feed(rt, m->out, m->ids));
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
-  return rt;
-}
-
 static void arm(cgr__call call, const char *site, uint64_t nth) {
   cgr__fault_plan plan = {.call = call,
                           .site = site,
@@ -64,7 +47,7 @@ static void check_ticket(cgr_runtime *rt, const model *m,
  */
 static void open_batch_across_a_failed_end(int how) {
   model m;
-  cgr_runtime *rt = pipe_runtime(&m, 0, 1);
+  cgr_runtime *rt = pipelined_runtime(&m, rbuckets, 4, 0, 1);
   model_inputs in[3];
   cgr_ticket t0, t1;
   model_make_inputs(&in[0], 4, 4, 11);
@@ -123,7 +106,7 @@ static void test_a_batch_open_across_a_failed_launch_is_closed(void **state) {
 static void failed_record_expires_the_set(cgr_replay_mode mode,
                                           const char *site, uint64_t nth) {
   model m;
-  cgr_runtime *rt = pipe_runtime(&m, 0, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, rbuckets, 4, 0, 0);
   assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
   model_inputs in[4];
   cgr_ticket t[3];
@@ -184,7 +167,7 @@ static void test_a_failed_stage_assumes_the_worst(void **state) {
   cgr_test_require_host();
   (void)state;
   model m;
-  cgr_runtime *rt = pipe_runtime(&m, 0, 1);
+  cgr_runtime *rt = pipelined_runtime(&m, rbuckets, 4, 0, 1);
   model_inputs in[2];
   cgr_ticket t0, t1;
   model_make_inputs(&in[0], 4, 4, 41);
@@ -221,7 +204,7 @@ static void test_plan_refusal_keeps_the_staged_step(void **state) {
   cgr_test_require_host();
   (void)state;
   model m;
-  cgr_runtime *rt = pipe_runtime(&m, 0, 0);
+  cgr_runtime *rt = pipelined_runtime(&m, rbuckets, 4, 0, 0);
   int32_t rows[8];
   for (int i = 0; i < 8; ++i)
     rows[i] = 500 + 3 * i;
@@ -277,7 +260,7 @@ static void test_failed_lazy_capture_in_ahead_leaves_it_usable(void **state) {
   cgr_test_require_host();
   (void)state;
   model m;
-  cgr_runtime *rt = pipe_runtime(&m, 1, 1);
+  cgr_runtime *rt = pipelined_runtime(&m, rbuckets, 4, 1, 1);
   model_inputs in[6];
   cgr_ticket t[6];
   model_make_inputs(&in[0], 2, 2, 61);
@@ -331,7 +314,7 @@ static void test_capture_and_destroy_with_a_step_staged(void **state) {
   cgr_test_require_host();
   (void)state;
   model m;
-  cgr_runtime *rt = pipe_runtime(&m, 1, 1);
+  cgr_runtime *rt = pipelined_runtime(&m, rbuckets, 4, 1, 1);
   model_inputs in[4];
   cgr_ticket t[4];
   model_make_inputs(&in[0], 3, 3, 81);
@@ -483,7 +466,7 @@ static cgr_status pipe_run(void *ctx) {
 
 static void pipe_setup(void *ctx) {
   pipe_ctx *c = ctx;
-  c->rt = pipe_runtime(&c->m, c->lazy, 1);
+  c->rt = pipelined_runtime(&c->m, rbuckets, 4, c->lazy, 1);
   for (int r = 0; r < 8; ++r)
     c->table[r] = 100 + 7 * r;
   int32_t pos[3] = {10, 11, 12};

@@ -218,3 +218,21 @@ uint32_t next_batch(uint32_t current, uint64_t *seed) {
     current = MAX_BATCH - below(seed, 8);
   return current;
 }
+
+cgr_runtime *pipelined_runtime(model *m, const uint32_t *buckets, size_t count,
+                               int lazy, int feed) {
+  memset(m, 0, sizeof *m);
+  cgr_config config;
+  cgr_test_config(&config);
+  config.buckets = buckets;
+  config.bucket_count = count;
+  config.lazy_capture = lazy;
+  config.replay_mode = CGR_REPLAY_PIPELINED;
+  cgr_runtime *rt = NULL;
+  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
+  model_declare(rt, m);
+  if (feed)
+    assert_cgr_ok(rt, cgr_slot_feed(rt, m->out, m->ids));
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
+  return rt;
+}

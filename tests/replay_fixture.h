@@ -42,6 +42,10 @@ typedef struct set_memory {
 
 typedef enum choice { HOST, PINNED, DEVICE, UNCHANGED, GATHER } choice;
 
+/* The test model on a CGR_REPLAY_PIPELINED runtime with these buckets,
+ * captured (registered only, when lazy); `feed` feeds out into ids. */
+cgr_runtime *pipelined_runtime(model *m, const uint32_t *buckets, size_t count,
+                               int lazy, int feed);
 /* Steps per random sequence: CGR_TEST_STEPS overrides (the tsan preset
  * runs fewer). */
 int steps_to_run(int otherwise);
