@@ -192,6 +192,13 @@ static cgr_status record(cgr_runtime *rt, cgr__capture *cap, size_t index,
     char name[160];
     key_name(rt, cap, &key, name, sizeof name);
     snprintf(message, sizeof message, "%s", rt->error.message);
+    /* A device lost while the capture was open (earlier work faulted) is
+     * the loss, not a fault of the step or of its capture. */
+    if (end_status == CGR_E_DEVICE_LOST)
+      return cgr__fail(&rt->error, end_status, "cgr_capture",
+                       "%s, set %d: the device was lost during the "
+                       "capture: %s",
+                       name, set, message);
     return cgr__fail(&rt->error, CGR_E_CAPTURE, "cgr_capture",
                      "%s, set %d: the capture failed (did the step "
                      "synchronize, allocate or wait on outside work?): %s",

@@ -161,6 +161,57 @@ static void test_a_faulting_step_loses_the_device_and_says_so(void **state) {
   faulty_close(&f);
 }
 
+/* A device lost while a step is captured (other work of the device faults
+ * before the capture ends: on CUDA, a graph replayed earlier) is
+ * CGR_E_DEVICE_LOST, named as the loss, not CGR_E_CAPTURE: neither the step
+ * nor the capture did anything wrong, and the runtime is gone for good.
+ * Host backend: it makes the fault happen inside the capture. */
+typedef struct losing {
+  faulty f;
+  faulty other;
+  int captures;
+} losing;
+
+static cgr_status losing_step(cgr_step *step, void *user) {
+  losing *l = user;
+  CGR__CHECK(faulty_step(step, &l->f));
+  if (!cgr_step_is_capturing(step) || l->captures++ > 0)
+    return CGR_OK;
+  /* Eager work of another runtime of the device faults, and the step ends
+   * once the device knows it. */
+  cgr__fault_arm(CGR__CALL_DEVICE_FAULT, 1);
+  cgr__add_i32_args add = {l->other.armed, l->other.armed, l->other.armed, 1};
+  CGR__CHECK(cgr__be_kernel_launch(TEST_BE(l->other.rt), TEST_MAIN(l->other.rt),
+                                   &cgr__kernel_add_i32, &add));
+  uint64_t began = cgr_clock_us();
+  while (!cgr__be_lost(TEST_BE(l->other.rt)))
+    if (cgr_clock_us() - began > LAST_WAIT_US)
+      fail_msg("the injected fault never came");
+  return CGR_OK;
+}
+
+static void test_a_device_lost_during_a_capture_says_so(void **state) {
+  (void)cgr_test_runtime(state);
+  cgr_test_require_host();
+  static losing l;
+  memset(&l, 0, sizeof l);
+  faulty_open(&l.other);
+  cgr_config config;
+  faulty_config(&config);
+  assert_cgr_ok(NULL, cgr_runtime_create(&config, &l.f.rt));
+  assert_cgr_ok(l.f.rt, faulty_declare(&l.f));
+  l.f.armed = flag_alloc(l.f.rt);
+
+  assert_cgr_status(l.f.rt, cgr_capture(l.f.rt, losing_step, &l),
+                    CGR_E_DEVICE_LOST);
+  cgr__fault_disarm();
+  assert_int_equal(l.captures, 1);
+  assert_error_mentions(l.f.rt, "raised a device fault");
+  assert_cgr_status(l.f.rt, cgr_synchronize(l.f.rt), CGR_E_DEVICE_LOST);
+  faulty_close(&l.f);
+  faulty_close(&l.other);
+}
+
 /* The batcher's requests end with the loss, before and after it: none
  * hangs, stop and destroy work. */
 typedef struct batch_user {
@@ -363,6 +414,7 @@ static void test_a_fault_on_one_lane_loses_every_lane(void **state) {
 
 static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_a_faulting_step_loses_the_device_and_says_so),
+    HOST_RUNTIME_TEST(test_a_device_lost_during_a_capture_says_so),
     RUNTIME_TEST(test_a_lost_device_ends_every_batcher_request),
     RUNTIME_TEST(test_a_fault_on_another_runtime_ends_every_batcher_request),
     RUNTIME_TEST(test_a_fault_on_one_lane_loses_every_lane),
