@@ -53,7 +53,7 @@ static void mark_lost(cgr__backend *be, const char *reason) {
   }
 }
 
-int cgr__be_lost(cgr__backend *be) {
+int cgr__be_lost_slow(cgr__backend *be) {
   if (atomic_load_explicit(&be->lost, memory_order_acquire))
     return 1;
   char reason[CGR__ERROR_MESSAGE_SIZE];
@@ -174,6 +174,7 @@ void cgr__backend_destroy(cgr__backend *be) {
   be->ops->destroy(be->ctx);
   be->ops = NULL;
   be->ctx = NULL;
+  be->device_faulted = NULL;
 }
 
 uint64_t cgr__be_calls(const cgr__backend *be, cgr__call call) {
@@ -199,6 +200,10 @@ cgr_status cgr__be_stream_create_at(cgr__site site, cgr__backend *be,
                      "argument 'priority' is %d, not a cgr_stream_priority",
                      (int)prio);
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_STREAM_CREATE,
+                   be->ops->stream_create(be->ctx, prio, name ? name : "cgr",
+                                          out));
   later_fault later;
   CGR__CHECK(
       inject_before(be, CGR__CALL_STREAM_CREATE, site, __func__, &later));
@@ -224,6 +229,9 @@ cgr_status cgr__be_event_create_at(cgr__site site, cgr__backend *be, int timing,
     return null_arg(be, __func__, "out");
   *out = NULL;
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_EVENT_CREATE,
+                   be->ops->event_create(be->ctx, timing != 0, out));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_EVENT_CREATE, site, __func__, &later));
   cgr_status status = be->ops->event_create(be->ctx, timing != 0, out);
@@ -242,6 +250,9 @@ cgr_status cgr__be_event_record_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_EVENT_RECORD,
+                   be->ops->event_record(be->ctx, event, stream));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_EVENT_RECORD, site, __func__, &later));
   cgr_status status = be->ops->event_record(be->ctx, event, stream);
@@ -256,6 +267,9 @@ cgr_status cgr__be_stream_wait_event_at(cgr__site site, cgr__backend *be,
   if (event == NULL)
     return null_arg(be, __func__, "event");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_EVENT_WAIT,
+                   be->ops->stream_wait_event(be->ctx, stream, event));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_EVENT_WAIT, site, __func__, &later));
   cgr_status status = be->ops->stream_wait_event(be->ctx, stream, event);
@@ -304,6 +318,9 @@ cgr_status cgr__be_event_synchronize_at(cgr__site site, cgr__backend *be,
   if (event == NULL)
     return null_arg(be, __func__, "event");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+                  be->ops->event_synchronize(be->ctx, event));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
   cgr_status status = be->ops->event_synchronize(be->ctx, event);
@@ -334,6 +351,9 @@ cgr_status cgr__be_device_alloc_at(cgr__site site, cgr__backend *be,
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_DEVICE_ALLOC,
+                   be->ops->device_alloc(be->ctx, bytes, out));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_DEVICE_ALLOC, site, __func__, &later));
   cgr_status status = be->ops->device_alloc(be->ctx, bytes, out);
@@ -378,6 +398,9 @@ cgr_status cgr__be_pinned_alloc_at(cgr__site site, cgr__backend *be,
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_PINNED_ALLOC,
+                   be->ops->pinned_alloc(be->ctx, bytes, out));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_PINNED_ALLOC, site, __func__, &later));
   cgr_status status = be->ops->pinned_alloc(be->ctx, bytes, out);
@@ -403,6 +426,9 @@ cgr_status cgr__be_memcpy_async_at(cgr__site site, cgr__backend *be,
   if (bytes == 0)
     return CGR_OK; /* no work, and no graph node during capture */
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_COPY,
+                   be->ops->memcpy_async(be->ctx, stream, dst, src, bytes));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_COPY, site, __func__, &later));
   cgr_status status = be->ops->memcpy_async(be->ctx, stream, dst, src, bytes);
@@ -419,6 +445,9 @@ cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
   if (bytes == 0)
     return CGR_OK;
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_MEMSET,
+                   be->ops->memset_async(be->ctx, stream, dst, value, bytes));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_MEMSET, site, __func__, &later));
   cgr_status status = be->ops->memset_async(be->ctx, stream, dst, value, bytes);
@@ -436,6 +465,9 @@ cgr_status cgr__be_kernel_launch_at(cgr__site site, cgr__backend *be,
   if (args == NULL && kernel->args_size > 0)
     return null_arg(be, __func__, "args");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_KERNEL_LAUNCH,
+                   be->ops->kernel_launch(be->ctx, stream, kernel, args));
   later_fault later;
   CGR__CHECK(
       inject_before(be, CGR__CALL_KERNEL_LAUNCH, site, __func__, &later));
@@ -451,6 +483,9 @@ cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
   if (fn == NULL)
     return null_arg(be, __func__, "fn");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_HOST_FUNC,
+                   be->ops->host_func(be->ctx, stream, fn, user));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_HOST_FUNC, site, __func__, &later));
   cgr_status status = be->ops->host_func(be->ctx, stream, fn, user);
@@ -488,6 +523,9 @@ cgr_status cgr__be_capture_begin_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_CAPTURE_BEGIN,
+                   be->ops->capture_begin(be->ctx, stream));
   later_fault later;
   CGR__CHECK(
       inject_before(be, CGR__CALL_CAPTURE_BEGIN, site, __func__, &later));
@@ -577,6 +615,10 @@ cgr_status cgr__be_graph_instantiate_at(cgr__site site, cgr__backend *be,
   if (graph == NULL)
     return null_arg(be, __func__, "graph");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_GRAPH_INSTANTIATE,
+                   be->ops->graph_instantiate(be->ctx, graph, upload_stream,
+                                              out));
   later_fault later;
   CGR__CHECK(
       inject_before(be, CGR__CALL_GRAPH_INSTANTIATE, site, __func__, &later));
@@ -593,6 +635,9 @@ cgr_status cgr__be_graph_launch_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return counted(be, CGR__CALL_GRAPH_LAUNCH,
+                   be->ops->graph_launch(be->ctx, exec, stream));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_GRAPH_LAUNCH, site, __func__, &later));
   cgr_status status = be->ops->graph_launch(be->ctx, exec, stream);
@@ -611,6 +656,9 @@ cgr_status cgr__be_stream_synchronize_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+                  be->ops->stream_synchronize(be->ctx, stream));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
   cgr_status status = be->ops->stream_synchronize(be->ctx, stream);
@@ -625,6 +673,9 @@ void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
 
 cgr_status cgr__be_device_synchronize_at(cgr__site site, cgr__backend *be) {
   LOST_GUARD(be);
+  if (cgr__fault_idle())
+    return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+                  be->ops->device_synchronize(be->ctx));
   later_fault later;
   CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
   cgr_status status = be->ops->device_synchronize(be->ctx);

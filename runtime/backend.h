@@ -210,10 +210,22 @@ typedef struct cgr__backend {
   _Atomic int lost;
   _Atomic int lost_reason_ready;
   char lost_reason[CGR__ERROR_MESSAGE_SIZE];
+  /* Raised by the backend when its device faults outside any call (the
+   * host backend's workers), so that the check before every call is a
+   * load, not a call; NULL when the calls' statuses report it (CUDA). */
+  const _Atomic int *device_faulted;
 } cgr__backend;
 
-/* 1 once the device is lost. */
-int cgr__be_lost(cgr__backend *be);
+/* 1 once the device is lost: two loads in the steady state. */
+int cgr__be_lost_slow(cgr__backend *be);
+static inline int cgr__be_lost(cgr__backend *be) {
+  if (atomic_load_explicit(&be->lost, memory_order_acquire))
+    return 1;
+  if (be->device_faulted == NULL ||
+      !atomic_load_explicit(be->device_faulted, memory_order_acquire))
+    return 0;
+  return cgr__be_lost_slow(be);
+}
 /* Records "the device was lost: <reason>" for `func` in the runtime's
  * error and returns CGR_E_DEVICE_LOST: what every call says afterwards. */
 cgr_status cgr__be_lost_status(cgr__backend *be, const char *func);

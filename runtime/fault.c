@@ -38,6 +38,8 @@ typedef struct left_error {
  * also read without it. Only calls made while armed take the lock. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int armed;
+/* Armed plans plus errors left behind, read by cgr__fault_idle. */
+_Atomic int cgr__fault_engaged_;
 static _Atomic int fired;
 static _Atomic uint64_t raised;
 static int has_last;
@@ -49,6 +51,12 @@ static uint16_t site_order[CGR__FAULT_MAX_SITES]; /* slots, first seen */
 static size_t site_count;
 static left_error left[MAX_LEFT];
 static _Atomic size_t left_count;
+
+/* cgr__fault_engaged_ follows `armed` and `left_count` (lock held). */
+static void engage(void) {
+  atomic_store(&cgr__fault_engaged_,
+               atomic_load(&armed) || atomic_load(&left_count) > 0);
+}
 
 /* The carry of ASYNC work, for the call this thread is making. */
 static _Thread_local struct {
@@ -86,6 +94,7 @@ int cgr__fault_arm_plans(const cgr__fault_plan *new_plans, size_t count) {
   }
   pthread_mutex_lock(&lock);
   atomic_store(&armed, 0);
+  engage();
   for (size_t i = 0; i < count; ++i) {
     const cgr__fault_plan *p = &new_plans[i];
     plan_state *s = &plans[i];
@@ -105,6 +114,7 @@ int cgr__fault_arm_plans(const cgr__fault_plan *new_plans, size_t count) {
   atomic_store(&fired, 0);
   atomic_store(&raised, 0);
   atomic_store(&armed, 1);
+  engage();
   pthread_mutex_unlock(&lock);
   return 1;
 }
@@ -122,6 +132,7 @@ void cgr__fault_arm_sticky(cgr__call call, uint64_t nth) {
 void cgr__fault_disarm(void) {
   pthread_mutex_lock(&lock);
   atomic_store(&armed, 0);
+  engage();
   pthread_mutex_unlock(&lock);
 }
 
@@ -401,6 +412,7 @@ void cgr__fault_leave(const void *owner, const cgr__fault_at *at) {
   if (count < MAX_LEFT) {
     left[count] = (left_error){owner, *at};
     atomic_store(&left_count, count + 1);
+    engage();
   }
   pthread_mutex_unlock(&lock);
 }
@@ -417,6 +429,7 @@ int cgr__fault_take_left(const void *owner, cgr__fault_at *out) {
     *out = left[i].at;
     memmove(&left[i], &left[i + 1], (count - i - 1) * sizeof left[0]);
     atomic_store(&left_count, count - 1);
+    engage();
     found = 1;
     break;
   }

@@ -18,6 +18,7 @@ cgr_status cgr__cuda_backend_init(cgr__backend *be, cgr__error *err,
                                   int device) {
   (void)device;
   be->ops = NULL;
+  be->device_faulted = NULL;
   return cgr__fail(err, CGR_E_UNSUPPORTED, __func__, "%s", CGR__NO_CUDA_REASON);
 }
 

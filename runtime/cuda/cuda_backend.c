@@ -684,6 +684,7 @@ cgr_status cgr__cuda_backend_init(cgr__backend *be, cgr__error *err,
                                   int device) {
   cgr_status status = CGR_OK;
   be->ops = NULL;
+  be->device_faulted = NULL;
 
   cuda_ctx *ctx = cgr__calloc(1, sizeof *ctx);
   if (ctx == NULL)
@@ -716,6 +717,7 @@ cgr_status cgr__cuda_backend_init(cgr__backend *be, cgr__error *err,
   be->ops = &cuda_ops;
   be->ctx = ctx;
   be->error = err;
+  be->device_faulted = NULL; /* sticky errors come back from the calls */
   return CGR_OK;
 
 fail:

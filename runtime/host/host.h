@@ -257,6 +257,8 @@ cgr__memory_kind cgr__host_device_kind_of(host_device *device, const void *ptr,
 void cgr__host_device_fault(host_device *device, const char *reason);
 /* 1 once the device is lost. */
 int cgr__host_device_faulted(host_device *device);
+/* The flag cgr__host_device_fault raises, for cgr__backend.device_faulted. */
+const _Atomic int *cgr__host_device_fault_flag(host_device *device);
 /* 1 and the reason once the device is lost, else 0. */
 int cgr__host_device_fault_reason(host_device *device, char *reason,
                                   size_t size);

@@ -670,6 +670,7 @@ static const cgr__backend_ops host_ops = {
 cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err,
                                   int device) {
   be->ops = NULL;
+  be->device_faulted = NULL;
   host_ctx *ctx = cgr__calloc(1, sizeof *ctx);
   if (ctx == NULL)
     return cgr__fail(err, CGR_E_OUT_OF_MEMORY, __func__,
@@ -689,5 +690,6 @@ cgr_status cgr__host_backend_init(cgr__backend *be, cgr__error *err,
   be->ops = &host_ops;
   be->ctx = ctx;
   be->error = err;
+  be->device_faulted = cgr__host_device_fault_flag(ctx->device);
   return CGR_OK;
 }

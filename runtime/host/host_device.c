@@ -184,6 +184,10 @@ void cgr__host_device_fault(host_device *device, const char *reason) {
   pthread_mutex_unlock(&device->lock);
 }
 
+const _Atomic int *cgr__host_device_fault_flag(host_device *device) {
+  return &device->faulted;
+}
+
 int cgr__host_device_faulted(host_device *device) {
   return atomic_load_explicit(&device->faulted, memory_order_acquire);
 }
