@@ -11,13 +11,16 @@ void cgr__copy_plan_init(cgr__copy_plan *plan) {
 }
 
 void cgr__copy_plan_release(cgr__copy_plan *plan) {
+  int owned = plan->owned;
   cgr__free(plan->ops);
   cgr__free(plan->scratch);
   cgr__copy_plan_init(plan);
+  plan->owned = owned;
 }
 
 void cgr__copy_plan_clear(cgr__copy_plan *plan) {
   plan->count = 0;
+  plan->foreign_count = 0;
   plan->total_bytes = 0;
   plan->tile_count = 0;
   plan->finished = 0;
@@ -36,43 +39,33 @@ static cgr_status bad_op(const cgr__copy_plan *plan, cgr__error *err,
                    problem);
 }
 
-static cgr_status append(cgr__copy_plan *plan, const cgr__copy_desc *desc,
-                         cgr__error *err, const char *func) {
-  if (desc->bytes == 0)
-    return CGR_OK; /* validated, moves nothing: no tile */
-  if (plan->count == plan->capacity) {
-    size_t capacity = plan->capacity ? plan->capacity * 2 : 16;
-    cgr__copy_desc *ops = cgr__malloc(capacity * sizeof *ops);
-    if (ops == NULL)
-      return cgr__fail(err, CGR_E_OUT_OF_MEMORY, func,
-                       "growing a copy plan to %zu operations failed",
-                       capacity);
-    if (plan->count > 0)
-      memcpy(ops, plan->ops, plan->count * sizeof *ops);
-    cgr__free(plan->ops);
-    plan->ops = ops;
-    plan->capacity = capacity;
-  }
-  plan->ops[plan->count++] = *desc;
-  plan->total_bytes += desc->bytes;
-  plan->finished = 0;
+cgr_status cgr__copy_plan_grow(cgr__copy_plan *plan, cgr__error *err,
+                               const char *func) {
+  size_t capacity = plan->capacity ? plan->capacity * 2 : 16;
+  cgr__copy_desc *ops = cgr__malloc(capacity * sizeof *ops);
+  if (ops == NULL)
+    return cgr__fail(err, CGR_E_OUT_OF_MEMORY, func,
+                     "growing a copy plan to %zu operations failed", capacity);
+  if (plan->count > 0)
+    memcpy(ops, plan->ops, plan->count * sizeof *ops);
+  cgr__free(plan->ops);
+  plan->ops = ops;
+  plan->capacity = capacity;
   return CGR_OK;
 }
 
-cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst, const void *src,
-                               uint64_t bytes, cgr__error *err) {
+/* Why a COPY was refused (cgr__copy_plan_copy checks, inline). */
+cgr_status cgr__copy_plan_copy_failed(cgr__copy_plan *plan, void *dst,
+                                      const void *src, uint64_t bytes,
+                                      cgr__error *err) {
+  const char *func = "cgr__copy_plan_copy";
   if (dst == NULL)
-    return bad_op(plan, err, __func__, "COPY", "dst is NULL");
+    return bad_op(plan, err, func, "COPY", "dst is NULL");
   if (src == NULL)
-    return bad_op(plan, err, __func__, "COPY", "src is NULL");
+    return bad_op(plan, err, func, "COPY", "src is NULL");
   if (range_overflows(dst, bytes) || range_overflows(src, bytes))
-    return bad_op(plan, err, __func__, "COPY",
-                  "bytes overflows the address space");
-  cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
-                         .src = (uint64_t)(uintptr_t)src,
-                         .bytes = bytes,
-                         .kind = CGR__COPY_OP_COPY};
-  return append(plan, &desc, err, __func__);
+    return bad_op(plan, err, func, "COPY", "bytes overflows the address space");
+  return CGR_OK;
 }
 
 cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
@@ -102,7 +95,7 @@ cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
                          .bytes = bytes,
                          .kind = CGR__COPY_OP_FILL,
                          .pattern_size = (uint8_t)pattern_size};
-  return append(plan, &desc, err, __func__);
+  return cgr__copy_plan_push(plan, &desc, err, __func__);
 }
 
 cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
@@ -142,7 +135,7 @@ cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
                          .bytes = bytes,
                          .row_bytes = row_bytes,
                          .kind = CGR__COPY_OP_GATHER};
-  return append(plan, &desc, err, __func__);
+  return cgr__copy_plan_push(plan, &desc, err, __func__);
 }
 
 /* ---- finishing ----------------------------------------------------------- */
@@ -244,9 +237,50 @@ static dst_range *scratch_ranges(cgr__copy_plan *plan, size_t count) {
  * after, by chance. Sorting the destinations by start finds any overlap
  * between neighbours; each read range is then looked up among them.
  */
+static cgr_status read_overlaps(const cgr__copy_plan *plan, size_t i,
+                                size_t other, cgr__error *err) {
+  return cgr__fail(
+      err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
+      "copy plan operation %zu (%s) reads %s bytes that operation %zu "
+      "(%s) writes",
+      i, kind_name(plan->ops[i].kind),
+      plan->ops[i].kind == CGR__COPY_OP_COPY ? "source" : "index", other,
+      kind_name(plan->ops[other].kind));
+}
+
+/* An owned plan: only the foreign operations' reads can overlap a
+ * destination; each is compared with every one, in O(ops). */
+static cgr_status check_foreign(const cgr__copy_plan *plan, cgr__error *err) {
+  if (plan->foreign_count == 0)
+    return CGR_OK;
+  /* The span of every destination first: a read outside it (caller
+   * memory apart from cgr's buffers, the usual case) needs no walk. */
+  uint64_t low = UINT64_MAX, high = 0;
+  for (size_t j = 0; j < plan->count; ++j) {
+    const cgr__copy_desc *op = &plan->ops[j];
+    low = op->dst < low ? op->dst : low;
+    high = op->dst + op->bytes > high ? op->dst + op->bytes : high;
+  }
+  for (size_t f = 0; f < plan->foreign_count; ++f) {
+    size_t i = plan->foreign[f];
+    uint64_t begin, end;
+    if (!read_range(&plan->ops[i], &begin, &end) || begin == end ||
+        end <= low || begin >= high)
+      continue;
+    for (size_t j = 0; j < plan->count; ++j) {
+      const cgr__copy_desc *op = &plan->ops[j];
+      if (op->dst < end && begin < op->dst + op->bytes)
+        return read_overlaps(plan, i, j, err);
+    }
+  }
+  return CGR_OK;
+}
+
 static cgr_status check_overlaps(cgr__copy_plan *plan, cgr__error *err) {
   if (plan->count == 0)
     return CGR_OK;
+  if (plan->owned && plan->foreign_count <= CGR__COPY_PLAN_FOREIGN)
+    return check_foreign(plan, err);
   dst_range *ranges = scratch_ranges(plan, plan->count);
   if (ranges == NULL)
     return cgr__fail(err, CGR_E_OUT_OF_MEMORY, "cgr__copy_plan_finish",
@@ -282,15 +316,8 @@ static cgr_status check_overlaps(cgr__copy_plan *plan, cgr__error *err) {
     if (!read_range(&plan->ops[i], &begin, &end))
       continue;
     const dst_range *hit = overlapping(ranges, plan->count, begin, end);
-    if (hit != NULL) {
-      return cgr__fail(
-          err, CGR_E_INVALID_ARGUMENT, "cgr__copy_plan_finish",
-          "copy plan operation %zu (%s) reads %s bytes that operation %zu "
-          "(%s) writes",
-          i, kind_name(plan->ops[i].kind),
-          plan->ops[i].kind == CGR__COPY_OP_COPY ? "source" : "index", hit->op,
-          kind_name(plan->ops[hit->op].kind));
-    }
+    if (hit != NULL)
+      return read_overlaps(plan, i, hit->op, err);
   }
   return CGR_OK;
 }

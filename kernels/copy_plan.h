@@ -30,6 +30,9 @@
 #include "kernels/copy_tiles.h"
 #include "runtime/error.h"
 
+/* Foreign operations an owned plan lists before it checks them all. */
+enum { CGR__COPY_PLAN_FOREIGN = 8 };
+
 typedef struct cgr__copy_plan {
   cgr__copy_desc *ops; /* in the kernel's format, in the order added */
   size_t count;
@@ -41,6 +44,14 @@ typedef struct cgr__copy_plan {
    * only), so a plan reused step after step allocates nothing. */
   void *scratch;
   size_t scratch_capacity;
+  /* Set by a builder whose destinations are disjoint by construction and
+   * whose own reads touch none of them (the replay path, out of
+   * validation mode): finish then checks only the reads of the
+   * operations marked foreign (cgr__copy_plan_mark_foreign), in O(ops)
+   * each, instead of sorting every range. Kept by clear. */
+  int owned;
+  size_t foreign[CGR__COPY_PLAN_FOREIGN];
+  size_t foreign_count; /* past CGR__COPY_PLAN_FOREIGN: check everything */
 } cgr__copy_plan;
 
 /* An empty plan; needs no cleanup until an operation is added. */
@@ -53,6 +64,41 @@ void cgr__copy_plan_release(cgr__copy_plan *plan);
  * plan per step without allocating). */
 void cgr__copy_plan_clear(cgr__copy_plan *plan);
 
+/* Grows the operation array by one slot's worth (doubling); `func` names
+ * the caller in the message. */
+cgr_status cgr__copy_plan_grow(cgr__copy_plan *plan, cgr__error *err,
+                               const char *func);
+
+/* Appends a checked operation (a zero-byte one moves nothing: dropped). */
+static inline cgr_status cgr__copy_plan_push(cgr__copy_plan *plan,
+                                             const cgr__copy_desc *desc,
+                                             cgr__error *err,
+                                             const char *func) {
+  if (desc->bytes == 0)
+    return CGR_OK;
+  if (plan->count == plan->capacity) {
+    cgr_status status = cgr__copy_plan_grow(plan, err, func);
+    if (status != CGR_OK)
+      return status;
+  }
+  plan->ops[plan->count++] = *desc;
+  plan->total_bytes += desc->bytes;
+  plan->finished = 0;
+  return CGR_OK;
+}
+
+/* In an owned plan: the operations added since the plan had `before`
+ * read caller memory (a COPY source, a GATHER index), which finish
+ * checks against every destination. */
+static inline void cgr__copy_plan_mark_foreign(cgr__copy_plan *plan,
+                                               size_t before) {
+  for (size_t i = before; i < plan->count; ++i) {
+    if (plan->foreign_count < CGR__COPY_PLAN_FOREIGN)
+      plan->foreign[plan->foreign_count] = i;
+    plan->foreign_count++;
+  }
+}
+
 /*
  * Appending. Each returns CGR_E_INVALID_ARGUMENT naming the operation (its
  * index in the plan) and the bad field for a NULL pointer, a size whose end
@@ -62,8 +108,22 @@ void cgr__copy_plan_clear(cgr__copy_plan *plan);
  * cannot grow. A zero-byte operation (or a gather of zero rows) is checked
  * the same way and then dropped: it moves nothing and costs no tile.
  */
-cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst, const void *src,
-                               uint64_t bytes, cgr__error *err);
+cgr_status cgr__copy_plan_copy_failed(cgr__copy_plan *plan, void *dst,
+                                      const void *src, uint64_t bytes,
+                                      cgr__error *err);
+static inline cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst,
+                                             const void *src, uint64_t bytes,
+                                             cgr__error *err) {
+  uint64_t d = (uint64_t)(uintptr_t)dst, s = (uint64_t)(uintptr_t)src;
+  if (dst == NULL || src == NULL || bytes > UINT64_MAX - d ||
+      bytes > UINT64_MAX - s)
+    return cgr__copy_plan_copy_failed(plan, dst, src, bytes, err);
+  cgr__copy_desc desc = {.dst = d,
+                         .src = s,
+                         .bytes = bytes,
+                         .kind = CGR__COPY_OP_COPY};
+  return cgr__copy_plan_push(plan, &desc, err, "cgr__copy_plan_copy");
+}
 cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
                                uint64_t pattern, unsigned pattern_size,
                                uint64_t bytes, cgr__error *err);

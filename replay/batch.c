@@ -5,15 +5,6 @@
 #include "replay/replay.h"
 #include "runtime/alloc.h"
 
-int cgr__is_input(const cgr__slot *slot) {
-  return slot->desc.kind == CGR_SLOT_ROWS || slot->desc.kind == CGR_SLOT_PREFIX;
-}
-
-uint64_t cgr__input_bytes(const cgr__slot *slot, uint32_t batch_size,
-                          uint32_t q) {
-  return cgr__slot_bytes_for(slot, batch_size, q);
-}
-
 /* ---- the state ----------------------------------------------------------- */
 
 static void destroy_state(cgr_runtime *rt, void *state) {
@@ -37,6 +28,9 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__be_pinned_free(be, replay->eager_feed);
   cgr__copy_plan_release(&replay->plan);
   cgr__free(replay->staging_offset);
+  cgr__free(replay->inputs);
+  cgr__free(replay->fed_inputs);
+  cgr__free(replay->late_inputs);
   cgr__free(replay->batch.inputs);
   cgr__free(replay);
 }
@@ -49,8 +43,16 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->batch.rt = rt;
   replay->batch.inputs = cgr__calloc(slots, sizeof *replay->batch.inputs);
   replay->staging_offset = cgr__calloc(slots, sizeof(uint64_t));
-  if (replay->batch.inputs == NULL || replay->staging_offset == NULL)
+  replay->inputs = cgr__calloc(slots, sizeof *replay->inputs);
+  replay->fed_inputs = cgr__calloc(slots, sizeof *replay->fed_inputs);
+  replay->late_inputs = cgr__calloc(slots, sizeof *replay->late_inputs);
+  if (replay->batch.inputs == NULL || replay->staging_offset == NULL ||
+      replay->inputs == NULL || replay->fed_inputs == NULL ||
+      replay->late_inputs == NULL)
     goto out_of_memory;
+  /* Out of validation mode the replay's plans are owned: cgr builds
+   * every destination, and only reads of caller memory are checked. */
+  replay->plan.owned = !rt->config.validate;
   /* Each input slot owns a fixed region of each set's staging, large
    * enough for the largest key (live rows and padding). */
   uint32_t largest = cgr__largest_bucket(cap);
@@ -59,6 +61,10 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->issued[0].step = replay->issued[1].step = UINT64_MAX;
   replay->issued_eager.step = UINT64_MAX;
   for (size_t i = 0; i < cap->slot_count; ++i) {
+    if (cgr__is_input(&cap->slots[i]))
+      replay->inputs[replay->input_count++] = (uint32_t)i;
+    if (cap->slots[i].fed_by >= 0)
+      replay->fed_inputs[replay->fed_count++] = (uint32_t)i;
     replay->has_feeds |= cap->slots[i].fed_by >= 0;
     replay->constant_slots += cap->slots[i].desc.kind == CGR_SLOT_CONSTANT;
   }
@@ -207,9 +213,10 @@ static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
                      "batch %u is larger than the largest bucket (%u) and "
                      "config->allow_eager is 0",
                      batch_size, cgr__largest_bucket(cap));
-  memset(replay->batch.inputs, 0,
-         (cap->slot_count ? cap->slot_count : 1) *
-             sizeof *replay->batch.inputs);
+  /* Only input slots are ever given; each given field is set with it. */
+  for (uint32_t n = 0; n < replay->input_count; ++n)
+    replay->batch.inputs[replay->inputs[n]].given = CGR__GIVEN_NONE;
+  replay->batch.given_count = 0;
   replay->batch.size = batch_size;
   replay->batch.tokens = tokens;
   replay->batch.variant = variant;
@@ -317,24 +324,25 @@ static cgr_status check_source_memory(cgr_runtime *rt, const cgr__slot *s,
                    data, bytes, cgr__memory_kind_name(kind));
 }
 
-cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
-                           const void *data, size_t bytes) {
-  if (batch == NULL)
-    return CGR_E_INVALID_ARGUMENT;
+/* cgr_batch_input with every check and message: the path of a refusal
+ * and of validation mode. */
+static CGR__COLD cgr_status input_checked(cgr_batch *batch, cgr_slot slot,
+                                          cgr_source source, const void *data,
+                                          size_t bytes) {
   cgr_runtime *rt = batch->rt;
   const cgr__slot *s = NULL;
-  CGR__CHECK(input_slot(batch, slot, __func__, &s));
+  CGR__CHECK(input_slot(batch, slot, "cgr_batch_input", &s));
   if (source != CGR_SOURCE_HOST && source != CGR_SOURCE_PINNED &&
       source != CGR_SOURCE_DEVICE)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_input",
                      "slot '%s': source %d is not a cgr_source", s->name,
                      (int)source);
   if (data == NULL)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_input",
                      "slot '%s': data is NULL", s->name);
   uint64_t want = cgr__input_bytes(s, batch->size, batch->tokens);
   if (bytes != want)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_input",
                      "slot '%s': %zu bytes given, a batch of %u needs %llu "
                      "(%s)",
                      s->name, bytes, batch->size, (unsigned long long)want,
@@ -345,14 +353,43 @@ cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
   if (rt->config.validate) {
     CGR__CHECK(check_source_memory(rt, s, source, data, bytes));
     if (source != CGR_SOURCE_DEVICE)
-      CGR__CHECK(check_values(rt, s, data, bytes, __func__, "element"));
+      CGR__CHECK(
+          check_values(rt, s, data, bytes, "cgr_batch_input", "element"));
   }
   cgr__slot_input *input = &batch->inputs[slot];
   input->given = CGR__GIVEN_INPUT;
   input->source = source;
   input->data = data;
   input->bytes = bytes;
+  batch->given_count++;
   return CGR_OK;
+}
+
+cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
+                           const void *data, size_t bytes) {
+  if (batch == NULL)
+    return CGR_E_INVALID_ARGUMENT;
+  /* The step's path: a good input out of validation mode, checked with
+   * no call; anything else takes the checked path, which says why. */
+  const cgr_runtime *rt = batch->rt;
+  const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  if (batch->open && !rt->config.validate && slot >= 0 &&
+      (size_t)slot < cap->slot_count && data != NULL &&
+      (source == CGR_SOURCE_HOST || source == CGR_SOURCE_PINNED ||
+       source == CGR_SOURCE_DEVICE)) {
+    const cgr__slot *s = &cap->slots[slot];
+    cgr__slot_input *input = &batch->inputs[slot];
+    if (cgr__is_input(s) && input->given == CGR__GIVEN_NONE &&
+        bytes == cgr__input_bytes(s, batch->size, batch->tokens)) {
+      input->given = CGR__GIVEN_INPUT;
+      input->source = source;
+      input->data = data;
+      input->bytes = bytes;
+      batch->given_count++;
+      return CGR_OK;
+    }
+  }
+  return input_checked(batch, slot, source, data, bytes);
 }
 
 /* Whether the buffer set this batch will load still holds the slot as
@@ -415,6 +452,7 @@ cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   CGR__CHECK(input_slot(batch, slot, __func__, &s));
   CGR__CHECK(check_unchanged(batch->rt, batch, slot, s));
   batch->inputs[slot].given = CGR__GIVEN_UNCHANGED;
+  batch->given_count++;
   return CGR_OK;
 }
 
@@ -477,6 +515,7 @@ cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
   input->prev_rows = prev_rows;
   input->new_rows = new_rows;
   input->bytes = new_rows_bytes;
+  batch->given_count++;
   return CGR_OK;
 }
 
@@ -516,6 +555,7 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
   input->given = CGR__GIVEN_GATHER;
   input->gather_src = device_src;
   input->gather_index = row_index;
+  batch->given_count++;
   return CGR_OK;
 }
 

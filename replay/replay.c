@@ -123,9 +123,11 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                                 cgr__largest_tokens(cap),
           set->staging + replay->staging_offset[index], live, 1));
     } else if (input->given == CGR__GIVEN_GATHER) {
+      size_t before = plan->count;
       CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
                                        input->gather_index, live,
                                        slot->row_bytes, &rt->error));
+      cgr__copy_plan_mark_foreign(plan, before); /* the caller's index */
     } else {
       const void *src = input->data;
       uint64_t copy_bytes = live_bytes;
@@ -145,8 +147,11 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
         }
         src = staged;
       }
+      size_t before = plan->count;
       CGR__CHECK(
           cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
+      if (input->source != CGR_SOURCE_HOST) /* the caller's memory */
+        cgr__copy_plan_mark_foreign(plan, before);
       if (prefix && fill_rows > 0) {
         unsigned char *pad_dst = buffer + live_bytes;
         if (input->source == CGR_SOURCE_DEVICE) {
@@ -233,12 +238,15 @@ cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set) {
   return status;
 }
 
-int cgr__replay_uses_staging(const cgr__capture *cap, const cgr_batch *batch) {
-  for (size_t i = 0; i < cap->slot_count; ++i)
-    if ((batch->inputs[i].given == CGR__GIVEN_INPUT &&
-         batch->inputs[i].source == CGR_SOURCE_HOST) ||
-        batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
+int cgr__replay_uses_staging(const cgr__replay *replay,
+                             const cgr_batch *batch) {
+  for (uint32_t n = 0; n < replay->input_count; ++n) {
+    const cgr__slot_input *input = &batch->inputs[replay->inputs[n]];
+    if ((input->given == CGR__GIVEN_INPUT &&
+         input->source == CGR_SOURCE_HOST) ||
+        input->given == CGR__GIVEN_FEEDBACK)
       return 1;
+  }
   return 0;
 }
 
@@ -251,9 +259,8 @@ int cgr__replay_uses_staging(const cgr__capture *cap, const cgr_batch *batch) {
 void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
                           uint32_t padded, uint32_t tokens) {
   cgr__set *other = &replay->sets[1 - k];
-  for (size_t i = 0; i < cap->slot_count; ++i) {
-    if (cap->slots[i].fed_by < 0)
-      continue;
+  for (uint32_t n = 0; n < replay->fed_count; ++n) {
+    uint32_t i = replay->fed_inputs[n];
     uint32_t rows = (uint32_t)cgr__slot_rows(&cap->slots[i], padded, tokens);
     if (other->dirty_end[i] < rows)
       other->dirty_end[i] = rows;
@@ -286,16 +293,20 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l) {
   cgr__copy_plan_clear(&replay->plan);
-  for (int late = 0; late < 2; ++late) {
-    if (late)
-      l->free_ops = replay->plan.count;
-    for (size_t i = 0; i < cap->slot_count; ++i) {
-      const cgr__slot *slot = &cap->slots[i];
-      if (cgr__is_input(slot) &&
-          waits_for_previous_graph(slot, &batch->inputs[i]) == late)
-        CGR__CHECK(plan_slot(rt, replay, slot, i, &batch->inputs[i], l));
-    }
+  /* The free slots in one pass, the late ones listed for a second. */
+  uint32_t *late = replay->late_inputs, late_count = 0;
+  for (uint32_t n = 0; n < replay->input_count; ++n) {
+    uint32_t i = replay->inputs[n];
+    const cgr__slot *slot = &cap->slots[i];
+    if (waits_for_previous_graph(slot, &batch->inputs[i]))
+      late[late_count++] = i;
+    else
+      CGR__CHECK(plan_slot(rt, replay, slot, i, &batch->inputs[i], l));
   }
+  l->free_ops = replay->plan.count;
+  for (uint32_t n = 0; n < late_count; ++n)
+    CGR__CHECK(plan_slot(rt, replay, &cap->slots[late[n]], late[n],
+                         &batch->inputs[late[n]], l));
   l->split = (replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
               replay->mode == CGR_REPLAY_PIPELINED) &&
              l->free_ops > 0 && l->free_ops < replay->plan.count;
@@ -357,9 +368,8 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
 void cgr__replay_commit(const cgr__capture *cap, cgr__replay *replay,
                         const cgr_batch *batch, const cgr__load *l) {
   cgr__set *set = &replay->sets[l->set];
-  for (size_t i = 0; i < cap->slot_count; ++i) {
-    if (!cgr__is_input(&cap->slots[i]))
-      continue;
+  for (uint32_t n = 0; n < replay->input_count; ++n) {
+    uint32_t i = replay->inputs[n];
     /* Every slot's rows past the batch hold padding now, an unchanged
      * one's too (plan_slot filled them as it fills a loaded one's), but
      * for an unchanged PREFIX slot, whose state stays as it was. */
@@ -420,15 +430,19 @@ void cgr__replay_issue(cgr__replay *replay, const cgr_ticket *ticket,
 }
 
 cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,
+                                      const cgr__replay *replay,
                                       const cgr_batch *batch,
                                       const char *func) {
-  for (size_t i = 0; i < cap->slot_count; ++i)
-    if (cgr__is_input(&cap->slots[i]) &&
-        batch->inputs[i].given == CGR__GIVEN_NONE)
+  if (batch->given_count == replay->input_count)
+    return CGR_OK; /* each slot is given at most once */
+  for (uint32_t n = 0; n < replay->input_count; ++n) {
+    uint32_t i = replay->inputs[n];
+    if (batch->inputs[i].given == CGR__GIVEN_NONE)
       return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
                        "slot '%s' was not given in this batch (input, "
                        "unchanged, gather or feedback)",
                        cap->slots[i].name);
+  }
   return CGR_OK;
 }
 
@@ -485,7 +499,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
                      "cgr_replay_stage and cgr_replay_ahead (the batch is "
                      "consumed)");
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-  CGR__CHECK(cgr__replay_batch_complete(rt, cap, batch, "cgr_replay"));
+  CGR__CHECK(cgr__replay_batch_complete(rt, cap, replay, batch, "cgr_replay"));
 
   /* The previous eager step's buffers live until this replay. */
   if (replay->eager_live) {
@@ -505,7 +519,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
                  .tokens = batch->tokens,
                  .key = cgr__replay_batch_key(cap, batch)};
   cgr_status status = cgr__replay_ensure_captured(rt, cap, l.key);
-  if (status == CGR_OK && cgr__replay_uses_staging(cap, batch))
+  if (status == CGR_OK && cgr__replay_uses_staging(replay, batch))
     status = cgr__replay_staging_ready(rt, &replay->sets[l.set]);
   if (status == CGR_OK)
     status = cgr__replay_plan(rt, replay, cap, batch, &l);
@@ -585,10 +599,9 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   uint32_t b = batch->size, q = batch->tokens;
   uint32_t padded = cap->sizes[cap->bucket_of[b]];
   size_t key = cgr__replay_batch_key(cap, batch);
-  for (size_t i = 0; i < cap->slot_count; ++i) {
+  for (uint32_t n = 0; n < replay->input_count; ++n) {
+    uint32_t i = replay->inputs[n];
     const cgr__slot_input *input = &batch->inputs[i];
-    if (!cgr__is_input(&cap->slots[i]))
-      continue;
     if (input->given == CGR__GIVEN_GATHER ||
         input->given == CGR__GIVEN_FEEDBACK ||
         (input->given == CGR__GIVEN_INPUT &&
@@ -610,10 +623,9 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   }
   uint64_t ops = 0, bytes = 0, skipped = 0;
   cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
-  for (size_t i = 0; i < cap->slot_count && status == CGR_OK; ++i) {
+  for (uint32_t n = 0; n < replay->input_count && status == CGR_OK; ++n) {
+    uint32_t i = replay->inputs[n];
     const cgr__slot *slot = &cap->slots[i];
-    if (!cgr__is_input(slot))
-      continue;
     ops++;
     bytes += cgr__input_bytes(slot, padded, q);
     /* The slot's rows: a row per token for a slot scaled by token. */
@@ -671,9 +683,8 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   }
   /* The graph wrote the key's padded rows of every input: rows past them
    * that held live data still do. */
-  for (size_t i = 0; i < cap->slot_count; ++i) {
-    if (!cgr__is_input(&cap->slots[i]))
-      continue;
+  for (uint32_t n = 0; n < replay->input_count; ++n) {
+    uint32_t i = replay->inputs[n];
     uint32_t live = (uint32_t)cgr__slot_rows(&cap->slots[i], b, q);
     if (set->dirty_end[i] <= cgr__slot_rows(&cap->slots[i], padded, q))
       set->dirty_end[i] = live;

@@ -89,6 +89,7 @@ struct cgr_batch {
   uint32_t variant;
   int open;
   cgr__slot_input *inputs; /* one per slot */
+  uint32_t given_count;    /* input slots given so far */
   /* The caller's events the streams were made to wait for at
    * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */
   int event_count;
@@ -128,6 +129,13 @@ typedef struct cgr__replay {
   uint64_t next_step;
   cgr_replay_mode mode;
   cgr__set sets[CGR__SETS];
+  /* The input slots (ROWS, PREFIX) and the fed ones among them, in slot
+   * order: the step's loops walk these, not every slot. */
+  uint32_t *inputs;
+  uint32_t input_count;
+  uint32_t *fed_inputs;
+  uint32_t fed_count;
+  uint32_t *late_inputs;    /* cgr__replay_plan's list, input_count long */
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
@@ -216,10 +224,11 @@ size_t cgr__replay_batch_key(const cgr__capture *cap, const cgr_batch *batch);
  * (set->staging_reader): no wait in the steady state. */
 cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set);
 /* 1 when the batch writes staging: a pageable source or feedback. */
-int cgr__replay_uses_staging(const cgr__capture *cap, const cgr_batch *batch);
+int cgr__replay_uses_staging(const cgr__replay *replay, const cgr_batch *batch);
 /* CGR_OK when every input slot of the batch was given; the message names
  * the first that was not (as `func`). */
 cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,
+                                      const cgr__replay *replay,
                                       const cgr_batch *batch, const char *func);
 /* 1 for the statuses of a caller's mistake, found before anything was
  * enqueued (cgr_replay, cgr_replay_ahead): nothing to drain or forget. */
@@ -261,11 +270,17 @@ cgr_status cgr__replay_eager(cgr_runtime *rt, cgr__replay *replay,
 /* The runtime's replay state, made on first use after a capture. */
 cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out);
 
-/* batch.c: the byte count a ROWS/PREFIX slot's input must have for a
- * batch of q tokens per request. */
-uint64_t cgr__input_bytes(const cgr__slot *slot, uint32_t batch_size,
-                          uint32_t q);
 /* 1 when the slot is loaded per step (ROWS, PREFIX). */
-int cgr__is_input(const cgr__slot *slot);
+static inline int cgr__is_input(const cgr__slot *slot) {
+  return slot->desc.kind == CGR_SLOT_ROWS || slot->desc.kind == CGR_SLOT_PREFIX;
+}
+/* The byte count a ROWS/PREFIX slot's input must have for a batch of q
+ * tokens per request (cgr__slot_bytes_for, inline for the step's path). */
+static inline uint64_t cgr__input_bytes(const cgr__slot *slot,
+                                        uint32_t batch_size, uint32_t q) {
+  if (slot->desc.kind == CGR_SLOT_PREFIX)
+    return ((uint64_t)batch_size + 1) * slot->desc.elem_size;
+  return cgr__slot_rows(slot, batch_size, q) * slot->row_bytes;
+}
 
 #endif /* CGR_REPLAY_REPLAY_H */

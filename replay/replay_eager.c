@@ -83,6 +83,7 @@ cgr_status cgr__replay_eager(cgr_runtime *rt, cgr__replay *replay,
       status = cgr__copy_plan_gather(&replay->plan, dst, input->gather_src,
                                      input->gather_index, rows,
                                      cap->slots[i].row_bytes, &rt->error);
+      cgr__copy_plan_mark_foreign(&replay->plan, 0); /* the caller's index */
       if (status == CGR_OK)
         status = cgr__copy_plan_finish(&replay->plan, &rt->error);
       if (status == CGR_OK)

@@ -84,7 +84,7 @@ static cgr_status take_batch(cgr_runtime *rt, cgr__replay *replay,
                      "batch %u is larger than the largest bucket (%u): "
                      "CGR_REPLAY_PIPELINED stages only batches a graph holds",
                      batch->size, cgr__largest_bucket(cap));
-  return cgr__replay_batch_complete(rt, cap, batch, func);
+  return cgr__replay_batch_complete(rt, cap, replay, batch, func);
 }
 
 /* A finished plan with no operation (an area that loads nothing). */

@@ -4,6 +4,7 @@
 #ifdef CGR_HAVE_NVTX
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,6 +12,15 @@
 #ifdef CGR_HAVE_CUDA
 #include <nvtx3/nvToolsExtCudaRt.h>
 #endif
+
+_Atomic int cgr__nvtx_tool_ = -1;
+
+int cgr__nvtx_detect(void) {
+  int tool = getenv("NVTX_INJECTION64_PATH") != NULL ||
+             getenv("NVTX_INJECTION32_PATH") != NULL;
+  atomic_store_explicit(&cgr__nvtx_tool_, tool, memory_order_relaxed);
+  return tool;
+}
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static nvtxDomainHandle_t domain;

@@ -1,11 +1,12 @@
 /*
  * NVTX in cgr's own domain ("cgr"), with registered strings so a range costs
  * no string hashing. With CGR_WITH_NVTX=OFF everything here compiles to
- * nothing; with it on and no tool attached, NVTX's own stubs cost a branch.
+ * nothing; with it on and no tool attached, a range costs one load.
  */
 #ifndef CGR_RUNTIME_NVTX_H
 #define CGR_RUNTIME_NVTX_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* X(NAME, message shown on the timeline) */
@@ -38,14 +39,24 @@ void cgr__nvtx_pop(void);
 void cgr__nvtx_name_thread(const char *name);
 /* Names a cudaStream_t (passed as void *); no-op in a build without CUDA. */
 void cgr__nvtx_name_cuda_stream(void *cuda_stream, const char *name);
+/* 1 when a tool that records NVTX ranges is attached: Nsight Systems and
+ * Nsight Compute load theirs through NVTX_INJECTION64_PATH. With none,
+ * NVTX's calls do nothing, so cgr skips them and their setup (a pthread
+ * once, the attributes) on the step's path: one load (issue 23). */
+extern _Atomic int cgr__nvtx_tool_; /* -1 until looked up */
+int cgr__nvtx_detect(void);
+static inline int cgr__nvtx_live(void) {
+  int tool = atomic_load_explicit(&cgr__nvtx_tool_, memory_order_relaxed);
+  return tool >= 0 ? tool : cgr__nvtx_detect();
+}
 #define CGR__NVTX_PUSH(enabled, range, payload)                                \
   do {                                                                         \
-    if (enabled)                                                               \
+    if ((enabled) && cgr__nvtx_live())                                         \
       cgr__nvtx_push((range), (uint64_t)(payload));                            \
   } while (0)
 #define CGR__NVTX_POP(enabled)                                                 \
   do {                                                                         \
-    if (enabled)                                                               \
+    if ((enabled) && cgr__nvtx_live())                                         \
       cgr__nvtx_pop();                                                         \
   } while (0)
 #else

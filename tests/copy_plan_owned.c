@@ -1,0 +1,180 @@
+/* Owned copy plans (issue 23): out of validation mode the replay builds
+ * every destination itself, and finish checks only the reads of caller
+ * memory against them, in O(ops), instead of sorting every range. These
+ * tests hold that shortcut to the whole check's answers where it matters:
+ * a caller's source or index inside a destination is refused all the
+ * same, by the plan and through cgr_replay with validation off; too many
+ * foreign operations fall back to the whole check. */
+#include <string.h>
+
+#include "harness.h"
+#include "kernels/copy_plan.h"
+#include "model.h"
+
+enum { ARENA = 4096 };
+
+static unsigned char dst_arena[ARENA], src_arena[ARENA];
+static int32_t index_arena[64];
+
+static void owned_plan(cgr__copy_plan *plan) {
+  cgr__copy_plan_init(plan);
+  plan->owned = 1;
+}
+
+static void assert_error_has(const cgr__error *err, const char *needle) {
+  if (strstr(err->message, needle) == NULL)
+    fail_msg("the message lacks \"%s\": %s", needle, err->message);
+}
+
+/* A foreign COPY reading bytes another operation writes is refused,
+ * naming both, as the whole check names them. */
+static void test_a_foreign_source_inside_a_destination_is_refused(void **s) {
+  (void)s;
+  cgr__error err;
+  memset(&err, 0, sizeof err);
+  cgr__copy_plan plan;
+  owned_plan(&plan);
+  assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena, src_arena, 64, &err),
+                   CGR_OK);
+  size_t before = plan.count;
+  assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena + 256, dst_arena + 32,
+                                       16, &err),
+                   CGR_OK);
+  cgr__copy_plan_mark_foreign(&plan, before);
+  assert_int_equal(cgr__copy_plan_finish(&plan, &err), CGR_E_INVALID_ARGUMENT);
+  assert_error_has(&err, "operation 1 (COPY) reads source bytes that "
+                         "operation 0 (COPY) writes");
+  /* The same read, not marked: the builder vouched for it. */
+  cgr__copy_plan_clear(&plan);
+  assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena, src_arena, 64, &err),
+                   CGR_OK);
+  assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena + 256, dst_arena + 32,
+                                       16, &err),
+                   CGR_OK);
+  assert_int_equal(cgr__copy_plan_finish(&plan, &err), CGR_OK);
+  cgr__copy_plan_release(&plan);
+}
+
+/* A foreign GATHER's index array inside a destination is refused; one
+ * outside every destination passes. */
+static void test_a_foreign_index_inside_a_destination_is_refused(void **s) {
+  (void)s;
+  cgr__error err;
+  memset(&err, 0, sizeof err);
+  cgr__copy_plan plan;
+  owned_plan(&plan);
+  int32_t *in_dst = (int32_t *)(void *)(dst_arena + 512);
+  assert_int_equal(cgr__copy_plan_fill(&plan, dst_arena + 512, 0, 4, 64, &err),
+                   CGR_OK);
+  assert_int_equal(cgr__copy_plan_gather(&plan, dst_arena, src_arena, in_dst, 4,
+                                         16, &err),
+                   CGR_OK);
+  cgr__copy_plan_mark_foreign(&plan, 1);
+  assert_int_equal(cgr__copy_plan_finish(&plan, &err), CGR_E_INVALID_ARGUMENT);
+  assert_error_has(&err, "operation 1 (GATHER) reads index bytes that "
+                         "operation 0 (FILL) writes");
+  cgr__copy_plan_clear(&plan);
+  assert_int_equal(plan.foreign_count, 0);
+  assert_int_equal(cgr__copy_plan_fill(&plan, dst_arena + 512, 0, 4, 64, &err),
+                   CGR_OK);
+  assert_int_equal(cgr__copy_plan_gather(&plan, dst_arena, src_arena,
+                                         index_arena, 4, 16, &err),
+                   CGR_OK);
+  cgr__copy_plan_mark_foreign(&plan, 1);
+  assert_int_equal(cgr__copy_plan_finish(&plan, &err), CGR_OK);
+  assert_int_equal(plan.tile_count, 2);
+  cgr__copy_plan_release(&plan);
+}
+
+/* Past CGR__COPY_PLAN_FOREIGN foreign operations the plan checks every
+ * range, destinations included: an overlap of two destinations, which an
+ * owned plan otherwise takes on trust, is refused then. */
+static void test_too_many_foreign_operations_check_everything(void **s) {
+  (void)s;
+  cgr__error err;
+  memset(&err, 0, sizeof err);
+  cgr__copy_plan plan;
+  owned_plan(&plan);
+  for (int i = 0; i <= CGR__COPY_PLAN_FOREIGN; ++i)
+    assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena + 64 * i,
+                                         src_arena + 64 * i, 64, &err),
+                     CGR_OK);
+  cgr__copy_plan_mark_foreign(&plan, 0);
+  assert_true(plan.foreign_count > CGR__COPY_PLAN_FOREIGN);
+  assert_int_equal(cgr__copy_plan_finish(&plan, &err), CGR_OK);
+  assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena + 32, src_arena, 64,
+                                       &err),
+                   CGR_OK);
+  assert_int_equal(cgr__copy_plan_finish(&plan, &err), CGR_E_INVALID_ARGUMENT);
+  assert_error_has(&err, "write overlapping destination bytes");
+  cgr__copy_plan_release(&plan);
+}
+
+/* ---- through cgr_replay, validation off --------------------------------- */
+
+static cgr_runtime *unvalidated_runtime(model *m) {
+  static const uint32_t buckets[] = {1, 2, 4, 8};
+  cgr_config config;
+  cgr_test_config(&config);
+  config.validate = 0;
+  config.buckets = buckets;
+  config.bucket_count = 4;
+  cgr_runtime *rt = NULL;
+  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
+  model_declare(rt, m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
+  return rt;
+}
+
+/* Gives the model's inputs from the host but positions, which come from
+ * `positions` on the device. */
+static cgr_status replay_with_positions(cgr_runtime *rt, const model *m,
+                                        const model_inputs *in,
+                                        const void *positions,
+                                        cgr_ticket *ticket) {
+  uint32_t b = in->rows;
+  cgr_batch *batch = NULL;
+  CGR__CHECK(cgr_batch_begin(rt, b, &batch));
+  CGR__CHECK(
+      cgr_batch_input(batch, m->ids, CGR_SOURCE_HOST, in->ids, (size_t)b * 4));
+  CGR__CHECK(cgr_batch_input(batch, m->pos, CGR_SOURCE_DEVICE, positions,
+                             (size_t)b * 4));
+  CGR__CHECK(cgr_batch_input(batch, m->pages, CGR_SOURCE_HOST, in->pages,
+                             (size_t)b * 4 * MODEL_PAGES));
+  CGR__CHECK(cgr_batch_input(batch, m->cu_k, CGR_SOURCE_HOST, in->cu_k,
+                             (size_t)(b + 1) * 4));
+  return cgr_replay(rt, batch, ticket);
+}
+
+/* A DEVICE source that is a slot buffer of the set being loaded (the
+ * caller passed cgr_slot_address of the wrong set) would be read while
+ * the same plan writes it: refused, with validation off as with it on,
+ * and the runtime goes on. */
+static void test_replay_refuses_a_source_it_would_overwrite(void **state) {
+  (void)cgr_test_runtime(state);
+  model m;
+  cgr_runtime *rt = unvalidated_runtime(&m);
+  model_inputs in;
+  model_make_inputs(&in, 4, 4, 31);
+  void *ids_set0 = NULL, *ids_set1 = NULL;
+  assert_cgr_ok(rt, cgr_slot_address(rt, m.ids, 0, 0, &ids_set0));
+  assert_cgr_ok(rt, cgr_slot_address(rt, m.ids, 1, 0, &ids_set1));
+  cgr_ticket ticket;
+  /* Step 0 loads set 0: its own input_ids are refused as positions. */
+  assert_cgr_status(rt, replay_with_positions(rt, &m, &in, ids_set0, &ticket),
+                    CGR_E_INVALID_ARGUMENT);
+  assert_last_error_contains(rt, "reads source bytes that operation");
+  /* Set 1's are another allocation: read, not written, by this step. */
+  assert_cgr_ok(rt, replay_with_positions(rt, &m, &in, ids_set1, &ticket));
+  assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
+  cgr_runtime_destroy(rt);
+}
+
+static const struct CMUnitTest tests[] = {
+    HOST_TEST(test_a_foreign_source_inside_a_destination_is_refused),
+    HOST_TEST(test_a_foreign_index_inside_a_destination_is_refused),
+    HOST_TEST(test_too_many_foreign_operations_check_everything),
+    RUNTIME_TEST(test_replay_refuses_a_source_it_would_overwrite),
+};
+
+CGR_TEST_MAIN(tests)
