@@ -10,7 +10,8 @@
 #         report's tests), numpy, pytest and venv (the Python package's
 #         tests; `pip install .` fetches its build backend from PyPI).
 #   ci    test, plus what .ci/run needs beyond the tests: clang and its
-#         sanitizer runtimes (libFuzzer) for the fuzz targets.
+#         sanitizer runtimes (libFuzzer) for the fuzz targets, valgrind
+#         (callgrind) for the host path's instruction budget.
 #
 # Every README command and .ci/run begins here, and this file holds the one
 # list of packages. The script is idempotent: when everything is present it
@@ -52,6 +53,8 @@ packages=(
   "python3-pytest|test|have_module pytest"
   "python3-venv|test|have_module ensurepip"
   "clang|ci|command -v clang"
+  # callgrind counts cgr's own instructions per step (issue 23's budget).
+  "valgrind|ci|command -v callgrind_annotate"
   # libFuzzer and clang's sanitizer runtimes are only recommended by clang.
   "libclang-rt-dev|ci|have_libfuzzer"
 )
