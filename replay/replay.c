@@ -513,11 +513,8 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     return replay_in_graph(rt, replay, cap, batch, ticket, started);
 
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
-  cgr__load l = {.set = (int)(replay->next_step % CGR__SETS),
-                 .batch = batch->size,
-                 .padded = cap->sizes[cap->bucket_of[batch->size]],
-                 .tokens = batch->tokens,
-                 .key = cgr__replay_batch_key(cap, batch)};
+  cgr__load l;
+  cgr__load_init(&l, cap, batch, (int)(replay->next_step % CGR__SETS));
   cgr_status status = cgr__replay_ensure_captured(rt, cap, l.key);
   if (status == CGR_OK && cgr__replay_uses_staging(replay, batch))
     status = cgr__replay_staging_ready(rt, &replay->sets[l.set]);
@@ -675,9 +672,9 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   if (status == CGR_OK)
     set->staging_reader = set->staging_free;
   CGR__NVTX_POP(rt->config.nvtx);
-  cgr__load l = {
-      .set = k, .batch = b, .padded = padded, .tokens = q, .key = key};
   if (status != CGR_OK) {
+    cgr__load l;
+    cgr__load_init(&l, cap, batch, k);
     cgr__replay_forget(cap, replay, &l);
     return status;
   }

@@ -198,6 +198,23 @@ typedef struct cgr__load {
   uint64_t skipped;
 } cgr__load;
 
+/* A load of `batch` into `set`, before planning. Only the fields a plan
+ * reads are set: head and tail stay unwritten until a split plan's finish
+ * makes them (zeroing two plans would cost more than the rest). */
+static inline void cgr__load_init(cgr__load *l, const cgr__capture *cap,
+                                  const cgr_batch *batch, int set) {
+  l->set = set;
+  l->batch = batch->size;
+  l->padded = cap->sizes[cap->bucket_of[batch->size]];
+  l->tokens = batch->tokens;
+  l->key = cgr__key_index(cap, cap->bucket_of[batch->size],
+                          (size_t)cgr__token_index(cap, batch->tokens),
+                          batch->variant);
+  l->free_ops = 0;
+  l->split = 0;
+  l->skipped = 0;
+}
+
 /* replay.c, shared with replay_pipelined.c. */
 /* The plan of one step into replay->plan: the free part first (l->free_ops
  * operations), then the late part; split into l->head and l->tail when

@@ -169,16 +169,6 @@ static void abandon(cgr_runtime *rt, cgr__capture *cap, cgr__replay *replay) {
   replay->staged.active = 0;
 }
 
-/* The load of a batch into set l->set described before planning. */
-static cgr__load load_of(const cgr__capture *cap, const cgr_batch *batch,
-                         int set) {
-  cgr__load l = {.set = set,
-                 .batch = batch->size,
-                 .padded = cap->sizes[cap->bucket_of[batch->size]],
-                 .tokens = batch->tokens,
-                 .key = cgr__replay_batch_key(cap, batch)};
-  return l;
-}
 
 cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch) {
   if (rt == NULL)
@@ -192,7 +182,8 @@ cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch) {
     cgr__eager_end(rt, &replay->eager);
     replay->eager_live = 0;
   }
-  cgr__load l = load_of(cap, batch, (int)(replay->next_step % CGR__SETS));
+  cgr__load l;
+  cgr__load_init(&l, cap, batch, (int)(replay->next_step % CGR__SETS));
   cgr__set *set = &replay->sets[l.set];
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
   cgr_status status = cgr__replay_staging_ready(rt, set);
@@ -286,9 +277,13 @@ cgr_status cgr_replay_ahead(cgr_runtime *rt, cgr_batch *next,
   cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
   int k = (int)(replay->next_step % CGR__SETS);
   cgr__set *other = &replay->sets[1 - k];
-  cgr__load l = {.set = 1 - k};
-  if (next != NULL)
-    l = load_of(cap, next, 1 - k);
+  cgr__load l;
+  if (next != NULL) {
+    cgr__load_init(&l, cap, next, 1 - k);
+  } else {
+    memset(&l, 0, sizeof l); /* no load: empty areas */
+    l.set = 1 - k;
+  }
   int full = 0;
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE,
                  next != NULL ? next->size : 0);
