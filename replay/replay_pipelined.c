@@ -169,7 +169,6 @@ static void abandon(cgr_runtime *rt, cgr__capture *cap, cgr__replay *replay) {
   replay->staged.active = 0;
 }
 
-
 cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch) {
   if (rt == NULL)
     return CGR_E_INVALID_ARGUMENT;
