@@ -324,6 +324,18 @@ static cgr_status check_source_memory(cgr_runtime *rt, const cgr__slot *s,
                    data, bytes, cgr__memory_kind_name(kind));
 }
 
+/* Records a checked input of the batch. */
+static inline void give_input(cgr_batch *batch, cgr_slot slot,
+                              cgr_source source, const void *data,
+                              size_t bytes) {
+  cgr__slot_input *input = &batch->inputs[slot];
+  input->given = CGR__GIVEN_INPUT;
+  input->source = source;
+  input->data = data;
+  input->bytes = bytes;
+  batch->given_count++;
+}
+
 /* cgr_batch_input with every check and message: the path of a refusal
  * and of validation mode. */
 static CGR__COLD cgr_status input_checked(cgr_batch *batch, cgr_slot slot,
@@ -356,12 +368,7 @@ static CGR__COLD cgr_status input_checked(cgr_batch *batch, cgr_slot slot,
       CGR__CHECK(
           check_values(rt, s, data, bytes, "cgr_batch_input", "element"));
   }
-  cgr__slot_input *input = &batch->inputs[slot];
-  input->given = CGR__GIVEN_INPUT;
-  input->source = source;
-  input->data = data;
-  input->bytes = bytes;
-  batch->given_count++;
+  give_input(batch, slot, source, data, bytes);
   return CGR_OK;
 }
 
@@ -378,14 +385,9 @@ cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
       (source == CGR_SOURCE_HOST || source == CGR_SOURCE_PINNED ||
        source == CGR_SOURCE_DEVICE)) {
     const cgr__slot *s = &cap->slots[slot];
-    cgr__slot_input *input = &batch->inputs[slot];
-    if (cgr__is_input(s) && input->given == CGR__GIVEN_NONE &&
+    if (cgr__is_input(s) && batch->inputs[slot].given == CGR__GIVEN_NONE &&
         bytes == cgr__input_bytes(s, batch->size, batch->tokens)) {
-      input->given = CGR__GIVEN_INPUT;
-      input->source = source;
-      input->data = data;
-      input->bytes = bytes;
-      batch->given_count++;
+      give_input(batch, slot, source, data, bytes);
       return CGR_OK;
     }
   }
