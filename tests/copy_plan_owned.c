@@ -5,6 +5,8 @@
  * a caller's source or index inside a destination is refused all the
  * same, by the plan and through cgr_replay with validation off; too many
  * foreign operations fall back to the whole check. */
+#define _POSIX_C_SOURCE 200809L /* rand_r */
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -170,11 +172,105 @@ static void test_replay_refuses_a_source_it_would_overwrite(void **state) {
   cgr_runtime_destroy(rt);
 }
 
+/* ---- owned plans give the same results ------------------------------------
+ */
+
+/* A slot's data in the three places a batch can take it from. */
+typedef struct placed {
+  void *pinned, *device;
+} placed;
+
+enum { DIFF_STEPS = 160 };
+
+/* Gives slot `slot` `bytes` of `data` from a random source: the host, a
+ * pinned copy or a device copy (not in the in-graph mode). */
+static void give_somewhere(cgr_runtime *rt, cgr_batch *batch, cgr_slot slot,
+                           const void *data, size_t bytes, const placed *p,
+                           int device_ok, unsigned *seed) {
+  int where = rand_r(seed) % (device_ok ? 3 : 2);
+  if (where == 0) {
+    assert_cgr_ok(rt,
+                  cgr_batch_input(batch, slot, CGR_SOURCE_HOST, data, bytes));
+  } else if (where == 1) {
+    memcpy(p->pinned, data, bytes);
+    assert_cgr_ok(rt, cgr_batch_input(batch, slot, CGR_SOURCE_PINNED, p->pinned,
+                                      bytes));
+  } else {
+    assert_cgr_ok(rt, cgr_memcpy(rt, p->device, data, bytes));
+    assert_cgr_ok(rt, cgr_batch_input(batch, slot, CGR_SOURCE_DEVICE, p->device,
+                                      bytes));
+  }
+}
+
+/* Random batch sizes, sources and unchanged page tables, validation off
+ * (owned plans: issue 23): every step's outputs are the model's, in every
+ * mode cgr_replay runs. */
+static void test_owned_plans_give_the_models_outputs(void **state) {
+  (void)cgr_test_runtime(state);
+  static const cgr_replay_mode modes[] = {CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED,
+                                          CGR_REPLAY_DOUBLE_BUFFERED,
+                                          CGR_REPLAY_IN_GRAPH};
+  for (size_t mode = 0; mode < sizeof modes / sizeof modes[0]; ++mode) {
+    model m;
+    cgr_runtime *rt = unvalidated_runtime(&m);
+    assert_cgr_ok(rt, cgr_set_replay_mode(rt, modes[mode]));
+    int device_ok = modes[mode] != CGR_REPLAY_IN_GRAPH;
+    placed p[4];
+    size_t room = sizeof(int32_t) * MODEL_MAX_ROWS * MODEL_PAGES;
+    for (int i = 0; i < 4; ++i) {
+      assert_cgr_ok(rt, cgr_pinned_alloc(rt, room, &p[i].pinned));
+      assert_cgr_ok(rt, cgr_device_alloc(rt, room, &p[i].device));
+    }
+    static model_inputs in, last[2];
+    unsigned seed = 1234 + (unsigned)mode;
+    uint32_t last_rows[2] = {0, 0};
+    for (uint64_t n = 0; n < DIFF_STEPS; ++n) {
+      int k = (int)(n % 2);
+      uint32_t rows = 1 + (uint32_t)(rand_r(&seed) % 8);
+      model_make_inputs(&in, rows, rows, (unsigned)rand_r(&seed));
+      cgr_batch *batch = NULL;
+      assert_cgr_ok(rt, cgr_batch_begin(rt, rows, &batch));
+      give_somewhere(rt, batch, m.ids, in.ids, rows * 4, &p[0], device_ok,
+                     &seed);
+      give_somewhere(rt, batch, m.pos, in.pos, rows * 4, &p[1], device_ok,
+                     &seed);
+      give_somewhere(rt, batch, m.cu_k, in.cu_k, (rows + 1) * 4, &p[2],
+                     device_ok, &seed);
+      /* The page table: unchanged where the set holds this batch size's,
+       * half the time (the set then keeps what it was last given). */
+      if (last_rows[k] == rows && rand_r(&seed) % 2 == 0 &&
+          cgr_batch_unchanged(batch, m.pages) == CGR_OK) {
+        memcpy(in.pages, last[k].pages, sizeof in.pages);
+      } else {
+        give_somewhere(rt, batch, m.pages, in.pages,
+                       (size_t)rows * 4 * MODEL_PAGES, &p[3], device_ok, &seed);
+      }
+      cgr_ticket ticket;
+      assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
+      assert_int_equal(ticket.set, k);
+      assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
+      void *out = NULL, *out_pages = NULL;
+      assert_cgr_ok(rt, cgr_output(rt, &ticket, m.out, &out));
+      assert_cgr_ok(rt, cgr_output(rt, &ticket, m.out_pages, &out_pages));
+      model_check_outputs(rt, out, out_pages, &in, ticket.padded_batch, rows,
+                          NULL);
+      last[k] = in;
+      last_rows[k] = rows;
+    }
+    for (int i = 0; i < 4; ++i) {
+      assert_cgr_ok(rt, cgr_pinned_free(rt, p[i].pinned));
+      assert_cgr_ok(rt, cgr_device_free(rt, p[i].device));
+    }
+    cgr_runtime_destroy(rt);
+  }
+}
+
 static const struct CMUnitTest tests[] = {
     HOST_TEST(test_a_foreign_source_inside_a_destination_is_refused),
     HOST_TEST(test_a_foreign_index_inside_a_destination_is_refused),
     HOST_TEST(test_too_many_foreign_operations_check_everything),
     RUNTIME_TEST(test_replay_refuses_a_source_it_would_overwrite),
+    RUNTIME_TEST(test_owned_plans_give_the_models_outputs),
 };
 
 CGR_TEST_MAIN(tests)
