@@ -109,18 +109,17 @@ out_of_memory:
 }
 
 cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out) {
-  *out = NULL;
+  /* Made after a capture succeeded, which cannot be undone: the step's
+   * path takes no lock (issue 23). */
+  *out = rt->layers[CGR__LAYER_REPLAY].state;
+  if (*out != NULL)
+    return CGR_OK;
   cgr__capture *cap = NULL;
   CGR__CHECK(cgr__capture_state(rt, &cap));
   if (cap->step == NULL)
     return cgr__fail(&rt->error, CGR_E_INVALID_STATE, "cgr_batch_begin",
                      "nothing to replay: call cgr_capture() first");
-  cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
-  if (replay != NULL) {
-    *out = replay;
-    return CGR_OK;
-  }
-  replay = cgr__calloc(1, sizeof *replay);
+  cgr__replay *replay = cgr__calloc(1, sizeof *replay);
   if (replay == NULL)
     return cgr__fail(&rt->error, CGR_E_OUT_OF_MEMORY, "cgr_batch_begin",
                      "allocating the replay state failed");
