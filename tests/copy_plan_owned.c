@@ -114,20 +114,6 @@ static void test_too_many_foreign_operations_check_everything(void **s) {
 
 /* ---- through cgr_replay, validation off --------------------------------- */
 
-static cgr_runtime *unvalidated_runtime(model *m) {
-  static const uint32_t buckets[] = {1, 2, 4, 8};
-  cgr_config config;
-  cgr_test_config(&config);
-  config.validate = 0;
-  config.buckets = buckets;
-  config.bucket_count = 4;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
-  return rt;
-}
-
 /* Gives the model's inputs from the host but positions, which come from
  * `positions` on the device. */
 static cgr_status replay_with_positions(cgr_runtime *rt, const model *m,
@@ -155,7 +141,7 @@ static cgr_status replay_with_positions(cgr_runtime *rt, const model *m,
 static void test_replay_refuses_a_source_it_would_overwrite(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = unvalidated_runtime(&m);
+  cgr_runtime *rt = model_unvalidated_runtime(&m, CGR_REPLAY_FUSED);
   model_inputs in;
   model_make_inputs(&in, 4, 4, 31);
   void *ids_set0 = NULL, *ids_set1 = NULL;
@@ -212,8 +198,7 @@ static void test_owned_plans_give_the_models_outputs(void **state) {
                                           CGR_REPLAY_IN_GRAPH};
   for (size_t mode = 0; mode < sizeof modes / sizeof modes[0]; ++mode) {
     model m;
-    cgr_runtime *rt = unvalidated_runtime(&m);
-    assert_cgr_ok(rt, cgr_set_replay_mode(rt, modes[mode]));
+    cgr_runtime *rt = model_unvalidated_runtime(&m, modes[mode]);
     int device_ok = modes[mode] != CGR_REPLAY_IN_GRAPH;
     placed p[4];
     size_t room = sizeof(int32_t) * MODEL_MAX_ROWS * MODEL_PAGES;

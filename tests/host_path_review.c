@@ -8,21 +8,6 @@
 #include "harness.h"
 #include "model.h"
 
-static cgr_runtime *unvalidated_runtime(model *m, cgr_replay_mode mode) {
-  static const uint32_t buckets[] = {1, 2, 4, 8};
-  cgr_config config;
-  cgr_test_config(&config);
-  config.validate = 0;
-  config.buckets = buckets;
-  config.bucket_count = 4;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, m);
-  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
-  assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
-  return rt;
-}
-
 /* Replays `in` with every slot from the host and checks the outputs. */
 static void replay_and_check(cgr_runtime *rt, const model *m,
                              const model_inputs *in) {
@@ -48,7 +33,7 @@ test_unvalidated_gather_index_inside_a_destination_is_refused(void **state) {
                                           CGR_REPLAY_DOUBLE_BUFFERED};
   for (size_t mode = 0; mode < sizeof modes / sizeof modes[0]; ++mode) {
     model m;
-    cgr_runtime *rt = unvalidated_runtime(&m, modes[mode]);
+    cgr_runtime *rt = model_unvalidated_runtime(&m, modes[mode]);
     model_inputs in;
     model_make_inputs(&in, 4, 4, 77 + (unsigned)mode);
     void *pages_set0 = NULL, *rows = NULL;
@@ -76,7 +61,7 @@ static void
 test_unvalidated_prefix_device_source_inside_a_destination(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = unvalidated_runtime(&m, CGR_REPLAY_FUSED);
+  cgr_runtime *rt = model_unvalidated_runtime(&m, CGR_REPLAY_FUSED);
   model_inputs in;
   model_make_inputs(&in, 2, 2, 5);
   void *pages_set0 = NULL;
@@ -99,7 +84,7 @@ static void
 test_unvalidated_pipelined_refusal_keeps_the_staged_step(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = unvalidated_runtime(&m, CGR_REPLAY_PIPELINED);
+  cgr_runtime *rt = model_unvalidated_runtime(&m, CGR_REPLAY_PIPELINED);
   model_inputs in0, in1;
   model_make_inputs(&in0, 4, 4, 11);
   model_make_inputs(&in1, 3, 3, 12);
@@ -132,7 +117,7 @@ static void
 test_unvalidated_batch_input_refusals_leave_the_batch_as_it_was(void **state) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = unvalidated_runtime(&m, CGR_REPLAY_FUSED);
+  cgr_runtime *rt = model_unvalidated_runtime(&m, CGR_REPLAY_FUSED);
   model_inputs in;
   model_make_inputs(&in, 2, 2, 21);
   cgr_batch *batch = NULL;

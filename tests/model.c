@@ -125,6 +125,21 @@ cgr_runtime *model_captured_runtime(const uint32_t *buckets, size_t n,
   return rt;
 }
 
+cgr_runtime *model_unvalidated_runtime(model *m, cgr_replay_mode mode) {
+  static const uint32_t buckets[] = {1, 2, 4, 8};
+  cgr_config config;
+  cgr_test_config(&config);
+  config.validate = 0;
+  config.buckets = buckets;
+  config.bucket_count = 4;
+  cgr_runtime *rt = NULL;
+  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
+  model_declare(rt, m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
+  assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
+  return rt;
+}
+
 void model_make_inputs(model_inputs *in, uint32_t live, uint32_t rows,
                        unsigned seed) {
   srand(seed);

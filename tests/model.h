@@ -53,6 +53,10 @@ cgr_runtime *model_runtime(const uint32_t *buckets, size_t n, int allow_eager,
 cgr_runtime *model_captured_runtime(const uint32_t *buckets, size_t n,
                                     int allow_eager, model *m);
 
+/* model_captured_runtime with buckets 1, 2, 4, 8, validation off (the
+ * replay's owned plans, issue 23) and the replay mode `mode`. */
+cgr_runtime *model_unvalidated_runtime(model *m, cgr_replay_mode mode);
+
 /* One step's inputs on the host: `rows` rows, the first `live` random (from
  * seed), the rest padding. */
 typedef struct model_inputs {
