@@ -223,12 +223,6 @@ cgr_status cgr__replay_ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
   return cgr__capture_key_index(rt, key);
 }
 
-size_t cgr__replay_batch_key(const cgr__capture *cap, const cgr_batch *batch) {
-  return cgr__key_index(cap, cap->bucket_of[batch->size],
-                        (size_t)cgr__token_index(cap, batch->tokens),
-                        batch->variant);
-}
-
 /* Waits, on the host, until the copy or graph that last read staging k
  * is done: without a wait when it already is (the steady state). */
 cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set) {

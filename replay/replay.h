@@ -198,6 +198,14 @@ typedef struct cgr__load {
   uint64_t skipped;
 } cgr__load;
 
+/* The index of a batch's key in cap->keys (its bucket, tokens, variant). */
+static inline size_t cgr__replay_batch_key(const cgr__capture *cap,
+                                           const cgr_batch *batch) {
+  return cgr__key_index(cap, cap->bucket_of[batch->size],
+                        (size_t)cgr__token_index(cap, batch->tokens),
+                        batch->variant);
+}
+
 /* A load of `batch` into `set`, before planning. Only the fields a plan
  * reads are set: head and tail stay unwritten until a split plan's finish
  * makes them (zeroing two plans would cost more than the rest). */
@@ -207,9 +215,7 @@ static inline void cgr__load_init(cgr__load *l, const cgr__capture *cap,
   l->batch = batch->size;
   l->padded = cap->sizes[cap->bucket_of[batch->size]];
   l->tokens = batch->tokens;
-  l->key = cgr__key_index(cap, cap->bucket_of[batch->size],
-                          (size_t)cgr__token_index(cap, batch->tokens),
-                          batch->variant);
+  l->key = cgr__replay_batch_key(cap, batch);
   l->free_ops = 0;
   l->split = 0;
   l->skipped = 0;
@@ -235,8 +241,7 @@ void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
 /* Lazy capture of a key, without a lock in the steady state. */
 cgr_status cgr__replay_ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
                                        size_t key);
-/* The index of a batch's key in cap->keys (its bucket, tokens, variant). */
-size_t cgr__replay_batch_key(const cgr__capture *cap, const cgr_batch *batch);
+
 /* Waits, on the host, until nothing still reads the set's staging
  * (set->staging_reader): no wait in the steady state. */
 cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set);

@@ -161,6 +161,28 @@ static cgr_status waited(cgr__backend *be, cgr__call call, const char *func,
   return status;
 }
 
+/*
+ * The body of a dispatch that runs `op_call`, a call of kind `kind` from
+ * `site`: at once while no fault is armed or left behind (one load: every
+ * run but the fault tests'), else between the injection points. The
+ * result is counted; a wait's (DISPATCH_WAITED) also reports a device
+ * lost while it waited.
+ */
+#define DISPATCH_AS(be, kind, site, op_call, account)                          \
+  do {                                                                         \
+    if (cgr__fault_idle())                                                     \
+      return account((be), (kind), (op_call));                                 \
+    later_fault later_;                                                        \
+    CGR__CHECK(inject_before((be), (kind), (site), __func__, &later_));        \
+    cgr_status status_ = (op_call);                                            \
+    return inject_after((be), &later_, account((be), (kind), status_));        \
+  } while (0)
+#define WAITED(be, kind, status) waited((be), (kind), __func__, (status))
+#define DISPATCH(be, kind, site, op_call)                                      \
+  DISPATCH_AS(be, kind, site, op_call, counted)
+#define DISPATCH_WAITED(be, kind, site, op_call)                               \
+  DISPATCH_AS(be, kind, site, op_call, WAITED)
+
 static cgr_status null_arg(cgr__backend *be, const char *func,
                            const char *name) {
   return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, func,
@@ -200,16 +222,8 @@ cgr_status cgr__be_stream_create_at(cgr__site site, cgr__backend *be,
                      "argument 'priority' is %d, not a cgr_stream_priority",
                      (int)prio);
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_STREAM_CREATE,
-                   be->ops->stream_create(be->ctx, prio, name ? name : "cgr",
-                                          out));
-  later_fault later;
-  CGR__CHECK(
-      inject_before(be, CGR__CALL_STREAM_CREATE, site, __func__, &later));
-  cgr_status status =
-      be->ops->stream_create(be->ctx, prio, name ? name : "cgr", out);
-  return inject_after(be, &later, counted(be, CGR__CALL_STREAM_CREATE, status));
+  DISPATCH(be, CGR__CALL_STREAM_CREATE, site,
+           be->ops->stream_create(be->ctx, prio, name ? name : "cgr", out));
 }
 
 void cgr__be_stream_destroy(cgr__backend *be, cgr__stream *stream) {
@@ -229,13 +243,8 @@ cgr_status cgr__be_event_create_at(cgr__site site, cgr__backend *be, int timing,
     return null_arg(be, __func__, "out");
   *out = NULL;
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_EVENT_CREATE,
-                   be->ops->event_create(be->ctx, timing != 0, out));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_EVENT_CREATE, site, __func__, &later));
-  cgr_status status = be->ops->event_create(be->ctx, timing != 0, out);
-  return inject_after(be, &later, counted(be, CGR__CALL_EVENT_CREATE, status));
+  DISPATCH(be, CGR__CALL_EVENT_CREATE, site,
+           be->ops->event_create(be->ctx, timing != 0, out));
 }
 
 void cgr__be_event_destroy(cgr__backend *be, cgr__event *event) {
@@ -250,13 +259,8 @@ cgr_status cgr__be_event_record_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_EVENT_RECORD,
-                   be->ops->event_record(be->ctx, event, stream));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_EVENT_RECORD, site, __func__, &later));
-  cgr_status status = be->ops->event_record(be->ctx, event, stream);
-  return inject_after(be, &later, counted(be, CGR__CALL_EVENT_RECORD, status));
+  DISPATCH(be, CGR__CALL_EVENT_RECORD, site,
+           be->ops->event_record(be->ctx, event, stream));
 }
 
 cgr_status cgr__be_stream_wait_event_at(cgr__site site, cgr__backend *be,
@@ -267,13 +271,8 @@ cgr_status cgr__be_stream_wait_event_at(cgr__site site, cgr__backend *be,
   if (event == NULL)
     return null_arg(be, __func__, "event");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_EVENT_WAIT,
-                   be->ops->stream_wait_event(be->ctx, stream, event));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_EVENT_WAIT, site, __func__, &later));
-  cgr_status status = be->ops->stream_wait_event(be->ctx, stream, event);
-  return inject_after(be, &later, counted(be, CGR__CALL_EVENT_WAIT, status));
+  DISPATCH(be, CGR__CALL_EVENT_WAIT, site,
+           be->ops->stream_wait_event(be->ctx, stream, event));
 }
 
 cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event) {
@@ -318,14 +317,8 @@ cgr_status cgr__be_event_synchronize_at(cgr__site site, cgr__backend *be,
   if (event == NULL)
     return null_arg(be, __func__, "event");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+  DISPATCH_WAITED(be, CGR__CALL_SYNCHRONIZE, site,
                   be->ops->event_synchronize(be->ctx, event));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
-  cgr_status status = be->ops->event_synchronize(be->ctx, event);
-  return inject_after(be, &later,
-                      waited(be, CGR__CALL_SYNCHRONIZE, __func__, status));
 }
 
 cgr_status cgr__be_event_elapsed_ms(cgr__backend *be, cgr__event *start,
@@ -351,13 +344,8 @@ cgr_status cgr__be_device_alloc_at(cgr__site site, cgr__backend *be,
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_DEVICE_ALLOC,
-                   be->ops->device_alloc(be->ctx, bytes, out));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_DEVICE_ALLOC, site, __func__, &later));
-  cgr_status status = be->ops->device_alloc(be->ctx, bytes, out);
-  return inject_after(be, &later, counted(be, CGR__CALL_DEVICE_ALLOC, status));
+  DISPATCH(be, CGR__CALL_DEVICE_ALLOC, site,
+           be->ops->device_alloc(be->ctx, bytes, out));
 }
 
 void cgr__be_device_free(cgr__backend *be, void *ptr) {
@@ -398,13 +386,8 @@ cgr_status cgr__be_pinned_alloc_at(cgr__site site, cgr__backend *be,
     return cgr__fail(be->error, CGR_E_INVALID_ARGUMENT, __func__,
                      "argument 'bytes' is 0");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_PINNED_ALLOC,
-                   be->ops->pinned_alloc(be->ctx, bytes, out));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_PINNED_ALLOC, site, __func__, &later));
-  cgr_status status = be->ops->pinned_alloc(be->ctx, bytes, out);
-  return inject_after(be, &later, counted(be, CGR__CALL_PINNED_ALLOC, status));
+  DISPATCH(be, CGR__CALL_PINNED_ALLOC, site,
+           be->ops->pinned_alloc(be->ctx, bytes, out));
 }
 
 void cgr__be_pinned_free(cgr__backend *be, void *ptr) {
@@ -426,13 +409,8 @@ cgr_status cgr__be_memcpy_async_at(cgr__site site, cgr__backend *be,
   if (bytes == 0)
     return CGR_OK; /* no work, and no graph node during capture */
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_COPY,
-                   be->ops->memcpy_async(be->ctx, stream, dst, src, bytes));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_COPY, site, __func__, &later));
-  cgr_status status = be->ops->memcpy_async(be->ctx, stream, dst, src, bytes);
-  return inject_after(be, &later, counted(be, CGR__CALL_COPY, status));
+  DISPATCH(be, CGR__CALL_COPY, site,
+           be->ops->memcpy_async(be->ctx, stream, dst, src, bytes));
 }
 
 cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
@@ -445,13 +423,8 @@ cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
   if (bytes == 0)
     return CGR_OK;
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_MEMSET,
-                   be->ops->memset_async(be->ctx, stream, dst, value, bytes));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_MEMSET, site, __func__, &later));
-  cgr_status status = be->ops->memset_async(be->ctx, stream, dst, value, bytes);
-  return inject_after(be, &later, counted(be, CGR__CALL_MEMSET, status));
+  DISPATCH(be, CGR__CALL_MEMSET, site,
+           be->ops->memset_async(be->ctx, stream, dst, value, bytes));
 }
 
 cgr_status cgr__be_kernel_launch_at(cgr__site site, cgr__backend *be,
@@ -465,14 +438,8 @@ cgr_status cgr__be_kernel_launch_at(cgr__site site, cgr__backend *be,
   if (args == NULL && kernel->args_size > 0)
     return null_arg(be, __func__, "args");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_KERNEL_LAUNCH,
-                   be->ops->kernel_launch(be->ctx, stream, kernel, args));
-  later_fault later;
-  CGR__CHECK(
-      inject_before(be, CGR__CALL_KERNEL_LAUNCH, site, __func__, &later));
-  cgr_status status = be->ops->kernel_launch(be->ctx, stream, kernel, args);
-  return inject_after(be, &later, counted(be, CGR__CALL_KERNEL_LAUNCH, status));
+  DISPATCH(be, CGR__CALL_KERNEL_LAUNCH, site,
+           be->ops->kernel_launch(be->ctx, stream, kernel, args));
 }
 
 cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
@@ -483,13 +450,8 @@ cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
   if (fn == NULL)
     return null_arg(be, __func__, "fn");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_HOST_FUNC,
-                   be->ops->host_func(be->ctx, stream, fn, user));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_HOST_FUNC, site, __func__, &later));
-  cgr_status status = be->ops->host_func(be->ctx, stream, fn, user);
-  return inject_after(be, &later, counted(be, CGR__CALL_HOST_FUNC, status));
+  DISPATCH(be, CGR__CALL_HOST_FUNC, site,
+           be->ops->host_func(be->ctx, stream, fn, user));
 }
 
 cgr_status cgr__be_collective_at(cgr__site site, cgr__backend *be,
@@ -508,12 +470,8 @@ cgr_status cgr__be_collective_at(cgr__site site, cgr__backend *be,
   if (be->ops->collective == NULL)
     return cgr__fail(be->error, CGR_E_UNSUPPORTED, __func__,
                      "the %s backend has no collectives", be->ops->name);
-  later_fault later;
-  CGR__CHECK(
-      inject_before(be, CGR__CALL_KERNEL_LAUNCH, site, __func__, &later));
-  cgr_status status =
-      be->ops->collective(be->ctx, stream, handle, rank, ranks, c);
-  return inject_after(be, &later, counted(be, CGR__CALL_KERNEL_LAUNCH, status));
+  DISPATCH(be, CGR__CALL_KERNEL_LAUNCH, site,
+           be->ops->collective(be->ctx, stream, handle, rank, ranks, c));
 }
 
 /* ---- capture and graphs ---------------------------------------------- */
@@ -523,14 +481,8 @@ cgr_status cgr__be_capture_begin_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_CAPTURE_BEGIN,
-                   be->ops->capture_begin(be->ctx, stream));
-  later_fault later;
-  CGR__CHECK(
-      inject_before(be, CGR__CALL_CAPTURE_BEGIN, site, __func__, &later));
-  cgr_status status = be->ops->capture_begin(be->ctx, stream);
-  return inject_after(be, &later, counted(be, CGR__CALL_CAPTURE_BEGIN, status));
+  DISPATCH(be, CGR__CALL_CAPTURE_BEGIN, site,
+           be->ops->capture_begin(be->ctx, stream));
 }
 
 cgr_status cgr__be_capture_end_at(cgr__site site, cgr__backend *be,
@@ -615,17 +567,8 @@ cgr_status cgr__be_graph_instantiate_at(cgr__site site, cgr__backend *be,
   if (graph == NULL)
     return null_arg(be, __func__, "graph");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_GRAPH_INSTANTIATE,
-                   be->ops->graph_instantiate(be->ctx, graph, upload_stream,
-                                              out));
-  later_fault later;
-  CGR__CHECK(
-      inject_before(be, CGR__CALL_GRAPH_INSTANTIATE, site, __func__, &later));
-  cgr_status status =
-      be->ops->graph_instantiate(be->ctx, graph, upload_stream, out);
-  return inject_after(be, &later,
-                      counted(be, CGR__CALL_GRAPH_INSTANTIATE, status));
+  DISPATCH(be, CGR__CALL_GRAPH_INSTANTIATE, site,
+           be->ops->graph_instantiate(be->ctx, graph, upload_stream, out));
 }
 
 cgr_status cgr__be_graph_launch_at(cgr__site site, cgr__backend *be,
@@ -635,13 +578,8 @@ cgr_status cgr__be_graph_launch_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return counted(be, CGR__CALL_GRAPH_LAUNCH,
-                   be->ops->graph_launch(be->ctx, exec, stream));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_GRAPH_LAUNCH, site, __func__, &later));
-  cgr_status status = be->ops->graph_launch(be->ctx, exec, stream);
-  return inject_after(be, &later, counted(be, CGR__CALL_GRAPH_LAUNCH, status));
+  DISPATCH(be, CGR__CALL_GRAPH_LAUNCH, site,
+           be->ops->graph_launch(be->ctx, exec, stream));
 }
 
 void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec) {
@@ -656,14 +594,8 @@ cgr_status cgr__be_stream_synchronize_at(cgr__site site, cgr__backend *be,
   if (stream == NULL)
     return null_arg(be, __func__, "stream");
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+  DISPATCH_WAITED(be, CGR__CALL_SYNCHRONIZE, site,
                   be->ops->stream_synchronize(be->ctx, stream));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
-  cgr_status status = be->ops->stream_synchronize(be->ctx, stream);
-  return inject_after(be, &later,
-                      waited(be, CGR__CALL_SYNCHRONIZE, __func__, status));
 }
 
 void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
@@ -673,14 +605,8 @@ void cgr__be_stream_drain(cgr__backend *be, cgr__stream *stream) {
 
 cgr_status cgr__be_device_synchronize_at(cgr__site site, cgr__backend *be) {
   LOST_GUARD(be);
-  if (cgr__fault_idle())
-    return waited(be, CGR__CALL_SYNCHRONIZE, __func__,
+  DISPATCH_WAITED(be, CGR__CALL_SYNCHRONIZE, site,
                   be->ops->device_synchronize(be->ctx));
-  later_fault later;
-  CGR__CHECK(inject_before(be, CGR__CALL_SYNCHRONIZE, site, __func__, &later));
-  cgr_status status = be->ops->device_synchronize(be->ctx);
-  return inject_after(be, &later,
-                      waited(be, CGR__CALL_SYNCHRONIZE, __func__, status));
 }
 
 cgr_status cgr__be_device_info(cgr__backend *be, cgr_device_info *out) {

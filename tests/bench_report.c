@@ -12,32 +12,9 @@
 #include <unistd.h>
 
 #include "bench_fixture.h"
+#include "bench_paths.h"
 #include "harness.h"
 
-/* The benchmarks' paths are relative to the build tree
- * (cgr_test_build_path), the report's to the source tree
- * (cgr_test_source_path); the interpreter is cgr_test_python(). */
-#ifndef BENCH_REPLAY_PATH
-#error "BENCH_REPLAY_PATH must name the bench_replay binary"
-#endif
-#ifndef BENCH_FUSED_COPY_PATH
-#error "BENCH_FUSED_COPY_PATH must name the bench_fused_copy binary"
-#endif
-#ifndef BENCH_CAPTURE_PATH
-#error "BENCH_CAPTURE_PATH must name the bench_capture binary"
-#endif
-#ifndef BENCH_STREAMS_PATH
-#error "BENCH_STREAMS_PATH must name the bench_streams binary"
-#endif
-#ifndef BENCH_BATCHER_PATH
-#error "BENCH_BATCHER_PATH must name the bench_batcher binary"
-#endif
-#ifndef BENCH_LANES_PATH
-#error "BENCH_LANES_PATH must name the bench_lanes binary"
-#endif
-#ifndef BENCH_TP_PATH
-#error "BENCH_TP_PATH must name the bench_tp binary"
-#endif
 #ifndef REPORT_PATH
 #error "REPORT_PATH must name profiles/report.py"
 #endif
