@@ -83,19 +83,9 @@ cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
   if (range_overflows(dst, bytes))
     return bad_op(plan, err, __func__, "FILL",
                   "bytes overflows the address space");
-  /* Repeat the pattern to 8 bytes in memory order (little-endian, as on
-   * x86-64, Arm64 and every CUDA GPU). */
-  uint64_t mask =
-      pattern_size == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * pattern_size)) - 1;
-  uint64_t word = 0;
-  for (unsigned shift = 0; shift < 64; shift += 8 * pattern_size)
-    word |= (pattern & mask) << shift;
-  cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
-                         .src = word,
-                         .bytes = bytes,
-                         .kind = CGR__COPY_OP_FILL,
-                         .pattern_size = (uint8_t)pattern_size};
-  return cgr__copy_plan_push(plan, &desc, err, __func__);
+  return cgr__copy_plan_fill_own(plan, dst,
+                                 cgr__copy_fill_word(pattern, pattern_size),
+                                 pattern_size, bytes, err);
 }
 
 cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,

@@ -127,6 +127,40 @@ static inline cgr_status cgr__copy_plan_copy(cgr__copy_plan *plan, void *dst,
 cgr_status cgr__copy_plan_fill(cgr__copy_plan *plan, void *dst,
                                uint64_t pattern, unsigned pattern_size,
                                uint64_t bytes, cgr__error *err);
+
+/* The low `pattern_size` bytes of `pattern` (1, 2, 4 or 8) repeated to 8
+ * bytes in memory order (little-endian, as on x86-64, Arm64 and every
+ * CUDA GPU): a FILL's source word. */
+static inline uint64_t cgr__copy_fill_word(uint64_t pattern,
+                                           unsigned pattern_size) {
+  switch (pattern_size) {
+  case 1:
+    return (pattern & 0xFF) * UINT64_C(0x0101010101010101);
+  case 2:
+    return (pattern & 0xFFFF) * UINT64_C(0x0001000100010001);
+  case 4:
+    return (pattern & 0xFFFFFFFF) * UINT64_C(0x0000000100000001);
+  default:
+    return pattern;
+  }
+}
+
+/* A FILL that cgr builds itself (padding of its own buffers), whose word
+ * is cgr__copy_fill_word's: dst is not NULL, pattern_size is 1, 2, 4 or
+ * 8 and divides bytes, and the range does not wrap. The replay's step
+ * path appends it without cgr__copy_plan_fill's checks. */
+static inline cgr_status cgr__copy_plan_fill_own(cgr__copy_plan *plan,
+                                                 void *dst, uint64_t word,
+                                                 unsigned pattern_size,
+                                                 uint64_t bytes,
+                                                 cgr__error *err) {
+  cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
+                         .src = word,
+                         .bytes = bytes,
+                         .kind = CGR__COPY_OP_FILL,
+                         .pattern_size = (uint8_t)pattern_size};
+  return cgr__copy_plan_push(plan, &desc, err, "cgr__copy_plan_fill");
+}
 cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
                                  const void *src, const int32_t *index,
                                  uint64_t rows, uint64_t row_bytes,

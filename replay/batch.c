@@ -32,6 +32,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__free(replay->fed_inputs);
   cgr__free(replay->late_inputs);
   cgr__free(replay->batch.inputs);
+  cgr__free(replay->batch.given);
   cgr__free(replay);
 }
 
@@ -42,11 +43,13 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->mode = rt->config.replay_mode;
   replay->batch.rt = rt;
   replay->batch.inputs = cgr__calloc(slots, sizeof *replay->batch.inputs);
+  replay->batch.given = cgr__calloc(slots, 1);
   replay->staging_offset = cgr__calloc(slots, sizeof(uint64_t));
   replay->inputs = cgr__calloc(slots, sizeof *replay->inputs);
   replay->fed_inputs = cgr__calloc(slots, sizeof *replay->fed_inputs);
   replay->late_inputs = cgr__calloc(slots, sizeof *replay->late_inputs);
-  if (replay->batch.inputs == NULL || replay->staging_offset == NULL ||
+  if (replay->batch.inputs == NULL || replay->batch.given == NULL ||
+      replay->staging_offset == NULL ||
       replay->inputs == NULL || replay->fed_inputs == NULL ||
       replay->late_inputs == NULL)
     goto out_of_memory;
@@ -212,9 +215,8 @@ static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
                      "batch %u is larger than the largest bucket (%u) and "
                      "config->allow_eager is 0",
                      batch_size, cgr__largest_bucket(cap));
-  /* Only input slots are ever given; each given field is set with it. */
-  for (uint32_t n = 0; n < replay->input_count; ++n)
-    replay->batch.inputs[replay->inputs[n]].given = CGR__GIVEN_NONE;
+  /* Each input field is set with its slot's given byte. */
+  memset(replay->batch.given, CGR__GIVEN_NONE, cap->slot_count);
   replay->batch.given_count = 0;
   replay->batch.size = batch_size;
   replay->batch.tokens = tokens;
@@ -244,7 +246,7 @@ static cgr_status input_slot(cgr_batch *batch, cgr_slot slot, const char *func,
                      s->name,
                      s->desc.kind == CGR_SLOT_OUTPUT ? "an OUTPUT"
                                                      : "a CONSTANT");
-  if (batch->inputs[slot].given != CGR__GIVEN_NONE)
+  if (batch->given[slot] != CGR__GIVEN_NONE)
     return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
                      "slot '%s' is given twice in one batch", s->name);
   *out = s;
@@ -328,7 +330,7 @@ static inline void give_input(cgr_batch *batch, cgr_slot slot,
                               cgr_source source, const void *data,
                               size_t bytes) {
   cgr__slot_input *input = &batch->inputs[slot];
-  input->given = CGR__GIVEN_INPUT;
+  batch->given[slot] = CGR__GIVEN_INPUT;
   input->source = source;
   input->data = data;
   input->bytes = bytes;
@@ -384,7 +386,7 @@ cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
       (source == CGR_SOURCE_HOST || source == CGR_SOURCE_PINNED ||
        source == CGR_SOURCE_DEVICE)) {
     const cgr__slot *s = &cap->slots[slot];
-    if (cgr__is_input(s) && batch->inputs[slot].given == CGR__GIVEN_NONE &&
+    if (cgr__is_input(s) && batch->given[slot] == CGR__GIVEN_NONE &&
         bytes == cgr__input_bytes(s, batch->size, batch->tokens)) {
       give_input(batch, slot, source, data, bytes);
       return CGR_OK;
@@ -452,7 +454,7 @@ cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   const cgr__slot *s = NULL;
   CGR__CHECK(input_slot(batch, slot, __func__, &s));
   CGR__CHECK(check_unchanged(batch->rt, batch, slot, s));
-  batch->inputs[slot].given = CGR__GIVEN_UNCHANGED;
+  batch->given[slot] = CGR__GIVEN_UNCHANGED;
   batch->given_count++;
   return CGR_OK;
 }
@@ -512,7 +514,7 @@ cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
     CGR__CHECK(check_values(rt, s, new_rows, new_rows_bytes, __func__,
                             "new_rows element"));
   cgr__slot_input *input = &batch->inputs[slot];
-  input->given = CGR__GIVEN_FEEDBACK;
+  batch->given[slot] = CGR__GIVEN_FEEDBACK;
   input->prev_rows = prev_rows;
   input->new_rows = new_rows;
   input->bytes = new_rows_bytes;
@@ -553,7 +555,7 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
                        s->name, src_ok ? "row_index" : "device_src");
   }
   cgr__slot_input *input = &batch->inputs[slot];
-  input->given = CGR__GIVEN_GATHER;
+  batch->given[slot] = CGR__GIVEN_GATHER;
   input->gather_src = device_src;
   input->gather_index = row_index;
   batch->given_count++;

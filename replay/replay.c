@@ -74,20 +74,24 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
  * Adds one input slot's work to the plan: its live rows (unless
  * unchanged) and the padding rows that held live data last time. In the
  * naive mode, a host source's padding goes into its staged image instead,
- * so the slot costs one copy.
+ * so the slot costs one copy. The step's path: called from one place, and
+ * inlined there.
  */
 static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__slot *slot, size_t index,
-                            const cgr__slot_input *input, cgr__load *l) {
+                            cgr__given given, const cgr__slot_input *input,
+                            cgr__load *l) {
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   unsigned char *buffer = slot->buffers[l->set];
   uint32_t width = slot->desc.elem_size;
   int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
-  uint64_t live_bytes = cgr__input_bytes(slot, l->batch, l->tokens);
-  /* The slot's rows: requests, or tokens for a slot scaled by token. */
+  /* The slot's rows: requests, or tokens for a slot scaled by token. A
+   * PREFIX slot has batch + 1 entries of one element. */
   uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
   uint32_t padded = (uint32_t)cgr__slot_rows(slot, l->padded, l->tokens);
+  uint64_t live_bytes =
+      prefix ? ((uint64_t)live + 1) * width : live * slot->row_bytes;
   /* Rows past the batch must hold padding; those at or past dirty_end
    * already do. Every row that held live data is refilled, even past this
    * bucket (the graph does not read those, but a later, larger bucket
@@ -98,7 +102,48 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   uint32_t fill_end = prefix ? padded : dirty;
   uint64_t fill_rows = fill_end > live ? fill_end - live : 0;
 
-  if (input->given == CGR__GIVEN_UNCHANGED) {
+  if (given == CGR__GIVEN_INPUT) {
+    /* Whatever this step loads, the in-graph image in staging (if any) no
+     * longer matches the set. */
+    set->image_size[index] = 0;
+    const void *src = input->data;
+    uint64_t copy_bytes = live_bytes;
+    if (input->source == CGR_SOURCE_HOST) {
+      unsigned char *staged = set->staging + replay->staging_offset[index];
+      memcpy(staged, input->data, live_bytes);
+      if (replay->mode == CGR_REPLAY_NAIVE) {
+        /* One copy per slot: the padding rides in the staged image. */
+        uint64_t pad =
+            prefix ? element(input->data, live, width) : slot->desc.pad_value;
+        uint64_t rows = prefix ? (uint64_t)(padded - live)
+                               : fill_rows * slot->desc.row_elems;
+        for (uint64_t e = 0; e < rows; ++e)
+          memcpy(staged + live_bytes + e * width, &pad, width);
+        copy_bytes += rows * width;
+        fill_rows = 0;
+      }
+      src = staged;
+    }
+    size_t before = plan->count;
+    CGR__CHECK(cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
+    if (input->source != CGR_SOURCE_HOST) /* the caller's memory */
+      cgr__copy_plan_mark_foreign(plan, before);
+    if (prefix && fill_rows > 0) {
+      unsigned char *pad_dst = buffer + live_bytes;
+      if (input->source == CGR_SOURCE_DEVICE) {
+        /* The value lies on the device: gather entry `batch` once per
+         * padded entry, through an index of zeros. */
+        return cgr__copy_plan_gather(plan, pad_dst,
+                                     (const unsigned char *)src + live * width,
+                                     replay->zero_index, fill_rows, width,
+                                     &rt->error);
+      }
+      return cgr__copy_plan_fill_own(
+          plan, pad_dst,
+          cgr__copy_fill_word(element(input->data, live, width), width),
+          width, fill_rows * width, &rt->error);
+    }
+  } else if (given == CGR__GIVEN_UNCHANGED) {
     /* cgr_batch_unchanged checked it, and nothing loads a set while a
      * batch is open. Its rows stay; rows past them that held live data
      * are filled below as after any load: the same rows can be another
@@ -112,71 +157,29 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
       return CGR_OK;
     }
   } else {
-    /* Whatever this step loads, the in-graph image in staging (if any) no
-     * longer matches the set. */
     set->image_size[index] = 0;
-    if (input->given == CGR__GIVEN_FEEDBACK) {
+    if (given == CGR__GIVEN_FEEDBACK) {
       const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
       CGR__CHECK(cgr__plan_feedback(
           rt, replay, cap, index, input, buffer,
           set->feed_index + index * (size_t)cgr__largest_bucket(cap) *
                                 cgr__largest_tokens(cap),
           set->staging + replay->staging_offset[index], live, 1));
-    } else if (input->given == CGR__GIVEN_GATHER) {
+    } else { /* CGR__GIVEN_GATHER */
       size_t before = plan->count;
       CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
                                        input->gather_index, live,
                                        slot->row_bytes, &rt->error));
       cgr__copy_plan_mark_foreign(plan, before); /* the caller's index */
-    } else {
-      const void *src = input->data;
-      uint64_t copy_bytes = live_bytes;
-      if (input->source == CGR_SOURCE_HOST) {
-        unsigned char *staged = set->staging + replay->staging_offset[index];
-        memcpy(staged, input->data, live_bytes);
-        if (replay->mode == CGR_REPLAY_NAIVE) {
-          /* One copy per slot: the padding rides in the staged image. */
-          uint64_t pad =
-              prefix ? element(input->data, live, width) : slot->desc.pad_value;
-          uint64_t rows = prefix ? (uint64_t)(padded - live)
-                                 : fill_rows * slot->desc.row_elems;
-          for (uint64_t e = 0; e < rows; ++e)
-            memcpy(staged + live_bytes + e * width, &pad, width);
-          copy_bytes += rows * width;
-          fill_rows = 0;
-        }
-        src = staged;
-      }
-      size_t before = plan->count;
-      CGR__CHECK(
-          cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
-      if (input->source != CGR_SOURCE_HOST) /* the caller's memory */
-        cgr__copy_plan_mark_foreign(plan, before);
-      if (prefix && fill_rows > 0) {
-        unsigned char *pad_dst = buffer + live_bytes;
-        if (input->source == CGR_SOURCE_DEVICE) {
-          /* The value lies on the device: gather entry `batch` once per
-           * padded entry, through an index of zeros. */
-          CGR__CHECK(cgr__copy_plan_gather(
-              plan, pad_dst, (const unsigned char *)src + live * width,
-              replay->zero_index, fill_rows, width, &rt->error));
-        } else {
-          CGR__CHECK(cgr__copy_plan_fill(plan, pad_dst,
-                                         element(input->data, live, width),
-                                         width, fill_rows * width, &rt->error));
-        }
-        fill_rows = 0;
-      }
     }
   }
-  if (fill_rows > 0) {
-    CGR__CHECK(cgr__copy_plan_fill(plan,
-                                   buffer + (uint64_t)live * slot->row_bytes,
-                                   slot->desc.pad_value, width,
-                                   fill_rows * slot->row_bytes, &rt->error));
-  } else if (!prefix) {
+  if (fill_rows > 0)
+    return cgr__copy_plan_fill_own(
+        plan, buffer + (uint64_t)live * slot->row_bytes,
+        cgr__copy_fill_word(slot->desc.pad_value, width), width,
+        fill_rows * slot->row_bytes, &rt->error);
+  if (!prefix)
     l->skipped++; /* clean padding */
-  }
   return CGR_OK;
 }
 
@@ -235,10 +238,10 @@ cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set) {
 int cgr__replay_uses_staging(const cgr__replay *replay,
                              const cgr_batch *batch) {
   for (uint32_t n = 0; n < replay->input_count; ++n) {
-    const cgr__slot_input *input = &batch->inputs[replay->inputs[n]];
-    if ((input->given == CGR__GIVEN_INPUT &&
-         input->source == CGR_SOURCE_HOST) ||
-        input->given == CGR__GIVEN_FEEDBACK)
+    uint32_t i = replay->inputs[n];
+    if ((batch->given[i] == CGR__GIVEN_INPUT &&
+         batch->inputs[i].source == CGR_SOURCE_HOST) ||
+        batch->given[i] == CGR__GIVEN_FEEDBACK)
       return 1;
   }
   return 0;
@@ -273,11 +276,10 @@ void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
  * sources, staged rows and padding of the other slots touch only this
  * set and cgr's staging, which that graph never touches.
  */
-static int waits_for_previous_graph(const cgr__slot *slot,
+static int waits_for_previous_graph(const cgr__slot *slot, cgr__given given,
                                     const cgr__slot_input *input) {
-  return slot->fed_by >= 0 || input->given == CGR__GIVEN_GATHER ||
-         (input->given == CGR__GIVEN_INPUT &&
-          input->source == CGR_SOURCE_DEVICE);
+  return slot->fed_by >= 0 || given == CGR__GIVEN_GATHER ||
+         (given == CGR__GIVEN_INPUT && input->source == CGR_SOURCE_DEVICE);
 }
 
 /* The plan of one step: the slots that need not wait for the previous
@@ -287,20 +289,28 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l) {
   cgr__copy_plan_clear(&replay->plan);
-  /* The free slots in one pass, the late ones listed for a second. */
+  /* The free slots in the first pass, the late ones listed for the
+   * second: one call of plan_slot, inlined. */
   uint32_t *late = replay->late_inputs, late_count = 0;
-  for (uint32_t n = 0; n < replay->input_count; ++n) {
-    uint32_t i = replay->inputs[n];
-    const cgr__slot *slot = &cap->slots[i];
-    if (waits_for_previous_graph(slot, &batch->inputs[i]))
-      late[late_count++] = i;
-    else
-      CGR__CHECK(plan_slot(rt, replay, slot, i, &batch->inputs[i], l));
+  const uint32_t *list = replay->inputs;
+  uint32_t count = replay->input_count;
+  for (int part = 0; part < 2; ++part) {
+    for (uint32_t n = 0; n < count; ++n) {
+      uint32_t i = list[n];
+      const cgr__slot *slot = &cap->slots[i];
+      cgr__given given = (cgr__given)batch->given[i];
+      if (part == 0 &&
+          waits_for_previous_graph(slot, given, &batch->inputs[i])) {
+        late[late_count++] = i;
+        continue;
+      }
+      CGR__CHECK(plan_slot(rt, replay, slot, i, given, &batch->inputs[i], l));
+    }
+    if (part == 0)
+      l->free_ops = replay->plan.count;
+    list = late;
+    count = late_count;
   }
-  l->free_ops = replay->plan.count;
-  for (uint32_t n = 0; n < late_count; ++n)
-    CGR__CHECK(plan_slot(rt, replay, &cap->slots[late[n]], late[n],
-                         &batch->inputs[late[n]], l));
   l->split = (replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
               replay->mode == CGR_REPLAY_PIPELINED) &&
              l->free_ops > 0 && l->free_ops < replay->plan.count;
@@ -367,7 +377,7 @@ void cgr__replay_commit(const cgr__capture *cap, cgr__replay *replay,
     /* Every slot's rows past the batch hold padding now, an unchanged
      * one's too (plan_slot filled them as it fills a loaded one's), but
      * for an unchanged PREFIX slot, whose state stays as it was. */
-    if (batch->inputs[i].given == CGR__GIVEN_UNCHANGED &&
+    if (batch->given[i] == CGR__GIVEN_UNCHANGED &&
         cap->slots[i].desc.kind == CGR_SLOT_PREFIX)
       continue;
     uint32_t rows =
@@ -431,7 +441,7 @@ cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,
     return CGR_OK; /* each slot is given at most once */
   for (uint32_t n = 0; n < replay->input_count; ++n) {
     uint32_t i = replay->inputs[n];
-    if (batch->inputs[i].given == CGR__GIVEN_NONE)
+    if (batch->given[i] == CGR__GIVEN_NONE)
       return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, func,
                        "slot '%s' was not given in this batch (input, "
                        "unchanged, gather or feedback)",
@@ -592,11 +602,10 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   size_t key = cgr__replay_batch_key(cap, batch);
   for (uint32_t n = 0; n < replay->input_count; ++n) {
     uint32_t i = replay->inputs[n];
-    const cgr__slot_input *input = &batch->inputs[i];
-    if (input->given == CGR__GIVEN_GATHER ||
-        input->given == CGR__GIVEN_FEEDBACK ||
-        (input->given == CGR__GIVEN_INPUT &&
-         input->source == CGR_SOURCE_DEVICE))
+    cgr__given given = (cgr__given)batch->given[i];
+    if (given == CGR__GIVEN_GATHER || given == CGR__GIVEN_FEEDBACK ||
+        (given == CGR__GIVEN_INPUT &&
+         batch->inputs[i].source == CGR_SOURCE_DEVICE))
       return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, "cgr_replay",
                        "slot '%s': CGR_REPLAY_IN_GRAPH reads host staging "
                        "only; a device source or gather needs another mode",
@@ -623,7 +632,7 @@ static cgr_status replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     uint32_t live = (uint32_t)cgr__slot_rows(slot, b, q);
     uint32_t padded_rows = (uint32_t)cgr__slot_rows(slot, padded, q);
     unsigned char *staged = set->staging + replay->staging_offset[i];
-    if (batch->inputs[i].given != CGR__GIVEN_UNCHANGED) {
+    if (batch->given[i] != CGR__GIVEN_UNCHANGED) {
       stage_image(slot, &batch->inputs[i], staged, live, padded_rows);
     } else if (set->image_size[i] == live &&
                set->image_padded[i] == padded_rows) {

@@ -72,7 +72,6 @@ typedef enum cgr__given {
 } cgr__given;
 
 typedef struct cgr__slot_input {
-  cgr__given given;
   cgr_source source;
   const void *data;
   size_t bytes;
@@ -89,6 +88,9 @@ struct cgr_batch {
   uint32_t variant;
   int open;
   cgr__slot_input *inputs; /* one per slot */
+  /* Per slot, a cgr__given: how this batch gave it. Bytes apart from
+   * the inputs, so that cgr_batch_begin clears them with one memset. */
+  unsigned char *given;
   uint32_t given_count;    /* input slots given so far */
   /* The caller's events the streams were made to wait for at
    * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */

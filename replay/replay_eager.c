@@ -31,7 +31,7 @@ static cgr_status eager_feed_room(cgr_runtime *rt, cgr__replay *replay,
                                   const cgr_batch *batch) {
   uint64_t bytes = 0;
   for (size_t i = 0; i < cap->slot_count; ++i)
-    if (batch->inputs[i].given == CGR__GIVEN_FEEDBACK)
+    if (batch->given[i] == CGR__GIVEN_FEEDBACK)
       bytes += eager_feed_bytes(&cap->slots[i],
                                 cgr__slot_rows(&cap->slots[i], batch->size,
                                                batch->tokens));
@@ -63,10 +63,10 @@ cgr_status cgr__replay_eager(cgr_runtime *rt, cgr__replay *replay,
     if (!cgr__is_input(&cap->slots[i]))
       continue;
     /* cgr_batch_unchanged refuses a slot of an eager batch. */
-    assert(input->given != CGR__GIVEN_UNCHANGED);
+    assert(batch->given[i] != CGR__GIVEN_UNCHANGED);
     uint32_t rows =
         (uint32_t)cgr__slot_rows(&cap->slots[i], batch->size, batch->tokens);
-    if (input->given == CGR__GIVEN_FEEDBACK) {
+    if (batch->given[i] == CGR__GIVEN_FEEDBACK) {
       /* The previous graph's outputs, gathered (none is in place here). */
       int32_t *indices = (int32_t *)(void *)(feed + feed_used);
       unsigned char *fresh = feed + feed_used + sizeof(int32_t) * rows;
@@ -78,7 +78,7 @@ cgr_status cgr__replay_eager(cgr_runtime *rt, cgr__replay *replay,
         status = cgr__copy_plan_finish(&replay->plan, &rt->error);
       if (status == CGR_OK)
         status = cgr__fused_copy_launch(be, stream, &replay->plan);
-    } else if (input->given == CGR__GIVEN_GATHER) {
+    } else if (batch->given[i] == CGR__GIVEN_GATHER) {
       cgr__copy_plan_clear(&replay->plan);
       status = cgr__copy_plan_gather(&replay->plan, dst, input->gather_src,
                                      input->gather_index, rows,
