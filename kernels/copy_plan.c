@@ -1,6 +1,7 @@
 /* The copy plan builder: validation, and the assignment of tiles. */
 #include "kernels/copy_plan.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +11,15 @@ void cgr__copy_plan_init(cgr__copy_plan *plan) {
   memset(plan, 0, sizeof *plan);
 }
 
+/* The header a headed plan keeps before ops[0] (fused_copy.c). */
+enum { HEADER_BYTES = offsetof(cgr__fused_copy_args_small, ops) };
+
 void cgr__copy_plan_release(cgr__copy_plan *plan) {
   int owned = plan->owned;
-  cgr__free(plan->ops);
+  if (plan->headed)
+    cgr__free((unsigned char *)plan->ops - HEADER_BYTES);
+  else
+    cgr__free(plan->ops);
   cgr__free(plan->scratch);
   cgr__copy_plan_init(plan);
   plan->owned = owned;
@@ -24,6 +31,9 @@ void cgr__copy_plan_clear(cgr__copy_plan *plan) {
   plan->total_bytes = 0;
   plan->tile_count = 0;
   plan->finished = 0;
+  plan->numbered_from = 0;
+  plan->cut_tiles = 0;
+  plan->cut_bytes = 0;
 }
 
 /* [address, address + bytes) must not wrap around the address space. */
@@ -41,16 +51,26 @@ static cgr_status bad_op(const cgr__copy_plan *plan, cgr__error *err,
 
 cgr_status cgr__copy_plan_grow(cgr__copy_plan *plan, cgr__error *err,
                                const char *func) {
-  size_t capacity = plan->capacity ? plan->capacity * 2 : 16;
-  cgr__copy_desc *ops = cgr__malloc(capacity * sizeof *ops);
-  if (ops == NULL)
+  /* A plan the caller pointed at its own array is never grown here. */
+  if (plan->ops != NULL && !plan->headed)
+    return cgr__fail(err, CGR_E_INVALID_STATE, func,
+                     "the copy plan's operations are not its own");
+  /* 64 first: a medium launch's descriptors fit in place. Zeroed, as the
+   * descriptors past the count travel with a launch in place. */
+  size_t capacity = plan->capacity ? plan->capacity * 2 : 64;
+  unsigned char *memory =
+      cgr__calloc(1, HEADER_BYTES + capacity * sizeof(cgr__copy_desc));
+  if (memory == NULL)
     return cgr__fail(err, CGR_E_OUT_OF_MEMORY, func,
                      "growing a copy plan to %zu operations failed", capacity);
+  cgr__copy_desc *ops = (cgr__copy_desc *)(void *)(memory + HEADER_BYTES);
   if (plan->count > 0)
     memcpy(ops, plan->ops, plan->count * sizeof *ops);
-  cgr__free(plan->ops);
+  if (plan->ops != NULL)
+    cgr__free((unsigned char *)plan->ops - HEADER_BYTES);
   plan->ops = ops;
   plan->capacity = capacity;
+  plan->headed = 1;
   return CGR_OK;
 }
 
@@ -337,10 +357,24 @@ static cgr_status number_tiles(cgr__copy_plan *plan, size_t first, size_t count,
   return CGR_OK;
 }
 
+/* Whether `count` operations of `tiles` tiles go in one launch. */
+static int one_launch(size_t count, uint64_t tiles) {
+  return count <= CGR__FUSED_COPY_LARGE && tiles <= UINT32_MAX;
+}
+
 cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err) {
   plan->finished = 0;
   CGR__CHECK(check_overlaps(plan, err));
-  CGR__CHECK(number_tiles(plan, 0, plan->count, &plan->tile_count, err));
+  /* Appending numbered the tiles for one launch, unless a cut restarted
+   * them before the last operation, or the plan needs several launches,
+   * or one would pass 2^32 tiles (which number_tiles names). */
+  if ((plan->numbered_from != 0 && plan->numbered_from < plan->count) ||
+      plan->numbered_from == SIZE_MAX ||
+      !one_launch(plan->count, plan->tile_count)) {
+    CGR__CHECK(number_tiles(plan, 0, plan->count, &plan->tile_count, err));
+    /* Appending's count no longer matches: a later finish renumbers. */
+    plan->numbered_from = SIZE_MAX;
+  }
   plan->finished = 1;
   return CGR_OK;
 }
@@ -348,14 +382,18 @@ cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err) {
 /* A finished view of operations [first, first + count) of `plan`, whose
  * tiles number_tiles counted as one launch. */
 static void view(const cgr__copy_plan *plan, size_t first, size_t count,
-                 uint64_t tiles, cgr__copy_plan *out) {
-  memset(out, 0, sizeof *out);
+                 uint64_t tiles, uint64_t bytes, cgr__copy_plan *out) {
   out->ops = count > 0 ? plan->ops + first : NULL;
-  out->count = out->capacity = count;
-  for (size_t i = 0; i < count; ++i)
-    out->total_bytes += out->ops[i].bytes;
+  out->count = count;
+  /* The head's memory runs on to the plan's capacity (fused_copy.c reads
+   * that far when it launches in place). */
+  out->capacity = first == 0 ? plan->capacity : count;
+  out->total_bytes = bytes;
   out->tile_count = tiles;
   out->finished = 1;
+  /* A view over the head may launch in place (the header before its
+   * first operation is the plan's); a tail's would overwrite the head. */
+  out->headed = first == 0 && plan->headed;
 }
 
 cgr_status cgr__copy_plan_finish_split(cgr__copy_plan *plan, size_t cut,
@@ -369,12 +407,25 @@ cgr_status cgr__copy_plan_finish_split(cgr__copy_plan *plan, size_t cut,
                      "cut %zu is past the plan's %zu operations", cut,
                      plan->count);
   CGR__CHECK(check_overlaps(plan, err));
+  if (plan->numbered_from == cut && one_launch(cut, plan->cut_tiles) &&
+      one_launch(plan->count - cut, plan->tile_count - plan->cut_tiles)) {
+    /* Appending numbered both parts (cgr__copy_plan_cut at `cut`). */
+    view(plan, 0, cut, plan->cut_tiles, plan->cut_bytes, head);
+    view(plan, cut, plan->count - cut, plan->tile_count - plan->cut_tiles,
+         plan->total_bytes - plan->cut_bytes, tail);
+    return CGR_OK;
+  }
   uint64_t head_tiles = 0, tail_tiles = 0;
   CGR__CHECK(number_tiles(plan, 0, cut, &head_tiles, err));
   CGR__CHECK(number_tiles(plan, cut, plan->count - cut, &tail_tiles, err));
   plan->tile_count = head_tiles + tail_tiles;
-  view(plan, 0, cut, head_tiles, head);
-  view(plan, cut, plan->count - cut, tail_tiles, tail);
+  plan->numbered_from = SIZE_MAX; /* as in cgr__copy_plan_finish */
+  uint64_t head_bytes = 0;
+  for (size_t i = 0; i < cut; ++i)
+    head_bytes += plan->ops[i].bytes;
+  view(plan, 0, cut, head_tiles, head_bytes, head);
+  view(plan, cut, plan->count - cut, tail_tiles, plan->total_bytes - head_bytes,
+       tail);
   return CGR_OK;
 }
 

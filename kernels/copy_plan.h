@@ -40,6 +40,20 @@ typedef struct cgr__copy_plan {
   uint64_t total_bytes; /* destination bytes over all operations */
   uint64_t tile_count;
   int finished; /* cgr__copy_plan_finish succeeded since the last change */
+  /* The plan's own memory (grown by cgr__copy_plan_grow) keeps a fused
+   * copy's argument header just before ops[0]: the launch writes the
+   * header there and passes the arguments in place, with no copy
+   * (fused_copy.c). Not in views or plans whose ops the caller set. */
+  int headed;
+  /* Tiles are numbered as operations are appended, as one launch from
+   * the operation numbered_from on: 0, or the cut of cgr__copy_plan_cut
+   * (SIZE_MAX once finish has renumbered them: a later finish does it
+   * again). Finish keeps that numbering when it holds: one launch of at
+   * most CGR__FUSED_COPY_LARGE operations and 2^32 tiles per part.
+   * cut_tiles and cut_bytes: the tiles and bytes before the cut. */
+  size_t numbered_from;
+  uint64_t cut_tiles;
+  uint64_t cut_bytes;
   /* Finish's overlap check works here (scratch_capacity entries, grown
    * only), so a plan reused step after step allocates nothing. */
   void *scratch;
@@ -69,7 +83,8 @@ void cgr__copy_plan_clear(cgr__copy_plan *plan);
 cgr_status cgr__copy_plan_grow(cgr__copy_plan *plan, cgr__error *err,
                                const char *func);
 
-/* Appends a checked operation (a zero-byte one moves nothing: dropped). */
+/* Appends a checked operation (a zero-byte one moves nothing: dropped),
+ * its first tile numbered within its launch. */
 static inline cgr_status cgr__copy_plan_push(cgr__copy_plan *plan,
                                              const cgr__copy_desc *desc,
                                              cgr__error *err,
@@ -81,10 +96,22 @@ static inline cgr_status cgr__copy_plan_push(cgr__copy_plan *plan,
     if (status != CGR_OK)
       return status;
   }
-  plan->ops[plan->count++] = *desc;
+  cgr__copy_desc *op = &plan->ops[plan->count++];
+  *op = *desc;
+  op->tile_begin = (uint32_t)(plan->tile_count - plan->cut_tiles);
+  plan->tile_count += cgr__copy_tiles_for(desc->bytes);
   plan->total_bytes += desc->bytes;
   plan->finished = 0;
   return CGR_OK;
+}
+
+/* Starts a new launch's numbering at the next operation: the cut the
+ * replay will pass to cgr__copy_plan_finish_split. */
+static inline void cgr__copy_plan_cut(cgr__copy_plan *plan) {
+  if (plan->numbered_from != SIZE_MAX)
+    plan->numbered_from = plan->count;
+  plan->cut_tiles = plan->tile_count;
+  plan->cut_bytes = plan->total_bytes;
 }
 
 /* In an owned plan: the operations added since the plan had `before`

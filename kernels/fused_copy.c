@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 
 #ifdef CGR_HAVE_CUDA
@@ -67,10 +68,34 @@ cgr_status cgr__fused_copy_launch(cgr__backend *be, cgr__stream *stream,
     return cgr__fail(be->error, CGR_E_INVALID_STATE, __func__,
                      "the copy plan was changed after cgr__copy_plan_finish "
                      "(or never finished)");
+  size_t count = plan->count;
+  if (plan->headed && count > 0 && count <= CGR__FUSED_COPY_MEDIUM &&
+      plan->capacity >= (count <= CGR__FUSED_COPY_SMALL
+                             ? CGR__FUSED_COPY_SMALL
+                             : CGR__FUSED_COPY_MEDIUM)) {
+    /* The step's case: the arguments in place, the header written into
+     * the plan's memory just before ops[0] (copy_plan.h), and the
+     * capacity's descriptors after it all the plan's. The launch copies
+     * them. */
+    cgr__fused_copy_args_small *args =
+        (cgr__fused_copy_args_small
+             *)(void *)((unsigned char *)plan->ops -
+                        offsetof(cgr__fused_copy_args_small, ops));
+    const cgr__copy_desc *last = &plan->ops[count - 1];
+    args->op_count = (uint32_t)count;
+    args->tile_count =
+        (uint32_t)(last->tile_begin + cgr__copy_tiles_for(last->bytes));
+    args->reserved = 0;
+    return cgr__be_kernel_launch(be, stream,
+                                 count <= CGR__FUSED_COPY_SMALL
+                                     ? &cgr__kernel_fused_copy_small
+                                     : &cgr__kernel_fused_copy_medium,
+                                 args);
+  }
   /* 32 KB on the stack: large enough for any chunk; the launch copies it. */
   cgr__fused_copy_args_large args;
   for (size_t first = 0; first < plan->count; first += CGR__FUSED_COPY_LARGE) {
-    size_t count = plan->count - first;
+    count = plan->count - first;
     if (count > CGR__FUSED_COPY_LARGE)
       count = CGR__FUSED_COPY_LARGE;
     const cgr__copy_desc *last = &plan->ops[first + count - 1];
@@ -124,17 +149,24 @@ cgr_status cgr__plan_area_write(void *area, size_t capacity,
                      (unsigned long)UINT32_MAX);
   /* The plan numbers tiles per chunk of CGR__FUSED_COPY_LARGE operations
    * (one by-value launch each); the area is one launch, so the numbering
-   * runs on through it. */
+   * runs on through it. A plan of one chunk (the step's) is numbered so
+   * already: its operations go as they are. */
   cgr__copy_desc *ops =
       (cgr__copy_desc *)((unsigned char *)area + CGR__PLAN_AREA_OPS_OFFSET);
-  uint64_t next_tile = 0;
-  for (size_t i = 0; i < plan->count; ++i) {
-    cgr__copy_desc op = plan->ops[i];
-    op.tile_begin = (uint32_t)next_tile;
-    next_tile += cgr__copy_tiles_for(op.bytes);
-    ops[i] = op;
+  uint64_t next_tile = plan->tile_count;
+  if (plan->count <= CGR__FUSED_COPY_LARGE) {
+    if (plan->count > 0)
+      memcpy(ops, plan->ops, plan->count * sizeof *ops);
+  } else {
+    next_tile = 0;
+    for (size_t i = 0; i < plan->count; ++i) {
+      cgr__copy_desc op = plan->ops[i];
+      op.tile_begin = (uint32_t)next_tile;
+      next_tile += cgr__copy_tiles_for(op.bytes);
+      ops[i] = op;
+    }
+    assert(next_tile == plan->tile_count);
   }
-  assert(next_tile == plan->tile_count);
   /* Counts last, so that a reader that sees them sees the descriptors too
    * (callers order the write with the device anyway; this costs nothing). */
   atomic_thread_fence(memory_order_release);

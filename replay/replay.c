@@ -140,8 +140,8 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
       }
       return cgr__copy_plan_fill_own(
           plan, pad_dst,
-          cgr__copy_fill_word(element(input->data, live, width), width),
-          width, fill_rows * width, &rt->error);
+          cgr__copy_fill_word(element(input->data, live, width), width), width,
+          fill_rows * width, &rt->error);
     }
   } else if (given == CGR__GIVEN_UNCHANGED) {
     /* cgr_batch_unchanged checked it, and nothing loads a set while a
@@ -289,6 +289,8 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l) {
   cgr__copy_plan_clear(&replay->plan);
+  int two_parts = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
+                  replay->mode == CGR_REPLAY_PIPELINED;
   /* The free slots in the first pass, the late ones listed for the
    * second: one call of plan_slot, inlined. */
   uint32_t *late = replay->late_inputs, late_count = 0;
@@ -306,14 +308,17 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
       }
       CGR__CHECK(plan_slot(rt, replay, slot, i, given, &batch->inputs[i], l));
     }
-    if (part == 0)
+    if (part == 0) {
       l->free_ops = replay->plan.count;
+      /* Where the two launches of a split would part: their tiles are
+       * numbered apart from here. */
+      if (two_parts)
+        cgr__copy_plan_cut(&replay->plan);
+    }
     list = late;
     count = late_count;
   }
-  l->split = (replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
-              replay->mode == CGR_REPLAY_PIPELINED) &&
-             l->free_ops > 0 && l->free_ops < replay->plan.count;
+  l->split = two_parts && l->free_ops > 0 && l->free_ops < replay->plan.count;
   if (!l->split)
     return cgr__copy_plan_finish(&replay->plan, &rt->error);
   return cgr__copy_plan_finish_split(&replay->plan, l->free_ops, &l->head,

@@ -4,13 +4,21 @@
  * tests hold that shortcut to the whole check's answers where it matters:
  * a caller's source or index inside a destination is refused all the
  * same, by the plan and through cgr_replay with validation off; too many
- * foreign operations fall back to the whole check. */
+ * foreign operations fall back to the whole check.
+ *
+ * Then the step path's plan without its per-step passes: appending
+ * numbers tiles (per launch of CGR__FUSED_COPY_LARGE operations, from a
+ * cut when the replay splits the plan), and a plan's own memory keeps the
+ * launch header before its first operation. The numbering is held to a
+ * fresh count for any cut, before and after further appends; a launch
+ * past 2^32 tiles to finish's refusal; launches in place to the bytes
+ * they move, the plan's operations unchanged by them. */
 #define _POSIX_C_SOURCE 200809L /* rand_r */
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
-#include "kernels/copy_plan.h"
+#include "kernels/fused_copy.h"
 #include "model.h"
 
 enum { ARENA = 4096 };
@@ -250,12 +258,230 @@ static void test_owned_plans_give_the_models_outputs(void **state) {
   }
 }
 
+/* ---- tiles numbered on append, launches in place ------------------------ */
+
+/* The numbering a plan's operations [first, first + count) need as one
+ * part: tiles counted from each chunk of CGR__FUSED_COPY_LARGE. Checks
+ * every operation's tile_begin and returns the part's tiles. */
+static uint64_t check_part(const cgr__copy_plan *plan, size_t first,
+                           size_t count) {
+  uint64_t total = 0, in_launch = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (i % CGR__FUSED_COPY_LARGE == 0)
+      in_launch = 0;
+    const cgr__copy_desc *op = &plan->ops[first + i];
+    if (op->tile_begin != in_launch)
+      fail_msg("operation %zu (part from %zu) starts at tile %u, not %llu",
+               first + i, first, op->tile_begin, (unsigned long long)in_launch);
+    uint64_t tiles =
+        (op->bytes + CGR__COPY_TILE_BYTES - 1) / CGR__COPY_TILE_BYTES;
+    in_launch += tiles;
+    total += tiles;
+  }
+  return total;
+}
+
+static uint64_t bytes_of(const cgr__copy_plan *plan, size_t first,
+                         size_t count) {
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < count; ++i)
+    bytes += plan->ops[first + i].bytes;
+  return bytes;
+}
+
+/* Appends `count` COPY and FILL operations of random sizes, up to 70 KB
+ * (several tiles), at disjoint addresses that are never dereferenced:
+ * these plans are numbered and finished, not launched. */
+static void append_random(cgr__copy_plan *plan, uint64_t *seed, size_t count,
+                          uintptr_t *cursor, cgr__error *err) {
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t bytes = 8 * (1 + test_random_below(seed, 70000 / 8));
+    void *dst = (void *)*cursor;
+    *cursor += bytes + 64;
+    if (test_random_below(seed, 2))
+      assert_int_equal(cgr__copy_plan_copy(plan, dst,
+                                           (void *)(*cursor + (1u << 30)),
+                                           bytes, err),
+                       CGR_OK);
+    else
+      assert_int_equal(cgr__copy_plan_fill(plan, dst, 7, 8, bytes, err),
+                       CGR_OK);
+  }
+}
+
+static void check_split(cgr__copy_plan *plan, size_t cut, cgr__error *err) {
+  cgr__copy_plan head, tail;
+  assert_int_equal(cgr__copy_plan_finish_split(plan, cut, &head, &tail, err),
+                   CGR_OK);
+  assert_int_equal(head.count, cut);
+  assert_int_equal(tail.count, plan->count - cut);
+  assert_int_equal(head.tile_count, check_part(plan, 0, cut));
+  assert_int_equal(tail.tile_count, check_part(plan, cut, plan->count - cut));
+  assert_int_equal(head.total_bytes, bytes_of(plan, 0, cut));
+  assert_int_equal(tail.total_bytes, bytes_of(plan, cut, plan->count - cut));
+}
+
+static void check_whole(cgr__copy_plan *plan, cgr__error *err) {
+  assert_int_equal(cgr__copy_plan_finish(plan, err), CGR_OK);
+  assert_int_equal(plan->tile_count, check_part(plan, 0, plan->count));
+  assert_int_equal(plan->total_bytes, bytes_of(plan, 0, plan->count));
+}
+
+/* Random plans around the chunk size, cut where the replay cuts them
+ * (cgr__copy_plan_cut) and elsewhere, finished whole and in parts, then
+ * grown and finished again: every numbering equals a fresh count. */
+static void test_numbering_on_append_equals_a_fresh_count(void **state) {
+  (void)state;
+  cgr__error err;
+  memset(&err, 0, sizeof err);
+  static const size_t sizes[] = {1, 2, 7, 64, 679, 680, 681, 1361, 2000};
+  uint64_t seed = 0x5EED0F7113u;
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+    for (int owned = 0; owned < 2; ++owned) {
+      cgr__copy_plan plan;
+      cgr__copy_plan_init(&plan);
+      plan.owned = owned;
+      uintptr_t cursor = 1u << 20;
+      size_t total = sizes[s];
+      size_t cut = (size_t)test_random_below(&seed, total + 1);
+      append_random(&plan, &seed, cut, &cursor, &err);
+      cgr__copy_plan_cut(&plan);
+      append_random(&plan, &seed, total - cut, &cursor, &err);
+      check_split(&plan, cut, &err);
+      /* Another cut, then the plan whole, then grown and whole again,
+       * then split at its first cut again. */
+      check_split(&plan, (size_t)test_random_below(&seed, total + 1), &err);
+      check_whole(&plan, &err);
+      append_random(&plan, &seed, 1 + (size_t)test_random_below(&seed, 700),
+                    &cursor, &err);
+      check_whole(&plan, &err);
+      check_split(&plan, cut, &err);
+      /* Cleared and rebuilt without a cut: numbered for one launch. */
+      cgr__copy_plan_clear(&plan);
+      append_random(&plan, &seed, total, &cursor, &err);
+      check_whole(&plan, &err);
+      cgr__copy_plan_release(&plan);
+    }
+  }
+}
+
+/* One launch holds at most 2^32 tiles: an operation past that is refused
+ * at finish, naming it, however the plan was cut. */
+static void test_a_launch_past_2_32_tiles_is_refused_at_finish(void **state) {
+  (void)state;
+  cgr__error err;
+  memset(&err, 0, sizeof err);
+  uint64_t huge = (UINT64_C(1) << 32) * CGR__COPY_TILE_BYTES;
+  for (int cut = 0; cut < 2; ++cut) {
+    cgr__copy_plan plan;
+    cgr__copy_plan_init(&plan);
+    plan.owned = 1;
+    assert_int_equal(cgr__copy_plan_fill(&plan, (void *)(uintptr_t)0x1000, 0, 8,
+                                         64, &err),
+                     CGR_OK);
+    if (cut)
+      cgr__copy_plan_cut(&plan);
+    assert_int_equal(cgr__copy_plan_fill(&plan, (void *)(uintptr_t)0x2000, 0, 8,
+                                         huge, &err),
+                     CGR_OK);
+    assert_int_equal(cgr__copy_plan_finish(&plan, &err),
+                     CGR_E_INVALID_ARGUMENT);
+    if (strstr(err.message, "operation 1: a launch would need more than 2^32 "
+                            "tiles") == NULL)
+      fail_msg("unexpected message: %s", err.message);
+    cgr__copy_plan head, tail;
+    assert_int_equal(cgr__copy_plan_finish_split(&plan, 1, &head, &tail, &err),
+                     CGR_E_INVALID_ARGUMENT);
+    assert_int_equal(plan.finished, 0);
+    cgr__copy_plan_release(&plan);
+  }
+}
+
+enum { ROW = 256, ROWS = 40 };
+
+/* A plan of ROWS copies of ROW bytes, src row i to dst row i, cut after
+ * `cut` of them. */
+static void build_rows(cgr_runtime *rt, cgr__copy_plan *plan,
+                       unsigned char *dst, const unsigned char *src,
+                       size_t cut) {
+  for (size_t i = 0; i < ROWS; ++i) {
+    if (i == cut)
+      cgr__copy_plan_cut(plan);
+    assert_cgr_ok(rt, cgr__copy_plan_copy(plan, dst + i * ROW, src + i * ROW,
+                                          ROW, &rt->error));
+  }
+}
+
+static void check_rows(cgr_runtime *rt, unsigned char *dst,
+                       const unsigned char *expected) {
+  unsigned char readback[ROWS * ROW];
+  assert_cgr_ok(rt, cgr__be_memcpy_async(TEST_BE(rt), TEST_MAIN(rt), readback,
+                                         dst, sizeof readback));
+  assert_cgr_ok(rt, cgr__be_stream_synchronize(TEST_BE(rt), TEST_MAIN(rt)));
+  assert_memory_equal(readback, expected, sizeof readback);
+}
+
+/* A plan launched in place, whole and as the two parts of a split (the
+ * head in place, the tail through a copy: its header would fall on the
+ * head's last operation), moves what it says, and the launches leave
+ * the plan's operations as they were. */
+static void test_launches_in_place_leave_the_plan_unchanged(void **state) {
+  cgr_runtime *rt = cgr_test_runtime(state);
+  cgr__backend *be = TEST_BE(rt);
+  unsigned char *src = NULL, *dst = NULL;
+  unsigned char host[ROWS * ROW], zeros[ROWS * ROW];
+  for (size_t i = 0; i < sizeof host; ++i)
+    host[i] = (unsigned char)(i * 131 + 7);
+  memset(zeros, 0, sizeof zeros);
+  assert_cgr_ok(rt, cgr__be_device_alloc(be, sizeof host, (void **)&src));
+  assert_cgr_ok(rt, cgr__be_device_alloc(be, sizeof host, (void **)&dst));
+  assert_cgr_ok(rt, cgr__be_memcpy_async(be, TEST_MAIN(rt), src, host,
+                                         sizeof host));
+  static const size_t cuts[] = {0, 1, 8, 9, 39, ROWS};
+  for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; ++c) {
+    for (int split = 0; split < 2; ++split) {
+      assert_cgr_ok(rt, cgr__be_memset_async(be, TEST_MAIN(rt), dst, 0,
+                                             sizeof host));
+      cgr__copy_plan plan, head, tail;
+      cgr__copy_plan_init(&plan);
+      plan.owned = 1;
+      build_rows(rt, &plan, dst, src, cuts[c]);
+      cgr__copy_desc before[ROWS];
+      if (split) {
+        assert_cgr_ok(rt, cgr__copy_plan_finish_split(&plan, cuts[c], &head,
+                                                      &tail, &rt->error));
+        memcpy(before, plan.ops, sizeof before);
+        assert_cgr_ok(rt, cgr__fused_copy_launch(be, TEST_MAIN(rt), &head));
+        assert_cgr_ok(rt, cgr__be_stream_synchronize(be, TEST_MAIN(rt)));
+        /* The head alone: its rows, and zeros past them. */
+        unsigned char expected[ROWS * ROW];
+        memcpy(expected, host, cuts[c] * ROW);
+        memcpy(expected + cuts[c] * ROW, zeros, (ROWS - cuts[c]) * ROW);
+        check_rows(rt, dst, expected);
+        assert_cgr_ok(rt, cgr__fused_copy_launch(be, TEST_MAIN(rt), &tail));
+      } else {
+        assert_cgr_ok(rt, cgr__copy_plan_finish(&plan, &rt->error));
+        memcpy(before, plan.ops, sizeof before);
+        assert_cgr_ok(rt, cgr__fused_copy_launch(be, TEST_MAIN(rt), &plan));
+      }
+      check_rows(rt, dst, host);
+      assert_memory_equal(plan.ops, before, sizeof before);
+      cgr__copy_plan_release(&plan);
+    }
+  }
+  cgr__be_device_free(be, src);
+  cgr__be_device_free(be, dst);
+}
+
 static const struct CMUnitTest tests[] = {
     HOST_TEST(test_a_foreign_source_inside_a_destination_is_refused),
     HOST_TEST(test_a_foreign_index_inside_a_destination_is_refused),
     HOST_TEST(test_too_many_foreign_operations_check_everything),
     RUNTIME_TEST(test_replay_refuses_a_source_it_would_overwrite),
     RUNTIME_TEST(test_owned_plans_give_the_models_outputs),
+    cmocka_unit_test(test_numbering_on_append_equals_a_fresh_count),
+    cmocka_unit_test(test_a_launch_past_2_32_tiles_is_refused_at_finish),
+    RUNTIME_TEST(test_launches_in_place_leave_the_plan_unchanged),
 };
 
 CGR_TEST_MAIN(tests)
