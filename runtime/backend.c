@@ -45,7 +45,7 @@ static cgr_status left_behind(cgr__backend *be, const cgr__fault_at *at,
 }
 
 /* Records that the device is lost, with why (the first reason wins). */
-static void mark_lost(cgr__backend *be, const char *reason) {
+static CGR__COLD void mark_lost(cgr__backend *be, const char *reason) {
   int expected = 0;
   if (atomic_compare_exchange_strong(&be->lost, &expected, 1)) {
     snprintf(be->lost_reason, sizeof be->lost_reason, "%s", reason);
@@ -53,7 +53,7 @@ static void mark_lost(cgr__backend *be, const char *reason) {
   }
 }
 
-int cgr__be_lost_slow(cgr__backend *be) {
+CGR__COLD int cgr__be_lost_slow(cgr__backend *be) {
   if (atomic_load_explicit(&be->lost, memory_order_acquire))
     return 1;
   char reason[CGR__ERROR_MESSAGE_SIZE];
@@ -105,9 +105,9 @@ static int reports_left(cgr__call call) {
  * *later armed when the call must succeed and fail afterwards; then
  * inject_after must follow the backend call.
  */
-static cgr_status inject_before(cgr__backend *be, cgr__call call,
-                                cgr__site site, const char *func,
-                                later_fault *later) {
+static CGR__COLD cgr_status inject_before(cgr__backend *be, cgr__call call,
+                                          cgr__site site, const char *func,
+                                          later_fault *later) {
   later->armed = 0;
   cgr__fault_at at;
   if (reports_left(call) && cgr__fault_take_left(be, &at))
@@ -127,8 +127,9 @@ static cgr_status inject_before(cgr__backend *be, cgr__call call,
  * its error behind; ASYNC work the backend could not carry (CUDA, which
  * cannot be made to fault on demand) loses this runtime's device here,
  * and the next call reports it. */
-static cgr_status inject_after(cgr__backend *be, const later_fault *later,
-                               cgr_status status) {
+static CGR__COLD cgr_status inject_after(cgr__backend *be,
+                                         const later_fault *later,
+                                         cgr_status status) {
   if (!later->armed)
     return status;
   if (later->at.mode == CGR__FAULT_ASYNC) {
