@@ -172,6 +172,37 @@ static inline uint64_t cgr__copy_fill_word(uint64_t pattern,
   }
 }
 
+/* A COPY that cgr builds itself between its own buffers (the replay's
+ * staging to a slot's buffer): neither range is NULL or wraps, so it is
+ * appended as cgr__copy_plan_push would, without the checks or a
+ * descriptor built on the side. */
+static inline cgr_status cgr__copy_plan_copy_own(cgr__copy_plan *plan,
+                                                 void *dst, const void *src,
+                                                 uint64_t bytes,
+                                                 cgr__error *err) {
+  if (bytes == 0)
+    return CGR_OK;
+  if (plan->count == plan->capacity) {
+    cgr_status status = cgr__copy_plan_grow(plan, err, "cgr__copy_plan_copy");
+    if (status != CGR_OK)
+      return status;
+  }
+  cgr__copy_desc *op = &plan->ops[plan->count++];
+  op->dst = (uint64_t)(uintptr_t)dst;
+  op->src = (uint64_t)(uintptr_t)src;
+  op->index = 0;
+  op->bytes = bytes;
+  op->row_bytes = 0;
+  op->tile_begin = (uint32_t)(plan->tile_count - plan->cut_tiles);
+  op->kind = CGR__COPY_OP_COPY;
+  op->pattern_size = 0;
+  op->reserved = 0;
+  plan->tile_count += cgr__copy_tiles_for(bytes);
+  plan->total_bytes += bytes;
+  plan->finished = 0;
+  return CGR_OK;
+}
+
 /* A FILL that cgr builds itself (padding of its own buffers), whose word
  * is cgr__copy_fill_word's: dst is not NULL, pattern_size is 1, 2, 4 or
  * 8 and divides bytes, and the range does not wrap. The replay's step

@@ -74,13 +74,14 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
  * Adds one input slot's work to the plan: its live rows (unless
  * unchanged) and the padding rows that held live data last time. In the
  * naive mode, a host source's padding goes into its staged image instead,
- * so the slot costs one copy. The step's path: called from one place, and
- * inlined there.
+ * so the slot costs one copy. Every case; plan_slot takes the step's
+ * usual one itself.
  */
-static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
-                            const cgr__slot *slot, size_t index,
-                            cgr__given given, const cgr__slot_input *input,
-                            cgr__load *l) {
+static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
+                                          const cgr__slot *slot, size_t index,
+                                          cgr__given given,
+                                          const cgr__slot_input *input,
+                                          cgr__load *l) {
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   unsigned char *buffer = slot->buffers[l->set];
@@ -181,6 +182,48 @@ static cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   if (!prefix)
     l->skipped++; /* clean padding */
   return CGR_OK;
+}
+
+/*
+ * plan_slot_any for the step's usual slot, a ROWS slot given data from
+ * the host or pinned memory outside the naive mode: its rows (a host
+ * source staged first), then any padding; in few instructions, as it
+ * runs for most slots of every step. The rest go to plan_slot_any.
+ */
+static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
+                                   const cgr__slot *slot, size_t index,
+                                   cgr__given given,
+                                   const cgr__slot_input *input, cgr__load *l) {
+  if (given != CGR__GIVEN_INPUT || slot->desc.kind != CGR_SLOT_ROWS ||
+      input->source == CGR_SOURCE_DEVICE || replay->mode == CGR_REPLAY_NAIVE)
+    return plan_slot_any(rt, replay, slot, index, given, input, l);
+  cgr__copy_plan *plan = &replay->plan;
+  cgr__set *set = &replay->sets[l->set];
+  unsigned char *buffer = slot->buffers[l->set];
+  set->image_size[index] = 0; /* staging's in-graph image, if any, is gone */
+  if (input->source == CGR_SOURCE_HOST) {
+    unsigned char *staged = set->staging + replay->staging_offset[index];
+    memcpy(staged, input->data, input->bytes);
+    CGR__CHECK(cgr__copy_plan_copy_own(plan, buffer, staged, input->bytes,
+                                       &rt->error));
+  } else {
+    size_t before = plan->count;
+    CGR__CHECK(cgr__copy_plan_copy(plan, buffer, input->data, input->bytes,
+                                   &rt->error));
+    cgr__copy_plan_mark_foreign(plan, before); /* the caller's memory */
+  }
+  /* As plan_slot_any: rows that held live data are refilled. */
+  uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
+  uint32_t dirty = set->dirty_end[index];
+  if (dirty <= live) {
+    l->skipped++; /* clean padding */
+    return CGR_OK;
+  }
+  return cgr__copy_plan_fill_own(
+      plan, buffer + (uint64_t)live * slot->row_bytes,
+      cgr__copy_fill_word(slot->desc.pad_value, slot->desc.elem_size),
+      slot->desc.elem_size, (uint64_t)(dirty - live) * slot->row_bytes,
+      &rt->error);
 }
 
 /* The naive mode runs the plan one operation at a time, as hand-written
