@@ -31,6 +31,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__free(replay->inputs);
   cgr__free(replay->fed_inputs);
   cgr__free(replay->late_inputs);
+  cgr__free(replay->input_traits);
   cgr__free(replay->batch.inputs);
   cgr__free(replay->batch.given);
   cgr__free(replay);
@@ -48,10 +49,11 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->inputs = cgr__calloc(slots, sizeof *replay->inputs);
   replay->fed_inputs = cgr__calloc(slots, sizeof *replay->fed_inputs);
   replay->late_inputs = cgr__calloc(slots, sizeof *replay->late_inputs);
+  replay->input_traits = cgr__calloc(slots, 1);
   if (replay->batch.inputs == NULL || replay->batch.given == NULL ||
-      replay->staging_offset == NULL ||
-      replay->inputs == NULL || replay->fed_inputs == NULL ||
-      replay->late_inputs == NULL)
+      replay->staging_offset == NULL || replay->inputs == NULL ||
+      replay->fed_inputs == NULL || replay->late_inputs == NULL ||
+      replay->input_traits == NULL)
     goto out_of_memory;
   /* Out of validation mode the replay's plans are owned: cgr builds
    * every destination, and only reads of caller memory are checked. */
@@ -64,8 +66,17 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->issued[0].step = replay->issued[1].step = UINT64_MAX;
   replay->issued_eager.step = UINT64_MAX;
   for (size_t i = 0; i < cap->slot_count; ++i) {
-    if (cgr__is_input(&cap->slots[i]))
+    const cgr__slot *slot = &cap->slots[i];
+    if (cgr__is_input(slot)) {
+      replay->input_traits[replay->input_count] =
+          (unsigned char)((slot->desc.scale == CGR_SCALE_TOKEN
+                               ? CGR__INPUT_PER_TOKEN
+                               : 0) |
+                          (slot->desc.kind == CGR_SLOT_PREFIX
+                               ? CGR__INPUT_PREFIX
+                               : 0));
       replay->inputs[replay->input_count++] = (uint32_t)i;
+    }
     if (cap->slots[i].fed_by >= 0)
       replay->fed_inputs[replay->fed_count++] = (uint32_t)i;
     replay->has_feeds |= cap->slots[i].fed_by >= 0;

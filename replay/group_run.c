@@ -262,8 +262,7 @@ static cgr_status check_batches(cgr_group *group, cgr_batch **batches,
                        batches[0]->variant);
     const cgr__capture *cap = group->rt[r]->layers[CGR__LAYER_CAPTURE].state;
     for (size_t i = 0; cap != NULL && i < cap->slot_count; ++i)
-      if (cgr__is_input(&cap->slots[i]) &&
-          batch->given[i] == CGR__GIVEN_NONE)
+      if (cgr__is_input(&cap->slots[i]) && batch->given[i] == CGR__GIVEN_NONE)
         return cgr__fail(&group->error, CGR_E_INVALID_ARGUMENT, func,
                          "rank %d: slot '%s' was not given in this batch "
                          "(input, unchanged, gather or feedback)",

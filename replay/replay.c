@@ -110,6 +110,7 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
     const void *src = input->data;
     uint64_t copy_bytes = live_bytes;
     if (input->source == CGR_SOURCE_HOST) {
+      CGR__CHECK(cgr__replay_staging_write(rt, set, l));
       unsigned char *staged = set->staging + replay->staging_offset[index];
       memcpy(staged, input->data, live_bytes);
       if (replay->mode == CGR_REPLAY_NAIVE) {
@@ -160,6 +161,7 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
   } else {
     set->image_size[index] = 0;
     if (given == CGR__GIVEN_FEEDBACK) {
+      CGR__CHECK(cgr__replay_staging_write(rt, set, l));
       const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
       CGR__CHECK(cgr__plan_feedback(
           rt, replay, cap, index, input, buffer,
@@ -202,6 +204,7 @@ static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   unsigned char *buffer = slot->buffers[l->set];
   set->image_size[index] = 0; /* staging's in-graph image, if any, is gone */
   if (input->source == CGR_SOURCE_HOST) {
+    CGR__CHECK(cgr__replay_staging_write(rt, set, l));
     unsigned char *staged = set->staging + replay->staging_offset[index];
     memcpy(staged, input->data, input->bytes);
     CGR__CHECK(cgr__copy_plan_copy_own(plan, buffer, staged, input->bytes,
@@ -276,18 +279,6 @@ cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set) {
   if (status == CGR_E_NOT_READY)
     status = cgr__be_event_synchronize(&rt->backend, set->staging_reader);
   return status;
-}
-
-int cgr__replay_uses_staging(const cgr__replay *replay,
-                             const cgr_batch *batch) {
-  for (uint32_t n = 0; n < replay->input_count; ++n) {
-    uint32_t i = replay->inputs[n];
-    if ((batch->given[i] == CGR__GIVEN_INPUT &&
-         batch->inputs[i].source == CGR_SOURCE_HOST) ||
-        batch->given[i] == CGR__GIVEN_FEEDBACK)
-      return 1;
-  }
-  return 0;
 }
 
 /*
@@ -417,21 +408,22 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
 }
 
 /* After a successful launch: what the set now holds. */
-void cgr__replay_commit(const cgr__capture *cap, cgr__replay *replay,
-                        const cgr_batch *batch, const cgr__load *l) {
+void cgr__replay_commit(cgr__replay *replay, const cgr_batch *batch,
+                        const cgr__load *l) {
   cgr__set *set = &replay->sets[l->set];
+  /* The slots' rows, by CGR__INPUT_PER_TOKEN (cgr__slot_rows). */
+  const uint32_t rows[2] = {l->batch, l->batch * l->tokens};
   for (uint32_t n = 0; n < replay->input_count; ++n) {
     uint32_t i = replay->inputs[n];
+    unsigned traits = replay->input_traits[n];
     /* Every slot's rows past the batch hold padding now, an unchanged
      * one's too (plan_slot filled them as it fills a loaded one's), but
      * for an unchanged PREFIX slot, whose state stays as it was. */
-    if (batch->given[i] == CGR__GIVEN_UNCHANGED &&
-        cap->slots[i].desc.kind == CGR_SLOT_PREFIX)
+    if ((traits & CGR__INPUT_PREFIX) && batch->given[i] == CGR__GIVEN_UNCHANGED)
       continue;
-    uint32_t rows =
-        (uint32_t)cgr__slot_rows(&cap->slots[i], l->batch, l->tokens);
-    set->dirty_end[i] = rows;
-    set->loaded_size[i] = rows;
+    uint32_t r = rows[traits & CGR__INPUT_PER_TOKEN];
+    set->dirty_end[i] = r;
+    set->loaded_size[i] = r;
   }
 }
 
@@ -568,8 +560,6 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   cgr__load l;
   cgr__load_init(&l, cap, batch, (int)(replay->next_step % CGR__SETS));
   cgr_status status = cgr__replay_ensure_captured(rt, cap, l.key);
-  if (status == CGR_OK && cgr__replay_uses_staging(replay, batch))
-    status = cgr__replay_staging_ready(rt, &replay->sets[l.set]);
   if (status == CGR_OK)
     status = cgr__replay_plan(rt, replay, cap, batch, &l);
   CGR__NVTX_POP(rt->config.nvtx);
@@ -581,7 +571,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     cgr__replay_forget(cap, replay, &l);
     return status;
   }
-  cgr__replay_commit(cap, replay, batch, &l);
+  cgr__replay_commit(replay, batch, &l);
   cap->sets_live = 1;
   cgr__replay_mark_fed(cap, replay, l.set, l.padded, l.tokens);
   replay->fed_step = replay->next_step;

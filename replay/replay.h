@@ -91,7 +91,7 @@ struct cgr_batch {
   /* Per slot, a cgr__given: how this batch gave it. Bytes apart from
    * the inputs, so that cgr_batch_begin clears them with one memset. */
   unsigned char *given;
-  uint32_t given_count;    /* input slots given so far */
+  uint32_t given_count; /* input slots given so far */
   /* The caller's events the streams were made to wait for at
    * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */
   int event_count;
@@ -123,6 +123,8 @@ typedef struct cgr__set {
   uint32_t *image_padded;
 } cgr__set;
 
+enum { CGR__INPUT_PER_TOKEN = 1, CGR__INPUT_PREFIX = 2 };
+
 typedef struct cgr__replay {
   cgr_batch batch;
   /* A batcher's engine thread owns the runtime (replay/batcher.c): one
@@ -137,7 +139,11 @@ typedef struct cgr__replay {
   uint32_t input_count;
   uint32_t *fed_inputs;
   uint32_t fed_count;
-  uint32_t *late_inputs;    /* cgr__replay_plan's list, input_count long */
+  uint32_t *late_inputs; /* cgr__replay_plan's list, input_count long */
+  /* Per input slot, in the order of `inputs`: CGR__INPUT_PER_TOKEN for a
+   * slot scaled by token, CGR__INPUT_PREFIX for a PREFIX slot (the
+   * step's bookkeeping reads these, not the slots). */
+  unsigned char *input_traits;
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
@@ -193,6 +199,9 @@ typedef struct cgr__load {
   /* The plan's first free_ops operations touch nothing the previous
    * step's graph writes; the rest must run after it (replay.h). */
   size_t free_ops;
+  /* The host waited for the set's staging (cgr__replay_staging_write);
+   * the caller sets it when it waited itself. */
+  int staging_ready;
   /* Both parts non-empty, in the double-buffered or pipelined mode: the
    * plan split at free_ops into two finished views. */
   int split;
@@ -219,6 +228,7 @@ static inline void cgr__load_init(cgr__load *l, const cgr__capture *cap,
   l->tokens = batch->tokens;
   l->key = cgr__replay_batch_key(cap, batch);
   l->free_ops = 0;
+  l->staging_ready = 0;
   l->split = 0;
   l->skipped = 0;
 }
@@ -231,8 +241,8 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l);
 /* After a successful launch: what the set now holds. */
-void cgr__replay_commit(const cgr__capture *cap, cgr__replay *replay,
-                        const cgr_batch *batch, const cgr__load *l);
+void cgr__replay_commit(cgr__replay *replay, const cgr_batch *batch,
+                        const cgr__load *l);
 /* After a failure that may have loaded part of the set: the worst. */
 void cgr__replay_forget(const cgr__capture *cap, cgr__replay *replay,
                         const cgr__load *l);
@@ -247,8 +257,16 @@ cgr_status cgr__replay_ensure_captured(cgr_runtime *rt, const cgr__capture *cap,
 /* Waits, on the host, until nothing still reads the set's staging
  * (set->staging_reader): no wait in the steady state. */
 cgr_status cgr__replay_staging_ready(cgr_runtime *rt, cgr__set *set);
-/* 1 when the batch writes staging: a pageable source or feedback. */
-int cgr__replay_uses_staging(const cgr__replay *replay, const cgr_batch *batch);
+/* Before the plan's first write to the set's staging (a pageable source,
+ * feedback's indices and new rows): waits, once per step, until nothing
+ * reads it (cgr__replay_staging_ready). */
+static inline cgr_status
+cgr__replay_staging_write(cgr_runtime *rt, cgr__set *set, cgr__load *l) {
+  if (l->staging_ready)
+    return CGR_OK;
+  l->staging_ready = 1;
+  return cgr__replay_staging_ready(rt, set);
+}
 /* CGR_OK when every input slot of the batch was given; the message names
  * the first that was not (as `func`). */
 cgr_status cgr__replay_batch_complete(cgr_runtime *rt, const cgr__capture *cap,

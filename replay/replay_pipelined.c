@@ -127,7 +127,7 @@ static cgr_status plan_areas(cgr_runtime *rt, cgr__replay *replay,
  * in the other set, and it is what the next batch continues from. */
 static void stage_commit(cgr__capture *cap, cgr__replay *replay,
                          const cgr_batch *batch, const cgr__load *l) {
-  cgr__replay_commit(cap, replay, batch, l);
+  cgr__replay_commit(replay, batch, l);
   cap->sets_live = 1;
   cgr__replay_mark_fed(cap, replay, l->set, l->padded, l->tokens);
   replay->fed_step = replay->next_step + (replay->staged.active ? 1 : 0);
@@ -186,6 +186,7 @@ cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch) {
   cgr__set *set = &replay->sets[l.set];
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, batch->size);
   cgr_status status = cgr__replay_staging_ready(rt, set);
+  l.staging_ready = 1;
   if (status == CGR_OK)
     status = cgr__replay_plan(rt, replay, cap, batch, &l);
   CGR__NVTX_POP(rt->config.nvtx);
@@ -286,7 +287,9 @@ cgr_status cgr_replay_ahead(cgr_runtime *rt, cgr_batch *next,
   int full = 0;
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE,
                  next != NULL ? next->size : 0);
+  /* Its staging and feed indices, and its areas. */
   cgr_status status = cgr__replay_staging_ready(rt, other);
+  l.staging_ready = 1;
   if (status == CGR_OK)
     status = plan_areas(rt, replay, cap, next, &l, &full);
   CGR__NVTX_POP(rt->config.nvtx);
