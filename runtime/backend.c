@@ -144,6 +144,12 @@ static CGR__COLD cgr_status inject_after(cgr__backend *be,
   return status;
 }
 
+cgr_status cgr__be_count_failed(cgr__backend *be, cgr_status status) {
+  if (status == CGR_E_DEVICE_LOST) /* a sticky CUDA error, named there */
+    mark_lost(be, be->error->message);
+  return status;
+}
+
 static cgr_status counted(cgr__backend *be, cgr__call call, cgr_status status) {
   if (status == CGR_OK)
     atomic_fetch_add_explicit(&be->calls[call], 1, memory_order_relaxed);

@@ -230,6 +230,36 @@ static inline int cgr__be_lost(cgr__backend *be) {
  * error and returns CGR_E_DEVICE_LOST: what every call says afterwards. */
 cgr_status cgr__be_lost_status(cgr__backend *be, const char *func);
 
+/* Fault injection (runtime/fault.h): 1 while no plan is armed and no error
+ * is left behind, every run but the fault tests'. The dispatch point and
+ * the per-step sites then skip injection with one relaxed load (issue
+ * 23's budget). */
+extern _Atomic int cgr__fault_engaged_;
+static inline int cgr__fault_idle(void) {
+  return !atomic_load_explicit(&cgr__fault_engaged_, memory_order_relaxed);
+}
+
+/*
+ * The step's calls (a launch, an event record or wait, a copy) inline
+ * while the device is not lost and no fault is armed: the arguments'
+ * checks, the backend's call, and its count, as the dispatch's own fast
+ * path does them, without a call into it. Anything else (a NULL argument,
+ * a lost device, an armed fault) takes the dispatch function, `site` and
+ * all, which says why.
+ */
+static inline int cgr__be_fast(cgr__backend *be) {
+  return !cgr__be_lost(be) && cgr__fault_idle();
+}
+/* A failed call's status counted: a lost device is marked so. */
+cgr_status cgr__be_count_failed(cgr__backend *be, cgr_status status);
+static inline cgr_status cgr__be_count(cgr__backend *be, cgr__call call,
+                                       cgr_status status) {
+  if (status != CGR_OK)
+    return cgr__be_count_failed(be, status);
+  atomic_fetch_add_explicit(&be->calls[call], 1, memory_order_relaxed);
+  return CGR_OK;
+}
+
 /*
  * Backend constructors. On success *be is ready to use; on failure it is
  * untouched but for ops == NULL and the message is in err.
@@ -277,12 +307,30 @@ cgr_status cgr__be_event_create_at(cgr__site site, cgr__backend *be, int timing,
 void cgr__be_event_destroy(cgr__backend *be, cgr__event *event);
 cgr_status cgr__be_event_record_at(cgr__site site, cgr__backend *be,
                                    cgr__event *event, cgr__stream *stream);
+static inline cgr_status cgr__be_event_record_in(cgr__site site,
+                                                 cgr__backend *be,
+                                                 cgr__event *event,
+                                                 cgr__stream *stream) {
+  if (event != NULL && stream != NULL && cgr__be_fast(be))
+    return cgr__be_count(be, CGR__CALL_EVENT_RECORD,
+                         be->ops->event_record(be->ctx, event, stream));
+  return cgr__be_event_record_at(site, be, event, stream);
+}
 #define cgr__be_event_record(...)                                              \
-  cgr__be_event_record_at(CGR__SITE, __VA_ARGS__)
+  cgr__be_event_record_in(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_stream_wait_event_at(cgr__site site, cgr__backend *be,
                                         cgr__stream *stream, cgr__event *event);
+static inline cgr_status cgr__be_stream_wait_event_in(cgr__site site,
+                                                      cgr__backend *be,
+                                                      cgr__stream *stream,
+                                                      cgr__event *event) {
+  if (stream != NULL && event != NULL && cgr__be_fast(be))
+    return cgr__be_count(be, CGR__CALL_EVENT_WAIT,
+                         be->ops->stream_wait_event(be->ctx, stream, event));
+  return cgr__be_stream_wait_event_at(site, be, stream, event);
+}
 #define cgr__be_stream_wait_event(...)                                         \
-  cgr__be_stream_wait_event_at(CGR__SITE, __VA_ARGS__)
+  cgr__be_stream_wait_event_in(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event);
 cgr_status cgr__be_event_synchronize_at(cgr__site site, cgr__backend *be,
                                         cgr__event *event);
@@ -310,8 +358,18 @@ void cgr__be_pinned_free(cgr__backend *be, void *ptr);
 cgr_status cgr__be_memcpy_async_at(cgr__site site, cgr__backend *be,
                                    cgr__stream *stream, void *dst,
                                    const void *src, size_t bytes);
+static inline cgr_status
+cgr__be_memcpy_async_in(cgr__site site, cgr__backend *be, cgr__stream *stream,
+                        void *dst, const void *src, size_t bytes) {
+  if (stream != NULL && dst != NULL && src != NULL && bytes > 0 &&
+      cgr__be_fast(be))
+    return cgr__be_count(be, CGR__CALL_COPY,
+                         be->ops->memcpy_async(be->ctx, stream, dst, src,
+                                               bytes));
+  return cgr__be_memcpy_async_at(site, be, stream, dst, src, bytes);
+}
 #define cgr__be_memcpy_async(...)                                              \
-  cgr__be_memcpy_async_at(CGR__SITE, __VA_ARGS__)
+  cgr__be_memcpy_async_in(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
                                    cgr__stream *stream, void *dst, int value,
                                    size_t bytes);
@@ -321,8 +379,16 @@ cgr_status cgr__be_kernel_launch_at(cgr__site site, cgr__backend *be,
                                     cgr__stream *stream,
                                     const cgr__kernel *kernel,
                                     const void *args);
+static inline cgr_status
+cgr__be_kernel_launch_in(cgr__site site, cgr__backend *be, cgr__stream *stream,
+                         const cgr__kernel *kernel, const void *args) {
+  if (stream != NULL && kernel != NULL && args != NULL && cgr__be_fast(be))
+    return cgr__be_count(be, CGR__CALL_KERNEL_LAUNCH,
+                         be->ops->kernel_launch(be->ctx, stream, kernel, args));
+  return cgr__be_kernel_launch_at(site, be, stream, kernel, args);
+}
 #define cgr__be_kernel_launch(...)                                             \
-  cgr__be_kernel_launch_at(CGR__SITE, __VA_ARGS__)
+  cgr__be_kernel_launch_in(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_host_func_at(cgr__site site, cgr__backend *be,
                                 cgr__stream *stream, cgr__host_fn fn,
                                 void *user);
@@ -361,8 +427,17 @@ cgr_status cgr__be_graph_instantiate_at(cgr__site site, cgr__backend *be,
   cgr__be_graph_instantiate_at(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_graph_launch_at(cgr__site site, cgr__backend *be,
                                    cgr__graph_exec *exec, cgr__stream *stream);
+static inline cgr_status cgr__be_graph_launch_in(cgr__site site,
+                                                 cgr__backend *be,
+                                                 cgr__graph_exec *exec,
+                                                 cgr__stream *stream) {
+  if (exec != NULL && stream != NULL && cgr__be_fast(be))
+    return cgr__be_count(be, CGR__CALL_GRAPH_LAUNCH,
+                         be->ops->graph_launch(be->ctx, exec, stream));
+  return cgr__be_graph_launch_at(site, be, exec, stream);
+}
 #define cgr__be_graph_launch(...)                                              \
-  cgr__be_graph_launch_at(CGR__SITE, __VA_ARGS__)
+  cgr__be_graph_launch_in(CGR__SITE, __VA_ARGS__)
 void cgr__be_graph_exec_destroy(cgr__backend *be, cgr__graph_exec *exec);
 
 cgr_status cgr__be_stream_synchronize_at(cgr__site site, cgr__backend *be,

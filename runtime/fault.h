@@ -134,13 +134,7 @@ cgr_status cgr__fault_status(cgr__call call);
 
 /* ---- at the injectable sites -------------------------------------------- */
 
-/* 1 while no plan is armed and no error is left behind: every run but the
- * fault tests'. The dispatch point and the per-step sites then skip
- * injection with one relaxed load (issue 23's budget). */
-extern _Atomic int cgr__fault_engaged_;
-static inline int cgr__fault_idle(void) {
-  return !atomic_load_explicit(&cgr__fault_engaged_, memory_order_relaxed);
-}
+/* cgr__fault_idle is in backend.h, whose step calls read it inline. */
 
 /* The dispatch point: 1 when a plan fires on this call, with *at. */
 int cgr__fault_check(cgr__call call, cgr__site site, cgr__fault_at *at);
