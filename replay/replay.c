@@ -187,17 +187,17 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
 }
 
 /*
- * plan_slot_any for the step's usual slot, a ROWS slot given data from
- * the host or pinned memory outside the naive mode: its rows (a host
- * source staged first), then any padding; in few instructions, as it
+ * plan_slot_any for the step's usual slot, a ROWS or PREFIX slot given
+ * data from the host or pinned memory outside the naive mode: its rows (a
+ * host source staged first), then any padding; in few instructions, as it
  * runs for most slots of every step. The rest go to plan_slot_any.
  */
 static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                                    const cgr__slot *slot, size_t index,
                                    cgr__given given,
                                    const cgr__slot_input *input, cgr__load *l) {
-  if (given != CGR__GIVEN_INPUT || slot->desc.kind != CGR_SLOT_ROWS ||
-      input->source == CGR_SOURCE_DEVICE || replay->mode == CGR_REPLAY_NAIVE)
+  if (given != CGR__GIVEN_INPUT || input->source == CGR_SOURCE_DEVICE ||
+      replay->mode == CGR_REPLAY_NAIVE)
     return plan_slot_any(rt, replay, slot, index, given, input, l);
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
@@ -215,8 +215,20 @@ static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                                    &rt->error));
     cgr__copy_plan_mark_foreign(plan, before); /* the caller's memory */
   }
-  /* As plan_slot_any: rows that held live data are refilled. */
+  /* The padding, as plan_slot_any writes it. */
   uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
+  uint32_t width = slot->desc.elem_size;
+  if (slot->desc.kind == CGR_SLOT_PREFIX) {
+    /* Every padded entry repeats the last live one. */
+    uint32_t padded = (uint32_t)cgr__slot_rows(slot, l->padded, l->tokens);
+    if (padded == live)
+      return CGR_OK;
+    return cgr__copy_plan_fill_own(
+        plan, buffer + input->bytes,
+        cgr__copy_fill_word(element(input->data, live, width), width), width,
+        (uint64_t)(padded - live) * width, &rt->error);
+  }
+  /* Rows that held live data are refilled. */
   uint32_t dirty = set->dirty_end[index];
   if (dirty <= live) {
     l->skipped++; /* clean padding */
@@ -224,9 +236,8 @@ static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   }
   return cgr__copy_plan_fill_own(
       plan, buffer + (uint64_t)live * slot->row_bytes,
-      cgr__copy_fill_word(slot->desc.pad_value, slot->desc.elem_size),
-      slot->desc.elem_size, (uint64_t)(dirty - live) * slot->row_bytes,
-      &rt->error);
+      cgr__copy_fill_word(slot->desc.pad_value, width), width,
+      (uint64_t)(dirty - live) * slot->row_bytes, &rt->error);
 }
 
 /* The naive mode runs the plan one operation at a time, as hand-written
