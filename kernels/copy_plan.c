@@ -264,12 +264,16 @@ static cgr_status check_foreign(const cgr__copy_plan *plan, cgr__error *err) {
   if (plan->foreign_count == 0)
     return CGR_OK;
   /* The span of every destination first: a read outside it (caller
-   * memory apart from cgr's buffers, the usual case) needs no walk. */
-  uint64_t low = UINT64_MAX, high = 0;
-  for (size_t j = 0; j < plan->count; ++j) {
-    const cgr__copy_desc *op = &plan->ops[j];
-    low = op->dst < low ? op->dst : low;
-    high = op->dst + op->bytes > high ? op->dst + op->bytes : high;
+   * memory apart from cgr's buffers, the usual case) needs no walk. The
+   * builder's bound, if it gave one, else the plan's own span. */
+  uint64_t low = plan->dst_low, high = plan->dst_high;
+  if (high == 0) {
+    low = UINT64_MAX;
+    for (size_t j = 0; j < plan->count; ++j) {
+      const cgr__copy_desc *op = &plan->ops[j];
+      low = op->dst < low ? op->dst : low;
+      high = op->dst + op->bytes > high ? op->dst + op->bytes : high;
+    }
   }
   for (size_t f = 0; f < plan->foreign_count; ++f) {
     size_t i = plan->foreign[f];

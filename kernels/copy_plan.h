@@ -66,6 +66,12 @@ typedef struct cgr__copy_plan {
   int owned;
   size_t foreign[CGR__COPY_PLAN_FOREIGN];
   size_t foreign_count; /* past CGR__COPY_PLAN_FOREIGN: check everything */
+  /* An owned plan's builder may bound every destination it will add in
+   * [dst_low, dst_high) (the replay: one buffer set's slots), so that
+   * finish passes a foreign read outside it without walking the plan;
+   * dst_high 0: not bounded. Kept by clear. */
+  uint64_t dst_low;
+  uint64_t dst_high;
 } cgr__copy_plan;
 
 /* An empty plan; needs no cleanup until an operation is added. */

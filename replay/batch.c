@@ -102,6 +102,14 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     CGR__CHECK(cgr__be_event_create(be, 0, &set->graph_done));
     CGR__CHECK(cgr__be_event_create(be, 0, &set->staging_free));
     set->staging_reader = set->staging_free;
+    set->dst_low = UINT64_MAX;
+    for (uint32_t n = 0; n < replay->input_count; ++n) {
+      const cgr__slot *slot = &cap->slots[replay->inputs[n]];
+      uint64_t begin = (uint64_t)(uintptr_t)slot->buffers[k];
+      uint64_t end = begin + cgr__slot_bytes_for(slot, largest, most_tokens);
+      set->dst_low = begin < set->dst_low ? begin : set->dst_low;
+      set->dst_high = end > set->dst_high ? end : set->dst_high;
+    }
     if (replay->staging_bytes > 0)
       CGR__CHECK(cgr__be_pinned_alloc(be, replay->staging_bytes,
                                       (void **)&set->staging));

@@ -364,10 +364,17 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
     count = late_count;
   }
   l->split = two_parts && l->free_ops > 0 && l->free_ops < replay->plan.count;
-  if (!l->split)
-    return cgr__copy_plan_finish(&replay->plan, &rt->error);
-  return cgr__copy_plan_finish_split(&replay->plan, l->free_ops, &l->head,
-                                     &l->tail, &rt->error);
+  /* Every destination is in the set's input buffers: a caller's source
+   * outside them is checked without a walk (copy_plan.h). */
+  cgr__copy_plan *plan = &replay->plan;
+  plan->dst_low = replay->sets[l->set].dst_low;
+  plan->dst_high = replay->sets[l->set].dst_high;
+  cgr_status status =
+      l->split ? cgr__copy_plan_finish_split(plan, l->free_ops, &l->head,
+                                             &l->tail, &rt->error)
+               : cgr__copy_plan_finish(plan, &rt->error);
+  plan->dst_high = 0; /* the bound is this step's only */
+  return status;
 }
 
 /* Enqueues the copy and the graph of one step in the current mode. */

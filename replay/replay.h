@@ -121,6 +121,9 @@ typedef struct cgr__set {
    * there. */
   uint32_t *image_size;
   uint32_t *image_padded;
+  /* The bytes every input slot's buffer of this set spans, for the
+   * largest key: where every destination of a step's plan lies. */
+  uint64_t dst_low, dst_high;
 } cgr__set;
 
 enum { CGR__INPUT_PER_TOKEN = 1, CGR__INPUT_PREFIX = 2 };

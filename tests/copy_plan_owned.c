@@ -96,6 +96,37 @@ static void test_a_foreign_index_inside_a_destination_is_refused(void **s) {
   cgr__copy_plan_release(&plan);
 }
 
+/* A builder's bound on its destinations ([dst_low, dst_high)) lets a
+ * foreign read outside it pass unwalked; one inside is walked, and refused
+ * where it overlaps a destination, as without the bound. */
+static void test_a_bound_on_destinations_keeps_the_check(void **s) {
+  (void)s;
+  cgr__error err;
+  memset(&err, 0, sizeof err);
+  cgr__copy_plan plan;
+  owned_plan(&plan);
+  for (int inside = 0; inside < 3; ++inside) {
+    cgr__copy_plan_clear(&plan);
+    plan.dst_low = (uint64_t)(uintptr_t)dst_arena;
+    plan.dst_high = (uint64_t)(uintptr_t)(dst_arena + ARENA);
+    assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena, src_arena, 64, &err),
+                     CGR_OK);
+    /* Outside the bound; inside it, clear of the destination; over it. */
+    const unsigned char *read = inside == 0   ? src_arena
+                                : inside == 1 ? dst_arena + 1024
+                                              : dst_arena + 32;
+    assert_int_equal(cgr__copy_plan_copy(&plan, dst_arena + 256, read, 16,
+                                         &err),
+                     CGR_OK);
+    cgr__copy_plan_mark_foreign(&plan, 1);
+    assert_int_equal(cgr__copy_plan_finish(&plan, &err),
+                     inside == 2 ? CGR_E_INVALID_ARGUMENT : CGR_OK);
+  }
+  assert_error_has(&err, "operation 1 (COPY) reads source bytes that "
+                         "operation 0 (COPY) writes");
+  cgr__copy_plan_release(&plan);
+}
+
 /* Past CGR__COPY_PLAN_FOREIGN foreign operations the plan checks every
  * range, destinations included: an overlap of two destinations, which an
  * owned plan otherwise takes on trust, is refused then. */
@@ -479,6 +510,7 @@ static const struct CMUnitTest tests[] = {
     HOST_TEST(test_too_many_foreign_operations_check_everything),
     RUNTIME_TEST(test_replay_refuses_a_source_it_would_overwrite),
     RUNTIME_TEST(test_owned_plans_give_the_models_outputs),
+    cmocka_unit_test(test_a_bound_on_destinations_keeps_the_check),
     cmocka_unit_test(test_numbering_on_append_equals_a_fresh_count),
     cmocka_unit_test(test_a_launch_past_2_32_tiles_is_refused_at_finish),
     RUNTIME_TEST(test_launches_in_place_leave_the_plan_unchanged),
