@@ -282,18 +282,22 @@ cgr_status cgr__be_stream_wait_event_at(cgr__site site, cgr__backend *be,
            be->ops->stream_wait_event(be->ctx, stream, event));
 }
 
-cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event) {
+cgr_status cgr__be_event_query_at(cgr__backend *be, cgr__event *event) {
   if (event == NULL)
-    return null_arg(be, __func__, "event");
-  LOST_GUARD(be);
+    return null_arg(be, "cgr__be_event_query", "event");
+  if (cgr__be_lost(be))
+    return cgr__be_lost_status(be, "cgr__be_event_query");
   cgr__fault_at at;
   if (cgr__fault_take_left(be, &at))
-    return left_behind(be, &at, __func__);
-  cgr_status status = be->ops->event_query(be->ctx, event);
+    return left_behind(be, &at, "cgr__be_event_query");
+  return cgr__be_event_query_done(be, be->ops->event_query(be->ctx, event));
+}
+
+cgr_status cgr__be_event_query_done(cgr__backend *be, cgr_status status) {
   if (status == CGR_E_DEVICE_LOST)
     mark_lost(be, be->error->message);
   else if (status == CGR_OK && cgr__be_lost(be))
-    return cgr__be_lost_status(be, __func__);
+    return cgr__be_lost_status(be, "cgr__be_event_query");
   return status;
 }
 

@@ -331,7 +331,20 @@ static inline cgr_status cgr__be_stream_wait_event_in(cgr__site site,
 }
 #define cgr__be_stream_wait_event(...)                                         \
   cgr__be_stream_wait_event_in(CGR__SITE, __VA_ARGS__)
-cgr_status cgr__be_event_query(cgr__backend *be, cgr__event *event);
+cgr_status cgr__be_event_query_at(cgr__backend *be, cgr__event *event);
+/* The backend's answer, but OK and NOT_READY, as cgr__be_event_query_at
+ * ends with it. */
+cgr_status cgr__be_event_query_done(cgr__backend *be, cgr_status status);
+/* CGR_OK when the event's work is done, CGR_E_NOT_READY while it runs. */
+static inline cgr_status cgr__be_event_query(cgr__backend *be,
+                                             cgr__event *event) {
+  if (event == NULL || !cgr__be_fast(be))
+    return cgr__be_event_query_at(be, event);
+  cgr_status status = be->ops->event_query(be->ctx, event);
+  if (status == CGR_E_NOT_READY || (status == CGR_OK && !cgr__be_lost(be)))
+    return status;
+  return cgr__be_event_query_done(be, status);
+}
 cgr_status cgr__be_event_synchronize_at(cgr__site site, cgr__backend *be,
                                         cgr__event *event);
 #define cgr__be_event_synchronize(...)                                         \
