@@ -203,19 +203,60 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
   return CGR_OK;
 }
 
+/* `count` elements of `width` bytes holding `value` (its low bytes). */
+static inline void stage_fill(unsigned char *dst, uint64_t value,
+                              uint32_t width, uint64_t count) {
+  for (uint64_t e = 0; e < count; ++e)
+    memcpy(dst + e * width, &value, width); /* little-endian */
+}
+
+/*
+ * plan_slot_any for a slot given host data in the naive mode: one COPY of
+ * its staged image, the padding written into staging after the live rows
+ * (a ROWS slot's rows that held live data, a PREFIX slot's padded
+ * entries), so that the slot costs one copy; its padding counts as
+ * skipped, as no operation of its own writes it.
+ */
+static inline cgr_status plan_naive_host(cgr_runtime *rt, cgr__replay *replay,
+                                         const cgr__slot *slot, size_t index,
+                                         const cgr__slot_input *input,
+                                         cgr__load *l) {
+  cgr__set *set = &replay->sets[l->set];
+  set->image_size[index] = 0;
+  CGR__CHECK(cgr__replay_staging_write(rt, set, l));
+  unsigned char *staged = set->staging + replay->staging_offset[index];
+  stage_copy(staged, input->data, input->bytes);
+  uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
+  uint32_t width = slot->desc.elem_size;
+  uint64_t elems;
+  if (slot->desc.kind == CGR_SLOT_PREFIX) {
+    elems = (uint32_t)cgr__slot_rows(slot, l->padded, l->tokens) - live;
+    stage_fill(staged + input->bytes, element(input->data, live, width), width,
+               elems);
+  } else {
+    uint32_t dirty = set->dirty_end[index];
+    elems = dirty > live ? (uint64_t)(dirty - live) * slot->desc.row_elems : 0;
+    stage_fill(staged + input->bytes, slot->desc.pad_value, width, elems);
+    l->skipped++; /* the padding rides in the image */
+  }
+  return cgr__copy_plan_copy_own(&replay->plan, slot->buffers[l->set], staged,
+                                 input->bytes + elems * width, &rt->error);
+}
+
 /*
  * plan_slot_any for the step's usual slot, a ROWS or PREFIX slot given
- * data from the host or pinned memory outside the naive mode: its rows (a
- * host source staged first), then any padding; in few instructions, as it
- * runs for most slots of every step. The rest go to plan_slot_any.
+ * data from the host or pinned memory (the naive mode's host data apart):
+ * its rows (a host source staged first), then any padding; in few instructions,
+ * as it runs for most slots of every step. The rest go to plan_slot_any.
  */
 static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                                    const cgr__slot *slot, size_t index,
                                    cgr__given given,
                                    const cgr__slot_input *input, cgr__load *l) {
-  if (given != CGR__GIVEN_INPUT || input->source == CGR_SOURCE_DEVICE ||
-      replay->mode == CGR_REPLAY_NAIVE)
+  if (given != CGR__GIVEN_INPUT || input->source == CGR_SOURCE_DEVICE)
     return plan_slot_any(rt, replay, slot, index, given, input, l);
+  if (replay->mode == CGR_REPLAY_NAIVE && input->source == CGR_SOURCE_HOST)
+    return plan_naive_host(rt, replay, slot, index, input, l);
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   unsigned char *buffer = slot->buffers[l->set];
