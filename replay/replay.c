@@ -245,23 +245,38 @@ static inline cgr_status plan_naive_host(cgr_runtime *rt, cgr__replay *replay,
 
 /*
  * plan_slot_any for the step's usual slot, a ROWS or PREFIX slot given
- * data from the host or pinned memory (the naive mode's host data apart):
- * its rows (a host source staged first), then any padding; in few instructions,
+ * data from the host or pinned memory (the naive mode's host data apart),
+ * or a fed ROWS slot given feedback: its rows (a host source staged
+ * first), then any padding; in few instructions,
  * as it runs for most slots of every step. The rest go to plan_slot_any.
  */
 static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                                    const cgr__slot *slot, size_t index,
                                    cgr__given given,
                                    const cgr__slot_input *input, cgr__load *l) {
-  if (given != CGR__GIVEN_INPUT || input->source == CGR_SOURCE_DEVICE)
+  int feedback = given == CGR__GIVEN_FEEDBACK;
+  if (feedback
+          ? slot->desc.kind != CGR_SLOT_ROWS
+          : given != CGR__GIVEN_INPUT || input->source == CGR_SOURCE_DEVICE)
     return plan_slot_any(rt, replay, slot, index, given, input, l);
-  if (replay->mode == CGR_REPLAY_NAIVE && input->source == CGR_SOURCE_HOST)
+  if (replay->mode == CGR_REPLAY_NAIVE && input->source == CGR_SOURCE_HOST &&
+      !feedback)
     return plan_naive_host(rt, replay, slot, index, input, l);
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   unsigned char *buffer = slot->buffers[l->set];
   set->image_size[index] = 0; /* staging's in-graph image, if any, is gone */
-  if (input->source == CGR_SOURCE_HOST) {
+  if (feedback) {
+    /* A fed ROWS slot's rows, then its padding as below. */
+    const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+    CGR__CHECK(cgr__replay_staging_write(rt, set, l));
+    CGR__CHECK(cgr__plan_feedback(
+        rt, replay, cap, index, input, buffer,
+        set->feed_index +
+            index * (size_t)cgr__largest_bucket(cap) * cgr__largest_tokens(cap),
+        set->staging + replay->staging_offset[index],
+        (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens), 1));
+  } else if (input->source == CGR_SOURCE_HOST) {
     CGR__CHECK(cgr__replay_staging_write(rt, set, l));
     unsigned char *staged = set->staging + replay->staging_offset[index];
     stage_copy(staged, input->data, input->bytes);
