@@ -246,27 +246,32 @@ static inline cgr_status plan_naive_host(cgr_runtime *rt, cgr__replay *replay,
 /*
  * plan_slot_any for the step's usual slot, a ROWS or PREFIX slot given
  * data from the host or pinned memory (the naive mode's host data apart),
- * or a fed ROWS slot given feedback: its rows (a host source staged
- * first), then any padding; in few instructions,
+ * or a ROWS slot given feedback or unchanged: its rows (a host source
+ * staged first), then any padding; in few instructions,
  * as it runs for most slots of every step. The rest go to plan_slot_any.
  */
 static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                                    const cgr__slot *slot, size_t index,
                                    cgr__given given,
                                    const cgr__slot_input *input, cgr__load *l) {
-  int feedback = given == CGR__GIVEN_FEEDBACK;
-  if (feedback
-          ? slot->desc.kind != CGR_SLOT_ROWS
-          : given != CGR__GIVEN_INPUT || input->source == CGR_SOURCE_DEVICE)
+  int data = given == CGR__GIVEN_INPUT;
+  if (data ? input->source == CGR_SOURCE_DEVICE
+           : given == CGR__GIVEN_GATHER || slot->desc.kind != CGR_SLOT_ROWS)
     return plan_slot_any(rt, replay, slot, index, given, input, l);
-  if (replay->mode == CGR_REPLAY_NAIVE && input->source == CGR_SOURCE_HOST &&
-      !feedback)
+  if (data && replay->mode == CGR_REPLAY_NAIVE &&
+      input->source == CGR_SOURCE_HOST)
     return plan_naive_host(rt, replay, slot, index, input, l);
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   unsigned char *buffer = slot->buffers[l->set];
-  set->image_size[index] = 0; /* staging's in-graph image, if any, is gone */
-  if (feedback) {
+  if (given == CGR__GIVEN_UNCHANGED) {
+    /* cgr_batch_unchanged checked it: its rows stay, and so does any
+     * in-graph image of them; rows past them are filled as below. */
+    assert(set->loaded_size[index] ==
+           (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens));
+    l->skipped++; /* its live rows */
+  } else if (given == CGR__GIVEN_FEEDBACK) {
+    set->image_size[index] = 0; /* staging's in-graph image is gone */
     /* A fed ROWS slot's rows, then its padding as below. */
     const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
     CGR__CHECK(cgr__replay_staging_write(rt, set, l));
@@ -277,12 +282,14 @@ static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
         set->staging + replay->staging_offset[index],
         (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens), 1));
   } else if (input->source == CGR_SOURCE_HOST) {
+    set->image_size[index] = 0;
     CGR__CHECK(cgr__replay_staging_write(rt, set, l));
     unsigned char *staged = set->staging + replay->staging_offset[index];
     stage_copy(staged, input->data, input->bytes);
     CGR__CHECK(cgr__copy_plan_copy_own(plan, buffer, staged, input->bytes,
                                        &rt->error));
   } else {
+    set->image_size[index] = 0;
     size_t before = plan->count;
     CGR__CHECK(cgr__copy_plan_copy(plan, buffer, input->data, input->bytes,
                                    &rt->error));
