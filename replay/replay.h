@@ -59,6 +59,7 @@
 #define CGR_REPLAY_REPLAY_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "capture/capture.h"
 #include "kernels/copy_plan.h"
@@ -306,6 +307,11 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
  * the host clock, in µs). */
 void cgr__replay_account(cgr__replay *replay, uint64_t ops, uint64_t bytes,
                          uint64_t skipped, double started);
+/* replay_in_graph.c: a complete, closed batch's step in
+ * CGR_REPLAY_IN_GRAPH; issues its ticket. */
+cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
+                                cgr__capture *cap, cgr_batch *batch,
+                                cgr_ticket *ticket, double started);
 /* replay_eager.c: a batch's step run eagerly (the batch is complete and
  * closed); issues its ticket. */
 cgr_status cgr__replay_eager(cgr_runtime *rt, cgr__replay *replay,
@@ -314,6 +320,15 @@ cgr_status cgr__replay_eager(cgr_runtime *rt, cgr__replay *replay,
 
 /* The runtime's replay state, made on first use after a capture. */
 cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out);
+
+/* Element `index` of a host-visible array of `width` bytes (1, 2, 4 or
+ * 8), in its low bytes. */
+static inline uint64_t cgr__element(const void *data, uint64_t index,
+                                    uint32_t width) {
+  uint64_t value = 0;
+  memcpy(&value, (const unsigned char *)data + index * width, width);
+  return value;
+}
 
 /* 1 when the slot is loaded per step (ROWS, PREFIX). */
 static inline int cgr__is_input(const cgr__slot *slot) {
