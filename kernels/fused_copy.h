@@ -19,7 +19,10 @@
  * CGR__FUSED_COPY_LARGE operations, one more per further 680. An empty plan
  * launches nothing. CGR_E_INVALID_STATE when the plan is not finished;
  * otherwise the status of the launch. Kernel arguments are copied at launch,
- * so the plan may be changed as soon as this returns.
+ * so the plan may be changed as soon as this returns. A plan of its own
+ * memory (copy_plan.h, `headed`) of up to 64 operations is passed in
+ * place: the launch writes the argument header into the bytes the plan
+ * keeps before ops[0], and nothing else of the plan changes.
  */
 cgr_status cgr__fused_copy_launch(cgr__backend *be, cgr__stream *stream,
                                   const cgr__copy_plan *plan);

@@ -237,11 +237,12 @@ static inline cgr_status plan_naive_host(cgr_runtime *rt, cgr__replay *replay,
 }
 
 /*
- * plan_slot_any for the step's usual slot, a ROWS or PREFIX slot given
- * data from the host or pinned memory (the naive mode's host data apart),
- * or a ROWS slot given feedback or unchanged: its rows (a host source
- * staged first), then any padding; in few instructions,
- * as it runs for most slots of every step. The rest go to plan_slot_any.
+ * One slot's work, as plan_slot_any does it, for the step's usual slots
+ * in few instructions, as it runs for most slots of every step: a ROWS or
+ * PREFIX slot given data from the host or pinned memory (the naive mode's
+ * host data in plan_naive_host), a ROWS slot given feedback or unchanged.
+ * Its rows (a host source staged first), then any padding. The rest go to
+ * plan_slot_any.
  */
 static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
                                    const cgr__slot *slot, size_t index,
