@@ -84,7 +84,7 @@ void cgr__copy_plan_release(cgr__copy_plan *plan);
  * plan per step without allocating). */
 void cgr__copy_plan_clear(cgr__copy_plan *plan);
 
-/* Grows the operation array by one slot's worth (doubling); `func` names
+/* Grows the operation array (doubling, 64 at first); `func` names
  * the caller in the message. */
 cgr_status cgr__copy_plan_grow(cgr__copy_plan *plan, cgr__error *err,
                                const char *func);

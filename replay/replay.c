@@ -80,12 +80,29 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
   return CGR_OK;
 }
 
+/* A fed slot's `rows` of this step into a buffer of set l->set (`set`):
+ * its feedback indices and new rows go through the set's own regions, so
+ * the host waits for the set's staging first. */
+static cgr_status plan_set_feedback(cgr_runtime *rt, cgr__replay *replay,
+                                    cgr__set *set, size_t index,
+                                    const cgr__slot_input *input,
+                                    unsigned char *buffer, uint32_t rows,
+                                    cgr__load *l) {
+  CGR__CHECK(cgr__replay_staging_write(rt, set, l));
+  const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
+  return cgr__plan_feedback(rt, replay, cap, index, input, buffer,
+                            set->feed_index +
+                                index * (size_t)cgr__largest_bucket(cap) *
+                                    cgr__largest_tokens(cap),
+                            set->staging + replay->staging_offset[index], rows,
+                            1);
+}
+
 /*
- * Adds one input slot's work to the plan: its live rows (unless
- * unchanged) and the padding rows that held live data last time. In the
- * naive mode, a host source's padding goes into its staged image instead,
- * so the slot costs one copy. Every case; plan_slot takes the step's
- * usual one itself.
+ * The slots plan_slot leaves to this: data from the device (ROWS or
+ * PREFIX), a gather, a PREFIX slot given unchanged or feedback. Their live
+ * rows (unless unchanged) and the padding rows that held live data last
+ * time.
  */
 static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
                                           const cgr__slot *slot, size_t index,
@@ -97,12 +114,9 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
   unsigned char *buffer = slot->buffers[l->set];
   uint32_t width = slot->desc.elem_size;
   int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
-  /* The slot's rows: requests, or tokens for a slot scaled by token. A
-   * PREFIX slot has batch + 1 entries of one element. */
+  /* The slot's rows: requests, or tokens for a slot scaled by token. */
   uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
   uint32_t padded = (uint32_t)cgr__slot_rows(slot, l->padded, l->tokens);
-  uint64_t live_bytes =
-      prefix ? ((uint64_t)live + 1) * width : live * slot->row_bytes;
   /* Rows past the batch must hold padding; those at or past dirty_end
    * already do. Every row that held live data is refilled, even past this
    * bucket (the graph does not read those, but a later, larger bucket
@@ -114,46 +128,22 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
   uint64_t fill_rows = fill_end > live ? fill_end - live : 0;
 
   if (given == CGR__GIVEN_INPUT) {
-    /* Whatever this step loads, the in-graph image in staging (if any) no
-     * longer matches the set. */
+    /* From the device (plan_slot takes host and pinned data): the
+     * caller's memory, read as it is. */
+    assert(input->source == CGR_SOURCE_DEVICE);
     set->image_size[index] = 0;
-    const void *src = input->data;
-    uint64_t copy_bytes = live_bytes;
-    if (input->source == CGR_SOURCE_HOST) {
-      CGR__CHECK(cgr__replay_staging_write(rt, set, l));
-      unsigned char *staged = set->staging + replay->staging_offset[index];
-      memcpy(staged, input->data, live_bytes);
-      if (replay->mode == CGR_REPLAY_NAIVE) {
-        /* One copy per slot: the padding rides in the staged image. */
-        uint64_t pad = prefix ? cgr__element(input->data, live, width)
-                              : slot->desc.pad_value;
-        uint64_t rows = prefix ? (uint64_t)(padded - live)
-                               : fill_rows * slot->desc.row_elems;
-        for (uint64_t e = 0; e < rows; ++e)
-          memcpy(staged + live_bytes + e * width, &pad, width);
-        copy_bytes += rows * width;
-        fill_rows = 0;
-      }
-      src = staged;
-    }
     size_t before = plan->count;
-    CGR__CHECK(cgr__copy_plan_copy(plan, buffer, src, copy_bytes, &rt->error));
-    if (input->source != CGR_SOURCE_HOST) /* the caller's memory */
-      cgr__copy_plan_mark_foreign(plan, before);
+    CGR__CHECK(cgr__copy_plan_copy(plan, buffer, input->data, input->bytes,
+                                   &rt->error));
+    cgr__copy_plan_mark_foreign(plan, before);
     if (prefix && fill_rows > 0) {
-      unsigned char *pad_dst = buffer + live_bytes;
-      if (input->source == CGR_SOURCE_DEVICE) {
-        /* The value lies on the device: gather entry `batch` once per
-         * padded entry, through an index of zeros. */
-        return cgr__copy_plan_gather(plan, pad_dst,
-                                     (const unsigned char *)src + live * width,
-                                     replay->zero_index, fill_rows, width,
-                                     &rt->error);
-      }
-      return cgr__copy_plan_fill_own(
-          plan, pad_dst,
-          cgr__copy_fill_word(cgr__element(input->data, live, width), width),
-          width, fill_rows * width, &rt->error);
+      /* The value lies on the device: gather entry `batch` once per
+       * padded entry, through an index of zeros. */
+      return cgr__copy_plan_gather(plan, buffer + input->bytes,
+                                   (const unsigned char *)input->data +
+                                       live * width,
+                                   replay->zero_index, fill_rows, width,
+                                   &rt->error);
     }
   } else if (given == CGR__GIVEN_UNCHANGED) {
     /* cgr_batch_unchanged checked it, and nothing loads a set while a
@@ -171,13 +161,8 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
   } else {
     set->image_size[index] = 0;
     if (given == CGR__GIVEN_FEEDBACK) {
-      CGR__CHECK(cgr__replay_staging_write(rt, set, l));
-      const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-      CGR__CHECK(cgr__plan_feedback(
-          rt, replay, cap, index, input, buffer,
-          set->feed_index + index * (size_t)cgr__largest_bucket(cap) *
-                                cgr__largest_tokens(cap),
-          set->staging + replay->staging_offset[index], live, 1));
+      CGR__CHECK(
+          plan_set_feedback(rt, replay, set, index, input, buffer, live, l));
     } else { /* CGR__GIVEN_GATHER */
       size_t before = plan->count;
       CGR__CHECK(cgr__copy_plan_gather(plan, buffer, input->gather_src,
@@ -267,14 +252,10 @@ static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
   } else if (given == CGR__GIVEN_FEEDBACK) {
     set->image_size[index] = 0; /* staging's in-graph image is gone */
     /* A fed ROWS slot's rows, then its padding as below. */
-    const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-    CGR__CHECK(cgr__replay_staging_write(rt, set, l));
-    CGR__CHECK(cgr__plan_feedback(
-        rt, replay, cap, index, input, buffer,
-        set->feed_index +
-            index * (size_t)cgr__largest_bucket(cap) * cgr__largest_tokens(cap),
-        set->staging + replay->staging_offset[index],
-        (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens), 1));
+    CGR__CHECK(
+        plan_set_feedback(rt, replay, set, index, input, buffer,
+                          (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens),
+                          l));
   } else if (input->source == CGR_SOURCE_HOST) {
     set->image_size[index] = 0;
     CGR__CHECK(cgr__replay_staging_write(rt, set, l));

@@ -150,19 +150,11 @@ cgr_status cgr__be_count_failed(cgr__backend *be, cgr_status status) {
   return status;
 }
 
-static cgr_status counted(cgr__backend *be, cgr__call call, cgr_status status) {
-  if (status == CGR_OK)
-    atomic_fetch_add_explicit(&be->calls[call], 1, memory_order_relaxed);
-  if (status == CGR_E_DEVICE_LOST) /* a sticky CUDA error, named there */
-    mark_lost(be, be->error->message);
-  return status;
-}
-
 /* A wait that returned: the device may have failed while it waited (the
  * host backend's worker reports it beside the call, CUDA through it). */
 static cgr_status waited(cgr__backend *be, cgr__call call, const char *func,
                          cgr_status status) {
-  status = counted(be, call, status);
+  status = cgr__be_count(be, call, status);
   if (status == CGR_OK && cgr__be_lost(be))
     return cgr__be_lost_status(be, func);
   return status;
@@ -186,7 +178,7 @@ static cgr_status waited(cgr__backend *be, cgr__call call, const char *func,
   } while (0)
 #define WAITED(be, kind, status) waited((be), (kind), __func__, (status))
 #define DISPATCH(be, kind, site, op_call)                                      \
-  DISPATCH_AS(be, kind, site, op_call, counted)
+  DISPATCH_AS(be, kind, site, op_call, cgr__be_count)
 #define DISPATCH_WAITED(be, kind, site, op_call)                               \
   DISPATCH_AS(be, kind, site, op_call, WAITED)
 
@@ -505,7 +497,7 @@ cgr_status cgr__be_capture_end_at(cgr__site site, cgr__backend *be,
     return null_arg(be, __func__, "stream");
   cgr_status status = be->ops->capture_end(be->ctx, stream, out);
   if (status != CGR_OK)
-    return counted(be, CGR__CALL_CAPTURE_END, status);
+    return cgr__be_count(be, CGR__CALL_CAPTURE_END, status);
   /* An injected failure must still end the capture, as a real one does, so
    * the stream is usable afterwards: end it, then throw the graph away. */
   if (cgr__be_lost(be)) {
@@ -519,7 +511,7 @@ cgr_status cgr__be_capture_end_at(cgr__site site, cgr__backend *be,
     *out = NULL;
     return injected(be, &at, __func__);
   }
-  return counted(be, CGR__CALL_CAPTURE_END, status);
+  return cgr__be_count(be, CGR__CALL_CAPTURE_END, status);
 }
 
 int cgr__be_stream_is_capturing(cgr__backend *be, cgr__stream *stream) {

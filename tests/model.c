@@ -105,17 +105,24 @@ void model_declare(cgr_runtime *rt, model *m) {
   assert_cgr_ok(rt, model_try_declare(rt, m));
 }
 
+/* A runtime of `config` with these buckets, the model declared. */
+static cgr_runtime *declared_runtime(cgr_config *config,
+                                     const uint32_t *buckets, size_t n,
+                                     model *m) {
+  config->buckets = buckets;
+  config->bucket_count = n;
+  cgr_runtime *rt = NULL;
+  assert_cgr_ok(NULL, cgr_runtime_create(config, &rt));
+  model_declare(rt, m);
+  return rt;
+}
+
 cgr_runtime *model_runtime(const uint32_t *buckets, size_t n, int allow_eager,
                            model *m) {
   cgr_config config;
   cgr_test_config(&config);
-  config.buckets = buckets;
-  config.bucket_count = n;
   config.allow_eager = allow_eager;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, m);
-  return rt;
+  return declared_runtime(&config, buckets, n, m);
 }
 
 cgr_runtime *model_captured_runtime(const uint32_t *buckets, size_t n,
@@ -130,11 +137,7 @@ cgr_runtime *model_unvalidated_runtime(model *m, cgr_replay_mode mode) {
   cgr_config config;
   cgr_test_config(&config);
   config.validate = 0;
-  config.buckets = buckets;
-  config.bucket_count = 4;
-  cgr_runtime *rt = NULL;
-  assert_cgr_ok(NULL, cgr_runtime_create(&config, &rt));
-  model_declare(rt, m);
+  cgr_runtime *rt = declared_runtime(&config, buckets, 4, m);
   assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
   assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
   return rt;
