@@ -120,16 +120,19 @@ static inline void cgr__copy_plan_cut(cgr__copy_plan *plan) {
   plan->cut_bytes = plan->total_bytes;
 }
 
-/* In an owned plan: the operations added since the plan had `before`
- * read caller memory (a COPY source, a GATHER index), which finish
- * checks against every destination. */
+/* In an owned plan: operation i reads caller memory (a COPY source, a
+ * GATHER index), which finish checks against every destination; and
+ * every operation added since the plan had `before`. */
+static inline void cgr__copy_plan_mark_one_foreign(cgr__copy_plan *plan,
+                                                   size_t i) {
+  if (plan->foreign_count < CGR__COPY_PLAN_FOREIGN)
+    plan->foreign[plan->foreign_count] = i;
+  plan->foreign_count++;
+}
 static inline void cgr__copy_plan_mark_foreign(cgr__copy_plan *plan,
                                                size_t before) {
-  for (size_t i = before; i < plan->count; ++i) {
-    if (plan->foreign_count < CGR__COPY_PLAN_FOREIGN)
-      plan->foreign[plan->foreign_count] = i;
-    plan->foreign_count++;
-  }
+  for (size_t i = before; i < plan->count; ++i)
+    cgr__copy_plan_mark_one_foreign(plan, i);
 }
 
 /*

@@ -1,5 +1,6 @@
 /* Batches: what the next step's inputs are and where they lie, checked at
  * the boundary. Also the replay state's birth and death. */
+#include <stddef.h>
 #include <string.h>
 
 #include "replay/replay.h"
@@ -23,6 +24,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
     cgr__free(set->loaded_size);
     cgr__free(set->image_size);
     cgr__free(set->image_padded);
+    cgr__free(set->lanes);
   }
   cgr__be_device_free(be, replay->zero_index);
   cgr__be_pinned_free(be, replay->eager_feed);
@@ -31,10 +33,40 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__free(replay->inputs);
   cgr__free(replay->fed_inputs);
   cgr__free(replay->late_inputs);
-  cgr__free(replay->input_traits);
   cgr__free(replay->batch.inputs);
   cgr__free(replay->batch.given);
+  cgr__free(replay->batch.slot_traits);
+  cgr__free(replay->batch.slot_unit);
   cgr__free(replay);
+}
+
+/* Input slot i's lane in set k (replay.h). */
+static void set_lane(cgr__lane *lane, const cgr__capture *cap,
+                     const cgr__replay *replay, int k, uint32_t i) {
+  const cgr__slot *slot = &cap->slots[i];
+  int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
+  lane->buffer = slot->buffers[k];
+  lane->staged = replay->sets[k].staging + replay->staging_offset[i];
+  lane->unit = prefix ? slot->desc.elem_size : slot->row_bytes;
+  lane->pad_word =
+      cgr__copy_fill_word((uint64_t)slot->desc.pad_value, slot->desc.elem_size);
+  lane->slot = i;
+  lane->row_elems = slot->desc.row_elems;
+  lane->width = (uint8_t)slot->desc.elem_size;
+  lane->traits = replay->batch.slot_traits[i];
+}
+
+/* Input slot i's traits (replay.h, CGR__INPUT_*); 0 for other slots. */
+static unsigned char input_traits(const cgr__slot *slot) {
+  if (!cgr__is_input(slot))
+    return 0;
+  return (unsigned char)(CGR__INPUT_ANY |
+                         (slot->desc.scale == CGR_SCALE_TOKEN
+                              ? CGR__INPUT_PER_TOKEN
+                              : 0) |
+                         (slot->desc.kind == CGR_SLOT_PREFIX ? CGR__INPUT_PREFIX
+                                                             : 0) |
+                         (slot->fed_by >= 0 ? CGR__INPUT_FED : 0));
 }
 
 static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
@@ -43,17 +75,20 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   size_t slots = cap->slot_count ? cap->slot_count : 1;
   replay->mode = rt->config.replay_mode;
   replay->batch.rt = rt;
+  replay->batch.slot_count = (uint32_t)cap->slot_count;
   replay->batch.inputs = cgr__calloc(slots, sizeof *replay->batch.inputs);
-  replay->batch.given = cgr__calloc(slots, 1);
+  /* At least 16 bytes, which opening a batch clears in one store. */
+  replay->batch.given = cgr__calloc(slots < 16 ? 16 : slots, 1);
+  replay->batch.slot_traits = cgr__calloc(slots, 1);
+  replay->batch.slot_unit = cgr__calloc(slots, sizeof(uint64_t));
   replay->staging_offset = cgr__calloc(slots, sizeof(uint64_t));
   replay->inputs = cgr__calloc(slots, sizeof *replay->inputs);
   replay->fed_inputs = cgr__calloc(slots, sizeof *replay->fed_inputs);
   replay->late_inputs = cgr__calloc(slots, sizeof *replay->late_inputs);
-  replay->input_traits = cgr__calloc(slots, 1);
   if (replay->batch.inputs == NULL || replay->batch.given == NULL ||
+      replay->batch.slot_traits == NULL || replay->batch.slot_unit == NULL ||
       replay->staging_offset == NULL || replay->inputs == NULL ||
-      replay->fed_inputs == NULL || replay->late_inputs == NULL ||
-      replay->input_traits == NULL)
+      replay->fed_inputs == NULL || replay->late_inputs == NULL)
     goto out_of_memory;
   /* Out of validation mode the replay's plans are owned: cgr builds
    * every destination, and only reads of caller memory are checked. */
@@ -67,16 +102,12 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->issued_eager.step = UINT64_MAX;
   for (size_t i = 0; i < cap->slot_count; ++i) {
     const cgr__slot *slot = &cap->slots[i];
-    if (cgr__is_input(slot)) {
-      replay->input_traits[replay->input_count] =
-          (unsigned char)((slot->desc.scale == CGR_SCALE_TOKEN
-                               ? CGR__INPUT_PER_TOKEN
-                               : 0) |
-                          (slot->desc.kind == CGR_SLOT_PREFIX
-                               ? CGR__INPUT_PREFIX
-                               : 0));
+    if (cgr__is_input(slot))
       replay->inputs[replay->input_count++] = (uint32_t)i;
-    }
+    replay->batch.slot_traits[i] = input_traits(slot);
+    replay->batch.slot_unit[i] = slot->desc.kind == CGR_SLOT_PREFIX
+                                     ? slot->desc.elem_size
+                                     : slot->row_bytes;
     if (cap->slots[i].fed_by >= 0)
       replay->fed_inputs[replay->fed_count++] = (uint32_t)i;
     replay->has_feeds |= cap->slots[i].fed_by >= 0;
@@ -95,8 +126,10 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     set->loaded_size = cgr__calloc(slots, sizeof *set->loaded_size);
     set->image_size = cgr__calloc(slots, sizeof *set->image_size);
     set->image_padded = cgr__calloc(slots, sizeof *set->image_padded);
+    set->lanes = cgr__calloc(slots, sizeof *set->lanes);
     if (set->dirty_end == NULL || set->loaded_size == NULL ||
-        set->image_size == NULL || set->image_padded == NULL)
+        set->image_size == NULL || set->image_padded == NULL ||
+        set->lanes == NULL)
       goto out_of_memory;
     CGR__CHECK(cgr__be_event_create(be, 0, &set->loaded));
     CGR__CHECK(cgr__be_event_create(be, 0, &set->graph_done));
@@ -113,6 +146,8 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     if (replay->staging_bytes > 0)
       CGR__CHECK(cgr__be_pinned_alloc(be, replay->staging_bytes,
                                       (void **)&set->staging));
+    for (uint32_t n = 0; n < replay->input_count; ++n)
+      set_lane(&set->lanes[n], cap, replay, k, replay->inputs[n]);
     if (replay->has_feeds)
       CGR__CHECK(cgr__be_pinned_alloc(be,
                                       (size_t)largest * most_tokens *
@@ -162,12 +197,48 @@ cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out) {
 
 /* ---- batches ------------------------------------------------------------- */
 
+/* Opens the runtime's batch for a checked key. */
+static inline cgr_batch *open_batch(const cgr_runtime *rt, cgr__replay *replay,
+                                    uint32_t batch_size, uint32_t tokens,
+                                    uint32_t variant) {
+  cgr_batch *batch = &replay->batch;
+  /* Each input field is set with its slot's given byte. */
+  if (batch->slot_count <= 16)
+    memset(batch->given, CGR__GIVEN_NONE, 16);
+  else
+    memset(batch->given, CGR__GIVEN_NONE, batch->slot_count);
+  batch->given_count = 0;
+  batch->size = batch_size;
+  batch->tokens = tokens;
+  batch->variant = variant;
+  batch->rows[0] = batch_size;
+  batch->rows[1] = batch_size * tokens;
+  batch->event_count = 0;
+  batch->dropped = 0;
+  batch->open =
+      rt->config.validate ? CGR__BATCH_OPEN_VALIDATED : CGR__BATCH_OPEN;
+  return batch;
+}
+
 /* Both begins: the key's checks, then the batch opens. */
-static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
-                        uint32_t variant, const char *func, cgr_batch **out);
+static CGR__COLD cgr_status begin(cgr_runtime *rt, uint32_t batch_size,
+                                  uint32_t tokens, uint32_t variant,
+                                  const char *func, cgr_batch **out);
 
 cgr_status cgr_batch_begin(cgr_runtime *rt, uint32_t batch_size,
                            cgr_batch **out) {
+  /* The step's path: a batch a graph holds (1 to the largest bucket), of
+   * the first tokens value and variant 0, which every runtime has, on a
+   * runtime whose replay state exists and whose device is not lost. */
+  cgr__replay *replay = rt != NULL ? rt->layers[CGR__LAYER_REPLAY].state : NULL;
+  if (replay != NULL && out != NULL && !replay->batch.open &&
+      batch_size - 1u <
+          cgr__largest_bucket(rt->layers[CGR__LAYER_CAPTURE].state) &&
+      !cgr__be_lost(&rt->backend)) {
+    *out =
+        open_batch(rt, replay, batch_size, rt->config.tokens_per_request[0], 0);
+    return CGR_OK;
+  }
   if (rt == NULL) {
     if (out != NULL)
       *out = NULL;
@@ -187,8 +258,9 @@ cgr_status cgr_batch_begin_key(cgr_runtime *rt, uint32_t batch_size,
   return begin(rt, batch_size, tokens_per_request, variant, __func__, out);
 }
 
-static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
-                        uint32_t variant, const char *func, cgr_batch **out) {
+static CGR__COLD cgr_status begin(cgr_runtime *rt, uint32_t batch_size,
+                                  uint32_t tokens, uint32_t variant,
+                                  const char *func, cgr_batch **out) {
   if (out != NULL)
     *out = NULL;
   if (out == NULL || batch_size == 0)
@@ -234,16 +306,7 @@ static cgr_status begin(cgr_runtime *rt, uint32_t batch_size, uint32_t tokens,
                      "batch %u is larger than the largest bucket (%u) and "
                      "config->allow_eager is 0",
                      batch_size, cgr__largest_bucket(cap));
-  /* Each input field is set with its slot's given byte. */
-  memset(replay->batch.given, CGR__GIVEN_NONE, cap->slot_count);
-  replay->batch.given_count = 0;
-  replay->batch.size = batch_size;
-  replay->batch.tokens = tokens;
-  replay->batch.variant = variant;
-  replay->batch.event_count = 0;
-  replay->batch.dropped = 0;
-  replay->batch.open = 1;
-  *out = &replay->batch;
+  *out = open_batch(rt, replay, batch_size, tokens, variant);
   return CGR_OK;
 }
 
@@ -394,23 +457,24 @@ static CGR__COLD cgr_status input_checked(cgr_batch *batch, cgr_slot slot,
 
 cgr_status cgr_batch_input(cgr_batch *batch, cgr_slot slot, cgr_source source,
                            const void *data, size_t bytes) {
-  if (batch == NULL)
-    return CGR_E_INVALID_ARGUMENT;
   /* The step's path: a good input out of validation mode, checked with
-   * no call; anything else takes the checked path, which says why. */
-  const cgr_runtime *rt = batch->rt;
-  const cgr__capture *cap = rt->layers[CGR__LAYER_CAPTURE].state;
-  if (batch->open && !rt->config.validate && slot >= 0 &&
-      (size_t)slot < cap->slot_count && data != NULL &&
-      (source == CGR_SOURCE_HOST || source == CGR_SOURCE_PINNED ||
-       source == CGR_SOURCE_DEVICE)) {
-    const cgr__slot *s = &cap->slots[slot];
-    if (cgr__is_input(s) && batch->given[slot] == CGR__GIVEN_NONE &&
-        bytes == cgr__input_bytes(s, batch->size, batch->tokens)) {
+   * no call against the batch's tables (an input slot, not given yet,
+   * the bytes of its rows, a PREFIX slot's one more entry); anything
+   * else takes the checked path, which says why. */
+  if (batch != NULL && batch->open == CGR__BATCH_OPEN &&
+      (uint32_t)slot < batch->slot_count && data != NULL &&
+      (unsigned)source <= CGR_SOURCE_DEVICE &&
+      batch->given[slot] == CGR__GIVEN_NONE) {
+    unsigned traits = batch->slot_traits[slot];
+    uint64_t rows = batch->rows[traits & CGR__INPUT_PER_TOKEN] +
+                    ((traits & CGR__INPUT_PREFIX) ? 1 : 0);
+    if (traits != 0 && bytes == rows * batch->slot_unit[slot]) {
       give_input(batch, slot, source, data, bytes);
       return CGR_OK;
     }
   }
+  if (batch == NULL)
+    return CGR_E_INVALID_ARGUMENT;
   return input_checked(batch, slot, source, data, bytes);
 }
 
@@ -467,9 +531,33 @@ static cgr_status check_unchanged(cgr_runtime *rt, const cgr_batch *batch,
   return CGR_OK;
 }
 
+/* The replay state a batch lives in (the batch is its first field). */
+static inline cgr__replay *batch_replay(cgr_batch *batch) {
+  return (cgr__replay *)(void *)((char *)batch - offsetof(cgr__replay, batch));
+}
+
 cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   if (batch == NULL)
     return CGR_E_INVALID_ARGUMENT;
+  /* The step's path, as check_unchanged accepts it: an input slot not
+   * given yet, whose set holds it with as many rows, in a graph mode
+   * other than in-graph (whose extra rule check_unchanged keeps). */
+  if (batch->open == CGR__BATCH_OPEN && (uint32_t)slot < batch->slot_count &&
+      batch->given[slot] == CGR__GIVEN_NONE) {
+    const cgr__replay *replay = batch_replay(batch);
+    unsigned traits = batch->slot_traits[slot];
+    uint32_t rows = batch->rows[traits & CGR__INPUT_PER_TOKEN];
+    int k = (int)(cgr__replay_batch_step(replay) % CGR__SETS);
+    if (traits != 0 && rows > 0 && replay->sets[k].loaded_size[slot] == rows &&
+        replay->mode != CGR_REPLAY_IN_GRAPH &&
+        replay->mode != CGR_REPLAY_EAGER &&
+        batch->size <=
+            cgr__largest_bucket(batch->rt->layers[CGR__LAYER_CAPTURE].state)) {
+      batch->given[slot] = CGR__GIVEN_UNCHANGED;
+      batch->given_count++;
+      return CGR_OK;
+    }
+  }
   const cgr__slot *s = NULL;
   CGR__CHECK(input_slot(batch, slot, __func__, &s));
   CGR__CHECK(check_unchanged(batch->rt, batch, slot, s));

@@ -19,7 +19,7 @@ static double now_us(void) {
 }
 
 /* A host source into staging. A decode step's rows are often a few dozen
- * bytes: 16 to 64 go as two overlapping fixed-size moves, which the
+ * bytes: 16 to 128 go as two overlapping fixed-size moves, which the
  * compiler inlines, instead of a call into the library's dispatch. */
 static inline void stage_copy(unsigned char *dst, const void *src,
                               size_t bytes) {
@@ -30,6 +30,9 @@ static inline void stage_copy(unsigned char *dst, const void *src,
   } else if (bytes > 32 && bytes <= 64) {
     memcpy(dst, from, 32);
     memcpy(dst + bytes - 32, from + bytes - 32, 32);
+  } else if (bytes > 64 && bytes <= 128) {
+    memcpy(dst, from, 64);
+    memcpy(dst + bytes - 64, from + bytes - 64, 64);
   } else {
     memcpy(dst, from, bytes);
   }
@@ -189,110 +192,170 @@ static inline void stage_fill(unsigned char *dst, uint64_t value,
 }
 
 /*
- * plan_slot_any for a slot given host data in the naive mode: one COPY of
- * its staged image, the padding written into staging after the live rows
- * (a ROWS slot's rows that held live data, a PREFIX slot's padded
- * entries), so that the slot costs one copy; its padding counts as
- * skipped, as no operation of its own writes it.
+ * What the step's planning loop keeps in locals while it appends the usual
+ * slots' operations: the plan's end and the load's counters. The stores
+ * into staging may alias any field of the plan or the load as the
+ * compiler sees them, so fields kept there would be read again after
+ * each one. lean_enter before the loop and after any call that touches
+ * the plan or the load; lean_leave before such a call and at the end.
  */
-static inline cgr_status plan_naive_host(cgr_runtime *rt, cgr__replay *replay,
-                                         const cgr__slot *slot, size_t index,
-                                         const cgr__slot_input *input,
-                                         cgr__load *l) {
-  cgr__set *set = &replay->sets[l->set];
-  set->image_size[index] = 0;
-  CGR__CHECK(cgr__replay_staging_write(rt, set, l));
-  unsigned char *staged = set->staging + replay->staging_offset[index];
-  stage_copy(staged, input->data, input->bytes);
-  uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
-  uint32_t width = slot->desc.elem_size;
-  uint64_t elems;
-  if (slot->desc.kind == CGR_SLOT_PREFIX) {
-    elems = (uint32_t)cgr__slot_rows(slot, l->padded, l->tokens) - live;
-    stage_fill(staged + input->bytes, cgr__element(input->data, live, width),
-               width, elems);
-  } else {
-    uint32_t dirty = set->dirty_end[index];
-    elems = dirty > live ? (uint64_t)(dirty - live) * slot->desc.row_elems : 0;
-    stage_fill(staged + input->bytes, slot->desc.pad_value, width, elems);
-    l->skipped++; /* the padding rides in the image */
-  }
-  return cgr__copy_plan_copy_own(&replay->plan, slot->buffers[l->set], staged,
-                                 input->bytes + elems * width, &rt->error);
+typedef struct plan_lean {
+  cgr__copy_desc *op; /* the next operation; room for `room` of them */
+  uint64_t tiles;     /* plan->tile_count */
+  uint64_t bytes;     /* plan->total_bytes */
+  uint64_t base;      /* plan->cut_tiles: a launch numbers from its cut */
+  uint64_t skipped;   /* l->skipped */
+  int ready;          /* l->staging_ready */
+} plan_lean;
+
+static inline cgr_status lean_enter(plan_lean *c, cgr__copy_plan *plan,
+                                    const cgr__load *l, size_t room,
+                                    cgr__error *err) {
+  while (plan->capacity - plan->count < room)
+    CGR__CHECK(cgr__copy_plan_grow(plan, err, "cgr__replay_plan"));
+  c->op = plan->ops + plan->count;
+  c->tiles = plan->tile_count;
+  c->bytes = plan->total_bytes;
+  c->base = plan->cut_tiles;
+  c->skipped = l->skipped;
+  c->ready = l->staging_ready;
+  return CGR_OK;
 }
 
+static inline void lean_leave(const plan_lean *c, cgr__copy_plan *plan,
+                              cgr__load *l) {
+  plan->count = (size_t)(c->op - plan->ops);
+  plan->tile_count = c->tiles;
+  plan->total_bytes = c->bytes;
+  plan->finished = 0;
+  l->skipped = c->skipped;
+  l->staging_ready = c->ready;
+}
+
+/* Appends a COPY or FILL that cgr builds between its own buffers, or from
+ * a checked input into them: neither range is NULL, wraps or is empty
+ * (cgr__copy_plan_copy_own's rule), and lean_enter made room. */
+static inline void lean_put(plan_lean *c, const void *dst, uint64_t src,
+                            uint64_t bytes, uint8_t kind, uint8_t pattern) {
+  cgr__copy_desc *op = c->op++;
+  op->dst = (uint64_t)(uintptr_t)dst;
+  op->src = src;
+  op->index = 0;
+  op->bytes = bytes;
+  op->row_bytes = 0;
+  op->tile_begin = (uint32_t)(c->tiles - c->base);
+  op->kind = kind;
+  op->pattern_size = pattern;
+  op->reserved = 0;
+  c->tiles += cgr__copy_tiles_for(bytes);
+  c->bytes += bytes;
+}
+
+/* What every lane of one step shares: the set, the rows and the mode. */
+typedef struct plan_step {
+  cgr__set *set;
+  const unsigned char *given;    /* batch->given */
+  const cgr__slot_input *inputs; /* batch->inputs */
+  uint32_t rows[2], padded[2];   /* by CGR__INPUT_PER_TOKEN */
+  size_t room; /* operations the lanes left may append, at most */
+  int naive;
+} plan_step;
+
 /*
- * One slot's work, as plan_slot_any does it, for the step's usual slots
- * in few instructions, as it runs for most slots of every step: a ROWS or
- * PREFIX slot given data from the host or pinned memory (the naive mode's
- * host data in plan_naive_host), a ROWS slot given feedback or unchanged.
- * Its rows (a host source staged first), then any padding. The rest go to
- * plan_slot_any.
+ * One input slot's work for a step: its rows (a host source staged
+ * first), then any padding. The usual cases are written here, in a few
+ * instructions each: a ROWS or PREFIX slot given data from the host or
+ * pinned memory, a ROWS slot given unchanged or feedback. Every other
+ * case (device data, a gather, a PREFIX slot unchanged or fed) is
+ * plan_slot_any's.
  */
-static inline cgr_status plan_slot(cgr_runtime *rt, cgr__replay *replay,
-                                   const cgr__slot *slot, size_t index,
-                                   cgr__given given,
-                                   const cgr__slot_input *input, cgr__load *l) {
-  int data = given == CGR__GIVEN_INPUT;
-  if (data ? input->source == CGR_SOURCE_DEVICE
-           : given == CGR__GIVEN_GATHER || slot->desc.kind != CGR_SLOT_ROWS)
-    return plan_slot_any(rt, replay, slot, index, given, input, l);
-  if (data && replay->mode == CGR_REPLAY_NAIVE &&
-      input->source == CGR_SOURCE_HOST)
-    return plan_naive_host(rt, replay, slot, index, input, l);
+static CGR__HOT_INLINE cgr_status plan_lane(
+    cgr_runtime *rt, cgr__replay *replay, const cgr__capture *cap,
+    const plan_step *s, const cgr__lane *lane, cgr__load *l, plan_lean *c) {
   cgr__copy_plan *plan = &replay->plan;
-  cgr__set *set = &replay->sets[l->set];
-  unsigned char *buffer = slot->buffers[l->set];
-  if (given == CGR__GIVEN_UNCHANGED) {
+  cgr__set *set = s->set;
+  uint32_t i = lane->slot;
+  unsigned given = s->given[i];
+  const cgr__slot_input *input = &s->inputs[i];
+  unsigned traits = lane->traits;
+  uint32_t live = s->rows[traits & CGR__INPUT_PER_TOKEN];
+  int data = given == CGR__GIVEN_INPUT;
+  if (data && input->source == CGR_SOURCE_HOST) {
+    set->image_size[i] = 0; /* staging's in-graph image is gone */
+    if (!c->ready) {
+      c->ready = 1;
+      CGR__CHECK(cgr__replay_staging_ready(rt, set));
+    }
+    stage_copy(lane->staged, input->data, input->bytes);
+    if (s->naive) {
+      /* The naive mode's host data: its padding is staged after it (a
+       * ROWS slot's rows that held live data, a PREFIX slot's padded
+       * entries), so that the slot costs one copy; a ROWS slot's padding
+       * counts as skipped, as no operation of its own writes it. */
+      uint64_t elems, value = lane->pad_word;
+      if (traits & CGR__INPUT_PREFIX) {
+        elems = s->padded[0] - live;
+        value = cgr__element(input->data, live, lane->width);
+      } else {
+        uint32_t dirty = set->dirty_end[i];
+        elems = dirty > live ? (uint64_t)(dirty - live) * lane->row_elems : 0;
+        c->skipped++;
+      }
+      stage_fill(lane->staged + input->bytes, value, lane->width, elems);
+      lean_put(c, lane->buffer, (uint64_t)(uintptr_t)lane->staged,
+               input->bytes + elems * lane->width, CGR__COPY_OP_COPY, 0);
+      return CGR_OK;
+    }
+    lean_put(c, lane->buffer, (uint64_t)(uintptr_t)lane->staged, input->bytes,
+             CGR__COPY_OP_COPY, 0);
+  } else if (data && input->source == CGR_SOURCE_PINNED) {
+    set->image_size[i] = 0;
+    /* The caller's memory: finish checks it against every destination,
+     * unless it lies outside the set's input buffers, where every
+     * destination does (copy_plan.h, dst_low). */
+    uint64_t src = (uint64_t)(uintptr_t)input->data;
+    if (src < set->dst_high && src + input->bytes > set->dst_low)
+      cgr__copy_plan_mark_one_foreign(plan, (size_t)(c->op - plan->ops));
+    lean_put(c, lane->buffer, src, input->bytes, CGR__COPY_OP_COPY, 0);
+  } else if (given == CGR__GIVEN_UNCHANGED && !(traits & CGR__INPUT_PREFIX)) {
     /* cgr_batch_unchanged checked it: its rows stay, and so does any
      * in-graph image of them; rows past them are filled as below. */
-    assert(set->loaded_size[index] ==
-           (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens));
-    l->skipped++; /* its live rows */
-  } else if (given == CGR__GIVEN_FEEDBACK) {
-    set->image_size[index] = 0; /* staging's in-graph image is gone */
-    /* A fed ROWS slot's rows, then its padding as below. */
-    CGR__CHECK(
-        plan_set_feedback(rt, replay, set, index, input, buffer,
-                          (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens),
-                          l));
-  } else if (input->source == CGR_SOURCE_HOST) {
-    set->image_size[index] = 0;
-    CGR__CHECK(cgr__replay_staging_write(rt, set, l));
-    unsigned char *staged = set->staging + replay->staging_offset[index];
-    stage_copy(staged, input->data, input->bytes);
-    CGR__CHECK(cgr__copy_plan_copy_own(plan, buffer, staged, input->bytes,
-                                       &rt->error));
+    assert(set->loaded_size[i] == live);
+    c->skipped++; /* its live rows */
   } else {
-    set->image_size[index] = 0;
-    size_t before = plan->count;
-    CGR__CHECK(cgr__copy_plan_copy(plan, buffer, input->data, input->bytes,
-                                   &rt->error));
-    cgr__copy_plan_mark_foreign(plan, before); /* the caller's memory */
+    lean_leave(c, plan, l);
+    if (given == CGR__GIVEN_FEEDBACK && !(traits & CGR__INPUT_PREFIX)) {
+      /* A fed ROWS slot's rows, then its padding as below. */
+      set->image_size[i] = 0;
+      CGR__CHECK(
+          plan_set_feedback(rt, replay, set, i, input, lane->buffer, live, l));
+    } else {
+      CGR__CHECK(plan_slot_any(rt, replay, &cap->slots[i], i, (cgr__given)given,
+                               input, l));
+      return lean_enter(c, plan, l, s->room, &rt->error);
+    }
+    CGR__CHECK(lean_enter(c, plan, l, s->room, &rt->error));
   }
   /* The padding, as plan_slot_any writes it. */
-  uint32_t live = (uint32_t)cgr__slot_rows(slot, l->batch, l->tokens);
-  uint32_t width = slot->desc.elem_size;
-  if (slot->desc.kind == CGR_SLOT_PREFIX) {
+  if (traits & CGR__INPUT_PREFIX) {
     /* Every padded entry repeats the last live one. */
-    uint32_t padded = (uint32_t)cgr__slot_rows(slot, l->padded, l->tokens);
-    if (padded == live)
-      return CGR_OK;
-    return cgr__copy_plan_fill_own(
-        plan, buffer + input->bytes,
-        cgr__copy_fill_word(cgr__element(input->data, live, width), width),
-        width, (uint64_t)(padded - live) * width, &rt->error);
-  }
-  /* Rows that held live data are refilled. */
-  uint32_t dirty = set->dirty_end[index];
-  if (dirty <= live) {
-    l->skipped++; /* clean padding */
+    uint32_t pad = s->padded[0] - live;
+    if (pad > 0)
+      lean_put(c, lane->buffer + input->bytes,
+               cgr__copy_fill_word(cgr__element(input->data, live, lane->width),
+                                   lane->width),
+               (uint64_t)pad * lane->width, CGR__COPY_OP_FILL, lane->width);
     return CGR_OK;
   }
-  return cgr__copy_plan_fill_own(
-      plan, buffer + (uint64_t)live * slot->row_bytes,
-      cgr__copy_fill_word(slot->desc.pad_value, width), width,
-      (uint64_t)(dirty - live) * slot->row_bytes, &rt->error);
+  /* Rows that held live data are refilled. */
+  uint32_t dirty = set->dirty_end[i];
+  if (dirty > live)
+    lean_put(c, lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
+             (uint64_t)(dirty - live) * lane->unit, CGR__COPY_OP_FILL,
+             lane->width);
+  else
+    c->skipped++; /* clean padding */
+  return CGR_OK;
 }
 
 /* The naive mode runs the plan one operation at a time, as hand-written
@@ -376,54 +439,68 @@ void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
  * sources, staged rows and padding of the other slots touch only this
  * set and cgr's staging, which that graph never touches.
  */
-static int waits_for_previous_graph(const cgr__slot *slot, cgr__given given,
-                                    const cgr__slot_input *input) {
-  return slot->fed_by >= 0 || given == CGR__GIVEN_GATHER ||
+static inline int waits_for_previous_graph(unsigned traits, unsigned given,
+                                           const cgr__slot_input *input) {
+  return (traits & CGR__INPUT_FED) || given == CGR__GIVEN_GATHER ||
          (given == CGR__GIVEN_INPUT && input->source == CGR_SOURCE_DEVICE);
 }
 
-/* The plan of one step: the slots that need not wait for the previous
- * graph first (l->free_ops operations), then those that must; finished
- * as two parts when the double-buffered mode launches them apart. */
+/* The plan of one step: in the double-buffered and pipelined modes, the
+ * slots that need not wait for the previous graph first (l->free_ops
+ * operations), then those that must, finished as two parts when both
+ * are there; in the one-launch modes, every slot in order. */
 cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l) {
-  cgr__copy_plan_clear(&replay->plan);
+  cgr__copy_plan *plan = &replay->plan;
+  cgr__copy_plan_clear(plan);
+  cgr__set *set = &replay->sets[l->set];
+  const plan_step s = {
+      .set = set,
+      .given = batch->given,
+      .inputs = batch->inputs,
+      .rows = {l->batch, l->batch * l->tokens},
+      .padded = {l->padded, l->padded * l->tokens},
+      .room = 2 * (size_t)replay->input_count,
+      .naive = replay->mode == CGR_REPLAY_NAIVE,
+  };
+  const cgr__lane *lanes = set->lanes;
+  uint32_t count = replay->input_count;
+  plan_lean c;
+  CGR__CHECK(lean_enter(&c, plan, l, s.room, &rt->error));
   int two_parts = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
                   replay->mode == CGR_REPLAY_PIPELINED;
-  /* The free slots in the first pass, the late ones listed for the
-   * second: one call of plan_slot, inlined. */
-  uint32_t *late = replay->late_inputs, late_count = 0;
-  const uint32_t *list = replay->inputs;
-  uint32_t count = replay->input_count;
-  for (int part = 0; part < 2; ++part) {
+  if (!two_parts) {
+    for (uint32_t n = 0; n < count; ++n)
+      CGR__CHECK(plan_lane(rt, replay, cap, &s, &lanes[n], l, &c));
+    lean_leave(&c, plan, l);
+    l->free_ops = plan->count;
+  } else {
+    /* The free lanes first, the late ones listed for a second pass. */
+    uint32_t *late = replay->late_inputs, late_count = 0;
     for (uint32_t n = 0; n < count; ++n) {
-      uint32_t i = list[n];
-      const cgr__slot *slot = &cap->slots[i];
-      cgr__given given = (cgr__given)batch->given[i];
-      if (part == 0 &&
-          waits_for_previous_graph(slot, given, &batch->inputs[i])) {
-        late[late_count++] = i;
-        continue;
-      }
-      CGR__CHECK(plan_slot(rt, replay, slot, i, given, &batch->inputs[i], l));
+      uint32_t i = lanes[n].slot;
+      if (waits_for_previous_graph(lanes[n].traits, batch->given[i],
+                                   &batch->inputs[i]))
+        late[late_count++] = n;
+      else
+        CGR__CHECK(plan_lane(rt, replay, cap, &s, &lanes[n], l, &c));
     }
-    if (part == 0) {
-      l->free_ops = replay->plan.count;
-      /* Where the two launches of a split would part: their tiles are
-       * numbered apart from here. */
-      if (two_parts)
-        cgr__copy_plan_cut(&replay->plan);
-    }
-    list = late;
-    count = late_count;
+    lean_leave(&c, plan, l);
+    l->free_ops = plan->count;
+    /* Where the two launches of a split part: their tiles are numbered
+     * apart from here. */
+    cgr__copy_plan_cut(plan);
+    CGR__CHECK(lean_enter(&c, plan, l, 2 * (size_t)late_count, &rt->error));
+    for (uint32_t n = 0; n < late_count; ++n)
+      CGR__CHECK(plan_lane(rt, replay, cap, &s, &lanes[late[n]], l, &c));
+    lean_leave(&c, plan, l);
   }
-  l->split = two_parts && l->free_ops > 0 && l->free_ops < replay->plan.count;
+  l->split = two_parts && l->free_ops > 0 && l->free_ops < plan->count;
   /* Every destination is in the set's input buffers: a caller's source
    * outside them is checked without a walk (copy_plan.h). */
-  cgr__copy_plan *plan = &replay->plan;
-  plan->dst_low = replay->sets[l->set].dst_low;
-  plan->dst_high = replay->sets[l->set].dst_high;
+  plan->dst_low = set->dst_low;
+  plan->dst_high = set->dst_high;
   cgr_status status =
       l->split ? cgr__copy_plan_finish_split(plan, l->free_ops, &l->head,
                                              &l->tail, &rt->error)
@@ -487,8 +564,8 @@ void cgr__replay_commit(cgr__replay *replay, const cgr_batch *batch,
   /* The slots' rows, by CGR__INPUT_PER_TOKEN (cgr__slot_rows). */
   const uint32_t rows[2] = {l->batch, l->batch * l->tokens};
   for (uint32_t n = 0; n < replay->input_count; ++n) {
-    uint32_t i = replay->inputs[n];
-    unsigned traits = replay->input_traits[n];
+    uint32_t i = set->lanes[n].slot;
+    unsigned traits = set->lanes[n].traits;
     /* Every slot's rows past the batch hold padding now, an unchanged
      * one's too (plan_slot filled them as it fills a loaded one's), but
      * for an unchanged PREFIX slot, whose state stays as it was. */

@@ -64,6 +64,14 @@
 #include "capture/capture.h"
 #include "kernels/copy_plan.h"
 
+/* A input slot's traits (cgr__lane, cgr_batch.slot_traits). */
+enum {
+  CGR__INPUT_PER_TOKEN = 1, /* a row per token */
+  CGR__INPUT_PREFIX = 2,
+  CGR__INPUT_FED = 4,
+  CGR__INPUT_ANY = 8 /* a ROWS or PREFIX slot */
+};
+
 typedef enum cgr__given {
   CGR__GIVEN_NONE = 0,
   CGR__GIVEN_INPUT,
@@ -82,12 +90,25 @@ typedef struct cgr__slot_input {
   const void *new_rows;     /* feedback: host, one row per -1 */
 } cgr__slot_input;
 
+/* cgr_batch.open: CGR__BATCH_OPEN out of validation mode, where a good
+ * input call checks that one field for both (batch.c). */
+enum { CGR__BATCH_OPEN = 1, CGR__BATCH_OPEN_VALIDATED = 2 };
+
 struct cgr_batch {
   cgr_runtime *rt;
   uint32_t size;
   uint32_t tokens; /* tokens per request */
   uint32_t variant;
-  int open;
+  int open; /* 0, or CGR__BATCH_OPEN[_VALIDATED] */
+  /* The slots rows: by CGR__INPUT_PER_TOKEN, the batch and its tokens. */
+  uint32_t rows[2];
+  /* Per slot, what an input call checks in its step path (batch.c):
+   * CGR__INPUT_ANY with the slot's CGR__INPUT_* traits for a ROWS or
+   * PREFIX slot (0 for the others), and the bytes of a row (a PREFIX
+   * slot's: of an entry). Made with the replay state. */
+  uint32_t slot_count;
+  unsigned char *slot_traits;
+  uint64_t *slot_unit;
   cgr__slot_input *inputs; /* one per slot */
   /* Per slot, a cgr__given: how this batch gave it. Bytes apart from
    * the inputs, so that cgr_batch_begin clears them with one memset. */
@@ -100,6 +121,21 @@ struct cgr_batch {
    * staged step, which never ran (replay_pipelined.c, abandon). */
   int dropped;
 };
+
+/* One input slot of one buffer set, as a step's loops read it: what the
+ * slot's description, its buffer and the set's staging give, worked out
+ * once with the replay state (batch.c), in the order of replay->inputs,
+ * so that a step reads one record per slot (issue 23). */
+typedef struct cgr__lane {
+  unsigned char *buffer; /* the slot's buffer in this set */
+  unsigned char *staged; /* its region of this set's staging */
+  uint64_t unit;         /* a row's bytes (a PREFIX slot: an entry's) */
+  uint64_t pad_word;     /* a ROWS slot's pad value, as a FILL word */
+  uint32_t slot;         /* its index in cap->slots and in a batch */
+  uint32_t row_elems;    /* elements per row */
+  uint8_t width;         /* an element's bytes */
+  uint8_t traits;        /* the slot's CGR__INPUT_* */
+} cgr__lane;
 
 typedef struct cgr__set {
   cgr__event *loaded;       /* the side stream's copy into this set ended */
@@ -122,12 +158,12 @@ typedef struct cgr__set {
    * there. */
   uint32_t *image_size;
   uint32_t *image_padded;
+  /* Per input slot, in the order of replay->inputs. */
+  cgr__lane *lanes;
   /* The bytes every input slot's buffer of this set spans, for the
    * largest key: where every destination of a step's plan lies. */
   uint64_t dst_low, dst_high;
 } cgr__set;
-
-enum { CGR__INPUT_PER_TOKEN = 1, CGR__INPUT_PREFIX = 2 };
 
 typedef struct cgr__replay {
   cgr_batch batch;
@@ -143,11 +179,7 @@ typedef struct cgr__replay {
   uint32_t input_count;
   uint32_t *fed_inputs;
   uint32_t fed_count;
-  uint32_t *late_inputs; /* cgr__replay_plan's list, input_count long */
-  /* Per input slot, in the order of `inputs`: CGR__INPUT_PER_TOKEN for a
-   * slot scaled by token, CGR__INPUT_PREFIX for a PREFIX slot (the
-   * step's bookkeeping reads these, not the slots). */
-  unsigned char *input_traits;
+  uint32_t *late_inputs;    /* cgr__replay_plan's list, input_count long */
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */

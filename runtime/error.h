@@ -23,6 +23,14 @@
 #else
 #define CGR__COLD
 #endif
+/* A step-path helper inlined wherever it is called, even where the
+ * compiler would keep one copy out of line (a call per slot costs more
+ * than the copies' size). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CGR__HOT_INLINE inline __attribute__((always_inline))
+#else
+#define CGR__HOT_INLINE inline
+#endif
 
 typedef struct cgr__error {
   pthread_mutex_t lock; /* several threads may fail on one runtime */
