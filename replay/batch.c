@@ -22,6 +22,8 @@ static void destroy_state(cgr_runtime *rt, void *state) {
     cgr__be_pinned_free(be, set->feed_index);
     cgr__free(set->dirty_end);
     cgr__free(set->loaded_size);
+    cgr__free(set->next_dirty);
+    cgr__free(set->next_loaded);
     cgr__free(set->image_size);
     cgr__free(set->image_padded);
     cgr__free(set->lanes);
@@ -32,7 +34,8 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__free(replay->staging_offset);
   cgr__free(replay->inputs);
   cgr__free(replay->fed_inputs);
-  cgr__free(replay->late_inputs);
+  cgr__free(replay->free_lanes);
+  cgr__free(replay->late_lanes);
   cgr__free(replay->batch.inputs);
   cgr__free(replay->batch.given);
   cgr__free(replay->batch.slot_traits);
@@ -84,11 +87,13 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->staging_offset = cgr__calloc(slots, sizeof(uint64_t));
   replay->inputs = cgr__calloc(slots, sizeof *replay->inputs);
   replay->fed_inputs = cgr__calloc(slots, sizeof *replay->fed_inputs);
-  replay->late_inputs = cgr__calloc(slots, sizeof *replay->late_inputs);
+  replay->free_lanes = cgr__calloc(slots, sizeof *replay->free_lanes);
+  replay->late_lanes = cgr__calloc(slots, sizeof *replay->late_lanes);
   if (replay->batch.inputs == NULL || replay->batch.given == NULL ||
       replay->batch.slot_traits == NULL || replay->batch.slot_unit == NULL ||
       replay->staging_offset == NULL || replay->inputs == NULL ||
-      replay->fed_inputs == NULL || replay->late_inputs == NULL)
+      replay->fed_inputs == NULL || replay->free_lanes == NULL ||
+      replay->late_lanes == NULL)
     goto out_of_memory;
   /* Out of validation mode the replay's plans are owned: cgr builds
    * every destination, and only reads of caller memory are checked. */
@@ -124,10 +129,13 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
     cgr__set *set = &replay->sets[k];
     set->dirty_end = cgr__calloc(slots, sizeof *set->dirty_end);
     set->loaded_size = cgr__calloc(slots, sizeof *set->loaded_size);
+    set->next_dirty = cgr__calloc(slots, sizeof *set->next_dirty);
+    set->next_loaded = cgr__calloc(slots, sizeof *set->next_loaded);
     set->image_size = cgr__calloc(slots, sizeof *set->image_size);
     set->image_padded = cgr__calloc(slots, sizeof *set->image_padded);
     set->lanes = cgr__calloc(slots, sizeof *set->lanes);
     if (set->dirty_end == NULL || set->loaded_size == NULL ||
+        set->next_dirty == NULL || set->next_loaded == NULL ||
         set->image_size == NULL || set->image_padded == NULL ||
         set->lanes == NULL)
       goto out_of_memory;

@@ -184,177 +184,251 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
   return CGR_OK;
 }
 
-/* `count` elements of `width` bytes holding `value` (its low bytes). */
-static inline void stage_fill(unsigned char *dst, uint64_t value,
-                              uint32_t width, uint64_t count) {
-  for (uint64_t e = 0; e < count; ++e)
-    memcpy(dst + e * width, &value, width); /* little-endian */
+/* `bytes` of padding into staging: a FILL word (cgr__copy_fill_word), of
+ * elements of `width` bytes, from a position that is a multiple of
+ * `width`, so that the word's bytes repeat from there in order. */
+static inline void stage_fill(unsigned char *dst, uint64_t word, uint32_t width,
+                              uint64_t bytes) {
+  uint64_t at = 0;
+  for (; at + 8 <= bytes; at += 8)
+    memcpy(dst + at, &word, 8); /* little-endian */
+  for (; at < bytes; at += width)
+    memcpy(dst + at, &word, width);
+}
+
+/* A PREFIX slot's entry `live` of host-visible data, as a FILL word: what
+ * its padded entries repeat. */
+static inline uint64_t prefix_word(const void *data, uint32_t live,
+                                   uint32_t width) {
+  const unsigned char *at =
+      (const unsigned char *)data + (uint64_t)live * width;
+  uint16_t half;
+  uint32_t word;
+  uint64_t wide;
+  switch (width) {
+  case 1:
+    return (uint64_t)at[0] * UINT64_C(0x0101010101010101);
+  case 2:
+    memcpy(&half, at, 2);
+    return (uint64_t)half * UINT64_C(0x0001000100010001);
+  case 4:
+    memcpy(&word, at, 4);
+    return (uint64_t)word * UINT64_C(0x0000000100000001);
+  default:
+    memcpy(&wide, at, 8);
+    return wide;
+  }
+}
+
+/* Appends at *op a COPY or FILL that cgr builds between its own buffers,
+ * or from a checked input into them: neither range is NULL, wraps or is
+ * empty (cgr__copy_plan_copy_own's rule), and the caller made room. Its
+ * tiles are numbered from *tiles, counted from the launch's first. */
+static inline void put_op(cgr__copy_desc **op, uint64_t *tiles, uint64_t *bytes,
+                          const void *dst, uint64_t src, uint64_t size,
+                          uint8_t kind, uint8_t pattern) {
+  cgr__copy_desc *at = (*op)++;
+  at->dst = (uint64_t)(uintptr_t)dst;
+  at->src = src;
+  at->index = 0;
+  at->bytes = size;
+  at->row_bytes = 0;
+  at->tile_begin = (uint32_t)*tiles;
+  at->kind = kind;
+  at->pattern_size = pattern;
+  at->reserved = 0;
+  *tiles += cgr__copy_tiles_for(size);
+  *bytes += size;
 }
 
 /*
- * What the step's planning loop keeps in locals while it appends the usual
- * slots' operations: the plan's end and the load's counters. The stores
- * into staging may alias any field of the plan or the load as the
- * compiler sees them, so fields kept there would be read again after
- * each one. lean_enter before the loop and after any call that touches
- * the plan or the load; lean_leave before such a call and at the end.
+ * A lane plan_lanes leaves to this, on the plan and the load as they are
+ * in memory: a fed ROWS slot's feedback, and plan_slot_any's cases (device
+ * data, a gather, a PREFIX slot unchanged or fed). Writes what the set will
+ * hold after the step, as plan_lanes does (cgr__set.next_dirty).
  */
-typedef struct plan_lean {
-  cgr__copy_desc *op; /* the next operation; room for `room` of them */
-  uint64_t tiles;     /* plan->tile_count */
-  uint64_t bytes;     /* plan->total_bytes */
-  uint64_t base;      /* plan->cut_tiles: a launch numbers from its cut */
-  uint64_t skipped;   /* l->skipped */
-  int ready;          /* l->staging_ready */
-} plan_lean;
-
-static inline cgr_status lean_enter(plan_lean *c, cgr__copy_plan *plan,
-                                    const cgr__load *l, size_t room,
-                                    cgr__error *err) {
-  while (plan->capacity - plan->count < room)
-    CGR__CHECK(cgr__copy_plan_grow(plan, err, "cgr__replay_plan"));
-  c->op = plan->ops + plan->count;
-  c->tiles = plan->tile_count;
-  c->bytes = plan->total_bytes;
-  c->base = plan->cut_tiles;
-  c->skipped = l->skipped;
-  c->ready = l->staging_ready;
-  return CGR_OK;
-}
-
-static inline void lean_leave(const plan_lean *c, cgr__copy_plan *plan,
-                              cgr__load *l) {
-  plan->count = (size_t)(c->op - plan->ops);
-  plan->tile_count = c->tiles;
-  plan->total_bytes = c->bytes;
-  plan->finished = 0;
-  l->skipped = c->skipped;
-  l->staging_ready = c->ready;
-}
-
-/* Appends a COPY or FILL that cgr builds between its own buffers, or from
- * a checked input into them: neither range is NULL, wraps or is empty
- * (cgr__copy_plan_copy_own's rule), and lean_enter made room. */
-static inline void lean_put(plan_lean *c, const void *dst, uint64_t src,
-                            uint64_t bytes, uint8_t kind, uint8_t pattern) {
-  cgr__copy_desc *op = c->op++;
-  op->dst = (uint64_t)(uintptr_t)dst;
-  op->src = src;
-  op->index = 0;
-  op->bytes = bytes;
-  op->row_bytes = 0;
-  op->tile_begin = (uint32_t)(c->tiles - c->base);
-  op->kind = kind;
-  op->pattern_size = pattern;
-  op->reserved = 0;
-  c->tiles += cgr__copy_tiles_for(bytes);
-  c->bytes += bytes;
-}
-
-/* What every lane of one step shares: the set, the rows and the mode. */
-typedef struct plan_step {
-  cgr__set *set;
-  const unsigned char *given;    /* batch->given */
-  const cgr__slot_input *inputs; /* batch->inputs */
-  uint32_t rows[2], padded[2];   /* by CGR__INPUT_PER_TOKEN */
-  size_t room; /* operations the lanes left may append, at most */
-  int naive;
-} plan_step;
-
-/*
- * One input slot's work for a step: its rows (a host source staged
- * first), then any padding. The usual cases are written here, in a few
- * instructions each: a ROWS or PREFIX slot given data from the host or
- * pinned memory, a ROWS slot given unchanged or feedback. Every other
- * case (device data, a gather, a PREFIX slot unchanged or fed) is
- * plan_slot_any's.
- */
-static CGR__HOT_INLINE cgr_status plan_lane(
-    cgr_runtime *rt, cgr__replay *replay, const cgr__capture *cap,
-    const plan_step *s, const cgr__lane *lane, cgr__load *l, plan_lean *c) {
-  cgr__copy_plan *plan = &replay->plan;
-  cgr__set *set = s->set;
+static CGR__NOINLINE cgr_status
+plan_lane_any(cgr_runtime *rt, cgr__replay *replay, const cgr__capture *cap,
+              const cgr_batch *batch, const cgr__lane *lane, cgr__load *l) {
+  cgr__set *set = &replay->sets[l->set];
   uint32_t i = lane->slot;
-  unsigned given = s->given[i];
-  const cgr__slot_input *input = &s->inputs[i];
+  cgr__given given = (cgr__given)batch->given[i];
+  const cgr__slot_input *input = &batch->inputs[i];
   unsigned traits = lane->traits;
-  uint32_t live = s->rows[traits & CGR__INPUT_PER_TOKEN];
-  int data = given == CGR__GIVEN_INPUT;
-  if (data && input->source == CGR_SOURCE_HOST) {
-    set->image_size[i] = 0; /* staging's in-graph image is gone */
-    if (!c->ready) {
-      c->ready = 1;
-      CGR__CHECK(cgr__replay_staging_ready(rt, set));
-    }
-    stage_copy(lane->staged, input->data, input->bytes);
-    if (s->naive) {
-      /* The naive mode's host data: its padding is staged after it (a
-       * ROWS slot's rows that held live data, a PREFIX slot's padded
-       * entries), so that the slot costs one copy; a ROWS slot's padding
-       * counts as skipped, as no operation of its own writes it. */
-      uint64_t elems, value = lane->pad_word;
-      if (traits & CGR__INPUT_PREFIX) {
-        elems = s->padded[0] - live;
-        value = cgr__element(input->data, live, lane->width);
-      } else {
-        uint32_t dirty = set->dirty_end[i];
-        elems = dirty > live ? (uint64_t)(dirty - live) * lane->row_elems : 0;
-        c->skipped++;
-      }
-      stage_fill(lane->staged + input->bytes, value, lane->width, elems);
-      lean_put(c, lane->buffer, (uint64_t)(uintptr_t)lane->staged,
-               input->bytes + elems * lane->width, CGR__COPY_OP_COPY, 0);
+  int prefix = (traits & CGR__INPUT_PREFIX) != 0;
+  uint32_t live =
+      (traits & CGR__INPUT_PER_TOKEN) ? l->batch * l->tokens : l->batch;
+  /* An unchanged PREFIX slot's state stays as it was. */
+  int keep = prefix && given == CGR__GIVEN_UNCHANGED;
+  set->next_dirty[i] = keep ? set->dirty_end[i] : live;
+  set->next_loaded[i] = keep ? set->loaded_size[i] : live;
+  if (given == CGR__GIVEN_FEEDBACK && !prefix) {
+    /* A fed ROWS slot's rows, then the rows that held live data. */
+    set->image_size[i] = 0;
+    CGR__CHECK(
+        plan_set_feedback(rt, replay, set, i, input, lane->buffer, live, l));
+    uint32_t dirty = set->dirty_end[i];
+    if (dirty <= live) {
+      l->skipped++; /* clean padding */
       return CGR_OK;
     }
-    lean_put(c, lane->buffer, (uint64_t)(uintptr_t)lane->staged, input->bytes,
-             CGR__COPY_OP_COPY, 0);
-  } else if (data && input->source == CGR_SOURCE_PINNED) {
-    set->image_size[i] = 0;
-    /* The caller's memory: finish checks it against every destination,
-     * unless it lies outside the set's input buffers, where every
-     * destination does (copy_plan.h, dst_low). */
-    uint64_t src = (uint64_t)(uintptr_t)input->data;
-    if (src < set->dst_high && src + input->bytes > set->dst_low)
-      cgr__copy_plan_mark_one_foreign(plan, (size_t)(c->op - plan->ops));
-    lean_put(c, lane->buffer, src, input->bytes, CGR__COPY_OP_COPY, 0);
-  } else if (given == CGR__GIVEN_UNCHANGED && !(traits & CGR__INPUT_PREFIX)) {
-    /* cgr_batch_unchanged checked it: its rows stay, and so does any
-     * in-graph image of them; rows past them are filled as below. */
-    assert(set->loaded_size[i] == live);
-    c->skipped++; /* its live rows */
-  } else {
-    lean_leave(c, plan, l);
-    if (given == CGR__GIVEN_FEEDBACK && !(traits & CGR__INPUT_PREFIX)) {
-      /* A fed ROWS slot's rows, then its padding as below. */
-      set->image_size[i] = 0;
-      CGR__CHECK(
-          plan_set_feedback(rt, replay, set, i, input, lane->buffer, live, l));
-    } else {
-      CGR__CHECK(plan_slot_any(rt, replay, &cap->slots[i], i, (cgr__given)given,
-                               input, l));
-      return lean_enter(c, plan, l, s->room, &rt->error);
+    return cgr__copy_plan_fill_own(&replay->plan,
+                                   lane->buffer + (uint64_t)live * lane->unit,
+                                   lane->pad_word, lane->width,
+                                   (uint64_t)(dirty - live) * lane->unit,
+                                   &rt->error);
+  }
+  return plan_slot_any(rt, replay, &cap->slots[i], i, given, input, l);
+}
+
+/*
+ * The step's lanes order[0, count) (the lanes in order when `order` is
+ * NULL) into the plan. The usual lanes are planned here, in a few
+ * instructions each, with the plan's end and the load's counters in
+ * locals: a ROWS or PREFIX slot given data from pinned memory or from the
+ * host (in the naive mode with its padding staged after it), a ROWS slot
+ * given unchanged. Each of
+ * them: what the set will hold after the step (cgr__set.next_dirty), its
+ * rows' COPY (a host source's from staging, a pinned source's from the
+ * caller's memory, checked at finish unless it lies outside the set's
+ * input buffers, where every destination does: copy_plan.h, dst_low),
+ * its padding's FILL (a PREFIX slot's padded entries repeat its last live
+ * one; a ROWS slot's rows that held live data are refilled), and last a
+ * host source's rows into staging, after the host waited for it once
+ * (cgr__replay_staging_write). Any other lane is plan_lane_any's.
+ */
+static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
+                             const cgr__capture *cap, const cgr_batch *batch,
+                             cgr__load *l, const uint32_t *order,
+                             uint32_t count) {
+  cgr__copy_plan *plan = &replay->plan;
+  cgr__set *set = &replay->sets[l->set];
+  const cgr__lane *lanes = set->lanes;
+  const unsigned char *given_of = batch->given;
+  const cgr__slot_input *inputs = batch->inputs;
+  uint32_t *dirty_end = set->dirty_end, *image_size = set->image_size;
+  uint32_t *next_dirty = set->next_dirty, *next_loaded = set->next_loaded;
+  const uint32_t rows = l->batch, token_rows = l->batch * l->tokens;
+  const uint32_t padded = l->padded; /* a PREFIX slot's entries, less one */
+  const uint64_t low = set->dst_low, high = set->dst_high;
+  const int naive = replay->mode == CGR_REPLAY_NAIVE;
+  uint32_t n = 0;
+  while (n < count) {
+    /* Room for two operations per lane left, then the plan's end. */
+    while (plan->capacity - plan->count < 2 * (size_t)(count - n))
+      CGR__CHECK(cgr__copy_plan_grow(plan, &rt->error, "cgr__replay_plan"));
+    cgr__copy_desc *op = plan->ops + plan->count;
+    uint64_t tiles = plan->tile_count - plan->cut_tiles;
+    uint64_t bytes = plan->total_bytes, skipped = l->skipped;
+    int ready = l->staging_ready;
+    cgr_status status = CGR_OK;
+    for (; n < count; ++n) {
+      const cgr__lane *lane = &lanes[order != NULL ? order[n] : n];
+      uint32_t i = lane->slot;
+      unsigned given = given_of[i], traits = lane->traits;
+      uint32_t live = (traits & CGR__INPUT_PER_TOKEN) ? token_rows : rows;
+      const cgr__slot_input *input = &inputs[i];
+      cgr_source source = input->source;
+      if (given == CGR__GIVEN_INPUT && naive && source == CGR_SOURCE_HOST) {
+        /* The naive mode's host data: its padding (a ROWS slot's rows
+         * that held live data, a PREFIX slot's padded entries) is staged
+         * after its rows, so that the slot costs one COPY; a ROWS slot's
+         * padding counts as skipped, as no operation of its own writes
+         * it. */
+        const void *data = input->data;
+        uint64_t size = input->bytes, fill = 0, word = lane->pad_word;
+        if (traits & CGR__INPUT_PREFIX) {
+          fill = (uint64_t)(padded - live) * lane->width;
+          word = prefix_word(data, live, lane->width);
+        } else {
+          if (dirty_end[i] > live)
+            fill = (uint64_t)(dirty_end[i] - live) * lane->unit;
+          skipped++;
+        }
+        put_op(&op, &tiles, &bytes, lane->buffer,
+               (uint64_t)(uintptr_t)lane->staged, size + fill,
+               CGR__COPY_OP_COPY, 0);
+        image_size[i] = 0;
+        next_dirty[i] = live;
+        next_loaded[i] = live;
+        if (!ready) {
+          ready = 1;
+          status = cgr__replay_staging_ready(rt, set);
+          if (status != CGR_OK)
+            break;
+        }
+        stage_copy(lane->staged, data, size);
+        stage_fill(lane->staged + size, word, lane->width, fill);
+      } else if (given == CGR__GIVEN_INPUT) {
+        if (source == CGR_SOURCE_DEVICE)
+          break;
+        const void *data = input->data;
+        uint64_t size = input->bytes;
+        uint64_t src = source == CGR_SOURCE_HOST
+                           ? (uint64_t)(uintptr_t)lane->staged
+                           : (uint64_t)(uintptr_t)data;
+        if (source == CGR_SOURCE_PINNED && src < high && src + size > low)
+          cgr__copy_plan_mark_one_foreign(plan, (size_t)(op - plan->ops));
+        put_op(&op, &tiles, &bytes, lane->buffer, src, size, CGR__COPY_OP_COPY,
+               0);
+        image_size[i] = 0; /* staging's in-graph image is gone */
+        next_dirty[i] = live;
+        next_loaded[i] = live;
+        if (traits & CGR__INPUT_PREFIX) {
+          if (padded > live)
+            put_op(&op, &tiles, &bytes, lane->buffer + size,
+                   prefix_word(data, live, lane->width),
+                   (uint64_t)(padded - live) * lane->width, CGR__COPY_OP_FILL,
+                   lane->width);
+        } else if (dirty_end[i] > live) {
+          put_op(&op, &tiles, &bytes,
+                 lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
+                 (uint64_t)(dirty_end[i] - live) * lane->unit,
+                 CGR__COPY_OP_FILL, lane->width);
+        } else {
+          skipped++; /* clean padding */
+        }
+        if (source == CGR_SOURCE_HOST) {
+          if (!ready) {
+            ready = 1;
+            status = cgr__replay_staging_ready(rt, set);
+            if (status != CGR_OK)
+              break;
+          }
+          stage_copy(lane->staged, data, size);
+        }
+      } else if (given == CGR__GIVEN_UNCHANGED &&
+                 !(traits & CGR__INPUT_PREFIX)) {
+        /* cgr_batch_unchanged checked it: its rows stay, and so does any
+         * in-graph image of them; the rows past them are refilled. */
+        assert(set->loaded_size[i] == live);
+        next_dirty[i] = live;
+        next_loaded[i] = live;
+        skipped++; /* its live rows */
+        if (dirty_end[i] > live)
+          put_op(&op, &tiles, &bytes,
+                 lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
+                 (uint64_t)(dirty_end[i] - live) * lane->unit,
+                 CGR__COPY_OP_FILL, lane->width);
+        else
+          skipped++; /* clean padding */
+      } else {
+        break;
+      }
     }
-    CGR__CHECK(lean_enter(c, plan, l, s->room, &rt->error));
+    plan->count = (size_t)(op - plan->ops);
+    plan->tile_count = tiles + plan->cut_tiles;
+    plan->total_bytes = bytes;
+    plan->finished = 0;
+    l->skipped = skipped;
+    l->staging_ready = ready;
+    CGR__CHECK(status);
+    if (n < count) {
+      CGR__CHECK(plan_lane_any(rt, replay, cap, batch,
+                               &lanes[order != NULL ? order[n] : n], l));
+      ++n;
+    }
   }
-  /* The padding, as plan_slot_any writes it. */
-  if (traits & CGR__INPUT_PREFIX) {
-    /* Every padded entry repeats the last live one. */
-    uint32_t pad = s->padded[0] - live;
-    if (pad > 0)
-      lean_put(c, lane->buffer + input->bytes,
-               cgr__copy_fill_word(cgr__element(input->data, live, lane->width),
-                                   lane->width),
-               (uint64_t)pad * lane->width, CGR__COPY_OP_FILL, lane->width);
-    return CGR_OK;
-  }
-  /* Rows that held live data are refilled. */
-  uint32_t dirty = set->dirty_end[i];
-  if (dirty > live)
-    lean_put(c, lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
-             (uint64_t)(dirty - live) * lane->unit, CGR__COPY_OP_FILL,
-             lane->width);
-  else
-    c->skipped++; /* clean padding */
   return CGR_OK;
 }
 
@@ -455,46 +529,30 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
   cgr__copy_plan *plan = &replay->plan;
   cgr__copy_plan_clear(plan);
   cgr__set *set = &replay->sets[l->set];
-  const plan_step s = {
-      .set = set,
-      .given = batch->given,
-      .inputs = batch->inputs,
-      .rows = {l->batch, l->batch * l->tokens},
-      .padded = {l->padded, l->padded * l->tokens},
-      .room = 2 * (size_t)replay->input_count,
-      .naive = replay->mode == CGR_REPLAY_NAIVE,
-  };
-  const cgr__lane *lanes = set->lanes;
   uint32_t count = replay->input_count;
-  plan_lean c;
-  CGR__CHECK(lean_enter(&c, plan, l, s.room, &rt->error));
   int two_parts = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
                   replay->mode == CGR_REPLAY_PIPELINED;
   if (!two_parts) {
-    for (uint32_t n = 0; n < count; ++n)
-      CGR__CHECK(plan_lane(rt, replay, cap, &s, &lanes[n], l, &c));
-    lean_leave(&c, plan, l);
+    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, NULL, count));
     l->free_ops = plan->count;
   } else {
-    /* The free lanes first, the late ones listed for a second pass. */
-    uint32_t *late = replay->late_inputs, late_count = 0;
+    /* The free lanes first, then the late ones. */
+    uint32_t *free = replay->free_lanes, *late = replay->late_lanes;
+    uint32_t free_count = 0, late_count = 0;
     for (uint32_t n = 0; n < count; ++n) {
-      uint32_t i = lanes[n].slot;
-      if (waits_for_previous_graph(lanes[n].traits, batch->given[i],
+      uint32_t i = set->lanes[n].slot;
+      if (waits_for_previous_graph(set->lanes[n].traits, batch->given[i],
                                    &batch->inputs[i]))
         late[late_count++] = n;
       else
-        CGR__CHECK(plan_lane(rt, replay, cap, &s, &lanes[n], l, &c));
+        free[free_count++] = n;
     }
-    lean_leave(&c, plan, l);
+    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, free, free_count));
     l->free_ops = plan->count;
     /* Where the two launches of a split part: their tiles are numbered
      * apart from here. */
     cgr__copy_plan_cut(plan);
-    CGR__CHECK(lean_enter(&c, plan, l, 2 * (size_t)late_count, &rt->error));
-    for (uint32_t n = 0; n < late_count; ++n)
-      CGR__CHECK(plan_lane(rt, replay, cap, &s, &lanes[late[n]], l, &c));
-    lean_leave(&c, plan, l);
+    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, late, late_count));
   }
   l->split = two_parts && l->free_ops > 0 && l->free_ops < plan->count;
   /* Every destination is in the set's input buffers: a caller's source
@@ -557,24 +615,19 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
   return status;
 }
 
-/* After a successful launch: what the set now holds. */
-void cgr__replay_commit(cgr__replay *replay, const cgr_batch *batch,
-                        const cgr__load *l) {
+/* After a successful launch: what the set now holds, which the step's
+ * plan wrote beside its state (cgr__set.next_dirty): every slot's rows
+ * past the batch hold padding, an unchanged one's too (the plan filled
+ * them as it fills a loaded one's), but for an unchanged PREFIX slot,
+ * whose state stays as it was. */
+void cgr__replay_commit(cgr__replay *replay, const cgr__load *l) {
   cgr__set *set = &replay->sets[l->set];
-  /* The slots' rows, by CGR__INPUT_PER_TOKEN (cgr__slot_rows). */
-  const uint32_t rows[2] = {l->batch, l->batch * l->tokens};
-  for (uint32_t n = 0; n < replay->input_count; ++n) {
-    uint32_t i = set->lanes[n].slot;
-    unsigned traits = set->lanes[n].traits;
-    /* Every slot's rows past the batch hold padding now, an unchanged
-     * one's too (plan_slot filled them as it fills a loaded one's), but
-     * for an unchanged PREFIX slot, whose state stays as it was. */
-    if ((traits & CGR__INPUT_PREFIX) && batch->given[i] == CGR__GIVEN_UNCHANGED)
-      continue;
-    uint32_t r = rows[traits & CGR__INPUT_PER_TOKEN];
-    set->dirty_end[i] = r;
-    set->loaded_size[i] = r;
-  }
+  uint32_t *swap = set->dirty_end;
+  set->dirty_end = set->next_dirty;
+  set->next_dirty = swap;
+  swap = set->loaded_size;
+  set->loaded_size = set->next_loaded;
+  set->next_loaded = swap;
 }
 
 /* After a failure that may have loaded part of the set: assume the worst,
@@ -717,7 +770,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
     cgr__replay_forget(cap, replay, &l);
     return status;
   }
-  cgr__replay_commit(replay, batch, &l);
+  cgr__replay_commit(replay, &l);
   cap->sets_live = 1;
   cgr__replay_mark_fed(cap, replay, l.set, l.padded, l.tokens);
   replay->fed_step = replay->next_step;

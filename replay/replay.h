@@ -152,6 +152,11 @@ typedef struct cgr__set {
    * live rows the slot was last loaded with (0: unknown). */
   uint32_t *dirty_end;
   uint32_t *loaded_size;
+  /* Per input slot: what dirty_end and loaded_size become when the step
+   * a plan wrote them for is launched (cgr__replay_commit swaps them in);
+   * nothing else reads them. */
+  uint32_t *next_dirty;
+  uint32_t *next_loaded;
   /* Per slot: the live and padded rows of the full padded image (live
    * rows and padding up to the key's rows) staging holds for the in-graph
    * mode; image_size 0 when another mode has since staged only live rows
@@ -179,7 +184,9 @@ typedef struct cgr__replay {
   uint32_t input_count;
   uint32_t *fed_inputs;
   uint32_t fed_count;
-  uint32_t *late_inputs;    /* cgr__replay_plan's list, input_count long */
+  /* cgr__replay_plan's lists of lanes in the two-part modes: those that
+   * need not wait for the previous graph, and those that must. */
+  uint32_t *free_lanes, *late_lanes;
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
@@ -276,9 +283,9 @@ static inline void cgr__load_init(cgr__load *l, const cgr__capture *cap,
 cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l);
-/* After a successful launch: what the set now holds. */
-void cgr__replay_commit(cgr__replay *replay, const cgr_batch *batch,
-                        const cgr__load *l);
+/* After a successful launch: what the set now holds (the state the
+ * plan wrote, cgr__set.next_dirty). */
+void cgr__replay_commit(cgr__replay *replay, const cgr__load *l);
 /* After a failure that may have loaded part of the set: the worst. */
 void cgr__replay_forget(const cgr__capture *cap, cgr__replay *replay,
                         const cgr__load *l);

@@ -127,7 +127,7 @@ static cgr_status plan_areas(cgr_runtime *rt, cgr__replay *replay,
  * in the other set, and it is what the next batch continues from. */
 static void stage_commit(cgr__capture *cap, cgr__replay *replay,
                          const cgr_batch *batch, const cgr__load *l) {
-  cgr__replay_commit(replay, batch, l);
+  cgr__replay_commit(replay, l);
   cap->sets_live = 1;
   cgr__replay_mark_fed(cap, replay, l->set, l->padded, l->tokens);
   replay->fed_step = replay->next_step + (replay->staged.active ? 1 : 0);

@@ -23,6 +23,13 @@
 #else
 #define CGR__COLD
 #endif
+/* A step-path helper kept out of line, so that the loop calling it for
+ * its rarer cases keeps its registers. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CGR__NOINLINE __attribute__((noinline))
+#else
+#define CGR__NOINLINE
+#endif
 /* A step-path helper inlined wherever it is called, even where the
  * compiler would keep one copy out of line (a call per slot costs more
  * than the copies' size). */
