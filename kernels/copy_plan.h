@@ -233,6 +233,23 @@ cgr_status cgr__copy_plan_gather(cgr__copy_plan *plan, void *dst,
                                  uint64_t rows, uint64_t row_bytes,
                                  cgr__error *err);
 
+/* A GATHER that cgr builds itself between its own buffers, through an
+ * index array of its own (the replay's feedback): no pointer is NULL,
+ * the index array is 4-byte aligned, row_bytes is not 0 and no range
+ * wraps, so it is appended without cgr__copy_plan_gather's checks. */
+static inline cgr_status
+cgr__copy_plan_gather_own(cgr__copy_plan *plan, void *dst, const void *src,
+                          const int32_t *index, uint64_t rows,
+                          uint64_t row_bytes, cgr__error *err) {
+  cgr__copy_desc desc = {.dst = (uint64_t)(uintptr_t)dst,
+                         .src = (uint64_t)(uintptr_t)src,
+                         .index = (uint64_t)(uintptr_t)index,
+                         .bytes = rows * row_bytes,
+                         .row_bytes = row_bytes,
+                         .kind = CGR__COPY_OP_GATHER};
+  return cgr__copy_plan_push(plan, &desc, err, "cgr__copy_plan_gather");
+}
+
 /*
  * Validates the plan as a whole and assigns tiles. Rejects, with
  * CGR_E_INVALID_ARGUMENT naming both operations, destination ranges that

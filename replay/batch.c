@@ -205,6 +205,11 @@ cgr_status cgr__replay_state(cgr_runtime *rt, cgr__replay **out) {
 
 /* ---- batches ------------------------------------------------------------- */
 
+/* The replay state a batch lives in (the batch is its first field). */
+static inline cgr__replay *batch_replay(cgr_batch *batch) {
+  return (cgr__replay *)(void *)((char *)batch - offsetof(cgr__replay, batch));
+}
+
 /* Opens the runtime's batch for a checked key. */
 static inline cgr_batch *open_batch(const cgr_runtime *rt, cgr__replay *replay,
                                     uint32_t batch_size, uint32_t tokens,
@@ -539,11 +544,6 @@ static cgr_status check_unchanged(cgr_runtime *rt, const cgr_batch *batch,
   return CGR_OK;
 }
 
-/* The replay state a batch lives in (the batch is its first field). */
-static inline cgr__replay *batch_replay(cgr_batch *batch) {
-  return (cgr__replay *)(void *)((char *)batch - offsetof(cgr__replay, batch));
-}
-
 cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   if (batch == NULL)
     return CGR_E_INVALID_ARGUMENT;
@@ -574,42 +574,106 @@ cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   return CGR_OK;
 }
 
+/* Records a checked feedback of the batch. */
+static inline void give_feedback(cgr_batch *batch, cgr_slot slot,
+                                 const int32_t *prev_rows, const void *new_rows,
+                                 size_t new_rows_bytes, int in_place) {
+  cgr__slot_input *input = &batch->inputs[slot];
+  batch->given[slot] = CGR__GIVEN_FEEDBACK;
+  input->prev_rows = prev_rows;
+  input->new_rows = new_rows;
+  input->bytes = new_rows_bytes;
+  input->in_place = (uint32_t)in_place;
+  batch->given_count++;
+}
+
+static CGR__COLD cgr_status feedback_checked(cgr_batch *batch, cgr_slot slot,
+                                             const int32_t *prev_rows,
+                                             const void *new_rows,
+                                             size_t new_rows_bytes);
+
 cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
                               const int32_t *prev_rows, const void *new_rows,
                               size_t new_rows_bytes) {
+  /* The step's path: a fed slot not given yet, out of validation mode, in
+   * a mode that runs a plan, continuing the step before; its rows
+   * checked in one pass that also finds whether they all stay in place.
+   * Anything else takes the checked path, which says why. */
+  if (batch != NULL && batch->open == CGR__BATCH_OPEN &&
+      (uint32_t)slot < batch->slot_count && prev_rows != NULL &&
+      batch->given[slot] == CGR__GIVEN_NONE &&
+      (batch->slot_traits[slot] & CGR__INPUT_FED)) {
+    const cgr__replay *replay = batch_replay(batch);
+    unsigned per_token = batch->slot_traits[slot] & CGR__INPUT_PER_TOKEN;
+    uint32_t rows = batch->rows[per_token];
+    uint64_t fed_rows = per_token
+                            ? (uint64_t)replay->fed_batch * replay->fed_tokens
+                            : replay->fed_batch;
+    uint64_t step = cgr__replay_batch_step(replay);
+    uint64_t fresh = 0;
+    int in_place = 1, bad = 0;
+    for (uint32_t j = 0; j < rows; ++j) {
+      int32_t prev = prev_rows[j];
+      if (prev == (int32_t)j)
+        continue;
+      in_place = 0;
+      if (prev == -1)
+        fresh++;
+      else if ((uint64_t)(uint32_t)prev >= fed_rows) /* a negative one too */
+        bad = 1;
+    }
+    if (!bad && replay->mode != CGR_REPLAY_IN_GRAPH && step > 0 &&
+        replay->fed_step == step - 1 &&
+        new_rows_bytes == fresh * batch->slot_unit[slot] &&
+        (fresh == 0 || new_rows != NULL)) {
+      give_feedback(batch, slot, prev_rows, new_rows, new_rows_bytes, in_place);
+      return CGR_OK;
+    }
+  }
   if (batch == NULL)
     return CGR_E_INVALID_ARGUMENT;
+  return feedback_checked(batch, slot, prev_rows, new_rows, new_rows_bytes);
+}
+
+/* cgr_batch_feedback with every check and message: the path of a refusal
+ * and of validation mode. */
+static CGR__COLD cgr_status feedback_checked(cgr_batch *batch, cgr_slot slot,
+                                             const int32_t *prev_rows,
+                                             const void *new_rows,
+                                             size_t new_rows_bytes) {
   cgr_runtime *rt = batch->rt;
   const cgr__slot *s = NULL;
-  CGR__CHECK(input_slot(batch, slot, __func__, &s));
+  CGR__CHECK(input_slot(batch, slot, "cgr_batch_feedback", &s));
   cgr__replay *replay = rt->layers[CGR__LAYER_REPLAY].state;
   if (s->fed_by < 0)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_feedback",
                      "slot '%s' is not fed (cgr_slot_feed)", s->name);
   if (replay->mode == CGR_REPLAY_IN_GRAPH)
-    return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, __func__,
+    return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, "cgr_batch_feedback",
                      "slot '%s': feedback needs a copy plan per step, which "
                      "CGR_REPLAY_IN_GRAPH does not run",
                      s->name);
   uint64_t step = cgr__replay_batch_step(replay);
   if (step == 0 || replay->fed_step != step - 1)
-    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_STATE, "cgr_batch_feedback",
                      "slot '%s': the previous step was not a graph replay "
                      "(none yet, an eager step, or a failed one): nothing "
                      "to continue from",
                      s->name);
   if (prev_rows == NULL)
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_feedback",
                      "slot '%s': prev_rows is NULL", s->name);
   /* Rows as the slot counts them: per token for a slot scaled by token,
    * in this step and in the previous one (cgr.h). */
   uint64_t fresh = 0, rows = cgr__slot_rows(s, batch->size, batch->tokens);
   uint64_t fed_rows = cgr__slot_rows(s, replay->fed_batch, replay->fed_tokens);
+  int in_place = 1;
   for (uint64_t j = 0; j < rows; ++j) {
+    in_place &= prev_rows[j] == (int32_t)j;
     if (prev_rows[j] == -1) {
       fresh++;
     } else if (prev_rows[j] < 0 || (uint64_t)prev_rows[j] >= fed_rows) {
-      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+      return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_feedback",
                        "slot '%s': prev_rows[%llu] is %d; the previous step "
                        "had %llu rows (or -1 for a new request)",
                        s->name, (unsigned long long)j, prev_rows[j],
@@ -617,7 +681,7 @@ cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
     }
   }
   if (new_rows_bytes != fresh * s->row_bytes || (fresh > 0 && !new_rows))
-    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, __func__,
+    return cgr__fail(&rt->error, CGR_E_INVALID_ARGUMENT, "cgr_batch_feedback",
                      "slot '%s': %llu new requests need %llu bytes of "
                      "new_rows, %zu given",
                      s->name, (unsigned long long)fresh,
@@ -626,14 +690,9 @@ cgr_status cgr_batch_feedback(cgr_batch *batch, cgr_slot slot,
   /* New requests' rows reach the step as an input's would: the same
    * range check. */
   if (rt->config.validate && fresh > 0)
-    CGR__CHECK(check_values(rt, s, new_rows, new_rows_bytes, __func__,
-                            "new_rows element"));
-  cgr__slot_input *input = &batch->inputs[slot];
-  batch->given[slot] = CGR__GIVEN_FEEDBACK;
-  input->prev_rows = prev_rows;
-  input->new_rows = new_rows;
-  input->bytes = new_rows_bytes;
-  batch->given_count++;
+    CGR__CHECK(check_values(rt, s, new_rows, new_rows_bytes,
+                            "cgr_batch_feedback", "new_rows element"));
+  give_feedback(batch, slot, prev_rows, new_rows, new_rows_bytes, in_place);
   return CGR_OK;
 }
 

@@ -19,12 +19,24 @@ static double now_us(void) {
 }
 
 /* A host source into staging. A decode step's rows are often a few dozen
- * bytes: 16 to 128 go as two overlapping fixed-size moves, which the
- * compiler inlines, instead of a call into the library's dispatch. */
+ * bytes: up to 128 go as two overlapping fixed-size moves (or bytes, under
+ * 4), which the compiler inlines, instead of a call into the library's
+ * dispatch. */
 static inline void stage_copy(unsigned char *dst, const void *src,
                               size_t bytes) {
   const unsigned char *from = src;
-  if (bytes >= 16 && bytes <= 32) {
+  if (bytes < 16) {
+    if (bytes >= 8) {
+      memcpy(dst, from, 8);
+      memcpy(dst + bytes - 8, from + bytes - 8, 8);
+    } else if (bytes >= 4) {
+      memcpy(dst, from, 4);
+      memcpy(dst + bytes - 4, from + bytes - 4, 4);
+    } else {
+      for (size_t b = 0; b < bytes; ++b)
+        dst[b] = from[b];
+    }
+  } else if (bytes <= 32) {
     memcpy(dst, from, 16);
     memcpy(dst + bytes - 16, from + bytes - 16, 16);
   } else if (bytes > 32 && bytes <= 64) {
@@ -63,10 +75,10 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
       while (end < batch && prev[end] == -1)
         end++;
       uint64_t bytes = (uint64_t)(end - j) * row;
-      memcpy(fresh + fresh_used * row, new_rows + fresh_used * row, bytes);
-      CGR__CHECK(cgr__copy_plan_copy(&replay->plan, dst + j * row,
-                                     fresh + fresh_used * row, bytes,
-                                     &rt->error));
+      stage_copy(fresh + fresh_used * row, new_rows + fresh_used * row, bytes);
+      CGR__CHECK(cgr__copy_plan_copy_own(&replay->plan, dst + j * row,
+                                         fresh + fresh_used * row, bytes,
+                                         &rt->error));
       fresh_used += end - j;
     } else if (in_place && prev[j] == (int32_t)j) {
       while (end < batch && prev[end] == (int32_t)end)
@@ -75,9 +87,11 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
       while (end < batch && prev[end] != -1 &&
              !(in_place && prev[end] == (int32_t)end))
         end++;
-      memcpy(indices + j, prev + j, (end - j) * sizeof(int32_t));
-      CGR__CHECK(cgr__copy_plan_gather(&replay->plan, dst + j * row, fed,
-                                       indices + j, end - j, row, &rt->error));
+      stage_copy((unsigned char *)(indices + j), prev + j,
+                 (end - j) * sizeof(int32_t));
+      CGR__CHECK(cgr__copy_plan_gather_own(&replay->plan, dst + j * row, fed,
+                                           indices + j, end - j, row,
+                                           &rt->error));
     }
   }
   return CGR_OK;
@@ -397,6 +411,20 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
           }
           stage_copy(lane->staged, data, size);
         }
+      } else if (given == CGR__GIVEN_FEEDBACK && input->in_place &&
+                 !(traits & CGR__INPUT_PREFIX)) {
+        /* A fed ROWS slot whose rows all continue the same row: the
+         * previous graph wrote them; the rows past them are refilled. */
+        image_size[i] = 0;
+        next_dirty[i] = live;
+        next_loaded[i] = live;
+        if (dirty_end[i] > live)
+          put_op(&op, &tiles, &bytes,
+                 lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
+                 (uint64_t)(dirty_end[i] - live) * lane->unit,
+                 CGR__COPY_OP_FILL, lane->width);
+        else
+          skipped++; /* clean padding */
       } else if (given == CGR__GIVEN_UNCHANGED &&
                  !(traits & CGR__INPUT_PREFIX)) {
         /* cgr_batch_unchanged checked it: its rows stay, and so does any

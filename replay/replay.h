@@ -82,6 +82,9 @@ typedef enum cgr__given {
 
 typedef struct cgr__slot_input {
   cgr_source source;
+  /* Feedback: every row continues the same row (prev_rows[j] == j), so
+   * nothing is copied (cgr_batch_feedback works it out). */
+  uint32_t in_place;
   const void *data;
   size_t bytes;
   const void *gather_src;

@@ -16,12 +16,17 @@ static uint32_t below(uint64_t *state, uint32_t bound) {
   return (uint32_t)test_random_below(state, bound);
 }
 
-static cgr_runtime *feeding_runtime(model *m, cgr_replay_mode mode) {
-  cgr_runtime *rt = model_runtime(buckets, BUCKETS, 1, m);
+static cgr_runtime *feeding_runtime_validating(model *m, cgr_replay_mode mode,
+                                               int validate) {
+  cgr_runtime *rt = model_runtime_validating(buckets, BUCKETS, 1, validate, m);
   assert_cgr_ok(rt, cgr_slot_feed(rt, m->out, m->ids));
   assert_cgr_ok(rt, cgr_set_replay_mode(rt, mode));
   assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
   return rt;
+}
+
+static cgr_runtime *feeding_runtime(model *m, cgr_replay_mode mode) {
+  return feeding_runtime_validating(m, mode, 1);
 }
 
 /* The host reference: each live request's current token. */
@@ -78,10 +83,13 @@ static void decode_loop(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
   pending previous;
   int have_previous = 0;
   for (int n = 0; n < steps; ++n) {
+    /* One step in six is steady: every request stays in its row, none
+     * joins, so the fed slot's rows all continue in place. */
+    int steady = count > 0 && below(&seed, 6) == 0;
     /* Leave: each request finishes with probability 1/8. */
     uint32_t kept = 0;
     for (uint32_t r = 0; r < count; ++r) {
-      if (below(&seed, 8) == 0)
+      if (!steady && below(&seed, 8) == 0)
         continue;
       live[kept] = live[r];
       live[kept].row = (int32_t)r;
@@ -91,14 +99,14 @@ static void decode_loop(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
     /* Join: a few new requests, rarely enough to pass the largest
      * bucket. */
     uint32_t cap = below(&seed, 40) == 0 ? MAX_REQUESTS : LARGEST - 2;
-    uint32_t joins = 1 + below(&seed, 4);
+    uint32_t joins = steady ? 0 : 1 + below(&seed, 4);
     while (joins-- > 0 && count < cap) {
       live[count].token = (int32_t)below(&seed, 50000);
       live[count].row = -1;
       count++;
     }
     /* Shuffle now and then: rows move without leaving. */
-    if (below(&seed, 5) == 0)
+    if (!steady && below(&seed, 5) == 0)
       for (uint32_t r = count; r > 1; --r) {
         uint32_t other = below(&seed, r);
         request swap = live[r - 1];
@@ -154,33 +162,47 @@ static void decode_loop(cgr_runtime *rt, model *m, int steps, uint64_t seed) {
     check(rt, m, &previous);
 }
 
-static void run_decode(void **state, cgr_replay_mode mode) {
+static void run_decode(void **state, cgr_replay_mode mode, int validate) {
   (void)cgr_test_runtime(state);
   model m;
-  cgr_runtime *rt = feeding_runtime(&m, mode);
-  decode_loop(rt, &m, 2000, 0xFEED + (uint64_t)mode);
+  cgr_runtime *rt = feeding_runtime_validating(&m, mode, validate);
+  decode_loop(rt, &m, 2000, 0xFEED + (uint64_t)mode + 16u * (unsigned)validate);
   cgr_runtime_destroy(rt);
 }
 
 static void test_feedback_matches_the_reference_loop_naive(void **state) {
-  run_decode(state, CGR_REPLAY_NAIVE);
+  run_decode(state, CGR_REPLAY_NAIVE, 1);
 }
 
 static void test_feedback_matches_the_reference_loop_fused(void **state) {
-  run_decode(state, CGR_REPLAY_FUSED);
+  run_decode(state, CGR_REPLAY_FUSED, 1);
 }
 
 static void
 test_feedback_matches_the_reference_loop_double_buffered(void **state) {
-  run_decode(state, CGR_REPLAY_DOUBLE_BUFFERED);
+  run_decode(state, CGR_REPLAY_DOUBLE_BUFFERED, 1);
+}
+
+/* The same loops with validation off, the default config's: the step
+ * path's fast checks and planning (issue 23) instead of the checked
+ * ones. */
+static void test_unvalidated_feedback_matches_the_loop_naive(void **state) {
+  run_decode(state, CGR_REPLAY_NAIVE, 0);
+}
+
+static void test_unvalidated_feedback_matches_the_loop_fused(void **state) {
+  run_decode(state, CGR_REPLAY_FUSED, 0);
+}
+
+static void test_unvalidated_feedback_matches_the_loop_double(void **state) {
+  run_decode(state, CGR_REPLAY_DOUBLE_BUFFERED, 0);
 }
 
 /* Two steps with the same requests in the same rows: the fed slot costs no
- * copy at all (the graph already wrote it). */
-static void test_unmoved_rows_cost_nothing(void **state) {
-  (void)cgr_test_runtime(state);
+ * copy at all (the graph already wrote it); with validation on or off. */
+static void unmoved_rows_cost_nothing(int validate) {
   model m;
-  cgr_runtime *rt = feeding_runtime(&m, CGR_REPLAY_FUSED);
+  cgr_runtime *rt = feeding_runtime_validating(&m, CGR_REPLAY_FUSED, validate);
   model_inputs in;
   model_make_inputs(&in, 6, 6, 3);
   cgr_batch *batch = NULL;
@@ -222,6 +244,12 @@ static void test_unmoved_rows_cost_nothing(void **state) {
   pending p = {.ticket = second, .in = next};
   check(rt, &m, &p);
   cgr_runtime_destroy(rt);
+}
+
+static void test_unmoved_rows_cost_nothing(void **state) {
+  (void)cgr_test_runtime(state);
+  unmoved_rows_cost_nothing(1);
+  unmoved_rows_cost_nothing(0);
 }
 
 static void test_feedback_misuse_is_refused(void **state) {
@@ -302,6 +330,9 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_feedback_matches_the_reference_loop_naive),
     RUNTIME_TEST(test_feedback_matches_the_reference_loop_fused),
     RUNTIME_TEST(test_feedback_matches_the_reference_loop_double_buffered),
+    RUNTIME_TEST(test_unvalidated_feedback_matches_the_loop_naive),
+    RUNTIME_TEST(test_unvalidated_feedback_matches_the_loop_fused),
+    RUNTIME_TEST(test_unvalidated_feedback_matches_the_loop_double),
     RUNTIME_TEST(test_unmoved_rows_cost_nothing),
     RUNTIME_TEST(test_feedback_misuse_is_refused),
     RUNTIME_TEST(test_feedback_refused_in_graph_mode),

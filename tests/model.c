@@ -119,9 +119,15 @@ static cgr_runtime *declared_runtime(cgr_config *config,
 
 cgr_runtime *model_runtime(const uint32_t *buckets, size_t n, int allow_eager,
                            model *m) {
+  return model_runtime_validating(buckets, n, allow_eager, 1, m);
+}
+
+cgr_runtime *model_runtime_validating(const uint32_t *buckets, size_t n,
+                                      int allow_eager, int validate, model *m) {
   cgr_config config;
   cgr_test_config(&config);
   config.allow_eager = allow_eager;
+  config.validate = validate;
   return declared_runtime(&config, buckets, n, m);
 }
 

@@ -48,6 +48,10 @@ cgr_status model_step(cgr_step *step, void *user);
  * declared. */
 cgr_runtime *model_runtime(const uint32_t *buckets, size_t n, int allow_eager,
                            model *m);
+/* The same with config->validate `validate` (model_runtime's is 1: the
+ * default config's 0 runs the step path's unchecked fast paths). */
+cgr_runtime *model_runtime_validating(const uint32_t *buckets, size_t n,
+                                      int allow_eager, int validate, model *m);
 
 /* The same, with the model's step captured. */
 cgr_runtime *model_captured_runtime(const uint32_t *buckets, size_t n,
