@@ -18,38 +18,6 @@ static double now_us(void) {
   return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-/* A host source into staging. A decode step's rows are often a few dozen
- * bytes: up to 128 go as two overlapping fixed-size moves (or bytes, under
- * 4), which the compiler inlines, instead of a call into the library's
- * dispatch. */
-static inline void stage_copy(unsigned char *dst, const void *src,
-                              size_t bytes) {
-  const unsigned char *from = src;
-  if (bytes < 16) {
-    if (bytes >= 8) {
-      memcpy(dst, from, 8);
-      memcpy(dst + bytes - 8, from + bytes - 8, 8);
-    } else if (bytes >= 4) {
-      memcpy(dst, from, 4);
-      memcpy(dst + bytes - 4, from + bytes - 4, 4);
-    } else {
-      for (size_t b = 0; b < bytes; ++b)
-        dst[b] = from[b];
-    }
-  } else if (bytes <= 32) {
-    memcpy(dst, from, 16);
-    memcpy(dst + bytes - 16, from + bytes - 16, 16);
-  } else if (bytes > 32 && bytes <= 64) {
-    memcpy(dst, from, 32);
-    memcpy(dst + bytes - 32, from + bytes - 32, 32);
-  } else if (bytes > 64 && bytes <= 128) {
-    memcpy(dst, from, 64);
-    memcpy(dst + bytes - 64, from + bytes - 64, 64);
-  } else {
-    memcpy(dst, from, bytes);
-  }
-}
-
 /*
  * A fed slot's rows for this step (cgr_batch_feedback): rows that continue
  * the same row are already in place (the previous graph wrote them) when
@@ -75,7 +43,7 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
       while (end < batch && prev[end] == -1)
         end++;
       uint64_t bytes = (uint64_t)(end - j) * row;
-      stage_copy(fresh + fresh_used * row, new_rows + fresh_used * row, bytes);
+      cgr__stage_copy(fresh + fresh_used * row, new_rows + fresh_used * row, bytes);
       CGR__CHECK(cgr__copy_plan_copy_own(&replay->plan, dst + j * row,
                                          fresh + fresh_used * row, bytes,
                                          &rt->error));
@@ -87,7 +55,7 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
       while (end < batch && prev[end] != -1 &&
              !(in_place && prev[end] == (int32_t)end))
         end++;
-      stage_copy((unsigned char *)(indices + j), prev + j,
+      cgr__stage_copy((unsigned char *)(indices + j), prev + j,
                  (end - j) * sizeof(int32_t));
       CGR__CHECK(cgr__copy_plan_gather_own(&replay->plan, dst + j * row, fed,
                                            indices + j, end - j, row,
@@ -196,42 +164,6 @@ static CGR__COLD cgr_status plan_slot_any(cgr_runtime *rt, cgr__replay *replay,
   if (!prefix)
     l->skipped++; /* clean padding */
   return CGR_OK;
-}
-
-/* `bytes` of padding into staging: a FILL word (cgr__copy_fill_word), of
- * elements of `width` bytes, from a position that is a multiple of
- * `width`, so that the word's bytes repeat from there in order. */
-static inline void stage_fill(unsigned char *dst, uint64_t word, uint32_t width,
-                              uint64_t bytes) {
-  uint64_t at = 0;
-  for (; at + 8 <= bytes; at += 8)
-    memcpy(dst + at, &word, 8); /* little-endian */
-  for (; at < bytes; at += width)
-    memcpy(dst + at, &word, width);
-}
-
-/* A PREFIX slot's entry `live` of host-visible data, as a FILL word: what
- * its padded entries repeat. */
-static inline uint64_t prefix_word(const void *data, uint32_t live,
-                                   uint32_t width) {
-  const unsigned char *at =
-      (const unsigned char *)data + (uint64_t)live * width;
-  uint16_t half;
-  uint32_t word;
-  uint64_t wide;
-  switch (width) {
-  case 1:
-    return (uint64_t)at[0] * UINT64_C(0x0101010101010101);
-  case 2:
-    memcpy(&half, at, 2);
-    return (uint64_t)half * UINT64_C(0x0001000100010001);
-  case 4:
-    memcpy(&word, at, 4);
-    return (uint64_t)word * UINT64_C(0x0000000100000001);
-  default:
-    memcpy(&wide, at, 8);
-    return wide;
-  }
 }
 
 /* Appends at *op a COPY or FILL that cgr builds between its own buffers,
@@ -353,7 +285,7 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
         uint64_t size = input->bytes, fill = 0, word = lane->pad_word;
         if (traits & CGR__INPUT_PREFIX) {
           fill = (uint64_t)(padded - live) * lane->width;
-          word = prefix_word(data, live, lane->width);
+          word = cgr__prefix_word(data, live, lane->width);
         } else {
           if (dirty_end[i] > live)
             fill = (uint64_t)(dirty_end[i] - live) * lane->unit;
@@ -371,8 +303,8 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
           if (status != CGR_OK)
             break;
         }
-        stage_copy(lane->staged, data, size);
-        stage_fill(lane->staged + size, word, lane->width, fill);
+        cgr__stage_copy(lane->staged, data, size);
+        cgr__stage_fill(lane->staged + size, word, lane->width, fill);
       } else if (given == CGR__GIVEN_INPUT) {
         if (source == CGR_SOURCE_DEVICE)
           break;
@@ -391,7 +323,7 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
         if (traits & CGR__INPUT_PREFIX) {
           if (padded > live)
             put_op(&op, &tiles, &bytes, lane->buffer + size,
-                   prefix_word(data, live, lane->width),
+                   cgr__prefix_word(data, live, lane->width),
                    (uint64_t)(padded - live) * lane->width, CGR__COPY_OP_FILL,
                    lane->width);
         } else if (dirty_end[i] > live) {
@@ -409,7 +341,7 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
             if (status != CGR_OK)
               break;
           }
-          stage_copy(lane->staged, data, size);
+          cgr__stage_copy(lane->staged, data, size);
         }
       } else if (given == CGR__GIVEN_FEEDBACK && input->in_place &&
                  !(traits & CGR__INPUT_PREFIX)) {

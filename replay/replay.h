@@ -385,4 +385,74 @@ static inline uint64_t cgr__input_bytes(const cgr__slot *slot,
   return cgr__slot_rows(slot, batch_size, q) * slot->row_bytes;
 }
 
+/* ---- staging a host source (the step path, inline) ---------------------- */
+
+/* A host source into staging. A decode step's rows are often a few dozen
+ * bytes: up to 128 go as two overlapping fixed-size moves (or bytes, under
+ * 4), which the compiler inlines, instead of a call into the library's
+ * dispatch. */
+static inline void cgr__stage_copy(unsigned char *dst, const void *src,
+                              size_t bytes) {
+  const unsigned char *from = src;
+  if (bytes < 16) {
+    if (bytes >= 8) {
+      memcpy(dst, from, 8);
+      memcpy(dst + bytes - 8, from + bytes - 8, 8);
+    } else if (bytes >= 4) {
+      memcpy(dst, from, 4);
+      memcpy(dst + bytes - 4, from + bytes - 4, 4);
+    } else {
+      for (size_t b = 0; b < bytes; ++b)
+        dst[b] = from[b];
+    }
+  } else if (bytes <= 32) {
+    memcpy(dst, from, 16);
+    memcpy(dst + bytes - 16, from + bytes - 16, 16);
+  } else if (bytes > 32 && bytes <= 64) {
+    memcpy(dst, from, 32);
+    memcpy(dst + bytes - 32, from + bytes - 32, 32);
+  } else if (bytes > 64 && bytes <= 128) {
+    memcpy(dst, from, 64);
+    memcpy(dst + bytes - 64, from + bytes - 64, 64);
+  } else {
+    memcpy(dst, from, bytes);
+  }
+}
+
+/* `bytes` of padding into staging: a FILL word (cgr__copy_fill_word), of
+ * elements of `width` bytes, from a position that is a multiple of
+ * `width`, so that the word's bytes repeat from there in order. */
+static inline void cgr__stage_fill(unsigned char *dst, uint64_t word, uint32_t width,
+                              uint64_t bytes) {
+  uint64_t at = 0;
+  for (; at + 8 <= bytes; at += 8)
+    memcpy(dst + at, &word, 8); /* little-endian */
+  for (; at < bytes; at += width)
+    memcpy(dst + at, &word, width);
+}
+
+/* A PREFIX slot's entry `live` of host-visible data, as a FILL word: what
+ * its padded entries repeat. */
+static inline uint64_t cgr__prefix_word(const void *data, uint32_t live,
+                                   uint32_t width) {
+  const unsigned char *at =
+      (const unsigned char *)data + (uint64_t)live * width;
+  uint16_t half;
+  uint32_t word;
+  uint64_t wide;
+  switch (width) {
+  case 1:
+    return (uint64_t)at[0] * UINT64_C(0x0101010101010101);
+  case 2:
+    memcpy(&half, at, 2);
+    return (uint64_t)half * UINT64_C(0x0001000100010001);
+  case 4:
+    memcpy(&word, at, 4);
+    return (uint64_t)word * UINT64_C(0x0000000100000001);
+  default:
+    memcpy(&wide, at, 8);
+    return wide;
+  }
+}
+
 #endif /* CGR_REPLAY_REPLAY_H */

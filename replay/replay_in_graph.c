@@ -8,25 +8,6 @@
 #include "replay/replay.h"
 #include "runtime/nvtx.h"
 
-/*
- * Writes one slot's full padded image (live rows, then padding up to the
- * bucket) into staging: the graph's own first node copies it whole.
- */
-static void stage_image(const cgr__slot *slot, const cgr__slot_input *input,
-                        unsigned char *staged, uint32_t batch,
-                        uint32_t padded) {
-  uint32_t width = slot->desc.elem_size;
-  uint64_t live = cgr__input_bytes(slot, batch, 1);
-  memcpy(staged, input->data, live);
-  int prefix = slot->desc.kind == CGR_SLOT_PREFIX;
-  uint64_t pad =
-      prefix ? cgr__element(input->data, batch, width) : slot->desc.pad_value;
-  uint64_t elems = prefix ? (uint64_t)(padded - batch)
-                          : (uint64_t)(padded - batch) * slot->desc.row_elems;
-  for (uint64_t e = 0; e < elems; ++e)
-    memcpy(staged + live + e * width, &pad, width);
-}
-
 /* The graph's first node: every input slot's padded rows, staging -> set. */
 static cgr_status in_graph_prologue(cgr_runtime *rt, cgr__replay *replay,
                                     const cgr__capture *cap, int k,
@@ -47,22 +28,29 @@ static cgr_status in_graph_prologue(cgr_runtime *rt, cgr__replay *replay,
 }
 
 /* The in-graph mode: the host writes pinned staging k and launches the
- * graph, whose first node copies staging k into set k. */
+ * graph, whose first node copies staging k into set k. Each input slot's
+ * full padded image goes into staging: its live rows, then its padding up
+ * to the key's rows (a PREFIX slot's padded entries repeat its last live
+ * one), so that the graph's first node copies it whole. */
 cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                                 cgr__capture *cap, cgr_batch *batch,
                                 cgr_ticket *ticket, double started) {
   cgr__backend *be = &rt->backend;
   int k = (int)(replay->next_step % CGR__SETS);
   cgr__set *set = &replay->sets[k];
+  const cgr__lane *lanes = set->lanes;
+  const unsigned char *given_of = batch->given;
+  const cgr__slot_input *inputs = batch->inputs;
+  uint32_t count = replay->input_count;
   uint32_t b = batch->size, q = batch->tokens;
   uint32_t padded = cap->sizes[cap->bucket_of[b]];
   size_t key = cgr__replay_batch_key(cap, batch);
-  for (uint32_t n = 0; n < replay->input_count; ++n) {
-    uint32_t i = replay->inputs[n];
-    cgr__given given = (cgr__given)batch->given[i];
+  for (uint32_t n = 0; n < count; ++n) {
+    uint32_t i = lanes[n].slot;
+    unsigned given = given_of[i];
     if (given == CGR__GIVEN_GATHER || given == CGR__GIVEN_FEEDBACK ||
         (given == CGR__GIVEN_INPUT &&
-         batch->inputs[i].source == CGR_SOURCE_DEVICE))
+         inputs[i].source == CGR_SOURCE_DEVICE))
       return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, "cgr_replay",
                        "slot '%s': CGR_REPLAY_IN_GRAPH reads host staging "
                        "only; a device source or gather needs another mode",
@@ -78,21 +66,28 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     if (status == CGR_OK)
       status = cgr__capture_in_graph(rt, key, k, &replay->plan, &exec);
   }
-  uint64_t ops = 0, bytes = 0, skipped = 0;
+  uint64_t bytes = 0, skipped = 0;
+  uint32_t *image_size = set->image_size, *image_padded = set->image_padded;
   cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
-  for (uint32_t n = 0; n < replay->input_count && status == CGR_OK; ++n) {
-    uint32_t i = replay->inputs[n];
-    const cgr__slot *slot = &cap->slots[i];
-    ops++;
-    bytes += cgr__input_bytes(slot, padded, q);
-    /* The slot's rows: a row per token for a slot scaled by token. */
-    uint32_t live = (uint32_t)cgr__slot_rows(slot, b, q);
-    uint32_t padded_rows = (uint32_t)cgr__slot_rows(slot, padded, q);
-    unsigned char *staged = set->staging + replay->staging_offset[i];
-    if (batch->given[i] != CGR__GIVEN_UNCHANGED) {
-      stage_image(slot, &batch->inputs[i], staged, live, padded_rows);
-    } else if (set->image_size[i] == live &&
-               set->image_padded[i] == padded_rows) {
+  for (uint32_t n = 0; n < count && status == CGR_OK; ++n) {
+    const cgr__lane *lane = &lanes[n];
+    uint32_t i = lane->slot;
+    unsigned traits = lane->traits;
+    /* The slot's rows: a row per token for a slot scaled by token; a
+     * PREFIX slot has one entry more. */
+    uint32_t live = (traits & CGR__INPUT_PER_TOKEN) ? b * q : b;
+    uint32_t padded_rows = (traits & CGR__INPUT_PER_TOKEN) ? padded * q : padded;
+    uint64_t extra = (traits & CGR__INPUT_PREFIX) ? 1 : 0;
+    uint64_t image = (padded_rows + extra) * lane->unit;
+    bytes += image;
+    if (given_of[i] != CGR__GIVEN_UNCHANGED) {
+      const cgr__slot_input *input = &inputs[i];
+      uint64_t size = input->bytes;
+      uint64_t word = extra ? cgr__prefix_word(input->data, live, lane->width)
+                            : lane->pad_word;
+      cgr__stage_copy(lane->staged, input->data, size);
+      cgr__stage_fill(lane->staged + size, word, lane->width, image - size);
+    } else if (image_size[i] == live && image_padded[i] == padded_rows) {
       skipped++;
       continue;
     } else {
@@ -101,13 +96,13 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
        * holds no image for the graph's first node to copy back. Copy the
        * set's rows into staging, on the main stream before the graph:
        * once per slot and set after a switch to this mode. */
-      status = cgr__be_memcpy_async(be, main_stream, staged, slot->buffers[k],
-                                    cgr__input_bytes(slot, padded, q));
+      status = cgr__be_memcpy_async(be, main_stream, lane->staged,
+                                    lane->buffer, image);
       if (status != CGR_OK)
         break;
     }
-    set->image_size[i] = live;
-    set->image_padded[i] = padded_rows;
+    image_size[i] = live;
+    image_padded[i] = padded_rows;
   }
   if (status != CGR_OK) {
     /* Staging may hold this step's images, which the set never got: the
@@ -140,19 +135,21 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   }
   /* The graph wrote the key's padded rows of every input: rows past them
    * that held live data still do. */
-  for (uint32_t n = 0; n < replay->input_count; ++n) {
-    uint32_t i = replay->inputs[n];
-    uint32_t live = (uint32_t)cgr__slot_rows(&cap->slots[i], b, q);
-    if (set->dirty_end[i] <= cgr__slot_rows(&cap->slots[i], padded, q))
-      set->dirty_end[i] = live;
-    set->loaded_size[i] = live;
+  uint32_t *dirty_end = set->dirty_end, *loaded_size = set->loaded_size;
+  for (uint32_t n = 0; n < count; ++n) {
+    uint32_t i = lanes[n].slot;
+    int per_token = (lanes[n].traits & CGR__INPUT_PER_TOKEN) != 0;
+    uint32_t live = per_token ? b * q : b;
+    if (dirty_end[i] <= (per_token ? padded * q : padded))
+      dirty_end[i] = live;
+    loaded_size[i] = live;
   }
   cap->sets_live = 1;
   cgr__replay_mark_fed(cap, replay, k, padded, q);
   replay->fed_step = replay->next_step;
   replay->fed_batch = b;
   replay->fed_tokens = q;
-  cgr__replay_account(replay, ops, bytes, skipped, started);
+  cgr__replay_account(replay, count, bytes, skipped, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = b;
   ticket->padded_batch = padded;
