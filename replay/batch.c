@@ -115,6 +115,13 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
                                      : slot->row_bytes;
     if (cap->slots[i].fed_by >= 0)
       replay->fed_inputs[replay->fed_count++] = (uint32_t)i;
+    if (cgr__is_input(slot)) {
+      uint32_t lane = replay->input_count - 1;
+      if (cap->slots[i].fed_by >= 0)
+        replay->late_lanes[replay->late_count++] = lane;
+      else
+        replay->free_lanes[replay->free_count++] = lane;
+    }
     replay->has_feeds |= cap->slots[i].fed_by >= 0;
     replay->constant_slots += cap->slots[i].desc.kind == CGR_SLOT_CONSTANT;
   }

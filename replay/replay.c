@@ -228,6 +228,22 @@ plan_lane_any(cgr_runtime *rt, cgr__replay *replay, const cgr__capture *cap,
 }
 
 /*
+ * 1 when a slot's load touches what the previous step's graph writes, so
+ * that in the double-buffered mode it runs after that graph (replay.h has
+ * the hazards): a fed slot, whose rows in this set that graph's feed copy
+ * writes, whatever this batch gives it (feedback, data, padding); a gather
+ * or a device source, which may be that graph's output (cgr.h promises a
+ * DEVICE source is read after the previous step's graph). Host and pinned
+ * sources, staged rows and padding of the other slots touch only this
+ * set and cgr's staging, which that graph never touches.
+ */
+static inline int waits_for_previous_graph(unsigned traits, unsigned given,
+                                           const cgr__slot_input *input) {
+  return (traits & CGR__INPUT_FED) || given == CGR__GIVEN_GATHER ||
+         (given == CGR__GIVEN_INPUT && input->source == CGR_SOURCE_DEVICE);
+}
+
+/*
  * The step's lanes order[0, count) (the lanes in order when `order` is
  * NULL) into the plan. The usual lanes are planned here, in a few
  * instructions each, with the plan's end and the load's counters in
@@ -246,7 +262,8 @@ plan_lane_any(cgr_runtime *rt, cgr__replay *replay, const cgr__capture *cap,
 static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
                              const cgr__capture *cap, const cgr_batch *batch,
                              cgr__load *l, const uint32_t *order,
-                             uint32_t count) {
+                             uint32_t count, uint32_t *defer,
+                             uint32_t *deferred) {
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   const cgr__lane *lanes = set->lanes;
@@ -384,8 +401,13 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
     l->staging_ready = ready;
     CGR__CHECK(status);
     if (n < count) {
-      CGR__CHECK(plan_lane_any(rt, replay, cap, batch,
-                               &lanes[order != NULL ? order[n] : n], l));
+      uint32_t index = order != NULL ? order[n] : n;
+      uint32_t i = lanes[index].slot;
+      if (defer != NULL && waits_for_previous_graph(lanes[index].traits,
+                                                    given_of[i], &inputs[i]))
+        defer[(*deferred)++] = index; /* to the late part */
+      else
+        CGR__CHECK(plan_lane_any(rt, replay, cap, batch, &lanes[index], l));
       ++n;
     }
   }
@@ -463,56 +485,35 @@ void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,
   }
 }
 
-/*
- * 1 when a slot's load touches what the previous step's graph writes, so
- * that in the double-buffered mode it runs after that graph (replay.h has
- * the hazards): a fed slot, whose rows in this set that graph's feed copy
- * writes, whatever this batch gives it (feedback, data, padding); a gather
- * or a device source, which may be that graph's output (cgr.h promises a
- * DEVICE source is read after the previous step's graph). Host and pinned
- * sources, staged rows and padding of the other slots touch only this
- * set and cgr's staging, which that graph never touches.
- */
-static inline int waits_for_previous_graph(unsigned traits, unsigned given,
-                                           const cgr__slot_input *input) {
-  return (traits & CGR__INPUT_FED) || given == CGR__GIVEN_GATHER ||
-         (given == CGR__GIVEN_INPUT && input->source == CGR_SOURCE_DEVICE);
-}
-
 /* The plan of one step: in the double-buffered and pipelined modes, the
- * slots that need not wait for the previous graph first (l->free_ops
- * operations), then those that must, finished as two parts when both
- * are there; in the one-launch modes, every slot in order. */
+ * lanes that need not wait for the previous graph first (l->free_ops
+ * operations), then those that must (the fed ones, and any other this
+ * batch gives a gather or a device source, which the first part defers),
+ * finished as two parts when both are there; in the one-launch modes,
+ * every lane in order. */
 cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l) {
   cgr__copy_plan *plan = &replay->plan;
   cgr__copy_plan_clear(plan);
   cgr__set *set = &replay->sets[l->set];
-  uint32_t count = replay->input_count;
   int two_parts = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
                   replay->mode == CGR_REPLAY_PIPELINED;
   if (!two_parts) {
-    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, NULL, count));
+    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, NULL,
+                          replay->input_count, NULL, NULL));
     l->free_ops = plan->count;
   } else {
-    /* The free lanes first, then the late ones. */
-    uint32_t *free = replay->free_lanes, *late = replay->late_lanes;
-    uint32_t free_count = 0, late_count = 0;
-    for (uint32_t n = 0; n < count; ++n) {
-      uint32_t i = set->lanes[n].slot;
-      if (waits_for_previous_graph(set->lanes[n].traits, batch->given[i],
-                                   &batch->inputs[i]))
-        late[late_count++] = n;
-      else
-        free[free_count++] = n;
-    }
-    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, free, free_count));
+    uint32_t late = replay->late_count;
+    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, replay->free_lanes,
+                          replay->free_count, replay->late_lanes, &late));
     l->free_ops = plan->count;
     /* Where the two launches of a split part: their tiles are numbered
      * apart from here. */
     cgr__copy_plan_cut(plan);
-    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, late, late_count));
+    if (late > 0)
+      CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, replay->late_lanes,
+                            late, NULL, NULL));
   }
   l->split = two_parts && l->free_ops > 0 && l->free_ops < plan->count;
   /* Every destination is in the set's input buffers: a caller's source

@@ -187,9 +187,13 @@ typedef struct cgr__replay {
   uint32_t input_count;
   uint32_t *fed_inputs;
   uint32_t fed_count;
-  /* cgr__replay_plan's lists of lanes in the two-part modes: those that
-   * need not wait for the previous graph, and those that must. */
+  /* cgr__replay_plan's lists of lanes in the two-part modes, made once:
+   * the lanes of slots no feed writes (free_count of them), which need
+   * not wait for the previous graph unless a batch gives one a gather or
+   * a device source; and the fed lanes (late_count), which must, after
+   * which a step appends the free lanes its batch made late. */
   uint32_t *free_lanes, *late_lanes;
+  uint32_t free_count, late_count;
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
