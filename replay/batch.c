@@ -28,6 +28,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
     cgr__free(set->image_padded);
     cgr__free(set->lanes);
   }
+  cgr__plan_memo_destroy(replay);
   cgr__be_device_free(be, replay->zero_index);
   cgr__be_pinned_free(be, replay->eager_feed);
   cgr__copy_plan_release(&replay->plan);
@@ -38,6 +39,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__free(replay->late_lanes);
   cgr__free(replay->batch.inputs);
   cgr__free(replay->batch.given);
+  cgr__free(replay->batch.shape);
   cgr__free(replay->batch.slot_traits);
   cgr__free(replay->batch.slot_unit);
   cgr__free(replay);
@@ -82,6 +84,8 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->batch.inputs = cgr__calloc(slots, sizeof *replay->batch.inputs);
   /* At least 16 bytes, which opening a batch clears in one store. */
   replay->batch.given = cgr__calloc(slots < 16 ? 16 : slots, 1);
+  replay->batch.shape = cgr__calloc(
+      slots < CGR__MEMO_SLOTS ? CGR__MEMO_SLOTS : slots, 1);
   replay->batch.slot_traits = cgr__calloc(slots, 1);
   replay->batch.slot_unit = cgr__calloc(slots, sizeof(uint64_t));
   replay->staging_offset = cgr__calloc(slots, sizeof(uint64_t));
@@ -90,6 +94,7 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->free_lanes = cgr__calloc(slots, sizeof *replay->free_lanes);
   replay->late_lanes = cgr__calloc(slots, sizeof *replay->late_lanes);
   if (replay->batch.inputs == NULL || replay->batch.given == NULL ||
+      replay->batch.shape == NULL ||
       replay->batch.slot_traits == NULL || replay->batch.slot_unit == NULL ||
       replay->staging_offset == NULL || replay->inputs == NULL ||
       replay->fed_inputs == NULL || replay->free_lanes == NULL ||
@@ -134,10 +139,12 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   }
   for (int k = 0; k < CGR__SETS; ++k) {
     cgr__set *set = &replay->sets[k];
-    set->dirty_end = cgr__calloc(slots, sizeof *set->dirty_end);
-    set->loaded_size = cgr__calloc(slots, sizeof *set->loaded_size);
-    set->next_dirty = cgr__calloc(slots, sizeof *set->next_dirty);
-    set->next_loaded = cgr__calloc(slots, sizeof *set->next_loaded);
+    /* At least CGR__MEMO_SLOTS, which the plan memo reads whole. */
+    size_t state = slots < CGR__MEMO_SLOTS ? CGR__MEMO_SLOTS : slots;
+    set->dirty_end = cgr__calloc(state, sizeof *set->dirty_end);
+    set->loaded_size = cgr__calloc(state, sizeof *set->loaded_size);
+    set->next_dirty = cgr__calloc(state, sizeof *set->next_dirty);
+    set->next_loaded = cgr__calloc(state, sizeof *set->next_loaded);
     set->image_size = cgr__calloc(slots, sizeof *set->image_size);
     set->image_padded = cgr__calloc(slots, sizeof *set->image_padded);
     set->lanes = cgr__calloc(slots, sizeof *set->lanes);
@@ -169,6 +176,9 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
                                           sizeof(int32_t) * slots,
                                       (void **)&set->feed_index));
   }
+  if (!rt->config.validate && cap->slot_count <= CGR__MEMO_SLOTS &&
+      cgr__plan_memo_create(replay) != CGR_OK)
+    goto out_of_memory;
   size_t zeros = ((size_t)largest + 1) * sizeof(int32_t);
   CGR__CHECK(cgr__be_device_alloc(be, zeros, (void **)&replay->zero_index));
   CGR__CHECK(cgr__be_memset_async(be, rt->streams[CGR_STREAM_MAIN],
@@ -433,6 +443,8 @@ static inline void give_input(cgr_batch *batch, cgr_slot slot,
                               size_t bytes) {
   cgr__slot_input *input = &batch->inputs[slot];
   batch->given[slot] = CGR__GIVEN_INPUT;
+  batch->shape[slot] =
+      (unsigned char)(CGR__GIVEN_INPUT + CGR__SHAPE_SOURCE * (unsigned)source);
   input->source = source;
   input->data = data;
   input->bytes = bytes;
@@ -569,6 +581,7 @@ cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
         batch->size <=
             cgr__largest_bucket(batch->rt->layers[CGR__LAYER_CAPTURE].state)) {
       batch->given[slot] = CGR__GIVEN_UNCHANGED;
+      batch->shape[slot] = CGR__GIVEN_UNCHANGED;
       batch->given_count++;
       return CGR_OK;
     }
@@ -577,6 +590,7 @@ cgr_status cgr_batch_unchanged(cgr_batch *batch, cgr_slot slot) {
   CGR__CHECK(input_slot(batch, slot, __func__, &s));
   CGR__CHECK(check_unchanged(batch->rt, batch, slot, s));
   batch->given[slot] = CGR__GIVEN_UNCHANGED;
+  batch->shape[slot] = CGR__GIVEN_UNCHANGED;
   batch->given_count++;
   return CGR_OK;
 }
@@ -587,6 +601,8 @@ static inline void give_feedback(cgr_batch *batch, cgr_slot slot,
                                  size_t new_rows_bytes, int in_place) {
   cgr__slot_input *input = &batch->inputs[slot];
   batch->given[slot] = CGR__GIVEN_FEEDBACK;
+  batch->shape[slot] = (unsigned char)(CGR__GIVEN_FEEDBACK +
+                                       (in_place ? CGR__SHAPE_IN_PLACE : 0));
   input->prev_rows = prev_rows;
   input->new_rows = new_rows;
   input->bytes = new_rows_bytes;
@@ -737,6 +753,7 @@ cgr_status cgr_batch_gather(cgr_batch *batch, cgr_slot slot,
   }
   cgr__slot_input *input = &batch->inputs[slot];
   batch->given[slot] = CGR__GIVEN_GATHER;
+  batch->shape[slot] = CGR__GIVEN_GATHER;
   input->gather_src = device_src;
   input->gather_index = row_index;
   batch->given_count++;

@@ -199,6 +199,7 @@ plan_lane_any(cgr_runtime *rt, cgr__replay *replay, const cgr__capture *cap,
   cgr__set *set = &replay->sets[l->set];
   uint32_t i = lane->slot;
   cgr__given given = (cgr__given)batch->given[i];
+  l->memo_ok = 0; /* planned from the state it changes */
   const cgr__slot_input *input = &batch->inputs[i];
   unsigned traits = lane->traits;
   int prefix = (traits & CGR__INPUT_PREFIX) != 0;
@@ -495,8 +496,14 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l) {
   cgr__copy_plan *plan = &replay->plan;
-  cgr__copy_plan_clear(plan);
   cgr__set *set = &replay->sets[l->set];
+  cgr_status status = CGR_OK;
+  if (set->memo != NULL &&
+      cgr__plan_memo_use(rt, replay, batch, l, &status))
+    return status;
+  cgr__copy_plan_clear(plan);
+  uint64_t skipped_before = l->skipped;
+  l->memo_ok = 1;
   int two_parts = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
                   replay->mode == CGR_REPLAY_PIPELINED;
   if (!two_parts) {
@@ -520,11 +527,12 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
    * outside them is checked without a walk (copy_plan.h). */
   plan->dst_low = set->dst_low;
   plan->dst_high = set->dst_high;
-  cgr_status status =
-      l->split ? cgr__copy_plan_finish_split(plan, l->free_ops, &l->head,
-                                             &l->tail, &rt->error)
-               : cgr__copy_plan_finish(plan, &rt->error);
+  status = l->split ? cgr__copy_plan_finish_split(plan, l->free_ops, &l->head,
+                                                  &l->tail, &rt->error)
+                    : cgr__copy_plan_finish(plan, &rt->error);
   plan->dst_high = 0; /* the bound is this step's only */
+  if (status == CGR_OK && set->memo != NULL && l->memo_ok)
+    cgr__plan_memo_keep(replay, batch, l, skipped_before);
   return status;
 }
 
@@ -598,6 +606,7 @@ void cgr__replay_forget(const cgr__capture *cap, cgr__replay *replay,
   cgr__replay_mark_fed(cap, replay, l->set, l->padded, l->tokens);
   replay->fed_step = UINT64_MAX;
   cgr__set *set = &replay->sets[l->set];
+  cgr__plan_memo_forget(set);
   for (size_t i = 0; i < cap->slot_count; ++i) {
     /* Up to the key's padded rows: the in-graph prologue writes them. */
     uint32_t rows =

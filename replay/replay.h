@@ -64,6 +64,14 @@
 #include "capture/capture.h"
 #include "kernels/copy_plan.h"
 
+/* cgr_batch.shape: above the cgr__given (1 to 4), an input's source and
+ * feedback in place. */
+enum { CGR__SHAPE_SOURCE = 8, CGR__SHAPE_IN_PLACE = 32 };
+
+/* The plan memo (plan_memo.c) serves runtimes of at most CGR__MEMO_SLOTS
+ * slots, each set remembering CGR__MEMO_ENTRIES plans. */
+enum { CGR__MEMO_SLOTS = 16, CGR__MEMO_ENTRIES = 4 };
+
 /* A input slot's traits (cgr__lane, cgr_batch.slot_traits). */
 enum {
   CGR__INPUT_PER_TOKEN = 1, /* a row per token */
@@ -116,6 +124,12 @@ struct cgr_batch {
   /* Per slot, a cgr__given: how this batch gave it. Bytes apart from
    * the inputs, so that cgr_batch_begin clears them with one memset. */
   unsigned char *given;
+  /* Per slot (at least CGR__MEMO_SLOTS bytes), written with `given`: the
+   * cgr__given, with an input's cgr_source times CGR__SHAPE_SOURCE and
+   * CGR__SHAPE_IN_PLACE for feedback whose rows all stay: what a step's
+   * plan depends on in each slot, but for the data (plan_memo.c). Not
+   * cleared: a complete batch rewrote every input slot's. */
+  unsigned char *shape;
   uint32_t given_count; /* input slots given so far */
   /* The caller's events the streams were made to wait for at
    * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */
@@ -168,6 +182,10 @@ typedef struct cgr__set {
   uint32_t *image_padded;
   /* Per input slot, in the order of replay->inputs. */
   cgr__lane *lanes;
+  /* The plans of this set's recent steps (CGR__MEMO_ENTRIES, used in
+   * turn from memo_next), or NULL where the memo is off (plan_memo.c). */
+  struct cgr__plan_memo *memo;
+  uint32_t memo_next;
   /* The bytes every input slot's buffer of this set spans, for the
    * largest key: where every destination of a step's plan lies. */
   uint64_t dst_low, dst_high;
@@ -257,7 +275,46 @@ typedef struct cgr__load {
   int split;
   cgr__copy_plan head, tail;
   uint64_t skipped;
+  /* Every lane took plan_lanes's usual path: the plan may be memoized. */
+  int memo_ok;
 } cgr__load;
+
+/* One remembered plan (plan_memo.c): the shape it was made for, the
+ * finished plan and the state it leads to, and where a step's data goes:
+ * a host source's rows and nothing else staged (`staged`, the usual case:
+ * the slot's rows into its staging), or per lane (`patches`) staged
+ * (STAGE, with `fill` bytes of padding after it in the naive mode), the
+ * source of operation copy_op (SRC, pinned), the FILL word of operation
+ * fill_op (WORD, a PREFIX slot's last entry). */
+enum { CGR__PATCH_STAGE = 1, CGR__PATCH_SRC = 2, CGR__PATCH_WORD = 4 };
+typedef struct cgr__memo_patch {
+  uint32_t lane;
+  uint32_t flags;
+  uint32_t copy_op, fill_op;
+  uint64_t fill;
+} cgr__memo_patch;
+typedef struct cgr__memo_stage {
+  unsigned char *staged;
+  uint32_t slot;
+} cgr__memo_stage;
+
+typedef struct cgr__plan_memo {
+  int valid;
+  cgr_replay_mode mode;
+  uint32_t batch, tokens, padded;
+  unsigned char shape[CGR__MEMO_SLOTS];
+  uint32_t dirty[CGR__MEMO_SLOTS];
+  /* The finished plan (replay->plan's fields) and the load's. */
+  cgr__copy_desc *ops;
+  size_t count, numbered_from, free_ops;
+  uint64_t total_bytes, tile_count, cut_tiles, cut_bytes, skipped;
+  int split, staging;
+  cgr__copy_plan head, tail;
+  uint32_t next_dirty[CGR__MEMO_SLOTS], next_loaded[CGR__MEMO_SLOTS];
+  cgr__memo_stage *staged;
+  cgr__memo_patch *patches;
+  uint32_t staged_count, patch_count;
+} cgr__plan_memo;
 
 /* The index of a batch's key in cap->keys (its bucket, tokens, variant). */
 static inline size_t cgr__replay_batch_key(const cgr__capture *cap,
@@ -296,6 +353,30 @@ void cgr__replay_commit(cgr__replay *replay, const cgr__load *l);
 /* After a failure that may have loaded part of the set: the worst. */
 void cgr__replay_forget(const cgr__capture *cap, cgr__replay *replay,
                         const cgr__load *l);
+/* plan_memo.c: a step's plan from the plans of the set's recent steps.
+ * Made with the replay state out of validation mode, for a runtime of at
+ * most CGR__MEMO_SLOTS slots (else the sets' memo stays NULL). */
+cgr_status cgr__plan_memo_create(cgr__replay *replay);
+void cgr__plan_memo_destroy(cgr__replay *replay);
+/* 1 when the set remembers a plan made for this step's shape (the rows,
+ * the mode, each slot's shape, the set's padding state): replay->plan and
+ * l are then as cgr__replay_plan would have made them, this step's data
+ * staged and read (*status says whether that worked). 0: plan it. */
+int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
+                       const cgr_batch *batch, cgr__load *l,
+                       cgr_status *status);
+/* After cgr__replay_plan planned and finished a plan the memo can redo
+ * (l->memo_ok, no caller memory to check): remembers it. */
+void cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
+                         const cgr__load *l, uint64_t skipped_before);
+/* The set's staging images or state changed behind the plans it
+ * remembers: forgets them. */
+static inline void cgr__plan_memo_forget(cgr__set *set) {
+  if (set->memo != NULL)
+    for (int e = 0; e < CGR__MEMO_ENTRIES; ++e)
+      set->memo[e].valid = 0;
+}
+
 /* A graph of set k (of `padded` requests, q tokens) ran or may have: its
  * feed copies wrote the other set's fed inputs. */
 void cgr__replay_mark_fed(const cgr__capture *cap, cgr__replay *replay, int k,

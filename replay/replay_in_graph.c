@@ -56,6 +56,8 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
                        "only; a device source or gather needs another mode",
                        cap->slots[i].name);
   }
+  /* Staging will hold images the set's remembered plans do not clear. */
+  cgr__plan_memo_forget(set);
   CGR__NVTX_PUSH(rt->config.nvtx, CGR__NVTX_PREPARE, b);
   cgr_status status = cgr__replay_ensure_captured(rt, cap, key);
   if (status == CGR_OK)
