@@ -238,6 +238,7 @@ static inline cgr_batch *open_batch(const cgr_runtime *rt, cgr__replay *replay,
   else
     memset(batch->given, CGR__GIVEN_NONE, batch->slot_count);
   batch->given_count = 0;
+  batch->moves = 0;
   batch->size = batch_size;
   batch->tokens = tokens;
   batch->variant = variant;
@@ -603,6 +604,7 @@ static inline void give_feedback(cgr_batch *batch, cgr_slot slot,
   batch->given[slot] = CGR__GIVEN_FEEDBACK;
   batch->shape[slot] = (unsigned char)(CGR__GIVEN_FEEDBACK +
                                        (in_place ? CGR__SHAPE_IN_PLACE : 0));
+  batch->moves |= !in_place;
   input->prev_rows = prev_rows;
   input->new_rows = new_rows;
   input->bytes = new_rows_bytes;

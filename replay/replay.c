@@ -498,7 +498,7 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
   cgr_status status = CGR_OK;
-  if (set->memo != NULL &&
+  if (set->memo != NULL && !batch->moves &&
       cgr__plan_memo_use(rt, replay, batch, l, &status))
     return status;
   cgr__copy_plan_clear(plan);

@@ -130,6 +130,9 @@ struct cgr_batch {
    * plan depends on in each slot, but for the data (plan_memo.c). Not
    * cleared: a complete batch rewrote every input slot's. */
   unsigned char *shape;
+  /* A slot's rows move (feedback not in place): the step's plan is not
+   * one the memo keeps, nor looks for. */
+  int moves;
   uint32_t given_count; /* input slots given so far */
   /* The caller's events the streams were made to wait for at
    * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */
