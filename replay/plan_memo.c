@@ -41,8 +41,10 @@ cgr_status cgr__plan_memo_create(cgr__replay *replay) {
     set->memo = cgr__calloc(CGR__MEMO_ENTRIES, sizeof *set->memo);
     if (set->memo == NULL)
       return CGR_E_OUT_OF_MEMORY;
+    set->memo_last = -1;
     for (int e = 0; e < CGR__MEMO_ENTRIES; ++e) {
       cgr__plan_memo *m = &set->memo[e];
+      m->follow = -1;
       /* plan_lanes adds at most two operations per lane. */
       m->ops = cgr__calloc(2 * (size_t)lanes, sizeof *m->ops);
       m->staged = cgr__calloc(lanes, sizeof *m->staged);
@@ -69,36 +71,54 @@ void cgr__plan_memo_destroy(cgr__replay *replay) {
   }
 }
 
-/* The remembered plan made for this step's shape, or NULL. */
-static cgr__plan_memo *find(const cgr__replay *replay, const cgr__set *set,
-                            const cgr_batch *batch, const cgr__load *l) {
+/* Whether m was made for this step's shape. */
+static inline int made_for(const cgr__plan_memo *m, const cgr__replay *replay,
+                           const cgr__load *l, const uint64_t *shape,
+                           const uint64_t *dirty) {
+  if (!m->valid || m->batch != l->batch || m->tokens != l->tokens ||
+      m->padded != l->padded || m->mode != replay->mode)
+    return 0;
+  uint64_t had[2], was[CGR__MEMO_SLOTS / 2];
+  memcpy(had, m->shape, sizeof had);
+  memcpy(was, m->dirty, sizeof was);
+  uint64_t differ = (had[0] ^ shape[0]) | (had[1] ^ shape[1]);
+  for (int w = 0; w < CGR__MEMO_SLOTS / 2; ++w)
+    differ |= was[w] ^ dirty[w];
+  return differ == 0;
+}
+
+/* The remembered plan made for this step's shape, or NULL: first the one
+ * that followed the set's last plan the last time (a decode loop's shapes
+ * repeat in the same order), then the others. */
+static int find(const cgr__replay *replay, const cgr__set *set,
+                const cgr_batch *batch, const cgr__load *l) {
   uint64_t shape[2], dirty[CGR__MEMO_SLOTS / 2];
   memcpy(shape, batch->shape, sizeof shape);
   memcpy(dirty, set->dirty_end, sizeof dirty);
-  for (int e = 0; e < CGR__MEMO_ENTRIES; ++e) {
-    cgr__plan_memo *m = &set->memo[e];
-    if (!m->valid || m->batch != l->batch || m->tokens != l->tokens ||
-        m->padded != l->padded || m->mode != replay->mode)
-      continue;
-    uint64_t had[2], was[CGR__MEMO_SLOTS / 2];
-    memcpy(had, m->shape, sizeof had);
-    memcpy(was, m->dirty, sizeof was);
-    uint64_t differ = (had[0] ^ shape[0]) | (had[1] ^ shape[1]);
-    for (int w = 0; w < CGR__MEMO_SLOTS / 2; ++w)
-      differ |= was[w] ^ dirty[w];
-    if (differ == 0)
-      return m;
-  }
-  return NULL;
+  int guess = set->memo_last >= 0 ? set->memo[set->memo_last].follow : -1;
+  if (guess >= 0 && made_for(&set->memo[guess], replay, l, shape, dirty))
+    return guess;
+  for (int e = 0; e < CGR__MEMO_ENTRIES; ++e)
+    if (e != guess && made_for(&set->memo[e], replay, l, shape, dirty))
+      return e;
+  return -1;
+}
+
+/* Entry e is the set's plan of this step: it follows the last one. */
+static inline void link(cgr__set *set, int e) {
+  if (set->memo_last >= 0)
+    set->memo[set->memo_last].follow = e;
+  set->memo_last = e;
 }
 
 int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
                        const cgr_batch *batch, cgr__load *l,
                        cgr_status *status) {
   cgr__set *set = &replay->sets[l->set];
-  const cgr__plan_memo *m = find(replay, set, batch, l);
-  if (m == NULL)
+  int e = find(replay, set, batch, l);
+  if (e < 0)
     return 0;
+  const cgr__plan_memo *m = &set->memo[e];
   if (m->staging && !l->staging_ready) {
     *status = cgr__replay_staging_ready(rt, set);
     if (*status != CGR_OK)
@@ -165,6 +185,7 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
     l->tail = m->tail;
     l->tail.ops = plan->ops + m->free_ops;
   }
+  link(set, e);
   *status = CGR_OK;
   return 1;
 }
@@ -214,15 +235,17 @@ static int patch_of(const cgr__replay *replay, const cgr__set *set,
   return 1;
 }
 
-void cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
-                         const cgr__load *l, uint64_t skipped_before) {
+int cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
+                        const cgr__load *l, uint64_t skipped_before) {
   cgr__set *set = &replay->sets[l->set];
   const cgr__copy_plan *plan = &replay->plan;
   if (plan->foreign_count != 0 || plan->count > 2 * (size_t)replay->input_count)
-    return;
-  cgr__plan_memo *m = &set->memo[set->memo_next];
+    return 0;
+  int e = (int)set->memo_next;
+  cgr__plan_memo *m = &set->memo[e];
   set->memo_next = (set->memo_next + 1) % CGR__MEMO_ENTRIES;
   m->valid = 0;
+  m->follow = -1;
   m->staged_count = 0;
   m->patch_count = 0;
   m->staging = 0;
@@ -232,7 +255,7 @@ void cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
       continue; /* unchanged, fed in place: nothing of the step's */
     cgr__memo_patch *patch = &m->patches[m->patch_count];
     if (!patch_of(replay, set, batch, l, n, patch))
-      return;
+      return 0;
     m->staging |= (patch->flags & CGR__PATCH_STAGE) != 0;
     if (patch->flags == CGR__PATCH_STAGE && patch->fill == 0)
       m->staged[m->staged_count++] =
@@ -263,4 +286,6 @@ void cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
   memcpy(m->next_dirty, set->next_dirty, sizeof m->next_dirty);
   memcpy(m->next_loaded, set->next_loaded, sizeof m->next_loaded);
   m->valid = 1;
+  link(set, e);
+  return 1;
 }

@@ -531,8 +531,10 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                                                   &l->tail, &rt->error)
                     : cgr__copy_plan_finish(plan, &rt->error);
   plan->dst_high = 0; /* the bound is this step's only */
-  if (status == CGR_OK && set->memo != NULL && l->memo_ok)
-    cgr__plan_memo_keep(replay, batch, l, skipped_before);
+  if (set->memo != NULL &&
+      !(status == CGR_OK && l->memo_ok &&
+        cgr__plan_memo_keep(replay, batch, l, skipped_before)))
+    set->memo_last = -1; /* a step the memo does not know */
   return status;
 }
 

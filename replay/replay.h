@@ -189,6 +189,7 @@ typedef struct cgr__set {
    * turn from memo_next), or NULL where the memo is off (plan_memo.c). */
   struct cgr__plan_memo *memo;
   uint32_t memo_next;
+  int memo_last; /* the entry of the set's last step, or -1 */
   /* The bytes every input slot's buffer of this set spans, for the
    * largest key: where every destination of a step's plan lies. */
   uint64_t dst_low, dst_high;
@@ -303,6 +304,7 @@ typedef struct cgr__memo_stage {
 
 typedef struct cgr__plan_memo {
   int valid;
+  int follow; /* the entry of the set's step after this one's, or -1 */
   cgr_replay_mode mode;
   uint32_t batch, tokens, padded;
   unsigned char shape[CGR__MEMO_SLOTS];
@@ -369,15 +371,18 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
                        const cgr_batch *batch, cgr__load *l,
                        cgr_status *status);
 /* After cgr__replay_plan planned and finished a plan the memo can redo
- * (l->memo_ok, no caller memory to check): remembers it. */
-void cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
-                         const cgr__load *l, uint64_t skipped_before);
+ * (l->memo_ok, no caller memory to check): remembers it; 0 when it could
+ * not (the set's last step is then none the memo knows). */
+int cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
+                        const cgr__load *l, uint64_t skipped_before);
 /* The set's staging images or state changed behind the plans it
  * remembers: forgets them. */
 static inline void cgr__plan_memo_forget(cgr__set *set) {
-  if (set->memo != NULL)
-    for (int e = 0; e < CGR__MEMO_ENTRIES; ++e)
-      set->memo[e].valid = 0;
+  if (set->memo == NULL)
+    return;
+  for (int e = 0; e < CGR__MEMO_ENTRIES; ++e)
+    set->memo[e].valid = 0;
+  set->memo_last = -1;
 }
 
 /* A graph of set k (of `padded` requests, q tokens) ran or may have: its

@@ -87,11 +87,9 @@ static cgr_status take_batch(cgr_runtime *rt, cgr__replay *replay,
   return cgr__replay_batch_complete(rt, cap, replay, batch, func);
 }
 
-/* A finished plan with no operation (an area that loads nothing). */
-static cgr_status empty_plan(cgr_runtime *rt, cgr__copy_plan *plan) {
-  cgr__copy_plan_init(plan);
-  return cgr__copy_plan_finish(plan, &rt->error);
-}
+/* A finished plan with no operation (an area that loads nothing), as
+ * cgr__copy_plan_finish leaves an empty one: made once, not per step. */
+static const cgr__copy_plan empty_plan = {.finished = 1};
 
 /*
  * Plans `batch` into set l->set and writes the set's two plan areas: the
@@ -102,9 +100,7 @@ static cgr_status empty_plan(cgr_runtime *rt, cgr__copy_plan *plan) {
 static cgr_status plan_areas(cgr_runtime *rt, cgr__replay *replay,
                              cgr__capture *cap, const cgr_batch *batch,
                              cgr__load *l, int *full) {
-  cgr__copy_plan empty;
-  CGR__CHECK(empty_plan(rt, &empty));
-  const cgr__copy_plan *parts[2] = {&empty, &empty};
+  const cgr__copy_plan *parts[2] = {&empty_plan, &empty_plan};
   if (batch != NULL) {
     CGR__CHECK(cgr__replay_plan(rt, replay, cap, batch, l));
     if (l->split) {
