@@ -44,8 +44,11 @@ static cgr_status left_behind(cgr__backend *be, const cgr__fault_at *at,
                    where);
 }
 
+_Atomic int cgr__be_trouble_;
+
 /* Records that the device is lost, with why (the first reason wins). */
 static CGR__COLD void mark_lost(cgr__backend *be, const char *reason) {
+  cgr__be_trouble_raise(CGR__TROUBLE_LOST);
   int expected = 0;
   if (atomic_compare_exchange_strong(&be->lost, &expected, 1)) {
     snprintf(be->lost_reason, sizeof be->lost_reason, "%s", reason);

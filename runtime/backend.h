@@ -239,6 +239,18 @@ static inline int cgr__fault_idle(void) {
   return !atomic_load_explicit(&cgr__fault_engaged_, memory_order_relaxed);
 }
 
+/* Zero while nothing in the process can make a call fail before it
+ * reaches its backend: CGR__TROUBLE_FAULT while fault injection is
+ * engaged (cgr__fault_engaged_), CGR__TROUBLE_LOST from the first device
+ * lost or faulted on (a backend's lost flag, the host backend's device
+ * fault) for good. The step's calls then skip the lost and fault checks
+ * with one load; a process that lost a device takes them from then on. */
+extern _Atomic int cgr__be_trouble_;
+enum { CGR__TROUBLE_FAULT = 1, CGR__TROUBLE_LOST = 2 };
+static inline void cgr__be_trouble_raise(int what) {
+  atomic_fetch_or_explicit(&cgr__be_trouble_, what, memory_order_release);
+}
+
 /*
  * The step's calls (a launch, an event record or wait, a copy) inline
  * while the device is not lost and no fault is armed: the arguments'
@@ -248,6 +260,8 @@ static inline int cgr__fault_idle(void) {
  * all, which says why.
  */
 static inline int cgr__be_fast(cgr__backend *be) {
+  if (atomic_load_explicit(&cgr__be_trouble_, memory_order_acquire) == 0)
+    return 1;
   return !cgr__be_lost(be) && cgr__fault_idle();
 }
 /* A failed call's status counted: a lost device is marked so. */

@@ -52,10 +52,15 @@ static size_t site_count;
 static left_error left[MAX_LEFT];
 static _Atomic size_t left_count;
 
-/* cgr__fault_engaged_ follows `armed` and `left_count` (lock held). */
+/* cgr__fault_engaged_ follows `armed` and `left_count` (lock held), and
+ * so does the backends' CGR__TROUBLE_FAULT. */
 static void engage(void) {
-  atomic_store(&cgr__fault_engaged_,
-               atomic_load(&armed) || atomic_load(&left_count) > 0);
+  int engaged = atomic_load(&armed) || atomic_load(&left_count) > 0;
+  if (engaged)
+    cgr__be_trouble_raise(CGR__TROUBLE_FAULT);
+  atomic_store(&cgr__fault_engaged_, engaged);
+  if (!engaged)
+    atomic_fetch_and(&cgr__be_trouble_, ~CGR__TROUBLE_FAULT);
 }
 
 /* The carry of ASYNC work, for the call this thread is making. */

@@ -176,6 +176,8 @@ cgr__memory_kind cgr__host_device_kind_of(host_device *device, const void *ptr,
 }
 
 void cgr__host_device_fault(host_device *device, const char *reason) {
+  /* The backends' checks before each call look from now on. */
+  cgr__be_trouble_raise(CGR__TROUBLE_LOST);
   pthread_mutex_lock(&device->lock);
   if (!atomic_load_explicit(&device->faulted, memory_order_relaxed)) {
     snprintf(device->fault_reason, sizeof device->fault_reason, "%s", reason);
