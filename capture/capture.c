@@ -319,7 +319,6 @@ cgr_status cgr__pipe_areas(cgr_runtime *rt, cgr__capture *cap) {
       /* Empty until a step writes it. */
       if (status == CGR_OK)
         memset(cap->pipe_areas[set][part], 0, sizeof(cgr__fused_copy_header));
-      cap->pipe_area_ops[set][part] = 0;
     }
   if (status == CGR_OK)
     status = cgr__be_event_create(be, 0, &cap->pipe_fork);

@@ -159,9 +159,6 @@ typedef struct cgr__capture {
    * events of those captures at the first pipelined capture, and kept
    * while any graph may read them. */
   void *pipe_areas[CGR__SETS][2];
-  /* The operations each area holds (0 when allocated, and as the last
-   * write left it): an empty plan into an empty area writes nothing. */
-  size_t pipe_area_ops[CGR__SETS][2];
   size_t pipe_capacity; /* descriptors per area: the largest plan's */
   uint32_t pipe_grid;   /* blocks of each load, fixed at capture */
   cgr__event *pipe_fork, *pipe_join;

@@ -111,15 +111,10 @@ static cgr_status plan_areas(cgr_runtime *rt, cgr__replay *replay,
     }
   }
   CGR__CHECK(cgr__pipe_areas(rt, cap));
-  for (int part = 0; part < 2; ++part) {
-    size_t *held = &cap->pipe_area_ops[l->set][part];
-    if (parts[part]->count == 0 && *held == 0)
-      continue; /* empty already */
+  for (int part = 0; part < 2; ++part)
     CGR__CHECK(cgr__plan_area_write(cap->pipe_areas[l->set][part],
                                     cap->pipe_capacity, parts[part],
                                     &rt->error));
-    *held = parts[part]->count;
-  }
   *full = parts[1]->count > 0;
   return CGR_OK;
 }
