@@ -37,6 +37,7 @@ static void destroy_state(cgr_runtime *rt, void *state) {
   cgr__free(replay->fed_inputs);
   cgr__free(replay->free_lanes);
   cgr__free(replay->late_lanes);
+  cgr__free(replay->moving_lanes);
   cgr__free(replay->batch.inputs);
   cgr__free(replay->batch.given);
   cgr__free(replay->batch.shape);
@@ -93,12 +94,13 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->fed_inputs = cgr__calloc(slots, sizeof *replay->fed_inputs);
   replay->free_lanes = cgr__calloc(slots, sizeof *replay->free_lanes);
   replay->late_lanes = cgr__calloc(slots, sizeof *replay->late_lanes);
+  replay->moving_lanes = cgr__calloc(slots, sizeof *replay->moving_lanes);
   if (replay->batch.inputs == NULL || replay->batch.given == NULL ||
       replay->batch.shape == NULL ||
       replay->batch.slot_traits == NULL || replay->batch.slot_unit == NULL ||
       replay->staging_offset == NULL || replay->inputs == NULL ||
       replay->fed_inputs == NULL || replay->free_lanes == NULL ||
-      replay->late_lanes == NULL)
+      replay->late_lanes == NULL || replay->moving_lanes == NULL)
     goto out_of_memory;
   /* Out of validation mode the replay's plans are owned: cgr builds
    * every destination, and only reads of caller memory are checked. */
@@ -238,7 +240,6 @@ static inline cgr_batch *open_batch(const cgr_runtime *rt, cgr__replay *replay,
   else
     memset(batch->given, CGR__GIVEN_NONE, batch->slot_count);
   batch->given_count = 0;
-  batch->moves = 0;
   batch->size = batch_size;
   batch->tokens = tokens;
   batch->variant = variant;
@@ -604,7 +605,6 @@ static inline void give_feedback(cgr_batch *batch, cgr_slot slot,
   batch->given[slot] = CGR__GIVEN_FEEDBACK;
   batch->shape[slot] = (unsigned char)(CGR__GIVEN_FEEDBACK +
                                        (in_place ? CGR__SHAPE_IN_PLACE : 0));
-  batch->moves |= !in_place;
   input->prev_rows = prev_rows;
   input->new_rows = new_rows;
   input->bytes = new_rows_bytes;

@@ -49,7 +49,9 @@ cgr_status cgr__plan_memo_create(cgr__replay *replay) {
       m->ops = cgr__calloc(2 * (size_t)lanes, sizeof *m->ops);
       m->staged = cgr__calloc(lanes, sizeof *m->staged);
       m->patches = cgr__calloc(lanes, sizeof *m->patches);
-      if (m->ops == NULL || m->staged == NULL || m->patches == NULL)
+      m->moving = cgr__calloc(lanes, sizeof *m->moving);
+      if (m->ops == NULL || m->staged == NULL || m->patches == NULL ||
+          m->moving == NULL)
         return CGR_E_OUT_OF_MEMORY;
     }
   }
@@ -64,6 +66,7 @@ void cgr__plan_memo_destroy(cgr__replay *replay) {
     for (int e = 0; e < CGR__MEMO_ENTRIES; ++e) {
       cgr__free(set->memo[e].ops);
       cgr__free(set->memo[e].staged);
+      cgr__free(set->memo[e].moving);
       cgr__free(set->memo[e].patches);
     }
     cgr__free(set->memo);
@@ -172,11 +175,20 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
                         lane->width, patch->fill);
     }
   }
-  plan->finished = 1;
   memcpy(set->next_dirty, m->next_dirty, sizeof m->next_dirty);
   memcpy(set->next_loaded, m->next_loaded, sizeof m->next_loaded);
   l->skipped += m->skipped;
   l->free_ops = m->free_ops;
+  link(set, e);
+  if (m->moving_count > 0) {
+    /* Unfinished: the caller plans the moving lanes, then finishes. */
+    plan->finished = 0;
+    l->moving = m->moving;
+    l->moving_count = m->moving_count;
+    *status = CGR_OK;
+    return 2;
+  }
+  plan->finished = 1;
   l->split = m->split;
   if (m->split) {
     l->head = m->head;
@@ -185,7 +197,6 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
     l->tail = m->tail;
     l->tail.ops = plan->ops + m->free_ops;
   }
-  link(set, e);
   *status = CGR_OK;
   return 1;
 }
@@ -236,10 +247,15 @@ static int patch_of(const cgr__replay *replay, const cgr__set *set,
 }
 
 int cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
-                        const cgr__load *l, uint64_t skipped_before) {
+                        const cgr__load *l, uint64_t skipped_before,
+                        const cgr__plan_mark *mark) {
   cgr__set *set = &replay->sets[l->set];
   const cgr__copy_plan *plan = &replay->plan;
-  if (plan->foreign_count != 0 || plan->count > 2 * (size_t)replay->input_count)
+  /* With moving lanes, what is kept is the plan before them, which
+   * finish must have left as it was (no tiles renumbered). */
+  size_t count = l->moving_count > 0 ? mark->count : plan->count;
+  if (plan->foreign_count != 0 || count > 2 * (size_t)replay->input_count ||
+      (l->moving_count > 0 && plan->numbered_from == SIZE_MAX))
     return 0;
   int e = (int)set->memo_next;
   cgr__plan_memo *m = &set->memo[e];
@@ -269,20 +285,28 @@ int cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
   m->padded = l->padded;
   memcpy(m->shape, batch->shape, sizeof m->shape);
   memcpy(m->dirty, set->dirty_end, sizeof m->dirty);
-  memcpy(m->ops, plan->ops, plan->count * sizeof *m->ops);
-  m->count = plan->count;
+  memcpy(m->ops, plan->ops, count * sizeof *m->ops);
+  m->count = count;
   m->numbered_from = plan->numbered_from;
-  m->total_bytes = plan->total_bytes;
-  m->tile_count = plan->tile_count;
   m->cut_tiles = plan->cut_tiles;
   m->cut_bytes = plan->cut_bytes;
   m->free_ops = l->free_ops;
+  m->moving_count = l->moving_count;
+  if (l->moving_count > 0) {
+    memcpy(m->moving, l->moving, l->moving_count * sizeof *m->moving);
+    m->total_bytes = mark->total_bytes;
+    m->tile_count = mark->tile_count;
+    m->skipped = mark->skipped - skipped_before;
+  } else {
+    m->total_bytes = plan->total_bytes;
+    m->tile_count = plan->tile_count;
+    m->skipped = l->skipped - skipped_before;
+  }
   m->split = l->split;
   if (l->split) {
     m->head = l->head;
     m->tail = l->tail;
   }
-  m->skipped = l->skipped - skipped_before;
   memcpy(m->next_dirty, set->next_dirty, sizeof m->next_dirty);
   memcpy(m->next_loaded, set->next_loaded, sizeof m->next_loaded);
   m->valid = 1;

@@ -199,7 +199,6 @@ plan_lane_any(cgr_runtime *rt, cgr__replay *replay, const cgr__capture *cap,
   cgr__set *set = &replay->sets[l->set];
   uint32_t i = lane->slot;
   cgr__given given = (cgr__given)batch->given[i];
-  l->memo_ok = 0; /* planned from the state it changes */
   const cgr__slot_input *input = &batch->inputs[i];
   unsigned traits = lane->traits;
   int prefix = (traits & CGR__INPUT_PREFIX) != 0;
@@ -405,10 +404,16 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
       uint32_t index = order != NULL ? order[n] : n;
       uint32_t i = lanes[index].slot;
       if (defer != NULL && waits_for_previous_graph(lanes[index].traits,
-                                                    given_of[i], &inputs[i]))
+                                                    given_of[i], &inputs[i])) {
         defer[(*deferred)++] = index; /* to the late part */
-      else
+      } else if (given_of[i] == CGR__GIVEN_FEEDBACK &&
+                 !(lanes[index].traits & CGR__INPUT_PREFIX)) {
+        /* Rows that move: planned last (cgr__replay_plan). */
+        replay->moving_lanes[l->moving_count++] = index;
+      } else {
+        l->memo_ok = 0; /* planned from the state it changes */
         CGR__CHECK(plan_lane_any(rt, replay, cap, batch, &lanes[index], l));
+      }
       ++n;
     }
   }
@@ -497,31 +502,44 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             cgr__load *l) {
   cgr__copy_plan *plan = &replay->plan;
   cgr__set *set = &replay->sets[l->set];
-  cgr_status status = CGR_OK;
-  if (set->memo != NULL && !batch->moves &&
-      cgr__plan_memo_use(rt, replay, batch, l, &status))
-    return status;
-  cgr__copy_plan_clear(plan);
-  uint64_t skipped_before = l->skipped;
-  l->memo_ok = 1;
   int two_parts = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
                   replay->mode == CGR_REPLAY_PIPELINED;
-  if (!two_parts) {
-    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, NULL,
-                          replay->input_count, NULL, NULL));
-    l->free_ops = plan->count;
-  } else {
-    uint32_t late = replay->late_count;
-    CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, replay->free_lanes,
-                          replay->free_count, replay->late_lanes, &late));
-    l->free_ops = plan->count;
-    /* Where the two launches of a split part: their tiles are numbered
-     * apart from here. */
-    cgr__copy_plan_cut(plan);
-    if (late > 0)
-      CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, replay->late_lanes,
-                            late, NULL, NULL));
+  cgr_status status = CGR_OK;
+  int memo = set->memo != NULL
+                 ? cgr__plan_memo_use(rt, replay, batch, l, &status)
+                 : 0;
+  if (memo == 1)
+    return status;
+  uint64_t skipped_before = l->skipped;
+  if (memo == 0) {
+    cgr__copy_plan_clear(plan);
+    l->memo_ok = 1;
+    l->moving = replay->moving_lanes;
+    l->moving_count = 0;
+    if (!two_parts) {
+      CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, NULL,
+                            replay->input_count, NULL, NULL));
+    } else {
+      uint32_t late = replay->late_count;
+      CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, replay->free_lanes,
+                            replay->free_count, replay->late_lanes, &late));
+      l->free_ops = plan->count;
+      /* Where the two launches of a split part: their tiles are numbered
+       * apart from here. */
+      cgr__copy_plan_cut(plan);
+      if (late > 0)
+        CGR__CHECK(plan_lanes(rt, replay, cap, batch, l, replay->late_lanes,
+                              late, NULL, NULL));
+    }
   }
+  /* The lanes whose rows move, last: fed slots, in the late part. */
+  const cgr__plan_mark mark = {plan->count, plan->tile_count,
+                               plan->total_bytes, l->skipped};
+  for (uint32_t m = 0; m < l->moving_count; ++m)
+    CGR__CHECK(plan_lane_any(rt, replay, cap, batch,
+                             &set->lanes[l->moving[m]], l));
+  if (!two_parts)
+    l->free_ops = plan->count;
   l->split = two_parts && l->free_ops > 0 && l->free_ops < plan->count;
   /* Every destination is in the set's input buffers: a caller's source
    * outside them is checked without a walk (copy_plan.h). */
@@ -531,9 +549,9 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                                                   &l->tail, &rt->error)
                     : cgr__copy_plan_finish(plan, &rt->error);
   plan->dst_high = 0; /* the bound is this step's only */
-  if (set->memo != NULL &&
+  if (memo == 0 && set->memo != NULL &&
       !(status == CGR_OK && l->memo_ok &&
-        cgr__plan_memo_keep(replay, batch, l, skipped_before)))
+        cgr__plan_memo_keep(replay, batch, l, skipped_before, &mark)))
     set->memo_last = -1; /* a step the memo does not know */
   return status;
 }

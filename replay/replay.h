@@ -70,7 +70,7 @@ enum { CGR__SHAPE_SOURCE = 8, CGR__SHAPE_IN_PLACE = 32 };
 
 /* The plan memo (plan_memo.c) serves runtimes of at most CGR__MEMO_SLOTS
  * slots, each set remembering CGR__MEMO_ENTRIES plans. */
-enum { CGR__MEMO_SLOTS = 16, CGR__MEMO_ENTRIES = 4 };
+enum { CGR__MEMO_SLOTS = 16, CGR__MEMO_ENTRIES = 8 };
 
 /* A input slot's traits (cgr__lane, cgr_batch.slot_traits). */
 enum {
@@ -130,9 +130,6 @@ struct cgr_batch {
    * plan depends on in each slot, but for the data (plan_memo.c). Not
    * cleared: a complete batch rewrote every input slot's. */
   unsigned char *shape;
-  /* A slot's rows move (feedback not in place): the step's plan is not
-   * one the memo keeps, nor looks for. */
-  int moves;
   uint32_t given_count; /* input slots given so far */
   /* The caller's events the streams were made to wait for at
    * cgr_batch_wait_event (at most CGR_BATCH_MAX_EVENTS). */
@@ -216,6 +213,7 @@ typedef struct cgr__replay {
    * which a step appends the free lanes its batch made late. */
   uint32_t *free_lanes, *late_lanes;
   uint32_t free_count, late_count;
+  uint32_t *moving_lanes; /* a step's cgr__load.moving, input_count long */
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
@@ -279,8 +277,14 @@ typedef struct cgr__load {
   int split;
   cgr__copy_plan head, tail;
   uint64_t skipped;
-  /* Every lane took plan_lanes's usual path: the plan may be memoized. */
+  /* Every lane took plan_lanes's usual path, or moves (below): the plan
+   * may be memoized. */
   int memo_ok;
+  /* The lanes of fed ROWS slots whose rows move (feedback not in place),
+   * planned after every other lane, so that a remembered plan of the
+   * others can take them on (plan_memo.c). */
+  const uint32_t *moving;
+  uint32_t moving_count;
 } cgr__load;
 
 /* One remembered plan (plan_memo.c): the shape it was made for, the
@@ -319,6 +323,11 @@ typedef struct cgr__plan_memo {
   cgr__memo_stage *staged;
   cgr__memo_patch *patches;
   uint32_t staged_count, patch_count;
+  /* The lanes whose rows moved: the plan above ends before them (count,
+   * tiles, bytes and skipped as they were then) and is not finished; each
+   * step plans them anew and finishes (cgr__load.moving). */
+  uint32_t *moving;
+  uint32_t moving_count;
 } cgr__plan_memo;
 
 /* The index of a batch's key in cap->keys (its bucket, tokens, variant). */
@@ -366,15 +375,25 @@ void cgr__plan_memo_destroy(cgr__replay *replay);
 /* 1 when the set remembers a plan made for this step's shape (the rows,
  * the mode, each slot's shape, the set's padding state): replay->plan and
  * l are then as cgr__replay_plan would have made them, this step's data
- * staged and read (*status says whether that worked). 0: plan it. */
+ * staged and read (*status says whether that worked). 2 when it does but
+ * for the lanes whose rows move, which l->moving lists: the caller plans
+ * them and finishes. 0: plan it all. */
 int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
                        const cgr_batch *batch, cgr__load *l,
                        cgr_status *status);
+/* The plan before its moving lanes (cgr__load.moving): what a plan
+ * with them remembers. */
+typedef struct cgr__plan_mark {
+  size_t count;
+  uint64_t tile_count, total_bytes, skipped;
+} cgr__plan_mark;
 /* After cgr__replay_plan planned and finished a plan the memo can redo
- * (l->memo_ok, no caller memory to check): remembers it; 0 when it could
- * not (the set's last step is then none the memo knows). */
+ * (l->memo_ok, no caller memory to check): remembers it, up to `mark`
+ * when lanes moved; 0 when it could not (the set's last step is then
+ * none the memo knows). */
 int cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
-                        const cgr__load *l, uint64_t skipped_before);
+                        const cgr__load *l, uint64_t skipped_before,
+                        const cgr__plan_mark *mark);
 /* The set's staging images or state changed behind the plans it
  * remembers: forgets them. */
 static inline void cgr__plan_memo_forget(cgr__set *set) {

@@ -198,6 +198,33 @@ static void test_unvalidated_feedback_matches_the_loop_double(void **state) {
   run_decode(state, CGR_REPLAY_DOUBLE_BUFFERED, 0);
 }
 
+/* The same decode loop with validation on (every step planned and
+ * checked whole) and off (the step path: plans reused from the plan memo,
+ * moved feedback planned on top of them): the same copies, bytes and
+ * skipped work, step for step in total, in every mode that plans. */
+static void test_reused_plans_account_as_planned_ones(void **state) {
+  (void)cgr_test_runtime(state);
+  static const cgr_replay_mode modes[] = {CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED,
+                                          CGR_REPLAY_DOUBLE_BUFFERED};
+  for (size_t mode = 0; mode < sizeof modes / sizeof modes[0]; ++mode) {
+    cgr_replay_stats stats[2];
+    for (int validate = 0; validate < 2; ++validate) {
+      model m;
+      cgr_runtime *rt =
+          feeding_runtime_validating(&m, modes[mode], validate);
+      decode_loop(rt, &m, 600, 0xACC0 + (uint64_t)mode);
+      assert_cgr_ok(rt, cgr_replay_stats_get(rt, modes[mode], &stats[validate]));
+      cgr_runtime_destroy(rt);
+    }
+    assert_true(stats[0].steps > 0);
+    assert_int_equal(stats[0].steps, stats[1].steps);
+    assert_int_equal(stats[0].eager_steps, stats[1].eager_steps);
+    assert_int_equal(stats[0].ops_copied, stats[1].ops_copied);
+    assert_int_equal(stats[0].bytes_copied, stats[1].bytes_copied);
+    assert_int_equal(stats[0].ops_skipped, stats[1].ops_skipped);
+  }
+}
+
 /* Two steps with the same requests in the same rows: the fed slot costs no
  * copy at all (the graph already wrote it); with validation on or off. */
 static void unmoved_rows_cost_nothing(int validate) {
@@ -333,6 +360,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_unvalidated_feedback_matches_the_loop_naive),
     RUNTIME_TEST(test_unvalidated_feedback_matches_the_loop_fused),
     RUNTIME_TEST(test_unvalidated_feedback_matches_the_loop_double),
+    RUNTIME_TEST(test_reused_plans_account_as_planned_ones),
     RUNTIME_TEST(test_unmoved_rows_cost_nothing),
     RUNTIME_TEST(test_feedback_misuse_is_refused),
     RUNTIME_TEST(test_feedback_refused_in_graph_mode),
