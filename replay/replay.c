@@ -610,13 +610,7 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
  * them as it fills a loaded one's), but for an unchanged PREFIX slot,
  * whose state stays as it was. */
 void cgr__replay_commit(cgr__replay *replay, const cgr__load *l) {
-  cgr__set *set = &replay->sets[l->set];
-  uint32_t *swap = set->dirty_end;
-  set->dirty_end = set->next_dirty;
-  set->next_dirty = swap;
-  swap = set->loaded_size;
-  set->loaded_size = set->next_loaded;
-  set->next_loaded = swap;
+  cgr__set_commit(&replay->sets[l->set]);
 }
 
 /* After a failure that may have loaded part of the set: assume the worst,

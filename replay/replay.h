@@ -361,6 +361,16 @@ static inline void cgr__load_init(cgr__load *l, const cgr__capture *cap,
 cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                             const cgr__capture *cap, const cgr_batch *batch,
                             cgr__load *l);
+/* The set's state as the step just launched left it: the arrays its
+ * plan wrote beside the set's (cgr__set.next_dirty) swapped in. */
+static inline void cgr__set_commit(cgr__set *set) {
+  uint32_t *swap = set->dirty_end;
+  set->dirty_end = set->next_dirty;
+  set->next_dirty = swap;
+  swap = set->loaded_size;
+  set->loaded_size = set->next_loaded;
+  set->next_loaded = swap;
+}
 /* After a successful launch: what the set now holds (the state the
  * plan wrote, cgr__set.next_dirty). */
 void cgr__replay_commit(cgr__replay *replay, const cgr__load *l);

@@ -70,6 +70,8 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
   }
   uint64_t bytes = 0, skipped = 0;
   uint32_t *image_size = set->image_size, *image_padded = set->image_padded;
+  const uint32_t *dirty_end = set->dirty_end;
+  uint32_t *next_dirty = set->next_dirty, *next_loaded = set->next_loaded;
   cgr__stream *main_stream = rt->streams[CGR_STREAM_MAIN];
   for (uint32_t n = 0; n < count && status == CGR_OK; ++n) {
     const cgr__lane *lane = &lanes[n];
@@ -82,6 +84,11 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     uint64_t extra = (traits & CGR__INPUT_PREFIX) ? 1 : 0;
     uint64_t image = (padded_rows + extra) * lane->unit;
     bytes += image;
+    /* What the set holds after the graph (cgr__replay_commit swaps it
+     * in): the key's padded rows of every input written, rows past them
+     * that held live data still holding it. */
+    next_dirty[i] = dirty_end[i] <= padded_rows ? live : dirty_end[i];
+    next_loaded[i] = live;
     if (given_of[i] != CGR__GIVEN_UNCHANGED) {
       const cgr__slot_input *input = &inputs[i];
       uint64_t size = input->bytes;
@@ -135,17 +142,7 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     cgr__replay_forget(cap, replay, &l);
     return status;
   }
-  /* The graph wrote the key's padded rows of every input: rows past them
-   * that held live data still do. */
-  uint32_t *dirty_end = set->dirty_end, *loaded_size = set->loaded_size;
-  for (uint32_t n = 0; n < count; ++n) {
-    uint32_t i = lanes[n].slot;
-    int per_token = (lanes[n].traits & CGR__INPUT_PER_TOKEN) != 0;
-    uint32_t live = per_token ? b * q : b;
-    if (dirty_end[i] <= (per_token ? padded * q : padded))
-      dirty_end[i] = live;
-    loaded_size[i] = live;
-  }
+  cgr__set_commit(set);
   cap->sets_live = 1;
   cgr__replay_mark_fed(cap, replay, k, padded, q);
   replay->fed_step = replay->next_step;
