@@ -45,13 +45,16 @@ cgr_status cgr__plan_memo_create(cgr__replay *replay) {
     for (int e = 0; e < CGR__MEMO_ENTRIES; ++e) {
       cgr__plan_memo *m = &set->memo[e];
       m->follow = -1;
-      /* plan_lanes adds at most two operations per lane. */
-      m->ops = cgr__calloc(2 * (size_t)lanes, sizeof *m->ops);
+      /* plan_lanes adds at most two operations per lane; a plan's own
+       * memory, so that it launches in place (copy_plan.h). */
+      cgr__copy_plan_init(&m->plan);
+      while (m->plan.capacity < 2 * (size_t)lanes)
+        if (cgr__copy_plan_grow(&m->plan, NULL, __func__) != CGR_OK)
+          return CGR_E_OUT_OF_MEMORY;
       m->staged = cgr__calloc(lanes, sizeof *m->staged);
       m->patches = cgr__calloc(lanes, sizeof *m->patches);
       m->moving = cgr__calloc(lanes, sizeof *m->moving);
-      if (m->ops == NULL || m->staged == NULL || m->patches == NULL ||
-          m->moving == NULL)
+      if (m->staged == NULL || m->patches == NULL || m->moving == NULL)
         return CGR_E_OUT_OF_MEMORY;
     }
   }
@@ -64,7 +67,7 @@ void cgr__plan_memo_destroy(cgr__replay *replay) {
     if (set->memo == NULL)
       continue;
     for (int e = 0; e < CGR__MEMO_ENTRIES; ++e) {
-      cgr__free(set->memo[e].ops);
+      cgr__copy_plan_release(&set->memo[e].plan);
       cgr__free(set->memo[e].staged);
       cgr__free(set->memo[e].moving);
       cgr__free(set->memo[e].patches);
@@ -121,22 +124,28 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
   int e = find(replay, set, batch, l);
   if (e < 0)
     return 0;
-  const cgr__plan_memo *m = &set->memo[e];
+  cgr__plan_memo *m = &set->memo[e];
   if (m->staging && !l->staging_ready) {
     *status = cgr__replay_staging_ready(rt, set);
     if (*status != CGR_OK)
       return 1;
     l->staging_ready = 1;
   }
-  cgr__copy_plan *plan = &replay->plan;
-  memcpy(plan->ops, m->ops, m->count * sizeof *plan->ops);
-  plan->count = m->count;
-  plan->total_bytes = m->total_bytes;
-  plan->tile_count = m->tile_count;
-  plan->cut_tiles = m->cut_tiles;
-  plan->cut_bytes = m->cut_bytes;
-  plan->numbered_from = m->numbered_from;
-  plan->foreign_count = 0;
+  /* A plan with moving lanes grows in replay->plan; any other launches
+   * from the memo's own memory. */
+  cgr__copy_plan *plan = &m->plan;
+  if (m->moving_count > 0) {
+    plan = &replay->plan;
+    memcpy(plan->ops, m->plan.ops, m->plan.count * sizeof *plan->ops);
+    plan->count = m->plan.count;
+    plan->total_bytes = m->plan.total_bytes;
+    plan->tile_count = m->plan.tile_count;
+    plan->cut_tiles = m->plan.cut_tiles;
+    plan->cut_bytes = m->plan.cut_bytes;
+    plan->numbered_from = m->plan.numbered_from;
+    plan->foreign_count = 0;
+    plan->finished = 0;
+  }
   /* Where this step's data goes. */
   const cgr__slot_input *inputs = batch->inputs;
   for (uint32_t p = 0; p < m->staged_count; ++p) {
@@ -156,11 +165,8 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
         (lane->traits & CGR__INPUT_PER_TOKEN) ? token_rows : rows;
     if (patch->flags & CGR__PATCH_SRC) {
       uint64_t src = (uint64_t)(uintptr_t)data;
-      if (src < high && src + size > low) {
-        /* Caller memory inside the set's span: checked by a plan. */
-        plan->count = 0;
-        return 0;
-      }
+      if (src < high && src + size > low)
+        return 0; /* caller memory inside the set's span: planned */
       plan->ops[patch->copy_op].src = src;
     }
     if (patch->flags & CGR__PATCH_WORD)
@@ -180,22 +186,18 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
   l->skipped += m->skipped;
   l->free_ops = m->free_ops;
   link(set, e);
+  l->plan = plan;
   if (m->moving_count > 0) {
     /* Unfinished: the caller plans the moving lanes, then finishes. */
-    plan->finished = 0;
     l->moving = m->moving;
     l->moving_count = m->moving_count;
     *status = CGR_OK;
     return 2;
   }
-  plan->finished = 1;
   l->split = m->split;
   if (m->split) {
     l->head = m->head;
-    l->head.ops = plan->ops;
-    l->head.capacity = plan->capacity;
     l->tail = m->tail;
-    l->tail.ops = plan->ops + m->free_ops;
   }
   *status = CGR_OK;
   return 1;
@@ -285,27 +287,35 @@ int cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
   m->padded = l->padded;
   memcpy(m->shape, batch->shape, sizeof m->shape);
   memcpy(m->dirty, set->dirty_end, sizeof m->dirty);
-  memcpy(m->ops, plan->ops, count * sizeof *m->ops);
-  m->count = count;
-  m->numbered_from = plan->numbered_from;
-  m->cut_tiles = plan->cut_tiles;
-  m->cut_bytes = plan->cut_bytes;
+  cgr__copy_plan *kept = &m->plan;
+  memcpy(kept->ops, plan->ops, count * sizeof *kept->ops);
+  kept->count = count;
+  kept->numbered_from = plan->numbered_from;
+  kept->cut_tiles = plan->cut_tiles;
+  kept->cut_bytes = plan->cut_bytes;
+  kept->foreign_count = 0;
   m->free_ops = l->free_ops;
   m->moving_count = l->moving_count;
   if (l->moving_count > 0) {
     memcpy(m->moving, l->moving, l->moving_count * sizeof *m->moving);
-    m->total_bytes = mark->total_bytes;
-    m->tile_count = mark->tile_count;
+    kept->total_bytes = mark->total_bytes;
+    kept->tile_count = mark->tile_count;
+    kept->finished = 0;
     m->skipped = mark->skipped - skipped_before;
   } else {
-    m->total_bytes = plan->total_bytes;
-    m->tile_count = plan->tile_count;
+    kept->total_bytes = plan->total_bytes;
+    kept->tile_count = plan->tile_count;
+    kept->finished = 1;
     m->skipped = l->skipped - skipped_before;
   }
   m->split = l->split;
   if (l->split) {
+    /* The two views, over the memo's own memory. */
     m->head = l->head;
+    m->head.ops = kept->ops;
+    m->head.capacity = kept->capacity;
     m->tail = l->tail;
+    m->tail.ops = kept->ops + l->free_ops;
   }
   memcpy(m->next_dirty, set->next_dirty, sizeof m->next_dirty);
   memcpy(m->next_loaded, set->next_loaded, sizeof m->next_loaded);

@@ -510,6 +510,7 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
                  : 0;
   if (memo == 1)
     return status;
+  l->plan = plan;
   uint64_t skipped_before = l->skipped;
   if (memo == 0) {
     cgr__copy_plan_clear(plan);
@@ -575,9 +576,9 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
       CGR__CHECK(cgr__be_stream_wait_event(be, side, other->graph_done));
       CGR__CHECK(cgr__fused_copy_launch(be, side, &l->tail));
     } else {
-      if (l->free_ops < replay->plan.count)
+      if (l->free_ops < l->plan->count)
         CGR__CHECK(cgr__be_stream_wait_event(be, side, other->graph_done));
-      CGR__CHECK(cgr__fused_copy_launch(be, side, &replay->plan));
+      CGR__CHECK(cgr__fused_copy_launch(be, side, l->plan));
     }
     CGR__CHECK(cgr__be_event_record(be, set->loaded, side));
     CGR__CHECK(cgr__be_event_record(be, set->staging_free, side));
@@ -585,9 +586,9 @@ static cgr_status launch(cgr_runtime *rt, cgr__replay *replay,
     CGR__CHECK(cgr__be_stream_wait_event(be, main_stream, set->loaded));
   } else {
     if (replay->mode == CGR_REPLAY_NAIVE)
-      CGR__CHECK(run_naive(rt, main_stream, &replay->plan));
+      CGR__CHECK(run_naive(rt, main_stream, l->plan));
     else
-      CGR__CHECK(cgr__fused_copy_launch(be, main_stream, &replay->plan));
+      CGR__CHECK(cgr__fused_copy_launch(be, main_stream, l->plan));
     CGR__CHECK(cgr__be_event_record(be, set->staging_free, main_stream));
     set->staging_reader = set->staging_free;
   }
@@ -761,7 +762,7 @@ static cgr_status replay_batch(cgr_runtime *rt, cgr_batch *batch,
   replay->fed_batch = l.batch;
   replay->fed_tokens = l.tokens;
 
-  cgr__replay_account(replay, replay->plan.count, replay->plan.total_bytes,
+  cgr__replay_account(replay, l.plan->count, l.plan->total_bytes,
                       l.skipped + replay->constant_slots, started);
   ticket->step = replay->next_step++;
   ticket->batch_size = l.batch;

@@ -277,6 +277,9 @@ typedef struct cgr__load {
   int split;
   cgr__copy_plan head, tail;
   uint64_t skipped;
+  /* The step's finished plan: replay->plan, or a plan the set's memo
+   * remembered (plan_memo.c). */
+  const cgr__copy_plan *plan;
   /* Every lane took plan_lanes's usual path, or moves (below): the plan
    * may be memoized. */
   int memo_ok;
@@ -313,10 +316,11 @@ typedef struct cgr__plan_memo {
   uint32_t batch, tokens, padded;
   unsigned char shape[CGR__MEMO_SLOTS];
   uint32_t dirty[CGR__MEMO_SLOTS];
-  /* The finished plan (replay->plan's fields) and the load's. */
-  cgr__copy_desc *ops;
-  size_t count, numbered_from, free_ops;
-  uint64_t total_bytes, tile_count, cut_tiles, cut_bytes, skipped;
+  /* The finished plan in memory of its own, which a step of this shape
+   * launches in place (cgr__load.plan), and the load's counts. */
+  cgr__copy_plan plan;
+  size_t free_ops;
+  uint64_t skipped;
   int split, staging;
   cgr__copy_plan head, tail;
   uint32_t next_dirty[CGR__MEMO_SLOTS], next_loaded[CGR__MEMO_SLOTS];

@@ -107,7 +107,7 @@ static cgr_status plan_areas(cgr_runtime *rt, cgr__replay *replay,
       parts[0] = &l->head;
       parts[1] = &l->tail;
     } else {
-      parts[l->free_ops < replay->plan.count] = &replay->plan;
+      parts[l->free_ops < l->plan->count] = l->plan;
     }
   }
   CGR__CHECK(cgr__pipe_areas(rt, cap));
@@ -197,7 +197,7 @@ cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch) {
     if (status == CGR_OK)
       status = cgr__fused_copy_launch(be, main_stream, &l.tail);
   } else {
-    status = cgr__fused_copy_launch(be, main_stream, &replay->plan);
+    status = cgr__fused_copy_launch(be, main_stream, l.plan);
   }
   if (status == CGR_OK)
     status = cgr__be_event_record(be, set->staging_free, main_stream);
@@ -209,8 +209,8 @@ cgr_status cgr_replay_stage(cgr_runtime *rt, cgr_batch *batch) {
   set->staging_reader = set->staging_free;
   stage_commit(cap, replay, batch, &l);
   cgr_replay_stats *stats = &replay->stats[CGR_REPLAY_PIPELINED];
-  stats->ops_copied += replay->plan.count;
-  stats->bytes_copied += replay->plan.total_bytes;
+  stats->ops_copied += l.plan->count;
+  stats->bytes_copied += l.plan->total_bytes;
   stats->ops_skipped += l.skipped + replay->constant_slots;
   stats->host_us_total += now_us() - started;
   return CGR_OK;
@@ -309,8 +309,8 @@ cgr_status cgr_replay_ahead(cgr_runtime *rt, cgr_batch *next,
                     replay->staged.variant);
   replay->staged.active = 0;
   replay->next_step++;
-  uint64_t ops = next != NULL ? replay->plan.count : 0;
-  uint64_t bytes = next != NULL ? replay->plan.total_bytes : 0;
+  uint64_t ops = next != NULL ? l.plan->count : 0;
+  uint64_t bytes = next != NULL ? l.plan->total_bytes : 0;
   if (next != NULL)
     stage_commit(cap, replay, next, &l);
   cgr__replay_account(replay, ops, bytes,
