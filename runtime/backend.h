@@ -400,8 +400,19 @@ cgr__be_memcpy_async_in(cgr__site site, cgr__backend *be, cgr__stream *stream,
 cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
                                    cgr__stream *stream, void *dst, int value,
                                    size_t bytes);
+static inline cgr_status cgr__be_memset_async_in(cgr__site site,
+                                                 cgr__backend *be,
+                                                 cgr__stream *stream,
+                                                 void *dst, int value,
+                                                 size_t bytes) {
+  if (stream != NULL && dst != NULL && bytes > 0 && cgr__be_fast(be))
+    return cgr__be_count(be, CGR__CALL_MEMSET,
+                         be->ops->memset_async(be->ctx, stream, dst, value,
+                                               bytes));
+  return cgr__be_memset_async_at(site, be, stream, dst, value, bytes);
+}
 #define cgr__be_memset_async(...)                                              \
-  cgr__be_memset_async_at(CGR__SITE, __VA_ARGS__)
+  cgr__be_memset_async_in(CGR__SITE, __VA_ARGS__)
 cgr_status cgr__be_kernel_launch_at(cgr__site site, cgr__backend *be,
                                     cgr__stream *stream,
                                     const cgr__kernel *kernel,
