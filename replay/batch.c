@@ -85,8 +85,8 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->batch.inputs = cgr__calloc(slots, sizeof *replay->batch.inputs);
   /* At least 16 bytes, which opening a batch clears in one store. */
   replay->batch.given = cgr__calloc(slots < 16 ? 16 : slots, 1);
-  replay->batch.shape = cgr__calloc(
-      slots < CGR__MEMO_SLOTS ? CGR__MEMO_SLOTS : slots, 1);
+  replay->batch.shape =
+      cgr__calloc(slots < CGR__MEMO_SLOTS ? CGR__MEMO_SLOTS : slots, 1);
   replay->batch.slot_traits = cgr__calloc(slots, 1);
   replay->batch.slot_unit = cgr__calloc(slots, sizeof(uint64_t));
   replay->staging_offset = cgr__calloc(slots, sizeof(uint64_t));
@@ -96,11 +96,11 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->late_lanes = cgr__calloc(slots, sizeof *replay->late_lanes);
   replay->moving_lanes = cgr__calloc(slots, sizeof *replay->moving_lanes);
   if (replay->batch.inputs == NULL || replay->batch.given == NULL ||
-      replay->batch.shape == NULL ||
-      replay->batch.slot_traits == NULL || replay->batch.slot_unit == NULL ||
-      replay->staging_offset == NULL || replay->inputs == NULL ||
-      replay->fed_inputs == NULL || replay->free_lanes == NULL ||
-      replay->late_lanes == NULL || replay->moving_lanes == NULL)
+      replay->batch.shape == NULL || replay->batch.slot_traits == NULL ||
+      replay->batch.slot_unit == NULL || replay->staging_offset == NULL ||
+      replay->inputs == NULL || replay->fed_inputs == NULL ||
+      replay->free_lanes == NULL || replay->late_lanes == NULL ||
+      replay->moving_lanes == NULL)
     goto out_of_memory;
   /* Out of validation mode the replay's plans are owned: cgr builds
    * every destination, and only reads of caller memory are checked. */

@@ -161,8 +161,7 @@ int cgr__plan_memo_use(cgr_runtime *rt, cgr__replay *replay,
     const cgr__slot_input *input = &inputs[lane->slot];
     const void *data = input->data;
     uint64_t size = input->bytes;
-    uint32_t live =
-        (lane->traits & CGR__INPUT_PER_TOKEN) ? token_rows : rows;
+    uint32_t live = (lane->traits & CGR__INPUT_PER_TOKEN) ? token_rows : rows;
     if (patch->flags & CGR__PATCH_SRC) {
       uint64_t src = (uint64_t)(uintptr_t)data;
       if (src < high && src + size > low)
@@ -236,8 +235,8 @@ static int patch_of(const cgr__replay *replay, const cgr__set *set,
   } else {
     patch->flags |= CGR__PATCH_SRC;
   }
-  uint32_t live = (lane->traits & CGR__INPUT_PER_TOKEN) ? l->batch * l->tokens
-                                                        : l->batch;
+  uint32_t live =
+      (lane->traits & CGR__INPUT_PER_TOKEN) ? l->batch * l->tokens : l->batch;
   if ((lane->traits & CGR__INPUT_PREFIX) && l->padded > live) {
     size_t fill = op_at(plan, lane->buffer + input->bytes);
     if (fill == SIZE_MAX || plan->ops[fill].kind != CGR__COPY_OP_FILL)

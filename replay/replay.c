@@ -43,7 +43,8 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
       while (end < batch && prev[end] == -1)
         end++;
       uint64_t bytes = (uint64_t)(end - j) * row;
-      cgr__stage_copy(fresh + fresh_used * row, new_rows + fresh_used * row, bytes);
+      cgr__stage_copy(fresh + fresh_used * row, new_rows + fresh_used * row,
+                      bytes);
       CGR__CHECK(cgr__copy_plan_copy_own(&replay->plan, dst + j * row,
                                          fresh + fresh_used * row, bytes,
                                          &rt->error));
@@ -56,7 +57,7 @@ cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,
              !(in_place && prev[end] == (int32_t)end))
         end++;
       cgr__stage_copy((unsigned char *)(indices + j), prev + j,
-                 (end - j) * sizeof(int32_t));
+                      (end - j) * sizeof(int32_t));
       CGR__CHECK(cgr__copy_plan_gather_own(&replay->plan, dst + j * row, fed,
                                            indices + j, end - j, row,
                                            &rt->error));
@@ -505,9 +506,8 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
   int two_parts = replay->mode == CGR_REPLAY_DOUBLE_BUFFERED ||
                   replay->mode == CGR_REPLAY_PIPELINED;
   cgr_status status = CGR_OK;
-  int memo = set->memo != NULL
-                 ? cgr__plan_memo_use(rt, replay, batch, l, &status)
-                 : 0;
+  int memo =
+      set->memo != NULL ? cgr__plan_memo_use(rt, replay, batch, l, &status) : 0;
   if (memo == 1)
     return status;
   l->plan = plan;
@@ -534,11 +534,11 @@ cgr_status cgr__replay_plan(cgr_runtime *rt, cgr__replay *replay,
     }
   }
   /* The lanes whose rows move, last: fed slots, in the late part. */
-  const cgr__plan_mark mark = {plan->count, plan->tile_count,
-                               plan->total_bytes, l->skipped};
+  const cgr__plan_mark mark = {plan->count, plan->tile_count, plan->total_bytes,
+                               l->skipped};
   for (uint32_t m = 0; m < l->moving_count; ++m)
-    CGR__CHECK(plan_lane_any(rt, replay, cap, batch,
-                             &set->lanes[l->moving[m]], l));
+    CGR__CHECK(
+        plan_lane_any(rt, replay, cap, batch, &set->lanes[l->moving[m]], l));
   if (!two_parts)
     l->free_ops = plan->count;
   l->split = two_parts && l->free_ops > 0 && l->free_ops < plan->count;

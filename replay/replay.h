@@ -213,7 +213,7 @@ typedef struct cgr__replay {
    * which a step appends the free lanes its batch made late. */
   uint32_t *free_lanes, *late_lanes;
   uint32_t free_count, late_count;
-  uint32_t *moving_lanes; /* a step's cgr__load.moving, input_count long */
+  uint32_t *moving_lanes;   /* a step's cgr__load.moving, input_count long */
   uint64_t *staging_offset; /* per slot, into each set's staging */
   uint64_t staging_bytes;
   int32_t *zero_index; /* device: zeros, for PREFIX padding from the device */
@@ -518,7 +518,7 @@ static inline uint64_t cgr__input_bytes(const cgr__slot *slot,
  * 4), which the compiler inlines, instead of a call into the library's
  * dispatch. */
 static inline void cgr__stage_copy(unsigned char *dst, const void *src,
-                              size_t bytes) {
+                                   size_t bytes) {
   const unsigned char *from = src;
   if (bytes < 16) {
     if (bytes >= 8) {
@@ -548,8 +548,8 @@ static inline void cgr__stage_copy(unsigned char *dst, const void *src,
 /* `bytes` of padding into staging: a FILL word (cgr__copy_fill_word), of
  * elements of `width` bytes, from a position that is a multiple of
  * `width`, so that the word's bytes repeat from there in order. */
-static inline void cgr__stage_fill(unsigned char *dst, uint64_t word, uint32_t width,
-                              uint64_t bytes) {
+static inline void cgr__stage_fill(unsigned char *dst, uint64_t word,
+                                   uint32_t width, uint64_t bytes) {
   uint64_t at = 0;
   for (; at + 8 <= bytes; at += 8)
     memcpy(dst + at, &word, 8); /* little-endian */
@@ -560,7 +560,7 @@ static inline void cgr__stage_fill(unsigned char *dst, uint64_t word, uint32_t w
 /* A PREFIX slot's entry `live` of host-visible data, as a FILL word: what
  * its padded entries repeat. */
 static inline uint64_t cgr__prefix_word(const void *data, uint32_t live,
-                                   uint32_t width) {
+                                        uint32_t width) {
   const unsigned char *at =
       (const unsigned char *)data + (uint64_t)live * width;
   uint16_t half;

@@ -49,8 +49,7 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     uint32_t i = lanes[n].slot;
     unsigned given = given_of[i];
     if (given == CGR__GIVEN_GATHER || given == CGR__GIVEN_FEEDBACK ||
-        (given == CGR__GIVEN_INPUT &&
-         inputs[i].source == CGR_SOURCE_DEVICE))
+        (given == CGR__GIVEN_INPUT && inputs[i].source == CGR_SOURCE_DEVICE))
       return cgr__fail(&rt->error, CGR_E_UNSUPPORTED, "cgr_replay",
                        "slot '%s': CGR_REPLAY_IN_GRAPH reads host staging "
                        "only; a device source or gather needs another mode",
@@ -80,7 +79,8 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
     /* The slot's rows: a row per token for a slot scaled by token; a
      * PREFIX slot has one entry more. */
     uint32_t live = (traits & CGR__INPUT_PER_TOKEN) ? b * q : b;
-    uint32_t padded_rows = (traits & CGR__INPUT_PER_TOKEN) ? padded * q : padded;
+    uint32_t padded_rows =
+        (traits & CGR__INPUT_PER_TOKEN) ? padded * q : padded;
     uint64_t extra = (traits & CGR__INPUT_PREFIX) ? 1 : 0;
     uint64_t image = (padded_rows + extra) * lane->unit;
     bytes += image;
@@ -105,8 +105,8 @@ cgr_status cgr__replay_in_graph(cgr_runtime *rt, cgr__replay *replay,
        * holds no image for the graph's first node to copy back. Copy the
        * set's rows into staging, on the main stream before the graph:
        * once per slot and set after a switch to this mode. */
-      status = cgr__be_memcpy_async(be, main_stream, lane->staged,
-                                    lane->buffer, image);
+      status = cgr__be_memcpy_async(be, main_stream, lane->staged, lane->buffer,
+                                    image);
       if (status != CGR_OK)
         break;
     }

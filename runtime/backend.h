@@ -402,9 +402,8 @@ cgr_status cgr__be_memset_async_at(cgr__site site, cgr__backend *be,
                                    size_t bytes);
 static inline cgr_status cgr__be_memset_async_in(cgr__site site,
                                                  cgr__backend *be,
-                                                 cgr__stream *stream,
-                                                 void *dst, int value,
-                                                 size_t bytes) {
+                                                 cgr__stream *stream, void *dst,
+                                                 int value, size_t bytes) {
   if (stream != NULL && dst != NULL && bytes > 0 && cgr__be_fast(be))
     return cgr__be_count(be, CGR__CALL_MEMSET,
                          be->ops->memset_async(be->ctx, stream, dst, value,

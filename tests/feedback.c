@@ -210,10 +210,10 @@ static void test_reused_plans_account_as_planned_ones(void **state) {
     cgr_replay_stats stats[2];
     for (int validate = 0; validate < 2; ++validate) {
       model m;
-      cgr_runtime *rt =
-          feeding_runtime_validating(&m, modes[mode], validate);
+      cgr_runtime *rt = feeding_runtime_validating(&m, modes[mode], validate);
       decode_loop(rt, &m, 600, 0xACC0 + (uint64_t)mode);
-      assert_cgr_ok(rt, cgr_replay_stats_get(rt, modes[mode], &stats[validate]));
+      assert_cgr_ok(rt,
+                    cgr_replay_stats_get(rt, modes[mode], &stats[validate]));
       cgr_runtime_destroy(rt);
     }
     assert_true(stats[0].steps > 0);

@@ -282,8 +282,8 @@ static void test_unvalidated_repeated_shapes_match(void **state) {
       int unchanged = n >= 2 && in[n - 2].rows == rows && n % 3 == 0;
       if (unchanged)
         memcpy(in[n].pages, in[n - 2].pages, sizeof in[n].pages);
-      cgr_source source = n >= STEADY && n < HOST_AGAIN ? CGR_SOURCE_PINNED
-                                                        : CGR_SOURCE_HOST;
+      cgr_source source =
+          n >= STEADY && n < HOST_AGAIN ? CGR_SOURCE_PINNED : CGR_SOURCE_HOST;
       const model_inputs *from = &in[n];
       if (source == CGR_SOURCE_PINNED) {
         /* Two buffers, each set's steps using both in turn: the source's
@@ -307,8 +307,8 @@ static void test_unvalidated_repeated_shapes_match(void **state) {
  * (planned anew), then in-graph steps with the page table unchanged:
  * they must copy each set's pages (the last fused step's), not the older
  * image staging still holds. */
-static void test_unvalidated_in_graph_step_forgets_the_sets_plans(
-    void **state) {
+static void
+test_unvalidated_in_graph_step_forgets_the_sets_plans(void **state) {
   (void)cgr_test_runtime(state);
   model m;
   cgr_runtime *rt = model_unvalidated_runtime(&m, CGR_REPLAY_FUSED);
