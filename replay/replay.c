@@ -244,6 +244,16 @@ static inline int waits_for_previous_graph(unsigned traits, unsigned given,
          (given == CGR__GIVEN_INPUT && input->source == CGR_SOURCE_DEVICE);
 }
 
+/* Before a step's first write to the set's staging: the host waits for
+ * what still reads it, once (*ready). */
+static inline cgr_status staging_once(cgr_runtime *rt, cgr__set *set,
+                                      int *ready) {
+  if (*ready)
+    return CGR_OK;
+  *ready = 1;
+  return cgr__replay_staging_ready(rt, set);
+}
+
 /*
  * The step's lanes order[0, count) (the lanes in order when `order` is
  * NULL) into the plan. The usual lanes are planned here, in a few
@@ -315,12 +325,9 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
         image_size[i] = 0;
         next_dirty[i] = live;
         next_loaded[i] = live;
-        if (!ready) {
-          ready = 1;
-          status = cgr__replay_staging_ready(rt, set);
-          if (status != CGR_OK)
-            break;
-        }
+        status = staging_once(rt, set, &ready);
+        if (status != CGR_OK)
+          break;
         cgr__stage_copy(lane->staged, data, size);
         cgr__stage_fill(lane->staged + size, word, lane->width, fill);
       } else if (given == CGR__GIVEN_INPUT) {
@@ -353,12 +360,9 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
           skipped++; /* clean padding */
         }
         if (source == CGR_SOURCE_HOST) {
-          if (!ready) {
-            ready = 1;
-            status = cgr__replay_staging_ready(rt, set);
-            if (status != CGR_OK)
-              break;
-          }
+          status = staging_once(rt, set, &ready);
+          if (status != CGR_OK)
+            break;
           cgr__stage_copy(lane->staged, data, size);
         }
       } else if (given == CGR__GIVEN_FEEDBACK && input->in_place &&
