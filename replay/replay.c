@@ -244,6 +244,20 @@ static inline int waits_for_previous_graph(unsigned traits, unsigned given,
          (given == CGR__GIVEN_INPUT && input->source == CGR_SOURCE_DEVICE);
 }
 
+/* A ROWS lane's rows from `live` to `dirty` (which held live data) as a
+ * FILL of its pad value; none to fill counts as clean padding skipped. */
+static inline void refill_rows(cgr__copy_desc **op, uint64_t *tiles,
+                               uint64_t *bytes, uint64_t *skipped,
+                               const cgr__lane *lane, uint32_t live,
+                               uint32_t dirty) {
+  if (dirty > live)
+    put_op(op, tiles, bytes, lane->buffer + (uint64_t)live * lane->unit,
+           lane->pad_word, (uint64_t)(dirty - live) * lane->unit,
+           CGR__COPY_OP_FILL, lane->width);
+  else
+    (*skipped)++;
+}
+
 /* Before a step's first write to the set's staging: the host waits for
  * what still reads it, once (*ready). */
 static inline cgr_status staging_once(cgr_runtime *rt, cgr__set *set,
@@ -351,13 +365,8 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
                    cgr__prefix_word(data, live, lane->width),
                    (uint64_t)(padded - live) * lane->width, CGR__COPY_OP_FILL,
                    lane->width);
-        } else if (dirty_end[i] > live) {
-          put_op(&op, &tiles, &bytes,
-                 lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
-                 (uint64_t)(dirty_end[i] - live) * lane->unit,
-                 CGR__COPY_OP_FILL, lane->width);
         } else {
-          skipped++; /* clean padding */
+          refill_rows(&op, &tiles, &bytes, &skipped, lane, live, dirty_end[i]);
         }
         if (source == CGR_SOURCE_HOST) {
           status = staging_once(rt, set, &ready);
@@ -372,13 +381,7 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
         image_size[i] = 0;
         next_dirty[i] = live;
         next_loaded[i] = live;
-        if (dirty_end[i] > live)
-          put_op(&op, &tiles, &bytes,
-                 lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
-                 (uint64_t)(dirty_end[i] - live) * lane->unit,
-                 CGR__COPY_OP_FILL, lane->width);
-        else
-          skipped++; /* clean padding */
+        refill_rows(&op, &tiles, &bytes, &skipped, lane, live, dirty_end[i]);
       } else if (given == CGR__GIVEN_UNCHANGED &&
                  !(traits & CGR__INPUT_PREFIX)) {
         /* cgr_batch_unchanged checked it: its rows stay, and so does any
@@ -387,13 +390,7 @@ static cgr_status plan_lanes(cgr_runtime *rt, cgr__replay *replay,
         next_dirty[i] = live;
         next_loaded[i] = live;
         skipped++; /* its live rows */
-        if (dirty_end[i] > live)
-          put_op(&op, &tiles, &bytes,
-                 lane->buffer + (uint64_t)live * lane->unit, lane->pad_word,
-                 (uint64_t)(dirty_end[i] - live) * lane->unit,
-                 CGR__COPY_OP_FILL, lane->width);
-        else
-          skipped++; /* clean padding */
+        refill_rows(&op, &tiles, &bytes, &skipped, lane, live, dirty_end[i]);
       } else {
         break;
       }
