@@ -16,9 +16,11 @@
 static const uint32_t buckets[] = {1, 2, 4, 8, 16, 24, 32};
 enum { BUCKETS = 7 };
 
-/* Runs `steps` random steps; mode < 0 switches modes at random. */
+/* Runs `steps` random steps; mode < 0 switches modes at random. `steady`:
+ * as a decode loop's, the batch size mostly stays and each slot of a set
+ * is mostly given as it was last time (so step shapes repeat). */
 static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
-                            uint64_t seed) {
+                            uint64_t seed, int steady) {
   sources s;
   sources_create(rt, &s, &seed);
   set_memory memory[2];
@@ -26,6 +28,8 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
   step_record previous;
   int have_previous = 0;
   uint32_t b = 1;
+  choice kept_how[2][4] = {{HOST}};
+  uint32_t kept_roll[2][4] = {{9}};
   for (int n = 0; n < steps; ++n) {
     cgr_replay_mode current = (cgr_replay_mode)mode;
     if (mode < 0) {
@@ -34,7 +38,8 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
     }
     int in_graph = current == CGR_REPLAY_IN_GRAPH;
 
-    b = next_batch(b, &seed);
+    if (!steady || below(&seed, 12) == 0)
+      b = next_batch(b, &seed);
     step_record r;
     model_make_inputs(&r.in, b, b, (unsigned)test_random(&seed));
     cgr_batch *batch = NULL;
@@ -45,8 +50,17 @@ static void random_sequence(cgr_runtime *rt, model *m, int mode, int steps,
     for (int slot = 0; slot < 4; ++slot) {
       /* The in-graph mode reads host staging only. */
       int host_only = in_graph && !eager;
-      choice how = (choice)below(&seed, host_only ? 2 : 3);
-      uint32_t roll = below(&seed, 10);
+      /* Steady: a device source, a gather one time in ten as often. */
+      int host_or_pinned = host_only || (steady && below(&seed, 10) != 0);
+      choice how = (choice)below(&seed, host_or_pinned ? 2 : 3);
+      uint32_t roll = below(&seed, steady ? 40 : 10);
+      if (steady && below(&seed, 12) != 0 &&
+          !(host_only && kept_how[parity][slot] == DEVICE)) {
+        how = kept_how[parity][slot];
+        roll = kept_roll[parity][slot];
+      }
+      kept_how[parity][slot] = how;
+      kept_roll[parity][slot] = roll;
       if (!eager && roll < 2 && mem->size[slot] == b &&
           (!in_graph || mem->in_graph))
         how = UNCHANGED;
@@ -93,7 +107,7 @@ static void run_mode_steps(void **state, int mode, int steps) {
   model m;
   cgr_runtime *rt = replaying_runtime(&m, mode < 0 ? CGR_REPLAY_FUSED
                                                    : (cgr_replay_mode)mode);
-  random_sequence(rt, &m, mode, steps, 0xC0FFEE + (uint64_t)mode);
+  random_sequence(rt, &m, mode, steps, 0xC0FFEE + (uint64_t)mode, 0);
   cgr_replay_stats stats;
   assert_cgr_ok(rt, cgr_replay_stats_get(rt,
                                          mode < 0 ? CGR_REPLAY_FUSED
@@ -135,6 +149,35 @@ static void test_random_steps_match_in_in_graph_mode(void **state) {
 
 static void test_modes_switch_between_steps(void **state) {
   run_mode(state, -1);
+}
+
+/* Random steps as steady as a decode loop's, with validation off, the
+ * default config's: the step path (owned plans, plans reused from the plan
+ * memo whenever a shape repeats) must give what the checked path gives;
+ * each plan mode, then the modes switching at random (the in-graph mode
+ * among them, which forgets a set's remembered plans). */
+static cgr_runtime *unvalidated_runtime(model *m) {
+  cgr_runtime *rt = model_runtime_validating(buckets, BUCKETS, 1, 0, m);
+  assert_cgr_ok(rt, cgr_capture(rt, model_step, m));
+  return rt;
+}
+
+static void test_unvalidated_random_steps_match(void **state) {
+  (void)cgr_test_runtime(state);
+  static const cgr_replay_mode modes[] = {CGR_REPLAY_NAIVE, CGR_REPLAY_FUSED,
+                                          CGR_REPLAY_DOUBLE_BUFFERED};
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; ++i) {
+    model m;
+    cgr_runtime *rt = unvalidated_runtime(&m);
+    assert_cgr_ok(rt, cgr_set_replay_mode(rt, modes[i]));
+    random_sequence(rt, &m, (int)modes[i], steps_to_run(3000),
+                    0xF00D + (uint64_t)i, 1);
+    cgr_runtime_destroy(rt);
+  }
+  model m;
+  cgr_runtime *rt = unvalidated_runtime(&m);
+  random_sequence(rt, &m, -1, steps_to_run(6000), 0xF00D + 7, 1);
+  cgr_runtime_destroy(rt);
 }
 
 /* ---- call counts --------------------------------------------------------- */
@@ -527,6 +570,7 @@ static const struct CMUnitTest tests[] = {
     RUNTIME_TEST(test_random_steps_match_in_double_buffered_mode),
     RUNTIME_TEST(test_random_steps_match_in_in_graph_mode),
     RUNTIME_TEST(test_modes_switch_between_steps),
+    RUNTIME_TEST(test_unvalidated_random_steps_match),
     RUNTIME_TEST(test_call_counts_per_step_in_each_mode),
     RUNTIME_TEST(test_padding_is_refilled_only_where_rows_were_live),
     HOST_RUNTIME_TEST(test_a_warm_plan_allocates_nothing),
