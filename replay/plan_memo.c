@@ -44,7 +44,7 @@ cgr_status cgr__plan_memo_create(cgr__replay *replay) {
     set->memo_last = -1;
     for (int e = 0; e < CGR__MEMO_ENTRIES; ++e) {
       cgr__plan_memo *m = &set->memo[e];
-      m->follow = -1;
+      m->follow[0] = m->follow[1] = -1;
       /* plan_lanes adds at most two operations per lane; a plan's own
        * memory, so that it launches in place (copy_plan.h). */
       cgr__copy_plan_init(&m->plan);
@@ -93,27 +93,40 @@ static inline int made_for(const cgr__plan_memo *m, const cgr__replay *replay,
   return differ == 0;
 }
 
-/* The remembered plan made for this step's shape, or NULL: first the one
- * that followed the set's last plan the last time (a decode loop's shapes
- * repeat in the same order), then the others. */
+/* The remembered plan made for this step's shape, or -1: first the two
+ * that last followed the set's last plan (a decode loop's shapes repeat
+ * in the same order, a shape now and then followed by one of two), then
+ * the others. */
 static int find(const cgr__replay *replay, const cgr__set *set,
                 const cgr_batch *batch, const cgr__load *l) {
   uint64_t shape[2], dirty[CGR__MEMO_SLOTS / 2];
   memcpy(shape, batch->shape, sizeof shape);
   memcpy(dirty, set->dirty_end, sizeof dirty);
-  int guess = set->memo_last >= 0 ? set->memo[set->memo_last].follow : -1;
-  if (guess >= 0 && made_for(&set->memo[guess], replay, l, shape, dirty))
-    return guess;
+  int first = -1, second = -1;
+  if (set->memo_last >= 0) {
+    first = set->memo[set->memo_last].follow[0];
+    second = set->memo[set->memo_last].follow[1];
+  }
+  if (first >= 0 && made_for(&set->memo[first], replay, l, shape, dirty))
+    return first;
+  if (second >= 0 && made_for(&set->memo[second], replay, l, shape, dirty))
+    return second;
   for (int e = 0; e < CGR__MEMO_ENTRIES; ++e)
-    if (e != guess && made_for(&set->memo[e], replay, l, shape, dirty))
+    if (e != first && e != second &&
+        made_for(&set->memo[e], replay, l, shape, dirty))
       return e;
   return -1;
 }
 
 /* Entry e is the set's plan of this step: it follows the last one. */
 static inline void link(cgr__set *set, int e) {
-  if (set->memo_last >= 0)
-    set->memo[set->memo_last].follow = e;
+  if (set->memo_last >= 0) {
+    int *follow = set->memo[set->memo_last].follow;
+    if (follow[0] != e) {
+      follow[1] = follow[0];
+      follow[0] = e;
+    }
+  }
   set->memo_last = e;
 }
 
@@ -262,7 +275,7 @@ int cgr__plan_memo_keep(cgr__replay *replay, const cgr_batch *batch,
   cgr__plan_memo *m = &set->memo[e];
   set->memo_next = (set->memo_next + 1) % CGR__MEMO_ENTRIES;
   m->valid = 0;
-  m->follow = -1;
+  m->follow[0] = m->follow[1] = -1;
   m->staged_count = 0;
   m->patch_count = 0;
   m->staging = 0;

@@ -311,7 +311,9 @@ typedef struct cgr__memo_stage {
 
 typedef struct cgr__plan_memo {
   int valid;
-  int follow; /* the entry of the set's step after this one's, or -1 */
+  /* The entries of the set's steps after this one's, the latest first,
+   * or -1. */
+  int follow[2];
   cgr_replay_mode mode;
   uint32_t batch, tokens, padded;
   unsigned char shape[CGR__MEMO_SLOTS];
