@@ -389,30 +389,37 @@ cgr_status cgr__copy_plan_finish(cgr__copy_plan *plan, cgr__error *err) {
  * tiles number_tiles counted as one launch. */
 static void view(const cgr__copy_plan *plan, size_t first, size_t count,
                  uint64_t tiles, uint64_t bytes, cgr__copy_plan *out) {
-  out->ops = count > 0 ? plan->ops + first : NULL;
-  out->count = count;
-  /* The head's memory runs on to the plan's capacity (fused_copy.c reads
-   * that far when it launches in place). */
-  out->capacity = first == 0 ? plan->capacity : count;
-  out->total_bytes = bytes;
-  out->tile_count = tiles;
-  out->finished = 1;
-  /* A view over the head may launch in place (the header before its
-   * first operation is the plan's); a tail's would overwrite the head. */
-  out->headed = first == 0 && plan->headed;
+  /* Written whole, the other fields zero as an empty plan's. */
+  *out = (cgr__copy_plan){
+      .ops = count > 0 ? plan->ops + first : NULL,
+      .count = count,
+      /* The head's memory runs on to the plan's capacity (fused_copy.c
+       * reads that far when it launches in place). */
+      .capacity = first == 0 ? plan->capacity : count,
+      .total_bytes = bytes,
+      .tile_count = tiles,
+      .finished = 1,
+      /* A view over the head may launch in place (the header before its
+       * first operation is the plan's); a tail's would overwrite the
+       * head. */
+      .headed = first == 0 && plan->headed};
 }
 
 cgr_status cgr__copy_plan_finish_split(cgr__copy_plan *plan, size_t cut,
                                        cgr__copy_plan *head,
                                        cgr__copy_plan *tail, cgr__error *err) {
-  cgr__copy_plan_init(head);
-  cgr__copy_plan_init(tail);
   plan->finished = 0;
-  if (cut > plan->count)
-    return cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
-                     "cut %zu is past the plan's %zu operations", cut,
-                     plan->count);
-  CGR__CHECK(check_overlaps(plan, err));
+  cgr_status status =
+      cut > plan->count ? cgr__fail(err, CGR_E_INVALID_ARGUMENT, __func__,
+                                    "cut %zu is past the plan's %zu operations",
+                                    cut, plan->count)
+                        : check_overlaps(plan, err);
+  if (status != CGR_OK) {
+    /* Empty views of a plan refused. */
+    cgr__copy_plan_init(head);
+    cgr__copy_plan_init(tail);
+    return status;
+  }
   if (plan->numbered_from == cut && one_launch(cut, plan->cut_tiles) &&
       one_launch(plan->count - cut, plan->tile_count - plan->cut_tiles)) {
     /* Appending numbered both parts (cgr__copy_plan_cut at `cut`). */
@@ -422,8 +429,14 @@ cgr_status cgr__copy_plan_finish_split(cgr__copy_plan *plan, size_t cut,
     return CGR_OK;
   }
   uint64_t head_tiles = 0, tail_tiles = 0;
-  CGR__CHECK(number_tiles(plan, 0, cut, &head_tiles, err));
-  CGR__CHECK(number_tiles(plan, cut, plan->count - cut, &tail_tiles, err));
+  status = number_tiles(plan, 0, cut, &head_tiles, err);
+  if (status == CGR_OK)
+    status = number_tiles(plan, cut, plan->count - cut, &tail_tiles, err);
+  if (status != CGR_OK) {
+    cgr__copy_plan_init(head);
+    cgr__copy_plan_init(tail);
+    return status;
+  }
   plan->tile_count = head_tiles + tail_tiles;
   plan->numbered_from = SIZE_MAX; /* as in cgr__copy_plan_finish */
   uint64_t head_bytes = 0;
