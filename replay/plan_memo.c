@@ -15,10 +15,12 @@
  * past the live ones need a FILL). The rest a plan reads is fixed with
  * the replay state (the set's lanes, buffers and staging). A plan is
  * remembered only when every lane took plan_lanes's usual path (no
- * gather, device source, moved feedback or unchanged PREFIX slot, which
- * plan_lane_any plans from the state it changes) and no caller memory
- * needed checking against the destinations (a pinned source inside the
- * set's span: such a step plans again).
+ * gather, device source or unchanged PREFIX slot, which plan_lane_any
+ * plans from the state it changes) and no caller memory needed checking
+ * against the destinations (a pinned source inside the set's span: such a
+ * step plans again). Fed rows that move are the exception: planned after
+ * every other lane, they are left out of the plan remembered, and each
+ * step of that shape plans them on top of it and finishes.
  *
  * The state a plan changes besides the set's next state: image_size,
  * zeroed for the lanes given data or feedback. A remembered plan found

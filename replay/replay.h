@@ -360,7 +360,7 @@ static inline void cgr__load_init(cgr__load *l, const cgr__capture *cap,
   l->skipped = 0;
 }
 
-/* replay.c, shared with replay_pipelined.c. */
+/* plan.c, shared with replay_pipelined.c. */
 /* The plan of one step into replay->plan: the free part first (l->free_ops
  * operations), then the late part; split into l->head and l->tail when
  * both are non-empty in the double-buffered and pipelined modes. */
@@ -465,7 +465,7 @@ cgr_status cgr__batch_not_open(cgr_runtime *rt, const cgr_batch *batch,
 void cgr__replay_issue(cgr__replay *replay, const cgr_ticket *ticket,
                        uint32_t tokens, uint32_t variant);
 
-/* replay.c: a fed slot's rows of this step (cgr_batch_feedback) into the
+/* plan.c: a fed slot's rows of this step (cgr_batch_feedback) into the
  * plan, `rows` of them; `in_place` rows that continue the same row cost
  * nothing (a graph step's), otherwise every continued row is gathered. */
 cgr_status cgr__plan_feedback(cgr_runtime *rt, cgr__replay *replay,

@@ -114,21 +114,21 @@ static cgr_status build_state(cgr_runtime *rt, const cgr__capture *cap,
   replay->issued_eager.step = UINT64_MAX;
   for (size_t i = 0; i < cap->slot_count; ++i) {
     const cgr__slot *slot = &cap->slots[i];
-    if (cgr__is_input(slot))
-      replay->inputs[replay->input_count++] = (uint32_t)i;
+    if (cgr__is_input(slot)) {
+      /* Its lane, among the fed (late) or the free ones. */
+      uint32_t lane = replay->input_count++;
+      replay->inputs[lane] = (uint32_t)i;
+      if (slot->fed_by >= 0)
+        replay->late_lanes[replay->late_count++] = lane;
+      else
+        replay->free_lanes[replay->free_count++] = lane;
+    }
     replay->batch.slot_traits[i] = input_traits(slot);
     replay->batch.slot_unit[i] = slot->desc.kind == CGR_SLOT_PREFIX
                                      ? slot->desc.elem_size
                                      : slot->row_bytes;
     if (cap->slots[i].fed_by >= 0)
       replay->fed_inputs[replay->fed_count++] = (uint32_t)i;
-    if (cgr__is_input(slot)) {
-      uint32_t lane = replay->input_count - 1;
-      if (cap->slots[i].fed_by >= 0)
-        replay->late_lanes[replay->late_count++] = lane;
-      else
-        replay->free_lanes[replay->free_count++] = lane;
-    }
     replay->has_feeds |= cap->slots[i].fed_by >= 0;
     replay->constant_slots += cap->slots[i].desc.kind == CGR_SLOT_CONSTANT;
   }

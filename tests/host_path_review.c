@@ -8,18 +8,26 @@
 #include "harness.h"
 #include "model.h"
 
+/* Replays the batch and checks its outputs against `in`; *ticket is the
+ * step's. */
+static void replay_checking_outputs(cgr_runtime *rt, const model *m,
+                                    cgr_batch *batch, const model_inputs *in,
+                                    cgr_ticket *ticket) {
+  assert_cgr_ok(rt, cgr_replay(rt, batch, ticket));
+  assert_cgr_ok(rt, cgr_ticket_wait(rt, ticket));
+  void *out = NULL, *out_pages = NULL;
+  assert_cgr_ok(rt, cgr_output(rt, ticket, m->out, &out));
+  assert_cgr_ok(rt, cgr_output(rt, ticket, m->out_pages, &out_pages));
+  model_check_outputs(rt, out, out_pages, in, ticket->padded_batch, in->rows,
+                      NULL);
+}
+
 /* Replays `in` with every slot from the host and checks the outputs. */
 static void replay_and_check(cgr_runtime *rt, const model *m,
                              const model_inputs *in) {
-  cgr_batch *batch = model_begin_batch(rt, m, in, in->rows, -1);
   cgr_ticket ticket;
-  assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
-  assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
-  void *out = NULL, *out_pages = NULL;
-  assert_cgr_ok(rt, cgr_output(rt, &ticket, m->out, &out));
-  assert_cgr_ok(rt, cgr_output(rt, &ticket, m->out_pages, &out_pages));
-  model_check_outputs(rt, out, out_pages, in, ticket.padded_batch, in->rows,
-                      NULL);
+  replay_checking_outputs(rt, m, model_begin_batch(rt, m, in, in->rows, -1), in,
+                          &ticket);
 }
 
 /* A gather whose index array is a destination of the same load (the page
@@ -205,13 +213,7 @@ static void read_slot(cgr_runtime *rt, cgr_slot slot, int set, int32_t *out,
 static void replay_batch_and_check(cgr_runtime *rt, const model *m,
                                    cgr_batch *batch, const model_inputs *in) {
   cgr_ticket ticket;
-  assert_cgr_ok(rt, cgr_replay(rt, batch, &ticket));
-  assert_cgr_ok(rt, cgr_ticket_wait(rt, &ticket));
-  void *out = NULL, *out_pages = NULL;
-  assert_cgr_ok(rt, cgr_output(rt, &ticket, m->out, &out));
-  assert_cgr_ok(rt, cgr_output(rt, &ticket, m->out_pages, &out_pages));
-  model_check_outputs(rt, out, out_pages, in, ticket.padded_batch, in->rows,
-                      NULL);
+  replay_checking_outputs(rt, m, batch, in, &ticket);
   uint32_t live = in->rows, padded = ticket.padded_batch;
   model_inputs want = *in, got;
   for (uint32_t r = live; r < padded; ++r) {
